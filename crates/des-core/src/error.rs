@@ -1,0 +1,69 @@
+//! The one error type of the core. Messages say what went wrong and where.
+
+use std::io;
+
+/// Every failure the core can report. `code()` gives the stable string the
+/// binding and the CLI map to statuses and exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum DesError {
+  /// The bytes are not a valid shard (or a payload inside it is damaged).
+  #[error("corrupt shard: {0}")]
+  Corrupt(String),
+  /// A read ran past the end of the bytes it was given.
+  #[error("corrupt shard: truncated {what} at byte {at}: need {need} bytes, have {have}")]
+  Truncated {
+    what: &'static str,
+    at: u64,
+    need: u64,
+    have: u64,
+  },
+  /// A caller passed a value the operation cannot accept.
+  #[error("bad argument: {0}")]
+  BadArg(String),
+  /// The uid is not in the shard.
+  #[error("not found: uid {0:?} is not in this shard")]
+  NotFound(String),
+  /// The uid is already in the shard being written.
+  #[error("duplicate uid {0:?}: it is already in this shard")]
+  Duplicate(String),
+  /// The tail given does not reach back to the start of the index.
+  #[error("tail too short: the index starts at byte {index_offset}, the tail starts at {tail_start}")]
+  NeedMore { index_offset: u64, tail_start: u64 },
+  /// The operating system refused a file operation.
+  #[error("{context}: {source}")]
+  Io {
+    context: String,
+    #[source]
+    source: io::Error,
+  },
+}
+
+impl DesError {
+  /// Stable machine-readable code, e.g. `DES_CORRUPT`.
+  pub fn code(&self) -> &'static str {
+    match self {
+      DesError::Corrupt(_) | DesError::Truncated { .. } => "DES_CORRUPT",
+      DesError::BadArg(_) => "DES_BAD_ARG",
+      DesError::NotFound(_) => "DES_NOT_FOUND",
+      DesError::Duplicate(_) => "DES_DUPLICATE",
+      DesError::NeedMore { .. } => "DES_NEED_MORE",
+      DesError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "DES_NO_FILE",
+      DesError::Io { .. } => "DES_IO",
+    }
+  }
+
+  /// Wraps an I/O error with what was being done.
+  pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+    DesError::Io {
+      context: context.into(),
+      source,
+    }
+  }
+
+  pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+    DesError::Corrupt(msg.into())
+  }
+}
+
+/// Result alias used throughout the core.
+pub type Result<T> = std::result::Result<T, DesError>;

@@ -1,0 +1,368 @@
+//! The index section: parsed once into compact records that point into the
+//! raw index bytes, so a shard with millions of entries costs ~48 bytes each
+//! and a lookup by uid is one hash probe.
+
+use crate::cursor::Cursor;
+use crate::entry::{Body, Codec, Entry};
+use crate::error::{DesError, Result};
+use crate::format::{HEADER_SIZE, VERSION_1, VERSION_2};
+use crate::meta::check_stored;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::hash::BuildHasher;
+
+const BIGFILE_FLAG: u8 = 0x01;
+/// The codec slot of a record that is a BigFile.
+const BIGFILE_CODEC: u8 = u8::MAX;
+/// Smallest possible encoded entry (v1 with an empty uid), used to bound
+/// pre-allocation by what the bytes can actually hold.
+const MIN_ENTRY_BYTES: usize = 2 + 33;
+const SHA256_HEX_LEN: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+struct Record {
+  uid_at: u32,
+  uid_len: u16,
+  /// `Codec as u8`, or `BIGFILE_CODEC`.
+  codec: u8,
+  meta_at: u32,
+  meta_len: u32,
+  /// Inline: absolute offset. BigFile: position of the hash in `raw`.
+  offset: u64,
+  length: u64,
+  size: u64,
+}
+
+/// A parsed, validated index. Holds the raw bytes; entries are materialised
+/// only when asked for.
+pub struct ShardIndex {
+  version: u8,
+  data_end: u64,
+  raw: Vec<u8>,
+  records: Vec<Record>,
+  by_uid: HashTable<u32>,
+  hasher: DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for ShardIndex {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("ShardIndex")
+      .field("version", &self.version)
+      .field("entries", &self.records.len())
+      .field("index_size", &self.raw.len())
+      .finish()
+  }
+}
+
+impl ShardIndex {
+  /// Parses index bytes of a shard of `version` whose data section ends at
+  /// `data_end` (= the index offset). Every field is checked.
+  pub fn parse(raw: Vec<u8>, version: u8, data_end: u64) -> Result<ShardIndex> {
+    if version != VERSION_1 && version != VERSION_2 {
+      return Err(DesError::corrupt(format!("unsupported shard version {version}")));
+    }
+    let mut records;
+    let mut by_uid = HashTable::new();
+    let hasher = DefaultHashBuilder::default();
+    {
+      let mut cur = Cursor::new(&raw, data_end);
+      let count = cur.u32("index entry count")? as usize;
+      let fits = cur.remaining() / MIN_ENTRY_BYTES;
+      if count > fits {
+        return Err(DesError::corrupt(format!(
+          "index at byte {data_end} claims {count} entries, but its {} bytes hold at most {fits}",
+          raw.len()
+        )));
+      }
+      records = Vec::with_capacity(count);
+      for n in 0..count {
+        let rec = parse_record(&mut cur, &raw, version, data_end, n)?;
+        let uid = record_uid(&raw, &rec);
+        let hash = hasher.hash_one(uid);
+        let i = records.len() as u32;
+        let dup = by_uid
+          .find(hash, |&j: &u32| record_uid(&raw, &records[j as usize]) == uid)
+          .is_some();
+        if dup {
+          return Err(DesError::corrupt(format!(
+            "index entry {n}: uid {uid:?} appears twice in the index"
+          )));
+        }
+        by_uid.insert_unique(hash, i, |&j: &u32| {
+          hasher.hash_one(record_uid(&raw, &records[j as usize]))
+        });
+        records.push(rec);
+      }
+      if cur.remaining() != 0 {
+        return Err(DesError::corrupt(format!(
+          "index has {} unexplained bytes after its last entry (at byte {})",
+          cur.remaining(),
+          data_end + cur.pos() as u64
+        )));
+      }
+    }
+    Ok(ShardIndex {
+      version,
+      data_end,
+      raw,
+      records,
+      by_uid,
+      hasher,
+    })
+  }
+
+  /// Parses an index whose shard version is unknown (a tail read from S3 holds
+  /// no header): tries the v2 layout, then v1. The strict checks make a false
+  /// match practically impossible.
+  pub fn parse_any_version(raw: Vec<u8>, data_end: u64) -> Result<ShardIndex> {
+    match ShardIndex::parse(raw.clone(), VERSION_2, data_end) {
+      Ok(index) => Ok(index),
+      Err(v2_error) => ShardIndex::parse(raw, VERSION_1, data_end).map_err(|_| v2_error),
+    }
+  }
+
+  /// Layout version of the shard (1 or 2).
+  pub fn version(&self) -> u8 {
+    self.version
+  }
+
+  /// Number of entries.
+  pub fn len(&self) -> usize {
+    self.records.len()
+  }
+
+  /// True when the shard holds no entries.
+  pub fn is_empty(&self) -> bool {
+    self.records.is_empty()
+  }
+
+  /// Size in bytes of the index section (and roughly of this structure's heap).
+  pub fn index_size(&self) -> u64 {
+    self.raw.len() as u64
+  }
+
+  /// Offset where the data section ends and the index begins.
+  pub fn data_end(&self) -> u64 {
+    self.data_end
+  }
+
+  /// Position of a uid, if present.
+  pub fn position(&self, uid: &str) -> Option<usize> {
+    let hash = self.hasher.hash_one(uid);
+    self
+      .by_uid
+      .find(hash, |&j| record_uid(&self.raw, &self.records[j as usize]) == uid)
+      .map(|&j| j as usize)
+  }
+
+  /// True if the uid is in the index.
+  pub fn contains(&self, uid: &str) -> bool {
+    self.position(uid).is_some()
+  }
+
+  /// The entry of a uid, materialised.
+  pub fn get(&self, uid: &str) -> Option<Entry> {
+    self.position(uid).map(|i| self.entry(i))
+  }
+
+  /// The uid of entry `i` (in index order), without materialising the entry.
+  pub fn uid_at(&self, i: usize) -> &str {
+    record_uid(&self.raw, &self.records[i])
+  }
+
+  /// Entry `i` in index order. Panics if `i >= len()`.
+  pub fn entry(&self, i: usize) -> Entry {
+    let rec = &self.records[i];
+    let meta_bytes = &self.raw[rec.meta_at as usize..rec.meta_at as usize + rec.meta_len as usize];
+    // Checked as UTF-8 JSON when parsed; lossless here.
+    let meta = String::from_utf8_lossy(meta_bytes).into_owned();
+    let body = if rec.codec == BIGFILE_CODEC {
+      let at = rec.offset as usize;
+      Body::BigFile {
+        sha256: String::from_utf8_lossy(&self.raw[at..at + SHA256_HEX_LEN]).into_owned(),
+        size: rec.size,
+      }
+    } else {
+      Body::Inline {
+        offset: rec.offset,
+        length: rec.length,
+        codec: Codec::from_byte(rec.codec).unwrap_or(Codec::None),
+        size: rec.size,
+      }
+    };
+    Entry {
+      uid: self.uid_at(i).to_string(),
+      body,
+      meta,
+    }
+  }
+
+  /// All entries in index order.
+  pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+    (0..self.records.len()).map(move |i| self.entry(i))
+  }
+}
+
+fn record_uid<'a>(raw: &'a [u8], rec: &Record) -> &'a str {
+  let bytes = &raw[rec.uid_at as usize..rec.uid_at as usize + rec.uid_len as usize];
+  // Validated as UTF-8 when the record was parsed.
+  std::str::from_utf8(bytes).unwrap_or("")
+}
+
+fn parse_record(
+  cur: &mut Cursor<'_>,
+  raw: &[u8],
+  version: u8,
+  data_end: u64,
+  n: usize,
+) -> Result<Record> {
+  let uid_len = cur.u16("uid length")?;
+  let uid_at = cur.pos() as u32;
+  let uid_bytes = cur.take(uid_len as usize, "uid")?;
+  let uid = std::str::from_utf8(uid_bytes)
+    .map_err(|_| DesError::corrupt(format!("index entry {n}: uid is not valid UTF-8")))?;
+  let whence = || format!("index entry {n} (uid {uid:?})");
+  let flags = if version == VERSION_2 {
+    cur.u8("entry flags")?
+  } else {
+    0
+  };
+  if flags & !BIGFILE_FLAG != 0 {
+    return Err(DesError::corrupt(format!(
+      "{}: unknown flag bits {flags:#04x}",
+      whence()
+    )));
+  }
+  if flags & BIGFILE_FLAG != 0 {
+    let hash_len = cur.u16("BigFile hash length")? as usize;
+    let hash_at = cur.pos() as u32;
+    let hash = cur.take(hash_len, "BigFile hash")?;
+    if hash_len != SHA256_HEX_LEN || !hash.iter().all(u8::is_ascii_hexdigit) {
+      return Err(DesError::corrupt(format!(
+        "{}: BigFile hash is not 64 hex digits: {:?}",
+        whence(),
+        String::from_utf8_lossy(&hash[..hash.len().min(80)])
+      )));
+    }
+    let size = cur.u64("BigFile size")?;
+    let (meta_at, meta_len) = take_meta(cur, raw, &whence)?;
+    return Ok(Record {
+      uid_at,
+      uid_len,
+      codec: BIGFILE_CODEC,
+      meta_at,
+      meta_len,
+      offset: u64::from(hash_at),
+      length: 0,
+      size,
+    });
+  }
+  let offset = cur.u64("entry offset")?;
+  let length = cur.u64("entry length")?;
+  let codec_byte = cur.u8("entry codec")?;
+  let compressed = cur.u64("entry compressed size")?;
+  let size = cur.u64("entry uncompressed size")?;
+  let (meta_at, meta_len) = if version == VERSION_2 {
+    take_meta(cur, raw, &whence)?
+  } else {
+    (cur.pos() as u32, 0)
+  };
+  let codec = Codec::from_byte(codec_byte)
+    .ok_or_else(|| DesError::corrupt(format!("{}: unknown codec byte {codec_byte}", whence())))?;
+  let end = offset.checked_add(length).ok_or_else(|| {
+    DesError::corrupt(format!(
+      "{}: offset {offset} + length {length} overflows",
+      whence()
+    ))
+  })?;
+  if offset < HEADER_SIZE || end > data_end {
+    return Err(DesError::corrupt(format!(
+      "{}: offset {offset} + length {length} lies outside the data section {HEADER_SIZE}..{data_end}",
+      whence()
+    )));
+  }
+  if compressed != length {
+    return Err(DesError::corrupt(format!(
+      "{}: compressed size {compressed} differs from stored length {length}",
+      whence()
+    )));
+  }
+  if codec == Codec::None && size != length {
+    return Err(DesError::corrupt(format!(
+      "{}: uncompressed entry stores {length} bytes but claims {size}",
+      whence()
+    )));
+  }
+  Ok(Record {
+    uid_at,
+    uid_len,
+    codec: codec as u8,
+    meta_at,
+    meta_len,
+    offset,
+    length,
+    size,
+  })
+}
+
+fn take_meta(
+  cur: &mut Cursor<'_>,
+  _raw: &[u8],
+  whence: &dyn Fn() -> String,
+) -> Result<(u32, u32)> {
+  let meta_len = cur.u32("meta length")?;
+  let meta_at = cur.pos() as u32;
+  let meta = cur.take(meta_len as usize, "meta")?;
+  check_stored(meta, whence)?;
+  Ok((meta_at, meta_len))
+}
+
+/// Appends one v2 entry's bytes to `out`.
+pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<()> {
+  let uid = entry.uid.as_bytes();
+  let uid_len = u16::try_from(uid.len()).map_err(|_| {
+    DesError::BadArg(format!(
+      "uid of {} bytes is longer than the 65535 the format allows",
+      uid.len()
+    ))
+  })?;
+  let meta_len = u32::try_from(entry.meta.len())
+    .map_err(|_| DesError::BadArg("meta longer than 4 GiB".to_string()))?;
+  out.extend_from_slice(&uid_len.to_le_bytes());
+  out.extend_from_slice(uid);
+  match &entry.body {
+    Body::BigFile { sha256, size } => {
+      out.push(BIGFILE_FLAG);
+      out.extend_from_slice(&(sha256.len() as u16).to_le_bytes());
+      out.extend_from_slice(sha256.as_bytes());
+      out.extend_from_slice(&size.to_le_bytes());
+    }
+    Body::Inline {
+      offset,
+      length,
+      codec,
+      size,
+    } => {
+      out.push(0);
+      out.extend_from_slice(&offset.to_le_bytes());
+      out.extend_from_slice(&length.to_le_bytes());
+      out.push(*codec as u8);
+      out.extend_from_slice(&length.to_le_bytes());
+      out.extend_from_slice(&size.to_le_bytes());
+    }
+  }
+  out.extend_from_slice(&meta_len.to_le_bytes());
+  out.extend_from_slice(entry.meta.as_bytes());
+  Ok(())
+}
+
+/// Encodes a whole v2 index section.
+pub fn encode_index<'a>(entries: impl ExactSizeIterator<Item = &'a Entry>) -> Result<Vec<u8>> {
+  let count = u32::try_from(entries.len())
+    .map_err(|_| DesError::BadArg("more than 4 billion entries in one shard".to_string()))?;
+  let mut out = Vec::with_capacity(4 + entries.len() * 64);
+  out.extend_from_slice(&count.to_le_bytes());
+  for entry in entries {
+    encode_entry(entry, &mut out)?;
+  }
+  Ok(out)
+}

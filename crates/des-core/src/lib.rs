@@ -1,0 +1,36 @@
+//! DES core: the shard format of Data Easy Store.
+//!
+//! A shard is `[header 8 B][data][index][footer 12 B]`; see `docs/FORMAT.md`.
+//! This crate routes `(uid, created_at)` to a shard key, reads shards (v1 and
+//! v2) from files or from the tail bytes of an object, and writes v2 shards.
+//! It does no networking and makes no storage policy decisions.
+
+mod bigfile;
+mod codec;
+mod cursor;
+mod entry;
+mod error;
+mod format;
+mod index;
+mod meta;
+mod reader;
+mod routing;
+mod timestamp;
+mod writer;
+
+pub use bigfile::{sha256_hex, verify_bigfile, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD};
+pub use codec::{
+  compress, decompress, uid_suffix, CompressionPolicy, DEFAULT_SKIP_EXTENSIONS, DEFAULT_ZSTD_LEVEL,
+};
+pub use entry::{Body, Codec, Entry};
+pub use error::{DesError, Result};
+pub use format::{
+  footer_bytes, header_bytes, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
+  VERSION_1, VERSION_2,
+};
+pub use index::{encode_index, ShardIndex};
+pub use meta::canonical_meta;
+pub use reader::{decode_payload, footer_from_tail, index_from_tail, ShardFile};
+pub use routing::{check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS};
+pub use timestamp::{parse_iso8601, utc_date_dir};
+pub use writer::{prepare, Prepared, PreparedKind, ShardWriter, WriteSummary, WriterOptions};

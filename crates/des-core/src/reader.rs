@@ -1,0 +1,212 @@
+//! Reading shards: a local file by positional reads, or an index from the tail
+//! bytes of an object (what one suffix-range GET on S3 returns).
+
+use crate::bigfile::verify_bigfile;
+use crate::codec::decompress;
+use crate::entry::{Body, Entry};
+use crate::error::{DesError, Result};
+use crate::format::{parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE};
+use crate::index::ShardIndex;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+  std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+  use std::os::windows::fs::FileExt;
+  while !buf.is_empty() {
+    match file.seek_read(buf, offset) {
+      Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+      Ok(n) => {
+        buf = &mut buf[n..];
+        offset += n as u64;
+      }
+      Err(e) => return Err(e),
+    }
+  }
+  Ok(())
+}
+
+/// Reads the footer from the last bytes of an object.
+pub fn footer_from_tail(tail: &[u8], object_size: u64) -> Result<Footer> {
+  if tail.len() as u64 > object_size {
+    return Err(DesError::BadArg(format!(
+      "tail of {} bytes is longer than the object ({object_size} bytes)",
+      tail.len()
+    )));
+  }
+  if (tail.len() as u64) < FOOTER_SIZE.min(object_size) {
+    return Err(DesError::BadArg(format!(
+      "tail of {} bytes cannot hold the 12-byte footer",
+      tail.len()
+    )));
+  }
+  if object_size < HEADER_SIZE + FOOTER_SIZE {
+    return parse_footer(&[], object_size);
+  }
+  parse_footer(&tail[tail.len() - FOOTER_SIZE as usize..], object_size)
+}
+
+/// Parses the index from the last `tail.len()` bytes of an object of
+/// `object_size` bytes. When the tail does not reach back to the index start,
+/// fails with `NeedMore` naming the offset to fetch from. When the tail is the
+/// whole object its header is checked; otherwise the version is recognised
+/// from the index itself.
+pub fn index_from_tail(tail: &[u8], object_size: u64) -> Result<ShardIndex> {
+  let footer = footer_from_tail(tail, object_size)?;
+  let tail_start = object_size - tail.len() as u64;
+  if footer.index_offset < tail_start {
+    return Err(DesError::NeedMore {
+      index_offset: footer.index_offset,
+      tail_start,
+    });
+  }
+  let from = (footer.index_offset - tail_start) as usize;
+  let raw = tail[from..from + footer.index_size as usize].to_vec();
+  if tail_start == 0 {
+    let version = parse_header(tail)?;
+    ShardIndex::parse(raw, version, footer.index_offset)
+  } else {
+    ShardIndex::parse_any_version(raw, footer.index_offset)
+  }
+}
+
+/// Decodes an entry's stored bytes to its payload (inline entries).
+pub fn decode_payload(entry: &Entry, stored: &[u8]) -> Result<Vec<u8>> {
+  match &entry.body {
+    Body::Inline {
+      length,
+      codec,
+      size,
+      ..
+    } => {
+      if stored.len() as u64 != *length {
+        return Err(DesError::BadArg(format!(
+          "uid {:?}: given {} stored bytes, the entry has {length}",
+          entry.uid,
+          stored.len()
+        )));
+      }
+      decompress(*codec, stored, *size, &entry.uid)
+    }
+    Body::BigFile { .. } => Err(DesError::BadArg(format!(
+      "uid {:?} is a BigFile: read its object, not the shard",
+      entry.uid
+    ))),
+  }
+}
+
+/// A shard file on local disk, its index parsed and shared.
+#[derive(Debug)]
+pub struct ShardFile {
+  path: PathBuf,
+  file: File,
+  size: u64,
+  index: Arc<ShardIndex>,
+}
+
+impl ShardFile {
+  /// Opens and validates a shard: header, footer and the whole index.
+  pub fn open(path: impl AsRef<Path>) -> Result<ShardFile> {
+    let path = path.as_ref().to_path_buf();
+    let shown = path.display().to_string();
+    let file = File::open(&path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
+    let size = file
+      .metadata()
+      .map_err(|e| DesError::io(format!("stat {shown}"), e))?
+      .len();
+    let in_file = |e: DesError| match e {
+      DesError::Corrupt(msg) => DesError::Corrupt(format!("{shown}: {msg}")),
+      other => other,
+    };
+    if size < HEADER_SIZE + FOOTER_SIZE {
+      return Err(in_file(DesError::corrupt(format!(
+        "file too small to be a shard: {size} bytes, header and footer alone are 20"
+      ))));
+    }
+    let mut header = [0u8; HEADER_SIZE as usize];
+    read_exact_at(&file, &mut header, 0).map_err(|e| DesError::io(format!("read {shown}"), e))?;
+    let version = parse_header(&header).map_err(in_file)?;
+    let mut last = [0u8; FOOTER_SIZE as usize];
+    read_exact_at(&file, &mut last, size - FOOTER_SIZE)
+      .map_err(|e| DesError::io(format!("read {shown}"), e))?;
+    let footer = parse_footer(&last, size).map_err(in_file)?;
+    // Safe to allocate: parse_footer bounded index_size by the file's size.
+    let mut raw = vec![0u8; footer.index_size as usize];
+    read_exact_at(&file, &mut raw, footer.index_offset)
+      .map_err(|e| DesError::io(format!("read {shown}"), e))?;
+    let index = ShardIndex::parse(raw, version, footer.index_offset).map_err(in_file)?;
+    Ok(ShardFile {
+      path,
+      file,
+      size,
+      index: Arc::new(index),
+    })
+  }
+
+  /// The parsed index.
+  pub fn index(&self) -> &Arc<ShardIndex> {
+    &self.index
+  }
+
+  /// Size of the shard file in bytes.
+  pub fn size(&self) -> u64 {
+    self.size
+  }
+
+  /// Path the shard was opened from.
+  pub fn path(&self) -> &Path {
+    &self.path
+  }
+
+  /// Reads an inline entry's stored (undecoded) bytes.
+  pub fn read_stored(&self, entry: &Entry) -> Result<Vec<u8>> {
+    let Body::Inline { offset, length, .. } = entry.body else {
+      return Err(DesError::BadArg(format!("uid {:?} is a BigFile", entry.uid)));
+    };
+    // Bounded by the file size: the index check keeps offset + length below the index.
+    let mut buf = vec![0u8; length as usize];
+    read_exact_at(&self.file, &mut buf, offset)
+      .map_err(|e| DesError::io(format!("read {}", self.path.display()), e))?;
+    Ok(buf)
+  }
+
+  /// Where a BigFile of this shard lives: `<shard dir>/<prefix>/<sha256>`.
+  pub fn bigfile_path(&self, prefix: &str, sha256: &str) -> PathBuf {
+    self
+      .path
+      .parent()
+      .unwrap_or_else(|| Path::new("."))
+      .join(prefix)
+      .join(sha256)
+  }
+
+  /// Reads and decodes an entry's payload. BigFiles are read from `prefix`
+  /// beside the shard and checked against size and sha256.
+  pub fn read_entry(&self, entry: &Entry, bigfiles_prefix: &str) -> Result<Vec<u8>> {
+    match &entry.body {
+      Body::Inline { .. } => decode_payload(entry, &self.read_stored(entry)?),
+      Body::BigFile { sha256, .. } => {
+        let path = self.bigfile_path(bigfiles_prefix, sha256);
+        let data = std::fs::read(&path)
+          .map_err(|e| DesError::io(format!("read BigFile {}", path.display()), e))?;
+        verify_bigfile(entry, &data)?;
+        Ok(data)
+      }
+    }
+  }
+
+  /// Reads a uid's payload.
+  pub fn read(&self, uid: &str, bigfiles_prefix: &str) -> Result<Vec<u8>> {
+    let entry = self
+      .index
+      .get(uid)
+      .ok_or_else(|| DesError::NotFound(uid.to_string()))?;
+    self.read_entry(&entry, bigfiles_prefix)
+  }
+}

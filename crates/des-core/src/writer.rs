@@ -1,0 +1,406 @@
+//! Writing shards: payloads stream to a temp file beside the target, the index
+//! and footer are written on `finish`, then the temp file is renamed over the
+//! target. A writer dropped before `finish` leaves no file at the target.
+
+use crate::bigfile::{sha256_hex, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD};
+use crate::codec::CompressionPolicy;
+use crate::entry::{Body, Codec, Entry};
+use crate::error::{DesError, Result};
+use crate::format::{footer_bytes, header_bytes, HEADER_SIZE};
+use crate::index::{encode_index, ShardIndex};
+use crate::meta::canonical_meta;
+use crate::reader::ShardFile;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+
+/// How a writer stores payloads.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+  pub compression: CompressionPolicy,
+  /// Payloads larger than this become BigFiles.
+  pub big_file_threshold: u64,
+  /// Folder for BigFiles; `None` means `<shard dir>/_bigFiles`.
+  pub bigfiles_dir: Option<PathBuf>,
+  /// When appending, a uid already in the shard replaces the old entry
+  /// instead of failing.
+  pub replace: bool,
+}
+
+impl Default for WriterOptions {
+  fn default() -> Self {
+    WriterOptions {
+      compression: CompressionPolicy::default(),
+      big_file_threshold: DEFAULT_BIG_FILE_THRESHOLD,
+      bigfiles_dir: None,
+      replace: false,
+    }
+  }
+}
+
+/// A payload made ready for the shard (compressed, or hashed as a BigFile).
+/// Preparing is pure, so many can be prepared in parallel and written in order.
+#[derive(Debug)]
+pub struct Prepared {
+  pub uid: String,
+  pub meta: String,
+  pub size: u64,
+  pub kind: PreparedKind,
+}
+
+/// What a prepared payload holds.
+#[derive(Debug)]
+pub enum PreparedKind {
+  Inline { codec: Codec, stored: Vec<u8> },
+  BigFile { sha256: String, data: Vec<u8> },
+}
+
+/// Compresses (or hashes, past the BigFile threshold) one payload.
+pub fn prepare(
+  uid: &str,
+  data: Vec<u8>,
+  meta_json: Option<&str>,
+  opts: &WriterOptions,
+) -> Result<Prepared> {
+  let meta = canonical_meta(meta_json.unwrap_or(""))?;
+  let size = data.len() as u64;
+  let kind = if size > opts.big_file_threshold {
+    PreparedKind::BigFile {
+      sha256: sha256_hex(&data),
+      data,
+    }
+  } else {
+    let (codec, stored) = opts.compression.encode(uid, &data)?;
+    PreparedKind::Inline { codec, stored }
+  };
+  Ok(Prepared {
+    uid: uid.to_string(),
+    meta,
+    size,
+    kind,
+  })
+}
+
+/// What `finish` wrote.
+#[derive(Debug, Clone)]
+pub struct WriteSummary {
+  pub path: PathBuf,
+  pub entries: u64,
+  /// Entries added by this writer (not carried over from an existing shard).
+  pub added: u64,
+  pub file_size: u64,
+  pub index_size: u64,
+  /// Uncompressed bytes of the payloads this writer added.
+  pub bytes_in: u64,
+  /// Bytes those payloads take in the shard.
+  pub bytes_stored: u64,
+  pub bigfiles: u64,
+}
+
+/// Streams a v2 shard to a temp file and renames it over `target` on finish.
+pub struct ShardWriter {
+  target: PathBuf,
+  tmp: Option<BufWriter<NamedTempFile>>,
+  /// Logical position in the final shard of the next payload byte.
+  pos: u64,
+  /// Where the bytes this writer emits start in the final shard (0, or the
+  /// old data end when emitting only the new tail of an object on S3).
+  emit_base: u64,
+  entries: Vec<Entry>,
+  by_uid: HashMap<String, usize>,
+  opts: WriterOptions,
+  bigfiles_dir: PathBuf,
+  added: u64,
+  bytes_in: u64,
+  bytes_stored: u64,
+  bigfiles: u64,
+  _lock: Option<File>,
+}
+
+fn temp_beside(target: &Path) -> Result<NamedTempFile> {
+  let dir = target.parent().unwrap_or_else(|| Path::new("."));
+  std::fs::create_dir_all(dir).map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
+  // Not ending in ".des": a temp file is never mistaken for a shard.
+  tempfile::Builder::new()
+    .prefix(".des-tmp-")
+    .suffix(".part")
+    .tempfile_in(dir)
+    .map_err(|e| DesError::io(format!("create temp file in {}", dir.display()), e))
+}
+
+/// Takes an exclusive lock on `<target>.lock` so two writers on one shard
+/// (two processes or two threads) take turns instead of losing each other's files.
+fn lock_target(target: &Path) -> Result<File> {
+  let mut name = target.file_name().unwrap_or_default().to_os_string();
+  name.push(".lock");
+  let lock_path = target.with_file_name(name);
+  if let Some(dir) = lock_path.parent() {
+    std::fs::create_dir_all(dir).map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
+  }
+  let file = OpenOptions::new()
+    .create(true)
+    .truncate(false)
+    .write(true)
+    .open(&lock_path)
+    .map_err(|e| DesError::io(format!("open {}", lock_path.display()), e))?;
+  file
+    .lock()
+    .map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))?;
+  Ok(file)
+}
+
+impl ShardWriter {
+  fn empty(target: PathBuf, opts: WriterOptions, emit_base: u64) -> Result<ShardWriter> {
+    let bigfiles_dir = opts.bigfiles_dir.clone().unwrap_or_else(|| {
+      target
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(DEFAULT_BIGFILES_PREFIX)
+    });
+    let tmp = temp_beside(&target)?;
+    Ok(ShardWriter {
+      target,
+      tmp: Some(BufWriter::with_capacity(1 << 20, tmp)),
+      pos: emit_base,
+      emit_base,
+      entries: Vec::new(),
+      by_uid: HashMap::new(),
+      opts,
+      bigfiles_dir,
+      added: 0,
+      bytes_in: 0,
+      bytes_stored: 0,
+      bigfiles: 0,
+      _lock: None,
+    })
+  }
+
+  /// A new shard at `target` (replacing any file there on finish).
+  pub fn create(target: impl AsRef<Path>, opts: WriterOptions) -> Result<ShardWriter> {
+    let mut w = ShardWriter::empty(target.as_ref().to_path_buf(), opts, 0)?;
+    w.emit(&header_bytes())?;
+    Ok(w)
+  }
+
+  /// Adds to the shard at `target` if one exists (its data copied, its
+  /// entries kept), else starts a new one. Holds a lock on the target until
+  /// finished or dropped, so concurrent appenders take turns.
+  pub fn append(target: impl AsRef<Path>, opts: WriterOptions) -> Result<ShardWriter> {
+    let target = target.as_ref().to_path_buf();
+    let lock = lock_target(&target)?;
+    let mut w = match ShardFile::open(&target) {
+      Ok(old) => {
+        let data_end = old.index().data_end();
+        let mut w = ShardWriter::empty(target.clone(), opts, 0)?;
+        // The header is rewritten as v2; the data section is copied as is, so
+        // every old offset stays valid.
+        w.emit(&header_bytes())?;
+        let mut src = File::open(&target)
+          .map_err(|e| DesError::io(format!("open {}", target.display()), e))?;
+        std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(HEADER_SIZE))
+          .map_err(|e| DesError::io(format!("seek {}", target.display()), e))?;
+        let mut limited = std::io::Read::take(src, data_end - HEADER_SIZE);
+        let copied = std::io::copy(&mut limited, w.out()?)
+          .map_err(|e| DesError::io(format!("copy {}", target.display()), e))?;
+        if copied != data_end - HEADER_SIZE {
+          return Err(DesError::corrupt(format!(
+            "{} shrank while being appended to",
+            target.display()
+          )));
+        }
+        w.pos = data_end;
+        w.carry(old.index())?;
+        w
+      }
+      Err(DesError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        ShardWriter::create(&target, opts)?
+      }
+      Err(e) => return Err(e),
+    };
+    w._lock = Some(lock);
+    Ok(w)
+  }
+
+  /// Writes only what follows `old`'s data section: new payloads, the merged
+  /// index and the footer. The final object is `old[0..old.data_end()]` then
+  /// these bytes (how an S3 append copies the old part server-side).
+  /// `old` must be a v2 shard: a v1 header cannot be kept in front of a v2 index.
+  pub fn continue_after(
+    old: &ShardIndex,
+    tail_path: impl AsRef<Path>,
+    opts: WriterOptions,
+  ) -> Result<ShardWriter> {
+    if old.version() != crate::format::VERSION_2 {
+      return Err(DesError::BadArg(
+        "a v1 shard cannot be continued in place; rewrite it whole".to_string(),
+      ));
+    }
+    let mut w = ShardWriter::empty(tail_path.as_ref().to_path_buf(), opts, old.data_end())?;
+    w.carry(old)?;
+    Ok(w)
+  }
+
+  fn carry(&mut self, old: &ShardIndex) -> Result<()> {
+    self.entries.reserve(old.len());
+    for entry in old.entries() {
+      self.by_uid.insert(entry.uid.clone(), self.entries.len());
+      self.entries.push(entry);
+    }
+    Ok(())
+  }
+
+  fn out(&mut self) -> Result<&mut BufWriter<NamedTempFile>> {
+    self
+      .tmp
+      .as_mut()
+      .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))
+  }
+
+  fn emit(&mut self, bytes: &[u8]) -> Result<()> {
+    let target = self.target.display().to_string();
+    self
+      .out()?
+      .write_all(bytes)
+      .map_err(|e| DesError::io(format!("write shard {target}"), e))?;
+    self.pos += bytes.len() as u64;
+    Ok(())
+  }
+
+  /// The entries so far (carried and added), in index order.
+  pub fn entries(&self) -> &[Entry] {
+    &self.entries
+  }
+
+  /// True if the uid is already in the shard being written.
+  pub fn contains(&self, uid: &str) -> bool {
+    self.by_uid.contains_key(uid)
+  }
+
+  /// Bytes the shard would have if finished now (data so far, no index).
+  pub fn data_size(&self) -> u64 {
+    self.pos
+  }
+
+  /// Compresses and appends one payload.
+  pub fn add(&mut self, uid: &str, data: Vec<u8>, meta_json: Option<&str>) -> Result<Entry> {
+    self.check_uid(uid)?;
+    let prepared = prepare(uid, data, meta_json, &self.opts)?;
+    self.add_prepared(prepared)
+  }
+
+  fn check_uid(&self, uid: &str) -> Result<()> {
+    if uid.len() > u16::MAX as usize {
+      return Err(DesError::BadArg(format!(
+        "uid of {} bytes is longer than the 65535 the format allows",
+        uid.len()
+      )));
+    }
+    if self.by_uid.contains_key(uid) && !self.opts.replace {
+      return Err(DesError::Duplicate(uid.to_string()));
+    }
+    Ok(())
+  }
+
+  /// Appends a payload made by `prepare`.
+  pub fn add_prepared(&mut self, p: Prepared) -> Result<Entry> {
+    self.check_uid(&p.uid)?;
+    let body = match p.kind {
+      PreparedKind::Inline { codec, stored } => {
+        let offset = self.pos;
+        self.emit(&stored)?;
+        self.bytes_stored += stored.len() as u64;
+        Body::Inline {
+          offset,
+          length: stored.len() as u64,
+          codec,
+          size: p.size,
+        }
+      }
+      PreparedKind::BigFile { sha256, data } => {
+        self.store_bigfile(&sha256, &data)?;
+        self.bigfiles += 1;
+        Body::BigFile {
+          sha256,
+          size: p.size,
+        }
+      }
+    };
+    let entry = Entry {
+      uid: p.uid,
+      body,
+      meta: p.meta,
+    };
+    self.added += 1;
+    self.bytes_in += p.size;
+    match self.by_uid.get(&entry.uid) {
+      // Replacing: the old bytes stay as dead space, the index forgets them.
+      Some(&i) => self.entries[i] = entry.clone(),
+      None => {
+        self.by_uid.insert(entry.uid.clone(), self.entries.len());
+        self.entries.push(entry.clone());
+      }
+    }
+    Ok(entry)
+  }
+
+  /// Content-addressed: an existing object of the right size is kept (dedup).
+  fn store_bigfile(&self, sha256: &str, data: &[u8]) -> Result<()> {
+    let path = self.bigfiles_dir.join(sha256);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
+      return Ok(());
+    }
+    let mut tmp = temp_beside(&path)?;
+    tmp
+      .write_all(data)
+      .and_then(|_| tmp.as_file().sync_all())
+      .map_err(|e| DesError::io(format!("write BigFile {}", path.display()), e))?;
+    tmp
+      .persist(&path)
+      .map_err(|e| DesError::io(format!("rename BigFile {}", path.display()), e.error))?;
+    Ok(())
+  }
+
+  /// Writes index and footer, syncs, and renames the temp file over the target.
+  pub fn finish(mut self) -> Result<WriteSummary> {
+    let index = encode_index(self.entries.iter())?;
+    self.emit(&index)?;
+    self.emit(&footer_bytes(index.len() as u64))?;
+    let target = self.target.clone();
+    let shown = target.display().to_string();
+    let tmp = self
+      .tmp
+      .take()
+      .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
+      .into_inner()
+      .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))?;
+    tmp
+      .as_file()
+      .sync_all()
+      .map_err(|e| DesError::io(format!("sync {shown}"), e))?;
+    tmp
+      .persist(&target)
+      .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
+    sync_dir(&target);
+    Ok(WriteSummary {
+      path: target,
+      entries: self.entries.len() as u64,
+      added: self.added,
+      file_size: self.pos - self.emit_base,
+      index_size: index.len() as u64,
+      bytes_in: self.bytes_in,
+      bytes_stored: self.bytes_stored,
+      bigfiles: self.bigfiles,
+    })
+  }
+}
+
+/// Makes the rename durable. Best effort: not every platform can sync a directory.
+fn sync_dir(path: &Path) {
+  if let Some(dir) = path.parent() {
+    if let Ok(d) = File::open(dir) {
+      let _ = d.sync_all();
+    }
+  }
+}
