@@ -1,0 +1,96 @@
+// The addon against the reference implementation's vectors.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { locateShard, ShardReader } from '../src/native'
+import { errorCode } from '../src/errors'
+import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
+
+test('every line of routing.jsonl routes to the same key as the reference', (t) => {
+  const lines = fs.readFileSync(goldenPath('routing.jsonl'), 'utf8').split('\n').filter(Boolean)
+  t.true(lines.length > 5000)
+  for (const line of lines) {
+    const c = JSON.parse(line)
+    if (c.error) {
+      const err = t.throws(() => locateShard(c.uid, c.created_at, c.n_bits), undefined, line)
+      t.is(errorCode(err), 'DES_BAD_ARG', line)
+      continue
+    }
+    const loc = locateShard(c.uid, c.created_at, c.n_bits)
+    if (loc.objectKey !== c.object_key || loc.shardIndex !== c.shard_index || loc.shardHex !== c.shard_hex) {
+      t.fail(`${line} -> ${JSON.stringify(loc)}`)
+    }
+  }
+  t.pass()
+})
+
+for (const { file, expect } of goldenShards()) {
+  test(`${path.basename(file)} reads back byte-exact, BigFiles included`, async (t) => {
+    const reader = await ShardReader.open(file)
+    t.is(reader.version, expect.version)
+    t.is(reader.entryCount, expect.entries.length)
+    for (const want of expect.entries) {
+      const entry = reader.entry(want.uid)
+      t.truthy(entry, want.uid)
+      t.is(entry!.isBigfile, want.is_bigfile, want.uid)
+      t.is(entry!.codec ?? null, want.codec, want.uid)
+      t.deepEqual(JSON.parse(entry!.meta), want.meta, want.uid)
+      const data = await reader.read(want.uid)
+      t.is(data.length, want.size, want.uid)
+      t.is(sha256(data), want.sha256, want.uid)
+    }
+  })
+}
+
+test('a tail read holding the index gives the same entries as the whole file', async (t) => {
+  for (const { file, expect } of goldenShards()) {
+    const bytes = fs.readFileSync(file)
+    const whole = await ShardReader.open(file)
+    const tail = bytes.subarray(bytes.length - whole.indexSize - 12)
+    const fromTail = await ShardReader.fromTail(tail, bytes.length)
+    t.is(fromTail.version, expect.version, file)
+    for (const want of expect.entries.filter((e) => !e.is_bigfile)) {
+      const e = fromTail.entry(want.uid)!
+      const stored = bytes.subarray(e.offset!, e.offset! + e.storedSize)
+      t.is(sha256(await fromTail.decode(want.uid, stored)), want.sha256)
+    }
+  }
+})
+
+test('a tail that misses the index start is refused with DES_NEED_MORE', async (t) => {
+  const file = goldenShards()[0].file
+  const bytes = fs.readFileSync(file)
+  const err = await t.throwsAsync(ShardReader.fromTail(bytes.subarray(bytes.length - 12), bytes.length))
+  t.is(errorCode(err), 'DES_NEED_MORE')
+})
+
+for (const name of fs.readdirSync(goldenPath('corrupt'))) {
+  test(`corrupt/${name} is refused when opened, with a clear DES_CORRUPT error`, async (t) => {
+    const err = await t.throwsAsync(ShardReader.open(goldenPath('corrupt', name)))
+    t.is(errorCode(err), 'DES_CORRUPT')
+    t.regex(err!.message, /corrupt shard: .{10,}/)
+    t.notRegex(err!.message, /panick/)
+  })
+}
+
+test('a damaged zstd payload fails to decode and returns no bytes', async (t) => {
+  const reader = await ShardReader.open(goldenPath('corrupt-payload', 'zstd-garbage.des'))
+  const err = await t.throwsAsync(reader.read('a'))
+  t.is(errorCode(err), 'DES_CORRUPT')
+  t.regex(err!.message, /"a"/)
+  const report = await reader.verify()
+  t.is(report.ok, report.entries - 1)
+  t.is(report.problems[0].uid, 'a')
+})
+
+test('every file of the reference flat store is found in one of its shards', async (t) => {
+  const dir = goldenPath('flat-store')
+  const expect = readJson(path.join(dir, 'expect.json'))
+  const readers = await Promise.all(fs.readdirSync(dir).filter((f) => f.endsWith('.des')).map((f) => ShardReader.open(path.join(dir, f))))
+  for (const want of expect.files) {
+    const reader = readers.find((r) => r.has(want.uid))
+    t.truthy(reader, want.uid)
+    t.is(sha256(await reader!.read(want.uid)), want.sha256)
+  }
+})

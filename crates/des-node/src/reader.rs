@@ -1,0 +1,373 @@
+//! `ShardReader`: a parsed index held in Rust (never one JS object per entry),
+//! over a local file or over tail bytes handed in by the S3 code.
+
+use crate::error::{bad_arg, IntoNapi};
+use des_core::{Body, Entry, ShardFile, ShardIndex};
+use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::{Env, Task};
+use napi_derive::napi;
+use std::sync::Arc;
+
+/// One index entry as JS sees it.
+#[napi(object)]
+pub struct EntryInfo {
+  pub uid: String,
+  /// Decoded size in bytes.
+  pub size: i64,
+  /// `"none" | "zstd" | "lz4"`; null for a BigFile.
+  #[napi(ts_type = "'none' | 'zstd' | 'lz4'")]
+  pub codec: Option<String>,
+  pub is_bigfile: bool,
+  /// Bytes stored in the shard (0 for a BigFile).
+  pub stored_size: i64,
+  /// Absolute offset of the stored bytes (null for a BigFile).
+  pub offset: Option<i64>,
+  /// sha256 hex of a BigFile's payload.
+  pub sha256: Option<String>,
+  /// The entry's meta, JSON object text (`{}` when none).
+  pub meta: String,
+}
+
+pub(crate) fn entry_info(entry: &Entry) -> EntryInfo {
+  let (codec, offset, sha256) = match &entry.body {
+    Body::Inline { codec, offset, .. } => (Some(codec.name().to_string()), Some(*offset as i64), None),
+    Body::BigFile { sha256, .. } => (None, None, Some(sha256.clone())),
+  };
+  EntryInfo {
+    uid: entry.uid.clone(),
+    size: entry.size() as i64,
+    codec,
+    is_bigfile: entry.is_bigfile(),
+    stored_size: entry.stored_size() as i64,
+    offset,
+    sha256,
+    meta: entry.meta_json().to_string(),
+  }
+}
+
+/// Where the footer says the index lies.
+#[napi(object)]
+pub struct TailFooter {
+  pub index_offset: i64,
+  pub index_size: i64,
+}
+
+/// Reads the footer from the last bytes of an object of `objectSize` bytes,
+/// so a caller knows whether its tail holds the whole index.
+#[napi]
+pub fn footer_from_tail(tail: Buffer, object_size: i64) -> napi::Result<TailFooter> {
+  let footer = des_core::footer_from_tail(&tail, to_u64(object_size)?).napi()?;
+  Ok(TailFooter {
+    index_offset: footer.index_offset as i64,
+    index_size: footer.index_size as i64,
+  })
+}
+
+fn to_u64(v: i64) -> napi::Result<u64> {
+  u64::try_from(v).map_err(|_| bad_arg(format!("expected a non-negative size, got {v}")))
+}
+
+#[derive(Clone)]
+/// What a reader reads from.
+pub enum Source {
+  File(Arc<ShardFile>),
+  Tail(Arc<ShardIndex>),
+}
+
+impl Source {
+  fn index(&self) -> &ShardIndex {
+    match self {
+      Source::File(f) => f.index(),
+      Source::Tail(i) => i,
+    }
+  }
+}
+
+/// A shard's parsed index, with payload reads for local files and payload
+/// decoding for bytes fetched elsewhere.
+#[napi]
+pub struct ShardReader {
+  source: Source,
+}
+
+/// Parses a shard off the event loop.
+pub struct OpenTask {
+  path: Option<String>,
+  tail: Option<(Vec<u8>, u64)>,
+}
+
+impl Task for OpenTask {
+  type Output = Source;
+  type JsValue = ShardReader;
+  fn compute(&mut self) -> napi::Result<Source> {
+    match (&self.path, self.tail.take()) {
+      (Some(path), _) => Ok(Source::File(Arc::new(ShardFile::open(path).napi()?))),
+      (None, Some((tail, size))) => Ok(Source::Tail(Arc::new(
+        des_core::index_from_tail(&tail, size).napi()?,
+      ))),
+      (None, None) => Err(bad_arg("nothing to open")),
+    }
+  }
+  fn resolve(&mut self, _env: Env, source: Source) -> napi::Result<ShardReader> {
+    Ok(ShardReader { source })
+  }
+}
+
+/// Decodes or reads a payload off the event loop.
+pub struct PayloadTask {
+  source: Source,
+  uid: String,
+  stored: Option<Vec<u8>>,
+  bigfiles_prefix: String,
+}
+
+impl Task for PayloadTask {
+  type Output = Vec<u8>;
+  type JsValue = Buffer;
+  fn compute(&mut self) -> napi::Result<Vec<u8>> {
+    let index = self.source.index();
+    let entry = index
+      .get(&self.uid)
+      .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(self.uid.clone())))?;
+    match (&self.source, self.stored.take()) {
+      (_, Some(stored)) => des_core::decode_payload(&entry, &stored).napi(),
+      (Source::File(file), None) => file.read_entry(&entry, &self.bigfiles_prefix).napi(),
+      (Source::Tail(_), None) => Err(bad_arg(
+        "this reader holds only an index: fetch the stored bytes and call decode()",
+      )),
+    }
+  }
+  fn resolve(&mut self, _env: Env, data: Vec<u8>) -> napi::Result<Buffer> {
+    Ok(data.into())
+  }
+}
+
+/// One failed entry of a verify run.
+#[napi(object)]
+pub struct VerifyProblem {
+  pub uid: String,
+  pub error: String,
+}
+
+/// What `verify` found.
+#[napi(object)]
+pub struct VerifyReport {
+  pub entries: u32,
+  pub ok: u32,
+  pub bytes: i64,
+  pub problems: Vec<VerifyProblem>,
+}
+
+/// Decodes every entry of a local shard (BigFiles included) off the event loop.
+pub struct VerifyTask {
+  file: Arc<ShardFile>,
+  bigfiles_prefix: String,
+}
+
+impl Task for VerifyTask {
+  type Output = VerifyReport;
+  type JsValue = VerifyReport;
+  fn compute(&mut self) -> napi::Result<VerifyReport> {
+    let index = self.file.index();
+    let mut report = VerifyReport {
+      entries: index.len() as u32,
+      ok: 0,
+      bytes: 0,
+      problems: Vec::new(),
+    };
+    for entry in index.entries() {
+      match self.file.read_entry(&entry, &self.bigfiles_prefix) {
+        Ok(data) => {
+          report.ok += 1;
+          report.bytes += data.len() as i64;
+        }
+        Err(e) => report.problems.push(VerifyProblem {
+          uid: entry.uid.clone(),
+          error: format!("[{}] {e}", e.code()),
+        }),
+      }
+    }
+    Ok(report)
+  }
+  fn resolve(&mut self, _env: Env, report: VerifyReport) -> napi::Result<VerifyReport> {
+    Ok(report)
+  }
+}
+
+const DEFAULT_PREFIX: &str = des_core::DEFAULT_BIGFILES_PREFIX;
+
+impl ShardReader {
+  pub(crate) fn with_index<T>(&self, f: impl FnOnce(&ShardIndex) -> T) -> T {
+    f(self.source.index())
+  }
+}
+
+#[napi]
+impl ShardReader {
+  /// Opens a local shard file (header, footer and index validated) off the event loop.
+  #[napi(ts_return_type = "Promise<ShardReader>")]
+  pub fn open(path: String) -> AsyncTask<OpenTask> {
+    AsyncTask::new(OpenTask {
+      path: Some(path),
+      tail: None,
+    })
+  }
+
+  /// Same as `open`, on the calling thread.
+  #[napi]
+  pub fn open_sync(path: String) -> napi::Result<ShardReader> {
+    OpenTask {
+      path: Some(path),
+      tail: None,
+    }
+    .compute()
+    .map(|source| ShardReader { source })
+  }
+
+  /// Parses the index from the last bytes of an object of `objectSize` bytes.
+  /// Rejects with `DES_NEED_MORE` when the tail does not reach the index start
+  /// (see `footerFromTail`).
+  #[napi(ts_return_type = "Promise<ShardReader>")]
+  pub fn from_tail(tail: Buffer, object_size: i64) -> napi::Result<AsyncTask<OpenTask>> {
+    Ok(AsyncTask::new(OpenTask {
+      path: None,
+      tail: Some((tail.to_vec(), to_u64(object_size)?)),
+    }))
+  }
+
+  /// Same as `fromTail`, on the calling thread.
+  #[napi]
+  pub fn from_tail_sync(tail: Buffer, object_size: i64) -> napi::Result<ShardReader> {
+    OpenTask {
+      path: None,
+      tail: Some((tail.to_vec(), to_u64(object_size)?)),
+    }
+    .compute()
+    .map(|source| ShardReader { source })
+  }
+
+  /// Layout version of the shard (1 or 2).
+  #[napi(getter)]
+  pub fn version(&self) -> u32 {
+    u32::from(self.source.index().version())
+  }
+
+  /// Number of entries.
+  #[napi(getter)]
+  pub fn entry_count(&self) -> u32 {
+    self.source.index().len() as u32
+  }
+
+  /// Size of the index section in bytes (what a cache should weigh it at).
+  #[napi(getter)]
+  pub fn index_size(&self) -> i64 {
+    self.source.index().index_size() as i64
+  }
+
+  /// Offset where the data section ends (= where the index starts).
+  #[napi(getter)]
+  pub fn data_end(&self) -> i64 {
+    self.source.index().data_end() as i64
+  }
+
+  /// Size of the shard file, for a local shard.
+  #[napi(getter)]
+  pub fn file_size(&self) -> Option<i64> {
+    match &self.source {
+      Source::File(f) => Some(f.size() as i64),
+      Source::Tail(_) => None,
+    }
+  }
+
+  /// True if the uid is in the shard.
+  #[napi]
+  pub fn has(&self, uid: String) -> bool {
+    self.source.index().contains(&uid)
+  }
+
+  /// The entry of a uid, or null.
+  #[napi]
+  pub fn entry(&self, uid: String) -> Option<EntryInfo> {
+    self.source.index().get(&uid).map(|e| entry_info(&e))
+  }
+
+  /// Entries `start .. start + count` in index order (for listing in pages).
+  #[napi]
+  pub fn entries(&self, start: Option<u32>, count: Option<u32>) -> Vec<EntryInfo> {
+    let index = self.source.index();
+    let start = (start.unwrap_or(0) as usize).min(index.len());
+    let end = start.saturating_add(count.map_or(index.len(), |c| c as usize)).min(index.len());
+    (start..end).map(|i| entry_info(&index.entry(i))).collect()
+  }
+
+  /// Reads and decodes a uid's payload from a local shard (BigFiles from
+  /// `<shard dir>/<bigfilesPrefix>/`, checked by size and sha256).
+  #[napi(ts_return_type = "Promise<Buffer>")]
+  pub fn read(&self, uid: String, bigfiles_prefix: Option<String>) -> AsyncTask<PayloadTask> {
+    AsyncTask::new(PayloadTask {
+      source: self.source.clone(),
+      uid,
+      stored: None,
+      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+    })
+  }
+
+  /// Same as `read`, on the calling thread.
+  #[napi]
+  pub fn read_sync(&self, uid: String, bigfiles_prefix: Option<String>) -> napi::Result<Buffer> {
+    let mut task = PayloadTask {
+      source: self.source.clone(),
+      uid,
+      stored: None,
+      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+    };
+    task.compute().map(Buffer::from)
+  }
+
+  /// Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
+  /// off the event loop; the decoded size must match the index.
+  #[napi(ts_return_type = "Promise<Buffer>")]
+  pub fn decode(&self, uid: String, stored: Buffer) -> AsyncTask<PayloadTask> {
+    AsyncTask::new(PayloadTask {
+      source: self.source.clone(),
+      uid,
+      stored: Some(stored.to_vec()),
+      bigfiles_prefix: String::new(),
+    })
+  }
+
+  /// Same as `decode`, on the calling thread (fine for small payloads).
+  #[napi]
+  pub fn decode_sync(&self, uid: String, stored: Buffer) -> napi::Result<Buffer> {
+    let mut task = PayloadTask {
+      source: self.source.clone(),
+      uid,
+      stored: Some(stored.to_vec()),
+      bigfiles_prefix: String::new(),
+    };
+    task.compute().map(Buffer::from)
+  }
+
+  /// Decodes every entry of a local shard and checks sizes and BigFile hashes.
+  #[napi(ts_return_type = "Promise<VerifyReport>")]
+  pub fn verify(&self, bigfiles_prefix: Option<String>) -> napi::Result<AsyncTask<VerifyTask>> {
+    match &self.source {
+      Source::File(file) => Ok(AsyncTask::new(VerifyTask {
+        file: file.clone(),
+        bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+      })),
+      Source::Tail(_) => Err(bad_arg("verify needs a local shard file")),
+    }
+  }
+}
+
+/// Checks a BigFile's bytes against the entry of `uid` (size and sha256).
+#[napi]
+pub fn verify_bigfile(reader: &ShardReader, uid: String, data: Buffer) -> napi::Result<()> {
+  let entry = reader
+    .source
+    .index()
+    .get(&uid)
+    .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(uid.clone())))?;
+  des_core::verify_bigfile(&entry, &data).napi()
+}

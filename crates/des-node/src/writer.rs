@@ -1,0 +1,334 @@
+//! `ShardWriter`: streams a v2 shard to a temp file; compression runs on the
+//! libuv pool (and on every core for `addFiles`); `finish` renames it into place.
+
+use crate::error::{bad_arg, IntoNapi};
+use crate::reader::{entry_info, EntryInfo, ShardReader};
+use des_core::{Codec, CompressionPolicy, PackItem, PackSource, WriterOptions};
+use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::{Env, Task};
+use napi_derive::napi;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// How payloads are stored.
+#[napi(object)]
+#[derive(Default)]
+pub struct ShardWriterOptions {
+  /// `"zstd"` (default), `"lz4"` or `"none"`.
+  #[napi(ts_type = "'none' | 'zstd' | 'lz4'")]
+  pub codec: Option<String>,
+  /// zstd level (default 3).
+  pub level: Option<i32>,
+  /// Extensions stored raw (default: .jpg .jpeg .png .gif .gz .zip .bz2 .xz).
+  pub skip_extensions: Option<Vec<String>>,
+  /// Store raw when compression does not shrink a payload (default true).
+  pub raw_if_larger: Option<bool>,
+  /// Payloads larger than this many bytes become BigFiles (default 10 MiB).
+  pub big_file_threshold: Option<i64>,
+  /// Folder for BigFiles (default `<shard dir>/_bigFiles`).
+  pub bigfiles_dir: Option<String>,
+  /// Appending: replace an existing uid instead of failing.
+  pub replace: Option<bool>,
+}
+
+fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<WriterOptions> {
+  let o = o.unwrap_or_default();
+  let mut opts = WriterOptions::default();
+  let mut policy = CompressionPolicy::default();
+  if let Some(codec) = o.codec {
+    policy.codec = Codec::from_name(&codec).napi()?;
+  }
+  if let Some(level) = o.level {
+    policy.level = level;
+  }
+  if let Some(exts) = o.skip_extensions {
+    policy.skip_extensions = exts
+      .into_iter()
+      .map(|e| {
+        let e = e.to_ascii_lowercase();
+        if e.starts_with('.') {
+          e
+        } else {
+          format!(".{e}")
+        }
+      })
+      .collect();
+  }
+  if let Some(raw) = o.raw_if_larger {
+    policy.raw_if_larger = raw;
+  }
+  opts.compression = policy;
+  if let Some(t) = o.big_file_threshold {
+    opts.big_file_threshold =
+      u64::try_from(t).map_err(|_| bad_arg(format!("bigFileThreshold must be >= 0, got {t}")))?;
+  }
+  opts.bigfiles_dir = o.bigfiles_dir.map(PathBuf::from);
+  opts.replace = o.replace.unwrap_or(false);
+  Ok(opts)
+}
+
+/// One file for `addFiles`: a local `path` (with the `size` it must have) or `data`.
+#[napi(object)]
+pub struct PackFile {
+  pub uid: String,
+  pub path: Option<String>,
+  pub size: Option<i64>,
+  pub data: Option<Buffer>,
+  /// Meta JSON object text.
+  pub meta: Option<String>,
+}
+
+/// What `addFiles` did.
+#[napi(object)]
+pub struct AddFilesResult {
+  /// How many of the given files went in (a prefix); the rest would pass `maxDataSize`.
+  pub consumed: u32,
+  pub bytes_in: i64,
+  pub bytes_stored: i64,
+}
+
+/// What `finish` wrote.
+#[napi(object)]
+pub struct ShardWriteSummary {
+  pub path: String,
+  pub entries: i64,
+  pub added: i64,
+  pub file_size: i64,
+  pub index_size: i64,
+  pub bytes_in: i64,
+  pub bytes_stored: i64,
+  pub bigfiles: i64,
+}
+
+type Shared = Arc<Mutex<Option<des_core::ShardWriter>>>;
+
+fn with_writer<T>(
+  shared: &Shared,
+  f: impl FnOnce(&mut des_core::ShardWriter) -> napi::Result<T>,
+) -> napi::Result<T> {
+  let mut guard = shared
+    .lock()
+    .map_err(|_| bad_arg("writer is unusable after a panic"))?;
+  let writer = guard
+    .as_mut()
+    .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
+  f(writer)
+}
+
+/// Work on a writer off the event loop.
+pub struct WriterTask {
+  shared: Shared,
+  opts: WriterOptions,
+  job: Option<Job>,
+}
+
+enum Job {
+  Add { uid: String, data: Vec<u8>, meta: Option<String> },
+  AddFiles { items: Vec<PackItem>, max: Option<u64> },
+  Finish,
+}
+
+/// What a writer task hands back to JS.
+pub enum Done {
+  Added(EntryInfo),
+  Packed(AddFilesResult),
+  Finished(ShardWriteSummary),
+}
+
+impl Task for WriterTask {
+  type Output = Done;
+  type JsValue = napi::bindgen_prelude::Unknown<'static>;
+  fn compute(&mut self) -> napi::Result<Done> {
+    match self.job.take().ok_or_else(|| bad_arg("task ran twice"))? {
+      Job::Add { uid, data, meta } => with_writer(&self.shared, |w| {
+        let entry = w.add(&uid, data, meta.as_deref()).napi()?;
+        Ok(Done::Added(entry_info(&entry)))
+      }),
+      Job::AddFiles { items, max } => with_writer(&self.shared, |w| {
+        let p = des_core::pack_into(w, items, &self.opts, max).napi()?;
+        Ok(Done::Packed(AddFilesResult {
+          consumed: p.consumed as u32,
+          bytes_in: p.bytes_in as i64,
+          bytes_stored: p.bytes_stored as i64,
+        }))
+      }),
+      Job::Finish => {
+        let writer = self
+          .shared
+          .lock()
+          .map_err(|_| bad_arg("poisoned"))?
+          .take()
+          .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
+        let s = writer.finish().napi()?;
+        Ok(Done::Finished(ShardWriteSummary {
+          path: s.path.display().to_string(),
+          entries: s.entries as i64,
+          added: s.added as i64,
+          file_size: s.file_size as i64,
+          index_size: s.index_size as i64,
+          bytes_in: s.bytes_in as i64,
+          bytes_stored: s.bytes_stored as i64,
+          bigfiles: s.bigfiles as i64,
+        }))
+      }
+    }
+  }
+  fn resolve(&mut self, env: Env, done: Done) -> napi::Result<Self::JsValue> {
+    use napi::bindgen_prelude::{ToNapiValue, Unknown};
+    let raw = unsafe {
+      match done {
+        Done::Added(e) => ToNapiValue::to_napi_value(env.raw(), e)?,
+        Done::Packed(p) => ToNapiValue::to_napi_value(env.raw(), p)?,
+        Done::Finished(s) => ToNapiValue::to_napi_value(env.raw(), s)?,
+      }
+    };
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+  }
+}
+
+/// Opens a writer that appends to an existing shard.
+pub struct AppendTask {
+  path: PathBuf,
+  opts: WriterOptions,
+}
+
+impl Task for AppendTask {
+  type Output = des_core::ShardWriter;
+  type JsValue = ShardWriter;
+  fn compute(&mut self) -> napi::Result<des_core::ShardWriter> {
+    des_core::ShardWriter::append(&self.path, self.opts.clone()).napi()
+  }
+  fn resolve(&mut self, _env: Env, w: des_core::ShardWriter) -> napi::Result<ShardWriter> {
+    Ok(ShardWriter {
+      shared: Arc::new(Mutex::new(Some(w))),
+      opts: self.opts.clone(),
+    })
+  }
+}
+
+/// Writes one v2 shard. Await each call before the next; a writer that is
+/// aborted (or garbage-collected) before `finish` leaves no file at its path.
+#[napi]
+pub struct ShardWriter {
+  shared: Shared,
+  opts: WriterOptions,
+}
+
+#[napi]
+impl ShardWriter {
+  /// A new shard at `path`, replacing whatever is there on `finish`.
+  #[napi(factory)]
+  pub fn create(path: String, options: Option<ShardWriterOptions>) -> napi::Result<ShardWriter> {
+    let opts = core_options(options)?;
+    let w = des_core::ShardWriter::create(&path, opts.clone()).napi()?;
+    Ok(ShardWriter {
+      shared: Arc::new(Mutex::new(Some(w))),
+      opts,
+    })
+  }
+
+  /// A writer that adds to the shard at `path` (or starts it): waits for
+  /// the shard's lock (concurrent appenders, other processes too, take
+  /// turns) and copies its data, off the event loop.
+  #[napi(ts_return_type = "Promise<ShardWriter>")]
+  pub fn append(path: String, options: Option<ShardWriterOptions>) -> napi::Result<AsyncTask<AppendTask>> {
+    Ok(AsyncTask::new(AppendTask {
+      path: PathBuf::from(path),
+      opts: core_options(options)?,
+    }))
+  }
+
+  /// A writer that emits only what follows `old`'s data section (new data,
+  /// merged index, footer) to `tailPath`: the final object is the old
+  /// object's first `old.dataEnd` bytes followed by this file.
+  #[napi(factory)]
+  pub fn continue_after(
+    old: &ShardReader,
+    tail_path: String,
+    options: Option<ShardWriterOptions>,
+  ) -> napi::Result<ShardWriter> {
+    let opts = core_options(options)?;
+    let w = old.with_index(|index| des_core::ShardWriter::continue_after(index, &tail_path, opts.clone()).napi())?;
+    Ok(ShardWriter {
+      shared: Arc::new(Mutex::new(Some(w))),
+      opts,
+    })
+  }
+
+  fn task(&self, job: Job) -> AsyncTask<WriterTask> {
+    AsyncTask::new(WriterTask {
+      shared: self.shared.clone(),
+      opts: self.opts.clone(),
+      job: Some(job),
+    })
+  }
+
+  /// Compresses and appends one payload; resolves to its entry.
+  #[napi(ts_return_type = "Promise<EntryInfo>")]
+  pub fn add(&self, uid: String, data: Buffer, meta: Option<String>) -> AsyncTask<WriterTask> {
+    self.task(Job::Add {
+      uid,
+      data: data.to_vec(),
+      meta,
+    })
+  }
+
+  /// Reads (local paths) and compresses many files on every core, writing
+  /// them in order. Stops before the first file that would take the data
+  /// section past `maxDataSize`; `consumed` says how many went in.
+  #[napi(ts_return_type = "Promise<AddFilesResult>")]
+  pub fn add_files(&self, files: Vec<PackFile>, max_data_size: Option<i64>) -> napi::Result<AsyncTask<WriterTask>> {
+    let mut items = Vec::with_capacity(files.len());
+    for f in files {
+      let source = match (f.path, f.data) {
+        (_, Some(data)) => PackSource::Bytes(data.to_vec()),
+        (Some(path), None) => PackSource::Path {
+          path: PathBuf::from(path),
+          expected_size: f.size.map(|s| s.max(0) as u64),
+        },
+        (None, None) => return Err(bad_arg(format!("file {:?} has neither path nor data", f.uid))),
+      };
+      items.push(PackItem {
+        uid: f.uid,
+        meta: f.meta,
+        source,
+      });
+    }
+    Ok(self.task(Job::AddFiles {
+      items,
+      max: max_data_size.map(|m| m.max(0) as u64),
+    }))
+  }
+
+  /// True if the uid is already in the shard being written.
+  #[napi]
+  pub fn has(&self, uid: String) -> napi::Result<bool> {
+    with_writer(&self.shared, |w| Ok(w.contains(&uid)))
+  }
+
+  /// Entries so far, carried and added.
+  #[napi(getter)]
+  pub fn entry_count(&self) -> napi::Result<u32> {
+    with_writer(&self.shared, |w| Ok(w.entries().len() as u32))
+  }
+
+  /// Size of the shard's data section so far (header + payloads).
+  #[napi(getter)]
+  pub fn data_size(&self) -> napi::Result<i64> {
+    with_writer(&self.shared, |w| Ok(w.data_size() as i64))
+  }
+
+  /// Writes index and footer, syncs, and renames into place.
+  #[napi(ts_return_type = "Promise<ShardWriteSummary>")]
+  pub fn finish(&self) -> AsyncTask<WriterTask> {
+    self.task(Job::Finish)
+  }
+
+  /// Drops the writer: its temp file is removed, the target is untouched.
+  #[napi]
+  pub fn abort(&self) {
+    if let Ok(mut guard) = self.shared.lock() {
+      guard.take();
+    }
+  }
+}

@@ -1,0 +1,7 @@
+// Every `des` subcommand, registered in one place.
+
+import type { Argv } from 'yargs'
+import * as locate from './locate'
+import * as shard from './shard'
+
+export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard]

@@ -1,0 +1,61 @@
+// `des locate`: where a uid lives, one JSON object per answer.
+
+import type { Argv } from 'yargs'
+import * as readline from 'node:readline'
+import { locateShard } from '../../native'
+import { describe as describeError } from '../../errors'
+import { DesError } from '../../errors'
+import { writeOut } from '../output'
+
+function asJson(uid: string, createdAt: string, nBits: number): string {
+  const loc = locateShard(uid, createdAt, nBits)
+  return JSON.stringify({
+    uid: loc.uid,
+    date_dir: loc.dateDir,
+    shard_index: loc.shardIndex,
+    shard_hex: loc.shardHex,
+    object_key: loc.objectKey,
+  })
+}
+
+/** One output line for one input line of `--stdin`; a bad line gives `{"error": ...}`. */
+export function locateLine(line: string, defaultNBits: number): string {
+  try {
+    const input = JSON.parse(line) as { uid?: unknown; created_at?: unknown; n_bits?: unknown }
+    if (input === null || typeof input !== 'object') throw new DesError('DES_BAD_ARG', 'a line must be a JSON object')
+    const { uid, created_at: createdAt } = input
+    const nBits = input.n_bits ?? defaultNBits
+    if (typeof uid !== 'string' && typeof uid !== 'number') throw new DesError('DES_BAD_ARG', 'uid must be a string or a number')
+    if (typeof createdAt !== 'string') throw new DesError('DES_BAD_ARG', 'created_at must be an ISO-8601 string')
+    if (typeof nBits !== 'number' || !Number.isInteger(nBits)) throw new DesError('DES_BAD_ARG', 'n_bits must be an integer')
+    return asJson(String(uid), createdAt, nBits)
+  } catch (err) {
+    return JSON.stringify({ error: describeError(err) })
+  }
+}
+
+export function register(y: Argv): Argv {
+  return y.command(
+    'locate [uid]',
+    'Route a uid to its shard key (no database)',
+    (a) =>
+      a
+        .positional('uid', { type: 'string', describe: 'the file uid' })
+        .option('created-at', { type: 'string', describe: 'ISO-8601 creation time (no offset = UTC)' })
+        .option('n-bits', { type: 'number', default: 8, describe: 'routing bits, 4..16' })
+        .option('stdin', { type: 'boolean', default: false, describe: 'read JSON lines {uid, created_at, n_bits}' }),
+    async (argv) => {
+      if (argv.stdin) {
+        const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
+        for await (const line of lines) {
+          if (line.trim() === '') continue
+          await writeOut(locateLine(line, argv['n-bits']) + '\n')
+        }
+        return
+      }
+      if (argv.uid === undefined) throw new DesError('DES_BAD_ARG', 'give a uid, or --stdin')
+      if (argv['created-at'] === undefined) throw new DesError('DES_BAD_ARG', '--created-at is required')
+      await writeOut(asJson(argv.uid, argv['created-at'], argv['n-bits']) + '\n')
+    },
+  )
+}

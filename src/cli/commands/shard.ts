@@ -1,0 +1,126 @@
+// `des ls | cat | verify | inspect`: look inside one shard file.
+
+import type { Argv } from 'yargs'
+import { ShardReader, type EntryInfo } from '../../native'
+import { DesError } from '../../errors'
+import { writeOut } from '../output'
+
+const PAGE = 10_000
+
+async function* allEntries(reader: ShardReader): AsyncGenerator<EntryInfo> {
+  for (let start = 0; start < reader.entryCount; start += PAGE) {
+    for (const e of reader.entries(start, PAGE)) yield e
+  }
+}
+
+/** The `ls --json` form of an entry. */
+export function entryJson(e: EntryInfo): Record<string, unknown> {
+  return {
+    uid: e.uid,
+    size: e.size,
+    codec: e.codec ?? null,
+    is_bigfile: e.isBigfile,
+    stored_size: e.storedSize,
+    ...(e.sha256 ? { sha256: e.sha256 } : {}),
+    meta: JSON.parse(e.meta),
+  }
+}
+
+/** Sizes and codecs of a whole shard. */
+export async function shardStats(path: string, reader: ShardReader): Promise<Record<string, unknown>> {
+  let size = 0
+  let stored = 0
+  let bigfiles = 0
+  let bigfileBytes = 0
+  const codecs: Record<string, number> = {}
+  for await (const e of allEntries(reader)) {
+    if (e.isBigfile) {
+      bigfiles++
+      bigfileBytes += e.size
+      continue
+    }
+    size += e.size
+    stored += e.storedSize
+    codecs[e.codec ?? 'none'] = (codecs[e.codec ?? 'none'] ?? 0) + 1
+  }
+  return {
+    path,
+    version: reader.version,
+    entries: reader.entryCount,
+    file_size: reader.fileSize,
+    index_size: reader.indexSize,
+    data_end: reader.dataEnd,
+    inline_bytes: size,
+    stored_bytes: stored,
+    compression_ratio: stored > 0 ? Number((size / stored).toFixed(3)) : null,
+    codecs,
+    bigfiles,
+    bigfile_bytes: bigfileBytes,
+  }
+}
+
+export function register(y: Argv): Argv {
+  return y
+    .command(
+      'ls <shard>',
+      'List the entries of a shard',
+      (a) =>
+        a
+          .positional('shard', { type: 'string', demandOption: true })
+          .option('json', { type: 'boolean', default: false, describe: 'one JSON object per line' }),
+      async (argv) => {
+        const reader = await ShardReader.open(argv.shard)
+        for await (const e of allEntries(reader)) {
+          const line = argv.json
+            ? JSON.stringify(entryJson(e))
+            : `${e.uid}\t${e.size}\t${e.isBigfile ? 'bigfile' : e.codec}\t${e.storedSize}`
+          await writeOut(line + '\n')
+        }
+      },
+    )
+    .command(
+      'cat <shard> <uid>',
+      "Write a file's bytes to stdout",
+      (a) =>
+        a
+          .positional('shard', { type: 'string', demandOption: true })
+          .positional('uid', { type: 'string', demandOption: true })
+          .option('bigfiles-prefix', { type: 'string', default: '_bigFiles' }),
+      async (argv) => {
+        const reader = await ShardReader.open(argv.shard)
+        if (!reader.has(argv.uid)) throw new DesError('DES_NOT_FOUND', `not found: uid ${JSON.stringify(argv.uid)} is not in ${argv.shard}`)
+        await writeOut(await reader.read(argv.uid, argv['bigfiles-prefix']))
+      },
+    )
+    .command(
+      'verify <shard>',
+      'Decode every entry (and BigFile) and check sizes and checksums',
+      (a) =>
+        a
+          .positional('shard', { type: 'string', demandOption: true })
+          .option('bigfiles-prefix', { type: 'string', default: '_bigFiles' })
+          .option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const reader = await ShardReader.open(argv.shard)
+        const report = await reader.verify(argv['bigfiles-prefix'])
+        if (argv.json) await writeOut(JSON.stringify(report) + '\n')
+        else await writeOut(`${argv.shard}: ${report.ok}/${report.entries} entries ok, ${report.bytes} bytes decoded\n`)
+        if (report.problems.length > 0) {
+          for (const p of report.problems) process.stderr.write(`des: ${p.uid}: ${p.error.replace(/^\[DES_[A-Z_]+\] /, '')}\n`)
+          throw new DesError('DES_CORRUPT', `${report.problems.length} of ${report.entries} entries failed verification`)
+        }
+      },
+    )
+    .command(
+      'inspect <shard>',
+      'Show version, entry count, sizes, compression ratio and codecs',
+      (a) => a.positional('shard', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        const reader = await ShardReader.open(argv.shard)
+        const stats = await shardStats(argv.shard, reader)
+        if (argv.json) return writeOut(JSON.stringify(stats) + '\n')
+        const lines = Object.entries(stats).map(([k, v]) => `${k.padEnd(18)} ${typeof v === 'object' ? JSON.stringify(v) : v}`)
+        await writeOut(lines.join('\n') + '\n')
+      },
+    )
+}

@@ -1,0 +1,174 @@
+// The only importer of the native addon. Errors from Rust arrive as
+// "[DES_CODE] message"; they are turned back into DesError with `code` here.
+
+import { DesError } from './errors'
+import type * as Native from '../index'
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const addon: typeof Native = require('../index.js')
+
+const CODED = /^\[(DES_[A-Z_]+)\] ([\s\S]*)$/
+
+/** Turns an addon error into a DesError carrying its code; passes others through. */
+export function decodeError(err: unknown): unknown {
+  if (err instanceof Error && !(err instanceof DesError)) {
+    const m = CODED.exec(err.message)
+    if (m) return new DesError(m[1], m[2], { cause: err })
+  }
+  return err
+}
+
+function sync<T>(f: () => T): T {
+  try {
+    return f()
+  } catch (err) {
+    throw decodeError(err)
+  }
+}
+
+async function later<T>(p: () => Promise<T>): Promise<T> {
+  try {
+    return await p()
+  } catch (err) {
+    throw decodeError(err)
+  }
+}
+
+export type EntryInfo = Native.EntryInfo
+export type ShardLocation = Native.ShardLocation
+export type ShardWriterOptions = Native.ShardWriterOptions
+export type ShardWriteSummary = Native.ShardWriteSummary
+export type PackFile = Native.PackFile
+export type AddFilesResult = Native.AddFilesResult
+export type VerifyReport = Native.VerifyReport
+export type Codec = 'none' | 'zstd' | 'lz4'
+
+/** Routes a uid to its shard. Throws DES_BAD_ARG for a bad date or n_bits. */
+export function locateShard(uid: string | number, createdAt: string, nBits = 8): ShardLocation {
+  return sync(() => addon.locateShard(String(uid), createdAt, nBits))
+}
+
+/** Seconds since the epoch of an ISO-8601 timestamp. Throws DES_BAD_ARG. */
+export function parseTimestamp(createdAt: string): number {
+  return sync(() => addon.parseTimestamp(createdAt))
+}
+
+/** Where the index of an object lies, read from its tail bytes. */
+export function footerFromTail(tail: Buffer, objectSize: number): { indexOffset: number; indexSize: number } {
+  return sync(() => addon.footerFromTail(tail, objectSize))
+}
+
+/** A shard's index (held in Rust) with payload reads and decoding. */
+export class ShardReader {
+  private constructor(private readonly inner: Native.ShardReader) {}
+
+  /** Opens a local shard file off the event loop. */
+  static async open(path: string): Promise<ShardReader> {
+    return new ShardReader(await later(() => addon.ShardReader.open(path)))
+  }
+
+  /** Opens a local shard file on the calling thread. */
+  static openSync(path: string): ShardReader {
+    return new ShardReader(sync(() => addon.ShardReader.openSync(path)))
+  }
+
+  /** Parses the index from an object's last bytes (DES_NEED_MORE if short). */
+  static async fromTail(tail: Buffer, objectSize: number): Promise<ShardReader> {
+    return new ShardReader(await later(() => addon.ShardReader.fromTail(tail, objectSize)))
+  }
+
+  get version(): number {
+    return this.inner.version
+  }
+  get entryCount(): number {
+    return this.inner.entryCount
+  }
+  get indexSize(): number {
+    return this.inner.indexSize
+  }
+  get dataEnd(): number {
+    return this.inner.dataEnd
+  }
+  get fileSize(): number | null {
+    return this.inner.fileSize
+  }
+  /** The addon object, for `ShardWriter.continueAfter`. */
+  get native(): Native.ShardReader {
+    return this.inner
+  }
+
+  has(uid: string): boolean {
+    return this.inner.has(uid)
+  }
+  entry(uid: string): EntryInfo | null {
+    return this.inner.entry(uid)
+  }
+  entries(start?: number, count?: number): EntryInfo[] {
+    return this.inner.entries(start, count)
+  }
+  /** Reads a uid from a local shard (BigFiles from `<dir>/<prefix>/`). */
+  read(uid: string, bigfilesPrefix?: string): Promise<Buffer> {
+    return later(() => this.inner.read(uid, bigfilesPrefix))
+  }
+  readSync(uid: string, bigfilesPrefix?: string): Buffer {
+    return sync(() => this.inner.readSync(uid, bigfilesPrefix))
+  }
+  /** Decodes stored bytes fetched by the caller. */
+  decode(uid: string, stored: Buffer): Promise<Buffer> {
+    return later(() => this.inner.decode(uid, stored))
+  }
+  decodeSync(uid: string, stored: Buffer): Buffer {
+    return sync(() => this.inner.decodeSync(uid, stored))
+  }
+  /** Decodes every entry of a local shard. */
+  verify(bigfilesPrefix?: string): Promise<VerifyReport> {
+    return later(() => sync(() => this.inner.verify(bigfilesPrefix)))
+  }
+  /** Checks a BigFile's bytes against the entry (size and sha256). */
+  verifyBigfile(uid: string, data: Buffer): void {
+    sync(() => addon.verifyBigfile(this.inner, uid, data))
+  }
+}
+
+/** Writes one v2 shard; await each call before the next. */
+export class ShardWriter {
+  private constructor(private readonly inner: Native.ShardWriter) {}
+
+  /** A new shard at `path` (replacing any file there on finish). */
+  static create(path: string, options?: ShardWriterOptions): ShardWriter {
+    return new ShardWriter(sync(() => addon.ShardWriter.create(path, options)))
+  }
+
+  /** Adds to the shard at `path` (or starts it), holding its lock until finish/abort. */
+  static async append(path: string, options?: ShardWriterOptions): Promise<ShardWriter> {
+    return new ShardWriter(await later(() => addon.ShardWriter.append(path, options)))
+  }
+
+  /** Emits only the bytes that follow `old`'s data section into `tailPath`. */
+  static continueAfter(old: ShardReader, tailPath: string, options?: ShardWriterOptions): ShardWriter {
+    return new ShardWriter(sync(() => addon.ShardWriter.continueAfter(old.native, tailPath, options)))
+  }
+
+  add(uid: string, data: Buffer, meta?: string | Record<string, unknown>): Promise<EntryInfo> {
+    const metaText = typeof meta === 'string' || meta === undefined ? meta : JSON.stringify(meta)
+    return later(() => this.inner.add(uid, data, metaText))
+  }
+  addFiles(files: PackFile[], maxDataSize?: number): Promise<AddFilesResult> {
+    return later(() => sync(() => this.inner.addFiles(files, maxDataSize)))
+  }
+  has(uid: string): boolean {
+    return sync(() => this.inner.has(uid))
+  }
+  get entryCount(): number {
+    return sync(() => this.inner.entryCount)
+  }
+  get dataSize(): number {
+    return sync(() => this.inner.dataSize)
+  }
+  finish(): Promise<ShardWriteSummary> {
+    return later(() => this.inner.finish())
+  }
+  abort(): void {
+    this.inner.abort()
+  }
+}
