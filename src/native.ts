@@ -4,8 +4,33 @@
 import { DesError } from './errors'
 import type * as Native from '../index'
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const addon: typeof Native = require('../index.js')
+const addon: typeof Native = loadAddon()
+
+// The generated loader's own error ("Cannot find native binding") does not say
+// which platform package was looked for; this one does.
+function loadAddon(): typeof Native {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('../index.js')
+  } catch (err) {
+    throw new Error(
+      `DES native addon not available for ${platformName()}: the package des-store-${platformName()} is not installed or does not load. ` +
+        'Prebuilt packages exist for linux-x64-gnu, linux-arm64-gnu, linux-x64-musl, darwin-x64, darwin-arm64 and win32-x64-msvc ' +
+        '(npm installs the matching one as an optional dependency: do not install with --omit=optional / --no-optional). ' +
+        'On any other platform build from source with Rust: npm run build.',
+      { cause: err },
+    )
+  }
+}
+
+/** The napi-rs platform suffix of this process, e.g. `linux-x64-gnu`. */
+function platformName(): string {
+  const base = `${process.platform}-${process.arch}`
+  if (process.platform === 'win32') return `${base}-msvc`
+  if (process.platform !== 'linux') return base
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
+  return `${base}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
+}
 
 const CODED = /^\[(DES_[A-Z_]+)\] ([\s\S]*)$/
 
