@@ -1,0 +1,112 @@
+// The `des` inspection commands as a user runs them.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import { runCli } from './helpers/cli'
+import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
+
+test('des locate prints one JSON object with the routing fields', async (t) => {
+  const r = await runCli(['locate', '123', '--created-at', '2023-08-14T22:53:32Z', '--n-bits', '11'])
+  t.is(r.code, 0, r.stderr)
+  t.deepEqual(JSON.parse(r.stdout.toString()), { uid: '123', date_dir: '20230814', shard_index: 123, shard_hex: '7B', object_key: '20230814/7B.des' })
+})
+
+test('des locate --stdin answers every golden line and reports bad lines without stopping', async (t) => {
+  const lines = fs.readFileSync(goldenPath('routing.jsonl'), 'utf8').split('\n').filter(Boolean)
+  const input = lines.slice(0, 400).join('\n') + '\nnot json\n{"uid":"x","created_at":"yesterday"}\n' + lines[400] + '\n'
+  const r = await runCli(['locate', '--stdin'], { stdin: input })
+  t.is(r.code, 0, r.stderr)
+  const out = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l))
+  t.is(out.length, 403)
+  for (let i = 0; i < 400; i++) {
+    const want = JSON.parse(lines[i])
+    if (want.error) t.truthy(out[i].error)
+    else t.is(out[i].object_key, want.object_key)
+  }
+  t.regex(out[400].error, /JSON/)
+  t.regex(out[401].error, /yesterday/)
+  t.is(out[402].object_key, JSON.parse(lines[400]).object_key)
+})
+
+test('des ls --json lists every entry with uid, size, codec, is_bigfile, stored_size, meta', async (t) => {
+  for (const { file, expect } of goldenShards()) {
+    const r = await runCli(['ls', file, '--json'])
+    t.is(r.code, 0, r.stderr)
+    const rows = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l))
+    t.is(rows.length, expect.entries.length)
+    for (const want of expect.entries) {
+      const row = rows.find((x) => x.uid === want.uid)
+      t.truthy(row, want.uid)
+      t.is(row.size, want.size)
+      t.is(row.codec, want.codec)
+      t.is(row.is_bigfile, want.is_bigfile)
+      t.deepEqual(row.meta, want.meta)
+      t.is(typeof row.stored_size, 'number')
+    }
+  }
+})
+
+test('des cat writes the exact bytes, BigFiles included', async (t) => {
+  const { file, expect } = goldenShards().find((s) => s.expect.entries.some((e) => e.is_bigfile))!
+  for (const want of [expect.entries.find((e) => e.is_bigfile)!, expect.entries.find((e) => !e.is_bigfile)!]) {
+    const r = await runCli(['cat', file, want.uid])
+    t.is(r.code, 0, r.stderr)
+    t.is(sha256(r.stdout), want.sha256)
+  }
+})
+
+test('des cat of an unknown uid exits non-zero with "not found" and no output', async (t) => {
+  const r = await runCli(['cat', goldenShards()[0].file, 'no-such-uid'])
+  t.not(r.code, 0)
+  t.regex(r.stderr, /not found/)
+  t.is(r.stdout.length, 0)
+  t.notRegex(r.stderr, /\n\s+at /)
+})
+
+test('des verify passes good shards and fails a damaged payload, naming the uid', async (t) => {
+  for (const { file } of goldenShards()) {
+    const r = await runCli(['verify', file])
+    t.is(r.code, 0, r.stderr)
+  }
+  const bad = await runCli(['verify', goldenPath('corrupt-payload', 'zstd-garbage.des')])
+  t.not(bad.code, 0)
+  t.regex(bad.stderr, /a: .*corrupt/)
+})
+
+test('des inspect reports version, entries, sizes, ratio and codecs', async (t) => {
+  const file = goldenPath('shards', 'v2-lz4-1.des')
+  const r = await runCli(['inspect', file, '--json'])
+  t.is(r.code, 0, r.stderr)
+  const info = JSON.parse(r.stdout.toString())
+  const expect = readJson(file.replace(/\.des$/, '.expect.json'))
+  t.is(info.version, 2)
+  t.is(info.entries, expect.entries.length)
+  t.is(info.file_size, fs.statSync(file).size)
+  t.true(info.compression_ratio > 1)
+  t.true(info.codecs.lz4 > 0)
+})
+
+test('a corrupt shard is one clear line on stderr, non-zero exit, nothing on stdout, no stack', async (t) => {
+  for (const name of fs.readdirSync(goldenPath('corrupt'))) {
+    const r = await runCli(['ls', goldenPath('corrupt', name)])
+    t.not(r.code, 0, name)
+    t.is(r.stdout.length, 0, name)
+    t.is(r.stderr.trim().split('\n').length, 1, name)
+    t.regex(r.stderr, /^des: corrupt shard: /, name)
+  }
+})
+
+test('--verbose shows the stack of an error', async (t) => {
+  const r = await runCli(['ls', goldenPath('corrupt', 'empty.des'), '--verbose'])
+  t.not(r.code, 0)
+  t.regex(r.stderr, /\n\s+at /)
+})
+
+test('a missing file and a bad date are clear errors with distinct exit codes', async (t) => {
+  const missing = await runCli(['ls', '/nonexistent/x.des'])
+  t.is(missing.code, 3)
+  t.regex(missing.stderr, /open \/nonexistent\/x\.des/)
+  const date = await runCli(['locate', '1', '--created-at', '2024-02-30T00:00:00Z'])
+  t.is(date.code, 2)
+  t.regex(date.stderr, /no such calendar date/)
+})
