@@ -23,6 +23,7 @@ const OUTCOMES: Record<string, Outcome> = {
   DES_NOT_FOUND: { status: 404, exitCode: 3 },
   DES_NO_FILE: { status: 404, exitCode: 3 },
   DES_RANGE: { status: 416, exitCode: 2 },
+  DES_METHOD: { status: 405, exitCode: 2 },
   DES_DUPLICATE: { status: 409, exitCode: 5 },
   DES_CONFLICT: { status: 409, exitCode: 5 },
   DES_CORRUPT: { status: 502, exitCode: 4 },

@@ -2,6 +2,9 @@
 // only module that reads process.env; a bad value is refused at start-up with
 // a message that names the variable.
 
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as YAML from 'yaml'
 import { DesError } from '../errors'
 
 export type Backend = 'local' | 's3' | 'multi_s3'
@@ -118,4 +121,124 @@ function bigfilesPrefixVar(env: Env): string {
     throw bad('DES_BIGFILES_PREFIX', raw, 'expected one folder name (letters, digits, . _ -)')
   }
   return raw
+}
+
+// ---------------------------------------------------------------------------
+// `des serve`: the HTTP server's own settings (SPEC §7), on top of DesConfig.
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+/** One API key, held only as the sha256 of its text. */
+export interface ApiKey {
+  /** sha256 of the key (32 bytes). */
+  hash: Buffer
+  /** What the key may do: `read` (GET /files), `metrics`, `admin` (everything). */
+  scopes: string[]
+  /** A label for logs (never the key itself). */
+  name: string
+}
+
+export interface ServeConfig {
+  host: string
+  port: number
+  /** Worker processes (node:cluster); 1 = serve in this process. */
+  workers: number
+  logLevel: LogLevel
+  /** API keys; auth is off when empty. */
+  apiKeys: ApiKey[]
+  /** Paths served without a key even when auth is on. */
+  authOpenPaths: string[]
+  /** How long SIGTERM waits for in-flight requests before closing connections. */
+  shutdownTimeoutMs: number
+  /** S3 client: connect timeout, per-request timeout, attempts (SDK standard retry). */
+  s3ConnectTimeoutMs: number
+  s3RequestTimeoutMs: number
+  s3MaxAttempts: number
+}
+
+const SCOPES = ['read', 'metrics', 'admin']
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest()
+}
+
+function parseScopes(name: string, raw: unknown, where: string): string[] {
+  const list = raw === undefined ? ['read'] : Array.isArray(raw) ? raw : String(raw).split(/[+ ]/)
+  const scopes = list.map((s) => String(s).trim().toLowerCase()).filter(Boolean)
+  for (const s of scopes) {
+    if (!SCOPES.includes(s)) throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)} has unknown scope ${JSON.stringify(s)} (expected ${SCOPES.join(', ')})`)
+  }
+  return scopes
+}
+
+/**
+ * `DES_API_KEYS`: comma-separated keys, each optionally `key:scope+scope`
+ * (default scope `read`). The plain keys are hashed here and not kept.
+ */
+export function apiKeysFromEnv(raw: string | undefined): ApiKey[] {
+  if (!raw || raw.trim() === '') return []
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((item, i) => {
+      const colon = item.indexOf(':')
+      const key = colon < 0 ? item : item.slice(0, colon)
+      if (key.length < 8) throw new DesError('DES_CONFIG', `DES_API_KEYS: key #${i + 1} is shorter than 8 characters`)
+      const scopes = parseScopes(`#${i + 1}`, colon < 0 ? undefined : item.slice(colon + 1), 'DES_API_KEYS')
+      return { hash: sha256(key), scopes, name: `env#${i + 1}` }
+    })
+}
+
+/**
+ * `DES_API_KEYS_FILE`: JSON or YAML, `{keys: [{name, key | sha256, scopes}]}`
+ * (or the list alone). `sha256` (hex of the key) keeps plain keys out of the file.
+ */
+export function apiKeysFromFile(file: string): ApiKey[] {
+  let doc: unknown
+  try {
+    doc = YAML.parse(fs.readFileSync(file, 'utf8'))
+  } catch (err) {
+    throw new DesError('DES_CONFIG', `DES_API_KEYS_FILE=${file}: ${(err as Error).message}`)
+  }
+  const list = Array.isArray(doc) ? doc : (doc as { keys?: unknown } | null)?.keys
+  if (!Array.isArray(list)) throw new DesError('DES_CONFIG', `DES_API_KEYS_FILE=${file}: expected a list of keys or {keys: [...]}`)
+  return list.map((k: Record<string, unknown>, i) => {
+    const name = typeof k?.name === 'string' && k.name ? k.name : `file#${i + 1}`
+    const where = `DES_API_KEYS_FILE=${file}`
+    let hash: Buffer
+    if (typeof k?.sha256 === 'string') {
+      if (!/^[0-9a-fA-F]{64}$/.test(k.sha256)) throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)}: sha256 must be 64 hex digits`)
+      hash = Buffer.from(k.sha256, 'hex')
+    } else if (typeof k?.key === 'string' && k.key.length >= 8) {
+      hash = sha256(k.key)
+    } else {
+      throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)} needs "key" (8+ characters) or "sha256"`)
+    }
+    return { hash, scopes: parseScopes(name, k.scopes, where), name }
+  })
+}
+
+/** The `des serve` settings from the environment (flags override host/port/workers). */
+export function loadServeConfig(env: Env = process.env): ServeConfig {
+  const host = env.DES_HOST?.trim() || '0.0.0.0'
+  const apiKeys = [...apiKeysFromEnv(env.DES_API_KEYS), ...(env.DES_API_KEYS_FILE?.trim() ? apiKeysFromFile(env.DES_API_KEYS_FILE.trim()) : [])]
+  const open = env.DES_AUTH_OPEN_PATHS
+  const authOpenPaths = (open === undefined ? '/health,/ready,/metrics' : open)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+  for (const p of authOpenPaths) if (!p.startsWith('/')) throw bad('DES_AUTH_OPEN_PATHS', open ?? '', `path ${JSON.stringify(p)} must start with /`)
+  return {
+    host,
+    port: intVar(env, 'DES_PORT', 8000, 0, 65535),
+    workers: intVar(env, 'DES_WORKERS', 1, 1, 256),
+    logLevel: enumVar<LogLevel>(env, 'DES_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    apiKeys,
+    authOpenPaths,
+    shutdownTimeoutMs: intVar(env, 'DES_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
+    s3ConnectTimeoutMs: intVar(env, 'DES_S3_CONNECT_TIMEOUT_MS', 2_000, 1, 600_000),
+    s3RequestTimeoutMs: intVar(env, 'DES_S3_REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000),
+    s3MaxAttempts: intVar(env, 'DES_S3_MAX_ATTEMPTS', 3, 1, 20),
+  }
 }

@@ -6,14 +6,28 @@ import type { S3Settings } from '../config/env'
 export interface S3ClientOptions {
   /** Attempts per request, the SDK's standard retry strategy (default 3). */
   maxAttempts?: number
+  /** Give up connecting after this many ms (default: the SDK's, none). */
+  connectionTimeoutMs?: number
+  /** Fail a request that has not completed after this many ms (default: none). */
+  requestTimeoutMs?: number
 }
 
 /** An S3 client for one bucket's settings. */
 export function createS3Client(s3: Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle'>, opts: S3ClientOptions = {}): S3Client {
+  const timeouts = opts.connectionTimeoutMs !== undefined || opts.requestTimeoutMs !== undefined
   return new S3Client({
     region: s3.region,
     endpoint: s3.endpoint,
     forcePathStyle: s3.forcePathStyle,
     maxAttempts: opts.maxAttempts ?? 3,
+    ...(timeouts
+      ? {
+          requestHandler: {
+            connectionTimeout: opts.connectionTimeoutMs,
+            requestTimeout: opts.requestTimeoutMs,
+            throwOnRequestTimeout: true,
+          },
+        }
+      : {}),
   })
 }

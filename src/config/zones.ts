@@ -1,0 +1,95 @@
+// The multi-S3 zones file (SPEC §5), YAML or JSON, validated once at start-up:
+// every shard index 0 .. 2^n_bits - 1 belongs to exactly one zone.
+
+import * as fs from 'node:fs'
+import * as YAML from 'yaml'
+import { DesError } from '../errors'
+import { normalisePrefix, type S3Settings } from './env'
+
+export interface Zone {
+  name: string
+  /** Inclusive shard-index range. */
+  start: number
+  end: number
+  s3: S3Settings
+}
+
+export interface ZonesConfig {
+  nBits: number
+  /** Sorted by `start`. */
+  zones: Zone[]
+}
+
+function fail(file: string, why: string): DesError {
+  return new DesError('DES_CONFIG', `zones file ${file}: ${why}`)
+}
+
+function int(file: string, v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw fail(file, `${what} must be a whole number, got ${JSON.stringify(v)}`)
+  return v
+}
+
+/** Parses and validates zones text (`file` names it in errors). `defaultNBits` when the file has none. */
+export function parseZones(text: string, file: string, defaultNBits: number): ZonesConfig {
+  let doc: any
+  try {
+    doc = YAML.parse(text) // YAML is a superset of JSON
+  } catch (err) {
+    throw fail(file, `not valid YAML/JSON: ${(err as Error).message}`)
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw fail(file, 'expected an object with n_bits and zones')
+  const nBits = doc.n_bits === undefined ? defaultNBits : int(file, doc.n_bits, 'n_bits')
+  if (nBits < 4 || nBits > 16) throw fail(file, `n_bits must be 4..16, got ${nBits}`)
+  if (!Array.isArray(doc.zones) || doc.zones.length === 0) throw fail(file, 'zones must be a non-empty list')
+  const max = 2 ** nBits - 1
+  const names = new Set<string>()
+  const zones: Zone[] = doc.zones.map((z: any, i: number) => {
+    const name = typeof z?.name === 'string' && z.name.trim() ? z.name.trim() : ''
+    if (!name) throw fail(file, `zone #${i + 1} has no name`)
+    if (names.has(name)) throw fail(file, `zone name ${JSON.stringify(name)} appears twice`)
+    names.add(name)
+    const start = int(file, z.range?.start, `zone ${name}: range.start`)
+    const end = int(file, z.range?.end, `zone ${name}: range.end`)
+    if (start > end) throw fail(file, `zone ${name}: range.start ${start} is after range.end ${end}`)
+    if (start < 0 || end > max) throw fail(file, `zone ${name}: range ${start}..${end} is outside 0..${max} (n_bits ${nBits})`)
+    const bucket = typeof z.s3?.bucket === 'string' ? z.s3.bucket.trim() : ''
+    if (!bucket) throw fail(file, `zone ${name}: s3.bucket is required`)
+    const endpoint = typeof z.s3.endpoint_url === 'string' && z.s3.endpoint_url.trim() ? z.s3.endpoint_url.trim() : undefined
+    if (endpoint && !/^https?:\/\/[^\s/]+/.test(endpoint)) throw fail(file, `zone ${name}: s3.endpoint_url ${JSON.stringify(endpoint)} is not an http(s) URL`)
+    return {
+      name,
+      start,
+      end,
+      s3: {
+        bucket,
+        region: (typeof z.s3.region_name === 'string' && z.s3.region_name.trim()) || 'us-east-1',
+        endpoint,
+        prefix: normalisePrefix(typeof z.s3.prefix === 'string' ? z.s3.prefix : ''),
+        forcePathStyle: typeof z.s3.force_path_style === 'boolean' ? z.s3.force_path_style : Boolean(endpoint),
+      },
+    }
+  })
+  zones.sort((a, b) => a.start - b.start)
+  let next = 0
+  for (let i = 0; i < zones.length; i++) {
+    const z = zones[i]
+    if (i > 0 && z.start <= zones[i - 1].end) {
+      throw fail(file, `zones ${zones[i - 1].name} (${zones[i - 1].start}..${zones[i - 1].end}) and ${z.name} (${z.start}..${z.end}) overlap`)
+    }
+    if (z.start > next) throw fail(file, `shard indexes ${next}..${z.start - 1} are in no zone`)
+    next = z.end + 1
+  }
+  if (next <= max) throw fail(file, `shard indexes ${next}..${max} are in no zone`)
+  return { nBits, zones }
+}
+
+/** Reads and validates a zones file. */
+export function loadZones(file: string, defaultNBits: number): ZonesConfig {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new DesError('DES_CONFIG', `DES_ZONES_CONFIG=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+  return parseZones(text, file, defaultNBits)
+}

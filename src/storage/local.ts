@@ -1,0 +1,112 @@
+// Shards on a local disk: positional reads of the bytes asked for, never a
+// whole-file load. The store opens shards with the native reader through
+// `localPath`; the ByteSource methods serve BigFiles and the generic path.
+
+import * as fs from 'node:fs'
+import * as fsp from 'node:fs/promises'
+import * as path from 'node:path'
+import { DesError } from '../errors'
+import { EtagMismatchError, type ByteRange, type ByteSource, type ObjectStream, type ObjectTail, type ReadType } from './source'
+
+/** What identifies one version of a local file. */
+export function statEtag(st: fs.Stats): string {
+  return `${st.size}-${Math.trunc(st.mtimeMs * 1000)}-${st.ino}`
+}
+
+function localError(err: unknown, key: string, what: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code
+  if (code === 'ENOENT' || code === 'ENOTDIR') return new DesError('DES_NOT_FOUND', `no object ${key}`)
+  if (err instanceof DesError) return err
+  return new DesError('DES_STORAGE', `${what} ${key}: ${code ?? (err as Error)?.message ?? String(err)}`, { cause: err })
+}
+
+async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length)
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, offset + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return done === length ? buf : buf.subarray(0, done)
+}
+
+export class LocalSource implements ByteSource {
+  readonly backend = 'local'
+  readonly id: string
+  readonly baseDir: string
+
+  constructor(baseDir: string) {
+    this.baseDir = path.resolve(baseDir)
+    this.id = `file:${this.baseDir}`
+  }
+
+  localPath(key: string): string {
+    return path.join(this.baseDir, key)
+  }
+
+  async localEtag(key: string): Promise<string> {
+    try {
+      const st = await fsp.stat(this.localPath(key))
+      if (!st.isFile()) throw new DesError('DES_NOT_FOUND', `no object ${key}`)
+      return statEtag(st)
+    } catch (err) {
+      throw localError(err, key, 'stat')
+    }
+  }
+
+  async getTail(key: string, n: number): Promise<ObjectTail> {
+    let fh: fsp.FileHandle | undefined
+    try {
+      fh = await fsp.open(this.localPath(key), 'r')
+      const st = await fh.stat()
+      const len = Math.min(n, st.size)
+      const bytes = await readAt(fh, st.size - len, len)
+      if (bytes.length !== len) throw new DesError('DES_STORAGE', `${key} shrank while its tail was read`)
+      return { bytes, objectSize: st.size, etag: statEtag(st) }
+    } catch (err) {
+      throw localError(err, key, 'read tail of')
+    } finally {
+      await fh?.close()
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number, _type: ReadType, etag?: string): Promise<Buffer> {
+    let fh: fsp.FileHandle | undefined
+    try {
+      fh = await fsp.open(this.localPath(key), 'r')
+      if (etag !== undefined && statEtag(await fh.stat()) !== etag) throw new EtagMismatchError(key)
+      const bytes = await readAt(fh, offset, length)
+      if (bytes.length !== length) throw new DesError('DES_CORRUPT', `${key}: range ${offset}+${length} passes the end of the object`)
+      return bytes
+    } catch (err) {
+      throw localError(err, key, 'read')
+    } finally {
+      await fh?.close()
+    }
+  }
+
+  async stream(key: string, range?: ByteRange): Promise<ObjectStream> {
+    let fh: fsp.FileHandle | undefined
+    try {
+      fh = await fsp.open(this.localPath(key), 'r')
+      const st = await fh.stat()
+      const body = fh.createReadStream(range ? { start: range.start, end: range.end, autoClose: true } : { autoClose: true })
+      fh = undefined // the stream owns it now
+      return { body, objectSize: st.size }
+    } catch (err) {
+      await fh?.close()
+      throw localError(err, key, 'open')
+    }
+  }
+
+  async ping(): Promise<void> {
+    let st: fs.Stats
+    try {
+      st = await fsp.stat(this.baseDir)
+    } catch (err) {
+      throw new DesError('DES_UNAVAILABLE', `DES_BASE_DIR ${this.baseDir} is not reachable: ${(err as NodeJS.ErrnoException).code ?? err}`)
+    }
+    if (!st.isDirectory()) throw new DesError('DES_UNAVAILABLE', `DES_BASE_DIR ${this.baseDir} is not a directory`)
+  }
+}

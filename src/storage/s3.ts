@@ -1,0 +1,132 @@
+// Shards on S3 (or any S3-compatible server): suffix-range GETs for tails,
+// range GETs for payloads, one streamed GET per BigFile. Every request is
+// counted in des_s3_range_calls_total{backend,type}. No LIST, no HEAD.
+
+import { GetObjectCommand, HeadBucketCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
+import type { Readable } from 'node:stream'
+import type { S3Settings } from '../config/env'
+import { DesError } from '../errors'
+import { s3RangeCallsTotal } from '../metrics'
+import { EtagMismatchError, type ByteRange, type ByteSource, type ObjectStream, type ObjectTail, type ReadType } from './source'
+
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EPIPE',
+  'ECONNABORTED',
+  'TimeoutError',
+  'RequestTimeout',
+  'AbortError',
+  'NetworkingError',
+])
+
+/** Turns an SDK error into ours: 404 → DES_NOT_FOUND, 412 → EtagMismatchError, unreachable → DES_UNAVAILABLE, else DES_STORAGE. */
+export function s3Error(err: unknown, bucket: string, key: string): DesError {
+  if (err instanceof DesError) return err
+  const e = err as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }
+  const status = e?.$metadata?.httpStatusCode
+  const name = e?.name ?? ''
+  const where = `s3://${bucket}/${key}`
+  if (name === 'NoSuchBucket') return new DesError('DES_STORAGE', `bucket ${bucket} does not exist`, { cause: err })
+  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new DesError('DES_NOT_FOUND', `no object ${where}`, { cause: err })
+  if (status === 412 || name === 'PreconditionFailed') return new EtagMismatchError(where)
+  // No HTTP status = no answer from the server (refused, reset, timed out).
+  if (status === undefined || status === 503 || UNREACHABLE.has(name) || UNREACHABLE.has(e?.code ?? '')) {
+    return new DesError('DES_UNAVAILABLE', `storage unreachable reading ${where}: ${[e?.code, name, e?.message].filter(Boolean).join(': ')}`, { cause: err })
+  }
+  return new DesError('DES_STORAGE', `storage error reading ${where}: ${status} ${name}: ${e?.message ?? ''}`.trim(), { cause: err })
+}
+
+/** `bytes a-b/total` → total. */
+function totalFromContentRange(cr: string | undefined): number | undefined {
+  const m = cr ? /\/(\d+)\s*$/.exec(cr) : null
+  return m ? Number(m[1]) : undefined
+}
+
+async function bodyBytes(out: GetObjectCommandOutput): Promise<Buffer> {
+  const arr = await out.Body!.transformToByteArray()
+  return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength)
+}
+
+export class S3Source implements ByteSource {
+  readonly id: string
+  readonly backend: string
+  private readonly prefix: string
+  private readonly bucket: string
+  private readonly counters: Record<ReadType, { inc(): void }>
+
+  constructor(
+    private readonly client: S3Client,
+    settings: Pick<S3Settings, 'bucket' | 'prefix'>,
+    backend = 's3',
+  ) {
+    this.bucket = settings.bucket
+    this.prefix = settings.prefix
+    this.backend = backend
+    this.id = `s3:${settings.bucket}/${settings.prefix}`
+    this.counters = {
+      tail: s3RangeCallsTotal.labels(backend, 'tail'),
+      index: s3RangeCallsTotal.labels(backend, 'index'),
+      payload: s3RangeCallsTotal.labels(backend, 'payload'),
+      bigfile: s3RangeCallsTotal.labels(backend, 'bigfile'),
+    }
+  }
+
+  private async get(key: string, type: ReadType, range: string | undefined, etag?: string): Promise<GetObjectCommandOutput> {
+    this.counters[type].inc()
+    try {
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range, IfMatch: etag }))
+    } catch (err) {
+      if ((err as { name?: string }).name === 'InvalidRange' && type === 'tail') {
+        throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.prefix}${key} is empty, not a shard`)
+      }
+      throw s3Error(err, this.bucket, this.prefix + key)
+    }
+  }
+
+  async getTail(key: string, n: number): Promise<ObjectTail> {
+    const out = await this.get(key, 'tail', `bytes=-${n}`)
+    try {
+      const bytes = await bodyBytes(out)
+      const objectSize = totalFromContentRange(out.ContentRange) ?? bytes.length
+      return { bytes, objectSize, etag: out.ETag ?? `${objectSize}` }
+    } catch (err) {
+      throw s3Error(err, this.bucket, this.prefix + key)
+    }
+  }
+
+  async getRange(key: string, offset: number, length: number, type: ReadType, etag?: string): Promise<Buffer> {
+    if (length === 0) return Buffer.alloc(0)
+    const out = await this.get(key, type, `bytes=${offset}-${offset + length - 1}`, etag)
+    let bytes: Buffer
+    try {
+      bytes = await bodyBytes(out)
+    } catch (err) {
+      throw s3Error(err, this.bucket, this.prefix + key)
+    }
+    if (bytes.length !== length) {
+      throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.prefix}${key}: asked for ${length} bytes at ${offset}, got ${bytes.length}`)
+    }
+    return bytes
+  }
+
+  async stream(key: string, range?: ByteRange): Promise<ObjectStream> {
+    const out = await this.get(key, 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined)
+    const objectSize = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0
+    return { body: out.Body as Readable, objectSize }
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))
+    } catch (err) {
+      const e = s3Error(err, this.bucket, '')
+      throw e.code === 'DES_NOT_FOUND' ? new DesError('DES_STORAGE', `bucket ${this.bucket} does not exist`) : e
+    }
+  }
+}

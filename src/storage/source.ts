@@ -1,0 +1,75 @@
+// One small interface every storage backend implements (the PMTiles model):
+// a shard is read as its tail (footer + index in one request), then byte
+// ranges; BigFiles are streamed. Nothing above this asks which backend it is.
+
+import type { Readable } from 'node:stream'
+import { DesError } from '../errors'
+
+/** What a metric's `type` label says a GET was for (SPEC §8). */
+export type ReadType = 'tail' | 'index' | 'payload' | 'bigfile'
+
+/** The last bytes of an object and what identifies this version of it. */
+export interface ObjectTail {
+  bytes: Buffer
+  objectSize: number
+  /** Changes whenever the object does (S3 ETag; size + mtime + inode locally). */
+  etag: string
+}
+
+/** An object's bytes as a stream (BigFiles), with the object's full size. */
+export interface ObjectStream {
+  body: Readable
+  /** Size of the whole object (not of the range). */
+  objectSize: number
+}
+
+export interface ByteRange {
+  /** First byte, inclusive. */
+  start: number
+  /** Last byte, inclusive. */
+  end: number
+}
+
+export interface ByteSource {
+  /** Metric label: `local`, `s3` or `multi_s3`. */
+  readonly backend: string
+  /** Identifies the source in cache keys (bucket + prefix, or base dir). */
+  readonly id: string
+  /** The last `n` bytes of `key` (all of it when smaller). DES_NOT_FOUND when there is no such object. */
+  getTail(key: string, n: number): Promise<ObjectTail>
+  /**
+   * `length` bytes of `key` from `offset`. With `etag`, fails with
+   * EtagMismatchError when the object is no longer that version.
+   */
+  getRange(key: string, offset: number, length: number, type: ReadType, etag?: string): Promise<Buffer>
+  /** The object (or one range of it) as a stream. DES_NOT_FOUND when absent. */
+  stream(key: string, range?: ByteRange): Promise<ObjectStream>
+  /** The backend is reachable (for /ready; never on the hot path). */
+  ping(): Promise<void>
+  /** A path on this machine when the object is a local file (lets the native reader read it directly). */
+  localPath?(key: string): string
+  /** Version of a local object without reading it (size + mtime + inode); DES_NOT_FOUND when absent. */
+  localEtag?(key: string): Promise<string>
+}
+
+/** The object changed since its index was read: drop the cached index and retry once. */
+export class EtagMismatchError extends DesError {
+  constructor(key: string) {
+    super('DES_CONFLICT', `${key} changed while it was being read`)
+    this.name = 'EtagMismatchError'
+  }
+}
+
+/** The source that holds the shards of one shard index (multi-S3 splits them into zones). */
+export interface ShardSources {
+  /** Metric label of the whole store. */
+  readonly backend: string
+  sourceFor(shardIndex: number): ByteSource
+  /** Every distinct source (for /ready). */
+  all(): ByteSource[]
+}
+
+/** All shard indexes on one source. */
+export function singleSource(source: ByteSource): ShardSources {
+  return { backend: source.backend, sourceFor: () => source, all: () => [source] }
+}

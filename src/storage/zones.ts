@@ -1,0 +1,39 @@
+// Multi-S3: shard indexes split into zones, each zone its own bucket (and
+// possibly its own endpoint). The zones file is validated in config/zones.ts.
+
+import type { ZonesConfig } from '../config/zones'
+import type { S3ClientOptions } from './s3-client'
+import { createS3Client } from './s3-client'
+import { S3Source } from './s3'
+import type { ByteSource, ShardSources } from './source'
+
+export class ZonedSources implements ShardSources {
+  readonly backend = 'multi_s3'
+  /** Source of every shard index, looked up by index (2^n_bits entries at most 65536). */
+  private readonly byIndex: ByteSource[]
+  private readonly sources: ByteSource[]
+
+  constructor(
+    readonly zones: ZonesConfig,
+    makeSource: (zone: ZonesConfig['zones'][number]) => ByteSource,
+  ) {
+    this.sources = zones.zones.map(makeSource)
+    this.byIndex = new Array(2 ** zones.nBits)
+    zones.zones.forEach((z, i) => {
+      for (let s = z.start; s <= z.end; s++) this.byIndex[s] = this.sources[i]
+    })
+  }
+
+  sourceFor(shardIndex: number): ByteSource {
+    return this.byIndex[shardIndex]
+  }
+
+  all(): ByteSource[] {
+    return this.sources
+  }
+}
+
+/** One S3 client and source per zone. */
+export function zonedS3Sources(zones: ZonesConfig, opts: S3ClientOptions = {}): ZonedSources {
+  return new ZonedSources(zones, (z) => new S3Source(createS3Client(z.s3, opts), z.s3, 'multi_s3'))
+}

@@ -1,0 +1,24 @@
+// The store: (uid, created_at) → bytes, over any backend.
+
+import type { DesConfig } from '../config/env'
+import { createSources } from '../storage'
+import type { S3ClientOptions } from '../storage/s3-client'
+import { Store } from './store'
+
+export { Store, type Found, type BigfileStream, type StoreOptions } from './store'
+export { IndexCache } from './index-cache'
+export { openShard, type ShardHandle } from './shard'
+export * from './layout'
+
+/** A store over the backend the config names (zones file read and validated here). */
+export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store {
+  const { sources, nBits } = createSources(config, s3)
+  return new Store({
+    sources,
+    nBits,
+    layout: config.layout,
+    bigfilesPrefix: config.bigfilesPrefix,
+    indexCacheBytes: config.indexCacheBytes,
+    tailBytes: config.tailBytes,
+  })
+}

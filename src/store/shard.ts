@@ -1,0 +1,122 @@
+// One opened shard: its parsed index (held in Rust) and how to read a
+// payload from it. A local file is opened by the native reader (payload read
+// and decoded by positional reads off the event loop); any other source is
+// read as its tail (footer + index in one GET, a second GET only for the part
+// of a larger index the tail missed), then one range GET per payload.
+
+import { DesError } from '../errors'
+import { footerFromTail, ShardReader, type EntryInfo } from '../native'
+import type { ByteSource, ObjectTail } from '../storage/source'
+
+/** Fixed cost of a cached shard besides its index bytes (JS object, key, native handle). */
+const OVERHEAD = 512
+
+export interface ShardHandle {
+  readonly key: string
+  readonly source: ByteSource
+  readonly reader: ShardReader
+  /** Version of the object this index was read from. */
+  readonly etag: string
+  readonly weight: number
+  /** The decoded payload of an inline entry. */
+  read(uid: string, entry: EntryInfo): Promise<Buffer>
+}
+
+function withKey(err: unknown, key: string): unknown {
+  const e = err as DesError
+  if (e instanceof DesError && (e.code === 'DES_CORRUPT' || e.code === 'DES_BAD_ARG')) {
+    // The native messages say what is wrong; say in which shard.
+    return new DesError(e.code === 'DES_BAD_ARG' ? 'DES_CORRUPT' : e.code, `shard ${key}: ${e.message}`, { cause: err })
+  }
+  return err
+}
+
+class LocalShard implements ShardHandle {
+  readonly weight: number
+  constructor(
+    readonly key: string,
+    readonly source: ByteSource,
+    readonly reader: ShardReader,
+    readonly etag: string,
+  ) {
+    this.weight = reader.indexSize + OVERHEAD
+  }
+
+  async read(uid: string): Promise<Buffer> {
+    try {
+      return await this.reader.read(uid)
+    } catch (err) {
+      throw withKey(err, this.key)
+    }
+  }
+}
+
+class RemoteShard implements ShardHandle {
+  readonly weight: number
+  constructor(
+    readonly key: string,
+    readonly source: ByteSource,
+    readonly reader: ShardReader,
+    readonly etag: string,
+  ) {
+    this.weight = reader.indexSize + OVERHEAD
+  }
+
+  async read(uid: string, entry: EntryInfo): Promise<Buffer> {
+    const stored = await this.source.getRange(this.key, entry.offset ?? 0, entry.storedSize, 'payload', this.etag)
+    try {
+      return await this.reader.decode(uid, stored)
+    } catch (err) {
+      throw withKey(err, this.key)
+    }
+  }
+}
+
+/** The index of a remote object from its tail, fetching the rest of a larger index once. */
+async function indexFromTail(source: ByteSource, key: string, tail: ObjectTail): Promise<ShardReader> {
+  try {
+    return await ShardReader.fromTail(tail.bytes, tail.objectSize)
+  } catch (err) {
+    if ((err as DesError)?.code !== 'DES_NEED_MORE') throw withKey(err, key)
+  }
+  let footer: { indexOffset: number; indexSize: number }
+  try {
+    footer = footerFromTail(tail.bytes, tail.objectSize)
+  } catch (err) {
+    throw withKey(err, key)
+  }
+  const tailStart = tail.objectSize - tail.bytes.length
+  const head = await source.getRange(key, footer.indexOffset, tailStart - footer.indexOffset, 'index', tail.etag)
+  try {
+    return await ShardReader.fromTail(Buffer.concat([head, tail.bytes]), tail.objectSize)
+  } catch (err) {
+    throw withKey(err, key)
+  }
+}
+
+/**
+ * Opens the shard at `key`; with `previous`, returns `previous` itself when
+ * the object has not changed since (the re-check before a 404).
+ * DES_NOT_FOUND when there is no such object.
+ */
+export async function openShard(source: ByteSource, key: string, tailBytes: number, previous?: ShardHandle): Promise<ShardHandle> {
+  if (source.localPath && source.localEtag) {
+    // stat before open: if the file is replaced in between, the stored etag is
+    // the older one, so the next miss re-opens (never the reverse).
+    const etag = await source.localEtag(key)
+    if (previous && previous.etag === etag) return previous
+    let reader: ShardReader
+    try {
+      reader = await ShardReader.open(source.localPath(key))
+    } catch (err) {
+      if ((err as DesError)?.code === 'DES_IO' && /No such file|not found/i.test((err as Error).message)) {
+        throw new DesError('DES_NOT_FOUND', `no object ${key}`)
+      }
+      throw withKey(err, key)
+    }
+    return new LocalShard(key, source, reader, etag)
+  }
+  const tail = await source.getTail(key, tailBytes)
+  if (previous && previous.etag === tail.etag) return previous
+  return new RemoteShard(key, source, await indexFromTail(source, key, tail), tail.etag)
+}

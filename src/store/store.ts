@@ -1,0 +1,205 @@
+// The one place that turns (uid, created_at) into bytes: routing, layout
+// (nested with continuations, or the reference packer's flat layout), the
+// index cache with its re-check rule, payload reads and BigFile streams.
+
+import { createHash } from 'node:crypto'
+import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import type { Layout } from '../config/env'
+import { DesError } from '../errors'
+import { locateShard, type EntryInfo, type ShardLocation } from '../native'
+import type { ByteRange, ByteSource, ShardSources } from '../storage/source'
+import { EtagMismatchError } from '../storage/source'
+import { IndexCache } from './index-cache'
+import { bigfileKey, flatBigfileKey, flatShardKey, shardKey } from './layout'
+import { openShard, type ShardHandle } from './shard'
+
+export interface StoreOptions {
+  sources: ShardSources
+  nBits: number
+  layout?: Layout
+  bigfilesPrefix?: string
+  /** Bytes of parsed indexes kept (0 = no cache). */
+  indexCacheBytes?: number
+  /** Size of the suffix GET that reads footer and index together. */
+  tailBytes?: number
+}
+
+/** Where a uid was found. */
+export interface Found {
+  uid: string
+  loc: ShardLocation
+  /** Which shard of the key's chain (0 = base; continuation or flat NNNN). */
+  part: number
+  shard: ShardHandle
+  entry: EntryInfo
+  /** Strong validator of the file's bytes. */
+  etag: string
+}
+
+/** A BigFile's bytes on their way to a client. */
+export interface BigfileStream {
+  body: Readable
+  /** Bytes `body` will deliver. */
+  length: number
+}
+
+const CACHE_SEPARATOR = '\u0000'
+
+/** Checks a whole BigFile's sha256 as it streams past; fails the stream at the end on a mismatch. */
+class Sha256Check extends Transform {
+  private readonly hash = createHash('sha256')
+  private seen = 0
+  constructor(
+    private readonly want: string,
+    private readonly size: number,
+    private readonly what: string,
+  ) {
+    super()
+  }
+  _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk)
+    this.seen += chunk.length
+    cb(null, chunk)
+  }
+  _flush(cb: TransformCallback): void {
+    if (this.seen !== this.size) return cb(new DesError('DES_CORRUPT', `${this.what}: ${this.seen} bytes, the index says ${this.size}`))
+    const got = this.hash.digest('hex')
+    if (got !== this.want) return cb(new DesError('DES_CORRUPT', `${this.what}: sha256 ${got} does not match the index (${this.want})`))
+    cb()
+  }
+}
+
+export class Store {
+  readonly sources: ShardSources
+  readonly backend: string
+  readonly nBits: number
+  readonly layout: Layout
+  readonly bigfilesPrefix: string
+  readonly tailBytes: number
+  readonly indexCache: IndexCache<ShardHandle>
+
+  constructor(opts: StoreOptions) {
+    this.sources = opts.sources
+    this.backend = opts.sources.backend
+    this.nBits = opts.nBits
+    this.layout = opts.layout ?? 'nested'
+    this.bigfilesPrefix = opts.bigfilesPrefix ?? '_bigFiles'
+    this.tailBytes = opts.tailBytes ?? 64 * 1024
+    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024)
+  }
+
+  /** Routes a uid (DES_BAD_ARG for a bad created_at). */
+  locate(uid: string, createdAt: string): ShardLocation {
+    return locateShard(uid, createdAt, this.nBits)
+  }
+
+  /** Key of shard `part` of a location's chain in this store's layout. */
+  shardKey(loc: ShardLocation, part: number): string {
+    return this.layout === 'flat' ? flatShardKey(loc, part) : shardKey(loc, part)
+  }
+
+  private cacheKey(source: ByteSource, key: string): string {
+    return source.id + CACHE_SEPARATOR + key
+  }
+
+  private open(source: ByteSource, key: string, previous?: ShardHandle): Promise<ShardHandle> {
+    return openShard(source, key, this.tailBytes, previous)
+  }
+
+  /**
+   * Finds a uid: the base shard first, continuations (or flat `_NNNN`) in
+   * order only after a miss. A uid missing from a cached index re-checks the
+   * object before moving on, so shards appended since are seen.
+   * DES_NOT_FOUND when no shard exists or none holds the uid.
+   */
+  async find(uid: string, createdAt: string | ShardLocation): Promise<Found> {
+    const loc = typeof createdAt === 'string' ? this.locate(uid, createdAt) : createdAt
+    const source = this.sources.sourceFor(loc.shardIndex)
+    for (let part = 0; ; part++) {
+      const key = this.shardKey(loc, part)
+      const ck = this.cacheKey(source, key)
+      let shard = this.indexCache.cached(ck)
+      const wasCached = shard !== undefined
+      try {
+        if (shard === undefined) shard = await this.indexCache.load(ck, () => this.open(source, key))
+        let entry = shard.reader.entry(uid)
+        if (entry === null && wasCached) {
+          shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
+          entry = shard.reader.entry(uid)
+        }
+        if (entry !== null) return { uid, loc, part, shard, entry, etag: this.etagOf(part, entry) }
+      } catch (err) {
+        if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
+        throw part === 0
+          ? new DesError('DES_NOT_FOUND', `no shard ${key} for uid ${JSON.stringify(uid)}`)
+          : new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${this.shardKey(loc, 0)}${part > 1 ? ` or its ${part - 1} continuation(s)` : ''}`)
+      }
+    }
+  }
+
+  /** A strong ETag: a BigFile's sha256, or where and how big the stored bytes are. */
+  private etagOf(part: number, entry: EntryInfo): string {
+    if (entry.isBigfile) return `"${entry.sha256}"`
+    return `"${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}"`
+  }
+
+  /** The decoded bytes of an inline entry; an object replaced meanwhile is re-read once. */
+  async read(found: Found): Promise<Buffer> {
+    try {
+      return await found.shard.read(found.uid, found.entry)
+    } catch (err) {
+      if (!(err instanceof EtagMismatchError)) throw err
+      this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
+      const again = await this.find(found.uid, found.loc)
+      if (again.entry.isBigfile) throw new DesError('DES_CONFLICT', `uid ${found.uid} changed while it was being read; retry`)
+      return again.shard.read(again.uid, again.entry)
+    }
+  }
+
+  /** Finds and reads an inline file, or streams a BigFile whole (convenience for callers outside HTTP). */
+  async get(uid: string, createdAt: string): Promise<Buffer> {
+    const found = await this.find(uid, createdAt)
+    if (!found.entry.isBigfile) return this.read(found)
+    const { body } = await this.streamBigfile(found)
+    const chunks: Buffer[] = []
+    for await (const c of body) chunks.push(c as Buffer)
+    return Buffer.concat(chunks)
+  }
+
+  /** Key of a found BigFile's object. */
+  bigfileKey(found: Found): string {
+    const sha = found.entry.sha256!
+    return this.layout === 'flat' ? flatBigfileKey(sha, this.bigfilesPrefix) : bigfileKey(found.loc.dateDir, sha, this.bigfilesPrefix)
+  }
+
+  /**
+   * A BigFile's bytes (or one range of them) streamed from its object, never
+   * buffered whole. The object's size must match the index; a whole-file
+   * stream also checks the sha256 and fails at its end on a mismatch.
+   */
+  async streamBigfile(found: Found, range?: ByteRange): Promise<BigfileStream> {
+    const key = this.bigfileKey(found)
+    const size = found.entry.size
+    const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
+    let stream
+    try {
+      stream = await found.shard.source.stream(key, range)
+    } catch (err) {
+      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
+      throw err
+    }
+    if (stream.objectSize !== size) {
+      stream.body.destroy()
+      throw new DesError('DES_CORRUPT', `${what} is ${stream.objectSize} bytes, the index says ${size}`)
+    }
+    if (range) return { body: stream.body, length: range.end - range.start + 1 }
+    const check = new Sha256Check(found.entry.sha256!, size, what)
+    stream.body.on('error', (err) => check.destroy(err))
+    return { body: stream.body.pipe(check), length: size }
+  }
+
+  /** Every source answers (for /ready). */
+  async ping(): Promise<void> {
+    await Promise.all(this.sources.all().map((s) => s.ping()))
+  }
+}
