@@ -3,5 +3,6 @@
 import type { Argv } from 'yargs'
 import * as locate from './locate'
 import * as shard from './shard'
+import * as serve from './serve'
 
-export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard]
+export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, serve]

@@ -1,0 +1,228 @@
+// The framework-free responder for `GET /files/:uid?created_at=…`: parse,
+// auth, locate, read, headers, Range, ETag, errors, metrics and the request
+// log line, once. Express (`desRouter`) and the `des serve` server both hand
+// requests to it.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream'
+import rangeParser from 'range-parser'
+import { DesError, errorCode, httpStatus } from '../errors'
+import { retrievalSeconds, retrievalsTotal } from '../metrics'
+import type { Found, Store } from '../store/store'
+import type { Auth } from './auth'
+import { logRequest, silentLogger, type Logger } from './log'
+
+export interface ResponderDeps {
+  store: Store
+  auth?: Auth
+  logger?: Logger
+}
+
+/** UIDs are at most this many UTF-8 bytes (the index stores the length as u16). */
+const MAX_UID_BYTES = 65535
+
+const OCTET = 'application/octet-stream'
+const JSON_TYPE = 'application/json; charset=utf-8'
+const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/
+
+/** The value of `name` in a query string (percent-decoded; `+` kept as `+`, so `+00:00` offsets survive unencoded). */
+export function queryParam(query: string, name: string): string | undefined {
+  let i = 0
+  while (i <= query.length) {
+    let amp = query.indexOf('&', i)
+    if (amp < 0) amp = query.length
+    const eq = query.indexOf('=', i)
+    const keyEnd = eq >= 0 && eq < amp ? eq : amp
+    if (keyEnd - i === name.length && query.startsWith(name, i)) {
+      const raw = keyEnd < amp ? query.slice(keyEnd + 1, amp) : ''
+      return raw.includes('%') ? decodeURIComponent(raw) : raw
+    }
+    i = amp + 1
+  }
+  return undefined
+}
+
+/** `Content-Type` from an entry's meta (`content_type` or `mime`), else octet-stream. */
+export function contentTypeOf(meta: string): string {
+  if (meta.length <= 2) return OCTET
+  try {
+    const m = JSON.parse(meta) as Record<string, unknown>
+    const t = m.content_type ?? m.mime
+    return typeof t === 'string' && HEADER_SAFE.test(t) ? t : OCTET
+  } catch {
+    return OCTET
+  }
+}
+
+/** True when an `If-None-Match` list names `etag` (weak comparison, as RFC 9110 says for it). */
+export function noneMatch(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true
+  for (let tag of header.split(',')) {
+    tag = tag.trim()
+    if (tag.startsWith('W/')) tag = tag.slice(2)
+    if (tag === etag) return true
+  }
+  return false
+}
+
+export class FilesResponder {
+  readonly store: Store
+  private readonly auth: Auth | undefined
+  private readonly logger: Logger
+  private readonly logInfo: boolean
+  private readonly seconds
+  private readonly outcomes = new Map<number, { inc(): void }>()
+
+  constructor(deps: ResponderDeps) {
+    this.store = deps.store
+    this.auth = deps.auth?.enabled ? deps.auth : undefined
+    this.logger = deps.logger ?? silentLogger
+    this.logInfo = this.logger.isLevelEnabled('info')
+    this.seconds = retrievalSeconds.labels(this.store.backend)
+  }
+
+  private count(status: number, startMs: number): void {
+    let c = this.outcomes.get(status)
+    if (!c) this.outcomes.set(status, (c = retrievalsTotal.labels(this.store.backend, String(status))))
+    c.inc()
+    this.seconds.observe((performance.now() - startMs) / 1000)
+  }
+
+  private done(req: IncomingMessage, res: ServerResponse, startMs: number, err?: unknown): void {
+    this.count(res.statusCode, startMs)
+    if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, err)
+  }
+
+  /**
+   * Answers one request; `path` is the part of the URL after `/files`
+   * (`/<uid>?created_at=…`). Never rejects.
+   */
+  async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const startMs = performance.now()
+    try {
+      await this.respond(req, res, path, startMs)
+    } catch (err) {
+      this.fail(req, res, err, startMs)
+    }
+  }
+
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown, startMs: number): void {
+    const code = errorCode(err)
+    const status = httpStatus(err)
+    if (res.headersSent) {
+      // Too late for a status: cut the body short so the client sees the failure.
+      res.destroy(err instanceof Error ? err : undefined)
+      this.done(req, res, startMs, err)
+      return
+    }
+    // Known errors say what went wrong; anything else is logged, not shown.
+    const message = code === 'DES_INTERNAL' ? 'internal error' : (err as Error)?.message ?? String(err)
+    const body = JSON.stringify({ error: message, code })
+    res.removeHeader('ETag')
+    res.removeHeader('Accept-Ranges')
+    res.removeHeader('Content-Range')
+    const headers: Record<string, string | number> = { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) }
+    if (status === 401) headers['WWW-Authenticate'] = 'Bearer'
+    if (status === 416) headers['Content-Range'] = `bytes */${(err as { size?: number }).size ?? '*'}`
+    res.writeHead(status, headers)
+    res.end(req.method === 'HEAD' ? undefined : body)
+    this.done(req, res, startMs, status >= 500 ? err : undefined)
+  }
+
+  private async respond(req: IncomingMessage, res: ServerResponse, path: string, startMs: number): Promise<void> {
+    const method = req.method
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD')
+      throw new DesError('DES_METHOD', `${method} is not allowed on /files`)
+    }
+    if (this.auth) {
+      const denied = this.auth.check(req, 'read')
+      if (denied) throw denied
+    }
+
+    const q = path.indexOf('?')
+    const rawUid = q < 0 ? path.slice(1) : path.slice(1, q)
+    let uid = rawUid
+    if (rawUid.includes('%')) {
+      try {
+        uid = decodeURIComponent(rawUid)
+      } catch {
+        throw new DesError('DES_BAD_ARG', 'bad uid: invalid percent-encoding')
+      }
+    }
+    if (uid === '') throw new DesError('DES_BAD_ARG', 'bad uid: empty (GET /files/<uid>?created_at=<ISO-8601>)')
+    if (rawUid.includes('/')) throw new DesError('DES_BAD_ARG', 'bad uid: a "/" in a uid must be sent as %2F')
+    if (uid.length > MAX_UID_BYTES / 3 && Buffer.byteLength(uid) > MAX_UID_BYTES) throw new DesError('DES_BAD_ARG', `bad uid: longer than ${MAX_UID_BYTES} bytes`)
+    let createdAt: string | undefined
+    try {
+      createdAt = q < 0 ? undefined : queryParam(path.slice(q + 1), 'created_at')
+    } catch {
+      throw new DesError('DES_BAD_ARG', 'created_at: invalid percent-encoding')
+    }
+    if (createdAt === undefined || createdAt === '') throw new DesError('DES_BAD_ARG', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)')
+
+    const found = await this.store.find(uid, createdAt)
+    const entry = found.entry
+    const size = entry.size
+    res.setHeader('ETag', found.etag)
+    const inm = req.headers['if-none-match']
+    if (inm !== undefined && noneMatch(inm, found.etag)) {
+      res.statusCode = 304
+      res.end()
+      this.done(req, res, startMs)
+      return
+    }
+    res.setHeader('Content-Type', contentTypeOf(entry.meta))
+    res.setHeader('Accept-Ranges', 'bytes')
+
+    let start = 0
+    let end = size - 1
+    let status = 200
+    const rangeHeader = req.headers.range
+    if (rangeHeader !== undefined && size > 0) {
+      const ifRange = req.headers['if-range']
+      if (ifRange === undefined || ifRange === found.etag) {
+        const ranges = rangeParser(size, rangeHeader, { combine: true })
+        if (ranges === -1) throw Object.assign(new DesError('DES_RANGE', `range ${rangeHeader} is not satisfiable for ${size} bytes`), { size })
+        if (ranges !== -2 && ranges.type === 'bytes' && ranges.length === 1) {
+          start = ranges[0].start
+          end = ranges[0].end
+          status = 206
+          res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`)
+        }
+        // Several ranges: the whole file (allowed by RFC 9110), not multipart.
+      }
+    }
+    const length = end - start + 1
+
+    if (method === 'HEAD') {
+      res.writeHead(status, { 'Content-Length': length })
+      res.end()
+      this.done(req, res, startMs)
+      return
+    }
+    if (!entry.isBigfile) {
+      const data = await this.store.read(found)
+      res.writeHead(status, { 'Content-Length': length })
+      res.end(status === 206 ? data.subarray(start, end + 1) : data)
+      this.done(req, res, startMs)
+      return
+    }
+    await this.sendBigfile(req, res, found, status, start, end, startMs)
+  }
+
+  private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, status: number, start: number, end: number, startMs: number): Promise<void> {
+    const { body, length } = await this.store.streamBigfile(found, status === 206 ? { start, end } : undefined)
+    res.writeHead(status, { 'Content-Length': length })
+    pipeline(body, res, (err) => {
+      // An error here (a hash mismatch at the end, storage gone mid-way, the
+      // client leaving) has already cut the response short.
+      if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+        if (!res.destroyed) res.destroy(err)
+        this.done(req, res, startMs, err)
+      } else {
+        this.done(req, res, startMs)
+      }
+    })
+  }
+}
