@@ -123,9 +123,13 @@ fn temp_beside(target: &Path) -> Result<NamedTempFile> {
   let dir = target.parent().unwrap_or_else(|| Path::new("."));
   std::fs::create_dir_all(dir).map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
   // Not ending in ".des": a temp file is never mistaken for a shard.
-  tempfile::Builder::new()
-    .prefix(".des-tmp-")
-    .suffix(".part")
+  let mut builder = tempfile::Builder::new();
+  builder.prefix(".des-tmp-").suffix(".part");
+  // Shards are read by other users (a server's account): 0644 less the
+  // umask, like any file, not the 0600 of a private temp file.
+  #[cfg(unix)]
+  builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+  builder
     .tempfile_in(dir)
     .map_err(|e| DesError::io(format!("create temp file in {}", dir.display()), e))
 }
@@ -137,7 +141,8 @@ fn lock_target(target: &Path) -> Result<File> {
   name.push(".lock");
   let lock_path = target.with_file_name(name);
   if let Some(dir) = lock_path.parent() {
-    std::fs::create_dir_all(dir).map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+      .map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
   }
   let file = OpenOptions::new()
     .create(true)
@@ -197,8 +202,8 @@ impl ShardWriter {
         // The header is rewritten as v2; the data section is copied as is, so
         // every old offset stays valid.
         w.emit(&header_bytes())?;
-        let mut src = File::open(&target)
-          .map_err(|e| DesError::io(format!("open {}", target.display()), e))?;
+        let mut src =
+          File::open(&target).map_err(|e| DesError::io(format!("open {}", target.display()), e))?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(HEADER_SIZE))
           .map_err(|e| DesError::io(format!("seek {}", target.display()), e))?;
         let mut limited = std::io::Read::take(src, data_end - HEADER_SIZE);

@@ -1,8 +1,6 @@
 //! Property-based round trips: whatever the writer writes, the reader returns byte-exact.
 
-use des_core::{
-  index_from_tail, Codec, CompressionPolicy, ShardFile, ShardWriter, WriterOptions,
-};
+use des_core::{index_from_tail, Codec, CompressionPolicy, ShardFile, ShardWriter, WriterOptions};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -17,15 +15,22 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
   prop_oneof![
     proptest::collection::vec(any::<u8>(), 0..2048),
     // Compressible: a short pattern repeated.
-    (proptest::collection::vec(any::<u8>(), 1..8), 0usize..4000)
-      .prop_map(|(pat, n)| pat.iter().cycle().take(n).copied().collect()),
+    (proptest::collection::vec(any::<u8>(), 1..8), 0usize..4000).prop_map(|(pat, n)| pat
+      .iter()
+      .cycle()
+      .take(n)
+      .copied()
+      .collect()),
   ]
 }
 
 fn items() -> impl Strategy<Value = Vec<Item>> {
   proptest::collection::btree_map(
     "[a-zA-Z0-9żółć/._-]{0,24}",
-    (payload(), proptest::collection::btree_map("[a-zé]{1,6}", "[ -~ąę]{0,10}", 0..3)),
+    (
+      payload(),
+      proptest::collection::btree_map("[a-zé]{1,6}", "[ -~ąę]{0,10}", 0..3),
+    ),
     1..24,
   )
   .prop_map(|m| {
@@ -102,7 +107,10 @@ fn a_writer_dropped_before_finish_leaves_no_file() {
   let mut w = ShardWriter::create(&path, WriterOptions::default()).unwrap();
   w.add("a", vec![1; 100], None).unwrap();
   drop(w);
-  let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+  let left: Vec<_> = std::fs::read_dir(dir.path())
+    .unwrap()
+    .map(|e| e.unwrap().file_name())
+    .collect();
   assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -129,7 +137,10 @@ fn replace_swaps_an_entry_on_append() {
   let mut w = ShardWriter::create(&path, WriterOptions::default()).unwrap();
   w.add("a", b"old".to_vec(), None).unwrap();
   w.finish().unwrap();
-  let opts = WriterOptions { replace: true, ..WriterOptions::default() };
+  let opts = WriterOptions {
+    replace: true,
+    ..WriterOptions::default()
+  };
   let mut w = ShardWriter::append(&path, opts).unwrap();
   w.add("a", b"new".to_vec(), None).unwrap();
   w.finish().unwrap();
@@ -165,5 +176,32 @@ fn meta_is_written_as_the_reference_writes_it() {
     des_core::canonical_meta(r#"{ "b": 1, "a": "łódź 😀" }"#).unwrap(),
     r#"{"b":1,"a":"\u0142\u00f3d\u017a \ud83d\ude00"}"#
   );
-  assert_eq!(des_core::canonical_meta("[1]").unwrap_err().code(), "DES_BAD_ARG");
+  assert_eq!(
+    des_core::canonical_meta("[1]").unwrap_err().code(),
+    "DES_BAD_ARG"
+  );
+}
+
+#[cfg(unix)]
+#[test]
+fn shards_and_bigfiles_are_readable_by_other_users() {
+  use std::os::unix::fs::PermissionsExt;
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("x.des");
+  let opts = WriterOptions {
+    big_file_threshold: 10,
+    ..WriterOptions::default()
+  };
+  let mut w = ShardWriter::create(&path, opts).unwrap();
+  w.add("big", vec![7; 100], None).unwrap();
+  w.finish().unwrap();
+  let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+  assert_eq!(mode & 0o044, 0o044, "shard mode {mode:o}");
+  let big = std::fs::read_dir(dir.path().join("_bigFiles"))
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap();
+  let mode = big.metadata().unwrap().permissions().mode();
+  assert_eq!(mode & 0o044, 0o044, "BigFile mode {mode:o}");
 }
