@@ -4,5 +4,8 @@ import type { Argv } from 'yargs'
 import * as locate from './locate'
 import * as shard from './shard'
 import * as serve from './serve'
+import * as pack from './pack'
+import * as migrate from './migrate'
+import * as stats from './stats'
 
-export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, serve]
+export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, serve, pack, migrate, stats]

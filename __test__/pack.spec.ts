@@ -1,0 +1,263 @@
+// packFiles into a local store: layout, BigFiles, codecs, appending,
+// continuations and bad inputs. Shards are read back with ShardReader and
+// compared by sha256 with the sources.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { packFiles, parseManifest, type PackInput } from '../src/pack'
+import { locateShard, ShardReader } from '../src/native'
+import { errorCode } from '../src/errors'
+import { asInputs, makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
+
+/** Numeric uids that all route to shard `shard` with n_bits 4: 16k + shard. */
+function sameShardUids(n: number, shard = 3, from = 0): string[] {
+  return Array.from({ length: n }, (_, i) => String(16 * (from + i) + shard))
+}
+
+test('files land in <date>/<HEX>.des by their routing, and read back byte-exact', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'a.txt', size: 5000, createdAt: '2024-03-01T10:00:00Z' },
+    { uid: 'b.json', kind: 'json', size: 20000, createdAt: '2024-03-01T23:59:59Z', meta: { mime: 'application/json' } },
+    { uid: '12345', kind: 'random', size: 3000, createdAt: '2024-03-02T00:00:00+00:00' },
+    { uid: 'c.txt', size: 0, createdAt: '2024-03-02T05:00:00' },
+  ])
+  const out = path.join(dir, 'out')
+  const res = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out })
+  t.is(res.files, 4)
+  t.is(res.skipped, 0)
+  const expectedKeys = new Set(corpus.rows.map((r) => locateShard(r.uid, r.created_at).objectKey))
+  t.deepEqual(new Set(shardFiles(out)), expectedKeys)
+  t.deepEqual(new Set(res.shards.map((s) => s.key)), expectedKeys)
+  t.is(res.bytesIn, corpus.rows.reduce((s, r) => s + r.size_bytes, 0))
+  const stored = await readLocalStore(out)
+  for (const r of corpus.rows) {
+    const got = stored.get(r.uid)!
+    t.is(got.sha256, corpus.shas.get(r.uid), r.uid)
+    t.is(got.key, locateShard(r.uid, r.created_at).objectKey)
+  }
+  t.deepEqual(stored.get('b.json')!.meta, { mime: 'application/json' })
+  t.is(stored.get('b.json')!.codec, 'zstd')
+  // Incompressible bytes are stored raw.
+  t.is(stored.get('12345')!.codec, 'none')
+})
+
+test('payloads over the BigFile threshold go to <date>/_bigFiles/<sha256>, deduplicated', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'big1.bin', kind: 'random', size: 300_000 },
+    { uid: 'small.txt', size: 1000 },
+  ])
+  // The same bytes under another uid: one BigFile object.
+  const copy = path.join(dir, 'src', 'copy.bin')
+  fs.copyFileSync(corpus.rows[0].source_path, copy)
+  const inputs: PackInput[] = [...asInputs(corpus.rows), { uid: 'big2.bin', createdAt: '2024-03-01T00:00:00Z', source: copy, sizeBytes: 300_000 }]
+  const out = path.join(dir, 'out')
+  await packFiles(inputs, { kind: 'local', dir: out }, { bigFileThreshold: 100_000 })
+  const bigDir = path.join(out, '20240301', '_bigFiles')
+  t.deepEqual(fs.readdirSync(bigDir), [corpus.shas.get('big1.bin')])
+  const stored = await readLocalStore(out)
+  t.true(stored.get('big1.bin')!.isBigfile)
+  t.true(stored.get('big2.bin')!.isBigfile)
+  t.false(stored.get('small.txt')!.isBigfile)
+  t.is(stored.get('big2.bin')!.sha256, corpus.shas.get('big1.bin'))
+  // No shard holds the big bytes inline.
+  for (const f of shardFiles(out)) t.true(fs.statSync(path.join(out, f)).size < 100_000)
+})
+
+test('codecs and levels: zstd, lz4, none; higher zstd level stores no more; .jpg and custom extensions stay raw', async (t) => {
+  const dir = tempDir()
+  const specs = [
+    { uid: 'log.txt', kind: 'text' as const, size: 200_000 },
+    { uid: 'data.json', kind: 'json' as const, size: 200_000 },
+    { uid: 'photo.JPG', kind: 'text' as const, size: 50_000 },
+    { uid: 'notes.custom', kind: 'text' as const, size: 50_000 },
+  ]
+  const corpus = makeCorpus(path.join(dir, 'src'), specs)
+  const inputs = asInputs(corpus.rows)
+  const results: Record<string, number> = {}
+  for (const [name, opts] of Object.entries({
+    zstd3: { codec: 'zstd' as const },
+    zstd19: { codec: 'zstd' as const, level: 19 },
+    lz4: { codec: 'lz4' as const },
+    none: { codec: 'none' as const },
+  })) {
+    const out = path.join(dir, name)
+    const res = await packFiles(inputs, { kind: 'local', dir: out }, opts)
+    results[name] = res.bytesStored
+    const stored = await readLocalStore(out)
+    for (const r of corpus.rows) t.is(stored.get(r.uid)!.sha256, corpus.shas.get(r.uid), `${name} ${r.uid}`)
+    const want = opts.codec
+    t.is(stored.get('log.txt')!.codec, want, name)
+    t.is(stored.get('data.json')!.codec, want, name)
+    t.is(stored.get('photo.JPG')!.codec, 'none', `${name}: .jpg is stored raw`)
+  }
+  t.is(results.none, corpus.rows.reduce((s, r) => s + r.size_bytes, 0))
+  t.true(results.zstd3 < results.lz4, `zstd ${results.zstd3} < lz4 ${results.lz4}`)
+  t.true(results.lz4 < results.none)
+  t.true(results.zstd19 <= results.zstd3)
+
+  const custom = path.join(dir, 'custom')
+  await packFiles(inputs, { kind: 'local', dir: custom }, { skipExtensions: ['.custom'] })
+  const stored = await readLocalStore(custom)
+  t.is(stored.get('notes.custom')!.codec, 'none')
+  t.is(stored.get('photo.JPG')!.codec, 'zstd', 'a custom list replaces the default one')
+})
+
+test('a second run into the same keys adds to the shards: old and new entries all present', async (t) => {
+  const dir = tempDir()
+  const uids = sameShardUids(20)
+  const first = makeCorpus(path.join(dir, 'a'), uids.slice(0, 10).map((uid) => ({ uid, size: 2000 })))
+  const second = makeCorpus(path.join(dir, 'b'), uids.slice(10).map((uid) => ({ uid, kind: 'json' as const, size: 3000 })))
+  const out = path.join(dir, 'out')
+  await packFiles(asInputs(first.rows), { kind: 'local', dir: out }, { nBits: 4 })
+  t.deepEqual(shardFiles(out), ['20240301/3.des'])
+  const res = await packFiles(asInputs(second.rows), { kind: 'local', dir: out }, { nBits: 4 })
+  t.is(res.files, 10)
+  t.deepEqual(res.shards.map((s) => s.key), ['20240301/3.des'])
+  t.deepEqual(shardFiles(out), ['20240301/3.des'])
+  const stored = await readLocalStore(out)
+  t.is(stored.size, 20)
+  for (const c of [first, second]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+})
+
+test('a uid already stored is refused (nothing changes), replaced with replace, skipped with skipExisting', async (t) => {
+  const dir = tempDir()
+  const a = makeCorpus(path.join(dir, 'a'), [
+    { uid: 'x.txt', size: 1000 },
+    { uid: 'y.txt', size: 1000 },
+  ])
+  const b = makeCorpus(path.join(dir, 'b'), [
+    { uid: 'x.txt', kind: 'json', size: 1500 },
+    { uid: 'z.txt', size: 700 },
+  ])
+  const out = path.join(dir, 'out')
+  await packFiles(asInputs(a.rows), { kind: 'local', dir: out })
+  const before = new Map(shardFiles(out).map((f) => [f, fs.readFileSync(path.join(out, f))]))
+
+  const err = await t.throwsAsync(packFiles(asInputs(b.rows), { kind: 'local', dir: out }))
+  t.is(errorCode(err), 'DES_DUPLICATE')
+  t.regex(err!.message, /uid "x\.txt" \(input 1\) is already in its shard/)
+  for (const [f, bytes] of before) t.deepEqual(fs.readFileSync(path.join(out, f)), bytes, `${f} untouched`)
+  t.false((await readLocalStore(out)).has('z.txt'), 'nothing of the refused run was written')
+
+  const skipped = await packFiles(asInputs(a.rows), { kind: 'local', dir: out }, { skipExisting: true })
+  t.is(skipped.skipped, 2)
+  t.is(skipped.files, 0)
+  const sizeDiffers = await t.throwsAsync(packFiles(asInputs(b.rows), { kind: 'local', dir: out }, { skipExisting: true }))
+  t.is(errorCode(sizeDiffers), 'DES_DUPLICATE')
+
+  const res = await packFiles(asInputs(b.rows), { kind: 'local', dir: out }, { replace: true })
+  t.is(res.files, 2)
+  const stored = await readLocalStore(out)
+  t.is(stored.get('x.txt')!.sha256, b.shas.get('x.txt'))
+  t.is(stored.get('y.txt')!.sha256, a.shas.get('y.txt'))
+  t.is(stored.get('z.txt')!.sha256, b.shas.get('z.txt'))
+})
+
+test('a key that would pass maxShardSize continues in <HEX>.1.des, <HEX>.2.des…; later runs fill the last part', async (t) => {
+  const dir = tempDir()
+  const uids = sameShardUids(40, 7)
+  const corpus = makeCorpus(path.join(dir, 'src'), uids.slice(0, 30).map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
+  const out = path.join(dir, 'out')
+  const max = 45_000
+  const res = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4, maxShardSize: max, codec: 'none' })
+  const files = shardFiles(out)
+  t.true(files.length >= 7, files.join(','))
+  t.deepEqual(files, ['20240301/7.des', ...Array.from({ length: files.length - 1 }, (_, i) => `20240301/7.${i + 1}.des`)].sort())
+  t.is(res.files, 30)
+  for (const f of files) {
+    const r = await ShardReader.open(path.join(out, f))
+    t.true(r.dataEnd <= max, `${f}: data ${r.dataEnd} <= ${max}`)
+    t.true(r.entryCount >= 1)
+  }
+  const stored = await readLocalStore(out)
+  t.is(stored.size, 30)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
+  // In manifest order: the first part holds the first uids.
+  const first = await ShardReader.open(path.join(out, '20240301/7.des'))
+  t.deepEqual(first.entries().map((e) => e.uid), uids.slice(0, first.entryCount))
+
+  const more = makeCorpus(path.join(dir, 'more'), uids.slice(30).map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
+  await packFiles(asInputs(more.rows), { kind: 'local', dir: out }, { nBits: 4, maxShardSize: max, codec: 'none' })
+  const after = shardFiles(out)
+  t.true(after.length > files.length)
+  const all = await readLocalStore(out)
+  t.is(all.size, 40)
+  for (const f of after) t.true((await ShardReader.open(path.join(out, f))).dataEnd <= max)
+  // Earlier parts are untouched by the later run, only the last one and new ones change.
+  t.true(after.slice(0, files.length - 1).every((f) => files.includes(f)))
+})
+
+test('a payload larger than maxShardSize gets a part of its own', async (t) => {
+  const dir = tempDir()
+  const uids = sameShardUids(3, 2)
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: uids[0], kind: 'random', size: 1000 },
+    { uid: uids[1], kind: 'random', size: 50_000 },
+    { uid: uids[2], kind: 'random', size: 1000 },
+  ])
+  const out = path.join(dir, 'out')
+  await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4, maxShardSize: 10_000 })
+  t.deepEqual(shardFiles(out), ['20240301/2.1.des', '20240301/2.2.des', '20240301/2.des'])
+  t.is((await readLocalStore(out)).size, 3)
+})
+
+test('bad inputs are refused before anything is written, naming the uid', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'ok1', size: 100 },
+    { uid: 'ok2', size: 100 },
+  ])
+  const good = asInputs(corpus.rows)
+  const out = path.join(dir, 'out')
+  const cases: Array<[string, PackInput[], string, RegExp]> = [
+    ['duplicate uid', [...good, { ...good[0] }], 'DES_DUPLICATE', /duplicate uid "ok1": input 1 and input 3/],
+    ['missing source', [...good, { uid: 'gone', createdAt: '2024-01-01T00:00:00Z', source: path.join(dir, 'nope') }], 'DES_NOT_FOUND', /uid "gone" \(input 3\): source .* does not exist/],
+    ['size mismatch', [good[0], { ...good[1], sizeBytes: 99 }], 'DES_BAD_ARG', /uid "ok2" \(input 2\): source .* is 100 bytes, the manifest says 99/],
+    ['bad date', [...good, { ...good[0], uid: 'd', createdAt: 'yesterday' }], 'DES_BAD_ARG', /uid "d" \(input 3\): created_at "yesterday"/],
+    ['source is a directory', [...good, { ...good[0], uid: 'dir', source: dir, sizeBytes: undefined }], 'DES_BAD_ARG', /uid "dir".*not a regular file/],
+    ['s3 source without a client', [...good, { uid: 's3', createdAt: '2024-01-01T00:00:00Z', source: 's3://b/k' }], 'DES_CONFIG', /uid "s3"/],
+  ]
+  for (const [name, inputs, code, message] of cases) {
+    const err = await t.throwsAsync(packFiles(inputs, { kind: 'local', dir: out }), undefined, name)
+    t.is(errorCode(err), code, name)
+    t.regex(err!.message, message, name)
+    t.deepEqual(shardFiles(out), [], `${name}: no shard written`)
+  }
+  const badOpt = await t.throwsAsync(packFiles(good, { kind: 'local', dir: out }, { nBits: 3 }))
+  t.is(errorCode(badOpt), 'DES_BAD_ARG')
+})
+
+test('the manifest parser names the line of a bad entry, in arrays and JSON lines', (t) => {
+  const text = '[\n {"uid": "a", "created_at": "2024-01-01", "size_bytes": 1, "source_path": "/x"},\n\n {"uid": "b", "created_at": 5, "source_path": "/y"}\n]'
+  t.throws(() => parseManifest(text), { message: /manifest line 4 \(entry 2\): uid "b": "created_at" must be an ISO-8601 string/ })
+  const ok = parseManifest('[\n {"uid": 7, "created_at": "2024-01-01", "size_bytes": 1, "source_path": "/x", "meta": {"k": [1, "]"]}},\n {"uid": "b", "created_at": "2024-01-02", "source_path": "/y"}\n]')
+  t.deepEqual(ok.lines, [2, 3])
+  t.is(ok.inputs[0].uid, '7')
+  t.deepEqual(ok.inputs[0].meta, { k: [1, ']'] })
+  t.is(ok.inputs[1].sizeBytes, undefined)
+  const lines = parseManifest('{"uid": "a", "created_at": "2024-01-01", "source_path": "/x"}\n\n{"uid": "b", "created_at": "2024-01-01", "source_path": "/y"}\n')
+  t.deepEqual(lines.lines, [1, 3])
+  t.throws(() => parseManifest('{"uid": "a", "created_at": "2024-01-01", "source_path": "/x"}\n{"uid": "b", "created_at": "2024-01-01", "source_path": "/y", "size_bytes": -1}\n'), {
+    message: /line 2: uid "b": "size_bytes"/,
+  })
+  t.throws(() => parseManifest('[\n {"uid": "a",\n  "created_at": }\n]'), { message: /not valid JSON: line 2 \(entry 1\)/ })
+  t.throws(() => parseManifest('{"a": 1'), { message: /line 1 is not valid JSON/ })
+  t.throws(() => parseManifest(''), { message: /empty/ })
+  t.throws(() => parseManifest('[1]'), { message: /line 1 \(entry 1\): expected an object/ })
+})
+
+test('progress reports reach the totals', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 50 }, (_, i) => ({ uid: `p${i}`, size: 1000 + i })))
+  const seen: Array<{ files: number; bytes: number; totalFiles: number; totalBytes: number }> = []
+  await packFiles(asInputs(corpus.rows), { kind: 'local', dir: path.join(dir, 'out') }, { onProgress: (p) => seen.push(p) })
+  const last = seen[seen.length - 1]
+  t.is(last.files, 50)
+  t.is(last.totalFiles, 50)
+  t.is(last.bytes, last.totalBytes)
+  t.is(last.totalBytes, corpus.rows.reduce((s, r) => s + r.size_bytes, 0))
+  for (let i = 1; i < seen.length; i++) t.true(seen[i].files >= seen[i - 1].files)
+})

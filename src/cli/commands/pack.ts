@@ -1,0 +1,135 @@
+// `des pack` (also `des-pack`): a manifest of small files into shards, on local
+// disk (--output-dir) or S3 (--s3-bucket). A summary at the end, or --json.
+
+import { promises as fsp } from 'node:fs'
+import type { Argv } from 'yargs'
+import { loadConfig } from '../../config/env'
+import { s3SourceSettings, s3TargetSettings } from '../../config/pack'
+import { DesError } from '../../errors'
+import { formatBytes, parseManifest, progressBar, runPack, type PackOptions, type PackResult, type PackTarget } from '../../pack'
+import { createS3Client } from '../../storage/s3-client'
+import { writeOut } from '../output'
+
+/** Compression presets (SPEC §3). */
+export const PROFILES: Record<string, { codec: 'zstd' | 'lz4'; level?: number }> = {
+  aggressive: { codec: 'zstd', level: 9 },
+  balanced: { codec: 'zstd', level: 5 },
+  speed: { codec: 'lz4' },
+}
+
+/** "1048576", "64M", "64MiB", "2G" → bytes. */
+export function parseSize(text: string, what: string): number {
+  const m = /^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$/i.exec(text)
+  if (!m) throw new DesError('DES_BAD_ARG', `${what}: expected a number of bytes (e.g. 268435456 or 256M), got ${JSON.stringify(text)}`)
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't']
+  const n = Number(m[1]) * mult
+  if (!Number.isSafeInteger(n) || n <= 0) throw new DesError('DES_BAD_ARG', `${what}: must be a positive number of bytes, got ${JSON.stringify(text)}`)
+  return n
+}
+
+/** The --json summary. */
+export function summaryJson(r: PackResult, target: string): Record<string, unknown> {
+  return {
+    target,
+    shards: r.shards.length,
+    files: r.files,
+    skipped: r.skipped,
+    bytes_in: r.bytesIn,
+    bytes_stored: r.bytesStored,
+    ratio: r.bytesStored > 0 ? Number((r.bytesIn / r.bytesStored).toFixed(3)) : null,
+    seconds: Number(r.seconds.toFixed(3)),
+    mib_per_s: r.seconds > 0 ? Number((r.bytesIn / 1048576 / r.seconds).toFixed(1)) : null,
+    keys: r.shards.map((s) => ({ key: s.key, files: s.files, bytes_in: s.bytesIn, bytes_stored: s.bytesStored })),
+  }
+}
+
+export function register(y: Argv): Argv {
+  return y.command(
+    'pack',
+    'Pack the files of a manifest into shards (local dir or S3)',
+    (a) =>
+      a
+        .option('input-json', { type: 'string', demandOption: true, describe: 'manifest: JSON array (or lines) of {uid, created_at, size_bytes, source_path, meta?}' })
+        .option('output-dir', { type: 'string', describe: 'local store: writes DIR/<YYYYMMDD>/<HEX>.des' })
+        .option('s3-bucket', { type: 'string', describe: 'S3 store (endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
+        .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
+        .option('n-bits', { type: 'number', describe: 'routing bits, 4..16 (default DES_N_BITS or 8)' })
+        .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M)' })
+        .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
+        .option('level', { type: 'number', describe: 'zstd level (default 3)' })
+        .option('profile', { choices: ['aggressive', 'balanced', 'speed'] as const, describe: 'aggressive = zstd 9, balanced = zstd 5, speed = lz4' })
+        .option('skip-extensions', { type: 'string', describe: 'comma list of extensions stored raw (default .jpg,.jpeg,.png,.gif,.gz,.zip,.bz2,.xz)' })
+        .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
+        .option('skip-existing', { type: 'boolean', default: false, describe: 'a uid already stored with the same size is skipped (idempotent reruns)' })
+        .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
+        .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' }),
+    async (argv) => {
+      const config = loadConfig()
+      const outputDir = argv['output-dir']
+      const bucket = argv['s3-bucket']
+      if (!outputDir === !bucket) throw new DesError('DES_BAD_ARG', 'give exactly one of --output-dir DIR or --s3-bucket BUCKET')
+      if (argv['s3-prefix'] !== undefined && !bucket) throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket')
+
+      const profile = argv.profile ? PROFILES[argv.profile] : undefined
+      const opts: PackOptions = {
+        nBits: argv['n-bits'] ?? config.nBits,
+        codec: argv.codec ?? profile?.codec,
+        level: argv.level ?? profile?.level,
+        bigFileThreshold: config.bigFileThreshold,
+        bigfilesPrefix: config.bigfilesPrefix,
+        replace: argv.replace,
+        skipExisting: argv['skip-existing'],
+      }
+      if (argv['max-shard-size'] !== undefined) opts.maxShardSize = parseSize(argv['max-shard-size'], '--max-shard-size')
+      if (argv['skip-extensions'] !== undefined) {
+        opts.skipExtensions = argv['skip-extensions']
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean)
+      }
+
+      let text: string
+      try {
+        text = await fsp.readFile(argv['input-json'], 'utf8')
+      } catch (err) {
+        throw new DesError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_NOT_FOUND' : 'DES_IO', `cannot read manifest ${argv['input-json']}: ${(err as Error).message}`)
+      }
+      const manifest = parseManifest(text)
+      if (manifest.inputs.some((i) => /^s3:\/\//i.test(i.source))) {
+        opts.sourceS3 = { client: createS3Client(s3SourceSettings()) }
+      }
+
+      let target: PackTarget
+      let where: string
+      if (bucket) {
+        const s3 = s3TargetSettings(bucket, argv['s3-prefix'])
+        target = { kind: 's3', bucket, prefix: s3.prefix, client: createS3Client(s3) }
+        where = `s3://${bucket}/${s3.prefix}`
+      } else {
+        target = { kind: 'local', dir: outputDir! }
+        where = outputDir!
+      }
+
+      const bar = argv.progress === false ? null : progressBar(process.stderr)
+      if (bar) opts.onProgress = bar.onProgress
+      let result: PackResult
+      try {
+        result = await runPack(manifest.inputs, target, opts, { label: (i) => `line ${manifest.lines[i]}` })
+      } finally {
+        bar?.stop()
+      }
+
+      if (argv.json) {
+        await writeOut(JSON.stringify(summaryJson(result, where)) + '\n')
+        return
+      }
+      const rate = result.seconds > 0 ? `${formatBytes(result.bytesIn / result.seconds)}/s` : '-'
+      const ratio = result.bytesStored > 0 ? (result.bytesIn / result.bytesStored).toFixed(2) : '-'
+      const skipped = result.skipped ? `, ${result.skipped} already stored` : ''
+      await writeOut(
+        `packed ${result.files} files (${formatBytes(result.bytesIn)} → ${formatBytes(result.bytesStored)}, ratio ${ratio}) ` +
+          `into ${result.shards.length} shards in ${where} in ${result.seconds.toFixed(2)} s (${rate})${skipped}\n`,
+      )
+    },
+  )
+}

@@ -1,0 +1,91 @@
+// Filling one open shard writer with inputs: chunk by chunk (the next chunk's
+// s3:// sources are fetched while Rust compresses this one), stopping where
+// the part is full. Shared by the local and the S3 target.
+
+import { DesError } from '../errors'
+import type { PackFile, ShardWriter, ShardWriterOptions } from '../native'
+import { named, type PlannedInput } from './plan'
+import { chunkLimits, chunks, loadChunk, type S3SourceOptions } from './sources'
+
+/** How every part of a run is written. */
+export interface WriterSettings {
+  /** Codec, level, skip extensions, BigFile threshold (no paths, no replace). */
+  writer: ShardWriterOptions
+  /** Folder name of BigFiles beside the shards (`_bigFiles`). */
+  bigfilesPrefix: string
+}
+
+/** What a target needs to fill writers. */
+export interface FillContext {
+  s3Source?: S3SourceOptions
+  /** A uid already in the part (put there by another run meanwhile) is skipped. */
+  skipExisting?: boolean
+  /** Replacing: the uid is expected in the part. */
+  replace?: boolean
+  /** Called after every chunk with the files and source bytes it handled. */
+  progress(files: number, bytes: number): void
+}
+
+/** What went into one part. */
+export interface FillResult {
+  added: PlannedInput[]
+  skipped: PlannedInput[]
+  /** Inputs that did not fit (for the next part), in order. */
+  rest: PlannedInput[]
+  /** Files and bytes reported to `progress` (to take back if the part is redone). */
+  reportedFiles: number
+  reportedBytes: number
+}
+
+function report(out: FillResult, ctx: FillContext, done: PlannedInput[]): void {
+  const bytes = done.reduce((s, p) => s + p.size, 0)
+  out.reportedFiles += done.length
+  out.reportedBytes += bytes
+  ctx.progress(done.length, bytes)
+}
+
+/**
+ * Adds `items` to `writer` in order until they run out or the data section
+ * would pass `maxDataSize` (a part always takes at least one file when empty).
+ */
+export async function fillWriter(writer: ShardWriter, items: PlannedInput[], maxDataSize: number | undefined, ctx: FillContext): Promise<FillResult> {
+  const { maxBytes, maxFiles } = chunkLimits(items)
+  const parts = chunks(items, maxBytes, maxFiles)
+  const out: FillResult = { added: [], skipped: [], rest: [], reportedFiles: 0, reportedBytes: 0 }
+  let next: Promise<PackFile[]> | undefined
+  for (let c = 0; c < parts.length; c++) {
+    const chunk = parts[c]
+    // Under the part's lock now: what another run added meanwhile is seen here.
+    const toAdd: PlannedInput[] = []
+    const skipped: PlannedInput[] = []
+    for (const p of chunk) {
+      if (!ctx.replace && writer.has(p.input.uid)) {
+        if (!ctx.skipExisting) throw new DesError('DES_DUPLICATE', `${named(p)} is already in its shard; use --replace to overwrite it`)
+        skipped.push(p)
+      } else toAdd.push(p)
+    }
+    if (skipped.length > 0) {
+      out.skipped.push(...skipped)
+      report(out, ctx, skipped)
+    }
+    const files = await (next ?? loadChunk(toAdd, ctx.s3Source))
+    next = undefined
+    if (c + 1 < parts.length) {
+      // Prefetch the next chunk (only s3:// sources cost anything here); what
+      // the skip filter then drops is just not used.
+      next = loadChunk(parts[c + 1], ctx.s3Source)
+      next.catch(() => undefined)
+    }
+    const wanted = new Set(toAdd.map((p) => p.input.uid))
+    const batch = files.filter((f) => wanted.has(f.uid))
+    const r = batch.length > 0 ? await writer.addFiles(batch, maxDataSize) : { consumed: 0 }
+    const added = toAdd.slice(0, r.consumed)
+    out.added.push(...added)
+    report(out, ctx, added)
+    if (r.consumed < toAdd.length) {
+      out.rest = [...toAdd.slice(r.consumed), ...parts.slice(c + 1).flat()]
+      break
+    }
+  }
+  return out
+}

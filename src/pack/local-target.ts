@@ -1,0 +1,104 @@
+// Packing into a local store: `<dir>/<date>/<HEX>[.<part>].des`, BigFiles in
+// `<dir>/<date>/<prefix>/`. The Rust writer does the hard part: it holds the
+// part's lock (`<part>.lock`) so concurrent runs take turns, writes a temp file
+// beside it (never named `.des`), fsyncs and renames it into place.
+
+import { promises as fsp } from 'node:fs'
+import * as path from 'node:path'
+import { DesError } from '../errors'
+import { ShardReader, ShardWriter } from '../native'
+import { shardKey } from '../store/layout'
+import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
+import type { KeyPlan, PlannedInput } from './plan'
+import type { PackedShard } from './index'
+
+/** One part written: what went in, and the shard once it is durably stored. */
+export interface PartWrite {
+  fill: FillResult
+  /** Resolves when the part is stored (null if nothing was added to it). */
+  done: Promise<PackedShard | null>
+}
+
+/** Where a target keeps a key's parts and how it writes one. */
+export interface ShardSink {
+  check(): Promise<void>
+  existingParts(plan: KeyPlan): Promise<ShardReader[]>
+  writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite>
+}
+
+/** The part was not touched: everything is left for the next one. */
+export function untouched(items: PlannedInput[]): PartWrite {
+  return { fill: { added: [], skipped: [], rest: items, reportedFiles: 0, reportedBytes: 0 }, done: Promise.resolve(null) }
+}
+
+async function sizeOf(file: string): Promise<number | null> {
+  try {
+    return (await fsp.stat(file)).size
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw new DesError('DES_IO', `cannot stat ${file}: ${(err as Error).message}`)
+  }
+}
+
+export class LocalTarget implements ShardSink {
+  constructor(
+    readonly dir: string,
+    private readonly settings: WriterSettings,
+  ) {}
+
+  async check(): Promise<void> {
+    try {
+      await fsp.mkdir(this.dir, { recursive: true })
+      await fsp.access(this.dir, fsp.constants.W_OK)
+    } catch (err) {
+      throw new DesError('DES_IO', `output dir ${this.dir} is not writable: ${(err as Error).message}`)
+    }
+  }
+
+  partPath(plan: KeyPlan, part: number): string {
+    return path.join(this.dir, shardKey(plan, part))
+  }
+
+  async existingParts(plan: KeyPlan): Promise<ShardReader[]> {
+    const readers: ShardReader[] = []
+    for (let part = 0; ; part++) {
+      const file = this.partPath(plan, part)
+      if ((await sizeOf(file)) === null) return readers
+      readers.push(await ShardReader.open(file))
+    }
+  }
+
+  async writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite> {
+    const file = this.partPath(plan, part)
+    if (maxShardSize !== undefined) {
+      const size = await sizeOf(file)
+      if (size !== null && size >= maxShardSize) return untouched(items)
+    }
+    const prefix = this.settings.bigfilesPrefix
+    const writer = await ShardWriter.append(file, {
+      ...this.settings.writer,
+      replace: Boolean(ctx.replace),
+      ...(prefix !== '_bigFiles' ? { bigfilesDir: path.join(this.dir, plan.dateDir, prefix) } : {}),
+    })
+    let fill: FillResult
+    try {
+      fill = await fillWriter(writer, items, maxShardSize, ctx)
+    } catch (err) {
+      writer.abort()
+      throw err
+    }
+    if (fill.added.length === 0) {
+      writer.abort()
+      return { fill, done: Promise.resolve(null) }
+    }
+    // The finish (index, fsync, rename) overlaps the next part's packing.
+    const done = writer.finish().then((s) => ({
+      key: shardKey(plan, part),
+      files: fill.added.length,
+      uids: fill.added.map((p) => p.input.uid),
+      bytesIn: s.bytesIn,
+      bytesStored: s.bytesStored,
+    }))
+    return { fill, done }
+  }
+}

@@ -1,0 +1,379 @@
+// Packing into S3: `<prefix><date>/<HEX>[.<part>].des`, BigFiles in
+// `<prefix><date>/<bigfiles prefix>/<sha256>`.
+//
+// Appending to an object: read its tail (footer + index), write only the new
+// tail locally (`ShardWriter.continueAfter`), then build the new object with a
+// multipart upload whose first part is the old data section, copied
+// server-side (UploadPartCopy) when it is at least 5 MiB. The upload completes
+// only if the old object is unchanged (`IfMatch: <ETag>`; a new key
+// `IfNoneMatch: *`); on a conflict the whole part is redone against the new
+// object. After completing, the tail is read back and every uid checked.
+
+import { promises as fsp } from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3'
+import { DesError } from '../errors'
+import { footerFromTail, ShardReader, ShardWriter } from '../native'
+import { shardKey } from '../store/layout'
+import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
+import { untouched, type PartWrite, type ShardSink } from './local-target'
+import type { KeyPlan, PlannedInput } from './plan'
+import { mapLimit } from './sources'
+
+const MiB = 1024 * 1024
+/** Suffix GET size: holds footer and index of most shards in one request. */
+const TAIL_BYTES = 256 * 1024
+/** S3's smallest part (all but the last). */
+const MIN_PART = 5 * MiB
+const PART_SIZE = 16 * MiB
+/** Objects up to this size go up in one PutObject. */
+const SINGLE_PUT_MAX = 16 * MiB
+/** S3's largest part, also for UploadPartCopy. */
+const MAX_PART = 5 * 1024 * MiB
+const MAX_PARTS = 10_000
+/** Attempts at one part when other writers keep changing the object. */
+const CONFLICT_ATTEMPTS = 8
+
+/** Test seams: run something just before a part's upload completes. */
+export interface S3Hooks {
+  beforeComplete?(key: string, attempt: number): Promise<void>
+}
+
+/** An object's current shard index, as of `etag`. */
+interface Tail {
+  reader: ShardReader
+  etag: string
+  size: number
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+}
+
+function nameOf(err: unknown): string {
+  return (err as { name?: string })?.name ?? ''
+}
+
+/** The object changed under us (conditional write or copy refused). */
+export function isConflict(err: unknown): boolean {
+  if (err instanceof DesError) return err.code === 'DES_CONFLICT'
+  const s = statusOf(err)
+  return s === 412 || s === 409 || ['PreconditionFailed', 'ConditionalRequestConflict'].includes(nameOf(err))
+}
+
+function isMissing(err: unknown): boolean {
+  return statusOf(err) === 404 || ['NoSuchKey', 'NotFound'].includes(nameOf(err))
+}
+
+/** An S3 failure as a DesError that says what was being done. */
+export function s3Failure(what: string, err: unknown): DesError {
+  if (err instanceof DesError) return err
+  const msg = (err as Error)?.message || nameOf(err) || String(err)
+  const status = statusOf(err)
+  if (isConflict(err)) return new DesError('DES_CONFLICT', `${what}: the object changed meanwhile (${msg})`, { cause: err })
+  if (status === undefined) return new DesError('DES_UNAVAILABLE', `${what}: S3 is unreachable: ${msg}`, { cause: err })
+  if (status === 403) return new DesError('DES_FORBIDDEN', `${what}: access denied: ${msg}`, { cause: err })
+  if (nameOf(err) === 'NoSuchBucket') return new DesError('DES_NOT_FOUND', `${what}: no such bucket`, { cause: err })
+  if (status >= 500) return new DesError('DES_UNAVAILABLE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
+  return new DesError('DES_STORAGE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
+}
+
+/** Reads `length` bytes at `offset` of a file. */
+async function readFileRange(file: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await fsp.open(file, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(length)
+    let got = 0
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got)
+      if (bytesRead === 0) throw new DesError('DES_IO', `${file} ended at ${offset + got}, expected ${offset + length} bytes`)
+      got += bytesRead
+    }
+    return buf
+  } finally {
+    await fh.close()
+  }
+}
+
+/** One part of a multipart upload: a server-side copy or bytes we send. */
+type UploadPiece = { copy: { start: number; end: number } } | { read: () => Promise<Buffer> }
+
+/** Conditions on the final write. */
+type WriteCondition = { IfMatch: string } | { IfNoneMatch: '*' } | Record<string, never>
+
+export class S3Target implements ShardSink {
+  constructor(
+    private readonly client: S3Client,
+    readonly bucket: string,
+    /** '' or ending in '/'. */
+    readonly prefix: string,
+    private readonly settings: WriterSettings,
+    private readonly hooks: S3Hooks = {},
+    private readonly tmpRoot = os.tmpdir(),
+  ) {}
+
+  /** The bucket answers (else: unreachable, missing or forbidden, said plainly). */
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))
+    } catch (err) {
+      if (statusOf(err) === 404 || nameOf(err) === 'NotFound') throw new DesError('DES_NOT_FOUND', `bucket ${this.bucket} does not exist`, { cause: err })
+      throw s3Failure(`bucket ${this.bucket}`, err)
+    }
+  }
+
+  key(plan: Pick<KeyPlan, 'dateDir' | 'shardHex'>, part: number): string {
+    return this.prefix + shardKey(plan, part)
+  }
+
+  private async getRange(key: string, range: string, etag?: string): Promise<{ body: Buffer; etag: string; size: number }> {
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, ...(etag ? { IfMatch: etag } : {}) }))
+    const body = Buffer.from(await res.Body!.transformToByteArray())
+    const total = /\/(\d+)$/.exec(res.ContentRange ?? '')
+    return { body, etag: res.ETag ?? '', size: total ? Number(total[1]) : body.length }
+  }
+
+  /** The object's index from a suffix GET (and one more GET if the index is larger). */
+  async readTail(key: string): Promise<Tail | null> {
+    let got
+    try {
+      got = await this.getRange(key, `bytes=-${TAIL_BYTES}`)
+    } catch (err) {
+      if (isMissing(err)) return null
+      throw s3Failure(`read s3://${this.bucket}/${key}`, err)
+    }
+    const { body, etag, size } = got
+    try {
+      return { reader: await ShardReader.fromTail(body, size), etag, size }
+    } catch (err) {
+      if ((err as DesError).code !== 'DES_NEED_MORE') throw new DesError((err as DesError).code ?? 'DES_CORRUPT', `s3://${this.bucket}/${key}: ${(err as Error).message}`)
+    }
+    const { indexOffset } = footerFromTail(body, size)
+    try {
+      const more = await this.getRange(key, `bytes=${indexOffset}-${size - 1}`, etag)
+      return { reader: await ShardReader.fromTail(more.body, size), etag, size }
+    } catch (err) {
+      throw s3Failure(`read the index of s3://${this.bucket}/${key}`, err)
+    }
+  }
+
+  async existingParts(plan: KeyPlan): Promise<ShardReader[]> {
+    const readers: ShardReader[] = []
+    for (let part = 0; ; part++) {
+      const tail = await this.readTail(this.key(plan, part))
+      if (!tail) return readers
+      readers.push(tail.reader)
+    }
+  }
+
+  async writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite> {
+    const key = this.key(plan, part)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.tryPart(plan, part, items, maxShardSize, ctx, attempt)
+      } catch (err) {
+        if (!isConflict(err)) throw err
+        if (attempt + 1 >= CONFLICT_ATTEMPTS) {
+          throw new DesError('DES_CONFLICT', `s3://${this.bucket}/${key}: other writers kept changing it; gave up after ${CONFLICT_ATTEMPTS} attempts`, { cause: err })
+        }
+        await sleep(Math.min(2000, 50 * 2 ** attempt) * (0.5 + Math.random()))
+      }
+    }
+  }
+
+  private async tryPart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext, attempt: number): Promise<PartWrite> {
+    const key = this.key(plan, part)
+    const old = await this.readTail(key)
+    if (maxShardSize !== undefined && old && old.size >= maxShardSize) return untouched(items)
+    const tmp = await fsp.mkdtemp(path.join(this.tmpRoot, 'des-pack-'))
+    const bigDir = path.join(tmp, 'bigfiles')
+    const opts = { ...this.settings.writer, replace: Boolean(ctx.replace), bigfilesDir: bigDir }
+    let writer: ShardWriter | undefined
+    let fill: FillResult | undefined
+    try {
+      let out: string
+      let mode: 'new' | 'rewrite' | 'continue'
+      if (!old) {
+        mode = 'new'
+        out = path.join(tmp, 'new.des')
+        writer = ShardWriter.create(out, opts)
+      } else if (old.reader.version !== 2) {
+        // A v1 header cannot sit in front of a v2 index: rewrite it whole.
+        mode = 'rewrite'
+        out = path.join(tmp, 'old.des')
+        await this.download(key, old, out)
+        writer = await ShardWriter.append(out, opts)
+      } else {
+        mode = 'continue'
+        out = path.join(tmp, 'tail.bin')
+        writer = ShardWriter.continueAfter(old.reader, out, opts)
+      }
+      fill = await fillWriter(writer, items, maxShardSize, ctx)
+      if (fill.added.length === 0) {
+        writer.abort()
+        writer = undefined
+        return { fill, done: Promise.resolve(null) }
+      }
+      const summary = await writer.finish()
+      writer = undefined
+      // BigFiles first: a shard never names an object that is not there.
+      await this.uploadBigfiles(plan, bigDir)
+      await this.hooks.beforeComplete?.(key, attempt)
+      const outSize = (await fsp.stat(out)).size
+      if (mode === 'continue') await this.putAppended(key, old!, out, outSize)
+      else await this.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag })
+      await this.verify(key, fill.added)
+      const shard = { key, files: fill.added.length, uids: fill.added.map((p) => p.input.uid), bytesIn: summary.bytesIn, bytesStored: summary.bytesStored }
+      return { fill, done: Promise.resolve(shard) }
+    } catch (err) {
+      writer?.abort()
+      // A redone part reports its files again.
+      if (fill) ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
+      throw s3Failure(`s3://${this.bucket}/${key}`, err)
+    } finally {
+      await fsp.rm(tmp, { recursive: true, force: true })
+    }
+  }
+
+  /** The whole old object (as of its ETag) into a local file. */
+  private async download(key: string, old: Tail, file: string): Promise<void> {
+    const got = await this.getRange(key, `bytes=0-${old.size - 1}`, old.etag)
+    await fsp.writeFile(file, got.body)
+  }
+
+  /** After completing: the tail read back, every added uid in its index. */
+  private async verify(key: string, added: PlannedInput[]): Promise<void> {
+    const tail = await this.readTail(key)
+    if (!tail) throw new DesError('DES_STORAGE', `s3://${this.bucket}/${key} is missing right after its upload completed`)
+    for (const p of added) {
+      if (!tail.reader.has(p.input.uid)) {
+        throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${key} was uploaded but its index lacks uid ${JSON.stringify(p.input.uid)} (${p.label})`)
+      }
+    }
+  }
+
+  /** BigFiles from the writer's temp folder; an object of the same size is kept. */
+  private async uploadBigfiles(plan: KeyPlan, dir: string): Promise<void> {
+    let names: string[]
+    try {
+      names = (await fsp.readdir(dir)).filter((n) => /^[0-9a-f]{64}$/.test(n))
+    } catch {
+      return
+    }
+    for (const name of names) {
+      const file = path.join(dir, name)
+      const size = (await fsp.stat(file)).size
+      const key = `${this.prefix}${plan.dateDir}/${this.settings.bigfilesPrefix}/${name}`
+      try {
+        const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
+        if (head.ContentLength === size) continue
+      } catch (err) {
+        if (!isMissing(err)) throw s3Failure(`BigFile s3://${this.bucket}/${key}`, err)
+      }
+      await this.putFile(key, file, size, {})
+    }
+  }
+
+  /** A local file as one object (one PutObject, or a multipart upload). */
+  private async putFile(key: string, file: string, size: number, cond: WriteCondition): Promise<void> {
+    if (size <= SINGLE_PUT_MAX) {
+      const body = await fsp.readFile(file)
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...cond }))
+      return
+    }
+    await this.multipart(key, streamPieces(size, (off, len) => readFileRange(file, off, len)), cond)
+  }
+
+  /** The new object = old bytes [0, dataEnd) + the tail file, if the old one is unchanged. */
+  private async putAppended(key: string, old: Tail, tailFile: string, tailSize: number): Promise<void> {
+    const dataEnd = old.reader.dataEnd
+    const cond = { IfMatch: old.etag }
+    if (dataEnd + tailSize <= SINGLE_PUT_MAX) {
+      const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
+      const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
+      return
+    }
+    if (dataEnd >= MIN_PART) {
+      // Server-side copy of the old data section, in parts of at most 5 GiB.
+      const n = Math.ceil(dataEnd / MAX_PART)
+      const step = Math.ceil(dataEnd / n)
+      const pieces: UploadPiece[] = []
+      for (let start = 0; start < dataEnd; start += step) pieces.push({ copy: { start, end: Math.min(dataEnd, start + step) - 1 } })
+      pieces.push(...streamPieces(tailSize, (off, len) => readFileRange(tailFile, off, len)))
+      await this.multipart(key, pieces, cond, old.etag)
+      return
+    }
+    // Under 5 MiB of old data cannot be a part of its own: it leads the first part.
+    const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
+    const read = async (off: number, len: number): Promise<Buffer> => {
+      const fromPrefix = off < prefix.length ? prefix.subarray(off, Math.min(prefix.length, off + len)) : Buffer.alloc(0)
+      const rest = len - fromPrefix.length
+      if (rest === 0) return fromPrefix
+      const fromFile = await readFileRange(tailFile, Math.max(0, off - prefix.length), rest)
+      return fromPrefix.length ? Buffer.concat([fromPrefix, fromFile]) : fromFile
+    }
+    await this.multipart(key, streamPieces(prefix.length + tailSize, read), cond)
+  }
+
+  /** A multipart upload of `pieces`, completed under `cond`; aborted on any failure. */
+  private async multipart(key: string, pieces: UploadPiece[], cond: WriteCondition, copyIfMatch?: string): Promise<void> {
+    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }))
+    const uploadId = created.UploadId!
+    try {
+      const parts = await mapLimit(pieces, 3, async (piece, i) => {
+        const PartNumber = i + 1
+        if ('copy' in piece) {
+          const res = await this.client.send(
+            new UploadPartCopyCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber,
+              CopySource: copySource(this.bucket, key),
+              CopySourceRange: `bytes=${piece.copy.start}-${piece.copy.end}`,
+              ...(copyIfMatch ? { CopySourceIfMatch: copyIfMatch } : {}),
+            }),
+          )
+          return { PartNumber, ETag: res.CopyPartResult?.ETag }
+        }
+        const body = await piece.read()
+        const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
+        return { PartNumber, ETag: res.ETag }
+      })
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...cond }))
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined)
+      throw err
+    }
+  }
+}
+
+/** Parts of a byte stream of `size`: PART_SIZE each (more if needed to stay under 10 000 parts). */
+function streamPieces(size: number, read: (offset: number, length: number) => Promise<Buffer>): UploadPiece[] {
+  const partSize = Math.max(PART_SIZE, Math.ceil(size / (MAX_PARTS - 10)))
+  const pieces: UploadPiece[] = []
+  for (let off = 0; off < size; off += partSize) {
+    const len = Math.min(partSize, size - off)
+    pieces.push({ read: () => read(off, len) })
+  }
+  return pieces
+}

@@ -1,0 +1,194 @@
+// Where payloads come from: local paths (read by the Rust pack loop itself) and
+// s3:// objects (fetched here with retries and backoff, counted in the
+// des_s3_source_* metrics). Every source is checked before anything is written.
+
+import { promises as fsp } from 'node:fs'
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DesError } from '../errors'
+import { sourceBytesDownloaded, sourceReadSeconds, sourceReadsTotal } from '../metrics'
+import type { PackFile } from '../native'
+import { named, type PlannedInput } from './plan'
+
+/** How s3:// sources are read. */
+export interface S3SourceOptions {
+  client: S3Client
+  /** Attempts after the first (default 3). */
+  maxRetries?: number
+  /** First backoff delay; doubles each retry, with jitter (default 200 ms). */
+  retryDelayMs?: number
+}
+
+/** `s3://bucket/key` split, or null for a local path. */
+export function parseS3Uri(source: string): { bucket: string; key: string } | null {
+  if (!/^s3:\/\//i.test(source)) return null
+  const rest = source.slice(5)
+  const slash = rest.indexOf('/')
+  if (slash <= 0 || slash === rest.length - 1) return { bucket: '', key: '' }
+  return { bucket: rest.slice(0, slash), key: rest.slice(slash + 1) }
+}
+
+/** Runs `f` over `items` with at most `limit` in flight; results in order. */
+export async function mapLimit<T, R>(items: T[], limit: number, f: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length)
+  let next = 0
+  let failed = false
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++
+      try {
+        out[i] = await f(items[i], i)
+      } catch (err) {
+        failed = true
+        throw err
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return out
+}
+
+function httpStatusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
+}
+
+function isMissing(err: unknown): boolean {
+  const name = (err as { name?: string })?.name
+  return httpStatusOf(err) === 404 || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchBucket'
+}
+
+/** Worth another attempt: the network, throttling, a 5xx. Not a 4xx answer. */
+export function isTransient(err: unknown): boolean {
+  const status = httpStatusOf(err)
+  if (status === undefined) return true
+  return status >= 500 || status === 429 || status === 408
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Runs `attempt` until it succeeds, a permanent error, or retries run out. */
+async function withRetries<T>(opts: S3SourceOptions, attempt: () => Promise<T>): Promise<T> {
+  const maxRetries = opts.maxRetries ?? 3
+  const delay = opts.retryDelayMs ?? 200
+  for (let n = 0; ; n++) {
+    try {
+      return await attempt()
+    } catch (err) {
+      if (n >= maxRetries || !isTransient(err)) throw err
+      sourceReadsTotal.inc({ status: 'retry' })
+      await sleep(delay * 2 ** n * (0.5 + Math.random()))
+    }
+  }
+}
+
+function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
+  const msg = err instanceof Error ? err.message || err.name : String(err)
+  if (isMissing(err)) return new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`, { cause: err })
+  const code = isTransient(err) ? 'DES_UNAVAILABLE' : 'DES_STORAGE'
+  return new DesError(code, `${named(p)}: ${what} ${p.input.source}: ${msg}`, { cause: err })
+}
+
+/**
+ * Checks every source before anything is written: local files exist, are
+ * files and have the manifest's size; s3:// objects exist (HEAD) with that
+ * size. Fills in `size` where the manifest gave none.
+ */
+export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions): Promise<void> {
+  await mapLimit(items, 32, async (p) => {
+    const uri = parseS3Uri(p.input.source)
+    let actual: number
+    if (uri) {
+      if (!uri.bucket || !uri.key) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
+      if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: source ${p.input.source} is on S3 but no S3 source client is configured`)
+      try {
+        const head = await withRetries(s3, () => s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key })))
+        actual = head.ContentLength ?? 0
+      } catch (err) {
+        throw s3Error(p, 'cannot read source', err)
+      }
+    } else {
+      let st
+      try {
+        st = await fsp.stat(p.input.source)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'ENOENT' || code === 'ENOTDIR') throw new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`)
+        throw new DesError('DES_IO', `${named(p)}: cannot read source ${p.input.source}: ${(err as Error).message}`)
+      }
+      if (!st.isFile()) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not a regular file`)
+      actual = st.size
+    }
+    if (p.input.sizeBytes !== undefined && p.input.sizeBytes !== actual) {
+      throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is ${actual} bytes, the manifest says ${p.input.sizeBytes}`)
+    }
+    p.size = actual
+  })
+}
+
+/** Downloads one s3:// source (retries, backoff, metrics); its size must match. */
+export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promise<Buffer> {
+  const uri = parseS3Uri(p.input.source)!
+  const started = process.hrtime.bigint()
+  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
+  try {
+    const data = await withRetries(s3, async () => {
+      const res = await s3.client.send(new GetObjectCommand({ Bucket: uri.bucket, Key: uri.key }))
+      const bytes = Buffer.from(await res.Body!.transformToByteArray())
+      sourceBytesDownloaded.inc(bytes.length)
+      return bytes
+    })
+    if (data.length !== p.size) {
+      throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`)
+    }
+    sourceReadsTotal.inc({ status: 'ok' })
+    sourceReadSeconds.observe({ status: 'ok' }, seconds())
+    return data
+  } catch (err) {
+    sourceReadsTotal.inc({ status: 'error' })
+    sourceReadSeconds.observe({ status: 'error' }, seconds())
+    throw err instanceof DesError ? err : s3Error(p, 'cannot read source', err)
+  }
+}
+
+function metaText(p: PlannedInput): string | undefined {
+  const meta = p.input.meta
+  return meta && Object.keys(meta).length > 0 ? JSON.stringify(meta) : undefined
+}
+
+/**
+ * The `addFiles` form of a chunk of inputs: local files by path (the Rust loop
+ * reads them on every core), s3:// sources fetched here.
+ */
+export async function loadChunk(items: PlannedInput[], s3?: S3SourceOptions): Promise<PackFile[]> {
+  return mapLimit(items, 8, async (p) => {
+    const meta = metaText(p)
+    if (parseS3Uri(p.input.source)) {
+      if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: no S3 source client is configured`)
+      return { uid: p.input.uid, data: await readS3Source(p, s3), meta }
+    }
+    return { uid: p.input.uid, path: p.input.source, size: p.size, meta }
+  })
+}
+
+/** Splits inputs into chunks of at most `maxBytes` (of source size) / `maxFiles`. */
+export function chunks(items: PlannedInput[], maxBytes: number, maxFiles: number): PlannedInput[][] {
+  const out: PlannedInput[][] = []
+  let cur: PlannedInput[] = []
+  let bytes = 0
+  for (const p of items) {
+    if (cur.length > 0 && (bytes + p.size > maxBytes || cur.length >= maxFiles)) {
+      out.push(cur)
+      cur = []
+      bytes = 0
+    }
+    cur.push(p)
+    bytes += p.size
+  }
+  if (cur.length > 0) out.push(cur)
+  return out
+}
+
+/** Chunk sizes: local chunks are cheap (paths only); s3 chunks are held in memory. */
+export function chunkLimits(items: PlannedInput[]): { maxBytes: number; maxFiles: number } {
+  const anyS3 = items.some((p) => parseS3Uri(p.input.source))
+  return anyS3 ? { maxBytes: 16 << 20, maxFiles: 256 } : { maxBytes: 256 << 20, maxFiles: 8192 }
+}
