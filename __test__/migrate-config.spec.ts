@@ -1,0 +1,214 @@
+// The `des migrate` config file: every SPEC §10 key in JSON and YAML, `${VAR}`
+// substitution, and errors that name the key. No database needed.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { loadMigrateConfig, parseMigrateConfig } from '../src/migrate/config'
+import { loadMigrateEnv, substituteEnv } from '../src/config/migrate-env'
+import { normaliseDbUrl, pgTimestampToIso, quoteIdent, quoteTable } from '../src/migrate/db'
+import { writeConfig } from './helpers/migrate'
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-migcfg-'))
+
+const everyKey = {
+  database: {
+    url: 'postgresql://u:${DB_PASSWORD}@db:5432/app',
+    table_name: 'archive.source_files',
+    uid_column: 'file_uid',
+    created_at_column: 'created',
+    file_location_column: 'path',
+    size_bytes_column: 'bytes',
+    archived_column: 'done',
+  },
+  migration: { archive_age_days: 30, batch_size: 500, delete_source_files: true },
+  packer: {
+    output_dir: '${OUT_DIR:-/data/des}',
+    max_shard_size: 1073741824,
+    n_bits: 10,
+    codec: 'lz4',
+    s3_source: { enabled: true, region_name: 'eu-west-1', endpoint_url: 'http://minio:9000', max_retries: 5, retry_delay_seconds: 2.5 },
+  },
+}
+
+const expected = {
+  database: {
+    url: 'postgresql://u:s3cr:t@db:5432/app',
+    tableName: 'archive.source_files',
+    uidColumn: 'file_uid',
+    createdAtColumn: 'created',
+    fileLocationColumn: 'path',
+    sizeBytesColumn: 'bytes',
+    archivedColumn: 'done',
+  },
+  migration: { archiveAgeDays: 30, batchSize: 500, deleteSourceFiles: true },
+  packer: {
+    output: { kind: 'local', dir: '/data/des' },
+    maxShardSize: 1073741824,
+    nBits: 10,
+    codec: 'lz4',
+    level: undefined,
+    bigFileThreshold: undefined,
+    bigfilesPrefix: undefined,
+    s3Source: { enabled: true, region: 'eu-west-1', endpoint: 'http://minio:9000', maxRetries: 5, retryDelaySeconds: 2.5 },
+  },
+}
+
+const vars = { DB_PASSWORD: 's3cr:t' }
+
+test('every SPEC §10 key is read from a JSON file', (t) => {
+  t.deepEqual(loadMigrateConfig(writeConfig(dir, everyKey, 'json', 'every'), vars), expected)
+})
+
+test('every SPEC §10 key is read from a YAML file, the same as from JSON', (t) => {
+  t.deepEqual(loadMigrateConfig(writeConfig(dir, everyKey, 'yaml', 'every'), vars), expected)
+  const yml = path.join(dir, 'every.yml')
+  fs.copyFileSync(path.join(dir, 'every.yaml'), yml)
+  t.deepEqual(loadMigrateConfig(yml, vars), expected)
+})
+
+test('defaults: SPEC column names, 7 days, batch 100, no deletion, n_bits 8, zstd, S3 sources off', (t) => {
+  const c = parseMigrateConfig({ database: { url: 'postgres://x/y', table_name: 'files' }, packer: { output_dir: 'rel/out' } })
+  t.deepEqual(c.database, {
+    url: 'postgres://x/y',
+    tableName: 'files',
+    uidColumn: 'uid',
+    createdAtColumn: 'created_at',
+    fileLocationColumn: 'file_location',
+    sizeBytesColumn: 'size_bytes',
+    archivedColumn: 'archived',
+  })
+  t.deepEqual(c.migration, { archiveAgeDays: 7, batchSize: 100, deleteSourceFiles: false })
+  t.deepEqual(c.packer.output, { kind: 'local', dir: path.resolve('rel/out') })
+  t.is(c.packer.nBits, 8)
+  t.is(c.packer.codec, 'zstd')
+  t.is(c.packer.s3Source.enabled, false)
+  t.is(c.packer.s3Source.maxRetries, 3)
+  t.is(c.packer.s3Source.retryDelaySeconds, 1)
+})
+
+test('an S3 target: bucket, prefix (normalised), region_name, endpoint_url (path-style with an endpoint)', (t) => {
+  const doc = {
+    database: { url: 'postgres://x/y', table_name: 'files' },
+    packer: { s3: { bucket: '${BUCKET}', prefix: 'des', region_name: 'eu-central-1', endpoint_url: 'http://127.0.0.1:9000' }, level: 9, big_file_threshold: 1024, bigfiles_prefix: '_big' },
+  }
+  const file = writeConfig(dir, doc, 'yaml', 's3')
+  const c = loadMigrateConfig(file, { BUCKET: 'archive' })
+  t.deepEqual(c.packer.output, { kind: 's3', bucket: 'archive', prefix: 'des/', region: 'eu-central-1', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true })
+  t.is(c.packer.level, 9)
+  t.is(c.packer.bigFileThreshold, 1024)
+  t.is(c.packer.bigfilesPrefix, '_big')
+  t.deepEqual(parseMigrateConfig({ ...doc, packer: { s3: { bucket: 'b' } } }, { AWS_REGION: 'ap-south-1' }).packer.output, {
+    kind: 's3',
+    bucket: 'b',
+    prefix: '',
+    region: 'ap-south-1',
+    endpoint: undefined,
+    forcePathStyle: false,
+  })
+})
+
+test('${VAR} and ${VAR:-default}: set, unset with default, empty with default, several in one string', (t) => {
+  t.is(substituteEnv('a${X}b', { X: '1' }, 'k'), 'a1b')
+  t.is(substituteEnv('${X:-dflt}', {}, 'k'), 'dflt')
+  t.is(substituteEnv('${X:-dflt}', { X: '' }, 'k'), 'dflt')
+  t.is(substituteEnv('${X:-}', {}, 'k'), '')
+  t.is(substituteEnv('${A}:${B:-2}@${C}', { A: 'u', C: 'h' }, 'k'), 'u:2@h')
+  t.is(substituteEnv('no vars, a $ sign', {}, 'k'), 'no vars, a $ sign')
+})
+
+test('an unset ${VAR} without a default is refused, naming the key and the variable', (t) => {
+  const file = writeConfig(dir, { database: { url: 'postgres://u:${NOPE_PASSWORD}@h/d', table_name: 'f' }, packer: { output_dir: '/x' } }, 'yaml', 'unset')
+  const err = t.throws(() => loadMigrateConfig(file, {}))
+  t.is((err as { code?: string }).code, 'DES_CONFIG')
+  t.regex(err!.message, /database\.url/)
+  t.regex(err!.message, /NOPE_PASSWORD/)
+})
+
+test('numbers and booleans may come from variables (as strings)', (t) => {
+  const file = writeConfig(
+    dir,
+    {
+      database: { url: 'postgres://x/y', table_name: 'files' },
+      migration: { archive_age_days: '${AGE}', batch_size: '${BATCH:-250}', delete_source_files: '${DEL}' },
+      packer: { output_dir: '/o', n_bits: '${BITS}' },
+    },
+    'json',
+    'numvars',
+  )
+  const d = loadMigrateConfig(file, { AGE: '0.5', DEL: 'true', BITS: '12' })
+  t.deepEqual(d.migration, { archiveAgeDays: 0.5, batchSize: 250, deleteSourceFiles: true })
+  t.is(d.packer.nBits, 12)
+})
+
+const bad: Array<[string, unknown, RegExp]> = [
+  ['unknown top-level key', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o' }, extra: 1 }, /config extra: unknown key/],
+  ['a typo in a section', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { batchsize: 5 }, packer: { output_dir: '/o' } }, /migration\.batchsize: unknown key/],
+  ['no url', { database: { table_name: 'f' }, packer: { output_dir: '/o' } }, /database\.url: is required/],
+  ['not a postgres url', { database: { url: 'mysql://x/y', table_name: 'f' }, packer: { output_dir: '/o' } }, /database\.url/],
+  ['no table', { database: { url: 'postgres://x/y' }, packer: { output_dir: '/o' } }, /database\.table_name: is required/],
+  ['a.b.c table', { database: { url: 'postgres://x/y', table_name: 'a.b.c' }, packer: { output_dir: '/o' } }, /database\.table_name/],
+  ['a column name with NUL', { database: { url: 'postgres://x/y', table_name: 'f', uid_column: 'a\0b' }, packer: { output_dir: '/o' } }, /database\.uid_column/],
+  ['batch_size 0', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { batch_size: 0 }, packer: { output_dir: '/o' } }, /migration\.batch_size: expected 1\.\./],
+  ['batch_size 1.5', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { batch_size: 1.5 }, packer: { output_dir: '/o' } }, /migration\.batch_size: expected a whole number/],
+  ['negative age', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { archive_age_days: -1 }, packer: { output_dir: '/o' } }, /migration\.archive_age_days/],
+  ['delete "maybe"', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { delete_source_files: 'maybe' }, packer: { output_dir: '/o' } }, /migration\.delete_source_files: expected true or false/],
+  ['no output', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: {} }, /packer\.output_dir: is required/],
+  ['both outputs', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', s3: { bucket: 'b' } } }, /config packer: give output_dir or s3/],
+  ['s3 without bucket', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { prefix: 'p' } } }, /packer\.s3\.bucket: is required/],
+  ['bad endpoint', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { bucket: 'b', endpoint_url: 'minio:9000' } } }, /packer\.s3\.endpoint_url/],
+  ['n_bits 17', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', n_bits: 17 } }, /packer\.n_bits: expected 4\.\.16/],
+  ['codec brotli', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', codec: 'brotli' } }, /packer\.codec/],
+  ['max_shard_size text', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', max_shard_size: 'big' } }, /packer\.max_shard_size: expected a number/],
+  ['s3_source typo', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', s3_source: { enable: true } } }, /packer\.s3_source\.enable: unknown key/],
+  ['max_retries -1', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', s3_source: { max_retries: -1 } } }, /packer\.s3_source\.max_retries/],
+  ['a list at the root', [1, 2], /\(root\)/],
+]
+for (const [name, doc, re] of bad) {
+  test(`a bad config is refused with the key named: ${name}`, (t) => {
+    const err = t.throws(() => parseMigrateConfig(doc))
+    t.is((err as { code?: string }).code, 'DES_CONFIG')
+    t.regex(err!.message, re)
+  })
+}
+
+test('a file that is not valid YAML or JSON, or missing, is a DES_CONFIG error naming the file', (t) => {
+  const y = path.join(dir, 'broken.yaml')
+  fs.writeFileSync(y, 'database: [unclosed\n')
+  t.regex(t.throws(() => loadMigrateConfig(y, {}))!.message, /broken\.yaml is not valid YAML/)
+  const j = path.join(dir, 'broken.json')
+  fs.writeFileSync(j, '{"database":')
+  t.regex(t.throws(() => loadMigrateConfig(j, {}))!.message, /broken\.json is not valid JSON/)
+  t.regex(t.throws(() => loadMigrateConfig(path.join(dir, 'absent.yaml'), {}))!.message, /cannot read config/)
+})
+
+test('DES_TEST_FAULT names a known fault point or is refused', (t) => {
+  t.is(loadMigrateEnv({ DES_TEST_FAULT: 'after-pack' }).fault, 'after-pack')
+  t.is(loadMigrateEnv({}).fault, undefined)
+  t.regex(t.throws(() => loadMigrateEnv({ DES_TEST_FAULT: 'sometime' }))!.message, /DES_TEST_FAULT/)
+})
+
+test('identifiers are quoted, quotes doubled; schema.table quoted per part', (t) => {
+  t.is(quoteIdent('a"b'), '"a""b"')
+  t.is(quoteTable('s.t'), '"s"."t"')
+  t.is(quoteTable('files; DROP TABLE x'), '"files; DROP TABLE x"')
+})
+
+test('SQLAlchemy-style URLs of the original tool are accepted', (t) => {
+  t.is(normaliseDbUrl('postgresql+psycopg://u:p@h/db'), 'postgresql://u:p@h/db')
+  t.is(normaliseDbUrl('postgres://u:p@h/db'), 'postgres://u:p@h/db')
+})
+
+test("PostgreSQL's timestamp text becomes ISO UTC; infinity, BC and 5-digit years do not", (t) => {
+  t.is(pgTimestampToIso('2024-01-02 03:04:05+00'), '2024-01-02T03:04:05Z')
+  t.is(pgTimestampToIso('2024-01-02 03:04:05.123456+00'), '2024-01-02T03:04:05.123456Z')
+  t.is(pgTimestampToIso('2024-01-02 23:30:00-02'), '2024-01-03T01:30:00Z')
+  t.is(pgTimestampToIso('2024-01-02 03:04:05'), '2024-01-02T03:04:05Z')
+  t.is(pgTimestampToIso('0050-06-01 00:00:00+00'), '0050-06-01T00:00:00Z')
+  t.is(pgTimestampToIso('infinity'), null)
+  t.is(pgTimestampToIso('-infinity'), null)
+  t.is(pgTimestampToIso('0044-03-15 00:00:00+00 BC'), null)
+  t.is(pgTimestampToIso('12024-01-01 00:00:00+00'), null)
+  t.is(pgTimestampToIso(null), null)
+})

@@ -1,0 +1,239 @@
+// The `des migrate` config file (SPEC §10), JSON or YAML, turned once into a
+// validated, typed config. Every error names the key it is about. Strings may
+// name environment variables (`${VAR}`, `${VAR:-default}`); numbers and
+// booleans may therefore arrive as strings and are accepted in that form too.
+
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as YAML from 'yaml'
+import { DesError } from '../errors'
+import { substituteTree } from '../config/migrate-env'
+import { normalisePrefix } from '../config/env'
+import type { Codec } from '../native'
+
+type Env = Record<string, string | undefined>
+
+export interface DatabaseConfig {
+  url: string
+  /** `table` or `schema.table`. */
+  tableName: string
+  uidColumn: string
+  createdAtColumn: string
+  fileLocationColumn: string
+  sizeBytesColumn: string
+  archivedColumn: string
+}
+
+export interface MigrationConfig {
+  /** Rows with created_at older than now minus this many days are migrated. */
+  archiveAgeDays: number
+  batchSize: number
+  deleteSourceFiles: boolean
+}
+
+export interface S3Output {
+  kind: 's3'
+  bucket: string
+  /** '' or ending in '/'. */
+  prefix: string
+  region: string
+  endpoint?: string
+  forcePathStyle: boolean
+}
+
+export type OutputConfig = { kind: 'local'; dir: string } | S3Output
+
+export interface S3SourceConfig {
+  enabled: boolean
+  region: string
+  endpoint?: string
+  maxRetries: number
+  retryDelaySeconds: number
+}
+
+export interface PackerConfig {
+  output: OutputConfig
+  maxShardSize?: number
+  nBits: number
+  codec: Codec
+  level?: number
+  bigFileThreshold?: number
+  bigfilesPrefix?: string
+  s3Source: S3SourceConfig
+}
+
+export interface MigrateConfig {
+  database: DatabaseConfig
+  migration: MigrationConfig
+  packer: PackerConfig
+}
+
+function fail(key: string, why: string): DesError {
+  return new DesError('DES_CONFIG', `config ${key}: ${why}`)
+}
+
+type Obj = Record<string, unknown>
+
+/** A section object (absent = empty); unknown keys are refused so typos surface. */
+function section(parent: Obj, key: string, where: string, allowed: readonly string[]): Obj {
+  const v = parent[key]
+  const at = where ? `${where}.${key}` : key
+  if (v === undefined || v === null) return {}
+  if (typeof v !== 'object' || Array.isArray(v)) throw fail(at, 'expected a mapping')
+  for (const k of Object.keys(v)) {
+    if (!allowed.includes(k)) throw fail(`${at}.${k}`, `unknown key (expected one of ${allowed.join(', ')})`)
+  }
+  return v as Obj
+}
+
+function str(o: Obj, key: string, at: string, def?: string): string {
+  const v = o[key]
+  if (v === undefined || v === null || v === '') {
+    if (def !== undefined) return def
+    throw fail(at, 'is required')
+  }
+  if (typeof v !== 'string') throw fail(at, 'expected a string')
+  return v
+}
+
+function optStr(o: Obj, key: string, at: string): string | undefined {
+  const v = o[key]
+  if (v === undefined || v === null || v === '') return undefined
+  if (typeof v !== 'string') throw fail(at, 'expected a string')
+  return v
+}
+
+function num(o: Obj, key: string, at: string, def: number | undefined, min: number, max: number, integer: boolean): number | undefined {
+  let v = o[key]
+  if (v === undefined || v === null || v === '') return def
+  if (typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v)) v = Number(v)
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw fail(at, 'expected a number')
+  if (integer && !Number.isInteger(v)) throw fail(at, 'expected a whole number')
+  if (v < min || v > max) throw fail(at, `expected ${min}..${max}, got ${v}`)
+  return v
+}
+
+function bool(o: Obj, key: string, at: string, def: boolean): boolean {
+  const v = o[key]
+  if (v === undefined || v === null || v === '') return def
+  if (typeof v === 'boolean') return v
+  if (typeof v === 'string') {
+    const s = v.trim().toLowerCase()
+    if (['true', 'yes', 'on', '1'].includes(s)) return true
+    if (['false', 'no', 'off', '0'].includes(s)) return false
+  }
+  throw fail(at, 'expected true or false')
+}
+
+/** An SQL identifier (or `schema.table` when `qualified`): any text but no NUL, at most 63 bytes a part. */
+function ident(o: Obj, key: string, at: string, def: string | undefined, qualified = false): string {
+  const v = str(o, key, at, def)
+  const parts = qualified ? v.split('.') : [v]
+  if (parts.length > 2) throw fail(at, 'expected `table` or `schema.table`')
+  for (const p of parts) {
+    if (p === '' || p.includes('\0') || Buffer.byteLength(p) > 63) throw fail(at, `${JSON.stringify(v)} is not a usable SQL name`)
+  }
+  return v
+}
+
+function endpoint(o: Obj, key: string, at: string): string | undefined {
+  const v = optStr(o, key, at)
+  if (v !== undefined && !/^https?:\/\/[^\s/]+/.test(v)) throw fail(at, `${JSON.stringify(v)} is not an http(s) URL`)
+  return v
+}
+
+const CODECS: readonly Codec[] = ['zstd', 'lz4', 'none']
+
+/** Validates a parsed (already substituted) config document. */
+export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig {
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw fail('(root)', 'expected a mapping with database, migration, packer')
+  const root = doc as Obj
+  for (const k of Object.keys(root)) {
+    if (!['database', 'migration', 'packer'].includes(k)) throw fail(k, 'unknown key (expected database, migration, packer)')
+  }
+  const defaultRegion = vars.AWS_REGION || vars.AWS_DEFAULT_REGION || 'us-east-1'
+
+  const db = section(root, 'database', '', ['url', 'table_name', 'uid_column', 'created_at_column', 'file_location_column', 'size_bytes_column', 'archived_column'])
+  const url = str(db, 'url', 'database.url')
+  if (!/^postgres(ql)?(\+[a-z0-9]+)?:\/\//i.test(url)) throw fail('database.url', 'expected a postgres:// or postgresql:// URL')
+  const database: DatabaseConfig = {
+    url,
+    tableName: ident(db, 'table_name', 'database.table_name', undefined, true),
+    uidColumn: ident(db, 'uid_column', 'database.uid_column', 'uid'),
+    createdAtColumn: ident(db, 'created_at_column', 'database.created_at_column', 'created_at'),
+    fileLocationColumn: ident(db, 'file_location_column', 'database.file_location_column', 'file_location'),
+    sizeBytesColumn: ident(db, 'size_bytes_column', 'database.size_bytes_column', 'size_bytes'),
+    archivedColumn: ident(db, 'archived_column', 'database.archived_column', 'archived'),
+  }
+
+  const mig = section(root, 'migration', '', ['archive_age_days', 'batch_size', 'delete_source_files'])
+  const migration: MigrationConfig = {
+    archiveAgeDays: num(mig, 'archive_age_days', 'migration.archive_age_days', 7, 0, 1e6, false)!,
+    batchSize: num(mig, 'batch_size', 'migration.batch_size', 100, 1, 1_000_000, true)!,
+    deleteSourceFiles: bool(mig, 'delete_source_files', 'migration.delete_source_files', false),
+  }
+
+  const pk = section(root, 'packer', '', ['output_dir', 's3', 'max_shard_size', 'n_bits', 'codec', 'level', 'big_file_threshold', 'bigfiles_prefix', 's3_source'])
+  const outputDir = optStr(pk, 'output_dir', 'packer.output_dir')
+  const s3 = section(pk, 's3', 'packer', ['bucket', 'prefix', 'region_name', 'endpoint_url', 'force_path_style'])
+  const hasS3 = Object.keys(s3).length > 0
+  if (outputDir !== undefined && hasS3) throw fail('packer', 'give output_dir or s3, not both')
+  let output: OutputConfig
+  if (hasS3) {
+    const ep = endpoint(s3, 'endpoint_url', 'packer.s3.endpoint_url')
+    output = {
+      kind: 's3',
+      bucket: str(s3, 'bucket', 'packer.s3.bucket'),
+      prefix: normalisePrefix(optStr(s3, 'prefix', 'packer.s3.prefix')),
+      region: optStr(s3, 'region_name', 'packer.s3.region_name') ?? defaultRegion,
+      endpoint: ep,
+      forcePathStyle: bool(s3, 'force_path_style', 'packer.s3.force_path_style', Boolean(ep)),
+    }
+  } else if (outputDir !== undefined) {
+    output = { kind: 'local', dir: path.resolve(outputDir) }
+  } else {
+    throw fail('packer.output_dir', 'is required (or packer.s3 for an S3 store)')
+  }
+  const codec = str(pk, 'codec', 'packer.codec', 'zstd').toLowerCase() as Codec
+  if (!CODECS.includes(codec)) throw fail('packer.codec', `expected one of ${CODECS.join(', ')}`)
+  const bigfilesPrefix = optStr(pk, 'bigfiles_prefix', 'packer.bigfiles_prefix')
+  if (bigfilesPrefix !== undefined && (!/^[A-Za-z0-9._-]+$/.test(bigfilesPrefix) || bigfilesPrefix === '.' || bigfilesPrefix === '..')) {
+    throw fail('packer.bigfiles_prefix', 'expected one folder name (letters, digits, . _ -)')
+  }
+  const src = section(pk, 's3_source', 'packer', ['enabled', 'region_name', 'endpoint_url', 'max_retries', 'retry_delay_seconds'])
+  const packer: PackerConfig = {
+    output,
+    maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', undefined, 1024, Number.MAX_SAFE_INTEGER, true),
+    nBits: num(pk, 'n_bits', 'packer.n_bits', 8, 4, 16, true)!,
+    codec,
+    level: num(pk, 'level', 'packer.level', undefined, -7, 22, true),
+    bigFileThreshold: num(pk, 'big_file_threshold', 'packer.big_file_threshold', undefined, 0, Number.MAX_SAFE_INTEGER, true),
+    bigfilesPrefix,
+    s3Source: {
+      enabled: bool(src, 'enabled', 'packer.s3_source.enabled', false),
+      region: optStr(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,
+      endpoint: endpoint(src, 'endpoint_url', 'packer.s3_source.endpoint_url'),
+      maxRetries: num(src, 'max_retries', 'packer.s3_source.max_retries', 3, 0, 100, true)!,
+      retryDelaySeconds: num(src, 'retry_delay_seconds', 'packer.s3_source.retry_delay_seconds', 1, 0, 3600, false)!,
+    },
+  }
+  return { database, migration, packer }
+}
+
+/** Reads a `.json`, `.yaml` or `.yml` config file, substitutes `${VAR}`s, validates. */
+export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new DesError('DES_CONFIG', `cannot read config ${file}: ${(err as Error).message}`)
+  }
+  let doc: unknown
+  try {
+    // YAML is a superset of JSON, but JSON.parse gives clearer errors for .json files.
+    doc = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text)
+  } catch (err) {
+    throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(err as Error).message}`)
+  }
+  return parseMigrateConfig(substituteTree(doc, vars), vars)
+}
