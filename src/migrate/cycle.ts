@@ -1,0 +1,396 @@
+// One migration cycle (SPEC §10, issue 5), each step a function:
+//   1 selectRows      claim up to batch_size unarchived rows older than the cutoff
+//   2 validateRows    each source exists with the size the row claims; bad rows are reported, not marked
+//   3 packRows        lock the (date, shard) keys, skip what is stored already, one append per key
+//   4 verifyStored    re-read every touched shard's index: each uid must be there with its size
+//   5 markArchived    exactly the verified rows, in the cycle's one transaction
+//   6 deleteSources   optional, after the commit, only of rows marked and verified
+// Steps 1-5 share one transaction: its row locks are the claim, and a crash
+// anywhere before the commit rolls the claim back, leaving the rows to the next
+// run (which finds already-stored uids and skips them: see docs/MIGRATION.md).
+
+import type { Knex } from 'knex'
+import type { S3Client } from '@aws-sdk/client-s3'
+import { performance } from 'node:perf_hooks'
+import { locateShard } from '../native'
+import { DesError, describe } from '../errors'
+import type { FaultPoint } from '../config/migrate-env'
+import type { ByteSource } from '../storage/source'
+import type { ShardHandle } from '../store/shard'
+import { packFiles, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
+import type { MigrateConfig } from './config'
+import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
+import { checkSource, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
+import { findStored, openKeys } from './verify'
+
+/** Everything a cycle works with, built once from the config. */
+export interface CycleDeps {
+  config: MigrateConfig
+  table: SourceTable
+  /** Where shards are written ... */
+  target: PackTarget
+  /** ... and the same store, read back. */
+  store: ByteSource
+  /** Names the store in advisory locks: migrators writing one store share them. */
+  lockNamespace: string
+  /** Client for s3:// sources (when packer.s3_source.enabled). */
+  sourceS3?: S3Client
+  /** Tests only: SIGKILL ourselves at this point. */
+  fault?: FaultPoint
+  /** One line per notable event (bad rows, deletions that failed). */
+  log?: (line: string) => void
+}
+
+/** A row that was not migrated, and why. */
+export interface BadRow {
+  uid: string | null
+  /** Physical row id, for rows without a usable uid. */
+  ctid: string
+  reason: string
+}
+
+/** A row whose source checked out. */
+export interface GoodRow {
+  ctid: string
+  uid: string
+  createdAt: string
+  size: number
+  location: string
+  source: SourceRef
+  dateDir: string
+  shardHex: string
+}
+
+/** Seconds spent per kind of work (the benchmark's split). */
+export interface CycleTimings {
+  /** select, advisory locks, mark, commit, pending count. */
+  database: number
+  /** stat/HEAD of every source (step 2). */
+  sourceChecks: number
+  /** Index reads before packing (what is stored already). */
+  precheck: number
+  /** packFiles: source reads, compression, writing, fsync/upload. */
+  pack: number
+  /** Index re-reads after packing (step 4). */
+  verify: number
+  deleteSources: number
+  total: number
+}
+
+export interface CycleReport {
+  dryRun: boolean
+  status: 'success' | 'error'
+  selected: number
+  bad: BadRow[]
+  /** Rows whose uid was in its shard already with the same size (a rerun after a crash). */
+  alreadyStored: number
+  /** Files the packer wrote in this cycle. */
+  packedFiles: number
+  /** Rows marked archived (or, dry run, that would be). */
+  migrated: number
+  bytes: number
+  /** Shard objects written (or, dry run, that would be). */
+  shardKeys: string[]
+  deleted: number
+  deleteErrors: BadRow[]
+  pending?: number
+  error?: string
+  timings: CycleTimings
+}
+
+export class Clock {
+  readonly t: CycleTimings = { database: 0, sourceChecks: 0, precheck: 0, pack: 0, verify: 0, deleteSources: 0, total: 0 }
+  async time<T>(what: Exclude<keyof CycleTimings, 'total'>, work: () => Promise<T>): Promise<T> {
+    const start = performance.now()
+    try {
+      return await work()
+    } finally {
+      this.t[what] += (performance.now() - start) / 1000
+    }
+  }
+}
+
+/** Tests only: dies here, as kill -9 would, when DES_TEST_FAULT names this point. */
+export function faultPoint(deps: Pick<CycleDeps, 'fault'>, point: FaultPoint): void {
+  if (deps.fault === point) process.kill(process.pid, 'SIGKILL')
+}
+
+export function cutoffOf(config: MigrateConfig): Cutoff {
+  return { ageDays: config.migration.archiveAgeDays }
+}
+
+/** Step 1: up to `limit` rows, claimed (`lock`) or only looked at (dry run), none of `exclude`. */
+export function selectRows(deps: CycleDeps, trx: Knex.Transaction, lock: boolean, limit: number, exclude: string[] = []): Promise<SourceRow[]> {
+  return deps.table.selectBatch(trx, cutoffOf(deps.config), limit, lock, exclude)
+}
+
+/** Bad rows are never marked, so they stay first in line; a cycle looks past at most this many batches of them. */
+const BAD_ROW_BATCHES = 10
+
+/**
+ * Steps 1 and 2 together: select, validate, and select again past the bad
+ * rows found, until `batch_size` good rows or nothing is left, so bad rows
+ * at the head of the table cannot stall the migration behind them.
+ */
+export async function claimBatch(
+  deps: CycleDeps,
+  trx: Knex.Transaction,
+  lock: boolean,
+  clock: Clock,
+): Promise<{ selected: number; good: GoodRow[]; bad: BadRow[] }> {
+  const batchSize = deps.config.migration.batchSize
+  const seen: string[] = []
+  const good: GoodRow[] = []
+  const bad: BadRow[] = []
+  while (good.length < batchSize && bad.length < BAD_ROW_BATCHES * batchSize) {
+    const limit = batchSize - good.length
+    const rows = await clock.time('database', () => selectRows(deps, trx, lock, limit, seen))
+    if (rows.length === 0) break
+    for (const r of rows) seen.push(r.ctid)
+    const v = await clock.time('sourceChecks', () => validateRows(deps, rows, good))
+    good.push(...v.good)
+    bad.push(...v.bad)
+    if (rows.length < limit) break
+  }
+  return { selected: seen.length, good, bad }
+}
+
+/** The part of step 2 that needs no I/O: the row's own values. */
+export function checkRow(row: SourceRow, nBits: number): { good: Omit<GoodRow, 'size'> & { size: number } } | { bad: BadRow } {
+  const bad = (reason: string) => ({ bad: { uid: row.uid, ctid: row.ctid, reason } })
+  if (row.uid === null || row.uid === '') return bad('uid is NULL or empty')
+  const createdAt = pgTimestampToIso(row.createdAt)
+  if (createdAt === null) return bad(row.createdAt === null ? 'created_at is NULL' : `created_at ${JSON.stringify(row.createdAt)} is not a usable timestamp`)
+  if (row.location === null || row.location.trim() === '') return bad('file_location is NULL or empty')
+  const source = parseLocation(row.location)
+  if (source === null) return bad(`file_location ${JSON.stringify(row.location)} is not a local path or s3://bucket/key`)
+  if (row.sizeBytes === null) return bad('size_bytes is NULL')
+  const size = Number(row.sizeBytes)
+  if (!/^\d+$/.test(row.sizeBytes) || !Number.isSafeInteger(size)) return bad(`size_bytes ${row.sizeBytes} is not a usable size`)
+  let loc
+  try {
+    loc = locateShard(row.uid, createdAt, nBits)
+  } catch (err) {
+    return bad(`cannot route: ${describe(err)}`)
+  }
+  return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex } }
+}
+
+/** Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others. */
+export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: GoodRow[] = []): Promise<{ good: GoodRow[]; bad: BadRow[] }> {
+  const bad: BadRow[] = []
+  const candidates: GoodRow[] = []
+  for (const row of rows) {
+    const r = checkRow(row, deps.config.packer.nBits)
+    if ('bad' in r) bad.push(r.bad)
+    else candidates.push(r.good)
+  }
+  // A uid twice in one batch cannot go into one shard twice; neither row is
+  // migrated until the table is fixed (which one is right is not ours to guess).
+  // (A uid that was good in an earlier select of this cycle stays good; the later copy is bad.)
+  const count = new Map<string, number>()
+  for (const c of candidates) count.set(c.uid, (count.get(c.uid) ?? 0) + 1)
+  const before = new Set(earlier.map((g) => g.uid))
+  const unique = candidates.filter((c) => {
+    if (count.get(c.uid)! === 1 && !before.has(c.uid)) return true
+    bad.push({ uid: c.uid, ctid: c.ctid, reason: `uid appears more than once among the rows to migrate` })
+    return false
+  })
+  const checks = await mapLimit(unique, 64, (c) => checkSource(c.source, deps.sourceS3))
+  const good: GoodRow[] = []
+  unique.forEach((c, i) => {
+    const check = checks[i]
+    if (!check.ok) bad.push({ uid: c.uid, ctid: c.ctid, reason: check.reason })
+    else if (check.size !== c.size) bad.push({ uid: c.uid, ctid: c.ctid, reason: `size mismatch: source has ${check.size} bytes, size_bytes says ${c.size}` })
+    else good.push(c)
+  })
+  return { good, bad }
+}
+
+function groupKeys(rows: GoodRow[]): Array<{ dateDir: string; shardHex: string }> {
+  const keys = new Map<string, { dateDir: string; shardHex: string }>()
+  for (const r of rows) keys.set(`${r.dateDir}/${r.shardHex}`, { dateDir: r.dateDir, shardHex: r.shardHex })
+  return [...keys.values()]
+}
+
+/**
+ * Before packing (keys locked): which rows are stored already with the same
+ * size (a rerun after a crash: skipped by the packer, verified like the rest),
+ * and which collide with a stored entry of another size (bad rows; packing
+ * them would fail the whole batch).
+ */
+export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ toPack: GoodRow[]; alreadyStored: GoodRow[]; bad: BadRow[] }> {
+  const parts = await openKeys(deps.store, groupKeys(rows))
+  const out = { toPack: [] as GoodRow[], alreadyStored: [] as GoodRow[], bad: [] as BadRow[] }
+  for (const r of rows) {
+    const stored = findStored(parts.get(`${r.dateDir}/${r.shardHex}`)!, r.uid)
+    if (stored.length === 0) out.toPack.push(r)
+    else if (stored.every((s) => s.entry.size === r.size)) out.alreadyStored.push(r)
+    else out.bad.push({ uid: r.uid, ctid: r.ctid, reason: `uid already stored in ${stored[0].key} with ${stored[0].entry.size} bytes, source has ${r.size}` })
+  }
+  return out
+}
+
+/** Step 3: one packFiles call, one append per (date, shard) key; nothing partial on failure. */
+export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackResult> {
+  const p = deps.config.packer
+  const inputs: PackInput[] = rows.map((r) => ({ uid: r.uid, createdAt: r.createdAt, sizeBytes: r.size, source: r.location }))
+  const opts: PackOptions = {
+    nBits: p.nBits,
+    maxShardSize: p.maxShardSize,
+    codec: p.codec,
+    level: p.level,
+    bigFileThreshold: p.bigFileThreshold,
+    bigfilesPrefix: p.bigfilesPrefix,
+    skipExisting: true,
+    sourceS3: deps.sourceS3 ? { client: deps.sourceS3, maxRetries: p.s3Source.maxRetries, retryDelayMs: p.s3Source.retryDelaySeconds * 1000 } : undefined,
+    // Half-way through, earlier keys are durably written and later ones not yet.
+    onProgress: deps.fault === 'in-pack' ? (pr) => (pr.files * 2 >= pr.totalFiles ? faultPoint(deps, 'in-pack') : undefined) : undefined,
+  }
+  return packFiles(inputs, deps.target, opts)
+}
+
+/**
+ * Step 4: re-reads the index of every part of every touched key (fresh, from
+ * the store) and keeps the rows whose uid is there with the row's size.
+ */
+export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ verified: GoodRow[]; missing: BadRow[] }> {
+  const parts: Map<string, ShardHandle[]> = await openKeys(deps.store, groupKeys(rows))
+  const verified: GoodRow[] = []
+  const missing: BadRow[] = []
+  for (const r of rows) {
+    const stored = findStored(parts.get(`${r.dateDir}/${r.shardHex}`)!, r.uid)
+    if (stored.length === 0) missing.push({ uid: r.uid, ctid: r.ctid, reason: `not in the index of ${r.dateDir}/${r.shardHex} after packing` })
+    else if (stored.some((s) => s.entry.size !== r.size)) missing.push({ uid: r.uid, ctid: r.ctid, reason: `stored in ${stored[0].key} with ${stored[0].entry.size} bytes, expected ${r.size}` })
+    else {
+      if (stored.length > 1) deps.log?.(`warning: uid ${JSON.stringify(r.uid)} is in ${stored.length} parts of its shard: ${stored.map((s) => s.key).join(', ')}`)
+      verified.push(r)
+    }
+  }
+  return { verified, missing }
+}
+
+/** Step 5: marks exactly the verified rows; any other count rolls the transaction back. */
+export async function markArchived(deps: CycleDeps, trx: Knex.Transaction, rows: GoodRow[]): Promise<number> {
+  const n = await deps.table.markArchived(
+    trx,
+    rows.map((r) => r.ctid),
+  )
+  if (n !== rows.length) throw new DesError('DES_CONFLICT', `marking archived changed ${n} rows, expected ${rows.length}; rolled back`)
+  return n
+}
+
+/** Step 6: deletes the sources of marked, verified rows; a failure is reported, not fatal (the row is archived). */
+export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{ deleted: number; errors: BadRow[] }> {
+  const errors: BadRow[] = []
+  let deleted = 0
+  await mapLimit(rows, 32, async (r) => {
+    try {
+      await deleteSource(r.source, deps.sourceS3)
+      deleted++
+      if (deleted === 1) faultPoint(deps, 'mid-delete')
+    } catch (err) {
+      errors.push({ uid: r.uid, ctid: r.ctid, reason: `could not delete source ${r.location}: ${describe(err)}` })
+    }
+  })
+  return { deleted, errors }
+}
+
+function shardKeysOf(result: PackResult | undefined, rows: GoodRow[]): string[] {
+  if (result) return result.shards.map((s) => s.key)
+  return groupKeys(rows).map((k) => `${k.dateDir}/${k.shardHex}.des`)
+}
+
+/** Runs one cycle (or, `dryRun`, reports what it would do and changes nothing). */
+export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {}): Promise<CycleReport> {
+  const dryRun = Boolean(opts.dryRun)
+  const clock = new Clock()
+  const started = performance.now()
+  const report: CycleReport = {
+    dryRun,
+    status: 'success',
+    selected: 0,
+    bad: [],
+    alreadyStored: 0,
+    packedFiles: 0,
+    migrated: 0,
+    bytes: 0,
+    shardKeys: [],
+    deleted: 0,
+    deleteErrors: [],
+    timings: clock.t,
+  }
+  let marked: GoodRow[] = []
+  let committed = false
+  try {
+    marked = await deps.table.transaction(
+      async (trx) => {
+        const { selected, good, bad } = await claimBatch(deps, trx, !dryRun, clock)
+        report.selected = selected
+        report.bad.push(...bad)
+        if (good.length === 0) return []
+        // Writers of one store take turns per key; taken before looking at what is stored.
+        if (!dryRun) {
+          await clock.time('database', () =>
+            deps.table.lockShardKeys(
+              trx,
+              deps.lockNamespace,
+              groupKeys(good).map((k) => `${k.dateDir}/${k.shardHex}`),
+            ),
+          )
+        }
+        const pre = await clock.time('precheck', () => precheckStored(deps, good))
+        report.bad.push(...pre.bad)
+        report.alreadyStored = pre.alreadyStored.length
+        const candidates = [...pre.toPack, ...pre.alreadyStored]
+        if (dryRun) {
+          report.migrated = candidates.length
+          report.bytes = candidates.reduce((n, r) => n + r.size, 0)
+          report.shardKeys = shardKeysOf(undefined, pre.toPack)
+          return []
+        }
+        let packed: PackResult | undefined
+        if (pre.toPack.length > 0) {
+          packed = await clock.time('pack', () => packRows(deps, pre.toPack))
+          report.packedFiles = packed.files
+          report.shardKeys = shardKeysOf(packed, pre.toPack)
+        }
+        faultPoint(deps, 'after-pack')
+        const { verified, missing } = await clock.time('verify', () => verifyStored(deps, candidates))
+        report.bad.push(...missing)
+        faultPoint(deps, 'after-verify')
+        await clock.time('database', () => markArchived(deps, trx, verified))
+        faultPoint(deps, 'before-commit')
+        if (missing.length > 0) report.status = 'error'
+        return verified
+      },
+      { readOnly: dryRun },
+    )
+    // Committed: from here on the rows are archived.
+    committed = true
+    if (!dryRun) {
+      report.migrated = marked.length
+      report.bytes = marked.reduce((n, r) => n + r.size, 0)
+    }
+    faultPoint(deps, 'after-mark')
+    if (!dryRun && deps.config.migration.deleteSourceFiles && marked.length > 0) {
+      const del = await clock.time('deleteSources', () => deleteSources(deps, marked))
+      report.deleted = del.deleted
+      report.deleteErrors = del.errors
+    }
+    report.pending = await clock.time('database', () => deps.table.pendingCount(cutoffOf(deps.config)))
+  } catch (err) {
+    // Nothing of this cycle was marked (the transaction rolled back), or the
+    // failure came after the commit (pending count): either way the table is consistent.
+    report.status = 'error'
+    report.error = describe(err)
+    if (!committed && !dryRun) {
+      report.migrated = 0
+      report.bytes = 0
+    }
+  }
+  for (const b of report.bad) deps.log?.(`bad row uid=${JSON.stringify(b.uid)} ctid=${b.ctid}: ${b.reason}`)
+  for (const b of report.deleteErrors) deps.log?.(`delete failed uid=${JSON.stringify(b.uid)}: ${b.reason}`)
+  clock.t.total = (performance.now() - started) / 1000
+  return report
+}

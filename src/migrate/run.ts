@@ -1,0 +1,150 @@
+// Running cycles: the dependencies built once from the config, one cycle or
+// one every interval until stopped, the SPEC §8 metrics, and their endpoint.
+
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Knex } from 'knex'
+import type { S3Client } from '@aws-sdk/client-s3'
+import {
+  migrationBatchSize,
+  migrationBytesTotal,
+  migrationCyclesTotal,
+  migrationDurationSeconds,
+  migrationFilesTotal,
+  migrationPendingFiles,
+  registry,
+} from '../metrics'
+import { createS3Client } from '../storage/s3-client'
+import { LocalSource } from '../storage/local'
+import { S3Source } from '../storage/s3'
+import type { ByteSource } from '../storage/source'
+import type { PackTarget } from '../pack'
+import type { FaultPoint } from '../config/migrate-env'
+import type { MigrateConfig } from './config'
+import { createKnex, SourceTable } from './db'
+import { runCycle, type CycleDeps, type CycleReport } from './cycle'
+
+/** Builds what cycles need; `close()` releases the database pool and clients. */
+export function createDeps(config: MigrateConfig, opts: { fault?: FaultPoint; log?: (line: string) => void } = {}): CycleDeps & { knex: Knex; close(): Promise<void> } {
+  const knex = createKnex(config.database.url)
+  const table = new SourceTable(knex, config.database)
+  const out = config.packer.output
+  let target: PackTarget
+  let store: ByteSource
+  const clients: S3Client[] = []
+  if (out.kind === 'local') {
+    target = { kind: 'local', dir: out.dir }
+    store = new LocalSource(out.dir)
+  } else {
+    const client = createS3Client({ region: out.region, endpoint: out.endpoint, forcePathStyle: out.forcePathStyle })
+    clients.push(client)
+    target = { kind: 's3', bucket: out.bucket, prefix: out.prefix, client }
+    store = new S3Source(client, { bucket: out.bucket, prefix: out.prefix }, 's3')
+  }
+  let sourceS3: S3Client | undefined
+  const src = config.packer.s3Source
+  if (src.enabled) {
+    sourceS3 = createS3Client({ region: src.region, endpoint: src.endpoint, forcePathStyle: Boolean(src.endpoint) }, { maxAttempts: src.maxRetries + 1 })
+    clients.push(sourceS3)
+  }
+  return {
+    config,
+    knex,
+    table,
+    target,
+    store,
+    lockNamespace: store.id,
+    sourceS3,
+    fault: opts.fault,
+    log: opts.log,
+    async close() {
+      for (const c of clients) c.destroy()
+      await knex.destroy()
+    },
+  }
+}
+
+/** Counts a finished cycle in the SPEC §8 metrics. */
+export function recordCycle(report: CycleReport): void {
+  migrationCyclesTotal.labels(report.dryRun ? 'dry_run' : report.status).inc()
+  migrationDurationSeconds.observe(report.timings.total)
+  migrationBatchSize.set(report.selected)
+  if (report.pending !== undefined) migrationPendingFiles.set(report.pending)
+  if (!report.dryRun) {
+    migrationFilesTotal.inc(report.migrated)
+    migrationBytesTotal.inc(report.bytes)
+  }
+}
+
+/** Serves `/metrics` (and `/health`) on `port`; resolves once listening. */
+export async function serveMetrics(port: number, host = '0.0.0.0'): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0]
+    if (req.method === 'GET' && url === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType })
+          res.end(text)
+        },
+        (err) => {
+          res.writeHead(500, { 'content-type': 'text/plain' })
+          res.end(String(err))
+        },
+      )
+    } else if (req.method === 'GET' && url === '/health') {
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end('ok\n')
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' })
+      res.end('not found\n')
+    }
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  return server
+}
+
+export function boundPort(server: http.Server): number {
+  return (server.address() as AddressInfo).port
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const done = () => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal.addEventListener('abort', done)
+  })
+}
+
+export interface LoopOptions {
+  dryRun?: boolean
+  /** Run a cycle every `intervalSeconds` until `signal` aborts. */
+  continuous?: boolean
+  intervalSeconds?: number
+  /** Aborting stops the loop after the cycle in flight. */
+  signal?: AbortSignal
+  onReport?: (report: CycleReport) => void | Promise<void>
+}
+
+/** One cycle, or (continuous) cycles until stopped; resolves to the last report. */
+export async function runCycles(deps: CycleDeps, opts: LoopOptions = {}): Promise<CycleReport | undefined> {
+  const signal = opts.signal ?? new AbortController().signal
+  let last: CycleReport | undefined
+  do {
+    if (signal.aborted) break
+    last = await runCycle(deps, { dryRun: opts.dryRun })
+    recordCycle(last)
+    await opts.onReport?.(last)
+    if (!opts.continuous) break
+    await pause((opts.intervalSeconds ?? 3600) * 1000, signal)
+  } while (!signal.aborted)
+  return last
+}
