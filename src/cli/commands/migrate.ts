@@ -1,0 +1,115 @@
+// `des migrate` (alias des-migrate): move files listed in a PostgreSQL table into shards.
+
+import type { Argv } from 'yargs'
+import { loadMigrateEnv } from '../../config/migrate-env'
+import { DesError } from '../../errors'
+import { loadMigrateConfig } from '../../migrate/config'
+import type { CycleReport } from '../../migrate/cycle'
+import { boundPort, createDeps, runCycles, serveMetrics } from '../../migrate/run'
+import { writeOut } from '../output'
+
+function ms(s: number): string {
+  return `${(s * 1000).toFixed(0)}ms`
+}
+
+/** The one-line text summary of a cycle. */
+export function summaryLine(r: CycleReport): string {
+  const t = r.timings
+  const verb = r.dryRun ? 'would migrate' : 'migrated'
+  const parts = [
+    `${r.dryRun ? 'dry run' : 'cycle'} ${r.status}:`,
+    `selected ${r.selected},`,
+    `${verb} ${r.migrated} (${r.bytes} bytes; ${r.alreadyStored} already stored),`,
+    `bad ${r.bad.length},`,
+    `shards ${r.shardKeys.length},`,
+    `deleted ${r.deleted}`,
+  ]
+  if (r.pending !== undefined) parts[parts.length - 1] += `, pending ${r.pending}`
+  const rate = r.timings.total > 0 ? Math.round(r.migrated / r.timings.total) : 0
+  parts.push(
+    `| ${t.total.toFixed(3)}s, ${rate} rows/s: db ${ms(t.database)}, source checks ${ms(t.sourceChecks)}, precheck ${ms(t.precheck)}, ` +
+      `pack ${ms(t.pack)}, verify ${ms(t.verify)}, delete ${ms(t.deleteSources)}`,
+  )
+  if (r.error) parts.push(`| error: ${r.error}`)
+  return parts.join(' ')
+}
+
+/** The `--json` form of a cycle (snake_case, as the config file). */
+export function reportJson(r: CycleReport): Record<string, unknown> {
+  return {
+    dry_run: r.dryRun,
+    status: r.status,
+    selected: r.selected,
+    migrated: r.migrated,
+    bytes: r.bytes,
+    already_stored: r.alreadyStored,
+    packed_files: r.packedFiles,
+    shard_keys: r.shardKeys,
+    deleted: r.deleted,
+    pending: r.pending ?? null,
+    bad: r.bad,
+    delete_errors: r.deleteErrors,
+    error: r.error ?? null,
+    timings: {
+      database: r.timings.database,
+      source_checks: r.timings.sourceChecks,
+      precheck: r.timings.precheck,
+      pack: r.timings.pack,
+      verify: r.timings.verify,
+      delete_sources: r.timings.deleteSources,
+      total: r.timings.total,
+    },
+  }
+}
+
+export function register(y: Argv): Argv {
+  return y.command(
+    'migrate',
+    'Move files listed in a PostgreSQL table into shards (SPEC §10)',
+    (a) =>
+      a
+        .option('config', { type: 'string', demandOption: true, describe: 'config file (.json, .yaml, .yml)' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'report what one cycle would do; change nothing' })
+        .option('continuous', { type: 'boolean', default: false, describe: 'run a cycle every --interval seconds until SIGTERM' })
+        .option('interval', { type: 'number', default: 3600, describe: 'seconds between cycles with --continuous' })
+        .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics on this port (0 = any free port)' })
+        .option('json', { type: 'boolean', default: false, describe: 'one JSON report per cycle on stdout' }),
+    async (argv) => {
+      if (!(argv.interval > 0)) throw new DesError('DES_BAD_ARG', '--interval must be a positive number of seconds')
+      if (argv['dry-run'] && argv.continuous) throw new DesError('DES_BAD_ARG', '--dry-run runs one cycle; drop --continuous')
+      const env = loadMigrateEnv()
+      const config = loadMigrateConfig(argv.config, env.vars)
+      const deps = createDeps(config, { fault: env.fault, log: (line) => process.stderr.write(`des-migrate: ${line}\n`) })
+      const stop = new AbortController()
+      const onSignal = (sig: string) => {
+        if (!stop.signal.aborted) process.stderr.write(`des-migrate: ${sig}: finishing the cycle in flight\n`)
+        stop.abort()
+      }
+      const onTerm = () => onSignal('SIGTERM')
+      const onInt = () => onSignal('SIGINT')
+      process.on('SIGTERM', onTerm)
+      process.on('SIGINT', onInt)
+      let server
+      try {
+        if (argv['metrics-port'] !== undefined) {
+          server = await serveMetrics(argv['metrics-port'])
+          process.stderr.write(`des-migrate: metrics on port ${boundPort(server)}\n`)
+        }
+        const last = await runCycles(deps, {
+          dryRun: argv['dry-run'],
+          continuous: argv.continuous,
+          intervalSeconds: argv.interval,
+          signal: stop.signal,
+          onReport: (r) => writeOut((argv.json ? JSON.stringify(reportJson(r)) : summaryLine(r)) + '\n'),
+        })
+        // One-shot: a failed cycle is a failed command. Continuous: stopping is a clean exit.
+        if (!argv.continuous && last?.status === 'error') process.exitCode = 1
+      } finally {
+        process.off('SIGTERM', onTerm)
+        process.off('SIGINT', onInt)
+        server?.close()
+        await deps.close()
+      }
+    },
+  )
+}
