@@ -1,0 +1,190 @@
+// Byte sources (local, S3 on the real MinIO, zones) and the configuration
+// they are built from.
+
+import test from 'ava'
+import { PutObjectCommand } from '@aws-sdk/client-s3'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { loadConfig, loadServeConfig } from '../src/config/env'
+import { loadZones, parseZones } from '../src/config/zones'
+import { errorCode } from '../src/errors'
+import { LocalSource } from '../src/storage/local'
+import { S3Source, s3Error } from '../src/storage/s3'
+import { createS3Client } from '../src/storage/s3-client'
+import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
+import { Store } from '../src/store/store'
+import { locateShard } from '../src/native'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+import { payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
+
+const DAY = '2024-03-01T10:00:00Z'
+
+function zonesYaml(ranges: Array<[number, number]>, nBits = 4): string {
+  return [`n_bits: ${nBits}`, 'zones:', ...ranges.flatMap(([s, e], i) => [`  - name: z${i}`, `    range: {start: ${s}, end: ${e}}`, `    s3: {bucket: b${i}, region_name: us-east-1}`])].join('\n')
+}
+
+test('a zones file covering every shard index once is accepted (YAML and JSON)', (t) => {
+  const z = parseZones(zonesYaml([[8, 15], [0, 7]]), 'zones.yaml', 8)
+  t.is(z.nBits, 4)
+  t.deepEqual(z.zones.map((x) => [x.name, x.start, x.end, x.s3.bucket]), [
+    ['z1', 0, 7, 'b1'],
+    ['z0', 8, 15, 'b0'],
+  ])
+  const json = JSON.stringify({ n_bits: 4, zones: [{ name: 'all', range: { start: 0, end: 15 }, s3: { bucket: 'x', endpoint_url: 'http://127.0.0.1:9000', prefix: 'p' } }] })
+  const j = parseZones(json, 'zones.json', 8)
+  t.is(j.zones[0].s3.prefix, 'p/')
+  t.true(j.zones[0].s3.forcePathStyle)
+})
+
+test('a zones file with overlapping, out-of-range or missing ranges is refused at start-up, naming the problem', (t) => {
+  const refuse = (text: string, re: RegExp) => {
+    const err = t.throws(() => parseZones(text, 'zones.yaml', 8))
+    t.is(errorCode(err), 'DES_CONFIG')
+    t.regex(err!.message, re)
+  }
+  refuse(zonesYaml([[0, 8], [8, 15]]), /zones z0 \(0\.\.8\) and z1 \(8\.\.15\) overlap/)
+  refuse(zonesYaml([[0, 7], [8, 16]]), /zone z1: range 8\.\.16 is outside 0\.\.15/)
+  refuse(zonesYaml([[0, 6], [8, 15]]), /shard indexes 7\.\.7 are in no zone/)
+  refuse(zonesYaml([[0, 7]]), /shard indexes 8\.\.15 are in no zone/)
+  refuse(zonesYaml([[1, 15]]), /shard indexes 0\.\.0 are in no zone/)
+  refuse(zonesYaml([[5, 3], [0, 15]]), /range.start 5 is after range.end 3/)
+  refuse(zonesYaml([[0, 15]], 3), /n_bits must be 4\.\.16/)
+  refuse('n_bits: 4\nzones: []', /non-empty/)
+  refuse('n_bits: 4\nzones:\n  - name: a\n    range: {start: 0, end: 15}\n    s3: {}', /zone a: s3.bucket is required/)
+  refuse('zones: [ {', /not valid YAML/)
+  const err = t.throws(() => loadZones('/nonexistent/zones.yaml', 8))
+  t.regex(err!.message, /DES_ZONES_CONFIG=\/nonexistent\/zones.yaml: cannot read it/)
+})
+
+test('serve settings: bad values are refused naming the variable; API keys are kept as hashes', (t) => {
+  t.regex(t.throws(() => loadServeConfig({ DES_PORT: '99999' }))!.message, /DES_PORT/)
+  t.regex(t.throws(() => loadServeConfig({ DES_LOG_LEVEL: 'loud' }))!.message, /DES_LOG_LEVEL/)
+  t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS: 'secret-key-1:write' }))!.message, /unknown scope "write"/)
+  t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS: 'short' }))!.message, /shorter than 8/)
+  const c = loadServeConfig({ DES_API_KEYS: 'reader-key-1, metrics-key-1:metrics, admin-key-1:read+metrics' })
+  t.is(c.apiKeys.length, 3)
+  t.deepEqual(c.apiKeys.map((k) => k.scopes), [['read'], ['metrics'], ['read', 'metrics']])
+  t.false(JSON.stringify(c).includes('reader-key-1'), 'no plain key kept')
+  t.deepEqual(c.authOpenPaths, ['/health', '/ready', '/metrics'])
+  t.deepEqual(loadServeConfig({ DES_AUTH_OPEN_PATHS: '' }).authOpenPaths, [])
+  const dir = tempDir()
+  const file = path.join(dir, 'keys.yaml')
+  fs.writeFileSync(file, `keys:\n  - name: app\n    sha256: ${'ab'.repeat(32)}\n    scopes: [read]\n  - name: ops\n    key: ops-key-123\n    scopes: [metrics]\n`)
+  const f = loadServeConfig({ DES_API_KEYS_FILE: file })
+  t.deepEqual(f.apiKeys.map((k) => [k.name, k.scopes]), [
+    ['app', ['read']],
+    ['ops', ['metrics']],
+  ])
+  fs.writeFileSync(file, 'keys:\n  - name: bad\n    sha256: xyz\n')
+  t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS_FILE: file }))!.message, /key "bad": sha256 must be 64 hex digits/)
+  t.regex(t.throws(() => loadConfig({ DES_BACKEND: 'multi_s3' }))!.message, /DES_ZONES_CONFIG is required/)
+})
+
+test('S3 errors map to codes: 404 not found, 412 changed, no answer unavailable, the rest storage', (t) => {
+  t.is(s3Error(Object.assign(new Error('x'), { name: 'NoSuchKey', $metadata: { httpStatusCode: 404 } }), 'b', 'k').code, 'DES_NOT_FOUND')
+  t.is(s3Error(Object.assign(new Error('x'), { name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } }), 'b', 'k').name, 'EtagMismatchError')
+  t.is(s3Error(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED', $metadata: {} }), 'b', 'k').code, 'DES_UNAVAILABLE')
+  t.is(s3Error(Object.assign(new Error('slow'), { name: 'TimeoutError' }), 'b', 'k').code, 'DES_UNAVAILABLE')
+  t.is(s3Error(Object.assign(new Error('x'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }), 'b', 'k').code, 'DES_UNAVAILABLE')
+  t.is(s3Error(Object.assign(new Error('x'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }), 'b', 'k').code, 'DES_STORAGE')
+  t.is(s3Error(Object.assign(new Error('x'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }), 'b', 'k').code, 'DES_STORAGE')
+})
+
+test('LocalSource reads tails and ranges by position and changes its etag when the file is replaced', async (t) => {
+  const dir = tempDir()
+  fs.writeFileSync(path.join(dir, 'obj'), Buffer.from('0123456789'))
+  const src = new LocalSource(dir)
+  const tail = await src.getTail('obj', 4)
+  t.is(tail.bytes.toString(), '6789')
+  t.is(tail.objectSize, 10)
+  t.is((await src.getTail('obj', 100)).bytes.toString(), '0123456789')
+  t.is((await src.getRange('obj', 2, 3, 'payload')).toString(), '234')
+  const s = await src.stream('obj', { start: 5, end: 7 })
+  const chunks: Buffer[] = []
+  for await (const c of s.body) chunks.push(c as Buffer)
+  t.is(Buffer.concat(chunks).toString(), '567')
+  t.is(s.objectSize, 10)
+  fs.writeFileSync(path.join(dir, 'obj.new'), Buffer.from('abcdefghijk'))
+  fs.renameSync(path.join(dir, 'obj.new'), path.join(dir, 'obj'))
+  t.not(await src.localEtag('obj'), tail.etag)
+  t.is((await t.throwsAsync(src.getRange('obj', 0, 2, 'payload', tail.etag)))!.name, 'EtagMismatchError')
+  t.is(errorCode(await t.throwsAsync(src.getTail('missing', 4))), 'DES_NOT_FOUND')
+  await src.ping()
+  t.is(errorCode(await t.throwsAsync(new LocalSource(path.join(dir, 'nope')).ping())), 'DES_UNAVAILABLE')
+})
+
+test('S3Source: one suffix GET for a tail (the whole object when smaller), sizes from Content-Range', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'des-src')
+  const body = payload(100_000)
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'p/big', Body: body }))
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'p/small', Body: Buffer.from('tiny') }))
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'p/empty', Body: Buffer.alloc(0) }))
+  const src = new S3Source(client, { bucket, prefix: 'p/' })
+  const tail = await src.getTail('big', 65536)
+  t.true(tail.bytes.equals(body.subarray(100_000 - 65536)))
+  t.is(tail.objectSize, 100_000)
+  t.truthy(tail.etag)
+  const small = await src.getTail('small', 65536)
+  t.is(small.bytes.toString(), 'tiny')
+  t.is(small.objectSize, 4)
+  t.true((await src.getRange('big', 10, 20, 'payload', tail.etag)).equals(body.subarray(10, 30)))
+  t.is(errorCode(await t.throwsAsync(src.getTail('missing', 100))), 'DES_NOT_FOUND')
+  // AWS answers 416 for a suffix range of an empty object (mapped to DES_CORRUPT), MinIO 200 with nothing.
+  const empty = await src.getTail('empty', 100).catch((err) => err)
+  t.true(empty.objectSize === 0 || errorCode(empty) === 'DES_CORRUPT')
+  t.is((await t.throwsAsync(src.getRange('big', 0, 5, 'payload', '"not-the-etag"')))!.name, 'EtagMismatchError')
+  await src.ping()
+  const missingBucket = new S3Source(client, { bucket: `${bucket}-none`, prefix: '' })
+  t.is(errorCode(await t.throwsAsync(missingBucket.getTail('x', 10))), 'DES_STORAGE')
+  t.is(errorCode(await t.throwsAsync(missingBucket.ping())), 'DES_STORAGE')
+})
+
+test('S3Source: a server that does not answer is DES_UNAVAILABLE', async (t) => {
+  // A port that accepted nothing: bind one, note it, close it.
+  const port = await new Promise<number>((resolve) => {
+    const s = createNetServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port
+      s.close(() => resolve(p))
+    })
+  })
+  const client = createS3Client({ region: 'us-east-1', endpoint: `http://127.0.0.1:${port}`, forcePathStyle: true }, { maxAttempts: 1, connectionTimeoutMs: 500 })
+  const src = new S3Source(client, { bucket: 'b', prefix: '' })
+  const err = await t.throwsAsync(src.getTail('k', 10))
+  t.is(errorCode(err), 'DES_UNAVAILABLE')
+  t.regex(err!.message, /unreachable/)
+  t.is(errorCode(await t.throwsAsync(src.ping())), 'DES_UNAVAILABLE')
+})
+
+test('multi-S3: two buckets as two zones, each shard read from its zone only', async (t) => {
+  const env = s3TestEnv()
+  const client = testS3Client()
+  const [low, high] = [await freshBucket(client, 'des-zone-a'), await freshBucket(client, 'des-zone-b')]
+  const dir = tempDir()
+  const files: TestFile[] = []
+  for (let i = 0; i < 40; i++) files.push({ uid: `${i}`, createdAt: DAY, data: payload(200 + i, i) })
+  await writeStore(dir, files, { nBits: 4 })
+  // Hex of n_bits 4 is one digit: 0-7 to the low zone, 8-F to the high one.
+  await uploadDir(client, low, dir, '', (k) => /\/[0-7]\.des$/.test(k))
+  await uploadDir(client, high, dir, 'z/', (k) => /\/[89A-F]\.des$/.test(k))
+  const file = path.join(dir, 'zones.yaml')
+  fs.writeFileSync(
+    file,
+    [
+      'n_bits: 4',
+      'zones:',
+      `  - {name: low, range: {start: 0, end: 7}, s3: {bucket: ${low}, region_name: us-east-1, endpoint_url: "${env.endpoint}"}}`,
+      `  - {name: high, range: {start: 8, end: 15}, s3: {bucket: ${high}, region_name: us-east-1, endpoint_url: "${env.endpoint}", prefix: z}}`,
+    ].join('\n'),
+  )
+  const zones = loadZones(file, 8)
+  const sources: ZonedSources = zonedS3Sources(zones)
+  t.is(sources.all().length, 2)
+  const store = new Store({ sources, nBits: zones.nBits })
+  for (const f of files) t.true((await store.get(f.uid, DAY)).equals(f.data), f.uid)
+  t.is(store.backend, 'multi_s3')
+  t.is(sources.sourceFor(locateShard('3', DAY, 4).shardIndex).id, `s3:${low}/`)
+  t.is(sources.sourceFor(locateShard('12', DAY, 4).shardIndex).id, `s3:${high}/z/`)
+  await store.ping()
+})

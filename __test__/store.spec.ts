@@ -1,0 +1,199 @@
+// The store over every backend: (uid, created_at) → bytes, the index cache and
+// its re-check rule, continuations, BigFiles, and what a read costs on S3.
+
+import test from 'ava'
+import { PutObjectCommand } from '@aws-sdk/client-s3'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { errorCode } from '../src/errors'
+import { locateShard, ShardWriter } from '../src/native'
+import { s3RangeCallsTotal } from '../src/metrics'
+import { shardKey } from '../src/store/layout'
+import { BACKENDS, describeSent, openBackend } from './helpers/backends'
+import { payload, tempDir, writeStore, type TestFile } from './helpers/store'
+
+const DAY = '2024-03-01T10:00:00Z'
+
+function sha(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex')
+}
+
+/** A store of 60 small files over a few shards of one day, plus one BigFile. */
+async function sampleStore(): Promise<{ dir: string; files: TestFile[]; big: TestFile }> {
+  const dir = tempDir()
+  const files: TestFile[] = []
+  for (let i = 0; i < 60; i++) files.push({ uid: String(1000 + i * 256), createdAt: DAY, data: payload(100 + i * 37, i), meta: i % 2 ? { content_type: 'text/plain' } : undefined })
+  files.push({ uid: 'empty', createdAt: DAY, data: Buffer.alloc(0) })
+  const big = { uid: 'big-1', createdAt: DAY, data: payload(300_000, 99) }
+  await writeStore(dir, [...files, big], { writer: { bigFileThreshold: 100_000 } })
+  return { dir, files, big }
+}
+
+for (const kind of BACKENDS) {
+  const title = (s: string) => `[${kind}] ${s}`
+
+  test(title('every file reads back byte-exact, BigFile included'), async (t) => {
+    const { dir, files, big } = await sampleStore()
+    const b = await openBackend(kind, dir)
+    const store = b.store()
+    for (const f of files) t.true((await store.get(f.uid, f.createdAt)).equals(f.data), f.uid)
+    const found = await store.find(big.uid, big.createdAt)
+    t.true(found.entry.isBigfile)
+    t.is(sha(await store.get(big.uid, big.createdAt)), sha(big.data))
+  })
+
+  test(title('an unknown uid or a date with no shard is DES_NOT_FOUND'), async (t) => {
+    const { dir } = await sampleStore()
+    const store = (await openBackend(kind, dir)).store()
+    t.is(errorCode(await t.throwsAsync(store.find('1000', '2030-01-01T00:00:00Z'))), 'DES_NOT_FOUND')
+    t.is(errorCode(await t.throwsAsync(store.find(String(1000 + 256 * 500), DAY))), 'DES_NOT_FOUND')
+    t.is(errorCode(await t.throwsAsync(store.find('1000', 'not a date'))), 'DES_BAD_ARG')
+  })
+
+  test(title('a continuation shard is consulted only after a miss in the base shard'), async (t) => {
+    const dir = tempDir()
+    await writeStore(dir, [{ uid: '7', createdAt: DAY, data: Buffer.from('in base') }])
+    await writeStore(dir, [{ uid: '263', createdAt: DAY, data: Buffer.from('in part 1') }], { part: 1 })
+    await writeStore(dir, [{ uid: '519', createdAt: DAY, data: Buffer.from('in part 2') }], { part: 2 })
+    const b = await openBackend(kind, dir)
+    const store = b.store()
+    t.is((await store.get('7', DAY)).toString(), 'in base')
+    if (kind === 's3') t.deepEqual(b.sent.map((r) => r.key).filter((k) => k.includes('.1.des')), [], 'base hit: no continuation read')
+    t.is((await store.get('263', DAY)).toString(), 'in part 1')
+    t.is((await store.get('519', DAY)).toString(), 'in part 2')
+    t.is((await store.find('519', DAY)).part, 2)
+    t.is(errorCode(await t.throwsAsync(store.find('775', DAY))), 'DES_NOT_FOUND')
+  })
+
+  test(title('a uid missing from a cached index re-checks the object, so an appended shard is seen'), async (t) => {
+    const dir = tempDir()
+    await writeStore(dir, [{ uid: '5', createdAt: DAY, data: Buffer.from('first') }])
+    const b = await openBackend(kind, dir)
+    const store = b.store()
+    t.is((await store.get('5', DAY)).toString(), 'first') // index now cached
+    t.is(errorCode(await t.throwsAsync(store.find('261', DAY))), 'DES_NOT_FOUND')
+    // The packer appends to the same key (a new object replaces the old one).
+    const w = await ShardWriter.append(path.join(dir, '20240301/05.des'))
+    await w.add('261', Buffer.from('appended'))
+    await w.finish()
+    await b.sync((k) => k.endsWith('.des'))
+    t.is((await store.get('261', DAY)).toString(), 'appended')
+    t.is((await store.get('5', DAY)).toString(), 'first')
+  })
+
+  test(title('a BigFile whose object has the wrong size or bytes is refused as corrupt'), async (t) => {
+    const { dir, big } = await sampleStore()
+    const loc = locateShard(big.uid, big.createdAt)
+    const bigPath = path.join(dir, loc.dateDir, '_bigFiles', sha(big.data))
+    const tampered = Buffer.from(big.data)
+    tampered[12345] ^= 0xff
+    fs.writeFileSync(bigPath, tampered)
+    const b = await openBackend(kind, dir)
+    const store = b.store()
+    const err = await t.throwsAsync(store.get(big.uid, big.createdAt))
+    t.is(errorCode(err), 'DES_CORRUPT')
+    t.regex(err!.message, /sha256/)
+    fs.writeFileSync(bigPath, tampered.subarray(0, 1000))
+    await b.sync((k) => k.includes('_bigFiles'))
+    const err2 = await t.throwsAsync(store.get(big.uid, big.createdAt))
+    t.is(errorCode(err2), 'DES_CORRUPT')
+    t.regex(err2!.message, /1000 bytes, the index says 300000/)
+  })
+
+  test(title('the index cache is bounded in bytes'), async (t) => {
+    const dir = tempDir()
+    const files: TestFile[] = []
+    for (let i = 0; i < 200; i++) files.push({ uid: `u-${i}`, createdAt: DAY, data: Buffer.from(`x${i}`) })
+    await writeStore(dir, files)
+    const store = (await openBackend(kind, dir)).store({ indexCacheBytes: 4000 })
+    for (const f of files) await store.get(f.uid, f.createdAt)
+    const { bytes, entries } = store.indexCache.stats
+    t.true(bytes <= 4000, `${bytes} bytes cached`)
+    t.true(entries > 0 && entries < 200)
+  })
+
+  test(title('concurrent cold reads of one shard share one index load'), async (t) => {
+    const { dir, files } = await sampleStore()
+    const b = await openBackend(kind, dir)
+    const store = b.store()
+    const sameShard = files.filter((f) => locateShard(f.uid, f.createdAt).shardIndex === locateShard(files[0].uid, DAY).shardIndex)
+    t.true(sameShard.length > 10)
+    const results = await Promise.all(sameShard.map((f) => store.get(f.uid, f.createdAt)))
+    results.forEach((r, i) => t.true(r.equals(sameShard[i].data)))
+    if (kind === 's3') {
+      t.is(b.sent.filter((r) => r.range?.startsWith('bytes=-')).length, 1, describeSent(b.sent).join('\n'))
+      t.is(b.sent.length, 1 + sameShard.length)
+    } else t.is(store.indexCache.stats.entries, 1)
+  })
+}
+
+if (BACKENDS.includes('s3')) {
+  test.serial('[s3] a cold read costs two GETs (tail, payload), a warm one costs one; no HEAD, no LIST', async (t) => {
+    const { dir, files } = await sampleStore()
+    const b = await openBackend('s3', dir)
+    const store = b.store()
+    const metric = async () => (await s3RangeCallsTotal.get()).values.filter((v) => v.labels.backend === 's3').reduce((n, v) => n + v.value, 0)
+    const m0 = await metric()
+    t.true((await store.get(files[0].uid, DAY)).equals(files[0].data))
+    t.deepEqual(
+      b.sent.map((r) => [r.method, r.range?.startsWith('bytes=-') ? 'tail' : 'range']),
+      [
+        ['GET', 'tail'],
+        ['GET', 'range'],
+      ],
+      describeSent(b.sent).join('\n'),
+    )
+    t.is((await metric()) - m0, 2)
+    b.sent.length = 0
+    t.true((await store.get(files[0].uid, DAY)).equals(files[0].data))
+    t.is(b.sent.length, 1, describeSent(b.sent).join('\n'))
+    t.is((await metric()) - m0, 3)
+  })
+
+  test.serial('[s3] an index larger than the tail costs one more GET, for the missing part only', async (t) => {
+    const dir = tempDir()
+    const files: TestFile[] = []
+    for (let i = 0; i < 300; i++) files.push({ uid: `${i * 256 + 3}`, createdAt: DAY, data: Buffer.from(`payload ${i}`), meta: { content_type: 'text/plain', n: i } })
+    await writeStore(dir, files)
+    const size = fs.statSync(path.join(dir, '20240301/03.des')).size
+    const b = await openBackend('s3', dir)
+    const store = b.store({ tailBytes: 1024 })
+    const before = (await s3RangeCallsTotal.get()).values.find((v) => v.labels.type === 'index' && v.labels.backend === 's3')?.value ?? 0
+    t.is((await store.get('3', DAY)).toString(), 'payload 0')
+    const sent = describeSent(b.sent)
+    t.is(sent.length, 3, sent.join('\n'))
+    t.true(b.sent[0].range === 'bytes=-1024')
+    const m = /bytes=(\d+)-(\d+)/.exec(b.sent[1].range!)!
+    t.is(Number(m[2]), size - 1024 - 1, 'the second GET ends where the tail begins')
+    const after = (await s3RangeCallsTotal.get()).values.find((v) => v.labels.type === 'index' && v.labels.backend === 's3')!.value
+    t.is(after - before, 1)
+    b.sent.length = 0
+    t.is((await store.get('259', DAY)).toString(), 'payload 1')
+    t.is(b.sent.length, 1)
+  })
+
+  test('[s3] an object replaced between index and payload reads is re-read once (If-Match)', async (t) => {
+    const dir = tempDir()
+    await writeStore(dir, [{ uid: '9', createdAt: DAY, data: Buffer.from('old bytes') }])
+    const b = await openBackend('s3', dir)
+    const store = b.store()
+    const found = await store.find('9', DAY)
+    const dir2 = tempDir()
+    await writeStore(dir2, [
+      { uid: 'x-pad', createdAt: DAY, data: payload(5000) },
+      { uid: '9', createdAt: DAY, data: Buffer.from('new bytes, elsewhere') },
+    ].filter((f) => locateShard(f.uid, DAY).shardIndex === 9 || f.uid === '9'))
+    const key = shardKey(locateShard('9', DAY))
+    await b.client!.send(new PutObjectCommand({ Bucket: b.bucket, Key: key, Body: fs.readFileSync(path.join(dir2, key)) }))
+    t.is((await store.read(found)).toString(), 'new bytes, elsewhere')
+    t.true(b.sent.some((r) => r.range && !r.range.startsWith('bytes=-')))
+  })
+
+  test('[s3] a key prefix is honoured', async (t) => {
+    const { dir, files } = await sampleStore()
+    const b = await openBackend('s3', dir, { prefix: 'stores/a/' })
+    t.true((await b.store().get(files[3].uid, DAY)).equals(files[3].data))
+    t.true(b.sent.every((r) => r.key.includes('stores/a/20240301/')))
+  })
+}
