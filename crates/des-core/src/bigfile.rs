@@ -22,7 +22,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Checks a BigFile's bytes against its entry: size and sha256.
 pub fn verify_bigfile(entry: &Entry, data: &[u8]) -> Result<()> {
   let crate::entry::Body::BigFile { sha256, size } = &entry.body else {
-    return Err(DesError::BadArg(format!("uid {:?} is not a BigFile", entry.uid)));
+    return Err(DesError::BadArg(format!(
+      "uid {:?} is not a BigFile",
+      entry.uid
+    )));
   };
   if data.len() as u64 != *size {
     return Err(DesError::corrupt(format!(

@@ -6,8 +6,9 @@ use crate::error::{DesError, Result};
 use std::io::Read;
 
 /// Extensions stored raw by default (already compressed), as the reference does.
-pub const DEFAULT_SKIP_EXTENSIONS: &[&str] =
-  &[".jpg", ".jpeg", ".png", ".gif", ".gz", ".zip", ".bz2", ".xz"];
+pub const DEFAULT_SKIP_EXTENSIONS: &[&str] = &[
+  ".jpg", ".jpeg", ".png", ".gif", ".gz", ".zip", ".bz2", ".xz",
+];
 
 /// Default zstd level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -34,7 +35,10 @@ impl Default for CompressionPolicy {
     CompressionPolicy {
       codec: Codec::Zstd,
       level: DEFAULT_ZSTD_LEVEL,
-      skip_extensions: DEFAULT_SKIP_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+      skip_extensions: DEFAULT_SKIP_EXTENSIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
       raw_if_larger: true,
     }
   }
@@ -54,7 +58,7 @@ impl CompressionPolicy {
   /// The codec to try for a uid (none for skipped extensions).
   pub fn codec_for(&self, uid: &str) -> Codec {
     let suffix = uid_suffix(uid).to_ascii_lowercase();
-    if !suffix.is_empty() && self.skip_extensions.iter().any(|e| *e == suffix) {
+    if !suffix.is_empty() && self.skip_extensions.contains(&suffix) {
       Codec::None
     } else {
       self.codec
@@ -104,8 +108,8 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
       out
     }
     Codec::Zstd => {
-      let reader = zstd::stream::read::Decoder::with_buffer(stored)
-        .map_err(|e| bad(format!("zstd: {e}")))?;
+      let reader =
+        zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| bad(format!("zstd: {e}")))?;
       read_bounded(reader, size).map_err(|e| bad(format!("zstd: {e}")))?
     }
     Codec::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(stored), size)

@@ -27,7 +27,9 @@ pub enum DesError {
   #[error("duplicate uid {0:?}: it is already in this shard")]
   Duplicate(String),
   /// The tail given does not reach back to the start of the index.
-  #[error("tail too short: the index starts at byte {index_offset}, the tail starts at {tail_start}")]
+  #[error(
+    "tail too short: the index starts at byte {index_offset}, the tail starts at {tail_start}"
+  )]
   NeedMore { index_offset: u64, tail_start: u64 },
   /// The operating system refused a file operation.
   #[error("{context}: {source}")]

@@ -58,7 +58,9 @@ impl ShardIndex {
   /// `data_end` (= the index offset). Every field is checked.
   pub fn parse(raw: Vec<u8>, version: u8, data_end: u64) -> Result<ShardIndex> {
     if version != VERSION_1 && version != VERSION_2 {
-      return Err(DesError::corrupt(format!("unsupported shard version {version}")));
+      return Err(DesError::corrupt(format!(
+        "unsupported shard version {version}"
+      )));
     }
     let mut records;
     let mut by_uid = HashTable::new();
@@ -80,7 +82,9 @@ impl ShardIndex {
         let hash = hasher.hash_one(uid);
         let i = records.len() as u32;
         let dup = by_uid
-          .find(hash, |&j: &u32| record_uid(&raw, &records[j as usize]) == uid)
+          .find(hash, |&j: &u32| {
+            record_uid(&raw, &records[j as usize]) == uid
+          })
           .is_some();
         if dup {
           return Err(DesError::corrupt(format!(
@@ -150,7 +154,9 @@ impl ShardIndex {
     let hash = self.hasher.hash_one(uid);
     self
       .by_uid
-      .find(hash, |&j| record_uid(&self.raw, &self.records[j as usize]) == uid)
+      .find(hash, |&j| {
+        record_uid(&self.raw, &self.records[j as usize]) == uid
+      })
       .map(|&j| j as usize)
   }
 
@@ -304,11 +310,7 @@ fn parse_record(
   })
 }
 
-fn take_meta(
-  cur: &mut Cursor<'_>,
-  _raw: &[u8],
-  whence: &dyn Fn() -> String,
-) -> Result<(u32, u32)> {
+fn take_meta(cur: &mut Cursor<'_>, _raw: &[u8], whence: &dyn Fn() -> String) -> Result<(u32, u32)> {
   let meta_len = cur.u32("meta length")?;
   let meta_at = cur.pos() as u32;
   let meta = cur.take(meta_len as usize, "meta")?;

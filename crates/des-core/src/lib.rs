@@ -19,7 +19,9 @@ mod routing;
 mod timestamp;
 mod writer;
 
-pub use bigfile::{sha256_hex, verify_bigfile, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD};
+pub use bigfile::{
+  sha256_hex, verify_bigfile, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD,
+};
 pub use codec::{
   compress, decompress, uid_suffix, CompressionPolicy, DEFAULT_SKIP_EXTENSIONS, DEFAULT_ZSTD_LEVEL,
 };
@@ -33,6 +35,8 @@ pub use index::{encode_index, ShardIndex};
 pub use meta::canonical_meta;
 pub use pack::{pack_into, PackItem, PackProgress, PackSource, BATCH_BYTES};
 pub use reader::{decode_payload, footer_from_tail, index_from_tail, ShardFile};
-pub use routing::{check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS};
+pub use routing::{
+  check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS,
+};
 pub use timestamp::{parse_iso8601, utc_date_dir};
 pub use writer::{prepare, Prepared, PreparedKind, ShardWriter, WriteSummary, WriterOptions};

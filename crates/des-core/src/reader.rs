@@ -167,7 +167,10 @@ impl ShardFile {
   /// Reads an inline entry's stored (undecoded) bytes.
   pub fn read_stored(&self, entry: &Entry) -> Result<Vec<u8>> {
     let Body::Inline { offset, length, .. } = entry.body else {
-      return Err(DesError::BadArg(format!("uid {:?} is a BigFile", entry.uid)));
+      return Err(DesError::BadArg(format!(
+        "uid {:?} is a BigFile",
+        entry.uid
+      )));
     };
     // Bounded by the file size: the index check keeps offset + length below the index.
     let mut buf = vec![0u8; length as usize];

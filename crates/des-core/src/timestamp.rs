@@ -12,8 +12,17 @@ fn digits(s: &[u8], at: usize, n: usize, input: &str, what: &str) -> Result<i64>
   let part = s
     .get(at..at + n)
     .filter(|p| p.iter().all(u8::is_ascii_digit))
-    .ok_or_else(|| bad(input, &format!("expected {n} digits for the {what} at position {at}")))?;
-  Ok(part.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+    .ok_or_else(|| {
+      bad(
+        input,
+        &format!("expected {n} digits for the {what} at position {at}"),
+      )
+    })?;
+  Ok(
+    part
+      .iter()
+      .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')),
+  )
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -45,7 +54,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
   let mp = (5 * doy + 2) / 153;
   let d = doy - (153 * mp + 2) / 5 + 1;
   let m = if mp < 10 { mp + 3 } else { mp - 9 };
-  (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+  (
+    if m <= 2 {
+      yoe + era * 400 + 1
+    } else {
+      yoe + era * 400
+    },
+    m,
+    d,
+  )
 }
 
 /// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[:MM]]` and returns

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 fn golden() -> PathBuf {
   let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden");
-  assert!(dir.is_dir(), "golden vectors not found at {}", dir.display());
+  assert!(
+    dir.is_dir(),
+    "golden vectors not found at {}",
+    dir.display()
+  );
   dir
 }
 
@@ -24,14 +28,29 @@ fn every_routing_vector_routes_like_the_reference() {
       Value::String(s) => s.clone(),
       other => other.to_string(),
     };
-    let got = locate(&uid, case["created_at"].as_str().unwrap(), case["n_bits"].as_i64().unwrap());
+    let got = locate(
+      &uid,
+      case["created_at"].as_str().unwrap(),
+      case["n_bits"].as_i64().unwrap(),
+    );
     if case.get("error").is_some() {
-      assert!(matches!(got, Err(DesError::BadArg(_))), "{line} must be refused");
+      assert!(
+        matches!(got, Err(DesError::BadArg(_))),
+        "{line} must be refused"
+      );
     } else {
       let loc = got.unwrap_or_else(|e| panic!("{line}: {e}"));
-      assert_eq!(u64::from(loc.shard_index), case["shard_index"].as_u64().unwrap(), "{line}");
+      assert_eq!(
+        u64::from(loc.shard_index),
+        case["shard_index"].as_u64().unwrap(),
+        "{line}"
+      );
       assert_eq!(loc.shard_hex, case["shard_hex"].as_str().unwrap(), "{line}");
-      assert_eq!(loc.object_key, case["object_key"].as_str().unwrap(), "{line}");
+      assert_eq!(
+        loc.object_key,
+        case["object_key"].as_str().unwrap(),
+        "{line}"
+      );
     }
     checked += 1;
   }
@@ -49,13 +68,23 @@ fn every_golden_shard_reads_back_byte_exact() {
     }
     let expect = read_json(&path.with_extension("expect.json"));
     let shard = ShardFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(u64::from(shard.index().version()), expect["version"].as_u64().unwrap());
+    assert_eq!(
+      u64::from(shard.index().version()),
+      expect["version"].as_u64().unwrap()
+    );
     let entries = expect["entries"].as_array().unwrap();
     assert_eq!(shard.index().len(), entries.len(), "{}", path.display());
     for want in entries {
       let uid = want["uid"].as_str().unwrap();
-      let entry = shard.index().get(uid).unwrap_or_else(|| panic!("{uid} missing"));
-      assert_eq!(entry.is_bigfile(), want["is_bigfile"].as_bool().unwrap(), "{uid}");
+      let entry = shard
+        .index()
+        .get(uid)
+        .unwrap_or_else(|| panic!("{uid} missing"));
+      assert_eq!(
+        entry.is_bigfile(),
+        want["is_bigfile"].as_bool().unwrap(),
+        "{uid}"
+      );
       match (&entry.body, want["codec"].as_str()) {
         (Body::Inline { codec, .. }, Some(name)) => assert_eq!(codec.name(), name, "{uid}"),
         (Body::BigFile { .. }, None) => {}
@@ -63,9 +92,19 @@ fn every_golden_shard_reads_back_byte_exact() {
       }
       let meta: Value = serde_json::from_str(entry.meta_json()).unwrap();
       assert_eq!(meta, want["meta"], "{uid} meta");
-      let data = shard.read(uid, "_bigFiles").unwrap_or_else(|e| panic!("{uid}: {e}"));
-      assert_eq!(data.len() as u64, want["size"].as_u64().unwrap(), "{uid} size");
-      assert_eq!(sha256_hex(&data), want["sha256"].as_str().unwrap(), "{uid} sha256");
+      let data = shard
+        .read(uid, "_bigFiles")
+        .unwrap_or_else(|e| panic!("{uid}: {e}"));
+      assert_eq!(
+        data.len() as u64,
+        want["size"].as_u64().unwrap(),
+        "{uid} size"
+      );
+      assert_eq!(
+        sha256_hex(&data),
+        want["sha256"].as_str().unwrap(),
+        "{uid} sha256"
+      );
     }
     shards += 1;
   }

@@ -5,7 +5,9 @@ use des_core::{index_from_tail, ShardFile, ShardIndex};
 use std::path::PathBuf;
 
 fn golden(name: &str) -> Vec<u8> {
-  let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/shards").join(name);
+  let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    .join("../../../shared/golden/shards")
+    .join(name);
   std::fs::read(p).unwrap()
 }
 

@@ -5,7 +5,10 @@ use des_core::DesError;
 /// Encodes the stable code in the message so it survives both sync throws and
 /// async rejections unchanged.
 pub fn to_napi(err: DesError) -> napi::Error {
-  napi::Error::new(napi::Status::GenericFailure, format!("[{}] {err}", err.code()))
+  napi::Error::new(
+    napi::Status::GenericFailure,
+    format!("[{}] {err}", err.code()),
+  )
 }
 
 /// `?`-friendly alias.

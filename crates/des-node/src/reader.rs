@@ -30,7 +30,9 @@ pub struct EntryInfo {
 
 pub(crate) fn entry_info(entry: &Entry) -> EntryInfo {
   let (codec, offset, sha256) = match &entry.body {
-    Body::Inline { codec, offset, .. } => (Some(codec.name().to_string()), Some(*offset as i64), None),
+    Body::Inline { codec, offset, .. } => {
+      (Some(codec.name().to_string()), Some(*offset as i64), None)
+    }
     Body::BigFile { sha256, .. } => (None, None, Some(sha256.clone())),
   };
   EntryInfo {
@@ -296,7 +298,9 @@ impl ShardReader {
   pub fn entries(&self, start: Option<u32>, count: Option<u32>) -> Vec<EntryInfo> {
     let index = self.source.index();
     let start = (start.unwrap_or(0) as usize).min(index.len());
-    let end = start.saturating_add(count.map_or(index.len(), |c| c as usize)).min(index.len());
+    let end = start
+      .saturating_add(count.map_or(index.len(), |c| c as usize))
+      .min(index.len());
     (start..end).map(|i| entry_info(&index.entry(i))).collect()
   }
 

@@ -19,7 +19,11 @@ pub struct ShardLocation {
 /// Routes a uid created at an ISO-8601 instant (no offset = UTC) to its shard.
 /// `nBits` (default 8) must be 4..16.
 #[napi]
-pub fn locate_shard(uid: String, created_at: String, n_bits: Option<i64>) -> napi::Result<ShardLocation> {
+pub fn locate_shard(
+  uid: String,
+  created_at: String,
+  n_bits: Option<i64>,
+) -> napi::Result<ShardLocation> {
   let loc = des_core::locate(&uid, &created_at, n_bits.unwrap_or(8)).napi()?;
   Ok(ShardLocation {
     uid: loc.uid,

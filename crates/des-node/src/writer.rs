@@ -123,8 +123,15 @@ pub struct WriterTask {
 }
 
 enum Job {
-  Add { uid: String, data: Vec<u8>, meta: Option<String> },
-  AddFiles { items: Vec<PackItem>, max: Option<u64> },
+  Add {
+    uid: String,
+    data: Vec<u8>,
+    meta: Option<String>,
+  },
+  AddFiles {
+    items: Vec<PackItem>,
+    max: Option<u64>,
+  },
   Finish,
 }
 
@@ -231,7 +238,10 @@ impl ShardWriter {
   /// the shard's lock (concurrent appenders, other processes too, take
   /// turns) and copies its data, off the event loop.
   #[napi(ts_return_type = "Promise<ShardWriter>")]
-  pub fn append(path: String, options: Option<ShardWriterOptions>) -> napi::Result<AsyncTask<AppendTask>> {
+  pub fn append(
+    path: String,
+    options: Option<ShardWriterOptions>,
+  ) -> napi::Result<AsyncTask<AppendTask>> {
     Ok(AsyncTask::new(AppendTask {
       path: PathBuf::from(path),
       opts: core_options(options)?,
@@ -248,7 +258,9 @@ impl ShardWriter {
     options: Option<ShardWriterOptions>,
   ) -> napi::Result<ShardWriter> {
     let opts = core_options(options)?;
-    let w = old.with_index(|index| des_core::ShardWriter::continue_after(index, &tail_path, opts.clone()).napi())?;
+    let w = old.with_index(|index| {
+      des_core::ShardWriter::continue_after(index, &tail_path, opts.clone()).napi()
+    })?;
     Ok(ShardWriter {
       shared: Arc::new(Mutex::new(Some(w))),
       opts,
@@ -277,7 +289,11 @@ impl ShardWriter {
   /// them in order. Stops before the first file that would take the data
   /// section past `maxDataSize`; `consumed` says how many went in.
   #[napi(ts_return_type = "Promise<AddFilesResult>")]
-  pub fn add_files(&self, files: Vec<PackFile>, max_data_size: Option<i64>) -> napi::Result<AsyncTask<WriterTask>> {
+  pub fn add_files(
+    &self,
+    files: Vec<PackFile>,
+    max_data_size: Option<i64>,
+  ) -> napi::Result<AsyncTask<WriterTask>> {
     let mut items = Vec::with_capacity(files.len());
     for f in files {
       let source = match (f.path, f.data) {
@@ -286,7 +302,12 @@ impl ShardWriter {
           path: PathBuf::from(path),
           expected_size: f.size.map(|s| s.max(0) as u64),
         },
-        (None, None) => return Err(bad_arg(format!("file {:?} has neither path nor data", f.uid))),
+        (None, None) => {
+          return Err(bad_arg(format!(
+            "file {:?} has neither path nor data",
+            f.uid
+          )))
+        }
       };
       items.push(PackItem {
         uid: f.uid,
