@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Knex } from 'knex'
 import * as YAML from 'yaml'
-import { createKnex } from '../../src/migrate/db'
+import { createKnex, quoteIdent as q } from '../../src/migrate/db'
 import { locateShard } from '../../src/native'
 import type { ByteSource } from '../../src/storage/source'
 import { openParts } from '../../src/migrate/verify'
@@ -41,7 +41,7 @@ export async function freshTable(label: string, columns?: { uid?: string; create
   const schema = `mig_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`
   await knex.raw(`CREATE SCHEMA ${schema}`)
   await knex.raw(
-    `CREATE TABLE ${schema}.files (id serial PRIMARY KEY, "${c.uid}" text, "${c.createdAt}" timestamptz, "${c.location}" text, "${c.size}" bigint, "${c.archived}" boolean NOT NULL DEFAULT false)`,
+    `CREATE TABLE ${schema}.files (id serial PRIMARY KEY, ${q(c.uid)} text, ${q(c.createdAt)} timestamptz, ${q(c.location)} text, ${q(c.size)} bigint, ${q(c.archived)} boolean NOT NULL DEFAULT false)`,
   )
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `des-mig-${label}-`))
   return {
@@ -57,7 +57,7 @@ export async function freshTable(label: string, columns?: { uid?: string; create
       }
     },
     async archived() {
-      const res = await knex.raw(`SELECT "${c.uid}" AS uid, "${c.archived}" AS archived FROM ${schema}.files`)
+      const res = await knex.raw(`SELECT ${q(c.uid)} AS uid, ${q(c.archived)} AS archived FROM ${schema}.files`)
       return new Map(res.rows.map((r: { uid: string; archived: boolean }) => [r.uid, r.archived]))
     },
     async close() {

@@ -1,0 +1,257 @@
+// `des migrate` and `des stats` against the real PostgreSQL: stats, dry run, a
+// normal cycle, bad rows, the config's names, continuous mode and metrics.
+// Each test has its own schema, so the file runs in parallel with the others.
+// CLI tests run the built dist/ (npx tsc -p tsconfig.json first).
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { spawn } from 'node:child_process'
+import { runCli } from './helpers/cli'
+import { ROOT } from './helpers/golden'
+import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
+import { parseMigrateConfig } from '../src/migrate/config'
+import { createDeps } from '../src/migrate/run'
+import { runCycle } from '../src/migrate/cycle'
+import { LocalSource } from '../src/storage/local'
+import { packFiles } from '../src/pack'
+
+async function readAllBack(t: { is: (a: unknown, b: unknown, m?: string) => void; true: (v: boolean, m?: string) => void }, outDir: string, rows: TestRow[], nBits: number) {
+  const store = new LocalSource(outDir)
+  for (const r of rows) {
+    const got = await readBack(store, r.uid, r.createdAt, nBits)
+    t.is(got.copies, 1, `${r.uid} stored once`)
+    t.true(got.data !== null && got.data.equals(r.data!), `${r.uid} reads back with its bytes`)
+  }
+}
+
+test('des stats: count, total bytes, oldest and newest of the unarchived rows before the cutoff (text, --json, des-stats)', async (t) => {
+  const tb = await freshTable('stats')
+  t.teardown(() => tb.close())
+  await tb.insert([
+    { uid: 'a', createdAt: '2024-01-01T00:00:00Z', location: '/x/a', size: 10 },
+    { uid: 'b', createdAt: '2024-02-01T12:00:00.5Z', location: '/x/b', size: 20 },
+    { uid: 'c', createdAt: '2024-06-01T00:00:00Z', location: '/x/c', size: 40 },
+  ])
+  await tb.knex.raw(`INSERT INTO ${tb.table} (uid, created_at, file_location, size_bytes, archived) VALUES ('d', '2023-01-01', '/x/d', 80, true)`)
+  const url = process.env.DES_TEST_PG_URL!
+  const json = await runCli(['stats', '--db-url', url, '--table', tb.table, '--cutoff', '2024-03-01T00:00:00Z', '--json'])
+  t.is(json.code, 0, json.stderr)
+  t.deepEqual(JSON.parse(json.stdout.toString()), {
+    table: tb.table,
+    cutoff: '2024-03-01T00:00:00.000Z',
+    count: 2,
+    total_bytes: 30,
+    oldest: '2024-01-01T00:00:00Z',
+    newest: '2024-02-01T12:00:00.5Z',
+  })
+  const text = await runCli(['--db-url', url.replace('postgres://', 'postgresql+psycopg://'), '--table', tb.table, '--cutoff', '2025-01-01'], { bin: 'des-stats.js' })
+  t.is(text.code, 0, text.stderr)
+  t.regex(text.stdout.toString(), /files:\s+3\n/)
+  t.regex(text.stdout.toString(), /total bytes: 70 /)
+  const bad = await runCli(['stats', '--db-url', url, '--table', tb.table, '--cutoff', 'yesterday'])
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /--cutoff "yesterday"/)
+})
+
+test('a dry run reports what a cycle would do and changes nothing anywhere', async (t) => {
+  const tb = await freshTable('dry')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 30)
+  await tb.insert([...rows, { uid: 'missing', createdAt: '2024-01-01T00:00:00Z', location: path.join(tb.dir, 'nope'), size: 3 }])
+  const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { delete_source_files: true } }), 'yaml')
+  const r = await runCli(['migrate', '--config', cfg, '--dry-run', '--json'])
+  t.is(r.code, 0, r.stderr)
+  const report = JSON.parse(r.stdout.toString())
+  t.is(report.dry_run, true)
+  t.is(report.selected, 31)
+  t.is(report.migrated, 30)
+  t.is(report.bytes, rows.reduce((n, x) => n + x.size, 0))
+  t.deepEqual(
+    report.bad.map((b: { uid: string }) => b.uid),
+    ['missing'],
+  )
+  t.true(report.shard_keys.length > 0)
+  t.false(fs.existsSync(path.join(tb.dir, 'out')), 'no output written')
+  t.true([...(await tb.archived()).values()].every((a) => a === false), 'no row marked')
+  t.true(rows.every((x) => fs.existsSync(x.location)), 'no source deleted')
+})
+
+test('a normal cycle archives every row, one append per (date, shard) key, and every uid reads back with its bytes', async (t) => {
+  const tb = await freshTable('normal')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 120)
+  await tb.insert(rows)
+  await tb.insert([{ uid: 'young', createdAt: new Date().toISOString(), location: rows[0].location, size: rows[0].size }])
+  const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { batch_size: 1000 } }), 'yaml')
+  const r = await runCli(['migrate', '--config', cfg, '--json'])
+  t.is(r.code, 0, r.stderr)
+  const report = JSON.parse(r.stdout.toString())
+  t.is(report.status, 'success')
+  t.is(report.migrated, 120)
+  t.is(report.packed_files, 120)
+  t.deepEqual(report.bad, [])
+  // One append per key: each key written once, and as many keys as (date, shard) pairs.
+  const keys = new Set(rows.map((x) => `${x.createdAt.slice(0, 10).replace(/-/g, '')}`))
+  t.true(keys.size >= 3)
+  t.is(new Set(report.shard_keys).size, report.shard_keys.length, 'no key written twice')
+  const outDir = path.join(tb.dir, 'out')
+  const desFiles = fs.readdirSync(outDir).flatMap((d) => fs.readdirSync(path.join(outDir, d)).filter((f) => f.endsWith('.des')).map((f) => `${d}/${f}`))
+  t.deepEqual(desFiles.sort(), [...report.shard_keys].sort())
+  t.true(desFiles.length < 120 / 2, `far fewer shards (${desFiles.length}) than files`)
+  const archived = await tb.archived()
+  t.true(rows.every((x) => archived.get(x.uid) === true))
+  t.is(archived.get('young'), false, 'a row younger than archive_age_days waits')
+  await readAllBack(t, outDir, rows, 4)
+  t.true(rows.every((x) => fs.existsSync(x.location)), 'delete_source_files false keeps sources')
+  // A second run finds nothing to do.
+  const again = await runCli(['migrate', '--config', cfg, '--json'])
+  t.is(JSON.parse(again.stdout.toString()).selected, 0)
+})
+
+test('bad rows are reported by uid, skipped and not marked, and do not stop the others; only good sources are deleted', async (t) => {
+  const tb = await freshTable('bad')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 20)
+  await tb.insert(rows)
+  const old = '2024-01-01T00:00:00Z'
+  await tb.insert([
+    { uid: 'missing-source', createdAt: old, location: path.join(tb.dir, 'nope'), size: 5 },
+    { uid: 'size-mismatch', createdAt: old, location: rows[1].location, size: rows[1].size + 1 },
+    { uid: 'null-location', createdAt: old, location: undefined, size: 5 },
+    { uid: 'garbage-location', createdAt: old, location: 'ftp://host/file', size: 5 },
+    { uid: 'null-size', createdAt: old, location: rows[2].location, size: undefined },
+    { uid: 'dup', createdAt: old, location: rows[3].location, size: rows[3].size },
+    { uid: 'dup', createdAt: old, location: rows[4].location, size: rows[4].size },
+    { uid: null, createdAt: old, location: rows[5].location, size: rows[5].size },
+  ])
+  await tb.knex.raw(`INSERT INTO ${tb.table} (uid, created_at, file_location, size_bytes) VALUES ('infinite-date', '-infinity', ?, ?), ('bc-date', '0044-03-15 BC', ?, ?)`, [
+    rows[6].location,
+    rows[6].size,
+    rows[7].location,
+    rows[7].size,
+  ])
+  // bad rows' own files (not shared with good rows), to see they are not deleted
+  const keep = path.join(tb.dir, 'keep')
+  fs.writeFileSync(keep, 'abc')
+  await tb.insert([{ uid: 'keep-mismatch', createdAt: old, location: keep, size: 4 }])
+  const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { delete_source_files: true } }), 'json')
+  const r = await runCli(['migrate', '--config', cfg, '--json'])
+  t.is(r.code, 0, r.stderr)
+  const report = JSON.parse(r.stdout.toString())
+  const badUids = report.bad.map((b: { uid: string | null }) => b.uid).sort()
+  t.deepEqual(badUids, ['bc-date', 'dup', 'dup', 'garbage-location', 'infinite-date', 'keep-mismatch', 'missing-source', 'null-location', 'null-size', 'size-mismatch', null].sort())
+  for (const b of report.bad) t.regex(r.stderr, new RegExp(`bad row uid=${JSON.stringify(JSON.stringify(b.uid)).slice(1, -1)}`))
+  t.regex(r.stderr, /size mismatch/)
+  t.regex(r.stderr, /does not exist/)
+  t.is(report.migrated, 20)
+  const marked = await tb.knex.raw(`SELECT uid, archived FROM ${tb.table}`)
+  for (const row of marked.rows as Array<{ uid: string | null; archived: boolean }>) {
+    t.is(row.archived, rows.some((x) => x.uid === row.uid), `row ${row.uid}`)
+  }
+  t.true(fs.existsSync(keep), "a bad row's source is not deleted")
+  t.true(rows.every((x) => !fs.existsSync(x.location)), 'sources of migrated rows are deleted')
+  await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
+})
+
+test('bad rows at the head of the table do not stall the rows behind them', async (t) => {
+  const tb = await freshTable('stall')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 10)
+  await tb.insert(rows)
+  await tb.insert(Array.from({ length: 12 }, (_, i) => ({ uid: `gone${i}`, createdAt: '2020-01-01T00:00:00Z', location: path.join(tb.dir, `gone${i}`), size: 1 })))
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { batch_size: 5 } })))
+  t.teardown(() => deps.close())
+  const first = await runCycle(deps)
+  t.is(first.migrated, 5)
+  t.is(first.bad.length, 12)
+  const second = await runCycle(deps)
+  t.is(second.migrated, 5)
+  const archived = await tb.archived()
+  t.true(rows.every((x) => archived.get(x.uid)))
+})
+
+test('a uid already in its shard with another size is a bad row; the rest of the batch migrates', async (t) => {
+  const tb = await freshTable('conflict')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 12)
+  await tb.insert(rows)
+  const outDir = path.join(tb.dir, 'out')
+  const other = path.join(tb.dir, 'other')
+  fs.writeFileSync(other, Buffer.alloc(rows[0].size + 3, 1))
+  await packFiles([{ uid: rows[0].uid, createdAt: rows[0].createdAt, source: other }], { kind: 'local', dir: outDir }, { nBits: 4 })
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.migrated, 11)
+  t.deepEqual(
+    report.bad.map((b) => b.uid),
+    [rows[0].uid],
+  )
+  t.regex(report.bad[0].reason, /already stored/)
+  const archived = await tb.archived()
+  t.false(archived.get(rows[0].uid))
+  await readAllBack(t, outDir, rows.slice(1), 4)
+})
+
+test('table and column names come from the config and are quoted safely', async (t) => {
+  const cols = { uid: 'File "Uid"', createdAt: 'Created At', location: 'loc;drop', size: 'Bytes', archived: 'Is Archived' }
+  const tb = await freshTable('names', cols)
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 8)
+  await tb.insert(rows)
+  const doc = baseConfig(tb) as { database: Record<string, string> }
+  Object.assign(doc.database, {
+    uid_column: cols.uid,
+    created_at_column: cols.createdAt,
+    file_location_column: cols.location,
+    size_bytes_column: cols.size,
+    archived_column: cols.archived,
+  })
+  const r = await runCli(['migrate', '--config', writeConfig(tb.dir, doc, 'yaml'), '--json'])
+  t.is(r.code, 0, r.stderr)
+  t.is(JSON.parse(r.stdout.toString()).migrated, 8)
+  const stats = await runCli(['stats', '--db-url', process.env.DES_TEST_PG_URL!, '--table', tb.table, '--cutoff', '2030-01-01Z', '--json', '--created-at-column', cols.createdAt, '--size-bytes-column', cols.size, '--archived-column', cols.archived])
+  t.is(stats.code, 0, stats.stderr)
+  t.is(JSON.parse(stats.stdout.toString()).count, 0)
+})
+
+test('continuous: a cycle every interval until SIGTERM, which finishes the cycle in flight and exits 0; the metrics port serves SPEC §8', async (t) => {
+  const tb = await freshTable('continuous')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 30)
+  await tb.insert(rows.slice(0, 15))
+  const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { batch_size: 10 } }), 'yaml')
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/des-migrate.js'), '--config', cfg, '--continuous', '--interval', '0.3', '--metrics-port', '0'], { cwd: ROOT })
+  let stderr = ''
+  let stdout = ''
+  child.stderr.on('data', (d) => (stderr += d))
+  child.stdout.on('data', (d) => (stdout += d))
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  const waitFor = async (what: () => boolean | Promise<boolean>, label: string) => {
+    for (let i = 0; i < 200; i++) {
+      if (await what()) return
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    t.fail(`timed out waiting for ${label}\n${stderr}`)
+  }
+  await waitFor(() => /metrics on port (\d+)/.test(stderr), 'metrics port')
+  const port = Number(/metrics on port (\d+)/.exec(stderr)![1])
+  await waitFor(async () => [...(await tb.archived()).values()].filter(Boolean).length === 15, 'first rows')
+  // Rows arriving later are picked up by a later cycle.
+  await tb.insert(rows.slice(15))
+  await waitFor(async () => [...(await tb.archived()).values()].every(Boolean), 'later rows')
+  await waitFor(() => stdout.includes('selected 0'), 'an idle cycle')
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
+  t.regex(metrics, /des_migration_cycles_total\{status="success"\} \d+/)
+  t.regex(metrics, /des_migration_files_total 30/)
+  t.regex(metrics, new RegExp(`des_migration_bytes_total ${rows.reduce((n, x) => n + x.size, 0)}`))
+  t.regex(metrics, /des_migration_duration_seconds_count \d+/)
+  t.regex(metrics, /des_migration_pending_files 0/)
+  t.regex(metrics, /des_migration_batch_size \d+/)
+  child.kill('SIGTERM')
+  t.is(await exited, 0, stderr)
+  t.regex(stderr, /SIGTERM: finishing the cycle in flight/)
+  await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
+  t.deepEqual([...allStoredUids(path.join(tb.dir, 'out')).values()].filter((n) => n !== 1), [])
+})
