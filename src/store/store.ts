@@ -45,10 +45,15 @@ export interface BigfileStream {
 
 const CACHE_SEPARATOR = '\u0000'
 
-/** Checks a whole BigFile's sha256 as it streams past; fails the stream at the end on a mismatch. */
+/**
+ * Checks a whole BigFile's sha256 as it streams past. The last chunk is held
+ * back until the hash is known, so a mismatching file never reaches a client
+ * whole: the stream fails instead and the response is cut short.
+ */
 class Sha256Check extends Transform {
   private readonly hash = createHash('sha256')
   private seen = 0
+  private held: Buffer | undefined
   constructor(
     private readonly want: string,
     private readonly size: number,
@@ -59,13 +64,15 @@ class Sha256Check extends Transform {
   _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk)
     this.seen += chunk.length
-    cb(null, chunk)
+    const previous = this.held
+    this.held = chunk
+    cb(null, previous)
   }
   _flush(cb: TransformCallback): void {
     if (this.seen !== this.size) return cb(new DesError('DES_CORRUPT', `${this.what}: ${this.seen} bytes, the index says ${this.size}`))
     const got = this.hash.digest('hex')
     if (got !== this.want) return cb(new DesError('DES_CORRUPT', `${this.what}: sha256 ${got} does not match the index (${this.want})`))
-    cb()
+    cb(null, this.held)
   }
 }
 

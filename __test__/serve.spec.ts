@@ -1,0 +1,372 @@
+// GET /files/:uid over HTTP, in-process on port 0, over every backend: status
+// codes, headers, Range, ETag, BigFiles, faults; plus /health, /ready,
+// /metrics, auth, request logs and desRouter in a user's own Express app.
+
+import test from 'ava'
+import express from 'express'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Writable } from 'node:stream'
+import pino from 'pino'
+import { apiKeysFromEnv } from '../src/config/env'
+import { locateShard } from '../src/native'
+import { Auth } from '../src/serve/auth'
+import { createApp } from '../src/serve/app'
+import { desRouter } from '../src/serve/router'
+import { createServer } from '../src/serve/server'
+import type { Store } from '../src/store/store'
+import { BACKENDS, openBackend, type Backend } from './helpers/backends'
+import { goldenPath, readJson } from './helpers/golden'
+import { closeServer, listenLocal, payload, tempDir, writeStore, type TestFile } from './helpers/store'
+
+const DAY = '2024-03-01T10:00:00Z'
+const sha = (b: Buffer | ArrayBuffer) => createHash('sha256').update(Buffer.from(b as ArrayBuffer)).digest('hex')
+
+interface Sample {
+  dir: string
+  files: TestFile[]
+  text: TestFile
+  big: TestFile
+}
+
+async function sample(): Promise<Sample> {
+  const dir = tempDir()
+  const files: TestFile[] = []
+  for (let i = 0; i < 20; i++) files.push({ uid: `f-${i}`, createdAt: DAY, data: payload(1000 + i * 101, i) })
+  const text = { uid: 'notes.txt', createdAt: DAY, data: Buffer.from('hello, range requests!'), meta: { content_type: 'text/plain; charset=utf-8' } }
+  const big = { uid: 'video/1', createdAt: DAY, data: payload(400_000, 7), meta: { mime: 'video/mp4' } }
+  await writeStore(dir, [...files, text, big], { writer: { bigFileThreshold: 100_000 } })
+  return { dir, files, text, big }
+}
+
+async function serveStore(store: Store, auth?: Auth): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer({ store, auth })
+  const url = await listenLocal(server)
+  return { url, close: () => closeServer(server) }
+}
+
+const fileUrl = (base: string, uid: string, createdAt = DAY) => `${base}/files/${encodeURIComponent(uid)}?created_at=${encodeURIComponent(createdAt)}`
+
+for (const kind of BACKENDS) {
+  const title = (s: string) => `[${kind}] ${s}`
+
+  test(title('GET /files/:uid answers 200 with the bytes, Content-Length, a strong ETag and Content-Type from meta'), async (t) => {
+    const s = await sample()
+    const b = await openBackend(kind, s.dir)
+    const srv = await serveStore(b.store())
+    try {
+      for (const f of s.files) {
+        const r = await fetch(fileUrl(srv.url, f.uid))
+        t.is(r.status, 200)
+        t.true(Buffer.from(await r.arrayBuffer()).equals(f.data), f.uid)
+        t.is(r.headers.get('content-length'), String(f.data.length))
+        t.is(r.headers.get('content-type'), 'application/octet-stream')
+        t.regex(r.headers.get('etag')!, /^"[^"]+"$/)
+      }
+      const r = await fetch(fileUrl(srv.url, s.text.uid))
+      t.is(r.headers.get('content-type'), 'text/plain; charset=utf-8')
+      t.is(await r.text(), 'hello, range requests!')
+      // An offset written unencoded (+ kept as +) routes the same.
+      const plus = await fetch(`${srv.url}/files/notes.txt?created_at=2024-03-01T10:00:00+00:00`)
+      t.is(plus.status, 200)
+      const big = await fetch(fileUrl(srv.url, s.big.uid))
+      t.is(big.status, 200)
+      t.is(big.headers.get('content-type'), 'video/mp4')
+      t.is(big.headers.get('etag'), `"${sha(s.big.data)}"`)
+      t.is(sha(await big.arrayBuffer()), sha(s.big.data))
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('Range: one range is 206 with Content-Range, an unsatisfiable one 416, several the whole file'), async (t) => {
+    const s = await sample()
+    const srv = await serveStore((await openBackend(kind, s.dir)).store())
+    try {
+      const u = fileUrl(srv.url, s.text.uid)
+      let r = await fetch(u, { headers: { Range: 'bytes=7-11' } })
+      t.is(r.status, 206)
+      t.is(r.headers.get('content-range'), `bytes 7-11/${s.text.data.length}`)
+      t.is(r.headers.get('content-length'), '5')
+      t.is(await r.text(), 'range')
+      r = await fetch(u, { headers: { Range: 'bytes=-8' } })
+      t.is(r.status, 206)
+      t.is(await r.text(), 'equests!')
+      r = await fetch(u, { headers: { Range: 'bytes=500-' } })
+      t.is(r.status, 416)
+      t.is(r.headers.get('content-range'), `bytes */${s.text.data.length}`)
+      t.is((await r.json()).code, 'DES_RANGE')
+      r = await fetch(u, { headers: { Range: 'bytes=0-1,5-6' } })
+      t.is(r.status, 200)
+      t.is(await r.text(), s.text.data.toString())
+      r = await fetch(u, { headers: { Range: 'bytes=0-4', 'If-Range': '"stale"' } })
+      t.is(r.status, 200, 'If-Range that does not match: whole file')
+      // A BigFile range is streamed from its object's range.
+      r = await fetch(fileUrl(srv.url, s.big.uid), { headers: { Range: 'bytes=300000-300099' } })
+      t.is(r.status, 206)
+      t.true(Buffer.from(await r.arrayBuffer()).equals(s.big.data.subarray(300000, 300100)))
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('If-None-Match with the ETag is 304; HEAD has the headers and no body'), async (t) => {
+    const s = await sample()
+    const srv = await serveStore((await openBackend(kind, s.dir)).store())
+    try {
+      for (const uid of [s.files[3].uid, s.big.uid]) {
+        const u = fileUrl(srv.url, uid)
+        const etag = (await fetch(u, { method: 'HEAD' })).headers.get('etag')!
+        let r = await fetch(u, { headers: { 'If-None-Match': etag } })
+        t.is(r.status, 304)
+        t.is(r.headers.get('etag'), etag)
+        t.is((await r.arrayBuffer()).byteLength, 0)
+        r = await fetch(u, { headers: { 'If-None-Match': `"other", W/${etag}` } })
+        t.is(r.status, 304)
+        r = await fetch(u, { headers: { 'If-None-Match': '"other"' } })
+        t.is(r.status, 200)
+        await r.arrayBuffer()
+      }
+      const h = await fetch(fileUrl(srv.url, s.files[2].uid), { method: 'HEAD' })
+      t.is(h.status, 200)
+      t.is(h.headers.get('content-length'), String(s.files[2].data.length))
+      t.is((await h.arrayBuffer()).byteLength, 0)
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('400 for a missing or bad created_at or uid, 404 for an unknown uid or no shard, with a JSON body'), async (t) => {
+    const s = await sample()
+    const srv = await serveStore((await openBackend(kind, s.dir)).store())
+    try {
+      const expect = async (p: string, status: number, code: string, method = 'GET') => {
+        const r = await fetch(srv.url + p, { method })
+        t.is(r.status, status, p)
+        const body = await r.json()
+        t.is(body.code, code, p)
+        t.is(typeof body.error, 'string')
+        t.false(/\n\s+at /.test(body.error), 'no stack trace')
+        return body
+      }
+      await expect('/files/f-1', 400, 'DES_BAD_ARG')
+      await expect('/files/f-1?created_at=', 400, 'DES_BAD_ARG')
+      const bad = await expect('/files/f-1?created_at=yesterday', 400, 'DES_BAD_ARG')
+      t.regex(bad.error, /yesterday|timestamp|date/i)
+      await expect('/files/f-1?created_at=2024-13-45T00:00:00Z', 400, 'DES_BAD_ARG')
+      await expect(`/files/?created_at=${DAY}`, 400, 'DES_BAD_ARG')
+      await expect(`/files/%E0%A4%A?created_at=${DAY}`, 400, 'DES_BAD_ARG')
+      await expect(`/files/no-such-uid?created_at=${DAY}`, 404, 'DES_NOT_FOUND')
+      await expect('/files/f-1?created_at=2031-01-01T00:00:00Z', 404, 'DES_NOT_FOUND')
+      await expect(`/files/f-1?created_at=${DAY}`, 405, 'DES_METHOD', 'POST')
+      await expect('/nowhere', 404, 'DES_NOT_FOUND')
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('a corrupt shard is a 502 with a clear message, and the server keeps serving'), async (t) => {
+    const s = await sample()
+    // A shard whose footer is garbage, and the golden shard whose payload for "a" is not zstd.
+    const victim = locateShard('corrupt-me', DAY)
+    const other = s.files.find((f) => locateShard(f.uid, DAY).shardIndex !== victim.shardIndex)!
+    fs.mkdirSync(path.join(s.dir, victim.dateDir), { recursive: true })
+    fs.writeFileSync(path.join(s.dir, victim.objectKey), Buffer.concat([Buffer.from('DES2\x02\0\0\0'), payload(100), Buffer.from('XXXX'), Buffer.alloc(8)]))
+    const a = locateShard('a', DAY)
+    fs.copyFileSync(goldenPath('corrupt-payload', 'zstd-garbage.des'), path.join(s.dir, a.objectKey))
+    const b = await openBackend(kind, s.dir)
+    const srv = await serveStore(b.store())
+    try {
+      let r = await fetch(fileUrl(srv.url, 'corrupt-me'))
+      t.is(r.status, 502)
+      let body = await r.json()
+      t.is(body.code, 'DES_CORRUPT')
+      t.regex(body.error, new RegExp(`shard ${victim.objectKey}: .*(footer|magic)`, 'i'))
+      r = await fetch(fileUrl(srv.url, 'a'))
+      t.is(r.status, 502)
+      body = await r.json()
+      t.is(body.code, 'DES_CORRUPT')
+      t.regex(body.error, new RegExp(a.objectKey))
+      r = await fetch(fileUrl(srv.url, other.uid))
+      t.is(r.status, 200)
+      t.true(Buffer.from(await r.arrayBuffer()).equals(other.data))
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('a BigFile whose bytes do not match its sha256 is cut short, never served whole'), async (t) => {
+    const s = await sample()
+    const loc = locateShard(s.big.uid, DAY)
+    const tampered = Buffer.from(s.big.data)
+    tampered[399_999] ^= 1
+    fs.writeFileSync(path.join(s.dir, loc.dateDir, '_bigFiles', sha(s.big.data)), tampered)
+    const srv = await serveStore((await openBackend(kind, s.dir)).store())
+    try {
+      const r = await fetch(fileUrl(srv.url, s.big.uid))
+      t.is(r.status, 200) // the status left before the last byte was hashed
+      await t.throwsAsync(r.arrayBuffer())
+      const ok = await fetch(fileUrl(srv.url, s.text.uid))
+      t.is(await ok.text(), s.text.data.toString())
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('/health, /ready and /metrics with the SPEC §8 names'), async (t) => {
+    const s = await sample()
+    const b: Backend = await openBackend(kind, s.dir)
+    const srv = await serveStore(b.store())
+    try {
+      t.is((await fetch(srv.url + '/health')).status, 200)
+      const ready = await fetch(srv.url + '/ready')
+      t.is(ready.status, 200)
+      t.is((await ready.json()).backend, kind)
+      await (await fetch(fileUrl(srv.url, s.files[0].uid))).arrayBuffer()
+      await (await fetch(fileUrl(srv.url, s.files[0].uid))).arrayBuffer()
+      const m = await fetch(srv.url + '/metrics')
+      t.is(m.status, 200)
+      t.regex(m.headers.get('content-type')!, /text\/plain/)
+      const text = await m.text()
+      t.regex(text, new RegExp(`des_retrievals_total\\{backend="${kind}",status="200"\\} \\d+`))
+      t.regex(text, new RegExp(`des_retrieval_seconds_bucket\\{le="[^"]+",backend="${kind}"\\}`))
+      t.regex(text, /des_index_cache_total\{result="hit"\} \d+/)
+      t.regex(text, /des_index_cache_total\{result="miss"\} \d+/)
+      if (kind === 's3') {
+        for (const type of ['tail', 'payload']) t.regex(text, new RegExp(`des_s3_range_calls_total\\{backend="s3",type="${type}"\\} [1-9]`))
+      }
+    } finally {
+      await srv.close()
+    }
+    // Not ready when the backend is gone.
+    const gone = kind === 'local' ? await openBackend('local', path.join(s.dir, 'missing')) : b
+    const store = gone.store()
+    if (kind === 's3') (store.sources.all()[0] as unknown as { bucket: string }).bucket = `${b.bucket}-gone`
+    const srv2 = await serveStore(store)
+    try {
+      const r = await fetch(srv2.url + '/ready')
+      t.is(r.status, 503)
+      t.truthy((await r.json()).error)
+    } finally {
+      await srv2.close()
+    }
+  })
+
+  test(title('flat layout: every file of the reference packer\'s store is served byte-exact'), async (t) => {
+    const expect = readJson<{ n_bits: number; files: Array<{ uid: string; created_at: string; size: number; sha256: string }> }>(goldenPath('flat-store', 'expect.json'))
+    // local reads the golden store in place; s3 gets a copy in a fresh bucket.
+    const b = await openBackend(kind, goldenPath('flat-store'))
+    const srv = await serveStore(b.store({ layout: 'flat', nBits: expect.n_bits }))
+    try {
+      t.true(expect.files.length > 50)
+      for (const f of expect.files) {
+        const r = await fetch(fileUrl(srv.url, f.uid, f.created_at))
+        t.is(r.status, 200, f.uid)
+        const data = Buffer.from(await r.arrayBuffer())
+        t.is(data.length, f.size, f.uid)
+        t.is(sha(data), f.sha256, f.uid)
+      }
+      const missing = await fetch(fileUrl(srv.url, 'not-there', expect.files[0].created_at))
+      t.is(missing.status, 404)
+    } finally {
+      await srv.close()
+    }
+  })
+}
+
+test('API keys: 401 without or with an unknown key, 403 without read scope, 200 by Bearer or X-API-Key; open paths stay open', async (t) => {
+  const s = await sample()
+  const b = await openBackend('local', s.dir)
+  const auth = new Auth(apiKeysFromEnv('reader-key-123, metrics-key-123:metrics'), ['/health'])
+  const srv = await serveStore(b.store(), auth)
+  try {
+    const u = fileUrl(srv.url, s.text.uid)
+    let r = await fetch(u)
+    t.is(r.status, 401)
+    t.is(r.headers.get('www-authenticate'), 'Bearer')
+    t.is((await r.json()).code, 'DES_UNAUTHORIZED')
+    r = await fetch(u, { headers: { Authorization: 'Bearer wrong-key-123' } })
+    t.is(r.status, 401)
+    await r.arrayBuffer()
+    r = await fetch(u, { headers: { Authorization: 'Bearer metrics-key-123' } })
+    t.is(r.status, 403)
+    t.is((await r.json()).code, 'DES_FORBIDDEN')
+    r = await fetch(u, { headers: { Authorization: 'Bearer reader-key-123' } })
+    t.is(r.status, 200)
+    t.is(await r.text(), s.text.data.toString())
+    r = await fetch(u, { headers: { 'X-API-Key': 'reader-key-123' } })
+    t.is(r.status, 200)
+    await r.arrayBuffer()
+    t.is((await fetch(srv.url + '/health')).status, 200)
+    t.is((await fetch(srv.url + '/metrics')).status, 401, '/metrics is not in this open list')
+    t.is((await fetch(srv.url + '/metrics', { headers: { 'X-API-Key': 'reader-key-123' } })).status, 403)
+    t.is((await fetch(srv.url + '/metrics', { headers: { 'X-API-Key': 'metrics-key-123' } })).status, 200)
+    t.is((await fetch(srv.url + '/ready')).status, 401)
+  } finally {
+    await srv.close()
+  }
+})
+
+test('one structured log line per request', async (t) => {
+  const s = await sample()
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l))
+      cb()
+    },
+  })
+  const logger = pino({ level: 'info' }, sink)
+  const server = createServer({ store: (await openBackend('local', s.dir)).store(), logger })
+  const url = await listenLocal(server)
+  try {
+    await (await fetch(fileUrl(url, s.text.uid))).arrayBuffer()
+    await (await fetch(fileUrl(url, 'missing'))).arrayBuffer()
+    await (await fetch(url + '/health')).arrayBuffer()
+    await new Promise((r) => setTimeout(r, 50))
+    const reqs = lines.filter((l) => l.msg === 'request')
+    t.deepEqual(
+      reqs.map((l) => [l.method, String(l.url).split('?')[0], l.status]),
+      [
+        ['GET', '/files/notes.txt', 200],
+        ['GET', '/files/missing', 404],
+        ['GET', '/health', 200],
+      ],
+    )
+    t.true(reqs.every((l) => typeof l.ms === 'number'))
+  } finally {
+    await closeServer(server)
+  }
+})
+
+test('desRouter mounts in a user\'s own Express app', async (t) => {
+  const s = await sample()
+  const store = (await openBackend('local', s.dir)).store()
+  const app = express()
+  app.get('/hello', (_req, res) => {
+    res.send('mine')
+  })
+  app.use('/api/v1/files', desRouter({ store }))
+  const server = app.listen(0, '127.0.0.1')
+  await new Promise((r) => server.once('listening', r))
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+  try {
+    t.is(await (await fetch(base + '/hello')).text(), 'mine')
+    const r = await fetch(`${base}/api/v1/files/notes.txt?created_at=${DAY}`, { headers: { Range: 'bytes=0-4' } })
+    t.is(r.status, 206)
+    t.is(await r.text(), 'hello')
+    t.is((await fetch(`${base}/api/v1/files/nope?created_at=${DAY}`)).status, 404)
+    // createApp alone (without the fast path) serves /files too.
+    const app2 = createApp({ store })
+    const server2 = app2.listen(0, '127.0.0.1')
+    await new Promise((r) => server2.once('listening', r))
+    const r2 = await fetch(`http://127.0.0.1:${(server2.address() as { port: number }).port}/files/notes.txt?created_at=${DAY}`)
+    t.is(await r2.text(), s.text.data.toString())
+    server2.closeAllConnections()
+    server2.close()
+  } finally {
+    server.closeAllConnections()
+    server.close()
+  }
+})
