@@ -1,0 +1,239 @@
+// k8s/: every kustomization renders with the real kustomize (built by
+// scripts/install-kustomize.sh from the Go module proxy), every object
+// validates against the Kubernetes schemas offline (kubernetes-models), and
+// images, ports, probe paths, commands, environment names and mounts match
+// what the code reads.
+
+import test from 'ava'
+import { execFileSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as YAML from 'yaml'
+import { ROOT, readJson } from './helpers/golden'
+import { cliProblems, envNamesReadByCode, flagValue, substitutedNames } from './helpers/deploy'
+import { loadConfig, loadServeConfig } from '../src/config/env'
+import { substituteTree } from '../src/config/migrate-env'
+import { parseMigrateConfig } from '../src/migrate/config'
+
+type Obj = Record<string, any>
+
+const RENDERS = ['base', 'overlays/s3'] as const
+const rendered = new Map<string, Obj[]>()
+const version = readJson(path.join(ROOT, 'package.json')).version as string
+
+test.before('kustomize is installed (scripts/install-kustomize.sh) and renders every kustomization', (t) => {
+  const out = execFileSync('bash', [path.join(ROOT, 'scripts', 'install-kustomize.sh')], { encoding: 'utf8', timeout: 600_000, stdio: ['ignore', 'pipe', 'inherit'] })
+  const kustomize = out.trim().split('\n').pop()!
+  for (const dir of RENDERS) {
+    const yaml = execFileSync(kustomize, ['build', path.join(ROOT, 'k8s', dir)], { encoding: 'utf8', timeout: 60_000 })
+    rendered.set(dir, YAML.parseAllDocuments(yaml).map((d) => d.toJSON() as Obj).filter(Boolean))
+  }
+  t.pass()
+})
+
+/** The model class of an object's apiVersion/kind, from kubernetes-models (ESM: dynamic import). */
+async function modelOf(obj: Obj): Promise<new (data: Obj) => { validate(): void }> {
+  const [group, ver] = obj.apiVersion.includes('/') ? obj.apiVersion.split('/') : ['', obj.apiVersion]
+  const spec =
+    group === 'monitoring.coreos.com'
+      ? `@kubernetes-models/prometheus-operator/${group}/${ver}/${obj.kind}`
+      : group === ''
+        ? `kubernetes-models/${ver}/${obj.kind}`
+        : `kubernetes-models/${group}/${ver}/${obj.kind}`
+  const mod = await import(spec)
+  return mod[obj.kind]
+}
+
+function podSpecs(objs: Obj[]): Array<{ owner: string; spec: Obj; meta: Obj }> {
+  const out: Array<{ owner: string; spec: Obj; meta: Obj }> = []
+  for (const o of objs) {
+    const tpl = o.kind === 'CronJob' ? o.spec.jobTemplate.spec.template : ['Deployment', 'Job'].includes(o.kind) ? o.spec.template : undefined
+    if (tpl) out.push({ owner: `${o.kind}/${o.metadata.name}`, spec: tpl.spec, meta: tpl.metadata ?? {} })
+  }
+  return out
+}
+
+function find(objs: Obj[], kind: string, name: string): Obj {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name === name)
+  if (!o) throw new Error(`no ${kind}/${name} in the render`)
+  return o
+}
+
+function configMapData(objs: Obj[], name: string): Record<string, string> {
+  return find(objs, 'ConfigMap', name).data ?? {}
+}
+
+/** Is `p` on a mount of this container (and writable, when `write`)? */
+function mountFor(container: Obj, p: string): Obj | undefined {
+  return (container.volumeMounts ?? [])
+    .filter((m: Obj) => p === m.mountPath || p.startsWith(m.mountPath.replace(/\/?$/, '/')))
+    .sort((a: Obj, b: Obj) => b.mountPath.length - a.mountPath.length)[0]
+}
+
+for (const dir of RENDERS) {
+  test(`k8s/${dir}: every rendered object validates against the Kubernetes schemas`, async (t) => {
+    const objs = rendered.get(dir)!
+    t.true(objs.length >= 10, `${objs.length} objects`)
+    for (const obj of objs) {
+      const Model = await modelOf(obj)
+      t.notThrows(() => new Model(obj).validate(), `${obj.kind}/${obj.metadata?.name}`)
+    }
+    const kinds = new Set(objs.map((o) => o.kind))
+    for (const k of ['Deployment', 'Service', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Job', 'CronJob', 'ConfigMap', 'ServiceAccount']) t.true(kinds.has(k), `has a ${k}`)
+  })
+
+  test(`k8s/${dir}: the retriever listens, is probed and scraped where des serve answers (port 8000, /ready, /health, /metrics)`, (t) => {
+    const objs = rendered.get(dir)!
+    const port = loadServeConfig({}).port
+    t.is(port, 8000, 'des serve listens on 8000 by default')
+    const app = fs.readFileSync(path.join(ROOT, 'src', 'serve', 'app.ts'), 'utf8')
+    for (const route of ['/health', '/ready', '/metrics']) t.true(app.includes(`app.get('${route}'`), `src/serve/app.ts serves ${route}`)
+
+    const dep = find(objs, 'Deployment', 'des-http')
+    const pod = dep.spec.template
+    const c = pod.spec.containers[0]
+    t.deepEqual(cliProblems(c.args), [], 'its command line is one des accepts')
+    t.is(Number(flagValue(c.args, '--port')), port)
+    const http = c.ports.find((p: Obj) => p.name === 'http')
+    t.is(http?.containerPort, port)
+    t.is(c.readinessProbe.httpGet.path, '/ready')
+    t.is(c.livenessProbe.httpGet.path, '/health')
+    for (const probe of [c.readinessProbe, c.livenessProbe]) t.true(probe.httpGet.port === 'http' || probe.httpGet.port === port)
+    t.truthy(c.resources?.requests?.cpu && c.resources?.requests?.memory && c.resources?.limits?.cpu && c.resources?.limits?.memory, 'requests and limits')
+    t.is(pod.metadata.annotations['prometheus.io/scrape'], 'true')
+    t.is(Number(pod.metadata.annotations['prometheus.io/port']), port)
+    t.is(pod.metadata.annotations['prometheus.io/path'], '/metrics')
+
+    const svc = find(objs, 'Service', 'des-http')
+    t.is(svc.spec.ports[0].port, port)
+    t.true(svc.spec.ports[0].targetPort === 'http' || svc.spec.ports[0].targetPort === port)
+    for (const [k, v] of Object.entries(svc.spec.selector)) t.is(pod.metadata.labels[k], v, `Service selects the pods (${k})`)
+    const pdb = find(objs, 'PodDisruptionBudget', 'des-http')
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) t.is(pod.metadata.labels[k], v, `PDB selects the pods (${k})`)
+    const hpa = find(objs, 'HorizontalPodAutoscaler', 'des-http')
+    t.deepEqual([hpa.spec.scaleTargetRef.kind, hpa.spec.scaleTargetRef.name], ['Deployment', 'des-http'])
+    t.true(hpa.spec.minReplicas >= pdb.spec.minAvailable + 1, 'the PDB leaves room to evict a pod at minReplicas')
+    const monitor = objs.find((o) => o.kind === 'ServiceMonitor')
+    if (monitor) {
+      t.true(svc.spec.ports.some((p: Obj) => p.name === monitor.spec.endpoints[0].port), 'ServiceMonitor names a Service port')
+      t.is(monitor.spec.endpoints[0].path, '/metrics')
+      for (const [k, v] of Object.entries(monitor.spec.selector.matchLabels)) t.is(svc.metadata.labels[k], v)
+    }
+  })
+
+  test(`k8s/${dir}: every container is the release image, runs as non-root on a read-only root with /tmp mounted, and its mounts and claims exist`, (t) => {
+    const objs = rendered.get(dir)!
+    const kust = YAML.parse(fs.readFileSync(path.join(ROOT, 'k8s', 'base', 'kustomization.yaml'), 'utf8'))
+    const image = kust.images.find((i: Obj) => i.name === 'des')
+    t.is(image.newTag, version, 'the image tag is the package version')
+    const pvcs = new Set(objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name))
+    const configMaps = new Set(objs.filter((o) => o.kind === 'ConfigMap').map((o) => o.metadata.name))
+    const pods = podSpecs(objs)
+    t.is(pods.length, 4, 'retriever, packer Job, packer CronJob, migrator CronJob')
+    for (const { owner, spec } of pods) {
+      t.true(spec.securityContext?.runAsNonRoot === true, `${owner} runAsNonRoot`)
+      t.true(spec.securityContext?.runAsUser > 0, `${owner} runAsUser`)
+      t.is(spec.serviceAccountName, 'des', `${owner} service account`)
+      const volumes = new Map<string, Obj>(spec.volumes.map((v: Obj) => [v.name, v]))
+      for (const v of volumes.values()) {
+        if (v.persistentVolumeClaim) t.true(pvcs.has(v.persistentVolumeClaim.claimName), `${owner}: PVC ${v.persistentVolumeClaim.claimName} exists`)
+        if (v.configMap) t.true(configMaps.has(v.configMap.name), `${owner}: ConfigMap ${v.configMap.name} exists`)
+      }
+      for (const c of spec.containers) {
+        t.is(c.image, `${image.newName}:${image.newTag}`, `${owner} image`)
+        t.is(c.securityContext?.readOnlyRootFilesystem, true, `${owner} read-only root`)
+        t.is(c.securityContext?.allowPrivilegeEscalation, false, `${owner} no privilege escalation`)
+        t.truthy(c.resources?.requests && c.resources?.limits, `${owner} requests and limits`)
+        for (const m of c.volumeMounts ?? []) t.true(volumes.has(m.name), `${owner}: mount ${m.mountPath} has volume ${m.name}`)
+        t.truthy(volumes.get(mountFor(c, '/tmp')?.name)?.emptyDir, `${owner}: /tmp is an emptyDir`)
+        for (const ref of c.envFrom ?? []) if (ref.configMapRef) t.true(configMaps.has(ref.configMapRef.name), `${owner}: ConfigMap ${ref.configMapRef.name} exists`)
+        t.deepEqual(cliProblems(c.args ?? c.command), [], `${owner}: its command line is one des accepts`)
+      }
+    }
+  })
+
+  test(`k8s/${dir}: every DES_ variable set is one the code reads, and the config it makes is valid`, (t) => {
+    const objs = rendered.get(dir)!
+    const read = new Set(envNamesReadByCode())
+    for (const { owner, spec } of podSpecs(objs)) {
+      for (const c of spec.containers) {
+        const env: Record<string, string> = {}
+        for (const ref of c.envFrom ?? []) if (ref.configMapRef) Object.assign(env, configMapData(objs, ref.configMapRef.name))
+        for (const e of c.env ?? []) env[e.name] = e.value ?? `<from ${JSON.stringify(e.valueFrom)}>`
+        // Names a mounted config file substitutes (`${DES_DB_URL}`) count as read.
+        const substituted = new Set<string>()
+        for (const v of spec.volumes) {
+          if (v.configMap) for (const text of Object.values(configMapData(objs, v.configMap.name))) for (const n of substitutedNames(text)) substituted.add(n)
+        }
+        for (const name of Object.keys(env).filter((n) => n.startsWith('DES_'))) {
+          t.true(read.has(name) || substituted.has(name), `${owner}: ${name} is read by src/config/ or substituted into a mounted config file`)
+        }
+        // The settings the code would make of them are valid (loadConfig refuses bad values).
+        t.notThrows(() => loadConfig(env), `${owner}: DES_* settings load`)
+        const cfg = loadConfig(env)
+        // The store the retriever serves (pack and migrate name their output on the command line / in the config).
+        if (c.args[2] === 'serve' && cfg.backend === 'local') t.truthy(mountFor(c, cfg.baseDir), `${owner}: DES_BASE_DIR ${cfg.baseDir} is mounted`)
+        if (cfg.backend === 's3') t.truthy(cfg.s3?.bucket, `${owner}: S3 bucket set`)
+      }
+    }
+  })
+
+  test(`k8s/${dir}: every path the packer and the migrator read or write is mounted; the migrator's config comes from a ConfigMap, its DB URL from a Secret`, (t) => {
+    const objs = rendered.get(dir)!
+    for (const { owner, spec } of podSpecs(objs)) {
+      const c = spec.containers[0]
+      if (c.args[2] === 'pack') {
+        const input = flagValue(c.args, '--input-json')!
+        t.truthy(mountFor(c, input), `${owner}: ${input} is mounted`)
+        const out = flagValue(c.args, '--output-dir')
+        if (out) {
+          const m = mountFor(c, out)
+          t.truthy(m, `${owner}: ${out} is mounted`)
+          t.not(m?.readOnly, true, `${owner}: ${out} is writable`)
+        } else {
+          t.truthy(flagValue(c.args, '--s3-bucket'), `${owner}: writes to --output-dir or --s3-bucket`)
+        }
+      }
+      if (c.args[2] === 'migrate') {
+        const file = flagValue(c.args, '--config')!
+        const m = mountFor(c, file)!
+        t.truthy(m, `${owner}: ${file} is mounted`)
+        const vol = spec.volumes.find((v: Obj) => v.name === m.name)
+        t.truthy(vol.configMap, `${owner}: the config file comes from a ConfigMap`)
+        const text = configMapData(objs, vol.configMap.name)[path.relative(m.mountPath, file)]
+        t.truthy(text, `${owner}: the ConfigMap holds ${path.basename(file)}`)
+        for (const name of substitutedNames(text)) {
+          const e = (c.env ?? []).find((x: Obj) => x.name === name)
+          t.truthy(e?.valueFrom?.secretKeyRef, `${owner}: \${${name}} comes from a Secret`)
+        }
+        const doc = substituteTree(YAML.parse(text), { DES_DB_URL: 'postgres://u:p@db:5432/des' })
+        const config = parseMigrateConfig(doc, {})
+        if (config.packer.output.kind === 'local') {
+          const out = mountFor(c, config.packer.output.dir)
+          t.truthy(out, `${owner}: packer.output_dir ${config.packer.output.dir} is mounted`)
+          t.not(out?.readOnly, true, `${owner}: packer.output_dir is writable`)
+        }
+        const input = mountFor(c, '/data/input')
+        t.truthy(input, `${owner}: the rows' /data/input sources are mounted`)
+        if (config.migration.deleteSourceFiles) t.not(input?.readOnly, true, `${owner}: delete_source_files needs a writable source mount`)
+      }
+    }
+  })
+}
+
+test('the migrator CronJob forbids overlapping cycles and says why', (t) => {
+  const cron = find(rendered.get('base')!, 'CronJob', 'des-migrate')
+  t.is(cron.spec.concurrencyPolicy, 'Forbid')
+  const text = fs.readFileSync(path.join(ROOT, 'k8s', 'base', 'migrator-cronjob.yaml'), 'utf8')
+  t.regex(text, /SKIP LOCKED/, 'the comment names the guarantee the choice rests on')
+})
+
+test('the S3 overlay takes S3 access from IRSA and drops the store PVC', (t) => {
+  const objs = rendered.get('overlays/s3')!
+  const sa = find(objs, 'ServiceAccount', 'des')
+  t.regex(sa.metadata.annotations?.['eks.amazonaws.com/role-arn'] ?? '', /^arn:aws:iam::/)
+  t.false(objs.some((o) => o.kind === 'PersistentVolumeClaim' && o.metadata.name === 'des-store'))
+  const dep = find(objs, 'Deployment', 'des-http')
+  t.true(dep.spec.template.spec.automountServiceAccountToken !== false, 'the IRSA token is mounted')
+  t.is(configMapData(objs, dep.spec.template.spec.containers[0].envFrom[0].configMapRef.name).DES_BACKEND, 's3')
+})
