@@ -11,10 +11,15 @@ export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
+const made: string[] = []
+process.on('exit', () => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true })
+})
+
 /** A fresh temp dir, removed at process exit. */
 export function tempDir(label = 'des-pack-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), label))
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  made.push(dir)
   return dir
 }
 

@@ -236,10 +236,10 @@ export class S3Target implements ShardSink {
       writer = undefined
       // BigFiles first: a shard never names an object that is not there.
       await this.uploadBigfiles(plan, bigDir)
-      await this.hooks.beforeComplete?.(key, attempt)
       const outSize = (await fsp.stat(out)).size
-      if (mode === 'continue') await this.putAppended(key, old!, out, outSize)
-      else await this.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag })
+      const hook = async () => this.hooks.beforeComplete?.(key, attempt)
+      if (mode === 'continue') await this.putAppended(key, old!, out, outSize, hook)
+      else await this.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag }, hook)
       await this.verify(key, fill.added)
       const shard = { key, files: fill.added.length, uids: fill.added.map((p) => p.input.uid), bytesIn: summary.bytesIn, bytesStored: summary.bytesStored }
       return { fill, done: Promise.resolve(shard) }
@@ -293,25 +293,20 @@ export class S3Target implements ShardSink {
   }
 
   /** A local file as one object (one PutObject, or a multipart upload). */
-  private async putFile(key: string, file: string, size: number, cond: WriteCondition): Promise<void> {
+  private async putFile(key: string, file: string, size: number, cond: WriteCondition, beforeComplete?: () => Promise<void>): Promise<void> {
     if (size <= SINGLE_PUT_MAX) {
       const body = await fsp.readFile(file)
+      await beforeComplete?.()
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...cond }))
       return
     }
-    await this.multipart(key, streamPieces(size, (off, len) => readFileRange(file, off, len)), cond)
+    await this.multipart(key, streamPieces(size, (off, len) => readFileRange(file, off, len)), cond, undefined, beforeComplete)
   }
 
   /** The new object = old bytes [0, dataEnd) + the tail file, if the old one is unchanged. */
-  private async putAppended(key: string, old: Tail, tailFile: string, tailSize: number): Promise<void> {
+  private async putAppended(key: string, old: Tail, tailFile: string, tailSize: number, beforeComplete?: () => Promise<void>): Promise<void> {
     const dataEnd = old.reader.dataEnd
     const cond = { IfMatch: old.etag }
-    if (dataEnd + tailSize <= SINGLE_PUT_MAX) {
-      const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
-      const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
-      return
-    }
     if (dataEnd >= MIN_PART) {
       // Server-side copy of the old data section, in parts of at most 5 GiB.
       const n = Math.ceil(dataEnd / MAX_PART)
@@ -319,7 +314,14 @@ export class S3Target implements ShardSink {
       const pieces: UploadPiece[] = []
       for (let start = 0; start < dataEnd; start += step) pieces.push({ copy: { start, end: Math.min(dataEnd, start + step) - 1 } })
       pieces.push(...streamPieces(tailSize, (off, len) => readFileRange(tailFile, off, len)))
-      await this.multipart(key, pieces, cond, old.etag)
+      await this.multipart(key, pieces, cond, old.etag, beforeComplete)
+      return
+    }
+    if (dataEnd + tailSize <= SINGLE_PUT_MAX) {
+      const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
+      const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
+      await beforeComplete?.()
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
       return
     }
     // Under 5 MiB of old data cannot be a part of its own: it leads the first part.
@@ -331,11 +333,11 @@ export class S3Target implements ShardSink {
       const fromFile = await readFileRange(tailFile, Math.max(0, off - prefix.length), rest)
       return fromPrefix.length ? Buffer.concat([fromPrefix, fromFile]) : fromFile
     }
-    await this.multipart(key, streamPieces(prefix.length + tailSize, read), cond)
+    await this.multipart(key, streamPieces(prefix.length + tailSize, read), cond, undefined, beforeComplete)
   }
 
   /** A multipart upload of `pieces`, completed under `cond`; aborted on any failure. */
-  private async multipart(key: string, pieces: UploadPiece[], cond: WriteCondition, copyIfMatch?: string): Promise<void> {
+  private async multipart(key: string, pieces: UploadPiece[], cond: WriteCondition, copyIfMatch?: string, beforeComplete?: () => Promise<void>): Promise<void> {
     const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }))
     const uploadId = created.UploadId!
     try {
@@ -359,6 +361,7 @@ export class S3Target implements ShardSink {
         const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
         return { PartNumber, ETag: res.ETag }
       })
+      await beforeComplete?.()
       await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...cond }))
     } catch (err) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined)

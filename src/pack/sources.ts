@@ -43,7 +43,9 @@ export async function mapLimit<T, R>(items: T[], limit: number, f: (item: T, i: 
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  // Every worker stops before the first error is thrown: nothing is left in flight.
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker))
+  for (const s of settled) if (s.status === 'rejected') throw s.reason
   return out
 }
 

@@ -1,0 +1,162 @@
+// `des pack` / `des-pack` run as built: summaries, errors and exit codes,
+// two processes on the same keys, and a kill -9 in the middle of a run.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { spawn } from 'node:child_process'
+import { ShardReader } from '../src/native'
+import { runCli } from './helpers/cli'
+import { ROOT } from './helpers/golden'
+import { makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
+
+const sameShard = (n: number, shard: number, from = 0) => Array.from({ length: n }, (_, i) => String(16 * (from + i) + shard))
+
+test('des pack --json prints a machine-readable summary and writes the layout', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'a.txt', size: 4000, createdAt: '2024-05-01T01:00:00Z' },
+    { uid: 'b.txt', size: 6000, createdAt: '2024-05-02T01:00:00Z' },
+    { uid: 'c.bin', kind: 'random', size: 3000, createdAt: '2024-05-02T01:00:00Z' },
+  ])
+  const out = path.join(dir, 'out')
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out, '--json'])
+  t.is(r.code, 0, r.stderr)
+  const summary = JSON.parse(r.stdout.toString())
+  t.is(summary.files, 3)
+  t.is(summary.bytes_in, 13000)
+  t.is(summary.shards, shardFiles(out).length)
+  t.true(summary.bytes_stored > 0 && summary.bytes_stored < 13000)
+  t.is(typeof summary.seconds, 'number')
+  t.deepEqual(summary.keys.map((k: { key: string }) => k.key).sort(), shardFiles(out))
+  const stored = await readLocalStore(out)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test('des-pack is the same command; --profile and --codec choose the codec; the text summary names the counts', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'x.log', size: 50_000 },
+    { uid: 'y.json', kind: 'json', size: 50_000 },
+  ])
+  for (const [args, codec] of [
+    [['--profile', 'speed'], 'lz4'],
+    [['--profile', 'aggressive'], 'zstd'],
+    [['--codec', 'none'], 'none'],
+    [['--profile', 'balanced', '--level', '1'], 'zstd'],
+  ] as const) {
+    const out = path.join(dir, args.join('_'))
+    const r = await runCli(['--input-json', corpus.manifestPath, '--output-dir', out, ...args], { bin: 'des-pack.js' })
+    t.is(r.code, 0, r.stderr)
+    t.regex(r.stdout.toString(), /^packed 2 files \(.*\) into \d+ shards in .* s \(/)
+    const stored = await readLocalStore(out)
+    for (const [uid, sha] of corpus.shas) {
+      t.is(stored.get(uid)!.sha256, sha)
+      t.is(stored.get(uid)!.codec, codec, args.join(' '))
+    }
+  }
+})
+
+test('bad inputs: one clear line on stderr, a non-zero exit, no shard written', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'ok1', size: 100 },
+    { uid: 'ok2', size: 200 },
+  ])
+  const write = (name: string, text: string) => {
+    const p = path.join(dir, name)
+    fs.writeFileSync(p, text)
+    return p
+  }
+  const rows = corpus.rows
+  const cases: Array<[string, string, RegExp, number]> = [
+    ['duplicate', write('dup.json', JSON.stringify([rows[0], rows[1], rows[0]], null, 1)), /duplicate uid "ok1": line 2 and line 14/, 5],
+    ['missing source', write('missing.json', JSON.stringify([rows[0], { ...rows[1], uid: 'gone', source_path: path.join(dir, 'nope') }])), /uid "gone" \(line 1\): source .*nope does not exist/, 3],
+    ['size mismatch', write('size.json', JSON.stringify([rows[0], { ...rows[1], size_bytes: 201 }], null, 1)), /uid "ok2" \(line 8\): source .* is 200 bytes, the manifest says 201/, 2],
+    ['malformed manifest', write('bad.json', '[\n' + JSON.stringify(rows[0]) + ',\n{"uid": }\n]'), /manifest is not valid JSON: line 3/, 2],
+    ['malformed date', write('date.json', JSON.stringify([rows[0], { ...rows[1], created_at: '2024-13-45' }], null, 1)), /uid "ok2" \(line 8\): created_at "2024-13-45"/, 2],
+    ['missing field', write('field.json', JSON.stringify([{ uid: 'q', created_at: '2024-01-01' }])), /manifest line 1 \(entry 1\): uid "q": "source_path"/, 2],
+    ['no manifest', path.join(dir, 'no-such.json'), /cannot read manifest/, 3],
+  ]
+  const out = path.join(dir, 'out')
+  for (const [name, manifest, message, exit] of cases) {
+    const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out])
+    t.is(r.code, exit, `${name}: ${r.stderr}`)
+    const lines = r.stderr.split('\n').filter((l) => l && !/NodeVersionSupportWarning|AWS SDK|node >=22|upgrade to node|a\.co\/|trace-warnings|^\s*$|versions published|will require|To continue receiving|security updates|More information/.test(l))
+    t.is(lines.length, 1, `${name}: ${r.stderr}`)
+    t.regex(lines[0], /^des: /, name)
+    t.regex(lines[0], message, name)
+    t.deepEqual(shardFiles(out), [], `${name}: nothing written`)
+  }
+  const both = await runCli(['pack', '--input-json', corpus.manifestPath])
+  t.not(both.code, 0)
+  t.regex(both.stderr, /exactly one of --output-dir/)
+})
+
+test('an unreachable bucket is a clear error and nothing is uploaded', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'u1', size: 100 }])
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--s3-bucket', 'nowhere'], {
+    env: { DES_S3_ENDPOINT_URL: 'http://127.0.0.1:1', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y', DES_S3_REGION: 'us-east-1' },
+  })
+  t.is(r.code, 6, r.stderr)
+  t.regex(r.stderr, /des: bucket nowhere: S3 is unreachable/)
+})
+
+test('two des pack processes on the same keys at once: every file of both is present, once', async (t) => {
+  const dir = tempDir()
+  // 4 keys, 60 files each run, small parts so both runs also roll over into continuations.
+  const specs = (from: number) =>
+    [1, 5, 9, 13].flatMap((shard) => sameShard(15, shard, from).map((uid) => ({ uid, kind: 'random' as const, size: 3000 + (Number(uid) % 500) })))
+  const a = makeCorpus(path.join(dir, 'a'), specs(0))
+  const b = makeCorpus(path.join(dir, 'b'), specs(100))
+  const out = path.join(dir, 'out')
+  const args = (m: string) => ['pack', '--input-json', m, '--output-dir', out, '--n-bits', '4', '--max-shard-size', '40000', '--json']
+  const [ra, rb] = await Promise.all([runCli(args(a.manifestPath)), runCli(args(b.manifestPath))])
+  t.is(ra.code, 0, ra.stderr)
+  t.is(rb.code, 0, rb.stderr)
+  const stored = await readLocalStore(out) // throws if a uid is in two parts
+  t.is(stored.size, a.rows.length + b.rows.length)
+  for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)?.sha256, sha, uid)
+  for (const f of shardFiles(out)) t.true((await ShardReader.open(path.join(out, f))).dataEnd <= 40000, f)
+})
+
+test('kill -9 in the middle of a run: the old shard is intact and no temp file looks like a shard', async (t) => {
+  const dir = tempDir()
+  const uids = sameShard(400, 6)
+  const old = makeCorpus(path.join(dir, 'old'), uids.slice(0, 5).map((uid) => ({ uid, size: 5000 })))
+  const out = path.join(dir, 'out')
+  const first = await runCli(['pack', '--input-json', old.manifestPath, '--output-dir', out, '--n-bits', '4'])
+  t.is(first.code, 0, first.stderr)
+  const shard = path.join(out, '20240301', '6.des')
+  const before = fs.readFileSync(shard)
+  // A slow run: lots of incompressible data at a high zstd level, one key.
+  const slow = makeCorpus(path.join(dir, 'slow'), uids.slice(5).map((uid) => ({ uid, kind: 'random' as const, size: 200_000 })))
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'des.js'), 'pack', '--input-json', slow.manifestPath, '--output-dir', out, '--n-bits', '4', '--level', '19'], {
+    stdio: 'ignore',
+  })
+  const dateDir = path.join(out, '20240301')
+  const started = Date.now()
+  let sawTemp = false
+  while (Date.now() - started < 30_000) {
+    if (fs.readdirSync(dateDir).some((f) => f.startsWith('.des-tmp-') && fs.statSync(path.join(dateDir, f)).size > 1_000_000)) {
+      sawTemp = true
+      break
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  t.true(sawTemp, 'the run got under way')
+  child.kill('SIGKILL')
+  await new Promise((r) => child.on('close', r))
+  t.deepEqual(fs.readFileSync(shard), before, 'old shard byte-identical')
+  t.deepEqual(shardFiles(out), ['20240301/6.des'])
+  const leftovers = fs.readdirSync(dateDir).filter((f) => f.startsWith('.des-tmp-'))
+  t.true(leftovers.every((f) => !f.endsWith('.des')))
+  const stored = await readLocalStore(out)
+  t.is(stored.size, 5)
+  for (const [uid, sha] of old.shas) t.is(stored.get(uid)!.sha256, sha)
+  // The lock died with the process: a rerun goes through and adds everything.
+  const rerun = await runCli(['pack', '--input-json', slow.manifestPath, '--output-dir', out, '--n-bits', '4', '--codec', 'none'])
+  t.is(rerun.code, 0, rerun.stderr)
+  t.is((await readLocalStore(out)).size, 400)
+})

@@ -1,0 +1,324 @@
+// packFiles and `des pack --s3-bucket` against the real MinIO the service
+// scripts start: layout, appends (PutObject and UploadPartCopy), conditional
+// completion on conflict, BigFiles, s3:// sources, v1 shards, bad buckets.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { packFiles, runPack } from '../src/pack'
+import { locateShard } from '../src/native'
+import { errorCode } from '../src/errors'
+import { registry } from '../src/metrics'
+import { runCli } from './helpers/cli'
+import { goldenShards } from './helpers/golden'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+import { asInputs, content, listKeys, makeCorpus, readS3Store, sha256, tempDir } from './helpers/pack'
+
+const sameShard = (n: number, shard: number, from = 0) => Array.from({ length: n }, (_, i) => String(16 * (from + i) + shard))
+
+/** A client that records the name and outcome of every command it sends. */
+function recordingClient(): { client: S3Client; calls: Array<{ name: string; status?: number }> } {
+  const client = testS3Client()
+  const calls: Array<{ name: string; status?: number }> = []
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      try {
+        const out = await next(args)
+        calls.push({ name: context.commandName as string })
+        return out
+      } catch (err) {
+        calls.push({ name: context.commandName as string, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
+        throw err
+      }
+    },
+    { step: 'initialize', name: 'recordCalls' },
+  )
+  return { client, calls }
+}
+
+async function noUploadsLeft(client: S3Client, bucket: string): Promise<boolean> {
+  const res = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
+  return (res.Uploads ?? []).length === 0
+}
+
+test('packs into <prefix><date>/<HEX>.des with BigFiles in <date>/_bigFiles/<sha256>', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'pack')
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'a.txt', size: 3000, createdAt: '2024-06-01T00:00:00Z' },
+    { uid: 'b.json', kind: 'json', size: 9000, createdAt: '2024-06-02T00:00:00Z', meta: { k: 'v' } },
+    { uid: 'big.bin', kind: 'random', size: 200_000, createdAt: '2024-06-02T00:00:00Z' },
+  ])
+  const res = await packFiles(asInputs(corpus.rows), { kind: 's3', bucket, prefix: 'store/', client }, { bigFileThreshold: 100_000 })
+  t.is(res.files, 3)
+  const keys = await listKeys(client, bucket)
+  const shardKeys = corpus.rows.map((r) => `store/${locateShard(r.uid, r.created_at).objectKey}`)
+  t.deepEqual(keys, [...new Set([...shardKeys, `store/20240602/_bigFiles/${corpus.shas.get('big.bin')}`])].sort())
+  t.deepEqual(res.shards.map((s) => s.key).sort(), [...new Set(shardKeys)].sort())
+  const stored = await readS3Store(client, bucket, 'store/')
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+  t.true(stored.get('big.bin')!.isBigfile)
+  t.deepEqual(stored.get('b.json')!.meta, { k: 'v' })
+})
+
+test('a second run appends to an existing object (small: one conditional PutObject); duplicates refused, replace works', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'append')
+  const dir = tempDir()
+  const uids = sameShard(12, 4)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 6).map((uid) => ({ uid, size: 2000 })))
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(6).map((uid) => ({ uid, kind: 'json' as const, size: 2500 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  const etag1 = (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: '20240301/4.des' }))).ETag
+  calls.length = 0
+  await packFiles(asInputs(b.rows), target, { nBits: 4 })
+  t.true(calls.some((c) => c.name === 'PutObjectCommand' && !c.status))
+  t.false(calls.some((c) => c.name === 'CreateMultipartUploadCommand'))
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.size, 12)
+  for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha)
+
+  const etag2 = (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: '20240301/4.des' }))).ETag
+  t.not(etag1, etag2)
+  const dup = await t.throwsAsync(packFiles(asInputs(a.rows.slice(0, 1)), target, { nBits: 4 }))
+  t.is(errorCode(dup), 'DES_DUPLICATE')
+  t.is((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: '20240301/4.des' }))).ETag, etag2, 'untouched')
+
+  const newer = makeCorpus(path.join(dir, 'c'), [{ uid: uids[0], kind: 'random', size: 777 }])
+  await packFiles(asInputs(newer.rows), target, { nBits: 4, replace: true })
+  t.is((await readS3Store(client, bucket)).get(uids[0])!.sha256, newer.shas.get(uids[0]))
+  const again = await packFiles(asInputs(b.rows), target, { nBits: 4, skipExisting: true })
+  t.is(again.skipped, 6)
+  t.is(again.files, 0)
+})
+
+test('appending to an object over 5 MiB copies the old data server-side (UploadPartCopy)', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'copy')
+  const dir = tempDir()
+  const uids = sameShard(30, 9)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 24).map((uid) => ({ uid, kind: 'random' as const, size: 300_000 })))
+  const target = { kind: 's3' as const, bucket, prefix: 'p/', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  const size1 = (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'p/20240301/9.des' }))).ContentLength!
+  t.true(size1 > 6 * 1024 * 1024, `old object ${size1} bytes`)
+  calls.length = 0
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(24).map((uid) => ({ uid, kind: 'text' as const, size: 50_000 })))
+  await packFiles(asInputs(b.rows), target, { nBits: 4 })
+  const names = calls.map((c) => c.name)
+  t.true(names.includes('UploadPartCopyCommand'), names.join(','))
+  t.true(names.includes('CompleteMultipartUploadCommand'))
+  // The old bytes were not downloaded: only tail reads of the old object.
+  const stored = await readS3Store(client, bucket, 'p/')
+  t.is(stored.size, 30)
+  for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+  t.true(await noUploadsLeft(client, bucket))
+})
+
+test('MinIO refuses a stale ETag: a conflicting writer makes the append start over, and both sets survive', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'conflict')
+  const dir = tempDir()
+  const uids = sameShard(40, 11)
+  const base = makeCorpus(path.join(dir, 'base'), uids.slice(0, 20).map((uid) => ({ uid, kind: 'random' as const, size: 300_000 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(base.rows), target, { nBits: 4 })
+  const mine = makeCorpus(path.join(dir, 'mine'), uids.slice(20, 30).map((uid) => ({ uid, size: 40_000 })))
+  const theirs = makeCorpus(path.join(dir, 'theirs'), uids.slice(30).map((uid) => ({ uid, size: 30_000 })))
+  const attempts: number[] = []
+  calls.length = 0
+  await runPack(asInputs(mine.rows), target, { nBits: 4 }, {
+    s3Hooks: {
+      async beforeComplete(key, attempt) {
+        attempts.push(attempt)
+        // Another writer gets in between our tail read and our completion.
+        if (attempt === 0) await packFiles(asInputs(theirs.rows), { kind: 's3', bucket, prefix: '', client: testS3Client() }, { nBits: 4 })
+      },
+    },
+  })
+  t.deepEqual(attempts, [0, 1])
+  t.true(calls.some((c) => c.name === 'CompleteMultipartUploadCommand' && c.status === 412), 'the stale completion was refused with 412')
+  t.true(calls.some((c) => c.name === 'UploadPartCopyCommand' && !c.status))
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.size, 40)
+  for (const c of [base, mine, theirs]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+  t.true(await noUploadsLeft(client, bucket), 'the refused multipart upload was aborted')
+})
+
+test('a stale conditional PutObject (small shard) and a lost race to create a key both retry', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'race')
+  const dir = tempDir()
+  const uids = sameShard(6, 2)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 2).map((uid) => ({ uid, size: 1000 })))
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(2, 4).map((uid) => ({ uid, size: 1000 })))
+  const c = makeCorpus(path.join(dir, 'c'), uids.slice(4).map((uid) => ({ uid, size: 1000 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  const attempts: number[] = []
+  // Key does not exist yet: the other writer creates it first, our IfNoneMatch fails.
+  await runPack(asInputs(a.rows), target, { nBits: 4 }, {
+    s3Hooks: {
+      async beforeComplete(_key, attempt) {
+        attempts.push(attempt)
+        if (attempt === 0) await packFiles(asInputs(b.rows), target, { nBits: 4 })
+      },
+    },
+  })
+  t.deepEqual(attempts, [0, 1])
+  const attempts2: number[] = []
+  await runPack(asInputs(c.rows), target, { nBits: 4 }, {
+    s3Hooks: {
+      async beforeComplete(_key, attempt) {
+        attempts2.push(attempt)
+        if (attempt === 0) await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'unrelated', Body: 'x' }))
+      },
+    },
+  })
+  t.deepEqual(attempts2, [0], 'an unrelated write is no conflict')
+  const stored = await readS3Store(client, bucket, '2024')
+  t.is(stored.size, 6)
+  for (const x of [a, b, c]) for (const [uid, sha] of x.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test('concurrent packFiles on the same S3 keys lose nothing', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'concurrent')
+  const dir = tempDir()
+  const runs = [0, 100, 200].map((from, i) =>
+    makeCorpus(path.join(dir, `r${i}`), [3, 7].flatMap((shard) => sameShard(8, shard, from).map((uid) => ({ uid, size: 2000 + (Number(uid) % 100) })))),
+  )
+  const target = { kind: 's3' as const, bucket, prefix: 'c/', client }
+  await Promise.all(runs.map((r) => packFiles(asInputs(r.rows), target, { nBits: 4 })))
+  const stored = await readS3Store(client, bucket, 'c/')
+  t.is(stored.size, 48)
+  for (const r of runs) for (const [uid, sha] of r.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test('continuation parts on S3 when maxShardSize would be passed', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'parts')
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'a'), sameShard(12, 5).map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
+  await packFiles(asInputs(corpus.rows), { kind: 's3', bucket, prefix: '', client }, { nBits: 4, maxShardSize: 35_000 })
+  const keys = await listKeys(client, bucket)
+  t.deepEqual(keys, ['20240301/5.1.des', '20240301/5.2.des', '20240301/5.3.des', '20240301/5.des'])
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.size, 12)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test.serial('s3:// sources are read (with the source metrics); a missing one is refused before any upload', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'src')
+  const out = await freshBucket(client, 'dst')
+  const bodies = [content('text', 5000, 1), content('random', 7000, 2)]
+  for (const [i, b] of bodies.entries()) await client.send(new PutObjectCommand({ Bucket: bucket, Key: `in/f${i}`, Body: b }))
+  const inputs = bodies.map((b, i) => ({ uid: `s3-${i}`, createdAt: '2024-07-01T00:00:00Z', sizeBytes: b.length, source: `s3://${bucket}/in/f${i}` }))
+  const okBefore = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'ok')?.value ?? 0
+  const res = await packFiles(inputs, { kind: 's3', bucket: out, prefix: '', client }, { sourceS3: { client, maxRetries: 1, retryDelayMs: 10 } })
+  t.is(res.files, 2)
+  const stored = await readS3Store(client, out)
+  bodies.forEach((b, i) => t.is(stored.get(`s3-${i}`)!.sha256, sha256(b)))
+  const okAfter = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'ok')!.value
+  t.is(okAfter - okBefore, 2)
+  const bytes = (await registry.getSingleMetric('des_s3_source_bytes_downloaded')!.get()).values[0].value
+  t.true(bytes >= 12000)
+
+  const empty = await freshBucket(client, 'dst2')
+  const err = await t.throwsAsync(
+    packFiles([...inputs, { uid: 'lost', createdAt: '2024-07-01T00:00:00Z', source: `s3://${bucket}/in/nothing` }], { kind: 's3', bucket: empty, prefix: '', client }, { sourceS3: { client } }),
+  )
+  t.is(errorCode(err), 'DES_NOT_FOUND')
+  t.regex(err!.message, /uid "lost" \(input 3\): source s3:\/\/.*\/in\/nothing does not exist/)
+  t.deepEqual(await listKeys(client, empty), [])
+})
+
+test('appending to a v1 shard on S3 rewrites it whole as v2, keeping its entries', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'v1')
+  const v1 = goldenShards().find((g) => g.expect.version === 1 && g.expect.entries.every((e) => !e.is_bigfile))
+  if (!v1) return t.pass('no v1 golden shard without BigFiles')
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: '20240301/3.des', Body: fs.readFileSync(v1.file) }))
+  const dir = tempDir()
+  const fresh = makeCorpus(path.join(dir, 'a'), sameShard(3, 3, 5000).map((uid) => ({ uid, size: 1234 })))
+  await packFiles(asInputs(fresh.rows), { kind: 's3', bucket, prefix: '', client }, { nBits: 4 })
+  const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: '20240301/3.des', Range: 'bytes=0-7' }))
+  const header = Buffer.from(await res.Body!.transformToByteArray())
+  t.is(header[4], 2, 'now a v2 shard')
+  const stored = await readS3Store(client, bucket)
+  for (const e of v1.expect.entries) t.is(stored.get(e.uid)!.sha256, e.sha256, e.uid)
+  for (const [uid, sha] of fresh.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test('des pack --s3-bucket uploads with endpoint from DES_S3_ENDPOINT_URL; a missing bucket is a clear error', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'cli')
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'a'), [
+    { uid: 'one', size: 1000 },
+    { uid: 'two', kind: 'json', size: 2000 },
+  ])
+  const env = { DES_S3_ENDPOINT_URL: s3TestEnv().endpoint, DES_S3_REGION: 'us-east-1' }
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--s3-bucket', bucket, '--s3-prefix', 'x/y', '--json'], { env })
+  t.is(r.code, 0, r.stderr)
+  t.is(JSON.parse(r.stdout.toString()).files, 2)
+  const stored = await readS3Store(client, bucket, 'x/y/')
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
+  const missing = await runCli(['pack', '--input-json', corpus.manifestPath, '--s3-bucket', `${bucket}-missing`], { env })
+  t.is(missing.code, 3, missing.stderr)
+  t.regex(missing.stderr, /des: bucket .*-missing does not exist/)
+})
+
+test('a large append to an object under 5 MiB: the old bytes lead the first uploaded part', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'lead')
+  const dir = tempDir()
+  const uids = sameShard(22, 13)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 4).map((uid) => ({ uid, kind: 'random' as const, size: 250_000 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  calls.length = 0
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(4).map((uid) => ({ uid, kind: 'random' as const, size: 1_000_000 })))
+  await packFiles(asInputs(b.rows), target, { nBits: 4 })
+  const names = calls.map((c) => c.name)
+  t.false(names.includes('UploadPartCopyCommand'))
+  t.true(names.filter((n) => n === 'UploadPartCommand').length >= 2, names.join(','))
+  t.true(names.includes('CompleteMultipartUploadCommand'))
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.size, 22)
+  for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+  t.true(await noUploadsLeft(client, bucket))
+})
+
+test.serial('a source read that fails with 503 is retried with backoff and counted', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'retry')
+  const body = content('json', 4000, 9)
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'src/one', Body: body }))
+  // The source client's GETs fail twice with a 503 before the real answer.
+  const flaky = testS3Client()
+  let failures = 2
+  flaky.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === 'GetObjectCommand' && failures > 0) {
+        failures--
+        throw Object.assign(new Error('SlowDown'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } })
+      }
+      return next(args)
+    },
+    { step: 'initialize', name: 'flaky' },
+  )
+  const retries = async () => (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'retry')?.value ?? 0
+  const before = await retries()
+  const dir = tempDir()
+  const res = await packFiles([{ uid: 'one', createdAt: '2024-07-02T00:00:00Z', source: `s3://${bucket}/src/one` }], { kind: 'local', dir }, { sourceS3: { client: flaky, maxRetries: 3, retryDelayMs: 5 } })
+  t.is(res.files, 1)
+  t.is((await retries()) - before, 2)
+  failures = 10
+  const err = await t.throwsAsync(packFiles([{ uid: 'two', createdAt: '2024-07-02T00:00:00Z', source: `s3://${bucket}/src/one` }], { kind: 'local', dir }, { sourceS3: { client: flaky, maxRetries: 2, retryDelayMs: 5 } }))
+  t.is(errorCode(err), 'DES_UNAVAILABLE')
+  t.regex(err!.message, /uid "two" \(input 1\)/)
+})
