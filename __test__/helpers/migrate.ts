@@ -28,7 +28,7 @@ export interface TestTable {
   table: string
   knex: Knex
   dir: string
-  insert(rows: Array<Partial<TestRow> & { uid: string | null }>): Promise<void>
+  insert(rows: Array<Omit<Partial<TestRow>, 'uid'> & { uid: string | null }>): Promise<void>
   /** `uid → archived` for every row. */
   archived(): Promise<Map<string, boolean>>
   close(): Promise<void>
