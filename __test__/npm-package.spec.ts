@@ -9,6 +9,7 @@
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { ROOT, readJson } from './helpers/golden'
@@ -108,8 +109,8 @@ const HOST = (() => {
 })()
 const HAS_PACK_COMMAND = fs.existsSync(path.join(ROOT, 'src', 'cli', 'commands', 'pack.ts'))
 const USER_PATH = HAS_PACK_COMMAND
-  ? 'installed from the packed tarballs with no cargo on PATH, `des --version`, `des pack` and `des cat` work'
-  : 'installed from the packed tarballs with no cargo on PATH, `des --version` works, the JS API writes a shard (no `des pack` command in src/cli/commands yet) and `des cat` reads it'
+  ? 'installed from the packed tarballs with no cargo on PATH, `des --version`, `des pack`, `des cat` and `des serve` work'
+  : 'installed from the packed tarballs with no cargo on PATH, `des --version` works, the JS API writes a shard (no `des pack` command in src/cli/commands yet), `des cat` and `des serve` read it'
 
 if (HOST === null) {
   test.skip(`${USER_PATH} [needs linux-x64-gnu, this is ${process.platform}-${process.arch}]`, () => {})
@@ -242,5 +243,40 @@ if (HOST === null) {
       t.is(r.code, 0, `des cat ${key} ${f.uid}: ${show(r)}`)
       t.is(r.stdout, f.body, `${f.uid} reads back byte-exact`)
     }
+
+    // 7. des serve from the installed package (production dependencies only) serves them.
+    const port = await freePort()
+    const server = spawn(path.join(app, 'node_modules', '.bin', 'des'), ['serve', '--host', '127.0.0.1', '--port', String(port)], {
+      cwd: app,
+      env: { ...env, DES_BACKEND: 'local', DES_BASE_DIR: output, DES_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let serverErr = ''
+    server.stderr.on('data', (d: Buffer) => (serverErr += d.toString()))
+    t.teardown(() => server.kill('SIGKILL'))
+    const base = `http://127.0.0.1:${port}`
+    let up = false
+    for (let i = 0; i < 100 && !up && server.exitCode === null; i++) {
+      up = await fetch(`${base}/health`).then((res) => res.ok, () => false)
+      if (!up) await new Promise((res) => setTimeout(res, 100))
+    }
+    t.true(up, `des serve answers /health: ${serverErr}`)
+    for (const f of files) {
+      const res = await fetch(`${base}/files/${encodeURIComponent(f.uid)}?created_at=${encodeURIComponent(f.created_at)}`)
+      t.is(res.status, 200, f.uid)
+      t.is(await res.text(), f.body, `${f.uid} served byte-exact`)
+    }
+    server.kill('SIGTERM')
+  })
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
   })
 }
