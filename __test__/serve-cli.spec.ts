@@ -1,0 +1,242 @@
+// `des serve` as a user runs it (node bin/des.js, needs `npx tsc` first):
+// start-up, config refusal, multi-S3 zones, graceful SIGTERM with a request
+// in flight, --workers, and S3 going away mid-run (a private MinIO).
+
+import test from 'ava'
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as http from 'node:http'
+import * as path from 'node:path'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { promisify } from 'node:util'
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { S3Source } from '../src/storage/s3'
+import { createS3Client } from '../src/storage/s3-client'
+import { singleSource } from '../src/storage/source'
+import { Store } from '../src/store/store'
+import { createServer } from '../src/serve/server'
+import { ROOT } from './helpers/golden'
+import { runCli } from './helpers/cli'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+import { closeServer, listenLocal, payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
+
+const DAY = '2024-03-01T10:00:00Z'
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+
+interface Running {
+  child: ChildProcess
+  url: string
+  lines: Array<Record<string, any>>
+  exit: Promise<number | null>
+}
+
+/** Starts `des serve --port 0 …` and resolves once it says where it listens. */
+function startServe(args: string[], env: NodeJS.ProcessEnv, listeners = 1): Promise<Running> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/des.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
+      env: { ...process.env, DEBUG: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const lines: Array<Record<string, any>> = []
+    let err = ''
+    let pending = ''
+    let ports: number[] = []
+    const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+    child.stderr!.on('data', (d) => (err += d))
+    child.stdout!.on('data', (d: Buffer) => {
+      pending += d.toString()
+      const parts = pending.split('\n')
+      pending = parts.pop()!
+      for (const p of parts) {
+        try {
+          const l = JSON.parse(p)
+          lines.push(l)
+          if (typeof l.port === 'number' && /listening/.test(l.msg)) ports.push(l.port)
+        } catch {
+          /* not ours */
+        }
+      }
+      if (ports.length >= listeners) resolve({ child, url: `http://127.0.0.1:${ports[0]}`, lines, exit })
+    })
+    void exit.then((code) => reject(new Error(`des serve exited (${code}) before listening: ${err}`)))
+    setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`des serve did not start: ${err}`))
+    }, 20_000).unref()
+  })
+}
+
+async function sampleDir(): Promise<{ dir: string; files: TestFile[]; big: TestFile }> {
+  const dir = tempDir()
+  const files: TestFile[] = []
+  for (let i = 0; i < 30; i++) files.push({ uid: String(i), createdAt: DAY, data: payload(500 + i * 50, i) })
+  const big = { uid: 'big', createdAt: DAY, data: payload(8_000_000, 1) }
+  await writeStore(dir, [...files, big], { writer: { bigFileThreshold: 1_000_000 } })
+  return { dir, files, big }
+}
+
+test('des serve answers on its port and refuses a bad configuration at start-up, naming it', async (t) => {
+  const { dir, files } = await sampleDir()
+  const s = await startServe([], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
+  try {
+    const r = await fetch(`${s.url}/files/${files[4].uid}?created_at=${DAY}`)
+    t.is(r.status, 200)
+    t.true(Buffer.from(await r.arrayBuffer()).equals(files[4].data))
+    t.is((await fetch(`${s.url}/health`)).status, 200)
+  } finally {
+    s.child.kill('SIGTERM')
+    t.is(await s.exit, 0)
+  }
+  const zones = path.join(dir, 'zones.yaml')
+  fs.writeFileSync(zones, 'n_bits: 4\nzones:\n  - {name: a, range: {start: 0, end: 9}, s3: {bucket: x}}\n  - {name: b, range: {start: 9, end: 15}, s3: {bucket: y}}\n')
+  const bad = await runCli(['serve', '--port', '0'], { env: { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones } })
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /zones a \(0\.\.9\) and b \(9\.\.15\) overlap/)
+  const bad2 = await runCli(['serve', '--port', '0'], { env: { DES_BASE_DIR: dir, DES_INDEX_CACHE_BYTES: 'lots' } })
+  t.is(bad2.code, 2)
+  t.regex(bad2.stderr, /DES_INDEX_CACHE_BYTES/)
+})
+
+test('SIGTERM: stops accepting, finishes the request in flight, exits 0', async (t) => {
+  const { dir, big } = await sampleDir()
+  const s = await startServe([], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
+  // A slow reader of an 8 MB BigFile keeps its response in flight.
+  const received: Buffer[] = []
+  const done = new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+    http
+      .get(`${s.url}/files/big?created_at=${DAY}`, (res) => {
+        res.pause()
+        setTimeout(() => {
+          s.child.kill('SIGTERM')
+          setTimeout(() => res.resume(), 300)
+        }, 200)
+        res.on('data', (c: Buffer) => received.push(c))
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(received) }))
+        res.on('error', reject)
+      })
+      .on('error', reject)
+  })
+  const { status, body } = await done
+  t.is(status, 200)
+  t.is(sha(body), sha(big.data))
+  t.is(await s.exit, 0)
+  t.true(s.lines.some((l) => /shutting down/.test(l.msg)))
+  await t.throwsAsync(fetch(`${s.url}/health`), undefined, 'no longer accepting')
+})
+
+test('--workers 2 runs two processes on one port, and SIGTERM stops them all with exit 0', async (t) => {
+  const { dir, files } = await sampleDir()
+  const s = await startServe(['--workers', '2'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' }, 2)
+  try {
+    const pids = new Set(s.lines.filter((l) => /listening/.test(l.msg)).map((l) => l.pid))
+    t.is(pids.size, 2)
+    t.false(pids.has(s.child.pid))
+    const rs = await Promise.all(files.map((f) => fetch(`${s.url}/files/${f.uid}?created_at=${DAY}`).then(async (r) => [r.status, Buffer.from(await r.arrayBuffer()).equals(f.data)])))
+    t.true(rs.every(([st, ok]) => st === 200 && ok))
+  } finally {
+    s.child.kill('SIGTERM')
+    t.is(await s.exit, 0)
+  }
+})
+
+test('des serve with DES_BACKEND=multi_s3: two buckets as two zones', async (t) => {
+  const env = s3TestEnv()
+  const client = testS3Client()
+  const [a, b] = [await freshBucket(client, 'des-cli-za'), await freshBucket(client, 'des-cli-zb')]
+  const dir = tempDir()
+  const files: TestFile[] = []
+  for (let i = 0; i < 32; i++) files.push({ uid: `${i}`, createdAt: DAY, data: payload(300 + i, i) })
+  await writeStore(dir, files, { nBits: 4 })
+  await uploadDir(client, a, dir, '', (k) => /\/[0-7]\.des$/.test(k))
+  await uploadDir(client, b, dir, '', (k) => /\/[89A-F]\.des$/.test(k))
+  const zones = path.join(dir, 'zones.json')
+  fs.writeFileSync(
+    zones,
+    JSON.stringify({
+      n_bits: 4,
+      zones: [
+        { name: 'a', range: { start: 0, end: 7 }, s3: { bucket: a, region_name: 'us-east-1', endpoint_url: env.endpoint } },
+        { name: 'b', range: { start: 8, end: 15 }, s3: { bucket: b, region_name: 'us-east-1', endpoint_url: env.endpoint } },
+      ],
+    }),
+  )
+  const s = await startServe([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_LOG_LEVEL: 'info' })
+  try {
+    for (const f of files) {
+      const r = await fetch(`${s.url}/files/${f.uid}?created_at=${DAY}`)
+      t.is(r.status, 200, f.uid)
+      t.true(Buffer.from(await r.arrayBuffer()).equals(f.data), f.uid)
+    }
+    t.is((await fetch(`${s.url}/ready`)).status, 200)
+    const metrics = await (await fetch(`${s.url}/metrics`)).text()
+    t.regex(metrics, /des_s3_range_calls_total\{backend="multi_s3",type="tail"\} 16/)
+    t.regex(metrics, /des_s3_range_calls_total\{backend="multi_s3",type="payload"\} 32/)
+  } finally {
+    s.child.kill('SIGTERM')
+    await s.exit
+  }
+})
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createNetServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as AddressInfo).port
+      srv.close(() => resolve(p))
+    })
+  })
+}
+
+test('S3 stopped mid-run: 503 while it is down, served again once it is back', async (t) => {
+  // A MinIO of our own (same script, own port and data), so stopping it does
+  // not pull the shared one from under other suites.
+  const { minioScript } = s3TestEnv()
+  t.truthy(minioScript, 'DES_MINIO_SCRIPT is set by scripts/services/minio.sh')
+  const port = await freePort()
+  const servicesDir = tempDir('des-minio-fault')
+  const minio = (cmd: string) => promisify(execFile)('bash', [minioScript!, cmd], { env: { ...process.env, DES_SERVICES_DIR: servicesDir, DES_MINIO_PORT: String(port) } })
+  await minio('start')
+  try {
+    const endpoint = `http://127.0.0.1:${port}`
+    const admin = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true })
+    await admin.send(new CreateBucketCommand({ Bucket: 'fault' }))
+    const dir = tempDir()
+    const files: TestFile[] = []
+    for (let i = 0; i < 8; i++) files.push({ uid: `${i}`, createdAt: DAY, data: payload(1000 + i, i) })
+    await writeStore(dir, files)
+    await uploadDir(admin, 'fault', dir)
+    admin.destroy()
+    const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 2, connectionTimeoutMs: 1000, requestTimeoutMs: 3000 })
+    const store = new Store({ sources: singleSource(new S3Source(client, { bucket: 'fault', prefix: '' })), nBits: 8 })
+    const server = createServer({ store })
+    const url = await listenLocal(server)
+    const get = async (uid: string) => {
+      const r = await fetch(`${url}/files/${uid}?created_at=${DAY}`)
+      return { status: r.status, body: Buffer.from(await r.arrayBuffer()) }
+    }
+    try {
+      t.true((await get('0')).body.equals(files[0].data)) // shard 00 now cached
+      await minio('stop')
+      const warm = await get('0') // cached index: the payload GET fails
+      t.is(warm.status, 503)
+      const body = JSON.parse(warm.body.toString())
+      t.is(body.code, 'DES_UNAVAILABLE')
+      t.regex(body.error, /unreachable/)
+      t.is((await get('1')).status, 503) // cold: the tail GET fails
+      t.is((await fetch(`${url}/ready`)).status, 503)
+      t.is((await fetch(`${url}/health`)).status, 200)
+      await minio('start')
+      for (const f of files) {
+        const r = await get(f.uid)
+        t.is(r.status, 200, f.uid)
+        t.true(r.body.equals(f.data))
+      }
+      t.is((await fetch(`${url}/ready`)).status, 200)
+    } finally {
+      await closeServer(server)
+    }
+  } finally {
+    await minio('stop').catch(() => undefined)
+    fs.rmSync(servicesDir, { recursive: true, force: true })
+  }
+})
