@@ -1,6 +1,6 @@
 // A source table of its own per test (a fresh schema in the real PostgreSQL),
 // files on disk for its rows, config files, and reading archived uids back
-// through the store (src/store) to compare bytes.
+// through the store `des serve` uses (src/store) to compare bytes.
 
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -12,6 +12,8 @@ import { createKnex, quoteIdent as q } from '../../src/migrate/db'
 import { locateShard } from '../../src/native'
 import type { ByteSource } from '../../src/storage/source'
 import { openParts } from '../../src/migrate/verify'
+import { Store } from '../../src/store'
+import { singleSource } from '../../src/storage/source'
 import { pgTestUrl } from './services'
 
 export interface TestRow {
@@ -102,18 +104,28 @@ export function baseConfig(t: Pick<TestTable, 'table' | 'dir'>, over: { migratio
   }
 }
 
-/** Reads a uid back through the store: every part of its (date, shard) key; how many parts hold it too. */
-export async function readBack(store: ByteSource, uid: string, createdAt: string, nBits: number): Promise<{ data: Buffer | null; copies: number }> {
-  const loc = locateShard(uid, createdAt, nBits)
-  const parts = await openParts(store, loc.dateDir, loc.shardHex)
-  let data: Buffer | null = null
-  let copies = 0
-  for (const p of parts) {
-    const entry = p.reader.entry(uid)
-    if (!entry) continue
-    copies++
-    data ??= await p.read(uid, entry)
+const stores = new WeakMap<ByteSource, Store>()
+
+/**
+ * Reads a uid back through the store `des serve` uses (src/store: routing,
+ * continuations, index cache, native reader), and counts how many parts of
+ * its (date, shard) key hold it.
+ */
+export async function readBack(source: ByteSource, uid: string, createdAt: string, nBits: number): Promise<{ data: Buffer | null; copies: number }> {
+  let store = stores.get(source)
+  if (!store) {
+    store = new Store({ sources: singleSource(source), nBits })
+    stores.set(source, store)
   }
+  let data: Buffer | null = null
+  try {
+    data = await store.get(uid, createdAt)
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'DES_NOT_FOUND') throw err
+  }
+  const loc = locateShard(uid, createdAt, nBits)
+  const parts = await openParts(source, loc.dateDir, loc.shardHex)
+  const copies = parts.filter((p) => p.reader.has(uid)).length
   return { data, copies }
 }
 
