@@ -12,6 +12,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import * as YAML from 'yaml'
 import { ROOT, readJson } from './helpers/golden'
 
 /** napi-rs target triple -> the platform suffix index.js and npm/ use. */
@@ -99,6 +100,29 @@ test('the main package ships compiled JS, typings, bin and the loader, and not t
   const leaked = files.filter((f) => /^(src|crates|__test__|target|npm|bench|scripts|k8s|node_modules)\//.test(f) || f.endsWith('.node') || f.endsWith('.rs'))
   t.deepEqual(leaked, [], 'no sources, crate, tests or addon binaries in the main package')
   t.is(rootPkg.optionalDependencies, undefined, 'optionalDependencies are written by `napi prepublish` at release (unpublished names would break `npm ci`)')
+})
+
+test('the release workflow cross-builds every napi target and publishes through napi artifacts and napi prepublish', (t) => {
+  const wf = YAML.parse(fs.readFileSync(path.join(ROOT, '.github', 'workflows', 'release.yml'), 'utf8'))
+  const built = wf.jobs.build.strategy.matrix.settings.map((s: { target: string; build: string }) => {
+    t.true(s.build.includes(`--target ${s.target}`), `${s.target} is built for itself`)
+    return s.target
+  })
+  t.deepEqual([...built].sort(), [...rootPkg.napi.targets].sort(), 'one build per napi target')
+  const tested = [
+    ...wf.jobs.test.strategy.matrix.settings.map((s: { target: string }) => s.target),
+    ...Object.values<{ steps: Array<{ with?: { name?: string } }> }>(wf.jobs)
+      .flatMap((j) => j.steps ?? [])
+      .map((st) => st.with?.name?.replace(/^bindings-/, ''))
+      .filter(Boolean),
+  ]
+  for (const target of rootPkg.napi.targets) t.true(tested.includes(target), `${target} is tested on its platform`)
+  const publish = wf.jobs.publish.steps.map((st: { run?: string }) => st.run ?? '').join('\n')
+  t.regex(publish, /napi artifacts/)
+  t.regex(publish, /napi prepublish -t npm/)
+  t.regex(publish, /npm publish/)
+  const scripts = readJson(path.join(ROOT, 'package.json')).scripts
+  t.truthy(scripts['build:native'], 'the workflow calls npm run build:native')
 })
 
 // The user's path needs the addon built for this machine.
