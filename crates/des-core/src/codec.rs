@@ -3,6 +3,7 @@
 
 use crate::entry::Codec;
 use crate::error::{DesError, Result};
+use std::cell::RefCell;
 use std::io::Read;
 
 /// Extensions stored raw by default (already compressed), as the reference does.
@@ -65,6 +66,19 @@ impl CompressionPolicy {
     }
   }
 
+  /// `encode` taking the payload by value: stored raw, it is not copied.
+  pub fn encode_owned(&self, uid: &str, data: Vec<u8>) -> Result<(Codec, Vec<u8>)> {
+    let codec = self.codec_for(uid);
+    if codec == Codec::None {
+      return Ok((Codec::None, data));
+    }
+    let stored = compress(codec, self.level, &data)?;
+    if self.raw_if_larger && stored.len() >= data.len() {
+      return Ok((Codec::None, data));
+    }
+    Ok((codec, stored))
+  }
+
   /// Encodes a payload; returns the codec actually used and the stored bytes.
   pub fn encode(&self, uid: &str, data: &[u8]) -> Result<(Codec, Vec<u8>)> {
     let codec = self.codec_for(uid);
@@ -76,12 +90,37 @@ impl CompressionPolicy {
   }
 }
 
+thread_local! {
+  /// One zstd context per thread (and level), reused from payload to payload:
+  /// setting up a fresh context costs more than compressing a small file.
+  static ZSTD_CONTEXT: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+    const { RefCell::new(None) };
+}
+
+/// `zstd::bulk::compress` (the same frame, byte for byte) on this thread's context.
+fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+  ZSTD_CONTEXT.with(|cell| {
+    let mut slot = cell.borrow_mut();
+    if !matches!(slot.as_ref(), Some((l, _)) if *l == level) {
+      *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+    }
+    let mut out = match slot.as_mut() {
+      Some((_, compressor)) => compressor.compress(data)?,
+      None => zstd::bulk::compress(data, level)?,
+    };
+    // The buffer was sized for the worst case; payloads wait in memory until written.
+    out.shrink_to_fit();
+    Ok(out)
+  })
+}
+
 /// Compresses with a codec; `level` applies to zstd.
 pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>> {
   match codec {
     Codec::None => Ok(data.to_vec()),
-    Codec::Zstd => zstd::bulk::compress(data, level)
-      .map_err(|e| DesError::BadArg(format!("zstd level {level}: {e}"))),
+    Codec::Zstd => {
+      zstd_compress(data, level).map_err(|e| DesError::BadArg(format!("zstd level {level}: {e}")))
+    }
     Codec::Lz4 => {
       let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(data.len() / 2 + 64));
       std::io::Write::write_all(&mut enc, data)
@@ -100,18 +139,15 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
   let bad = |why: String| DesError::corrupt(format!("payload of uid {uid:?}: {why}"));
   let out = match codec {
     Codec::None => stored.to_vec(),
-    Codec::Zstd if size <= ONE_SHOT_LIMIT => {
-      let mut out = Vec::with_capacity(size as usize);
-      zstd::bulk::Decompressor::new()
-        .and_then(|mut d| d.decompress_to_buffer(stored, &mut out))
-        .map_err(|e| bad(format!("zstd: {e} (expected {size} bytes)")))?;
-      out
-    }
+    Codec::Zstd if size <= ONE_SHOT_LIMIT => zstd_decompress(stored, size as usize)
+      .map_err(|e| bad(format!("zstd: {e} (expected {size} bytes)")))?,
     Codec::Zstd => {
       let reader =
         zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| bad(format!("zstd: {e}")))?;
       read_bounded(reader, size).map_err(|e| bad(format!("zstd: {e}")))?
     }
+    Codec::Lz4 if size <= ONE_SHOT_LIMIT => crate::lz4frame::decode_frames(stored, size as usize)
+      .map_err(|e| bad(format!("lz4 frame: {e}")))?,
     Codec::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(stored), size)
       .map_err(|e| bad(format!("lz4 frame: {e}")))?,
   };
@@ -124,9 +160,72 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
   Ok(out)
 }
 
+thread_local! {
+  /// One zstd decoding context per thread, reused: creating one costs more
+  /// than decoding a small payload.
+  static ZSTD_DECODER: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Decodes a zstd payload into a buffer of capacity `size`; more output is an error.
+fn zstd_decompress(stored: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
+  ZSTD_DECODER.with(|cell| {
+    let mut slot = cell.borrow_mut();
+    if slot.is_none() {
+      *slot = Some(zstd::bulk::Decompressor::new()?);
+    }
+    let mut out = Vec::with_capacity(size);
+    match slot.as_mut() {
+      Some(decoder) => decoder.decompress_to_buffer(stored, &mut out)?,
+      None => zstd::bulk::Decompressor::new()?.decompress_to_buffer(stored, &mut out)?,
+    };
+    Ok(out)
+  })
+}
+
 /// Reads at most `size + 1` bytes, growing the buffer as data really arrives.
 fn read_bounded(reader: impl Read, size: u64) -> std::io::Result<Vec<u8>> {
   let mut out = Vec::with_capacity(size.min(ONE_SHOT_LIMIT) as usize);
   reader.take(size.saturating_add(1)).read_to_end(&mut out)?;
   Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_reused_zstd_context_writes_the_same_frames_as_a_fresh_one() {
+    for (i, level) in [3, 3, 9, 3, 1, 19].into_iter().enumerate() {
+      let data: Vec<u8> = (0..10_000 + i as u32 * 7_777)
+        .map(|x| (x % 251) as u8 ^ (x / 97) as u8)
+        .collect();
+      let fresh = zstd::bulk::compress(&data, level).unwrap();
+      assert_eq!(
+        compress(Codec::Zstd, level, &data).unwrap(),
+        fresh,
+        "level {level}"
+      );
+    }
+  }
+
+  #[test]
+  fn encode_owned_stores_raw_what_does_not_shrink() {
+    let policy = CompressionPolicy::default();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..4096)
+      .map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 24) as u8
+      })
+      .collect();
+    let (codec, stored) = policy.encode_owned("a.bin", noise.clone()).unwrap();
+    assert_eq!((codec, &stored), (Codec::None, &noise));
+    let (codec, stored) = policy.encode_owned("b.txt", vec![b'a'; 4096]).unwrap();
+    assert_eq!(codec, Codec::Zstd);
+    assert!(stored.len() < 100);
+    let (codec, _) = policy.encode_owned("c.JPG", vec![b'a'; 4096]).unwrap();
+    assert_eq!(codec, Codec::None);
+  }
 }

@@ -12,6 +12,7 @@ mod entry;
 mod error;
 mod format;
 mod index;
+mod lz4frame;
 mod meta;
 mod pack;
 mod reader;

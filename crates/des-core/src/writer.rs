@@ -72,7 +72,7 @@ pub fn prepare(
       data,
     }
   } else {
-    let (codec, stored) = opts.compression.encode(uid, &data)?;
+    let (codec, stored) = opts.compression.encode_owned(uid, data)?;
     PreparedKind::Inline { codec, stored }
   };
   Ok(Prepared {
