@@ -139,18 +139,15 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
   let bad = |why: String| DesError::corrupt(format!("payload of uid {uid:?}: {why}"));
   let out = match codec {
     Codec::None => stored.to_vec(),
-    Codec::Zstd if size <= ONE_SHOT_LIMIT => {
-      let mut out = Vec::with_capacity(size as usize);
-      zstd::bulk::Decompressor::new()
-        .and_then(|mut d| d.decompress_to_buffer(stored, &mut out))
-        .map_err(|e| bad(format!("zstd: {e} (expected {size} bytes)")))?;
-      out
-    }
+    Codec::Zstd if size <= ONE_SHOT_LIMIT => zstd_decompress(stored, size as usize)
+      .map_err(|e| bad(format!("zstd: {e} (expected {size} bytes)")))?,
     Codec::Zstd => {
       let reader =
         zstd::stream::read::Decoder::with_buffer(stored).map_err(|e| bad(format!("zstd: {e}")))?;
       read_bounded(reader, size).map_err(|e| bad(format!("zstd: {e}")))?
     }
+    Codec::Lz4 if size <= ONE_SHOT_LIMIT => crate::lz4frame::decode_frames(stored, size as usize)
+      .map_err(|e| bad(format!("lz4 frame: {e}")))?,
     Codec::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(stored), size)
       .map_err(|e| bad(format!("lz4 frame: {e}")))?,
   };
@@ -161,6 +158,28 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
     )));
   }
   Ok(out)
+}
+
+thread_local! {
+  /// One zstd decoding context per thread, reused: creating one costs more
+  /// than decoding a small payload.
+  static ZSTD_DECODER: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Decodes a zstd payload into a buffer of capacity `size`; more output is an error.
+fn zstd_decompress(stored: &[u8], size: usize) -> std::io::Result<Vec<u8>> {
+  ZSTD_DECODER.with(|cell| {
+    let mut slot = cell.borrow_mut();
+    if slot.is_none() {
+      *slot = Some(zstd::bulk::Decompressor::new()?);
+    }
+    let mut out = Vec::with_capacity(size);
+    match slot.as_mut() {
+      Some(decoder) => decoder.decompress_to_buffer(stored, &mut out)?,
+      None => zstd::bulk::Decompressor::new()?.decompress_to_buffer(stored, &mut out)?,
+    };
+    Ok(out)
+  })
 }
 
 /// Reads at most `size + 1` bytes, growing the buffer as data really arrives.
