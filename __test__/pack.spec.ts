@@ -27,9 +27,9 @@ test('files land in <date>/<HEX>.des by their routing, and read back byte-exact'
   const res = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out })
   t.is(res.files, 4)
   t.is(res.skipped, 0)
-  const expectedKeys = new Set(corpus.rows.map((r) => locateShard(r.uid, r.created_at).objectKey))
-  t.deepEqual(new Set(shardFiles(out)), expectedKeys)
-  t.deepEqual(new Set(res.shards.map((s) => s.key)), expectedKeys)
+  const expectedKeys = [...new Set(corpus.rows.map((r) => locateShard(r.uid, r.created_at).objectKey))]
+  t.deepEqual(shardFiles(out), [...expectedKeys].sort())
+  t.deepEqual(res.shards.map((s) => s.key), expectedKeys, 'in manifest order')
   t.is(res.bytesIn, corpus.rows.reduce((s, r) => s + r.size_bytes, 0))
   const stored = await readLocalStore(out)
   for (const r of corpus.rows) {

@@ -11,7 +11,7 @@
 import type { S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
-import type { FillContext, WriterSettings } from './fill'
+import type { WriterSettings } from './fill'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import { assignToParts, planInputs, type KeyPlan, type PartAssignment } from './plan'
 import { S3Target, type S3Hooks } from './s3-target'
@@ -82,6 +82,8 @@ export interface PackExtras {
 }
 
 const CODECS = ['zstd', 'lz4', 'none'] as const
+/** Keys packed at once (see `worker` in runPack). */
+const KEY_WORKERS = 2
 
 function checkOptions(opts: PackOptions): void {
   const bad = (what: string) => new DesError('DES_BAD_ARG', what)
@@ -165,48 +167,54 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
 
   const shards: PackedShard[] = []
   let failure: unknown
-  let finishing: Promise<void> = Promise.resolve()
-  const settle = (w: PartWrite) => {
-    // At most one part finishing (fsync, rename) while the next one packs.
-    const prev = finishing
-    finishing = prev.then(() =>
-      w.done.then(
-        (s) => {
-          if (s) shards.push(s)
-        },
-        (err) => {
-          failure ??= err
-        },
-      ),
-    )
-    return prev
-  }
+  let nextKey = 0
   const ctxBase = { s3Source: sourceS3, skipExisting: opts.skipExisting, progress }
-  try {
-    for (const { plan, parts, assign } of assignments) {
-      for (const [part, list] of assign.replacements) {
-        const ctx: FillContext = { ...ctxBase, replace: true }
-        await settle(await sink.writePart(plan, part, list, undefined, ctx))
-        if (failure) throw failure
+  // A worker packs one key at a time. Two of them keep both cores busy through
+  // each key's serial steps (opening, index, fsync) and overlap S3 uploads
+  // with packing; each lets one part finish while its next part packs.
+  const worker = async () => {
+    let finishing: Promise<void> = Promise.resolve()
+    const settle = async (w: PartWrite) => {
+      const prev = finishing
+      finishing = prev.then(() =>
+        w.done.then(
+          (s) => {
+            if (s) shards.push(s)
+          },
+          (err) => {
+            failure ??= err
+          },
+        ),
+      )
+      await prev
+      if (failure) throw failure
+    }
+    try {
+      while (!failure && nextKey < assignments.length) {
+        const { plan, parts, assign } = assignments[nextKey++]
+        for (const [part, list] of assign.replacements) {
+          await settle(await sink.writePart(plan, part, list, undefined, { ...ctxBase, replace: true }))
+        }
+        let rest = assign.fresh
+        for (let part = Math.max(0, parts - 1); rest.length > 0; part++) {
+          const w = await sink.writePart(plan, part, rest, opts.maxShardSize, ctxBase)
+          skipped += w.fill.skipped.length
+          rest = w.fill.rest
+          await settle(w)
+        }
       }
-      let rest = assign.fresh
-      for (let part = Math.max(0, parts - 1); rest.length > 0; part++) {
-        const w = await sink.writePart(plan, part, rest, opts.maxShardSize, ctxBase)
-        skipped += w.fill.skipped.length
-        rest = w.fill.rest
-        await settle(w)
-        if (failure) throw failure
-      }
+    } catch (err) {
+      failure ??= err
     }
     await finishing
-    if (failure) throw failure
-  } catch (err) {
-    await finishing
+  }
+  await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, assignments.length) }, worker))
+  if (failure) {
     const written = shards.length
-    if (written > 0 && err instanceof DesError) {
-      err.message += ` (${written} shard${written === 1 ? '' : 's'} written before this are complete; rerun with --skip-existing to finish)`
+    if (written > 0 && failure instanceof DesError) {
+      failure.message += ` (${written} shard${written === 1 ? '' : 's'} written before this are complete; rerun with --skip-existing to finish)`
     }
-    throw err
+    throw failure
   }
 
   const merged = new Map<string, PackedShard>()
@@ -220,7 +228,13 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
       m.bytesStored += s.bytesStored
     }
   }
-  const list = [...merged.values()]
+  // In manifest order of keys, parts in order, whichever worker finished first.
+  const order = new Map(keys.map((k, i) => [`${k.dateDir}/${k.shardHex}`, i]))
+  const rank = (key: string) => {
+    const m = /(\d{8})\/([0-9A-F]+)(?:\.(\d+))?\.des$/.exec(key)
+    return m ? (order.get(`${m[1]}/${m[2]}`) ?? 0) * 1e6 + Number(m[3] ?? 0) : 0
+  }
+  const list = [...merged.values()].sort((a, b) => rank(a.key) - rank(b.key))
   return {
     shards: list,
     files: list.reduce((s, x) => s + x.files, 0),

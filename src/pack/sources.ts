@@ -2,7 +2,7 @@
 // s3:// objects (fetched here with retries and backoff, counted in the
 // des_s3_source_* metrics). Every source is checked before anything is written.
 
-import { promises as fsp } from 'node:fs'
+import * as fs from 'node:fs'
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceReadSeconds, sourceReadsTotal } from '../metrics'
@@ -95,35 +95,46 @@ function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
  * size. Fills in `size` where the manifest gave none.
  */
 export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions): Promise<void> {
-  await mapLimit(items, 32, async (p) => {
-    const uri = parseS3Uri(p.input.source)
-    let actual: number
-    if (uri) {
-      if (!uri.bucket || !uri.key) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
-      if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: source ${p.input.source} is on S3 but no S3 source client is configured`)
-      try {
-        const head = await withRetries(s3, () => s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key })))
-        actual = head.ContentLength ?? 0
-      } catch (err) {
-        throw s3Error(p, 'cannot read source', err)
-      }
-    } else {
-      let st
-      try {
-        st = await fsp.stat(p.input.source)
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
-        if (code === 'ENOENT' || code === 'ENOTDIR') throw new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`)
-        throw new DesError('DES_IO', `${named(p)}: cannot read source ${p.input.source}: ${(err as Error).message}`)
-      }
-      if (!st.isFile()) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not a regular file`)
-      actual = st.size
+  const local: PlannedInput[] = []
+  const remote: PlannedInput[] = []
+  for (const p of items) (parseS3Uri(p.input.source) ? remote : local).push(p)
+  // Local: stat on this thread in slices (a stat is a few microseconds; through
+  // the thread pool each costs more in promise overhead), yielding in between.
+  for (let i = 0; i < local.length; i += 512) {
+    for (const p of local.slice(i, i + 512)) checkSize(p, statLocal(p))
+    await new Promise((r) => setImmediate(r))
+  }
+  await mapLimit(remote, 32, async (p) => {
+    const uri = parseS3Uri(p.input.source)!
+    if (!uri.bucket || !uri.key) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
+    if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: source ${p.input.source} is on S3 but no S3 source client is configured`)
+    try {
+      const head = await withRetries(s3, () => s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key })))
+      checkSize(p, head.ContentLength ?? 0)
+    } catch (err) {
+      throw err instanceof DesError ? err : s3Error(p, 'cannot read source', err)
     }
-    if (p.input.sizeBytes !== undefined && p.input.sizeBytes !== actual) {
-      throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is ${actual} bytes, the manifest says ${p.input.sizeBytes}`)
-    }
-    p.size = actual
   })
+}
+
+function statLocal(p: PlannedInput): number {
+  let st: fs.Stats | undefined
+  try {
+    st = fs.statSync(p.input.source, { throwIfNoEntry: false })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'ENOTDIR') throw new DesError('DES_IO', `${named(p)}: cannot read source ${p.input.source}: ${(err as Error).message}`)
+  }
+  if (!st) throw new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`)
+  if (!st.isFile()) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not a regular file`)
+  return st.size
+}
+
+function checkSize(p: PlannedInput, actual: number): void {
+  if (p.input.sizeBytes !== undefined && p.input.sizeBytes !== actual) {
+    throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is ${actual} bytes, the manifest says ${p.input.sizeBytes}`)
+  }
+  p.size = actual
 }
 
 /** Downloads one s3:// source (retries, backoff, metrics); its size must match. */
