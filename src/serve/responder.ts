@@ -118,9 +118,6 @@ export class FilesResponder {
     // Known errors say what went wrong; anything else is logged, not shown.
     const message = code === 'DES_INTERNAL' ? 'internal error' : (err as Error)?.message ?? String(err)
     const body = JSON.stringify({ error: message, code })
-    res.removeHeader('ETag')
-    res.removeHeader('Accept-Ranges')
-    res.removeHeader('Content-Range')
     const headers: Record<string, string | number> = { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) }
     if (status === 401) headers['WWW-Authenticate'] = 'Bearer'
     if (status === 416) headers['Content-Range'] = `bytes */${(err as { size?: number }).size ?? '*'}`
@@ -164,20 +161,18 @@ export class FilesResponder {
     const found = await this.store.find(uid, createdAt)
     const entry = found.entry
     const size = entry.size
-    res.setHeader('ETag', found.etag)
     const inm = req.headers['if-none-match']
     if (inm !== undefined && noneMatch(inm, found.etag)) {
-      res.statusCode = 304
+      res.writeHead(304, ['ETag', found.etag])
       res.end()
       this.done(req, res, startMs)
       return
     }
-    res.setHeader('Content-Type', contentTypeOf(entry.meta))
-    res.setHeader('Accept-Ranges', 'bytes')
 
     let start = 0
     let end = size - 1
     let status = 200
+    let contentRange: string | undefined
     const rangeHeader = req.headers.range
     if (rangeHeader !== undefined && size > 0) {
       const ifRange = req.headers['if-range']
@@ -188,32 +183,34 @@ export class FilesResponder {
           start = ranges[0].start
           end = ranges[0].end
           status = 206
-          res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`)
+          contentRange = `bytes ${start}-${end}/${size}`
         }
         // Several ranges: the whole file (allowed by RFC 9110), not multipart.
       }
     }
-    const length = end - start + 1
+    // One flat header list, written once (cheaper than setHeader per field).
+    const headers: string[] = ['ETag', found.etag, 'Content-Type', contentTypeOf(entry.meta), 'Accept-Ranges', 'bytes', 'Content-Length', String(end - start + 1)]
+    if (contentRange !== undefined) headers.push('Content-Range', contentRange)
 
     if (method === 'HEAD') {
-      res.writeHead(status, { 'Content-Length': length })
+      res.writeHead(status, headers)
       res.end()
       this.done(req, res, startMs)
       return
     }
     if (!entry.isBigfile) {
       const data = await this.store.read(found)
-      res.writeHead(status, { 'Content-Length': length })
+      res.writeHead(status, headers)
       res.end(status === 206 ? data.subarray(start, end + 1) : data)
       this.done(req, res, startMs)
       return
     }
-    await this.sendBigfile(req, res, found, status, start, end, startMs)
+    await this.sendBigfile(req, res, found, headers, status, start, end, startMs)
   }
 
-  private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, status: number, start: number, end: number, startMs: number): Promise<void> {
-    const { body, length } = await this.store.streamBigfile(found, status === 206 ? { start, end } : undefined)
-    res.writeHead(status, { 'Content-Length': length })
+  private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, headers: string[], status: number, start: number, end: number, startMs: number): Promise<void> {
+    const { body } = await this.store.streamBigfile(found, status === 206 ? { start, end } : undefined)
+    res.writeHead(status, headers)
     pipeline(body, res, (err) => {
       // An error here (a hash mismatch at the end, storage gone mid-way, the
       // client leaving) has already cut the response short.

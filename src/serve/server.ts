@@ -6,6 +6,7 @@ import cluster from 'node:cluster'
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { DesConfig, ServeConfig } from '../config/env'
+import { describe, errorCode, exitCode } from '../errors'
 import { createStore } from '../store'
 import type { Store } from '../store/store'
 import { createApp } from './app'
@@ -146,6 +147,15 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (opts.serve.workers > 1 && cluster.isPrimary) {
     createStore(opts.config) // refuse a bad config (zones file...) here, before forking
     return superviseWorkers(opts, logger)
+  }
+  if (cluster.isWorker) {
+    // A worker's IPC channel keeps it alive: leave explicitly when start-up fails.
+    return serveHere(opts, logger).catch((err) => {
+      logger.fatal({ err: { message: describe(err), code: errorCode(err) } }, `worker cannot serve: ${describe(err)}`)
+      logger.flush()
+      process.stderr.write(`des: ${describe(err)}\n`)
+      process.exit(exitCode(err))
+    })
   }
   await serveHere(opts, logger)
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# des serve next to nginx on loopback, in the same run: N files of 1-64 KiB,
+# packed with zstd into a local store for des serve and unpacked on disk for
+# nginx; warm caches; random uids; wrk with a bounded duration per run.
+#
+#   bash bench/serve.sh                 # 10k files, 3 rounds of 10 s per server
+#   N=10000 DUR=10 ROUNDS=3 CONNS=32 THREADS=2 WORKERS=2 bash bench/serve.sh
+#   BUILD=1 bash bench/serve.sh         # rebuild the release addon first (~3 min)
+#
+# Rounds alternate des / nginx so both see the same machine load; the median
+# round of each is reported. Request logging is off on both sides (nginx:
+# access_log off; des: DES_LOG_LEVEL=warn). Fixture kept in $OUT between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services/lib.sh
+
+N=${N:-10000}
+DUR=${DUR:-10}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-32}
+THREADS=${THREADS:-2}
+WORKERS=${WORKERS:-2}
+OUT=${DES_BENCH_DIR:-/tmp/des-bench-serve}
+DES_PORT=${DES_BENCH_PORT:-18700}
+NGINX_PORT=${NGINX_BENCH_PORT:-18701}
+
+need_cmd wrk
+need_cmd curl
+if [ "${BUILD:-0}" = 1 ]; then log "building the release addon"; npm run build:native >&2; fi
+log "building TypeScript"; npx tsc -p tsconfig.json >&2 || log "tsc reported errors (dist/ emitted anyway)"
+
+if [ ! -s "$OUT/paths-des.txt" ] || [ "$(wc -l <"$OUT/paths-des.txt")" != "$N" ]; then
+  log "making the fixture ($N files) in $OUT"
+  npx tsx bench/serve-fixture.ts "$OUT" "$N" >&2
+fi
+
+bash scripts/services/nginx.sh start "$OUT/raw" "$NGINX_PORT" >/dev/null
+
+DES_PID=
+cleanup() {
+  [ -n "$DES_PID" ] && kill -TERM "$DES_PID" 2>/dev/null && wait "$DES_PID" 2>/dev/null || true
+  bash scripts/services/nginx.sh stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+DES_BASE_DIR="$OUT/store" DES_LOG_LEVEL=warn node bin/des.js serve --host 127.0.0.1 --port "$DES_PORT" --workers "$WORKERS" >"$OUT/des-serve.log" 2>&1 &
+DES_PID=$!
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$DES_PORT/health" && break; sleep 0.1; done
+curl -sf -o /dev/null "http://127.0.0.1:$DES_PORT/health" || { cat "$OUT/des-serve.log" >&2; die "des serve did not start"; }
+
+# Same bytes from both? (one file, checked once)
+one=$(head -1 "$OUT/paths-nginx.txt")
+cmp <(curl -sf "http://127.0.0.1:$NGINX_PORT$one") <(curl -sf "http://127.0.0.1:$DES_PORT$(head -1 "$OUT/paths-des.txt")") || die "des and nginx disagree on $one"
+
+wrk_cmd() { # PORT PATHS SECONDS
+  echo wrk -t"$THREADS" -c"$CONNS" -d"$3"s --latency -s bench/serve-paths.lua "http://127.0.0.1:$1" -- "$2"
+}
+# wrk output -> "req_per_s p50_ms p99_ms"
+measure() {
+  $(wrk_cmd "$@") | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } $1 == "Requests/sec:" { rps = $2 }
+    END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+}
+
+log "warming up (index cache, page cache)"
+measure "$DES_PORT" "$OUT/paths-des.txt" 5 >/dev/null
+measure "$NGINX_PORT" "$OUT/paths-nginx.txt" 5 >/dev/null
+
+: >"$OUT/rounds.txt"
+for r in $(seq "$ROUNDS"); do
+  d=$(measure "$DES_PORT" "$OUT/paths-des.txt" "$DUR")
+  n=$(measure "$NGINX_PORT" "$OUT/paths-nginx.txt" "$DUR")
+  echo "des $d" >>"$OUT/rounds.txt"
+  echo "nginx $n" >>"$OUT/rounds.txt"
+  log "round $r: des $d | nginx $n  (req/s p50_ms p99_ms)"
+done
+
+median() { grep "^$1 " "$OUT/rounds.txt" | sort -k2,2n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
+read -r _ d_rps d_p50 d_p99 <<<"$(median des)"
+read -r _ n_rps n_p50 n_p99 <<<"$(median nginx)"
+
+echo
+echo "== des serve vs nginx: $N files 1-64 KiB (zstd in $(find "$OUT/store" -name '*.des' | wc -l) shards), $ROUNDS x ${DUR}s rounds, median round"
+echo "   machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); des serve --workers $WORKERS; nginx worker_processes 2"
+printf '   %-10s %10s %10s %10s\n' server 'req/s' 'p50 ms' 'p99 ms'
+printf '   %-10s %10s %10s %10s\n' "des serve" "$d_rps" "$d_p50" "$d_p99"
+printf '   %-10s %10s %10s %10s\n' nginx "$n_rps" "$n_p50" "$n_p99"
+awk -v dr="$d_rps" -v nr="$n_rps" -v dp="$d_p99" -v np="$n_p99" 'BEGIN {
+  printf "   req/s ratio des/nginx: %.2f (target >= 0.50)\n", dr / nr
+  printf "   p99 ratio des/nginx:   %.2f (target < 2.00)\n", dp / np }'
+echo "   commands: $(wrk_cmd "$DES_PORT" "$OUT/paths-des.txt" "$DUR")"
+echo "             $(wrk_cmd "$NGINX_PORT" "$OUT/paths-nginx.txt" "$DUR")"
