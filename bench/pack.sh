@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Packer benchmark: `des pack` with each codec next to `tar | zstd -3 -T0` and
+# `tar` alone, on the same corpus, in the same run. Reports MiB/s of input,
+# peak RSS (/usr/bin/time -v) and output/input ratios.
+#
+#   bash bench/pack.sh                 # ~1 GiB corpus in bench/corpus (made once)
+#   BENCH_MIB=256 bash bench/pack.sh   # a smaller corpus (regenerated if the size differs)
+#   BENCH_RUNS=3 bash bench/pack.sh    # best of 3 per tool
+#
+# Needs the RELEASE addon (`npm run build:native`; a debug build is several
+# times slower) and the built TS (`npx tsc -p tsconfig.json`). Files are read
+# from the page cache in every run (the corpus is read once before timing).
+# des pack fsyncs every shard; tar does not sync its output. The machine may be
+# shared: 'cpu s' (user + sys) and MiB per CPU-second are steadier than wall time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CORPUS=${BENCH_CORPUS:-$ROOT/bench/corpus}
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+MIB=${BENCH_MIB:-1024}
+RUNS=${BENCH_RUNS:-1}
+
+command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd >/dev/null; }
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+[ -f dist/cli/main.js ] || npx tsc -p tsconfig.json
+if [ ! -f "$CORPUS/manifest.json" ] || [ "$(cat "$CORPUS/.mib" 2>/dev/null)" != "$MIB" ]; then
+  node bench/make-corpus.js "$CORPUS" "$MIB"
+  echo "$MIB" >"$CORPUS/.mib"
+fi
+
+input_bytes=$(node -e "console.log(require('$CORPUS/manifest.json').reduce((s, r) => s + r.size_bytes, 0))")
+files=$(wc -l <"$CORPUS/files.txt")
+# Warm the page cache so every tool reads the same way.
+tar -cf - -C "$CORPUS" -T "$CORPUS/files.txt" >/dev/null
+
+printf '\n%s files, %.1f MiB input, %s cores, %s\n' "$files" "$(echo "$input_bytes/1048576" | bc -l)" "$(nproc)" "$(zstd --version | head -1)"
+printf '%-26s %9s %10s %9s %12s %12s %9s\n' tool seconds 'MiB/s' 'cpu s' 'MiB/cpu-s' 'peak RSS' 'out/in'
+
+# run NAME OUTPUT_PATH COMMAND...: best wall time of RUNS, its peak RSS, output size.
+declare -A SPEED
+run() {
+  local name=$1 output=$2
+  shift 2
+  local best='' rss='' cpu='' i
+  for ((i = 0; i < RUNS; i++)); do
+    rm -rf "$output"
+    mkdir -p "$(dirname "$output")"
+    /usr/bin/time -v -o "$OUT/time.txt" "$@" >/dev/null
+    local wall kb used
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$OUT/time.txt" | awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
+    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/time.txt")
+    used=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$OUT/time.txt")
+    if [ -z "$best" ] || [ "$(echo "$wall < $best" | bc -l)" = 1 ]; then best=$wall; rss=$kb; cpu=$used; fi
+  done
+  local out_bytes
+  out_bytes=$(du -sb "$output" | cut -f1)
+  local speed
+  speed=$(echo "$input_bytes / 1048576 / $best" | bc -l)
+  SPEED[$name]=$speed
+  printf '%-26s %9.2f %10.1f %9.2f %12.1f %8.0f MiB %9.3f\n' "$name" "$best" "$speed" "$cpu" "$(echo "$input_bytes / 1048576 / $cpu" | bc -l)" "$(echo "$rss/1024" | bc -l)" "$(echo "$out_bytes / $input_bytes" | bc -l)"
+}
+
+mkdir -p "$OUT"
+run 'tar' "$OUT/corpus.tar" bash -c "tar -cf '$OUT/corpus.tar' -C '$CORPUS' -T '$CORPUS/files.txt'"
+run 'tar | zstd -3 -T0' "$OUT/corpus.tar.zst" bash -c "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst'"
+run 'tar | zstd -3 -T0 + fsync' "$OUT/corpus.tar.zst" bash -c "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst' && sync '$OUT/corpus.tar.zst'"
+for codec in zstd lz4 none; do
+  run "des pack --codec $codec" "$OUT/des-$codec" node bin/des.js pack --input-json "$CORPUS/manifest.json" --output-dir "$OUT/des-$codec" --codec "$codec" --no-progress
+done
+rm -f "$OUT/corpus.tar" "$OUT/corpus.tar.zst"
+
+printf '\ndes pack zstd / tar|zstd speed: %.2fx   des pack none / tar speed: %.2fx\n' \
+  "$(echo "${SPEED['des pack --codec zstd']} / ${SPEED['tar | zstd -3 -T0']}" | bc -l)" \
+  "$(echo "${SPEED['des pack --codec none']} / ${SPEED['tar']}" | bc -l)"
+echo "command: node bin/des.js pack --input-json $CORPUS/manifest.json --output-dir $OUT/des-<codec> --codec <codec> --no-progress"
