@@ -261,3 +261,28 @@ test('progress reports reach the totals', async (t) => {
   t.is(last.totalBytes, corpus.rows.reduce((s, r) => s + r.size_bytes, 0))
   for (let i = 1; i < seen.length; i++) t.true(seen[i].files >= seen[i - 1].files)
 })
+
+test('the progress bar draws on a terminal (files, bytes, rate, ETA) and stays off a pipe', async (t) => {
+  const { PassThrough } = await import('node:stream')
+  const { progressBar } = await import('../src/pack')
+  const fakeTty = Object.assign(new PassThrough(), {
+    isTTY: true,
+    columns: 160,
+    cursorTo: (_x: number, _y?: unknown, cb?: () => void) => (cb?.(), true),
+    moveCursor: (_dx: number, _dy: number, cb?: () => void) => (cb?.(), true),
+    clearLine: (_d: number, cb?: () => void) => (cb?.(), true),
+    clearScreenDown: (cb?: () => void) => (cb?.(), true),
+  })
+  let drawn = ''
+  fakeTty.on('data', (d: Buffer) => (drawn += d.toString()))
+  const bar = progressBar(fakeTty as unknown as NodeJS.WriteStream)!
+  t.truthy(bar)
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 30 }, (_, i) => ({ uid: `t${i}`, size: 2048 })))
+  await packFiles(asInputs(corpus.rows), { kind: 'local', dir: path.join(dir, 'out') }, { onProgress: bar.onProgress })
+  bar.stop()
+  t.regex(drawn, /30\/30 files/)
+  t.regex(drawn, /60\.0 KiB\/60\.0 KiB/)
+  t.regex(drawn, /ETA/)
+  t.is(progressBar(new PassThrough() as unknown as NodeJS.WriteStream), null)
+})

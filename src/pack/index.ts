@@ -13,9 +13,9 @@ import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
-import { assignToParts, planInputs, type KeyPlan, type PartAssignment } from './plan'
+import { assignToParts, planInputs } from './plan'
 import { S3Target, type S3Hooks } from './s3-target'
-import { checkSources, type S3SourceOptions } from './sources'
+import { checkSources, mapLimit, type S3SourceOptions } from './sources'
 
 export { parseManifest, type Manifest } from './manifest'
 export { formatBytes, progressBar } from './progress'
@@ -84,6 +84,8 @@ export interface PackExtras {
 const CODECS = ['zstd', 'lz4', 'none'] as const
 /** Keys packed at once (see `worker` in runPack). */
 const KEY_WORKERS = 2
+/** Keys whose existing parts are read at once before writing (S3: tail GETs). */
+const PREPASS_CONCURRENCY = 16
 
 function checkOptions(opts: PackOptions): void {
   const bad = (what: string) => new DesError('DES_BAD_ARG', what)
@@ -154,11 +156,10 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
   // Everything already stored is sorted out before anything is written, so a
   // duplicate uid fails the run with nothing changed. Readers are dropped after
   // each key (indexes of a large store do not all fit in memory).
-  const assignments: Array<{ plan: KeyPlan; parts: number; assign: PartAssignment }> = []
-  for (const plan of keys) {
+  const assignments = await mapLimit(keys, PREPASS_CONCURRENCY, async (plan) => {
     const readers: Array<ShardReader | null> = await sink.existingParts(plan)
-    assignments.push({ plan, parts: readers.length, assign: assignToParts(plan.items, readers, opts) })
-  }
+    return { plan, parts: readers.length, assign: assignToParts(plan.items, readers, opts) }
+  })
   let skipped = 0
   for (const a of assignments) {
     skipped += a.assign.skipped.length

@@ -9,7 +9,9 @@
 // `IfNoneMatch: *`); on a conflict the whole part is redone against the new
 // object. After completing, the tail is read back and every uid checked.
 
-import { promises as fsp } from 'node:fs'
+import { createWriteStream, promises as fsp } from 'node:fs'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import {
@@ -255,8 +257,8 @@ export class S3Target implements ShardSink {
 
   /** The whole old object (as of its ETag) into a local file. */
   private async download(key: string, old: Tail, file: string): Promise<void> {
-    const got = await this.getRange(key, `bytes=0-${old.size - 1}`, old.etag)
-    await fsp.writeFile(file, got.body)
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: old.etag }))
+    await pipeline(res.Body as Readable, createWriteStream(file))
   }
 
   /** After completing: the tail read back, every added uid in its index. */
