@@ -37,6 +37,22 @@ export interface FillResult {
   reportedBytes: number
 }
 
+/** A Rust error names the uid (`uid "x": read source …`): add where it is in the manifest. */
+function withLabel(err: unknown, items: PlannedInput[]): unknown {
+  if (!(err instanceof DesError)) return err
+  const m = /uid ("(?:[^"\\]|\\.)*")/.exec(err.message)
+  if (!m) return err
+  let uid: string
+  try {
+    uid = JSON.parse(m[1]) as string
+  } catch {
+    return err
+  }
+  const item = items.find((p) => p.input.uid === uid)
+  if (item) err.message = err.message.replace(m[0], `${m[0]} (${item.label})`)
+  return err
+}
+
 function report(out: FillResult, ctx: FillContext, done: PlannedInput[]): void {
   const bytes = done.reduce((s, p) => s + p.size, 0)
   out.reportedFiles += done.length
@@ -78,7 +94,7 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
     }
     const wanted = new Set(toAdd.map((p) => p.input.uid))
     const batch = files.filter((f) => wanted.has(f.uid))
-    const r = batch.length > 0 ? await writer.addFiles(batch, maxDataSize) : { consumed: 0 }
+    const r = batch.length > 0 ? await writer.addFiles(batch, maxDataSize).catch((err) => Promise.reject(withLabel(err, toAdd))) : { consumed: 0 }
     const added = toAdd.slice(0, r.consumed)
     out.added.push(...added)
     report(out, ctx, added)

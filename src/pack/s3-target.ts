@@ -85,6 +85,9 @@ export function s3Failure(what: string, err: unknown): DesError {
   const msg = (err as Error)?.message || nameOf(err) || String(err)
   const status = statusOf(err)
   if (isConflict(err)) return new DesError('DES_CONFLICT', `${what}: the object changed meanwhile (${msg})`, { cause: err })
+  const e = err as { $metadata?: unknown; syscall?: string }
+  // A local file error on the way (temp space), not S3's answer.
+  if (e?.$metadata === undefined && e?.syscall) return new DesError('DES_IO', `${what}: ${msg}`, { cause: err })
   if (status === undefined) return new DesError('DES_UNAVAILABLE', `${what}: S3 is unreachable: ${msg}`, { cause: err })
   if (status === 403) return new DesError('DES_FORBIDDEN', `${what}: access denied: ${msg}`, { cause: err })
   if (nameOf(err) === 'NoSuchBucket') return new DesError('DES_NOT_FOUND', `${what}: no such bucket`, { cause: err })
