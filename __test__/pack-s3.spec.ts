@@ -322,3 +322,23 @@ test.serial('a source read that fails with 503 is retried with backoff and count
   t.is(errorCode(err), 'DES_UNAVAILABLE')
   t.regex(err!.message, /uid "two" \(input 1\)/)
 })
+
+test('two des pack processes appending to the same S3 keys at once: every file of both is there', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'procs')
+  const dir = tempDir()
+  const specs = (from: number) => [0, 6].flatMap((shard) => sameShard(10, shard, from).map((uid) => ({ uid, size: 1500 + (Number(uid) % 300) })))
+  const base = makeCorpus(path.join(dir, 'base'), specs(0))
+  const a = makeCorpus(path.join(dir, 'a'), specs(100))
+  const b = makeCorpus(path.join(dir, 'b'), specs(200))
+  const env = { DES_S3_ENDPOINT_URL: s3TestEnv().endpoint, DES_S3_REGION: 'us-east-1' }
+  const args = (m: string) => ['pack', '--input-json', m, '--s3-bucket', bucket, '--n-bits', '4', '--json']
+  const first = await runCli(args(base.manifestPath), { env })
+  t.is(first.code, 0, first.stderr)
+  const [ra, rb] = await Promise.all([runCli(args(a.manifestPath), { env }), runCli(args(b.manifestPath), { env })])
+  t.is(ra.code, 0, ra.stderr)
+  t.is(rb.code, 0, rb.stderr)
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.size, 60)
+  for (const c of [base, a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)?.sha256, sha, uid)
+})
