@@ -18,17 +18,19 @@ import { asInputs, content, listKeys, makeCorpus, readS3Store, sha256, tempDir }
 const sameShard = (n: number, shard: number, from = 0) => Array.from({ length: n }, (_, i) => String(16 * (from + i) + shard))
 
 /** A client that records the name and outcome of every command it sends. */
-function recordingClient(): { client: S3Client; calls: Array<{ name: string; status?: number }> } {
+function recordingClient(): { client: S3Client; calls: Array<{ name: string; status?: number; range?: string }> } {
   const client = testS3Client()
-  const calls: Array<{ name: string; status?: number }> = []
+  const calls: Array<{ name: string; status?: number; range?: string }> = []
   client.middlewareStack.add(
     (next, context) => async (args) => {
       try {
+        const range = (args.input as { Range?: string }).Range
         const out = await next(args)
-        calls.push({ name: context.commandName as string })
+        calls.push({ name: context.commandName as string, range })
         return out
       } catch (err) {
-        calls.push({ name: context.commandName as string, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
+        const range = (args.input as { Range?: string }).Range
+        calls.push({ name: context.commandName as string, range, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
         throw err
       }
     },
@@ -341,4 +343,44 @@ test('two des pack processes appending to the same S3 keys at once: every file o
   const stored = await readS3Store(client, bucket)
   t.is(stored.size, 60)
   for (const c of [base, a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)?.sha256, sha, uid)
+})
+
+test('an index larger than the first tail read costs one more ranged GET, and the append still works', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'bigindex')
+  const dir = tempDir()
+  const uids = sameShard(7200, 8)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 7000).map((uid) => ({ uid, size: 8 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(7000).map((uid) => ({ uid, size: 8 })))
+  calls.length = 0
+  await packFiles(asInputs(b.rows), target, { nBits: 4 })
+  // Tail reads: the pre-check of part 0 (and of part 1: none), the part's own, the read-back;
+  // each found index gets one more GET of the missing range.
+  const gets = calls.filter((c) => c.name === 'GetObjectCommand')
+  t.is(gets.filter((c) => c.range === 'bytes=-262144').length, 4)
+  t.is(gets.filter((c) => /^bytes=[1-9]\d*-\d+$/.test(c.range ?? '')).length, 3, JSON.stringify(gets))
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.size, 7200)
+  for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test('a BigFile already in the bucket with the same size is not uploaded again', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'bigdedup')
+  const dir = tempDir()
+  const a = makeCorpus(path.join(dir, 'a'), [{ uid: 'one.bin', kind: 'random', size: 150_000 }])
+  const copy = path.join(dir, 'copy.bin')
+  fs.copyFileSync(a.rows[0].source_path, copy)
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(a.rows), target, { bigFileThreshold: 100_000 })
+  const bigKey = `20240301/_bigFiles/${a.shas.get('one.bin')}`
+  calls.length = 0
+  await packFiles([{ uid: 'two.bin', createdAt: '2024-03-01T05:00:00Z', source: copy }], target, { bigFileThreshold: 100_000 })
+  t.true(calls.some((c) => c.name === 'HeadObjectCommand'))
+  t.is(calls.filter((c) => c.name === 'PutObjectCommand').length, 1, 'only the shard is put')
+  t.deepEqual((await listKeys(client, bucket, '20240301/_bigFiles/')), [bigKey])
+  const stored = await readS3Store(client, bucket)
+  t.is(stored.get('two.bin')!.sha256, a.shas.get('one.bin'))
 })
