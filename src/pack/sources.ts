@@ -203,5 +203,5 @@ export function chunks(items: PlannedInput[], maxBytes: number, maxFiles: number
 /** Chunk sizes: local chunks are cheap (paths only); s3 chunks are held in memory. */
 export function chunkLimits(items: PlannedInput[]): { maxBytes: number; maxFiles: number } {
   const anyS3 = items.some((p) => parseS3Uri(p.input.source))
-  return anyS3 ? { maxBytes: 16 << 20, maxFiles: 256 } : { maxBytes: 256 << 20, maxFiles: 8192 }
+  return anyS3 ? { maxBytes: 16 << 20, maxFiles: 256 } : { maxBytes: 64 << 20, maxFiles: 4096 }
 }
