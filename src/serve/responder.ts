@@ -88,9 +88,9 @@ export class FilesResponder {
     this.seconds.observe((performance.now() - startMs) / 1000)
   }
 
-  private done(req: IncomingMessage, res: ServerResponse, startMs: number, err?: unknown): void {
+  private done(req: IncomingMessage, res: ServerResponse, startMs: number, err?: unknown, bytes = 0): void {
     this.count(res.statusCode, startMs)
-    if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, err)
+    if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, err, bytes)
   }
 
   /**
@@ -123,7 +123,7 @@ export class FilesResponder {
     if (status === 416) headers['Content-Range'] = `bytes */${(err as { size?: number }).size ?? '*'}`
     res.writeHead(status, headers)
     res.end(req.method === 'HEAD' ? undefined : body)
-    this.done(req, res, startMs, status >= 500 ? err : undefined)
+    this.done(req, res, startMs, status >= 500 ? err : undefined, body.length)
   }
 
   private async respond(req: IncomingMessage, res: ServerResponse, path: string, startMs: number): Promise<void> {
@@ -202,7 +202,7 @@ export class FilesResponder {
       const data = await this.store.read(found)
       res.writeHead(status, headers)
       res.end(status === 206 ? data.subarray(start, end + 1) : data)
-      this.done(req, res, startMs)
+      this.done(req, res, startMs, undefined, end - start + 1)
       return
     }
     await this.sendBigfile(req, res, found, headers, status, start, end, startMs)
@@ -218,7 +218,7 @@ export class FilesResponder {
         if (!res.destroyed) res.destroy(err)
         this.done(req, res, startMs, err)
       } else {
-        this.done(req, res, startMs)
+        this.done(req, res, startMs, undefined, end - start + 1)
       }
     })
   }

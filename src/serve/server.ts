@@ -11,7 +11,7 @@ import { createStore } from '../store'
 import type { Store } from '../store/store'
 import { createApp } from './app'
 import { Auth } from './auth'
-import { createLogger, type Logger } from './log'
+import { createLogger, flushLogs, type Logger } from './log'
 import { FilesResponder } from './responder'
 
 export interface ServerDeps {
@@ -87,12 +87,18 @@ async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
   const server = await listen(opts, logger)
   let stopping = false
   const stop = (signal: string) => {
-    if (stopping) return
+    if (stopping) {
+      // A second signal: do not wait any longer.
+      logger.warn({ signal }, 'second signal: closing every connection now')
+      server.closeAllConnections()
+      flushLogs(logger)
+      process.exit(1)
+    }
     stopping = true
     logger.info({ signal }, 'shutting down: finishing in-flight requests')
     void shutdown(server, opts.serve.shutdownTimeoutMs).then(() => {
       logger.info('stopped')
-      logger.flush()
+      flushLogs(logger)
       process.exit(0)
     })
   }
@@ -114,7 +120,7 @@ function superviseWorkers(opts: ServeOptions, logger: Logger): void {
     if (stopping) {
       if (alive === 0) {
         logger.info('all workers stopped')
-        logger.flush()
+        flushLogs(logger)
         process.exit(process.exitCode ?? 0)
       }
       return
@@ -152,7 +158,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     // A worker's IPC channel keeps it alive: leave explicitly when start-up fails.
     return serveHere(opts, logger).catch((err) => {
       logger.fatal({ err: { message: describe(err), code: errorCode(err) } }, `worker cannot serve: ${describe(err)}`)
-      logger.flush()
+      flushLogs(logger)
       process.stderr.write(`des: ${describe(err)}\n`)
       process.exit(exitCode(err))
     })
