@@ -10,6 +10,8 @@
 # Rounds alternate des / nginx so both see the same machine load; the median
 # round of each is reported. Request logging is off on both sides (nginx:
 # access_log off; des: DES_LOG_LEVEL=warn). Fixture kept in $OUT between runs.
+# A third server, bench/serve-ceiling.js (node:http answering from the raw
+# files held in memory), shows what any Node server could do here (CEILING=0: skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/services/lib.sh
@@ -23,6 +25,8 @@ WORKERS=${WORKERS:-2}
 OUT=${DES_BENCH_DIR:-/tmp/des-bench-serve}
 DES_PORT=${DES_BENCH_PORT:-18700}
 NGINX_PORT=${NGINX_BENCH_PORT:-18701}
+CEILING=${CEILING:-1}   # also measure bench/serve-ceiling.js (node:http from memory)
+CEIL_PORT=${CEIL_BENCH_PORT:-18702}
 
 need_cmd wrk
 need_cmd curl
@@ -37,8 +41,10 @@ fi
 bash scripts/services/nginx.sh start "$OUT/raw" "$NGINX_PORT" >/dev/null
 
 DES_PID=
+CEIL_PID=
 cleanup() {
   [ -n "$DES_PID" ] && kill -TERM "$DES_PID" 2>/dev/null && wait "$DES_PID" 2>/dev/null || true
+  [ -n "$CEIL_PID" ] && kill -TERM "$CEIL_PID" 2>/dev/null && wait "$CEIL_PID" 2>/dev/null || true
   bash scripts/services/nginx.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
@@ -46,6 +52,12 @@ DES_BASE_DIR="$OUT/store" DES_LOG_LEVEL=warn node bin/des.js serve --host 127.0.
 DES_PID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$DES_PORT/health" && break; sleep 0.1; done
 curl -sf -o /dev/null "http://127.0.0.1:$DES_PORT/health" || { cat "$OUT/des-serve.log" >&2; die "des serve did not start"; }
+
+if [ "$CEILING" = 1 ]; then
+  node bench/serve-ceiling.js "$OUT/raw" "$CEIL_PORT" "$WORKERS" &
+  CEIL_PID=$!
+  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$CEIL_PORT/" && break; sleep 0.1; done
+fi
 
 # Same bytes from both? (one file, checked once)
 one=$(head -1 "$OUT/paths-nginx.txt")
@@ -65,6 +77,7 @@ measure() {
 log "warming up (index cache, page cache)"
 measure "$DES_PORT" "$OUT/paths-des.txt" 5 >/dev/null
 measure "$NGINX_PORT" "$OUT/paths-nginx.txt" 5 >/dev/null
+[ "$CEILING" = 1 ] && measure "$CEIL_PORT" "$OUT/paths-nginx.txt" 5 >/dev/null
 
 : >"$OUT/rounds.txt"
 for r in $(seq "$ROUNDS"); do
@@ -72,7 +85,9 @@ for r in $(seq "$ROUNDS"); do
   n=$(measure "$NGINX_PORT" "$OUT/paths-nginx.txt" "$DUR")
   echo "des $d" >>"$OUT/rounds.txt"
   echo "nginx $n" >>"$OUT/rounds.txt"
-  log "round $r: des $d | nginx $n  (req/s p50_ms p99_ms)"
+  c=
+  if [ "$CEILING" = 1 ]; then c=$(measure "$CEIL_PORT" "$OUT/paths-nginx.txt" "$DUR"); echo "node $c" >>"$OUT/rounds.txt"; fi
+  log "round $r: des $d | nginx $n${c:+ | node-ceiling $c}  (req/s p50_ms p99_ms)"
 done
 
 median() { grep "^$1 " "$OUT/rounds.txt" | sort -k2,2n | awk '{ a[NR] = $0 } END { print a[int((NR + 1) / 2)] }'; }
@@ -85,8 +100,13 @@ echo "   machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); des ser
 printf '   %-10s %10s %10s %10s\n' server 'req/s' 'p50 ms' 'p99 ms'
 printf '   %-10s %10s %10s %10s\n' "des serve" "$d_rps" "$d_p50" "$d_p99"
 printf '   %-10s %10s %10s %10s\n' nginx "$n_rps" "$n_p50" "$n_p99"
+if [ "$CEILING" = 1 ]; then
+  read -r _ c_rps c_p50 c_p99 <<<"$(median node)"
+  printf '   %-10s %10s %10s %10s   (node:http, files in memory: no routing, index or decode)\n' node-ceil "$c_rps" "$c_p50" "$c_p99"
+fi
 awk -v dr="$d_rps" -v nr="$n_rps" -v dp="$d_p99" -v np="$n_p99" 'BEGIN {
   printf "   req/s ratio des/nginx: %.2f (target >= 0.50)\n", dr / nr
   printf "   p99 ratio des/nginx:   %.2f (target < 2.00)\n", dp / np }'
+[ "$CEILING" = 1 ] && awk -v dr="$d_rps" -v cr="$c_rps" 'BEGIN { printf "   req/s ratio des/node-ceiling: %.2f\n", dr / cr }'
 echo "   commands: $(wrk_cmd "$DES_PORT" "$OUT/paths-des.txt" "$DUR")"
 echo "             $(wrk_cmd "$NGINX_PORT" "$OUT/paths-nginx.txt" "$DUR")"
