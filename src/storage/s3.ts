@@ -80,7 +80,7 @@ export class S3Source implements ByteSource {
   private async get(key: string, type: ReadType, range: string | undefined, etag?: string): Promise<GetObjectCommandOutput> {
     this.counters[type].inc()
     try {
-      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range, IfMatch: etag }))
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range, IfMatch: etag && !etag.startsWith('size:') ? etag : undefined }))
     } catch (err) {
       if ((err as { name?: string }).name === 'InvalidRange' && type === 'tail') {
         throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.prefix}${key} is empty, not a shard`)
@@ -94,7 +94,8 @@ export class S3Source implements ByteSource {
     try {
       const bytes = await bodyBytes(out)
       const objectSize = totalFromContentRange(out.ContentRange) ?? bytes.length
-      return { bytes, objectSize, etag: out.ETag ?? `${objectSize}` }
+      // No ETag (some S3-compatible servers): the size tells changes apart, and no If-Match is sent.
+      return { bytes, objectSize, etag: out.ETag ?? `size:${objectSize}` }
     } catch (err) {
       throw s3Error(err, this.bucket, this.prefix + key)
     }
