@@ -36,6 +36,13 @@ export const indexCacheTotal = new Counter({
   registers: [registry],
 })
 
+export const payloadCacheTotal = new Counter({
+  name: 'des_payload_cache_total',
+  help: 'Decoded-payload cache lookups by result (hit/miss); only counted when the cache is on',
+  labelNames: ['result'] as const,
+  registers: [registry],
+})
+
 export const sourceReadsTotal = new Counter({
   name: 'des_s3_source_reads_total',
   help: 'Reads of s3:// sources while packing, by status',

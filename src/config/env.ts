@@ -32,6 +32,8 @@ export interface DesConfig {
   bigfilesPrefix: string
   /** Bytes of parsed indexes kept in memory. */
   indexCacheBytes: number
+  /** Bytes of decoded small payloads kept in memory (0 = off). */
+  payloadCacheBytes: number
   /** Size of the suffix-range GET that fetches footer and index together. */
   tailBytes: number
 }
@@ -110,6 +112,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     bigFileThreshold: intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     bigfilesPrefix: bigfilesPrefixVar(env),
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    payloadCacheBytes: intVar(env, 'DES_PAYLOAD_CACHE_BYTES', 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
   }
 }

@@ -7,6 +7,7 @@ import { Store } from './store'
 
 export { Store, type Found, type BigfileStream, type StoreOptions } from './store'
 export { IndexCache } from './index-cache'
+export { PayloadCache } from './payload-cache'
 export { openShard, type ShardHandle } from './shard'
 export * from './layout'
 
@@ -19,6 +20,7 @@ export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store 
     layout: config.layout,
     bigfilesPrefix: config.bigfilesPrefix,
     indexCacheBytes: config.indexCacheBytes,
+    payloadCacheBytes: config.payloadCacheBytes,
     tailBytes: config.tailBytes,
   })
 }

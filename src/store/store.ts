@@ -10,6 +10,7 @@ import { locateShard, type EntryInfo, type ShardLocation } from '../native'
 import type { ByteRange, ByteSource, ShardSources } from '../storage/source'
 import { EtagMismatchError } from '../storage/source'
 import { IndexCache } from './index-cache'
+import { PayloadCache } from './payload-cache'
 import { bigfileKey, flatBigfileKey, flatShardKey, shardKey } from './layout'
 import { openShard, type ShardHandle } from './shard'
 
@@ -20,6 +21,8 @@ export interface StoreOptions {
   bigfilesPrefix?: string
   /** Bytes of parsed indexes kept (0 = no cache). */
   indexCacheBytes?: number
+  /** Bytes of decoded small payloads kept (0 = no cache, the default here). */
+  payloadCacheBytes?: number
   /** Size of the suffix GET that reads footer and index together. */
   tailBytes?: number
 }
@@ -84,6 +87,7 @@ export class Store {
   readonly bigfilesPrefix: string
   readonly tailBytes: number
   readonly indexCache: IndexCache<ShardHandle>
+  readonly payloadCache: PayloadCache
 
   constructor(opts: StoreOptions) {
     this.sources = opts.sources
@@ -93,6 +97,7 @@ export class Store {
     this.bigfilesPrefix = opts.bigfilesPrefix ?? '_bigFiles'
     this.tailBytes = opts.tailBytes ?? 64 * 1024
     this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024)
+    this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
   /** Routes a uid (DES_BAD_ARG for a bad created_at). */
@@ -150,8 +155,20 @@ export class Store {
     return `"${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}"`
   }
 
-  /** The decoded bytes of an inline entry; an object replaced meanwhile is re-read once. */
+  /**
+   * The decoded bytes of an inline entry, from the payload cache when it holds
+   * them; an object replaced meanwhile is re-read once.
+   */
   async read(found: Found): Promise<Buffer> {
+    const cacheKey = this.payloadCache.enabled ? this.cacheKey(found.shard.source, found.shard.key) + CACHE_SEPARATOR + found.etag : ''
+    const hot = cacheKey ? this.payloadCache.get(cacheKey) : undefined
+    if (hot) return hot
+    const data = await this.readFromShard(found)
+    if (cacheKey) this.payloadCache.set(cacheKey, data)
+    return data
+  }
+
+  private async readFromShard(found: Found): Promise<Buffer> {
     try {
       return await found.shard.read(found.uid, found.entry)
     } catch (err) {
