@@ -6,6 +6,7 @@
 #   bash bench/serve.sh                 # 10k files, 3 rounds of 10 s per server
 #   N=10000 DUR=10 ROUNDS=3 CONNS=32 THREADS=2 WORKERS=2 bash bench/serve.sh
 #   BUILD=1 bash bench/serve.sh         # rebuild the release addon first (~3 min)
+#   PAYLOAD_CACHE=0 bash bench/serve.sh # decode on every request (no payload cache)
 #
 # Rounds alternate des / nginx so both see the same machine load; the median
 # round of each is reported. Request logging is off on both sides (nginx:
@@ -27,6 +28,9 @@ DES_PORT=${DES_BENCH_PORT:-18700}
 NGINX_PORT=${NGINX_BENCH_PORT:-18701}
 CEILING=${CEILING:-1}   # also measure bench/serve-ceiling.js (node:http from memory)
 CEIL_PORT=${CEIL_BENCH_PORT:-18702}
+# Decoded-payload cache of des serve: 0 = every request reads and decodes its
+# payload; the default (64 MiB) holds a fifth of this 10k-file set.
+PAYLOAD_CACHE=${PAYLOAD_CACHE:-67108864}
 
 need_cmd wrk
 need_cmd curl
@@ -48,7 +52,7 @@ cleanup() {
   bash scripts/services/nginx.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-DES_BASE_DIR="$OUT/store" DES_LOG_LEVEL=warn node bin/des.js serve --host 127.0.0.1 --port "$DES_PORT" --workers "$WORKERS" >"$OUT/des-serve.log" 2>&1 &
+DES_PAYLOAD_CACHE_BYTES="$PAYLOAD_CACHE" DES_BASE_DIR="$OUT/store" DES_LOG_LEVEL=warn node bin/des.js serve --host 127.0.0.1 --port "$DES_PORT" --workers "$WORKERS" >"$OUT/des-serve.log" 2>&1 &
 DES_PID=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$DES_PORT/health" && break; sleep 0.1; done
 curl -sf -o /dev/null "http://127.0.0.1:$DES_PORT/health" || { cat "$OUT/des-serve.log" >&2; die "des serve did not start"; }
@@ -96,7 +100,7 @@ read -r _ n_rps n_p50 n_p99 <<<"$(median nginx)"
 
 echo
 echo "== des serve vs nginx: $N files 1-64 KiB (zstd in $(find "$OUT/store" -name '*.des' | wc -l) shards), $ROUNDS x ${DUR}s rounds, median round"
-echo "   machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); des serve --workers $WORKERS; nginx worker_processes 2"
+echo "   machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); des serve --workers $WORKERS, DES_PAYLOAD_CACHE_BYTES=$PAYLOAD_CACHE; nginx worker_processes 2"
 printf '   %-10s %10s %10s %10s\n' server 'req/s' 'p50 ms' 'p99 ms'
 printf '   %-10s %10s %10s %10s\n' "des serve" "$d_rps" "$d_p50" "$d_p99"
 printf '   %-10s %10s %10s %10s\n' nginx "$n_rps" "$n_p50" "$n_p99"
