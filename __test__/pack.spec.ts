@@ -289,28 +289,24 @@ test('the progress bar draws on a terminal (files, bytes, rate, ETA) and stays o
 
 test('a source that changes after the checks fails its part only: named with its input, earlier shards complete', async (t) => {
   const dir = tempDir()
-  const corpus = makeCorpus(path.join(dir, 'src'), [
-    { uid: '17', size: 1000 },
-    { uid: '18', size: 1000 },
-    { uid: '19', size: 1000 },
-  ])
+  // Six keys (shards 1..6 with n_bits 4), the changed source in the last one.
+  const corpus = makeCorpus(path.join(dir, 'src'), [17, 18, 19, 20, 21, 22].map((n) => ({ uid: String(n), size: 1000 })))
   const out = path.join(dir, 'out')
   let truncated = false
   const err = await t.throwsAsync(
     packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, {
       nBits: 4,
       onProgress: () => {
-        // Keys go in manifest order, two at a time: the third starts after this.
-        if (!truncated) fs.truncateSync(corpus.rows[2].source_path, 10)
+        // Keys go in manifest order, a few at a time: the last starts after this.
+        if (!truncated) fs.truncateSync(corpus.rows[5].source_path, 10)
         truncated = true
       },
     }),
   )
   t.is(errorCode(err), 'DES_BAD_ARG')
-  t.regex(err!.message, /uid "19" \(input 3\): source .* is 10 bytes, the manifest says 1000/)
-  t.regex(err!.message, /2 shards written before this are complete/)
-  t.deepEqual(shardFiles(out), ['20240301/1.des', '20240301/2.des'])
+  t.regex(err!.message, /uid "22" \(input 6\): source .* is 10 bytes, the manifest says 1000/)
+  t.regex(err!.message, /\d shards written before this are complete/)
+  t.deepEqual(shardFiles(out), ['20240301/1.des', '20240301/2.des', '20240301/3.des', '20240301/4.des', '20240301/5.des'])
   const stored = await readLocalStore(out)
-  t.is(stored.get('17')!.sha256, corpus.shas.get('17'))
-  t.is(stored.get('18')!.sha256, corpus.shas.get('18'))
+  for (const uid of ['17', '18', '19', '20', '21']) t.is(stored.get(uid)!.sha256, corpus.shas.get(uid))
 })

@@ -5,7 +5,7 @@
 #
 #   bash bench/pack.sh                 # ~1 GiB corpus in bench/corpus (made once)
 #   BENCH_MIB=256 bash bench/pack.sh   # a smaller corpus (regenerated if the size differs)
-#   BENCH_RUNS=3 bash bench/pack.sh    # best of 3 per tool
+#   BENCH_RUNS=3 bash bench/pack.sh    # 3 rounds, best per tool
 #
 # Needs the RELEASE addon (`npm run build:native`; a debug build is several
 # times slower) and the built TS (`npx tsc -p tsconfig.json`). Files are read
@@ -36,36 +36,38 @@ tar -cf - -C "$CORPUS" -T "$CORPUS/files.txt" >/dev/null
 printf '\n%s files, %.1f MiB input, %s cores, %s\n' "$files" "$(echo "$input_bytes/1048576" | bc -l)" "$(nproc)" "$(zstd --version | head -1)"
 printf '%-26s %9s %10s %9s %12s %12s %9s\n' tool seconds 'MiB/s' 'cpu s' 'MiB/cpu-s' 'peak RSS' 'out/in'
 
-# run NAME OUTPUT_PATH COMMAND...: best wall time of RUNS, its peak RSS, output size.
-declare -A SPEED
-run() {
-  local name=$1 output=$2
-  shift 2
-  local best='' rss='' cpu='' i
-  for ((i = 0; i < RUNS; i++)); do
-    rm -rf "$output"
-    mkdir -p "$(dirname "$output")"
-    /usr/bin/time -v -o "$OUT/time.txt" "$@" >/dev/null
-    local wall kb used
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$OUT/time.txt" | awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
-    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/time.txt")
-    used=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$OUT/time.txt")
-    if [ -z "$best" ] || [ "$(echo "$wall < $best" | bc -l)" = 1 ]; then best=$wall; rss=$kb; cpu=$used; fi
-  done
-  local out_bytes
-  out_bytes=$(du -sb "$output" | cut -f1)
-  local speed
-  speed=$(echo "$input_bytes / 1048576 / $best" | bc -l)
-  SPEED[$name]=$speed
-  printf '%-26s %9.2f %10.1f %9.2f %12.1f %8.0f MiB %9.3f\n' "$name" "$best" "$speed" "$cpu" "$(echo "$input_bytes / 1048576 / $cpu" | bc -l)" "$(echo "$rss/1024" | bc -l)" "$(echo "$out_bytes / $input_bytes" | bc -l)"
-}
-
-mkdir -p "$OUT"
-run 'tar' "$OUT/corpus.tar" bash -c "tar -cf '$OUT/corpus.tar' -C '$CORPUS' -T '$CORPUS/files.txt'"
-run 'tar | zstd -3 -T0' "$OUT/corpus.tar.zst" bash -c "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst'"
-run 'tar | zstd -3 -T0 + fsync' "$OUT/corpus.tar.zst" bash -c "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst' && sync '$OUT/corpus.tar.zst'"
+# The tools: a name, the output to measure, the command. Rounds run each tool
+# once, in turn, so a burst of load from elsewhere does not land on one tool
+# only; the best wall time of each (with that run's CPU time and peak RSS) is reported.
+NAMES=() OUTS=() CMDS=()
+tool() { NAMES+=("$1"); OUTS+=("$2"); CMDS+=("$3"); }
+tool 'tar' "$OUT/corpus.tar" "tar -cf '$OUT/corpus.tar' -C '$CORPUS' -T '$CORPUS/files.txt'"
+tool 'tar | zstd -3 -T0' "$OUT/corpus.tar.zst" "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst'"
+tool 'tar | zstd -3 -T0 + fsync' "$OUT/corpus.tar.zst" "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst' && sync '$OUT/corpus.tar.zst'"
 for codec in zstd lz4 none; do
-  run "des pack --codec $codec" "$OUT/des-$codec" node bin/des.js pack --input-json "$CORPUS/manifest.json" --output-dir "$OUT/des-$codec" --codec "$codec" --no-progress
+  tool "des pack --codec $codec" "$OUT/des-$codec" "node bin/des.js pack --input-json '$CORPUS/manifest.json' --output-dir '$OUT/des-$codec' --codec $codec --no-progress"
+done
+
+declare -A BEST RSS CPU SIZE SPEED
+mkdir -p "$OUT"
+for ((round = 0; round < RUNS; round++)); do
+  for i in "${!NAMES[@]}"; do
+    name=${NAMES[$i]} output=${OUTS[$i]} cmd=${CMDS[$i]}
+    rm -rf "$output"
+    /usr/bin/time -v -o "$OUT/time.txt" bash -c "$cmd" >/dev/null
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$OUT/time.txt" | awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
+    if [ -z "${BEST[$name]:-}" ] || [ "$(echo "$wall < ${BEST[$name]}" | bc -l)" = 1 ]; then
+      BEST[$name]=$wall
+      RSS[$name]=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/time.txt")
+      CPU[$name]=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$OUT/time.txt")
+      SIZE[$name]=$(du -sb "$output" | cut -f1)
+    fi
+  done
+done
+for name in "${NAMES[@]}"; do
+  SPEED[$name]=$(echo "$input_bytes / 1048576 / ${BEST[$name]}" | bc -l)
+  printf '%-26s %9.2f %10.1f %9.2f %12.1f %8.0f MiB %9.3f\n' "$name" "${BEST[$name]}" "${SPEED[$name]}" "${CPU[$name]}" \
+    "$(echo "$input_bytes / 1048576 / ${CPU[$name]}" | bc -l)" "$(echo "${RSS[$name]}/1024" | bc -l)" "$(echo "${SIZE[$name]} / $input_bytes" | bc -l)"
 done
 rm -f "$OUT/corpus.tar" "$OUT/corpus.tar.zst"
 

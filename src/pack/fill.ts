@@ -37,6 +37,19 @@ export interface FillResult {
   reportedBytes: number
 }
 
+/** Local files go as parallel arrays (cheap to pass), fetched bytes as objects. */
+function addBatch(writer: ShardWriter, batch: PackFile[], maxDataSize: number | undefined): Promise<{ consumed: number }> {
+  if (batch.some((f) => f.data !== undefined)) return writer.addFiles(batch, maxDataSize)
+  const metas = batch.some((f) => f.meta !== undefined) ? batch.map((f) => f.meta ?? null) : undefined
+  return writer.addPaths(
+    batch.map((f) => f.uid),
+    batch.map((f) => f.path!),
+    batch.map((f) => f.size!),
+    metas,
+    maxDataSize,
+  )
+}
+
 /** A Rust error names the uid (`uid "x": read source …`): add where it is in the manifest. */
 function withLabel(err: unknown, items: PlannedInput[]): unknown {
   if (!(err instanceof DesError)) return err
@@ -74,8 +87,10 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
     // Under the part's lock now: what another run added meanwhile is seen here.
     const toAdd: PlannedInput[] = []
     const skipped: PlannedInput[] = []
+    // A part that started empty and holds only what this loop added needs no lookups.
+    const lookup = !ctx.replace && writer.entryCount > out.added.length
     for (const p of chunk) {
-      if (!ctx.replace && writer.has(p.input.uid)) {
+      if (lookup && writer.has(p.input.uid)) {
         if (!ctx.skipExisting) throw new DesError('DES_DUPLICATE', `${named(p)} is already in its shard; use --replace to overwrite it`)
         skipped.push(p)
       } else toAdd.push(p)
@@ -94,7 +109,7 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
     }
     const wanted = new Set(toAdd.map((p) => p.input.uid))
     const batch = files.filter((f) => wanted.has(f.uid))
-    const r = batch.length > 0 ? await writer.addFiles(batch, maxDataSize).catch((err) => Promise.reject(withLabel(err, toAdd))) : { consumed: 0 }
+    const r = batch.length > 0 ? await addBatch(writer, batch, maxDataSize).catch((err) => Promise.reject(withLabel(err, toAdd))) : { consumed: 0 }
     const added = toAdd.slice(0, r.consumed)
     out.added.push(...added)
     report(out, ctx, added)

@@ -83,7 +83,7 @@ export interface PackExtras {
 
 const CODECS = ['zstd', 'lz4', 'none'] as const
 /** Keys packed at once (see `worker` in runPack). */
-const KEY_WORKERS = 2
+const KEY_WORKERS = 3
 /** Keys whose existing parts are read at once before writing (S3: tail GETs). */
 const PREPASS_CONCURRENCY = 16
 

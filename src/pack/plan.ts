@@ -17,6 +17,8 @@ export interface PlannedInput {
   shardHex: string
   /** Size of the source in bytes (checked against `sizeBytes`). */
   size: number
+  /** True for an s3:// source. */
+  onS3: boolean
 }
 
 /** All inputs of one (date, shard) key, in manifest order. */
@@ -58,7 +60,8 @@ export function planInputs(inputs: PackInput[], nBits: number, label: (i: number
     } catch (err) {
       throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
     }
-    const item: PlannedInput = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1 }
+    const onS3 = input.source.length > 5 && /^s3:\/\//i.test(input.source)
+    const item: PlannedInput = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1, onS3 }
     items.push(item)
     const key = `${loc.dateDir}/${loc.shardHex}`
     let plan = byKey.get(key)

@@ -97,7 +97,7 @@ function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
 export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions): Promise<void> {
   const local: PlannedInput[] = []
   const remote: PlannedInput[] = []
-  for (const p of items) (parseS3Uri(p.input.source) ? remote : local).push(p)
+  for (const p of items) (p.onS3 ? remote : local).push(p)
   // Local: stat on this thread in slices (a stat is a few microseconds; through
   // the thread pool each costs more in promise overhead), yielding in between.
   for (let i = 0; i < local.length; i += 512) {
@@ -174,7 +174,7 @@ function metaText(p: PlannedInput): string | undefined {
 export async function loadChunk(items: PlannedInput[], s3?: S3SourceOptions): Promise<PackFile[]> {
   return mapLimit(items, 8, async (p) => {
     const meta = metaText(p)
-    if (parseS3Uri(p.input.source)) {
+    if (p.onS3) {
       if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: no S3 source client is configured`)
       return { uid: p.input.uid, data: await readS3Source(p, s3), meta }
     }
@@ -202,6 +202,6 @@ export function chunks(items: PlannedInput[], maxBytes: number, maxFiles: number
 
 /** Chunk sizes: local chunks are cheap (paths only); s3 chunks are held in memory. */
 export function chunkLimits(items: PlannedInput[]): { maxBytes: number; maxFiles: number } {
-  const anyS3 = items.some((p) => parseS3Uri(p.input.source))
+  const anyS3 = items.some((p) => p.onS3)
   return anyS3 ? { maxBytes: 16 << 20, maxFiles: 256 } : { maxBytes: 64 << 20, maxFiles: 4096 }
 }
