@@ -7,8 +7,9 @@
 #   BENCH_MIB=256 bash bench/pack.sh   # a smaller corpus (regenerated if the size differs)
 #   BENCH_RUNS=3 bash bench/pack.sh    # 3 rounds, best per tool
 #
-# Needs the RELEASE addon (`npm run build:native`; a debug build is several
-# times slower) and the built TS (`npx tsc -p tsconfig.json`). Files are read
+# Builds the release addon and runs des pack with it (NAPI_RS_NATIVE_LIBRARY_PATH,
+# as bench/core.sh does, so a debug build in the tree is never measured), and
+# the TS if dist/ is missing (`npx tsc -p tsconfig.json`). Files are read
 # from the page cache in every run (the corpus is read once before timing).
 # des pack fsyncs every shard; tar does not sync its output. The machine may be
 # shared: 'cpu s' (user + sys) and MiB per CPU-second are steadier than wall time.
@@ -23,6 +24,10 @@ RUNS=${BENCH_RUNS:-1}
 command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd >/dev/null; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 [ -f dist/cli/main.js ] || npx tsc -p tsconfig.json
+cargo build --release -p des-node --quiet
+mkdir -p "$OUT"
+cp target/release/libdes_node.so "$OUT/des-pack.node"
+export NAPI_RS_NATIVE_LIBRARY_PATH="$OUT/des-pack.node"
 if [ ! -f "$CORPUS/manifest.json" ] || [ "$(cat "$CORPUS/.mib" 2>/dev/null)" != "$MIB" ]; then
   node bench/make-corpus.js "$CORPUS" "$MIB"
   echo "$MIB" >"$CORPUS/.mib"
@@ -69,7 +74,7 @@ for name in "${NAMES[@]}"; do
   printf '%-26s %9.2f %10.1f %9.2f %12.1f %8.0f MiB %9.3f\n' "$name" "${BEST[$name]}" "${SPEED[$name]}" "${CPU[$name]}" \
     "$(echo "$input_bytes / 1048576 / ${CPU[$name]}" | bc -l)" "$(echo "${RSS[$name]}/1024" | bc -l)" "$(echo "${SIZE[$name]} / $input_bytes" | bc -l)"
 done
-rm -f "$OUT/corpus.tar" "$OUT/corpus.tar.zst"
+rm -rf "$OUT/corpus.tar" "$OUT/corpus.tar.zst" "$OUT"/des-zstd "$OUT"/des-lz4 "$OUT"/des-none
 
 printf '\ndes pack zstd / tar|zstd speed: %.2fx   des pack none / tar speed: %.2fx\n' \
   "$(echo "${SPEED['des pack --codec zstd']} / ${SPEED['tar | zstd -3 -T0']}" | bc -l)" \
