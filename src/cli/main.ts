@@ -4,6 +4,7 @@
 import yargs, { type Argv } from 'yargs'
 import { describe, exitCode } from '../errors'
 import { commands } from './commands'
+import { quietAwsSdkNodeWarning } from '../config/env'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string }
 
@@ -37,6 +38,7 @@ export async function main(argv: string[], scriptName = 'des'): Promise<number> 
 
 /** Entry point of the bin scripts. */
 export function run(argv: string[], scriptName?: string): void {
+  quietAwsSdkNodeWarning()
   // `des ls big.des | head` closes the pipe early: that is not an error.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)

@@ -245,3 +245,12 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
     s3MaxAttempts: intVar(env, 'DES_S3_MAX_ATTEMPTS', 3, 1, 20),
   }
 }
+
+/**
+ * The AWS SDK prints a multi-line NodeVersionSupportWarning on Node 20 at the
+ * first S3 call; in the CLI that breaks "one clear line on stderr". Users who
+ * want it back set the variable to "false".
+ */
+export function quietAwsSdkNodeWarning(env: Env = process.env): void {
+  env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+}

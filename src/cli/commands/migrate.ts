@@ -3,9 +3,7 @@
 import type { Argv } from 'yargs'
 import { loadMigrateEnv } from '../../config/migrate-env'
 import { DesError } from '../../errors'
-import { loadMigrateConfig } from '../../migrate/config'
 import type { CycleReport } from '../../migrate/cycle'
-import { boundPort, createDeps, runCycles, serveMetrics } from '../../migrate/run'
 import { writeOut } from '../output'
 
 function ms(s: number): string {
@@ -75,6 +73,8 @@ export function register(y: Argv): Argv {
         .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics on this port (0 = any free port)' })
         .option('json', { type: 'boolean', default: false, describe: 'one JSON report per cycle on stdout' }),
     async (argv) => {
+      const { loadMigrateConfig } = await import('../../migrate/config')
+      const { boundPort, createDeps, runCycles, serveMetrics } = await import('../../migrate/run')
       if (!(argv.interval > 0)) throw new DesError('DES_BAD_ARG', '--interval must be a positive number of seconds')
       if (argv['dry-run'] && argv.continuous) throw new DesError('DES_BAD_ARG', '--dry-run runs one cycle; drop --continuous')
       const env = loadMigrateEnv()

@@ -4,10 +4,8 @@
 import { promises as fsp } from 'node:fs'
 import type { Argv } from 'yargs'
 import { loadConfig } from '../../config/env'
-import { s3SourceSettings, s3TargetSettings } from '../../config/pack'
 import { DesError } from '../../errors'
-import { formatBytes, parseManifest, progressBar, runPack, type PackOptions, type PackResult, type PackTarget } from '../../pack'
-import { createS3Client } from '../../storage/s3-client'
+import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import { writeOut } from '../output'
 
 /** Compression presets (SPEC §3). */
@@ -64,6 +62,10 @@ export function register(y: Argv): Argv {
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' }),
     async (argv) => {
+      // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
+      const { formatBytes, parseManifest, progressBar, runPack } = await import('../../pack')
+      const { createS3Client } = await import('../../storage/s3-client')
+      const { s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
       const config = loadConfig()
       const outputDir = argv['output-dir']
       const bucket = argv['s3-bucket']

@@ -3,7 +3,6 @@
 import type { Argv } from 'yargs'
 import { loadConfig, loadServeConfig } from '../../config/env'
 import { DesError } from '../../errors'
-import { serve } from '../../serve/server'
 
 export function register(y: Argv): Argv {
   return y.command(
@@ -26,6 +25,7 @@ export function register(y: Argv): Argv {
         if (!Number.isInteger(argv.workers) || argv.workers < 1 || argv.workers > 256) throw new DesError('DES_BAD_ARG', `--workers ${argv.workers}: expected 1..256`)
         serveConfig.workers = argv.workers
       }
+      const { serve } = await import('../../serve/server')
       await serve({ config, serve: serveConfig })
     },
   )

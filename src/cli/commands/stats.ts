@@ -1,8 +1,6 @@
 // `des stats` (alias des-stats): what a migration with this cutoff would move.
 
 import type { Argv } from 'yargs'
-import { createKnex, SourceTable } from '../../migrate/db'
-import { formatStats, migrationStats } from '../../migrate/stats'
 import { writeOut } from '../output'
 
 export function register(y: Argv): Argv {
@@ -21,6 +19,8 @@ export function register(y: Argv): Argv {
         .option('archived-column', { type: 'string', default: 'archived' })
         .option('json', { type: 'boolean', default: false, describe: 'one JSON object' }),
     async (argv) => {
+      const { createKnex, SourceTable } = await import('../../migrate/db')
+      const { formatStats, migrationStats } = await import('../../migrate/stats')
       const knex = createKnex(argv['db-url'], 1)
       try {
         const table = new SourceTable(knex, {
