@@ -28,9 +28,9 @@ DES_PORT=${DES_BENCH_PORT:-18700}
 NGINX_PORT=${NGINX_BENCH_PORT:-18701}
 CEILING=${CEILING:-1}   # also measure bench/serve-ceiling.js (node:http from memory)
 CEIL_PORT=${CEIL_BENCH_PORT:-18702}
-# Decoded-payload cache of des serve: 0 = every request reads and decodes its
-# payload; the default (64 MiB) holds a fifth of this 10k-file set.
-PAYLOAD_CACHE=${PAYLOAD_CACHE:-67108864}
+# Decoded-payload cache of des serve: 0 (its default) = every request reads
+# and decodes its payload; 536870912 holds this whole 10k-file set.
+PAYLOAD_CACHE=${PAYLOAD_CACHE:-0}
 
 need_cmd wrk
 need_cmd curl

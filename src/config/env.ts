@@ -112,7 +112,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     bigFileThreshold: intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     bigfilesPrefix: bigfilesPrefixVar(env),
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
-    payloadCacheBytes: intVar(env, 'DES_PAYLOAD_CACHE_BYTES', 64 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    payloadCacheBytes: intVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
     tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
   }
 }
