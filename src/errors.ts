@@ -26,6 +26,7 @@ const OUTCOMES: Record<string, Outcome> = {
   DES_METHOD: { status: 405, exitCode: 2 },
   DES_DUPLICATE: { status: 409, exitCode: 5 },
   DES_CONFLICT: { status: 409, exitCode: 5 },
+  DES_CHANGED: { status: 409, exitCode: 5 },
   DES_CORRUPT: { status: 502, exitCode: 4 },
   DES_STORAGE: { status: 502, exitCode: 6 },
   DES_UNAVAILABLE: { status: 503, exitCode: 6 },

@@ -6,7 +6,7 @@
 
 import { DesError } from '../errors'
 import { footerFromTail, ShardReader, type EntryInfo } from '../native'
-import type { ByteSource, ObjectTail } from '../storage/source'
+import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/source'
 
 /** Fixed cost of a cached shard besides its index bytes (JS object, key, native handle). */
 const OVERHEAD = 512
@@ -46,6 +46,8 @@ class LocalShard implements ShardHandle {
     try {
       return await this.reader.read(uid)
     } catch (err) {
+      // The file was replaced (an append) since its index was read: the store re-finds.
+      if ((err as DesError)?.code === 'DES_CHANGED') throw new EtagMismatchError(this.key)
       throw withKey(err, this.key)
     }
   }

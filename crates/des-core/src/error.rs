@@ -31,6 +31,10 @@ pub enum DesError {
     "tail too short: the index starts at byte {index_offset}, the tail starts at {tail_start}"
   )]
   NeedMore { index_offset: u64, tail_start: u64 },
+  /// The shard file was replaced (an append renamed a new file over it)
+  /// since its index was read: read the index again.
+  #[error("shard {0} was replaced since its index was read")]
+  Changed(String),
   /// The operating system refused a file operation.
   #[error("{context}: {source}")]
   Io {
@@ -49,6 +53,7 @@ impl DesError {
       DesError::NotFound(_) => "DES_NOT_FOUND",
       DesError::Duplicate(_) => "DES_DUPLICATE",
       DesError::NeedMore { .. } => "DES_NEED_MORE",
+      DesError::Changed(_) => "DES_CHANGED",
       DesError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "DES_NO_FILE",
       DesError::Io { .. } => "DES_IO",
     }

@@ -101,12 +101,44 @@ pub fn decode_payload(entry: &Entry, stored: &[u8]) -> Result<Vec<u8>> {
   }
 }
 
-/// A shard file on local disk, its index parsed and shared.
+/// What identifies one version of a file: a file renamed over it differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileIdentity {
+  len: u64,
+  #[cfg(unix)]
+  dev_ino: (u64, u64),
+  #[cfg(not(unix))]
+  modified: Option<std::time::SystemTime>,
+}
+
+impl FileIdentity {
+  fn of(meta: &std::fs::Metadata) -> FileIdentity {
+    #[cfg(unix)]
+    {
+      use std::os::unix::fs::MetadataExt;
+      FileIdentity {
+        len: meta.len(),
+        dev_ino: (meta.dev(), meta.ino()),
+      }
+    }
+    #[cfg(not(unix))]
+    {
+      FileIdentity {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+      }
+    }
+  }
+}
+
+/// A shard file on local disk, its index parsed and shared. It holds no open
+/// file: a server caches thousands of indexes and must not hold a descriptor
+/// for each. Reads open the file, check it is still the version the index
+/// came from (`DES_CHANGED` if an append replaced it), and close it.
 #[derive(Debug)]
 pub struct ShardFile {
   path: PathBuf,
-  file: File,
-  size: u64,
+  identity: FileIdentity,
   index: Arc<ShardIndex>,
 }
 
@@ -116,10 +148,11 @@ impl ShardFile {
     let path = path.as_ref().to_path_buf();
     let shown = path.display().to_string();
     let file = File::open(&path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
-    let size = file
+    let meta = file
       .metadata()
-      .map_err(|e| DesError::io(format!("stat {shown}"), e))?
-      .len();
+      .map_err(|e| DesError::io(format!("stat {shown}"), e))?;
+    let identity = FileIdentity::of(&meta);
+    let size = meta.len();
     let in_file = |e: DesError| match e {
       DesError::Corrupt(msg) => DesError::Corrupt(format!("{shown}: {msg}")),
       other => other,
@@ -143,10 +176,25 @@ impl ShardFile {
     let index = ShardIndex::parse(raw, version, footer.index_offset).map_err(in_file)?;
     Ok(ShardFile {
       path,
-      file,
-      size,
+      identity,
       index: Arc::new(index),
     })
+  }
+
+  /// Opens the file again, checking it is the version the index was read from.
+  pub fn reopen(&self) -> Result<File> {
+    let shown = self.path.display().to_string();
+    let file = File::open(&self.path).map_err(|e| match e.kind() {
+      std::io::ErrorKind::NotFound => DesError::Changed(shown.clone()),
+      _ => DesError::io(format!("open {shown}"), e),
+    })?;
+    let meta = file
+      .metadata()
+      .map_err(|e| DesError::io(format!("stat {shown}"), e))?;
+    if FileIdentity::of(&meta) != self.identity {
+      return Err(DesError::Changed(shown));
+    }
+    Ok(file)
   }
 
   /// The parsed index.
@@ -156,7 +204,7 @@ impl ShardFile {
 
   /// Size of the shard file in bytes.
   pub fn size(&self) -> u64 {
-    self.size
+    self.identity.len
   }
 
   /// Path the shard was opened from.
@@ -166,6 +214,12 @@ impl ShardFile {
 
   /// Reads an inline entry's stored (undecoded) bytes.
   pub fn read_stored(&self, entry: &Entry) -> Result<Vec<u8>> {
+    self.read_stored_from(&self.reopen()?, entry)
+  }
+
+  /// Reads an inline entry's stored bytes from a file got from `reopen`
+  /// (so a loop over many entries opens the file once).
+  pub fn read_stored_from(&self, file: &File, entry: &Entry) -> Result<Vec<u8>> {
     let Body::Inline { offset, length, .. } = entry.body else {
       return Err(DesError::BadArg(format!(
         "uid {:?} is a BigFile",
@@ -174,7 +228,7 @@ impl ShardFile {
     };
     // Bounded by the file size: the index check keeps offset + length below the index.
     let mut buf = vec![0u8; length as usize];
-    read_exact_at(&self.file, &mut buf, offset)
+    read_exact_at(file, &mut buf, offset)
       .map_err(|e| DesError::io(format!("read {}", self.path.display()), e))?;
     Ok(buf)
   }
@@ -193,7 +247,30 @@ impl ShardFile {
   /// beside the shard and checked against size and sha256.
   pub fn read_entry(&self, entry: &Entry, bigfiles_prefix: &str) -> Result<Vec<u8>> {
     match &entry.body {
-      Body::Inline { .. } => decode_payload(entry, &self.read_stored(entry)?),
+      Body::Inline { .. } => self.read_entry_from(&self.reopen()?, entry, bigfiles_prefix),
+      Body::BigFile { .. } => self.read_bigfile(entry, bigfiles_prefix),
+    }
+  }
+
+  /// `read_entry` with the shard file already open (see `reopen`).
+  pub fn read_entry_from(
+    &self,
+    file: &File,
+    entry: &Entry,
+    bigfiles_prefix: &str,
+  ) -> Result<Vec<u8>> {
+    match &entry.body {
+      Body::Inline { .. } => decode_payload(entry, &self.read_stored_from(file, entry)?),
+      Body::BigFile { .. } => self.read_bigfile(entry, bigfiles_prefix),
+    }
+  }
+
+  fn read_bigfile(&self, entry: &Entry, bigfiles_prefix: &str) -> Result<Vec<u8>> {
+    match &entry.body {
+      Body::Inline { .. } => Err(DesError::BadArg(format!(
+        "uid {:?} is not a BigFile",
+        entry.uid
+      ))),
       Body::BigFile { sha256, .. } => {
         let path = self.bigfile_path(bigfiles_prefix, sha256);
         let data = std::fs::read(&path)

@@ -205,3 +205,22 @@ fn shards_and_bigfiles_are_readable_by_other_users() {
   let mode = big.metadata().unwrap().permissions().mode();
   assert_eq!(mode & 0o044, 0o044, "BigFile mode {mode:o}");
 }
+
+#[test]
+fn a_shard_replaced_by_an_append_is_reported_as_changed_not_misread() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("x.des");
+  let mut w = ShardWriter::create(&path, WriterOptions::default()).unwrap();
+  w.add("a", b"first".to_vec(), None).unwrap();
+  w.finish().unwrap();
+  let old = ShardFile::open(&path).unwrap();
+  assert_eq!(old.read("a", "_bigFiles").unwrap(), b"first");
+  let mut w = ShardWriter::append(&path, WriterOptions::default()).unwrap();
+  w.add("b", b"second".to_vec(), None).unwrap();
+  w.finish().unwrap();
+  let err = old.read("a", "_bigFiles").unwrap_err();
+  assert_eq!(err.code(), "DES_CHANGED", "{err}");
+  let new = ShardFile::open(&path).unwrap();
+  assert_eq!(new.read("a", "_bigFiles").unwrap(), b"first");
+  assert_eq!(new.read("b", "_bigFiles").unwrap(), b"second");
+}

@@ -177,8 +177,12 @@ impl Task for VerifyTask {
       bytes: 0,
       problems: Vec::new(),
     };
+    let file = self.file.reopen().napi()?;
     for entry in index.entries() {
-      match self.file.read_entry(&entry, &self.bigfiles_prefix) {
+      match self
+        .file
+        .read_entry_from(&file, &entry, &self.bigfiles_prefix)
+      {
         Ok(data) => {
           report.ok += 1;
           report.bytes += data.len() as i64;
