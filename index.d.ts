@@ -50,6 +50,11 @@ export declare class ShardReader {
   /** Same as `read`, on the calling thread. */
   readSync(uid: string, bigfilesPrefix?: string | undefined | null): Buffer
   /**
+   * Reads an inline entry's stored bytes from a local shard, not decoded
+   * (to send a zstd payload as-is to a client that accepts zstd).
+   */
+  readStored(uid: string): Promise<Buffer>
+  /**
    * Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
    * off the event loop; the decoded size must match the index.
    */

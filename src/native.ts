@@ -138,6 +138,10 @@ export class ShardReader {
   readSync(uid: string, bigfilesPrefix?: string): Buffer {
     return sync(() => this.inner.readSync(uid, bigfilesPrefix))
   }
+  /** A local entry's stored bytes, not decoded. */
+  readStored(uid: string): Promise<Buffer> {
+    return later(() => this.inner.readStored(uid))
+  }
   /** Decodes stored bytes fetched by the caller. */
   decode(uid: string, stored: Buffer): Promise<Buffer> {
     return later(() => this.inner.decode(uid, stored))

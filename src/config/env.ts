@@ -157,6 +157,8 @@ export interface ServeConfig {
   s3ConnectTimeoutMs: number
   s3RequestTimeoutMs: number
   s3MaxAttempts: number
+  /** Send zstd entries as stored (`Content-Encoding: zstd`) to clients that accept zstd. */
+  zstdPassthrough: boolean
 }
 
 const SCOPES = ['read', 'metrics', 'admin']
@@ -243,6 +245,7 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
     s3ConnectTimeoutMs: intVar(env, 'DES_S3_CONNECT_TIMEOUT_MS', 2_000, 1, 600_000),
     s3RequestTimeoutMs: intVar(env, 'DES_S3_REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000),
     s3MaxAttempts: intVar(env, 'DES_S3_MAX_ATTEMPTS', 3, 1, 20),
+    zstdPassthrough: boolVar(env, 'DES_ZSTD_PASSTHROUGH', false),
   }
 }
 

@@ -18,6 +18,8 @@ export interface ServerDeps {
   store: Store
   auth?: Auth
   logger?: Logger
+  /** See `ResponderDeps.zstdPassthrough`. */
+  zstdPassthrough?: boolean
 }
 
 /** A server (not listening) for the store: `/files/` → responder, the rest → Express. */
@@ -65,7 +67,7 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
     requestTimeoutMs: opts.serve.s3RequestTimeoutMs,
   })
   const auth = new Auth(opts.serve.apiKeys, opts.serve.authOpenPaths)
-  const server = createServer({ store, auth, logger })
+  const server = createServer({ store, auth, logger, zstdPassthrough: opts.serve.zstdPassthrough })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.serve.port, opts.serve.host, () => {

@@ -20,6 +20,8 @@ export interface ShardHandle {
   readonly weight: number
   /** The decoded payload of an inline entry. */
   read(uid: string, entry: EntryInfo): Promise<Buffer>
+  /** The stored (possibly compressed) bytes of an inline entry, as they are in the shard. */
+  readStored(uid: string, entry: EntryInfo): Promise<Buffer>
 }
 
 function withKey(err: unknown, key: string): unknown {
@@ -46,10 +48,22 @@ class LocalShard implements ShardHandle {
     try {
       return await this.reader.read(uid)
     } catch (err) {
-      // The file was replaced (an append) since its index was read: the store re-finds.
-      if ((err as DesError)?.code === 'DES_CHANGED') throw new EtagMismatchError(this.key)
-      throw withKey(err, this.key)
+      throw this.readError(err)
     }
+  }
+
+  async readStored(uid: string): Promise<Buffer> {
+    try {
+      return await this.reader.readStored(uid)
+    } catch (err) {
+      throw this.readError(err)
+    }
+  }
+
+  private readError(err: unknown): unknown {
+    // The file was replaced (an append) since its index was read: the store re-finds.
+    if ((err as DesError)?.code === 'DES_CHANGED') return new EtagMismatchError(this.key)
+    return withKey(err, this.key)
   }
 }
 
@@ -62,6 +76,10 @@ class RemoteShard implements ShardHandle {
     readonly etag: string,
   ) {
     this.weight = reader.indexSize + OVERHEAD
+  }
+
+  readStored(_uid: string, entry: EntryInfo): Promise<Buffer> {
+    return this.source.getRange(this.key, entry.offset ?? 0, entry.storedSize, 'payload', this.etag)
   }
 
   async read(uid: string, entry: EntryInfo): Promise<Buffer> {

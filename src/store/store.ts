@@ -163,20 +163,28 @@ export class Store {
     const cacheKey = this.payloadCache.enabled ? this.cacheKey(found.shard.source, found.shard.key) + CACHE_SEPARATOR + found.etag : ''
     const hot = cacheKey ? this.payloadCache.get(cacheKey) : undefined
     if (hot) return hot
-    const data = await this.readFromShard(found)
+    const data = await this.readFromShard(found, (f) => f.shard.read(f.uid, f.entry))
     if (cacheKey) this.payloadCache.set(cacheKey, data)
     return data
   }
 
-  private async readFromShard(found: Found): Promise<Buffer> {
+  /**
+   * The stored bytes of an inline entry as they are in the shard (for a zstd
+   * entry: one zstd frame, what `Content-Encoding: zstd` sends).
+   */
+  readStored(found: Found): Promise<Buffer> {
+    return this.readFromShard(found, (f) => f.shard.readStored(f.uid, f.entry))
+  }
+
+  private async readFromShard(found: Found, read: (f: Found) => Promise<Buffer>): Promise<Buffer> {
     try {
-      return await found.shard.read(found.uid, found.entry)
+      return await read(found)
     } catch (err) {
       if (!(err instanceof EtagMismatchError)) throw err
       this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
       const again = await this.find(found.uid, found.loc)
       if (again.entry.isBigfile) throw new DesError('DES_CONFLICT', `uid ${found.uid} changed while it was being read; retry`)
-      return again.shard.read(again.uid, again.entry)
+      return read(again)
     }
   }
 

@@ -121,6 +121,8 @@ pub struct PayloadTask {
   uid: String,
   stored: Option<Vec<u8>>,
   bigfiles_prefix: String,
+  /// Return the stored (still compressed) bytes instead of decoding them.
+  raw: bool,
 }
 
 impl Task for PayloadTask {
@@ -132,6 +134,7 @@ impl Task for PayloadTask {
       .get(&self.uid)
       .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(self.uid.clone())))?;
     match (&self.source, self.stored.take()) {
+      (Source::File(file), None) if self.raw => file.read_stored(&entry).napi(),
       (_, Some(stored)) => des_core::decode_payload(&entry, &stored).napi(),
       (Source::File(file), None) => file.read_entry(&entry, &self.bigfiles_prefix).napi(),
       (Source::Tail(_), None) => Err(bad_arg(
@@ -317,6 +320,7 @@ impl ShardReader {
       uid,
       stored: None,
       bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+      raw: false,
     })
   }
 
@@ -328,8 +332,22 @@ impl ShardReader {
       uid,
       stored: None,
       bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+      raw: false,
     };
     task.compute().map(Buffer::from)
+  }
+
+  /// Reads an inline entry's stored bytes from a local shard, not decoded
+  /// (to send a zstd payload as-is to a client that accepts zstd).
+  #[napi(ts_return_type = "Promise<Buffer>")]
+  pub fn read_stored(&self, uid: String) -> AsyncTask<PayloadTask> {
+    AsyncTask::new(PayloadTask {
+      source: self.source.clone(),
+      uid,
+      stored: None,
+      bigfiles_prefix: String::new(),
+      raw: true,
+    })
   }
 
   /// Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
@@ -341,6 +359,7 @@ impl ShardReader {
       uid,
       stored: Some(stored.to_vec()),
       bigfiles_prefix: String::new(),
+      raw: false,
     })
   }
 
@@ -352,6 +371,7 @@ impl ShardReader {
       uid,
       stored: Some(stored.to_vec()),
       bigfiles_prefix: String::new(),
+      raw: false,
     };
     task.compute().map(Buffer::from)
   }
