@@ -33,7 +33,8 @@ function withKey(err: unknown, key: string): unknown {
   return err
 }
 
-class LocalShard implements ShardHandle {
+/** What every opened shard holds: where it is, its index, its version, its cache weight. */
+abstract class OpenedShard implements ShardHandle {
   readonly weight: number
   constructor(
     readonly key: string,
@@ -44,6 +45,11 @@ class LocalShard implements ShardHandle {
     this.weight = reader.indexSize + OVERHEAD
   }
 
+  abstract read(uid: string, entry: EntryInfo): Promise<Buffer>
+  abstract readStored(uid: string, entry: EntryInfo): Promise<Buffer>
+}
+
+class LocalShard extends OpenedShard {
   async read(uid: string): Promise<Buffer> {
     try {
       return await this.reader.read(uid)
@@ -67,23 +73,13 @@ class LocalShard implements ShardHandle {
   }
 }
 
-class RemoteShard implements ShardHandle {
-  readonly weight: number
-  constructor(
-    readonly key: string,
-    readonly source: ByteSource,
-    readonly reader: ShardReader,
-    readonly etag: string,
-  ) {
-    this.weight = reader.indexSize + OVERHEAD
-  }
-
+class RemoteShard extends OpenedShard {
   readStored(_uid: string, entry: EntryInfo): Promise<Buffer> {
     return this.source.getRange(this.key, entry.offset ?? 0, entry.storedSize, 'payload', this.etag)
   }
 
   async read(uid: string, entry: EntryInfo): Promise<Buffer> {
-    const stored = await this.source.getRange(this.key, entry.offset ?? 0, entry.storedSize, 'payload', this.etag)
+    const stored = await this.readStored(uid, entry)
     try {
       return await this.reader.decode(uid, stored)
     } catch (err) {
