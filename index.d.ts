@@ -9,6 +9,26 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare class PayloadCache {
+  /**
+   * A cache of at most `maxBytes`; payloads over `maxEntryBytes` (default
+   * 1 MiB) are not kept.
+   */
+  constructor(maxBytes: number, maxEntryBytes?: number | undefined | null)
+  get maxBytes(): number
+  /**
+   * The payload kept under `key`, or null: a Buffer over the cache's own
+   * memory (no copy; a hot 64 KiB file costs a lookup, not a 64 KiB memcpy).
+   * Callers must not write to it. The memory lives until both the cache has
+   * let it go and the Buffer is collected. (Node >= 16 lets several external
+   * Buffers share one block; the napi fallback for runtimes without external
+   * buffers copies.)
+   */
+  get(key: string): Buffer | null
+  stats(): PayloadCacheStats
+  clear(): void
+}
+
 /**
  * A shard's parsed index, with payload reads for local files and payload
  * decoding for bytes fetched elsewhere.
@@ -45,8 +65,9 @@ export declare class ShardReader {
   /**
    * Reads and decodes a uid's payload from a local shard (BigFiles from
    * `<shard dir>/<bigfilesPrefix>/`, checked by size and sha256).
+   * With `cache` and `cacheKey`, an inline payload is also kept in `cache`.
    */
-  read(uid: string, bigfilesPrefix?: string | undefined | null): Promise<Buffer>
+  read(uid: string, bigfilesPrefix?: string | undefined | null, cache?: PayloadCache | undefined | null, cacheKey?: string | undefined | null): Promise<Buffer>
   /** Same as `read`, on the calling thread. */
   readSync(uid: string, bigfilesPrefix?: string | undefined | null): Buffer
   /**
@@ -57,8 +78,9 @@ export declare class ShardReader {
   /**
    * Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
    * off the event loop; the decoded size must match the index.
+   * With `cache` and `cacheKey`, the decoded payload is also kept in `cache`.
    */
-  decode(uid: string, stored: Buffer): Promise<Buffer>
+  decode(uid: string, stored: Buffer, cache?: PayloadCache | undefined | null, cacheKey?: string | undefined | null): Promise<Buffer>
   /** Same as `decode`, on the calling thread (fine for small payloads). */
   decodeSync(uid: string, stored: Buffer): Buffer
   /** Decodes every entry of a local shard and checks sizes and BigFile hashes. */
@@ -161,6 +183,15 @@ export interface PackFile {
 
 /** Seconds since the Unix epoch of an ISO-8601 timestamp (no offset = UTC). */
 export declare function parseTimestamp(createdAt: string): number
+
+/** Counters of a payload cache. */
+export interface PayloadCacheStats {
+  entries: number
+  bytes: number
+  hits: number
+  misses: number
+  evictions: number
+}
 
 /** Where a uid lives. */
 export interface ShardLocation {

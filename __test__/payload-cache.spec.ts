@@ -4,7 +4,9 @@
 import test from 'ava'
 import { payloadCacheTotal, s3RangeCallsTotal } from '../src/metrics'
 import { BACKENDS, openBackend } from './helpers/backends'
-import { payload, tempDir, writeStore } from './helpers/store'
+import { listenLocal, payload, tempDir, writeStore } from './helpers/store'
+import { PayloadCache, ShardReader } from '../src/native'
+import { createServer } from '../src/serve/server'
 
 const DAY = '2024-03-01T10:00:00Z'
 
@@ -52,4 +54,72 @@ test('a replaced entry is read anew once the index is re-checked, not served fro
   // A uid missing from the cached index makes the store re-check the shard file.
   t.is((await store.get('263', DAY)).toString(), 'new neighbour')
   t.is((await store.get('7', DAY)).toString(), 'version two!')
+})
+
+test('the native cache: a read keeps its payload, get returns those bytes, stats count them', async (t) => {
+  const dir = tempDir()
+  const data = payload(30_000, 9)
+  const [key] = await writeStore(dir, [{ uid: 'doc', createdAt: DAY, data }])
+  const reader = await ShardReader.open(`${dir}/${key}`)
+  const cache = new PayloadCache(1 << 20)
+  t.is(cache.get('k'), null)
+  t.true((await reader.read('doc', undefined, { cache, key: 'k' })).equals(data))
+  const hot = cache.get('k')
+  t.true(hot !== null && hot.equals(data))
+  const s = cache.stats()
+  t.is(s.entries, 1)
+  t.true(s.bytes >= data.length && s.bytes < data.length + 1024)
+  t.is(s.hits, 1)
+  t.is(s.misses, 1)
+})
+
+test('the native cache: a Buffer handed out stays intact after the cache lets its bytes go', async (t) => {
+  const dir = tempDir()
+  // uids 7, 263, 519… route to one shard (mod 256 = 7).
+  const files = Array.from({ length: 6 }, (_, i) => ({ uid: String(7 + 256 * i), createdAt: DAY, data: payload(20_000, 40 + i) }))
+  const [key] = await writeStore(dir, files)
+  const reader = await ShardReader.open(`${dir}/${key}`)
+  const cache = new PayloadCache(45_000) // two 20 kB payloads at most
+  await reader.read('7', undefined, { cache, key: '7' })
+  const held = cache.get('7')!
+  for (const f of files.slice(1)) await reader.read(f.uid, undefined, { cache, key: f.uid })
+  t.is(cache.get('7'), null, 'evicted')
+  t.true(cache.stats().bytes <= 45_000)
+  t.true(cache.stats().evictions >= 4)
+  t.true(held.equals(files[0].data), 'the evicted payload is still whole in the Buffer that was handed out')
+})
+
+test('the native cache refuses payloads over its entry limit and a negative size', async (t) => {
+  const dir = tempDir()
+  const data = payload(5_000, 2)
+  const [key] = await writeStore(dir, [{ uid: 'x', createdAt: DAY, data }])
+  const reader = await ShardReader.open(`${dir}/${key}`)
+  const cache = new PayloadCache(1 << 20, 4_096)
+  t.true((await reader.read('x', undefined, { cache, key: 'x' })).equals(data))
+  t.is(cache.get('x'), null)
+  t.throws(() => new PayloadCache(-1), { message: /maxBytes must be 0 or more/ })
+})
+
+test('des serve answers a hot file from the payload cache with the same bytes and headers', async (t) => {
+  const dir = tempDir()
+  const data = payload(40_000, 5)
+  await writeStore(dir, [{ uid: 'hot', createdAt: DAY, data, meta: { content_type: 'application/pdf' } }])
+  const store = (await openBackend('local', dir)).store({ payloadCacheBytes: 1 << 20 })
+  const server = createServer({ store })
+  t.teardown(() => server.close())
+  const base = await listenLocal(server)
+  const url = `${base}/files/hot?created_at=${DAY}`
+  const cold = await fetch(url)
+  const coldBody = Buffer.from(await cold.arrayBuffer())
+  const hits = await counter(payloadCacheTotal, { result: 'hit' })
+  const warm = await fetch(url)
+  const warmBody = Buffer.from(await warm.arrayBuffer())
+  t.is(await counter(payloadCacheTotal, { result: 'hit' }), hits + 1)
+  t.true(coldBody.equals(data))
+  t.true(warmBody.equals(data))
+  for (const h of ['etag', 'content-type', 'content-length']) t.is(warm.headers.get(h), cold.headers.get(h), h)
+  const part = await fetch(url, { headers: { Range: 'bytes=100-199' } })
+  t.is(part.status, 206)
+  t.true(Buffer.from(await part.arrayBuffer()).equals(data.subarray(100, 200)), 'a range of a cached payload')
+  t.true((await store.read(await store.find('hot', DAY))).equals(data))
 })

@@ -83,6 +83,42 @@ export function footerFromTail(tail: Buffer, objectSize: number): { indexOffset:
   return sync(() => addon.footerFromTail(tail, objectSize))
 }
 
+export type PayloadCacheStats = Native.PayloadCacheStats
+
+/**
+ * Decoded payloads kept in Rust memory, bounded in bytes: outside the JS heap,
+ * so keeping them costs the garbage collector nothing.
+ */
+export class PayloadCache {
+  readonly native: Native.PayloadCache
+  /** Payloads over `maxEntryBytes` (default 1 MiB) are not kept. */
+  constructor(maxBytes: number, maxEntryBytes?: number) {
+    this.native = sync(() => new addon.PayloadCache(maxBytes, maxEntryBytes))
+  }
+  get maxBytes(): number {
+    return this.native.maxBytes
+  }
+  /**
+   * The payload kept under `key`, or null (on the calling thread). The Buffer
+   * shares the cache's memory: read it, send it, never write to it.
+   */
+  get(key: string): Buffer | null {
+    return this.native.get(key)
+  }
+  stats(): PayloadCacheStats {
+    return this.native.stats()
+  }
+  clear(): void {
+    this.native.clear()
+  }
+}
+
+/** Where a read keeps a copy of what it decoded. */
+export interface KeepIn {
+  cache: PayloadCache
+  key: string
+}
+
 /** A shard's index (held in Rust) with payload reads and decoding. */
 export class ShardReader {
   private constructor(private readonly inner: Native.ShardReader) {}
@@ -131,9 +167,12 @@ export class ShardReader {
   entries(start?: number, count?: number): EntryInfo[] {
     return this.inner.entries(start, count)
   }
-  /** Reads a uid from a local shard (BigFiles from `<dir>/<prefix>/`). */
-  read(uid: string, bigfilesPrefix?: string): Promise<Buffer> {
-    return later(() => this.inner.read(uid, bigfilesPrefix))
+  /**
+   * Reads a uid from a local shard (BigFiles from `<dir>/<prefix>/`); with
+   * `keep`, an inline payload is also kept in that cache under that key.
+   */
+  read(uid: string, bigfilesPrefix?: string, keep?: KeepIn): Promise<Buffer> {
+    return later(() => this.inner.read(uid, bigfilesPrefix, keep?.cache.native, keep?.key))
   }
   readSync(uid: string, bigfilesPrefix?: string): Buffer {
     return sync(() => this.inner.readSync(uid, bigfilesPrefix))
@@ -142,9 +181,9 @@ export class ShardReader {
   readStored(uid: string): Promise<Buffer> {
     return later(() => this.inner.readStored(uid))
   }
-  /** Decodes stored bytes fetched by the caller. */
-  decode(uid: string, stored: Buffer): Promise<Buffer> {
-    return later(() => this.inner.decode(uid, stored))
+  /** Decodes stored bytes fetched by the caller (keeping the result as `read` does). */
+  decode(uid: string, stored: Buffer, keep?: KeepIn): Promise<Buffer> {
+    return later(() => this.inner.decode(uid, stored, keep?.cache.native, keep?.key))
   }
   decodeSync(uid: string, stored: Buffer): Buffer {
     return sync(() => this.inner.decodeSync(uid, stored))

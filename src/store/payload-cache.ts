@@ -1,9 +1,11 @@
 // Decoded payloads of small inline entries, bounded in bytes
 // (DES_PAYLOAD_CACHE_BYTES): a hot file is answered without a read and a
-// decode. Keys name the shard and the entry's position and sizes, so bytes
-// from an older version of a shard are never served for a newer one.
+// decode. The bytes are kept in Rust (the native PayloadCache), outside the JS
+// heap, and are filled by the read itself off the event loop. Keys name the
+// shard's version, the entry's position and sizes and the uid, so bytes from
+// an older version of a shard are never served for a newer one.
 
-import { LRUCache } from 'lru-cache'
+import { PayloadCache as NativePayloadCache, type KeepIn, type PayloadCacheStats } from '../native'
 import { payloadCacheTotal } from '../metrics'
 
 /** Payloads larger than this are not kept (they would push out many small ones). */
@@ -13,26 +15,38 @@ const HIT = payloadCacheTotal.labels('hit')
 const MISS = payloadCacheTotal.labels('miss')
 
 export class PayloadCache {
-  private readonly lru: LRUCache<string, Buffer> | undefined
+  private readonly native: NativePayloadCache | undefined
 
   /** `maxBytes` 0 turns the cache off. */
   constructor(maxBytes: number) {
-    this.lru = maxBytes > 0 ? new LRUCache<string, Buffer>({ maxSize: maxBytes, sizeCalculation: (b) => Math.max(1, b.length) }) : undefined
+    this.native = maxBytes > 0 ? new NativePayloadCache(maxBytes, MAX_CACHED_PAYLOAD) : undefined
   }
 
   get enabled(): boolean {
-    return this.lru !== undefined
+    return this.native !== undefined
   }
 
+  /**
+   * The payload under `key` (a hash lookup on this thread, no copy). The
+   * Buffer shares the cache's memory: send it, never write to it.
+   */
   get(key: string): Buffer | undefined {
-    if (!this.lru) return undefined
-    const b = this.lru.get(key)
-    if (b === undefined) MISS.inc()
-    else HIT.inc()
+    if (!this.native) return undefined
+    const b = this.native.get(key)
+    if (b === null) {
+      MISS.inc()
+      return undefined
+    }
+    HIT.inc()
     return b
   }
 
-  set(key: string, payload: Buffer): void {
-    if (this.lru && payload.length <= MAX_CACHED_PAYLOAD) this.lru.set(key, payload)
+  /** What a read passes down so the payload it decodes is kept under `key`. */
+  keepIn(key: string): KeepIn | undefined {
+    return this.native ? { cache: this.native, key } : undefined
+  }
+
+  stats(): PayloadCacheStats | undefined {
+    return this.native?.stats()
   }
 }

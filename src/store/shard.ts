@@ -5,21 +5,23 @@
 // of a larger index the tail missed), then one range GET per payload.
 
 import { DesError } from '../errors'
-import { footerFromTail, ShardReader, type EntryInfo } from '../native'
+import { footerFromTail, ShardReader, type EntryInfo, type KeepIn } from '../native'
 import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/source'
 
 /** Fixed cost of a cached shard besides its index bytes (JS object, key, native handle). */
 const OVERHEAD = 512
 
 export interface ShardHandle {
+  /** Unique in this process for each opened version of a shard (names its payloads in the payload cache). */
+  readonly id: number
   readonly key: string
   readonly source: ByteSource
   readonly reader: ShardReader
   /** Version of the object this index was read from. */
   readonly etag: string
   readonly weight: number
-  /** The decoded payload of an inline entry. */
-  read(uid: string, entry: EntryInfo): Promise<Buffer>
+  /** The decoded payload of an inline entry (also kept in `keep` when given). */
+  read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer>
   /** The stored (possibly compressed) bytes of an inline entry, as they are in the shard. */
   readStored(uid: string, entry: EntryInfo): Promise<Buffer>
 }
@@ -33,8 +35,11 @@ function withKey(err: unknown, key: string): unknown {
   return err
 }
 
+let openedCount = 0
+
 /** What every opened shard holds: where it is, its index, its version, its cache weight. */
 abstract class OpenedShard implements ShardHandle {
+  readonly id = ++openedCount
   readonly weight: number
   constructor(
     readonly key: string,
@@ -45,14 +50,14 @@ abstract class OpenedShard implements ShardHandle {
     this.weight = reader.indexSize + OVERHEAD
   }
 
-  abstract read(uid: string, entry: EntryInfo): Promise<Buffer>
+  abstract read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer>
   abstract readStored(uid: string, entry: EntryInfo): Promise<Buffer>
 }
 
 class LocalShard extends OpenedShard {
-  async read(uid: string): Promise<Buffer> {
+  async read(uid: string, _entry: EntryInfo, keep?: KeepIn): Promise<Buffer> {
     try {
-      return await this.reader.read(uid)
+      return await this.reader.read(uid, undefined, keep)
     } catch (err) {
       throw this.readError(err)
     }
@@ -78,10 +83,10 @@ class RemoteShard extends OpenedShard {
     return this.source.getRange(this.key, entry.offset ?? 0, entry.storedSize, 'payload', this.etag)
   }
 
-  async read(uid: string, entry: EntryInfo): Promise<Buffer> {
+  async read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer> {
     const stored = await this.readStored(uid, entry)
     try {
-      return await this.reader.decode(uid, stored)
+      return await this.reader.decode(uid, stored, keep)
     } catch (err) {
       throw withKey(err, this.key)
     }

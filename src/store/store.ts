@@ -156,16 +156,36 @@ export class Store {
   }
 
   /**
-   * The decoded bytes of an inline entry, from the payload cache when it holds
-   * them; an object replaced meanwhile is re-read once.
+   * Payload-cache key of a found inline entry: the opened shard version (its
+   * handle's id; a re-opened object gets a new one) and where the entry's
+   * bytes are in it (part, offset, stored and decoded sizes).
    */
+  private payloadKey(found: Found): string {
+    return found.shard.id + found.etag
+  }
+
+  /**
+   * The decoded bytes of an inline entry when the payload cache holds them (no
+   * I/O, no wait, no copy): the Buffer shares the cache's memory, so it is
+   * for sending, never for writing to.
+   */
+  cachedPayload(found: Found): Buffer | undefined {
+    return this.payloadCache.enabled ? this.payloadCache.get(this.payloadKey(found)) : undefined
+  }
+
+  /**
+   * The decoded bytes of an inline entry read from its shard (kept in the
+   * payload cache when it is on); an object replaced meanwhile is re-read once.
+   */
+  readPayload(found: Found): Promise<Buffer> {
+    const cache = this.payloadCache
+    return this.readFromShard(found, (f) => f.shard.read(f.uid, f.entry, cache.enabled ? cache.keepIn(this.payloadKey(f)) : undefined))
+  }
+
+  /** The decoded bytes of an inline entry (the caller's own copy): from the payload cache, else from its shard. */
   async read(found: Found): Promise<Buffer> {
-    const cacheKey = this.payloadCache.enabled ? this.cacheKey(found.shard.source, found.shard.key) + CACHE_SEPARATOR + found.etag : ''
-    const hot = cacheKey ? this.payloadCache.get(cacheKey) : undefined
-    if (hot) return hot
-    const data = await this.readFromShard(found, (f) => f.shard.read(f.uid, f.entry))
-    if (cacheKey) this.payloadCache.set(cacheKey, data)
-    return data
+    const hot = this.cachedPayload(found)
+    return hot ? Buffer.from(hot) : this.readPayload(found)
   }
 
   /**

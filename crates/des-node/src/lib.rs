@@ -2,10 +2,12 @@
 //! `"[DES_CODE] message"`; `src/native.ts` turns that back into `err.code`.
 
 mod error;
+mod payload_cache;
 mod reader;
 mod routing;
 mod writer;
 
+pub use payload_cache::*;
 pub use reader::*;
 pub use routing::*;
 pub use writer::*;

@@ -2,6 +2,7 @@
 //! over a local file or over tail bytes handed in by the S3 code.
 
 use crate::error::{bad_arg, IntoNapi};
+use crate::payload_cache::PayloadCache;
 use des_core::{Body, Entry, ShardFile, ShardIndex};
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
@@ -123,6 +124,8 @@ pub struct PayloadTask {
   bigfiles_prefix: String,
   /// Return the stored (still compressed) bytes instead of decoding them.
   raw: bool,
+  /// Where to keep a copy of the decoded payload, and under which key.
+  keep: Option<(Arc<des_core::PayloadCache>, String)>,
 }
 
 impl Task for PayloadTask {
@@ -133,14 +136,21 @@ impl Task for PayloadTask {
     let entry = index
       .get(&self.uid)
       .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(self.uid.clone())))?;
-    match (&self.source, self.stored.take()) {
+    let data = match (&self.source, self.stored.take()) {
       (Source::File(file), None) if self.raw => file.read_stored(&entry).napi(),
       (_, Some(stored)) => des_core::decode_payload(&entry, &stored).napi(),
       (Source::File(file), None) => file.read_entry(&entry, &self.bigfiles_prefix).napi(),
       (Source::Tail(_), None) => Err(bad_arg(
         "this reader holds only an index: fetch the stored bytes and call decode()",
       )),
+    }?;
+    if let Some((cache, key)) = &self.keep {
+      // Copied here, off the event loop; the caller gets its own buffer.
+      if !entry.is_bigfile() && cache.admits(data.len()) {
+        cache.insert(key, Arc::from(data.as_slice()));
+      }
     }
+    Ok(data)
   }
   fn resolve(&mut self, _env: Env, data: Vec<u8>) -> napi::Result<Buffer> {
     Ok(data.into())
@@ -204,6 +214,13 @@ impl Task for VerifyTask {
 }
 
 const DEFAULT_PREFIX: &str = des_core::DEFAULT_BIGFILES_PREFIX;
+
+fn keep(
+  cache: Option<&PayloadCache>,
+  key: Option<String>,
+) -> Option<(Arc<des_core::PayloadCache>, String)> {
+  Some((cache?.shared(), key?))
+}
 
 impl ShardReader {
   pub(crate) fn with_index<T>(&self, f: impl FnOnce(&ShardIndex) -> T) -> T {
@@ -313,14 +330,22 @@ impl ShardReader {
 
   /// Reads and decodes a uid's payload from a local shard (BigFiles from
   /// `<shard dir>/<bigfilesPrefix>/`, checked by size and sha256).
+  /// With `cache` and `cacheKey`, an inline payload is also kept in `cache`.
   #[napi(ts_return_type = "Promise<Buffer>")]
-  pub fn read(&self, uid: String, bigfiles_prefix: Option<String>) -> AsyncTask<PayloadTask> {
+  pub fn read(
+    &self,
+    uid: String,
+    bigfiles_prefix: Option<String>,
+    cache: Option<&PayloadCache>,
+    cache_key: Option<String>,
+  ) -> AsyncTask<PayloadTask> {
     AsyncTask::new(PayloadTask {
       source: self.source.clone(),
       uid,
       stored: None,
       bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
       raw: false,
+      keep: keep(cache, cache_key),
     })
   }
 
@@ -333,6 +358,7 @@ impl ShardReader {
       stored: None,
       bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
       raw: false,
+      keep: None,
     };
     task.compute().map(Buffer::from)
   }
@@ -347,19 +373,28 @@ impl ShardReader {
       stored: None,
       bigfiles_prefix: String::new(),
       raw: true,
+      keep: None,
     })
   }
 
   /// Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
   /// off the event loop; the decoded size must match the index.
+  /// With `cache` and `cacheKey`, the decoded payload is also kept in `cache`.
   #[napi(ts_return_type = "Promise<Buffer>")]
-  pub fn decode(&self, uid: String, stored: Buffer) -> AsyncTask<PayloadTask> {
+  pub fn decode(
+    &self,
+    uid: String,
+    stored: Buffer,
+    cache: Option<&PayloadCache>,
+    cache_key: Option<String>,
+  ) -> AsyncTask<PayloadTask> {
     AsyncTask::new(PayloadTask {
       source: self.source.clone(),
       uid,
       stored: Some(stored.to_vec()),
       bigfiles_prefix: String::new(),
       raw: false,
+      keep: keep(cache, cache_key),
     })
   }
 
@@ -372,6 +407,7 @@ impl ShardReader {
       stored: Some(stored.to_vec()),
       bigfiles_prefix: String::new(),
       raw: false,
+      keep: None,
     };
     task.compute().map(Buffer::from)
   }

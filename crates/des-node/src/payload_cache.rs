@@ -1,0 +1,92 @@
+//! `PayloadCache`: decoded payloads kept in Rust memory (see des-core), filled
+//! by `ShardReader.read/decode` off the event loop, read back with `get`.
+
+use crate::error::bad_arg;
+use napi::bindgen_prelude::BufferSlice;
+use napi::Env;
+use napi_derive::napi;
+use std::sync::Arc;
+
+/// Counters of a payload cache.
+#[napi(object)]
+pub struct PayloadCacheStats {
+  pub entries: i64,
+  pub bytes: i64,
+  pub hits: i64,
+  pub misses: i64,
+  pub evictions: i64,
+}
+
+#[napi]
+pub struct PayloadCache {
+  inner: Arc<des_core::PayloadCache>,
+}
+
+impl PayloadCache {
+  pub(crate) fn shared(&self) -> Arc<des_core::PayloadCache> {
+    self.inner.clone()
+  }
+}
+
+fn to_usize(what: &str, n: i64) -> napi::Result<usize> {
+  usize::try_from(n).map_err(|_| bad_arg(format!("{what} must be 0 or more, got {n}")))
+}
+
+#[napi]
+impl PayloadCache {
+  /// A cache of at most `maxBytes`; payloads over `maxEntryBytes` (default
+  /// 1 MiB) are not kept.
+  #[napi(constructor)]
+  pub fn new(max_bytes: i64, max_entry_bytes: Option<i64>) -> napi::Result<Self> {
+    let max_entry = to_usize("maxEntryBytes", max_entry_bytes.unwrap_or(1 << 20))?;
+    Ok(PayloadCache {
+      inner: Arc::new(des_core::PayloadCache::new(
+        to_usize("maxBytes", max_bytes)?,
+        max_entry,
+      )),
+    })
+  }
+
+  #[napi(getter)]
+  pub fn max_bytes(&self) -> i64 {
+    self.inner.max_bytes() as i64
+  }
+
+  /// The payload kept under `key`, or null: a Buffer over the cache's own
+  /// memory (no copy; a hot 64 KiB file costs a lookup, not a 64 KiB memcpy).
+  /// Callers must not write to it. The memory lives until both the cache has
+  /// let it go and the Buffer is collected. (Node >= 16 lets several external
+  /// Buffers share one block; the napi fallback for runtimes without external
+  /// buffers copies.)
+  #[napi(ts_return_type = "Buffer | null")]
+  pub fn get<'env>(&self, env: &'env Env, key: String) -> napi::Result<Option<BufferSlice<'env>>> {
+    let Some(data) = self.inner.get(&key) else {
+      return Ok(None);
+    };
+    if data.is_empty() {
+      return BufferSlice::copy_from(env, []).map(Some);
+    }
+    let ptr = data.as_ptr().cast_mut();
+    let len = data.len();
+    // SAFETY: `ptr` stays valid for `len` bytes while `data` (an Arc clone
+    // handed to the finalizer) is alive; it is dropped when the Buffer is.
+    unsafe { BufferSlice::from_external(env, ptr, len, data, |_, data| drop(data)) }.map(Some)
+  }
+
+  #[napi]
+  pub fn stats(&self) -> PayloadCacheStats {
+    let s = self.inner.stats();
+    PayloadCacheStats {
+      entries: s.entries as i64,
+      bytes: s.bytes as i64,
+      hits: s.hits as i64,
+      misses: s.misses as i64,
+      evictions: s.evictions as i64,
+    }
+  }
+
+  #[napi]
+  pub fn clear(&self) {
+    self.inner.clear()
+  }
+}
