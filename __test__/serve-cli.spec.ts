@@ -17,6 +17,7 @@ import { singleSource } from '../src/storage/source'
 import { Store } from '../src/store/store'
 import { createServer } from '../src/serve/server'
 import { ROOT } from './helpers/golden'
+import { autoPayloadCacheBytes } from '../src/config/memory'
 import { runCli } from './helpers/cli'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { closeServer, listenLocal, payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
@@ -84,6 +85,8 @@ test('des serve answers on its port and refuses a bad configuration at start-up,
     t.is(r.status, 200)
     t.true(Buffer.from(await r.arrayBuffer()).equals(files[4].data))
     t.is((await fetch(`${s.url}/health`)).status, 200)
+    // No DES_PAYLOAD_CACHE_BYTES: sized from this machine's memory limit.
+    t.is(s.lines.find((l) => /listening/.test(l.msg))?.payloadCacheBytes, autoPayloadCacheBytes(1))
   } finally {
     s.child.kill('SIGTERM')
     t.is(await s.exit, 0)
@@ -132,6 +135,8 @@ test('--workers 2 runs two processes on one port, and SIGTERM stops them all wit
     const pids = new Set(s.lines.filter((l) => /listening/.test(l.msg)).map((l) => l.pid))
     t.is(pids.size, 2)
     t.false(pids.has(s.child.pid))
+    // Two workers share the automatic payload-cache budget.
+    for (const l of s.lines.filter((l) => /listening/.test(l.msg))) t.is(l.payloadCacheBytes, autoPayloadCacheBytes(2))
     const rs = await Promise.all(files.map((f) => fetch(`${s.url}/files/${f.uid}?created_at=${DAY}`).then(async (r) => [r.status, Buffer.from(await r.arrayBuffer()).equals(f.data)])))
     t.true(rs.every(([st, ok]) => st === 200 && ok))
   } finally {

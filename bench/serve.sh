@@ -7,6 +7,7 @@
 #   N=10000 DUR=10 ROUNDS=3 CONNS=32 THREADS=2 WORKERS=2 bash bench/serve.sh
 #   BUILD=1 bash bench/serve.sh         # rebuild the release addon first (~3 min)
 #   PAYLOAD_CACHE=0 bash bench/serve.sh # decode on every request (no payload cache)
+#   PAYLOAD_CACHE=67108864 bash bench/serve.sh # a cache a fifth of the set
 #
 # Rounds alternate des / nginx so both see the same machine load; the median
 # round of each is reported. Request logging is off on both sides (nginx:
@@ -28,9 +29,11 @@ DES_PORT=${DES_BENCH_PORT:-18700}
 NGINX_PORT=${NGINX_BENCH_PORT:-18701}
 CEILING=${CEILING:-1}   # also measure bench/serve-ceiling.js (node:http from memory)
 CEIL_PORT=${CEIL_BENCH_PORT:-18702}
-# Decoded-payload cache of des serve: 0 (its default) = every request reads
-# and decodes its payload; 536870912 holds this whole 10k-file set.
-PAYLOAD_CACHE=${PAYLOAD_CACHE:-0}
+# Decoded-payload cache of des serve per worker: auto (its default: an eighth
+# of the memory limit shared by the workers, at most 1 GiB each), 0 = every
+# request reads and decodes its payload, or a size in bytes. This 10k-file set
+# decodes to ~325 MiB.
+PAYLOAD_CACHE=${PAYLOAD_CACHE:-auto}
 
 need_cmd wrk
 need_cmd curl
@@ -100,7 +103,9 @@ read -r _ n_rps n_p50 n_p99 <<<"$(median nginx)"
 
 echo
 echo "== des serve vs nginx: $N files 1-64 KiB (zstd in $(find "$OUT/store" -name '*.des' | wc -l) shards), $ROUNDS x ${DUR}s rounds, median round"
-echo "   machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); des serve --workers $WORKERS, DES_PAYLOAD_CACHE_BYTES=$PAYLOAD_CACHE; nginx worker_processes 2"
+cache_bytes=$PAYLOAD_CACHE
+[ "$PAYLOAD_CACHE" = auto ] && cache_bytes="auto = $(node -e "console.log(require('./dist/config/memory').autoPayloadCacheBytes($WORKERS))") per worker"
+echo "   machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); des serve --workers $WORKERS, DES_PAYLOAD_CACHE_BYTES=$cache_bytes; nginx worker_processes 2"
 printf '   %-10s %10s %10s %10s\n' server 'req/s' 'p50 ms' 'p99 ms'
 printf '   %-10s %10s %10s %10s\n' "des serve" "$d_rps" "$d_p50" "$d_p99"
 printf '   %-10s %10s %10s %10s\n' nginx "$n_rps" "$n_p50" "$n_p99"

@@ -32,8 +32,11 @@ export interface DesConfig {
   bigfilesPrefix: string
   /** Bytes of parsed indexes kept in memory. */
   indexCacheBytes: number
-  /** Bytes of decoded small payloads kept in memory (0 = off). */
-  payloadCacheBytes: number
+  /**
+   * Bytes of decoded small payloads kept in memory (0 = off); undefined =
+   * sized by `des serve` from the memory limit (src/config/memory.ts).
+   */
+  payloadCacheBytes: number | undefined
   /** Size of the suffix-range GET that fetches footer and index together. */
   tailBytes: number
 }
@@ -52,6 +55,12 @@ export function intVar(env: Env, name: string, def: number, min: number, max: nu
   const n = Number(raw.trim())
   if (n < min || n > max) throw bad(name, raw, `expected ${min}..${max}`)
   return n
+}
+
+/** An integer variable within [min, max], or undefined when unset. */
+function optionalIntVar(env: Env, name: string, min: number, max: number): number | undefined {
+  const raw = env[name]
+  return raw === undefined || raw.trim() === '' ? undefined : intVar(env, name, 0, min, max)
 }
 
 /** One of a set of words, or the default when unset. */
@@ -112,7 +121,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     bigFileThreshold: intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     bigfilesPrefix: bigfilesPrefixVar(env),
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
-    payloadCacheBytes: intVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
+    payloadCacheBytes: env.DES_PAYLOAD_CACHE_BYTES?.trim().toLowerCase() === 'auto' ? undefined : optionalIntVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER),
     tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
   }
 }

@@ -179,7 +179,8 @@ export class FilesResponder {
     }
     if (createdAt === undefined || createdAt === '') throw new DesError('DES_BAD_ARG', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)')
 
-    const found = await this.store.find(uid, createdAt)
+    const finding = this.store.findNow(uid, createdAt)
+    const found = finding instanceof Promise ? await finding : finding
     const entry = found.entry
     const size = entry.size
     // A zstd entry may go out as stored (one zstd frame) to a client that accepts

@@ -6,6 +6,7 @@ import cluster from 'node:cluster'
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { DesConfig, ServeConfig } from '../config/env'
+import { autoPayloadCacheBytes } from '../config/memory'
 import { describe, errorCode, exitCode } from '../errors'
 import { createStore } from '../store'
 import type { Store } from '../store/store'
@@ -61,7 +62,9 @@ export interface ServeOptions {
 
 /** Builds the store and listens; resolves to the server once it accepts connections. */
 export async function listen(opts: ServeOptions, logger: Logger): Promise<http.Server> {
-  const store = createStore(opts.config, {
+  // Unset: an eighth of the memory limit shared by the workers, at most 1 GiB each.
+  const payloadCacheBytes = opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers)
+  const store = createStore({ ...opts.config, payloadCacheBytes }, {
     maxAttempts: opts.serve.s3MaxAttempts,
     connectionTimeoutMs: opts.serve.s3ConnectTimeoutMs,
     requestTimeoutMs: opts.serve.s3RequestTimeoutMs,
@@ -78,7 +81,15 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
   const addr = server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   logger.info(
-    { port: addr.port, host: addr.address, backend: store.backend, layout: store.layout, auth: auth.enabled, worker: cluster.isWorker ? cluster.worker?.id : undefined },
+    {
+      port: addr.port,
+      host: addr.address,
+      backend: store.backend,
+      layout: store.layout,
+      auth: auth.enabled,
+      payloadCacheBytes,
+      worker: cluster.isWorker ? cluster.worker?.id : undefined,
+    },
     `des serve listening on http://${host}:${addr.port}`,
   )
   return server

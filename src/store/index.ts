@@ -20,7 +20,7 @@ export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store 
     layout: config.layout,
     bigfilesPrefix: config.bigfilesPrefix,
     indexCacheBytes: config.indexCacheBytes,
-    payloadCacheBytes: config.payloadCacheBytes,
+    payloadCacheBytes: config.payloadCacheBytes ?? 0,
     tailBytes: config.tailBytes,
   })
 }

@@ -125,12 +125,30 @@ export class Store {
    * DES_NOT_FOUND when no shard exists or none holds the uid.
    */
   async find(uid: string, createdAt: string | ShardLocation): Promise<Found> {
+    return this.findNow(uid, createdAt)
+  }
+
+  /**
+   * `find` without waiting when it need not: the Found itself when the base
+   * shard's index is cached and holds the uid (the common case of a warm
+   * retriever), else a promise of it.
+   */
+  findNow(uid: string, createdAt: string | ShardLocation): Found | Promise<Found> {
     const loc = typeof createdAt === 'string' ? this.locate(uid, createdAt) : createdAt
+    const ck = this.cacheKey(this.sources.sourceFor(loc.shardIndex), this.shardKey(loc, 0))
+    const shard = this.indexCache.cached(ck)
+    const entry = shard?.reader.entry(uid) ?? null
+    if (shard !== undefined && entry !== null) return { uid, loc, part: 0, shard, entry, etag: this.etagOf(0, entry) }
+    return this.search(uid, loc, shard)
+  }
+
+  /** The chain walk of `find`; `base` is the base shard's cached index when there was one. */
+  private async search(uid: string, loc: ShardLocation, base: ShardHandle | undefined): Promise<Found> {
     const source = this.sources.sourceFor(loc.shardIndex)
     for (let part = 0; ; part++) {
       const key = this.shardKey(loc, part)
       const ck = this.cacheKey(source, key)
-      let shard = this.indexCache.cached(ck)
+      let shard = part === 0 ? base : this.indexCache.cached(ck)
       const wasCached = shard !== undefined
       try {
         if (shard === undefined) shard = await this.indexCache.load(ck, () => this.open(source, key))
