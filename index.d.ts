@@ -60,6 +60,13 @@ export declare class ShardReader {
   has(uid: string): boolean
   /** The entry of a uid, or null. */
   entry(uid: string): EntryInfo | null
+  /**
+   * `entry` as a row, for the retriever's hot path (an array crosses into
+   * JS much more cheaply than an object with named properties):
+   * `[size, storedSize, offset, codec, meta, sha256]`, where codec is 0 none,
+   * 1 zstd, 2 lz4 or -1 for a BigFile (then offset is -1 and sha256 is set).
+   */
+  entryRow(uid: string): [number, number, number, number, string, string | null] | null
   /** Entries `start .. start + count` in index order (for listing in pages). */
   entries(start?: number | undefined | null, count?: number | undefined | null): Array<EntryInfo>
   /**
@@ -170,6 +177,13 @@ export declare function footerFromTail(tail: Buffer, objectSize: number): TailFo
  * `nBits` (default 8) must be 4..16.
  */
 export declare function locateShard(uid: string, createdAt: string, nBits?: number | undefined | null): ShardLocation
+
+/**
+ * `locateShard` as a row `[dateDir, shardIndex, shardHex, objectKey]`, for
+ * the retriever's hot path: an array crosses into JS much more cheaply than
+ * an object with named properties.
+ */
+export declare function locateShardRow(uid: string, createdAt: string, nBits?: number | undefined | null): [string, number, string, string]
 
 /** One file for `addFiles`: a local `path` (with the `size` it must have) or `data`. */
 export interface PackFile {

@@ -840,5 +840,6 @@ module.exports.ShardReader = nativeBinding.ShardReader
 module.exports.ShardWriter = nativeBinding.ShardWriter
 module.exports.footerFromTail = nativeBinding.footerFromTail
 module.exports.locateShard = nativeBinding.locateShard
+module.exports.locateShardRow = nativeBinding.locateShardRow
 module.exports.parseTimestamp = nativeBinding.parseTimestamp
 module.exports.verifyBigfile = nativeBinding.verifyBigfile

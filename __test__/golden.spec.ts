@@ -6,6 +6,8 @@ import * as path from 'node:path'
 import { locateShard, ShardReader } from '../src/native'
 import { errorCode } from '../src/errors'
 import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const addon: typeof import('../index') = require('../index.js')
 
 test('every line of routing.jsonl routes to the same key as the reference', (t) => {
   const lines = fs.readFileSync(goldenPath('routing.jsonl'), 'utf8').split('\n').filter(Boolean)
@@ -92,5 +94,25 @@ test('every file of the reference flat store is found in one of its shards', asy
     const reader = readers.find((r) => r.has(want.uid))
     t.truthy(reader, want.uid)
     t.is(sha256(await reader!.read(want.uid)), want.sha256)
+  }
+})
+
+// The hot path hands entries and locations over as rows; they must build the
+// very objects the addon's object-returning calls give.
+test('entry rows and location rows make the same objects as the addon does', (t) => {
+  let entries = 0
+  for (const { file } of goldenShards()) {
+    const reader = ShardReader.openSync(file)
+    for (const e of reader.native.entries()) {
+      t.deepEqual(reader.entry(e.uid), e, `${path.basename(file)} ${e.uid}`)
+      entries++
+    }
+    t.is(reader.entry('no such uid'), null)
+  }
+  t.true(entries > 50)
+  const lines = fs.readFileSync(goldenPath('routing.jsonl'), 'utf8').split('\n').filter(Boolean).slice(0, 500)
+  for (const line of lines) {
+    const c = JSON.parse(line)
+    if (!c.error) t.deepEqual(locateShard(c.uid, c.created_at, c.n_bits), addon.locateShard(String(c.uid), c.created_at, c.n_bits), line)
   }
 })

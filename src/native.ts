@@ -70,7 +70,15 @@ export type Codec = 'none' | 'zstd' | 'lz4'
 
 /** Routes a uid to its shard. Throws DES_BAD_ARG for a bad date or n_bits. */
 export function locateShard(uid: string | number, createdAt: string, nBits = 8): ShardLocation {
-  return sync(() => addon.locateShard(String(uid), createdAt, nBits))
+  const id = String(uid)
+  let row: [string, number, string, string]
+  try {
+    // A row, made into the object here: much cheaper than an addon-built object.
+    row = addon.locateShardRow(id, createdAt, nBits)
+  } catch (err) {
+    throw decodeError(err)
+  }
+  return { uid: id, dateDir: row[0], shardIndex: row[1], shardHex: row[2], objectKey: row[3] }
 }
 
 /** Seconds since the epoch of an ISO-8601 timestamp. Throws DES_BAD_ARG. */
@@ -119,6 +127,9 @@ export interface KeepIn {
   key: string
 }
 
+/** Codec names by the id `entryRow` gives. */
+const CODEC_NAMES = ['none', 'zstd', 'lz4'] as const
+
 /** A shard's index (held in Rust) with payload reads and decoding. */
 export class ShardReader {
   private constructor(private readonly inner: Native.ShardReader) {}
@@ -162,7 +173,12 @@ export class ShardReader {
     return this.inner.has(uid)
   }
   entry(uid: string): EntryInfo | null {
-    return this.inner.entry(uid)
+    // A row, made into the object here: much cheaper than an addon-built object.
+    const r = this.inner.entryRow(uid)
+    if (r === null) return null
+    const [size, storedSize, offset, codec, meta, sha256] = r
+    if (codec < 0) return { uid, size, isBigfile: true, storedSize, meta, sha256: sha256 ?? undefined }
+    return { uid, size, codec: CODEC_NAMES[codec], isBigfile: false, storedSize, offset, meta }
   }
   entries(start?: number, count?: number): EntryInfo[] {
     return this.inner.entries(start, count)

@@ -34,6 +34,19 @@ pub fn locate_shard(
   })
 }
 
+/// `locateShard` as a row `[dateDir, shardIndex, shardHex, objectKey]`, for
+/// the retriever's hot path: an array crosses into JS much more cheaply than
+/// an object with named properties.
+#[napi(ts_return_type = "[string, number, string, string]")]
+pub fn locate_shard_row(
+  uid: String,
+  created_at: String,
+  n_bits: Option<i64>,
+) -> napi::Result<(String, u32, String, String)> {
+  let loc = des_core::locate(&uid, &created_at, n_bits.unwrap_or(8)).napi()?;
+  Ok((loc.date_dir, loc.shard_index, loc.shard_hex, loc.object_key))
+}
+
 /// Seconds since the Unix epoch of an ISO-8601 timestamp (no offset = UTC).
 #[napi]
 pub fn parse_timestamp(created_at: String) -> napi::Result<i64> {
