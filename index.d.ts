@@ -16,15 +16,14 @@ export declare class PayloadCache {
    */
   constructor(maxBytes: number, maxEntryBytes?: number | undefined | null)
   get maxBytes(): number
-  /**
-   * The payload kept under `key`, or null: a Buffer over the cache's own
-   * memory (no copy; a hot 64 KiB file costs a lookup, not a 64 KiB memcpy).
-   * Callers must not write to it. The memory lives until both the cache has
-   * let it go and the Buffer is collected. (Node >= 16 lets several external
-   * Buffers share one block; the napi fallback for runtimes without external
-   * buffers copies.)
-   */
+  /** A copy of the payload kept under `key`, or null. */
   get(key: string): Buffer | null
+  /**
+   * Copies the payload kept under `key` into the start of `target` when it
+   * is there and fits; returns its length, or -1. For a caller that reuses
+   * its buffers: nothing is allocated, so nothing new for the GC to weigh.
+   */
+  copyInto(key: string, target: Buffer): number
   stats(): PayloadCacheStats
   clear(): void
 }

@@ -6,6 +6,7 @@ import { payloadCacheTotal, s3RangeCallsTotal } from '../src/metrics'
 import { BACKENDS, openBackend } from './helpers/backends'
 import { listenLocal, payload, tempDir, writeStore } from './helpers/store'
 import { PayloadCache, ShardReader } from '../src/native'
+import { BufferPool } from '../src/serve/buffer-pool'
 import { createServer } from '../src/serve/server'
 
 const DAY = '2024-03-01T10:00:00Z'
@@ -73,20 +74,24 @@ test('the native cache: a read keeps its payload, get returns those bytes, stats
   t.is(s.misses, 1)
 })
 
-test('the native cache: a Buffer handed out stays intact after the cache lets its bytes go', async (t) => {
+test('the native cache evicts the least recently used payloads and copies a kept one into a caller\'s buffer', async (t) => {
   const dir = tempDir()
   // uids 7, 263, 519… route to one shard (mod 256 = 7).
   const files = Array.from({ length: 6 }, (_, i) => ({ uid: String(7 + 256 * i), createdAt: DAY, data: payload(20_000, 40 + i) }))
   const [key] = await writeStore(dir, files)
   const reader = await ShardReader.open(`${dir}/${key}`)
   const cache = new PayloadCache(45_000) // two 20 kB payloads at most
-  await reader.read('7', undefined, { cache, key: '7' })
-  const held = cache.get('7')!
-  for (const f of files.slice(1)) await reader.read(f.uid, undefined, { cache, key: f.uid })
-  t.is(cache.get('7'), null, 'evicted')
+  for (const f of files) await reader.read(f.uid, undefined, { cache, key: f.uid })
+  t.is(cache.get('7'), null, 'the oldest went first')
   t.true(cache.stats().bytes <= 45_000)
   t.true(cache.stats().evictions >= 4)
-  t.true(held.equals(files[0].data), 'the evicted payload is still whole in the Buffer that was handed out')
+  const last = files[5]
+  const target = Buffer.alloc(30_000, 0xee)
+  t.is(cache.copyInto(last.uid, target), 20_000)
+  t.true(target.subarray(0, 20_000).equals(last.data))
+  t.is(target[20_000], 0xee, 'nothing written past the payload')
+  t.is(cache.copyInto(last.uid, Buffer.alloc(19_999)), -1, 'a target too small is refused')
+  t.is(cache.copyInto('7', target), -1)
 })
 
 test('the native cache refuses payloads over its entry limit and a negative size', async (t) => {
@@ -122,4 +127,39 @@ test('des serve answers a hot file from the payload cache with the same bytes an
   t.is(part.status, 206)
   t.true(Buffer.from(await part.arrayBuffer()).equals(data.subarray(100, 200)), 'a range of a cached payload')
   t.true((await store.read(await store.find('hot', DAY))).equals(data))
+})
+
+test('des serve: cached payloads of different sizes sent from reused buffers never carry a neighbour\'s bytes', async (t) => {
+  const dir = tempDir()
+  // Sizes in one 64 KiB size class, larger then smaller, so a reused buffer holds stale bytes.
+  const files = [60_000, 40_000, 33_000, 50_000, 34_000].map((size, i) => ({ uid: `s${i}`, createdAt: DAY, data: payload(size, 70 + i) }))
+  await writeStore(dir, files)
+  const store = (await openBackend('local', dir)).store({ payloadCacheBytes: 1 << 20 })
+  const server = createServer({ store })
+  t.teardown(() => server.close())
+  const base = await listenLocal(server)
+  for (let round = 0; round < 3; round++) {
+    for (const f of files) {
+      const r = await fetch(`${base}/files/${f.uid}?created_at=${DAY}`)
+      const body = Buffer.from(await r.arrayBuffer())
+      t.is(Number(r.headers.get('content-length')), f.data.length)
+      t.true(body.equals(f.data), `${f.uid} round ${round}`)
+    }
+  }
+  const part = await fetch(`${base}/files/s4?created_at=${DAY}`, { headers: { Range: 'bytes=-10' } })
+  t.true(Buffer.from(await part.arrayBuffer()).equals(files[4].data.subarray(-10)))
+})
+
+test('the buffer pool: a size class per power of two from 4 KiB to 1 MiB, a bounded number kept', (t) => {
+  const pool = new BufferPool()
+  const a = pool.take(100)!
+  t.is(a.length, 4096)
+  t.is(pool.take(4097)!.length, 8192)
+  t.is(pool.take(1 << 20)!.length, 1 << 20)
+  t.is(pool.take((1 << 20) + 1), undefined, 'above the payload cache\'s entry limit')
+  pool.give(a)
+  t.is(pool.held, 1)
+  t.is(pool.take(3000), a, 'a given-back buffer is reused')
+  for (let i = 0; i < 100; i++) pool.give(Buffer.allocUnsafeSlow(4096))
+  t.is(pool.held, 64)
 })

@@ -106,12 +106,13 @@ export class PayloadCache {
   get maxBytes(): number {
     return this.native.maxBytes
   }
-  /**
-   * The payload kept under `key`, or null (on the calling thread). The Buffer
-   * shares the cache's memory: read it, send it, never write to it.
-   */
+  /** A copy of the payload kept under `key`, or null (on the calling thread). */
   get(key: string): Buffer | null {
     return this.native.get(key)
+  }
+  /** Copies the payload under `key` into the start of `target` if it is there and fits; its length, or -1. */
+  copyInto(key: string, target: Buffer): number {
+    return this.native.copyInto(key, target)
   }
   stats(): PayloadCacheStats {
     return this.native.stats()

@@ -10,6 +10,7 @@ import { DesError, errorCode, httpStatus } from '../errors'
 import { retrievalSeconds, retrievalsTotal } from '../metrics'
 import type { Found, Store } from '../store/store'
 import type { Auth } from './auth'
+import { BufferPool } from './buffer-pool'
 import { logRequest, silentLogger, type Logger } from './log'
 
 export interface ResponderDeps {
@@ -86,6 +87,7 @@ function changedMeanwhile(uid: string): DesError {
 
 export class FilesResponder {
   readonly store: Store
+  private readonly pool = new BufferPool()
   private readonly auth: Auth | undefined
   private readonly logger: Logger
   private readonly logInfo: boolean
@@ -229,8 +231,20 @@ export class FilesResponder {
       return
     }
     if (!entry.isBigfile) {
-      // A hot file is answered on this tick, without a read or a decode.
-      const data = this.store.cachedPayload(found) ?? (await this.store.readPayload(found))
+      // A hot file is answered on this tick, without a read or a decode, from
+      // a pooled buffer handed back when the response is over.
+      const pooled = this.store.payloadCache.enabled ? this.pool.take(size) : undefined
+      if (pooled !== undefined) {
+        if (this.store.copyCachedPayload(found, pooled)) {
+          res.once('close', () => this.pool.give(pooled))
+          res.writeHead(status, headers)
+          res.end(pooled.subarray(start, end + 1))
+          this.done(req, res, startMs, undefined, end - start + 1)
+          return
+        }
+        this.pool.give(pooled)
+      }
+      const data = await this.store.readPayload(found)
       if (data.length !== size) throw changedMeanwhile(uid)
       res.writeHead(status, headers)
       res.end(status === 206 ? data.subarray(start, end + 1) : data)

@@ -1,7 +1,8 @@
 // Decoded payloads of small inline entries, bounded in bytes
 // (DES_PAYLOAD_CACHE_BYTES): a hot file is answered without a read and a
 // decode. The bytes are kept in Rust (the native PayloadCache), outside the JS
-// heap, and are filled by the read itself off the event loop. Keys name the
+// heap, are filled by the read itself off the event loop, and are copied out
+// into buffers the caller owns (des serve reuses its own: see BufferPool). Keys name the
 // shard's version, the entry's position and sizes and the uid, so bytes from
 // an older version of a shard are never served for a newer one.
 
@@ -26,19 +27,13 @@ export class PayloadCache {
     return this.native !== undefined
   }
 
-  /**
-   * The payload under `key` (a hash lookup on this thread, no copy). The
-   * Buffer shares the cache's memory: send it, never write to it.
-   */
-  get(key: string): Buffer | undefined {
-    if (!this.native) return undefined
-    const b = this.native.get(key)
-    if (b === null) {
-      MISS.inc()
-      return undefined
-    }
-    HIT.inc()
-    return b
+  /** Copies the payload under `key` into the start of `target`; its length, or -1 when absent or too big. */
+  copyInto(key: string, target: Buffer): number {
+    if (!this.native) return -1
+    const n = this.native.copyInto(key, target)
+    if (n < 0) MISS.inc()
+    else HIT.inc()
+    return n
   }
 
   /** What a read passes down so the payload it decodes is kept under `key`. */

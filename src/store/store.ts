@@ -182,13 +182,19 @@ export class Store {
     return found.shard.id + found.etag
   }
 
-  /**
-   * The decoded bytes of an inline entry when the payload cache holds them (no
-   * I/O, no wait, no copy): the Buffer shares the cache's memory, so it is
-   * for sending, never for writing to.
-   */
+  /** A copy of the decoded bytes of an inline entry when the payload cache holds them (no I/O, no wait). */
   cachedPayload(found: Found): Buffer | undefined {
-    return this.payloadCache.enabled ? this.payloadCache.get(this.payloadKey(found)) : undefined
+    if (!this.payloadCache.enabled) return undefined
+    const data = Buffer.allocUnsafe(found.entry.size)
+    return this.copyCachedPayload(found, data) ? data : undefined
+  }
+
+  /**
+   * Copies the decoded bytes of an inline entry into the start of `target`
+   * when the payload cache holds them (no I/O, no allocation); true if it did.
+   */
+  copyCachedPayload(found: Found, target: Buffer): boolean {
+    return this.payloadCache.enabled && this.payloadCache.copyInto(this.payloadKey(found), target) === found.entry.size
   }
 
   /**
@@ -200,10 +206,9 @@ export class Store {
     return this.readFromShard(found, (f) => f.shard.read(f.uid, f.entry, cache.enabled ? cache.keepIn(this.payloadKey(f)) : undefined))
   }
 
-  /** The decoded bytes of an inline entry (the caller's own copy): from the payload cache, else from its shard. */
+  /** The decoded bytes of an inline entry: from the payload cache, else from its shard. */
   async read(found: Found): Promise<Buffer> {
-    const hot = this.cachedPayload(found)
-    return hot ? Buffer.from(hot) : this.readPayload(found)
+    return this.cachedPayload(found) ?? (await this.readPayload(found))
   }
 
   /**

@@ -52,25 +52,27 @@ impl PayloadCache {
     self.inner.max_bytes() as i64
   }
 
-  /// The payload kept under `key`, or null: a Buffer over the cache's own
-  /// memory (no copy; a hot 64 KiB file costs a lookup, not a 64 KiB memcpy).
-  /// Callers must not write to it. The memory lives until both the cache has
-  /// let it go and the Buffer is collected. (Node >= 16 lets several external
-  /// Buffers share one block; the napi fallback for runtimes without external
-  /// buffers copies.)
+  /// A copy of the payload kept under `key`, or null.
   #[napi(ts_return_type = "Buffer | null")]
   pub fn get<'env>(&self, env: &'env Env, key: String) -> napi::Result<Option<BufferSlice<'env>>> {
-    let Some(data) = self.inner.get(&key) else {
-      return Ok(None);
-    };
-    if data.is_empty() {
-      return BufferSlice::copy_from(env, []).map(Some);
+    match self.inner.get(&key) {
+      Some(data) => BufferSlice::copy_from(env, &*data).map(Some),
+      None => Ok(None),
     }
-    let ptr = data.as_ptr().cast_mut();
-    let len = data.len();
-    // SAFETY: `ptr` stays valid for `len` bytes while `data` (an Arc clone
-    // handed to the finalizer) is alive; it is dropped when the Buffer is.
-    unsafe { BufferSlice::from_external(env, ptr, len, data, |_, data| drop(data)) }.map(Some)
+  }
+
+  /// Copies the payload kept under `key` into the start of `target` when it
+  /// is there and fits; returns its length, or -1. For a caller that reuses
+  /// its buffers: nothing is allocated, so nothing new for the GC to weigh.
+  #[napi]
+  pub fn copy_into(&self, key: String, mut target: BufferSlice) -> i64 {
+    match self.inner.get(&key) {
+      Some(data) if data.len() <= target.len() => {
+        target[..data.len()].copy_from_slice(&data);
+        data.len() as i64
+      }
+      _ => -1,
+    }
   }
 
   #[napi]
