@@ -16,14 +16,14 @@ export declare class PayloadCache {
    */
   constructor(maxBytes: number, maxEntryBytes?: number | undefined | null)
   get maxBytes(): number
-  /** A copy of the payload kept under `key`, or null. */
-  get(key: string): Buffer | null
+  /** A copy of the payload kept for (`shard`, `offset`), or null. */
+  get(shard: number, offset: number): Buffer | null
   /**
-   * Copies the payload kept under `key` into the start of `target` when it
+   * Copies the payload kept for (`shard`, `offset`) into the start of `target` when it
    * is there and fits; returns its length, or -1. For a caller that reuses
    * its buffers: nothing is allocated, so nothing new for the GC to weigh.
    */
-  copyInto(key: string, target: Buffer): number
+  copyInto(shard: number, offset: number, target: Buffer): number
   stats(): PayloadCacheStats
   clear(): void
 }
@@ -71,9 +71,10 @@ export declare class ShardReader {
   /**
    * Reads and decodes a uid's payload from a local shard (BigFiles from
    * `<shard dir>/<bigfilesPrefix>/`, checked by size and sha256).
-   * With `cache` and `cacheKey`, an inline payload is also kept in `cache`.
+   * With `cache` and `cacheShard` (the caller's number for this shard
+   * version), an inline payload is also kept in `cache`.
    */
-  read(uid: string, bigfilesPrefix?: string | undefined | null, cache?: PayloadCache | undefined | null, cacheKey?: string | undefined | null): Promise<Buffer>
+  read(uid: string, bigfilesPrefix?: string | undefined | null, cache?: PayloadCache | undefined | null, cacheShard?: number | undefined | null): Promise<Buffer>
   /** Same as `read`, on the calling thread. */
   readSync(uid: string, bigfilesPrefix?: string | undefined | null): Buffer
   /**
@@ -84,9 +85,9 @@ export declare class ShardReader {
   /**
    * Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
    * off the event loop; the decoded size must match the index.
-   * With `cache` and `cacheKey`, the decoded payload is also kept in `cache`.
+   * With `cache` and `cacheShard`, the decoded payload is also kept in `cache`.
    */
-  decode(uid: string, stored: Buffer, cache?: PayloadCache | undefined | null, cacheKey?: string | undefined | null): Promise<Buffer>
+  decode(uid: string, stored: Buffer, cache?: PayloadCache | undefined | null, cacheShard?: number | undefined | null): Promise<Buffer>
   /** Same as `decode`, on the calling thread (fine for small payloads). */
   decodeSync(uid: string, stored: Buffer): Buffer
   /** Decodes every entry of a local shard and checks sizes and BigFile hashes. */

@@ -1,5 +1,7 @@
 // The decoded-payload cache: hot files skip the storage read and the decode,
 // stay within the byte bound, and never serve bytes of a replaced entry.
+// Tests that read the process-wide metrics run serially (ava runs the rest
+// of a file concurrently, and those would count into the same counters).
 
 import test from 'ava'
 import { payloadCacheTotal, s3RangeCallsTotal } from '../src/metrics'
@@ -17,7 +19,7 @@ async function counter(c: typeof payloadCacheTotal, labels: Record<string, strin
 }
 
 for (const kind of BACKENDS) {
-  test(`[${kind}] a second read of a file is served from the payload cache with the same bytes`, async (t) => {
+  test.serial(`[${kind}] a second read of a file is served from the payload cache with the same bytes`, async (t) => {
     const dir = tempDir()
     const data = payload(20_000, 3)
     await writeStore(dir, [{ uid: 'hot', createdAt: DAY, data }])
@@ -32,7 +34,7 @@ for (const kind of BACKENDS) {
   })
 }
 
-test('the payload cache keeps within its byte bound', async (t) => {
+test.serial('the payload cache keeps within its byte bound', async (t) => {
   const dir = tempDir()
   const files = Array.from({ length: 20 }, (_, i) => ({ uid: `f${i}`, createdAt: DAY, data: payload(10_000, i) }))
   await writeStore(dir, files)
@@ -63,15 +65,17 @@ test('the native cache: a read keeps its payload, get returns those bytes, stats
   const [key] = await writeStore(dir, [{ uid: 'doc', createdAt: DAY, data }])
   const reader = await ShardReader.open(`${dir}/${key}`)
   const cache = new PayloadCache(1 << 20)
-  t.is(cache.get('k'), null)
-  t.true((await reader.read('doc', undefined, { cache, key: 'k' })).equals(data))
-  const hot = cache.get('k')
+  const offset = reader.entry('doc')!.offset!
+  t.is(cache.get(1, offset), null)
+  t.true((await reader.read('doc', undefined, { cache, shard: 1 })).equals(data))
+  const hot = cache.get(1, offset)
+  t.is(cache.get(2, offset), null, 'another shard version')
   t.true(hot !== null && hot.equals(data))
   const s = cache.stats()
   t.is(s.entries, 1)
   t.true(s.bytes >= data.length && s.bytes < data.length + 1024)
   t.is(s.hits, 1)
-  t.is(s.misses, 1)
+  t.is(s.misses, 2)
 })
 
 test('the native cache evicts the least recently used payloads and copies a kept one into a caller\'s buffer', async (t) => {
@@ -81,17 +85,18 @@ test('the native cache evicts the least recently used payloads and copies a kept
   const [key] = await writeStore(dir, files)
   const reader = await ShardReader.open(`${dir}/${key}`)
   const cache = new PayloadCache(45_000) // two 20 kB payloads at most
-  for (const f of files) await reader.read(f.uid, undefined, { cache, key: f.uid })
-  t.is(cache.get('7'), null, 'the oldest went first')
+  const at = (uid: string) => reader.entry(uid)!.offset!
+  for (const f of files) await reader.read(f.uid, undefined, { cache, shard: 3 })
+  t.is(cache.get(3, at('7')), null, 'the oldest went first')
   t.true(cache.stats().bytes <= 45_000)
   t.true(cache.stats().evictions >= 4)
   const last = files[5]
   const target = Buffer.alloc(30_000, 0xee)
-  t.is(cache.copyInto(last.uid, target), 20_000)
+  t.is(cache.copyInto(3, at(last.uid), target), 20_000)
   t.true(target.subarray(0, 20_000).equals(last.data))
   t.is(target[20_000], 0xee, 'nothing written past the payload')
-  t.is(cache.copyInto(last.uid, Buffer.alloc(19_999)), -1, 'a target too small is refused')
-  t.is(cache.copyInto('7', target), -1)
+  t.is(cache.copyInto(3, at(last.uid), Buffer.alloc(19_999)), -1, 'a target too small is refused')
+  t.is(cache.copyInto(3, at('7'), target), -1)
 })
 
 test('the native cache refuses payloads over its entry limit and a negative size', async (t) => {
@@ -100,12 +105,13 @@ test('the native cache refuses payloads over its entry limit and a negative size
   const [key] = await writeStore(dir, [{ uid: 'x', createdAt: DAY, data }])
   const reader = await ShardReader.open(`${dir}/${key}`)
   const cache = new PayloadCache(1 << 20, 4_096)
-  t.true((await reader.read('x', undefined, { cache, key: 'x' })).equals(data))
-  t.is(cache.get('x'), null)
+  t.true((await reader.read('x', undefined, { cache, shard: 1 })).equals(data))
+  t.is(cache.get(1, reader.entry('x')!.offset!), null)
   t.throws(() => new PayloadCache(-1), { message: /maxBytes must be 0 or more/ })
+  t.throws(() => cache.get(-1, 0), { message: /must not be negative/ })
 })
 
-test('des serve answers a hot file from the payload cache with the same bytes and headers', async (t) => {
+test.serial('des serve answers a hot file from the payload cache with the same bytes and headers', async (t) => {
   const dir = tempDir()
   const data = payload(40_000, 5)
   await writeStore(dir, [{ uid: 'hot', createdAt: DAY, data, meta: { content_type: 'application/pdf' } }])

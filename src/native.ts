@@ -106,13 +106,13 @@ export class PayloadCache {
   get maxBytes(): number {
     return this.native.maxBytes
   }
-  /** A copy of the payload kept under `key`, or null (on the calling thread). */
-  get(key: string): Buffer | null {
-    return this.native.get(key)
+  /** A copy of the payload kept for (`shard`, `offset`), or null (on the calling thread). */
+  get(shard: number, offset: number): Buffer | null {
+    return sync(() => this.native.get(shard, offset))
   }
-  /** Copies the payload under `key` into the start of `target` if it is there and fits; its length, or -1. */
-  copyInto(key: string, target: Buffer): number {
-    return this.native.copyInto(key, target)
+  /** Copies the payload kept for (`shard`, `offset`) into the start of `target` if it is there and fits; its length, or -1. */
+  copyInto(shard: number, offset: number, target: Buffer): number {
+    return this.native.copyInto(shard, offset, target)
   }
   stats(): PayloadCacheStats {
     return this.native.stats()
@@ -122,10 +122,14 @@ export class PayloadCache {
   }
 }
 
-/** Where a read keeps a copy of what it decoded. */
+/**
+ * Where a read keeps a copy of what it decoded: the cache, and the caller's
+ * number for this opened version of the shard (the entry's offset completes
+ * the key).
+ */
 export interface KeepIn {
   cache: PayloadCache
-  key: string
+  shard: number
 }
 
 /** Codec names by the id `entryRow` gives. */
@@ -186,10 +190,10 @@ export class ShardReader {
   }
   /**
    * Reads a uid from a local shard (BigFiles from `<dir>/<prefix>/`); with
-   * `keep`, an inline payload is also kept in that cache under that key.
+   * `keep`, an inline payload is also kept in that cache.
    */
   read(uid: string, bigfilesPrefix?: string, keep?: KeepIn): Promise<Buffer> {
-    return later(() => this.inner.read(uid, bigfilesPrefix, keep?.cache.native, keep?.key))
+    return later(() => this.inner.read(uid, bigfilesPrefix, keep?.cache.native, keep?.shard))
   }
   readSync(uid: string, bigfilesPrefix?: string): Buffer {
     return sync(() => this.inner.readSync(uid, bigfilesPrefix))
@@ -200,7 +204,7 @@ export class ShardReader {
   }
   /** Decodes stored bytes fetched by the caller (keeping the result as `read` does). */
   decode(uid: string, stored: Buffer, keep?: KeepIn): Promise<Buffer> {
-    return later(() => this.inner.decode(uid, stored, keep?.cache.native, keep?.key))
+    return later(() => this.inner.decode(uid, stored, keep?.cache.native, keep?.shard))
   }
   decodeSync(uid: string, stored: Buffer): Buffer {
     return sync(() => this.inner.decodeSync(uid, stored))

@@ -2,8 +2,9 @@
 // (DES_PAYLOAD_CACHE_BYTES): a hot file is answered without a read and a
 // decode. The bytes are kept in Rust (the native PayloadCache), outside the JS
 // heap, are filled by the read itself off the event loop, and are copied out
-// into buffers the caller owns (des serve reuses its own: see BufferPool). Keys name the
-// shard's version, the entry's position and sizes and the uid, so bytes from
+// into buffers the caller owns (des serve reuses its own: see BufferPool).
+// Keys are two numbers: the opened shard version (ShardHandle.id, new each
+// time a shard is opened again) and the entry's offset in it, so bytes from
 // an older version of a shard are never served for a newer one.
 
 import { PayloadCache as NativePayloadCache, type KeepIn, type PayloadCacheStats } from '../native'
@@ -27,18 +28,18 @@ export class PayloadCache {
     return this.native !== undefined
   }
 
-  /** Copies the payload under `key` into the start of `target`; its length, or -1 when absent or too big. */
-  copyInto(key: string, target: Buffer): number {
+  /** Copies the payload of (`shard`, `offset`) into the start of `target`; its length, or -1 when absent or too big. */
+  copyInto(shard: number, offset: number, target: Buffer): number {
     if (!this.native) return -1
-    const n = this.native.copyInto(key, target)
+    const n = this.native.copyInto(shard, offset, target)
     if (n < 0) MISS.inc()
     else HIT.inc()
     return n
   }
 
-  /** What a read passes down so the payload it decodes is kept under `key`. */
-  keepIn(key: string): KeepIn | undefined {
-    return this.native ? { cache: this.native, key } : undefined
+  /** What a read of shard version `shard` passes down so the payload it decodes is kept. */
+  keepIn(shard: number): KeepIn | undefined {
+    return this.native ? { cache: this.native, shard } : undefined
   }
 
   stats(): PayloadCacheStats | undefined {

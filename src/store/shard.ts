@@ -12,7 +12,7 @@ import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/
 const OVERHEAD = 512
 
 export interface ShardHandle {
-  /** Unique in this process for each opened version of a shard (names its payloads in the payload cache). */
+  /** Unique in this process for each opened version of a shard (with an entry's offset, names its payload in the payload cache). */
   readonly id: number
   readonly key: string
   readonly source: ByteSource

@@ -173,15 +173,6 @@ export class Store {
     return `"${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}"`
   }
 
-  /**
-   * Payload-cache key of a found inline entry: the opened shard version (its
-   * handle's id; a re-opened object gets a new one) and where the entry's
-   * bytes are in it (part, offset, stored and decoded sizes).
-   */
-  private payloadKey(found: Found): string {
-    return found.shard.id + found.etag
-  }
-
   /** A copy of the decoded bytes of an inline entry when the payload cache holds them (no I/O, no wait). */
   cachedPayload(found: Found): Buffer | undefined {
     if (!this.payloadCache.enabled) return undefined
@@ -194,7 +185,7 @@ export class Store {
    * when the payload cache holds them (no I/O, no allocation); true if it did.
    */
   copyCachedPayload(found: Found, target: Buffer): boolean {
-    return this.payloadCache.enabled && this.payloadCache.copyInto(this.payloadKey(found), target) === found.entry.size
+    return this.payloadCache.enabled && this.payloadCache.copyInto(found.shard.id, found.entry.offset ?? 0, target) === found.entry.size
   }
 
   /**
@@ -203,7 +194,7 @@ export class Store {
    */
   readPayload(found: Found): Promise<Buffer> {
     const cache = this.payloadCache
-    return this.readFromShard(found, (f) => f.shard.read(f.uid, f.entry, cache.enabled ? cache.keepIn(this.payloadKey(f)) : undefined))
+    return this.readFromShard(found, (f) => f.shard.read(f.uid, f.entry, cache.keepIn(f.shard.id)))
   }
 
   /** The decoded bytes of an inline entry: from the payload cache, else from its shard. */

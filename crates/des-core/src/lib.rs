@@ -36,7 +36,7 @@ pub use format::{
 pub use index::{encode_index, ShardIndex};
 pub use meta::canonical_meta;
 pub use pack::{pack_into, PackItem, PackProgress, PackSource, BATCH_BYTES};
-pub use payload_cache::{PayloadCache, PayloadCacheStats};
+pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};
 pub use reader::{decode_payload, footer_from_tail, index_from_tail, ShardFile};
 pub use routing::{
   check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS,

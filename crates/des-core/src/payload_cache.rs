@@ -13,6 +13,15 @@ use lru::LruCache;
 /// Bookkeeping counted per entry besides its bytes (key, list node, Arc header).
 const ENTRY_OVERHEAD: usize = 96;
 
+/// Names one payload: the caller's number for one opened version of a shard
+/// (a new number when the shard is opened again, e.g. after an append) and
+/// the offset of the entry's bytes in it, unique within that version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PayloadKey {
+  pub shard: u64,
+  pub offset: u64,
+}
+
 /// Counters of one cache since it was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PayloadCacheStats {
@@ -24,7 +33,7 @@ pub struct PayloadCacheStats {
 }
 
 struct Inner {
-  lru: LruCache<String, Arc<[u8]>>,
+  lru: LruCache<PayloadKey, Arc<[u8]>>,
   bytes: usize,
   stats: PayloadCacheStats,
 }
@@ -35,8 +44,8 @@ pub struct PayloadCache {
   inner: Mutex<Inner>,
 }
 
-fn weight(key: &str, data: &[u8]) -> usize {
-  key.len() + data.len() + ENTRY_OVERHEAD
+fn weight(data: &[u8]) -> usize {
+  data.len() + ENTRY_OVERHEAD
 }
 
 impl PayloadCache {
@@ -65,9 +74,9 @@ impl PayloadCache {
   }
 
   /// The payload under `key`, marking it recently used.
-  pub fn get(&self, key: &str) -> Option<Arc<[u8]>> {
+  pub fn get(&self, key: PayloadKey) -> Option<Arc<[u8]>> {
     let mut inner = self.lock();
-    let found = inner.lru.get(key).cloned();
+    let found = inner.lru.get(&key).cloned();
     match found {
       Some(_) => inner.stats.hits += 1,
       None => inner.stats.misses += 1,
@@ -83,20 +92,20 @@ impl PayloadCache {
   /// Keeps `data` under `key` (replacing an older value), evicting the least
   /// recently used entries until the bound holds. Too large a payload is
   /// ignored.
-  pub fn insert(&self, key: &str, data: Arc<[u8]>) {
+  pub fn insert(&self, key: PayloadKey, data: Arc<[u8]>) {
     if !self.admits(data.len()) {
       return;
     }
-    let w = weight(key, &data);
+    let w = weight(&data);
     let mut inner = self.lock();
-    if let Some(old) = inner.lru.put(key.to_string(), data) {
-      inner.bytes -= weight(key, &old);
+    if let Some(old) = inner.lru.put(key, data) {
+      inner.bytes -= weight(&old);
     }
     inner.bytes += w;
     while inner.bytes > self.max_bytes {
       match inner.lru.pop_lru() {
-        Some((k, v)) => {
-          inner.bytes -= weight(&k, &v);
+        Some((_, v)) => {
+          inner.bytes -= weight(&v);
           inner.stats.evictions += 1;
         }
         None => break,
@@ -128,28 +137,40 @@ mod tests {
     vec![fill; n].into()
   }
 
+  fn k(offset: u64) -> PayloadKey {
+    PayloadKey { shard: 1, offset }
+  }
+
   #[test]
   fn keeps_and_returns_the_same_bytes() {
     let c = PayloadCache::new(1 << 20, 1 << 16);
-    c.insert("a", bytes(10, 1));
-    assert_eq!(&*c.get("a").unwrap(), &[1u8; 10][..]);
-    assert!(c.get("b").is_none());
+    c.insert(k(8), bytes(10, 1));
+    assert_eq!(&*c.get(k(8)).unwrap(), &[1u8; 10][..]);
+    assert!(c.get(k(9)).is_none());
+    assert!(
+      c.get(PayloadKey {
+        shard: 2,
+        offset: 8
+      })
+      .is_none(),
+      "another shard version"
+    );
     let s = c.stats();
-    assert_eq!((s.entries, s.hits, s.misses), (1, 1, 1));
-    assert_eq!(s.bytes, weight("a", &[0; 10]));
+    assert_eq!((s.entries, s.hits, s.misses), (1, 1, 2));
+    assert_eq!(s.bytes, weight(&[0; 10]));
   }
 
   #[test]
   fn evicts_least_recently_used_first_and_stays_within_its_bound() {
-    let one = weight("k0", &[0; 1000]);
+    let one = weight(&[0; 1000]);
     let c = PayloadCache::new(3 * one, 1 << 16);
     for i in 0..3 {
-      c.insert(&format!("k{i}"), bytes(1000, i as u8));
+      c.insert(k(i), bytes(1000, i as u8));
     }
-    c.get("k0"); // k1 is now the oldest
-    c.insert("k3", bytes(1000, 3));
-    assert!(c.get("k1").is_none());
-    assert!(c.get("k0").is_some() && c.get("k2").is_some() && c.get("k3").is_some());
+    c.get(k(0)); // k(1) is now the oldest
+    c.insert(k(3), bytes(1000, 3));
+    assert!(c.get(k(1)).is_none());
+    assert!(c.get(k(0)).is_some() && c.get(k(2)).is_some() && c.get(k(3)).is_some());
     let s = c.stats();
     assert!(s.bytes <= 3 * one);
     assert_eq!(s.evictions, 1);
@@ -158,24 +179,24 @@ mod tests {
   #[test]
   fn replacing_a_key_does_not_count_its_bytes_twice() {
     let c = PayloadCache::new(1 << 20, 1 << 16);
-    c.insert("a", bytes(100, 1));
-    c.insert("a", bytes(50, 2));
-    assert_eq!(c.stats().bytes, weight("a", &[0; 50]));
-    assert_eq!(&*c.get("a").unwrap(), &[2u8; 50][..]);
+    c.insert(k(8), bytes(100, 1));
+    c.insert(k(8), bytes(50, 2));
+    assert_eq!(c.stats().bytes, weight(&[0; 50]));
+    assert_eq!(&*c.get(k(8)).unwrap(), &[2u8; 50][..]);
   }
 
   #[test]
   fn refuses_payloads_over_the_entry_limit() {
     let c = PayloadCache::new(1 << 20, 100);
-    c.insert("big", bytes(101, 0));
-    assert!(c.get("big").is_none());
+    c.insert(k(8), bytes(101, 0));
+    assert!(c.get(k(8)).is_none());
     assert_eq!(c.stats().entries, 0);
   }
 
   #[test]
   fn a_zero_bound_keeps_nothing() {
     let c = PayloadCache::new(0, 1 << 16);
-    c.insert("a", bytes(1, 0));
+    c.insert(k(8), bytes(1, 0));
     assert_eq!(c.stats().entries, 0);
   }
 }

@@ -28,6 +28,17 @@ impl PayloadCache {
   }
 }
 
+/// The cache's name for a payload: the caller's number for an opened shard
+/// version and the entry's offset in it.
+pub(crate) fn payload_key(shard: i64, offset: i64) -> napi::Result<des_core::PayloadKey> {
+  match (u64::try_from(shard), u64::try_from(offset)) {
+    (Ok(shard), Ok(offset)) => Ok(des_core::PayloadKey { shard, offset }),
+    _ => Err(bad_arg(format!(
+      "payload cache key ({shard}, {offset}) must not be negative"
+    ))),
+  }
+}
+
 fn to_usize(what: &str, n: i64) -> napi::Result<usize> {
   usize::try_from(n).map_err(|_| bad_arg(format!("{what} must be 0 or more, got {n}")))
 }
@@ -52,27 +63,32 @@ impl PayloadCache {
     self.inner.max_bytes() as i64
   }
 
-  /// A copy of the payload kept under `key`, or null.
+  /// A copy of the payload kept for (`shard`, `offset`), or null.
   #[napi(ts_return_type = "Buffer | null")]
-  pub fn get<'env>(&self, env: &'env Env, key: String) -> napi::Result<Option<BufferSlice<'env>>> {
-    match self.inner.get(&key) {
+  pub fn get<'env>(
+    &self,
+    env: &'env Env,
+    shard: i64,
+    offset: i64,
+  ) -> napi::Result<Option<BufferSlice<'env>>> {
+    match self.inner.get(payload_key(shard, offset)?) {
       Some(data) => BufferSlice::copy_from(env, &*data).map(Some),
       None => Ok(None),
     }
   }
 
-  /// Copies the payload kept under `key` into the start of `target` when it
+  /// Copies the payload kept for (`shard`, `offset`) into the start of `target` when it
   /// is there and fits; returns its length, or -1. For a caller that reuses
   /// its buffers: nothing is allocated, so nothing new for the GC to weigh.
   #[napi]
-  pub fn copy_into(&self, key: String, mut target: BufferSlice) -> i64 {
-    match self.inner.get(&key) {
+  pub fn copy_into(&self, shard: i64, offset: i64, mut target: BufferSlice) -> napi::Result<i64> {
+    Ok(match self.inner.get(payload_key(shard, offset)?) {
       Some(data) if data.len() <= target.len() => {
         target[..data.len()].copy_from_slice(&data);
         data.len() as i64
       }
       _ => -1,
-    }
+    })
   }
 
   #[napi]

@@ -124,8 +124,9 @@ pub struct PayloadTask {
   bigfiles_prefix: String,
   /// Return the stored (still compressed) bytes instead of decoding them.
   raw: bool,
-  /// Where to keep a copy of the decoded payload, and under which key.
-  keep: Option<(Arc<des_core::PayloadCache>, String)>,
+  /// Where to keep a copy of the decoded payload, and the caller's number
+  /// for this shard version (the entry's offset completes the key).
+  keep: Option<(Arc<des_core::PayloadCache>, u64)>,
 }
 
 impl Task for PayloadTask {
@@ -144,9 +145,13 @@ impl Task for PayloadTask {
         "this reader holds only an index: fetch the stored bytes and call decode()",
       )),
     }?;
-    if let Some((cache, key)) = &self.keep {
+    if let (Some((cache, shard)), Body::Inline { offset, .. }) = (&self.keep, &entry.body) {
       // Copied here, off the event loop; the caller gets its own buffer.
-      if !entry.is_bigfile() && cache.admits(data.len()) {
+      if cache.admits(data.len()) {
+        let key = des_core::PayloadKey {
+          shard: *shard,
+          offset: *offset,
+        };
         cache.insert(key, Arc::from(data.as_slice()));
       }
     }
@@ -217,9 +222,15 @@ const DEFAULT_PREFIX: &str = des_core::DEFAULT_BIGFILES_PREFIX;
 
 fn keep(
   cache: Option<&PayloadCache>,
-  key: Option<String>,
-) -> Option<(Arc<des_core::PayloadCache>, String)> {
-  Some((cache?.shared(), key?))
+  shard: Option<i64>,
+) -> napi::Result<Option<(Arc<des_core::PayloadCache>, u64)>> {
+  match (cache, shard) {
+    (Some(cache), Some(shard)) => {
+      let key = crate::payload_cache::payload_key(shard, 0)?;
+      Ok(Some((cache.shared(), key.shard)))
+    }
+    _ => Ok(None),
+  }
 }
 
 impl ShardReader {
@@ -358,23 +369,24 @@ impl ShardReader {
 
   /// Reads and decodes a uid's payload from a local shard (BigFiles from
   /// `<shard dir>/<bigfilesPrefix>/`, checked by size and sha256).
-  /// With `cache` and `cacheKey`, an inline payload is also kept in `cache`.
+  /// With `cache` and `cacheShard` (the caller's number for this shard
+  /// version), an inline payload is also kept in `cache`.
   #[napi(ts_return_type = "Promise<Buffer>")]
   pub fn read(
     &self,
     uid: String,
     bigfiles_prefix: Option<String>,
     cache: Option<&PayloadCache>,
-    cache_key: Option<String>,
-  ) -> AsyncTask<PayloadTask> {
-    AsyncTask::new(PayloadTask {
+    cache_shard: Option<i64>,
+  ) -> napi::Result<AsyncTask<PayloadTask>> {
+    Ok(AsyncTask::new(PayloadTask {
       source: self.source.clone(),
       uid,
       stored: None,
       bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
       raw: false,
-      keep: keep(cache, cache_key),
-    })
+      keep: keep(cache, cache_shard)?,
+    }))
   }
 
   /// Same as `read`, on the calling thread.
@@ -407,23 +419,23 @@ impl ShardReader {
 
   /// Decodes a uid's stored bytes (fetched by the caller, e.g. a range GET)
   /// off the event loop; the decoded size must match the index.
-  /// With `cache` and `cacheKey`, the decoded payload is also kept in `cache`.
+  /// With `cache` and `cacheShard`, the decoded payload is also kept in `cache`.
   #[napi(ts_return_type = "Promise<Buffer>")]
   pub fn decode(
     &self,
     uid: String,
     stored: Buffer,
     cache: Option<&PayloadCache>,
-    cache_key: Option<String>,
-  ) -> AsyncTask<PayloadTask> {
-    AsyncTask::new(PayloadTask {
+    cache_shard: Option<i64>,
+  ) -> napi::Result<AsyncTask<PayloadTask>> {
+    Ok(AsyncTask::new(PayloadTask {
       source: self.source.clone(),
       uid,
       stored: Some(stored.to_vec()),
       bigfiles_prefix: String::new(),
       raw: false,
-      keep: keep(cache, cache_key),
-    })
+      keep: keep(cache, cache_shard)?,
+    }))
   }
 
   /// Same as `decode`, on the calling thread (fine for small payloads).
