@@ -197,3 +197,29 @@ if (BACKENDS.includes('s3')) {
     t.true(b.sent.every((r) => r.key.includes('stores/a/20240301/')))
   })
 }
+
+test('a repeated find is remembered only while its shard stays in the index cache', async (t) => {
+  const dir = tempDir()
+  // '7' and '8' route to two shards; each index is a few hundred bytes.
+  await writeStore(dir, [
+    { uid: '7', createdAt: DAY, data: Buffer.from('seven') },
+    { uid: '8', createdAt: DAY, data: Buffer.from('eight') },
+  ])
+  const roomy = (await openBackend('local', dir)).store()
+  await roomy.find('7', DAY) // loads the index
+  const first = await roomy.find('7', DAY)
+  t.is(await roomy.find('7', DAY), first, 'the same find, remembered')
+  t.false(first.shard.retired)
+
+  // An index cache with room for one small index: opening the other shard lets the first go.
+  const oneShard = (await openBackend('local', dir)).store({ indexCacheBytes: first.shard.weight + 10 })
+  await oneShard.find('7', DAY)
+  const a = await oneShard.find('7', DAY)
+  t.is(await oneShard.find('7', DAY), a)
+  await oneShard.find('8', DAY)
+  t.true(a.shard.retired, 'evicted from the index cache')
+  const again = await oneShard.find('7', DAY)
+  t.not(again, a, 'found anew, not from the memo')
+  t.not(again.shard.id, a.shard.id)
+  t.is((await oneShard.read(again)).toString(), 'seven')
+})

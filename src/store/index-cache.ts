@@ -18,9 +18,24 @@ export class IndexCache<V extends Weighed> {
   private readonly loading = new Map<string, Promise<V>>()
   private readonly rechecking = new Map<string, Promise<V>>()
 
-  /** `maxBytes` 0 turns caching off (loads are still shared). */
-  constructor(maxBytes: number) {
-    this.lru = maxBytes > 0 ? new LRUCache<string, V>({ maxSize: maxBytes, sizeCalculation: (v) => Math.max(1, v.weight) }) : undefined
+  /**
+   * `maxBytes` 0 turns caching off (loads are still shared). `onDrop` hears
+   * of every value the cache lets go (evicted, replaced or deleted).
+   */
+  constructor(maxBytes: number, onDrop?: (v: V) => void) {
+    this.lru =
+      maxBytes > 0
+        ? new LRUCache<string, V>({ maxSize: maxBytes, sizeCalculation: (v) => Math.max(1, v.weight), dispose: onDrop && ((v) => onDrop(v)) })
+        : undefined
+  }
+
+  get enabled(): boolean {
+    return this.lru !== undefined
+  }
+
+  /** Counts a hit found without a lookup here (the store's recent-finds memo). */
+  countHit(): void {
+    HIT.inc()
   }
 
   /** The cached value (counted as a hit), or undefined (counted as a miss). */

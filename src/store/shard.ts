@@ -20,6 +20,8 @@ export interface ShardHandle {
   /** Version of the object this index was read from. */
   readonly etag: string
   readonly weight: number
+  /** Set once the index cache has let this handle go: what was found in it must be found again. */
+  retired: boolean
   /** The decoded payload of an inline entry (also kept in `keep` when given). */
   read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer>
   /** The stored (possibly compressed) bytes of an inline entry, as they are in the shard. */
@@ -41,6 +43,7 @@ let openedCount = 0
 abstract class OpenedShard implements ShardHandle {
   readonly id = ++openedCount
   readonly weight: number
+  retired = false
   constructor(
     readonly key: string,
     readonly source: ByteSource,

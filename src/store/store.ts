@@ -48,6 +48,9 @@ export interface BigfileStream {
 
 const CACHE_SEPARATOR = '\u0000'
 
+/** Recent finds remembered (about 250 bytes each); the memo starts over when full. */
+const MAX_RECENT_FINDS = 65_536
+
 /**
  * Checks a whole BigFile's sha256 as it streams past. The last chunk is held
  * back until the hash is known, so a mismatching file never reaches a client
@@ -88,6 +91,12 @@ export class Store {
   readonly tailBytes: number
   readonly indexCache: IndexCache<ShardHandle>
   readonly payloadCache: PayloadCache
+  /**
+   * Recent finds in a cached base shard by (uid, created_at) text: a repeat
+   * skips routing and the index lookup. Valid while their shard handle is in
+   * the index cache (a handle it lets go is marked retired).
+   */
+  private readonly recentFinds = new Map<string, Found>()
 
   constructor(opts: StoreOptions) {
     this.sources = opts.sources
@@ -96,7 +105,9 @@ export class Store {
     this.layout = opts.layout ?? 'nested'
     this.bigfilesPrefix = opts.bigfilesPrefix ?? '_bigFiles'
     this.tailBytes = opts.tailBytes ?? 64 * 1024
-    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024)
+    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024, (shard) => {
+      shard.retired = true
+    })
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
@@ -134,12 +145,25 @@ export class Store {
    * retriever), else a promise of it.
    */
   findNow(uid: string, createdAt: string | ShardLocation): Found | Promise<Found> {
+    const memoKey = typeof createdAt === 'string' ? uid + '\n' + createdAt : undefined
+    if (memoKey !== undefined) {
+      const recent = this.recentFinds.get(memoKey)
+      if (recent !== undefined && !recent.shard.retired) {
+        this.indexCache.countHit()
+        return recent
+      }
+    }
     const loc = typeof createdAt === 'string' ? this.locate(uid, createdAt) : createdAt
     const ck = this.cacheKey(this.sources.sourceFor(loc.shardIndex), this.shardKey(loc, 0))
     const shard = this.indexCache.cached(ck)
     const entry = shard?.reader.entry(uid) ?? null
-    if (shard !== undefined && entry !== null) return { uid, loc, part: 0, shard, entry, etag: this.etagOf(0, entry) }
-    return this.search(uid, loc, shard)
+    if (shard === undefined || entry === null) return this.search(uid, loc, shard)
+    const found = { uid, loc, part: 0, shard, entry, etag: this.etagOf(0, entry) }
+    if (memoKey !== undefined) {
+      if (this.recentFinds.size >= MAX_RECENT_FINDS) this.recentFinds.clear()
+      this.recentFinds.set(memoKey, found)
+    }
+    return found
   }
 
   /** The chain walk of `find`; `base` is the base shard's cached index when there was one. */
