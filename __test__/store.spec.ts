@@ -223,3 +223,46 @@ test('a repeated find is remembered only while its shard stays in the index cach
   t.not(again.shard.id, a.shard.id)
   t.is((await oneShard.read(again)).toString(), 'seven')
 })
+
+test('a remembered find is never handed to another (uid, created_at) that makes the same memo text', async (t) => {
+  const dir = tempDir()
+  await writeStore(dir, [{ uid: 'a\nX', createdAt: DAY, data: Buffer.from('not for a') }])
+  const store = (await openBackend('local', dir)).store()
+  await store.find('a\nX', DAY)
+  await store.find('a\nX', DAY) // remembered now
+  const err = await t.throwsAsync(store.find('a', `X\n${DAY}`))
+  t.is(errorCode(err), 'DES_BAD_ARG')
+})
+
+test('finds of a shard the index cache lets go are forgotten with it, and a hot shard stays cached', async (t) => {
+  const dir = tempDir()
+  // uids 1, 2, 3 route to three shards of similar size.
+  await writeStore(dir, ['1', '2', '3'].map((uid) => ({ uid, createdAt: DAY, data: Buffer.from(`file ${uid}`) })))
+  const probe = (await openBackend('local', dir)).store()
+  const weight = (await probe.find('1', DAY)).shard.weight
+  const store = (await openBackend('local', dir)).store({ indexCacheBytes: 2 * weight + 10 })
+  await store.find('1', DAY)
+  const hot = await store.find('1', DAY)
+  await store.find('2', DAY)
+  await store.find('2', DAY)
+  t.is(store.recentFindCount, 2)
+  for (let i = 0; i < 10; i++) t.is(await store.find('1', DAY), hot) // hits from the memo keep shard 1 recent
+  await store.find('3', DAY) // evicts the least recently used: shard 2
+  t.false(hot.shard.retired, 'the hot shard stayed')
+  t.is(store.recentFindCount, 1, "shard 2's find went with its index")
+})
+
+for (const kind of BACKENDS) {
+  test(`[${kind}] a rewritten entry is served anew within DES_SHARD_RECHECK_MS, even from the payload cache`, async (t) => {
+    const dir = tempDir()
+    await writeStore(dir, [{ uid: '7', createdAt: DAY, data: Buffer.from('version one') }])
+    const b = await openBackend(kind, dir)
+    const store = b.store({ payloadCacheBytes: 1 << 20, shardRecheckMs: 200 })
+    t.is((await store.get('7', DAY)).toString(), 'version one')
+    t.is((await store.get('7', DAY)).toString(), 'version one') // from the caches
+    await writeStore(dir, [{ uid: '7', createdAt: DAY, data: Buffer.from('version two!') }], { append: true, writer: { replace: true } })
+    await b.sync()
+    await new Promise((r) => setTimeout(r, 250))
+    t.is((await store.get('7', DAY)).toString(), 'version two!')
+  })
+}

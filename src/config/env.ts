@@ -39,6 +39,12 @@ export interface DesConfig {
   payloadCacheBytes: number | undefined
   /** Size of the suffix-range GET that fetches footer and index together. */
   tailBytes: number
+  /**
+   * How long a cached shard (its index, and finds and payloads taken from it)
+   * is trusted before a request re-checks its version; undefined = 2 s for
+   * local disk (a stat), 30 s for S3 (a suffix GET).
+   */
+  shardRecheckMs: number | undefined
 }
 
 type Env = Record<string, string | undefined>
@@ -123,6 +129,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     payloadCacheBytes: env.DES_PAYLOAD_CACHE_BYTES?.trim().toLowerCase() === 'auto' ? undefined : optionalIntVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER),
     tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
+    shardRecheckMs: optionalIntVar(env, 'DES_SHARD_RECHECK_MS', 0, 24 * 3600 * 1000),
   }
 }
 

@@ -22,5 +22,6 @@ export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store 
     indexCacheBytes: config.indexCacheBytes,
     payloadCacheBytes: config.payloadCacheBytes ?? 0,
     tailBytes: config.tailBytes,
+    shardRecheckMs: config.shardRecheckMs ?? (config.backend === 'local' ? 2_000 : 30_000),
   })
 }

@@ -22,6 +22,8 @@ export interface ShardHandle {
   readonly weight: number
   /** Set once the index cache has let this handle go: what was found in it must be found again. */
   retired: boolean
+  /** When (performance.now()) this version was last confirmed as the current one. */
+  checkedAt: number
   /** The decoded payload of an inline entry (also kept in `keep` when given). */
   read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer>
   /** The stored (possibly compressed) bytes of an inline entry, as they are in the shard. */
@@ -44,6 +46,7 @@ abstract class OpenedShard implements ShardHandle {
   readonly id = ++openedCount
   readonly weight: number
   retired = false
+  checkedAt = performance.now()
   constructor(
     readonly key: string,
     readonly source: ByteSource,

@@ -25,6 +25,8 @@ export interface StoreOptions {
   payloadCacheBytes?: number
   /** Size of the suffix GET that reads footer and index together. */
   tailBytes?: number
+  /** How long a cached shard is trusted before a request re-checks its version (default 2 s). */
+  shardRecheckMs?: number
 }
 
 /** Where a uid was found. */
@@ -50,6 +52,12 @@ const CACHE_SEPARATOR = '\u0000'
 
 /** Recent finds remembered (about 250 bytes each); the memo starts over when full. */
 const MAX_RECENT_FINDS = 65_536
+
+interface RecentFind {
+  found: Found
+  /** The index-cache key of its shard. */
+  ck: string
+}
 
 /**
  * Checks a whole BigFile's sha256 as it streams past. The last chunk is held
@@ -96,7 +104,10 @@ export class Store {
    * skips routing and the index lookup. Valid while their shard handle is in
    * the index cache (a handle it lets go is marked retired).
    */
-  private readonly recentFinds = new Map<string, Found>()
+  private readonly recentFinds = new Map<string, RecentFind>()
+  /** The memo keys each handle's finds are under, to forget them with the handle. */
+  private readonly recentKeysOf = new Map<ShardHandle, string[]>()
+  readonly shardRecheckMs: number
 
   constructor(opts: StoreOptions) {
     this.sources = opts.sources
@@ -105,9 +116,8 @@ export class Store {
     this.layout = opts.layout ?? 'nested'
     this.bigfilesPrefix = opts.bigfilesPrefix ?? '_bigFiles'
     this.tailBytes = opts.tailBytes ?? 64 * 1024
-    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024, (shard) => {
-      shard.retired = true
-    })
+    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024, (shard) => this.retire(shard))
+    this.shardRecheckMs = opts.shardRecheckMs ?? 2_000
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
@@ -148,22 +158,66 @@ export class Store {
     const memoKey = typeof createdAt === 'string' ? uid + '\n' + createdAt : undefined
     if (memoKey !== undefined) {
       const recent = this.recentFinds.get(memoKey)
-      if (recent !== undefined && !recent.shard.retired) {
-        this.indexCache.countHit()
-        return recent
+      // uid compared too: "a" + "\nX…" and "a\nX" + "…" make the same key.
+      if (recent !== undefined && recent.found.uid === uid && this.isCurrent(recent.found.shard)) {
+        // Through the index cache, so a hot shard stays recently used there.
+        if (this.indexCache.cached(recent.ck) === recent.found.shard) return recent.found
       }
     }
     const loc = typeof createdAt === 'string' ? this.locate(uid, createdAt) : createdAt
     const ck = this.cacheKey(this.sources.sourceFor(loc.shardIndex), this.shardKey(loc, 0))
     const shard = this.indexCache.cached(ck)
+    if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, loc, ck, shard)
     const entry = shard?.reader.entry(uid) ?? null
     if (shard === undefined || entry === null) return this.search(uid, loc, shard)
     const found = { uid, loc, part: 0, shard, entry, etag: this.etagOf(0, entry) }
-    if (memoKey !== undefined) {
-      if (this.recentFinds.size >= MAX_RECENT_FINDS) this.recentFinds.clear()
-      this.recentFinds.set(memoKey, found)
-    }
+    if (memoKey !== undefined) this.remember(memoKey, ck, found)
     return found
+  }
+
+  /** True while a cached shard was confirmed current less than `shardRecheckMs` ago. */
+  private isCurrent(shard: ShardHandle): boolean {
+    return performance.now() - shard.checkedAt < this.shardRecheckMs
+  }
+
+  /** Re-checks a cached base shard whose trust ran out (one stat, or one suffix GET), then finds. */
+  private async recheckThenSearch(uid: string, loc: ShardLocation, ck: string, shard: ShardHandle): Promise<Found> {
+    const source = this.sources.sourceFor(loc.shardIndex)
+    const key = this.shardKey(loc, 0)
+    let current: ShardHandle | undefined
+    try {
+      current = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
+    } catch (err) {
+      if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
+      current = undefined // gone: the search says 404
+    }
+    if (current === shard) shard.checkedAt = performance.now()
+    return this.search(uid, loc, current)
+  }
+
+  private remember(memoKey: string, ck: string, found: Found): void {
+    if (this.recentFinds.size >= MAX_RECENT_FINDS) {
+      this.recentFinds.clear()
+      this.recentKeysOf.clear()
+    }
+    this.recentFinds.set(memoKey, { found, ck })
+    const keys = this.recentKeysOf.get(found.shard)
+    if (keys) keys.push(memoKey)
+    else this.recentKeysOf.set(found.shard, [memoKey])
+  }
+
+  /** A handle the index cache let go: its finds are forgotten (they would keep its index alive). */
+  private retire(shard: ShardHandle): void {
+    shard.retired = true
+    for (const k of this.recentKeysOf.get(shard) ?? []) {
+      if (this.recentFinds.get(k)?.found.shard === shard) this.recentFinds.delete(k)
+    }
+    this.recentKeysOf.delete(shard)
+  }
+
+  /** Finds remembered now (for tests and sizing). */
+  get recentFindCount(): number {
+    return this.recentFinds.size
   }
 
   /** The chain walk of `find`; `base` is the base shard's cached index when there was one. */
@@ -178,7 +232,9 @@ export class Store {
         if (shard === undefined) shard = await this.indexCache.load(ck, () => this.open(source, key))
         let entry = shard.reader.entry(uid)
         if (entry === null && wasCached) {
+          const before = shard
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
+          if (shard === before) shard.checkedAt = performance.now()
           entry = shard.reader.entry(uid)
         }
         if (entry !== null) return { uid, loc, part, shard, entry, etag: this.etagOf(part, entry) }

@@ -86,7 +86,8 @@ impl PayloadCache {
 
   /// Whether a payload of `len` bytes would be kept.
   pub fn admits(&self, len: usize) -> bool {
-    len <= self.max_entry_bytes
+    // Weighed as the bound counts it, so one entry can never empty the cache of itself.
+    len <= self.max_entry_bytes && len + ENTRY_OVERHEAD <= self.max_bytes
   }
 
   /// Keeps `data` under `key` (replacing an older value), evicting the least
@@ -191,6 +192,15 @@ mod tests {
     c.insert(k(8), bytes(101, 0));
     assert!(c.get(k(8)).is_none());
     assert_eq!(c.stats().entries, 0);
+  }
+
+  #[test]
+  fn a_payload_that_would_fill_the_bound_with_its_overhead_is_refused() {
+    let c = PayloadCache::new(1000, 1000);
+    c.insert(k(8), bytes(100, 0));
+    c.insert(k(9), bytes(1000 - ENTRY_OVERHEAD + 1, 0));
+    assert!(c.get(k(9)).is_none());
+    assert!(c.get(k(8)).is_some(), "the small one was not pushed out");
   }
 
   #[test]
