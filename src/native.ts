@@ -71,13 +71,8 @@ export type Codec = 'none' | 'zstd' | 'lz4'
 /** Routes a uid to its shard. Throws DES_BAD_ARG for a bad date or n_bits. */
 export function locateShard(uid: string | number, createdAt: string, nBits = 8): ShardLocation {
   const id = String(uid)
-  let row: [string, number, string, string]
-  try {
-    // A row, made into the object here: much cheaper than an addon-built object.
-    row = addon.locateShardRow(id, createdAt, nBits)
-  } catch (err) {
-    throw decodeError(err)
-  }
+  // A row, made into the object here: much cheaper than an addon-built object.
+  const row = sync(() => addon.locateShardRow(id, createdAt, nBits))
   return { uid: id, dateDir: row[0], shardIndex: row[1], shardHex: row[2], objectKey: row[3] }
 }
 

@@ -29,15 +29,6 @@ export class IndexCache<V extends Weighed> {
         : undefined
   }
 
-  get enabled(): boolean {
-    return this.lru !== undefined
-  }
-
-  /** Counts a hit found without a lookup here (the store's recent-finds memo). */
-  countHit(): void {
-    HIT.inc()
-  }
-
   /** The cached value (counted as a hit), or undefined (counted as a miss). */
   cached(key: string): V | undefined {
     const v = this.lru?.get(key)

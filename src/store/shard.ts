@@ -121,6 +121,12 @@ async function indexFromTail(source: ByteSource, key: string, tail: ObjectTail):
   }
 }
 
+/** `shard` was just found to be the current version: trusted anew from now. */
+function confirmed(shard: ShardHandle): ShardHandle {
+  shard.checkedAt = performance.now()
+  return shard
+}
+
 /**
  * Opens the shard at `key`; with `previous`, returns `previous` itself when
  * the object has not changed since (the re-check before a 404).
@@ -131,7 +137,7 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
     // stat before open: if the file is replaced in between, the stored etag is
     // the older one, so the next miss re-opens (never the reverse).
     const etag = await source.localEtag(key)
-    if (previous && previous.etag === etag) return previous
+    if (previous && previous.etag === etag) return confirmed(previous)
     let reader: ShardReader
     try {
       reader = await ShardReader.open(source.localPath(key))
@@ -144,6 +150,6 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
     return new LocalShard(key, source, reader, etag)
   }
   const tail = await source.getTail(key, tailBytes)
-  if (previous && previous.etag === tail.etag) return previous
+  if (previous && previous.etag === tail.etag) return confirmed(previous)
   return new RemoteShard(key, source, await indexFromTail(source, key, tail), tail.etag)
 }

@@ -191,7 +191,6 @@ export class Store {
       if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
       current = undefined // gone: the search says 404
     }
-    if (current === shard) shard.checkedAt = performance.now()
     return this.search(uid, loc, current)
   }
 
@@ -232,9 +231,7 @@ export class Store {
         if (shard === undefined) shard = await this.indexCache.load(ck, () => this.open(source, key))
         let entry = shard.reader.entry(uid)
         if (entry === null && wasCached) {
-          const before = shard
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
-          if (shard === before) shard.checkedAt = performance.now()
           entry = shard.reader.entry(uid)
         }
         if (entry !== null) return { uid, loc, part, shard, entry, etag: this.etagOf(part, entry) }
