@@ -237,6 +237,19 @@ impl ShardReader {
   pub(crate) fn with_index<T>(&self, f: impl FnOnce(&ShardIndex) -> T) -> T {
     f(self.source.index())
   }
+
+  /// A task that reads and decodes `uid` from the local file, keeping nothing;
+  /// the other payload calls change a field or two of it.
+  fn task(&self, uid: String, bigfiles_prefix: Option<String>) -> PayloadTask {
+    PayloadTask {
+      source: self.source.clone(),
+      uid,
+      stored: None,
+      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+      raw: false,
+      keep: None,
+    }
+  }
 }
 
 #[napi]
@@ -380,27 +393,15 @@ impl ShardReader {
     cache_shard: Option<i64>,
   ) -> napi::Result<AsyncTask<PayloadTask>> {
     Ok(AsyncTask::new(PayloadTask {
-      source: self.source.clone(),
-      uid,
-      stored: None,
-      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
-      raw: false,
       keep: keep(cache, cache_shard)?,
+      ..self.task(uid, bigfiles_prefix)
     }))
   }
 
   /// Same as `read`, on the calling thread.
   #[napi]
   pub fn read_sync(&self, uid: String, bigfiles_prefix: Option<String>) -> napi::Result<Buffer> {
-    let mut task = PayloadTask {
-      source: self.source.clone(),
-      uid,
-      stored: None,
-      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
-      raw: false,
-      keep: None,
-    };
-    task.compute().map(Buffer::from)
+    self.task(uid, bigfiles_prefix).compute().map(Buffer::from)
   }
 
   /// Reads an inline entry's stored bytes from a local shard, not decoded
@@ -408,12 +409,8 @@ impl ShardReader {
   #[napi(ts_return_type = "Promise<Buffer>")]
   pub fn read_stored(&self, uid: String) -> AsyncTask<PayloadTask> {
     AsyncTask::new(PayloadTask {
-      source: self.source.clone(),
-      uid,
-      stored: None,
-      bigfiles_prefix: String::new(),
       raw: true,
-      keep: None,
+      ..self.task(uid, None)
     })
   }
 
@@ -429,27 +426,21 @@ impl ShardReader {
     cache_shard: Option<i64>,
   ) -> napi::Result<AsyncTask<PayloadTask>> {
     Ok(AsyncTask::new(PayloadTask {
-      source: self.source.clone(),
-      uid,
       stored: Some(stored.to_vec()),
-      bigfiles_prefix: String::new(),
-      raw: false,
       keep: keep(cache, cache_shard)?,
+      ..self.task(uid, None)
     }))
   }
 
   /// Same as `decode`, on the calling thread (fine for small payloads).
   #[napi]
   pub fn decode_sync(&self, uid: String, stored: Buffer) -> napi::Result<Buffer> {
-    let mut task = PayloadTask {
-      source: self.source.clone(),
-      uid,
+    PayloadTask {
       stored: Some(stored.to_vec()),
-      bigfiles_prefix: String::new(),
-      raw: false,
-      keep: None,
-    };
-    task.compute().map(Buffer::from)
+      ..self.task(uid, None)
+    }
+    .compute()
+    .map(Buffer::from)
   }
 
   /// Decodes every entry of a local shard and checks sizes and BigFile hashes.
