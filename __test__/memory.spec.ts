@@ -37,3 +37,10 @@ test('DES_PAYLOAD_CACHE_BYTES: unset or "auto" leaves the size to des serve; a n
   t.is(loadConfig({ DES_PAYLOAD_CACHE_BYTES: '1048576' }).payloadCacheBytes, 1048576)
   t.throws(() => loadConfig({ DES_PAYLOAD_CACHE_BYTES: 'lots' }), { message: /DES_PAYLOAD_CACHE_BYTES="lots" is invalid/ })
 })
+
+test('DES_SHARD_RECHECK_MS: unset leaves the per-backend default; a bad value is refused by name', (t) => {
+  t.is(loadConfig({}).shardRecheckMs, undefined)
+  t.is(loadConfig({ DES_SHARD_RECHECK_MS: '0' }).shardRecheckMs, 0)
+  t.throws(() => loadConfig({ DES_SHARD_RECHECK_MS: 'soon' }), { message: /DES_SHARD_RECHECK_MS="soon" is invalid/ })
+  t.throws(() => loadConfig({ DES_SHARD_RECHECK_MS: '-5' }), { message: /DES_SHARD_RECHECK_MS/ })
+})
