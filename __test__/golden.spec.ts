@@ -5,9 +5,29 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { locateShard, ShardReader } from '../src/native'
 import { errorCode } from '../src/errors'
-import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
+import { GOLDEN, SHARED_GOLDEN, goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const addon: typeof import('../index') = require('../index.js')
+
+/** Every file below `dir`, as paths relative to it, sorted. */
+function filesBelow(dir: string): string[] {
+  return (fs.readdirSync(dir, { recursive: true }) as string[])
+    .filter((f) => fs.statSync(path.join(dir, f)).isFile())
+    .sort()
+}
+
+test('the fixtures are a byte-identical copy of the shared golden vectors, when those are beside the checkout', (t) => {
+  const ours = filesBelow(GOLDEN)
+  t.true(ours.length > 100, 'fixtures/golden holds the vectors')
+  if (!fs.existsSync(SHARED_GOLDEN)) {
+    t.log('no ../shared/golden beside this checkout: the copy is used as it is')
+    return
+  }
+  t.deepEqual(ours, filesBelow(SHARED_GOLDEN))
+  for (const f of ours) {
+    t.true(fs.readFileSync(path.join(GOLDEN, f)).equals(fs.readFileSync(path.join(SHARED_GOLDEN, f))), f)
+  }
+})
 
 test('every line of routing.jsonl routes to the same key as the reference', (t) => {
   const lines = fs.readFileSync(goldenPath('routing.jsonl'), 'utf8').split('\n').filter(Boolean)

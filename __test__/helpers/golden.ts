@@ -1,10 +1,13 @@
-// Paths to the reference vectors in ../shared/golden (read in place, never copied).
+// Paths to the reference vectors: fixtures/golden, a byte-identical copy of
+// the steering repo's shared/golden (see fixtures/README.md).
 
 import * as path from 'node:path'
 import * as fs from 'node:fs'
 import { createHash } from 'node:crypto'
 
-export const GOLDEN = path.resolve(__dirname, '../../../shared/golden')
+export const GOLDEN = path.resolve(__dirname, '../../fixtures/golden')
+/** The steering repo's originals, when this checkout has them beside it. */
+export const SHARED_GOLDEN = path.resolve(__dirname, '../../../shared/golden')
 export const ROOT = path.resolve(__dirname, '../..')
 
 export function goldenPath(...parts: string[]): string {

@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn golden() -> PathBuf {
-  let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden");
+  let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden");
   assert!(
     dir.is_dir(),
     "golden vectors not found at {}",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 fn golden(name: &str) -> Vec<u8> {
   let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-    .join("../../../shared/golden/shards")
+    .join("../../fixtures/golden/shards")
     .join(name);
   std::fs::read(p).unwrap()
 }
