@@ -6,7 +6,7 @@ import * as fs from 'node:fs'
 import * as fsp from 'node:fs/promises'
 import * as path from 'node:path'
 import { DesError } from '../errors'
-import { EtagMismatchError, type ByteRange, type ByteSource, type ObjectStream, type ObjectTail, type ReadType } from './source'
+import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
 
 /** What identifies one version of a local file. */
 export function statEtag(st: fs.Stats): string {
@@ -86,17 +86,57 @@ export class LocalSource implements ByteSource {
     }
   }
 
-  async stream(key: string, range?: ByteRange): Promise<ObjectStream> {
+  async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
     let fh: fsp.FileHandle | undefined
     try {
       fh = await fsp.open(this.localPath(key), 'r')
       const st = await fh.stat()
+      if (opts.etag !== undefined && statEtag(st) !== opts.etag) throw new EtagMismatchError(key)
       const body = fh.createReadStream(range ? { start: range.start, end: range.end, autoClose: true } : { autoClose: true })
       fh = undefined // the stream owns it now
       return { body, objectSize: st.size }
     } catch (err) {
       await fh?.close()
       throw localError(err, key, 'open')
+    }
+  }
+
+  /** Every regular file under the base directory, depth first, names sorted at each level. */
+  async *list(): AsyncIterable<ListedObject> {
+    try {
+      if (!(await fsp.stat(this.baseDir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+    } catch (err) {
+      throw new DesError('DES_UNAVAILABLE', `the store's base directory (DES_BASE_DIR) is not reachable: ${(err as NodeJS.ErrnoException).code ?? err}`)
+    }
+    yield* this.walk('')
+  }
+
+  private async *walk(dirKey: string): AsyncIterable<ListedObject> {
+    let names: fs.Dirent[]
+    try {
+      names = await fsp.readdir(path.join(this.baseDir, dirKey), { withFileTypes: true })
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT' || code === 'ENOTDIR') return // removed while we walked
+      throw new DesError('DES_STORAGE', `list ${dirKey || '.'}: ${code ?? (err as Error).message}`)
+    }
+    // Bytewise, as S3 lists: `_bigFiles` after the date directories.
+    names.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)))
+    for (const d of names) {
+      const key = dirKey ? `${dirKey}/${d.name}` : d.name
+      let isDir = d.isDirectory()
+      let st: fs.Stats | undefined
+      if (d.isSymbolicLink()) {
+        st = await fsp.stat(this.localPath(key)).catch(() => undefined)
+        isDir = st?.isDirectory() ?? false
+      }
+      if (isDir) {
+        yield* this.walk(key)
+        continue
+      }
+      if (!d.isFile() && !st?.isFile()) continue
+      st ??= await fsp.stat(this.localPath(key)).catch(() => undefined)
+      if (st) yield { key, size: st.size, modifiedMs: st.mtimeMs }
     }
   }
 

@@ -1,13 +1,14 @@
 // Shards on S3 (or any S3-compatible server): suffix-range GETs for tails,
 // range GETs for payloads, one streamed GET per BigFile. Every request is
-// counted in des_s3_range_calls_total{backend,type}. No LIST, no HEAD.
+// counted in des_s3_range_calls_total{backend,type}. No LIST, no HEAD (but
+// for `list`, which only the store-wide verify uses).
 
-import { GetObjectCommand, HeadBucketCommand, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
 import type { Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { s3RangeCallsTotal } from '../metrics'
-import { EtagMismatchError, type ByteRange, type ByteSource, type ObjectStream, type ObjectTail, type ReadType } from './source'
+import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
 
 const UNREACHABLE = new Set([
   'ECONNREFUSED',
@@ -116,10 +117,28 @@ export class S3Source implements ByteSource {
     return bytes
   }
 
-  async stream(key: string, range?: ByteRange): Promise<ObjectStream> {
-    const out = await this.get(key, 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined)
+  async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
+    const out = await this.get(key, opts.type ?? 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined, opts.etag)
     const objectSize = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0
     return { body: out.Body as Readable, objectSize }
+  }
+
+  /** Every object under the prefix (ListObjectsV2, 1,000 keys a page, in bytewise key order). */
+  async *list(): AsyncIterable<ListedObject> {
+    let token: string | undefined
+    do {
+      let page
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, ContinuationToken: token }))
+      } catch (err) {
+        throw s3Error(err, this.bucket, this.prefix)
+      }
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined || !o.Key.startsWith(this.prefix)) continue
+        yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, modifiedMs: o.LastModified?.getTime() ?? 0 }
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (token)
   }
 
   async ping(): Promise<void> {

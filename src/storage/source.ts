@@ -23,6 +23,23 @@ export interface ObjectStream {
   objectSize: number
 }
 
+/** One object of a listing. */
+export interface ListedObject {
+  /** Key relative to the source (no bucket prefix, no base dir), `/`-separated. */
+  key: string
+  size: number
+  /** Last modification, ms since the epoch. */
+  modifiedMs: number
+}
+
+/** How a stream is read: the metric label, and the version it must still be. */
+export interface StreamOptions {
+  /** What the GET is for (default `bigfile`). */
+  type?: ReadType
+  /** Fail with EtagMismatchError when the object is no longer this version. */
+  etag?: string
+}
+
 export interface ByteRange {
   /** First byte, inclusive. */
   start: number
@@ -43,7 +60,13 @@ export interface ByteSource {
    */
   getRange(key: string, offset: number, length: number, type: ReadType, etag?: string): Promise<Buffer>
   /** The object (or one range of it) as a stream. DES_NOT_FOUND when absent. */
-  stream(key: string, range?: ByteRange): Promise<ObjectStream>
+  stream(key: string, range?: ByteRange, opts?: StreamOptions): Promise<ObjectStream>
+  /**
+   * Every object of the source for a store-wide scan (`des verify --store`),
+   * never used on the read path. Sorted, so the keys under one folder, and
+   * the keys sharing any prefix, come together.
+   */
+  list(): AsyncIterable<ListedObject>
   /** The backend is reachable (for /ready; never on the hot path). */
   ping(): Promise<void>
   /** A path on this machine when the object is a local file (lets the native reader read it directly). */
