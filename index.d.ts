@@ -53,6 +53,11 @@ export declare class ShardReader {
   get indexSize(): number
   /** Offset where the data section ends (= where the index starts). */
   get dataEnd(): number
+  /**
+   * True when the shard carries a checksum block (entries and index are
+   * then checked on every read).
+   */
+  get checksummed(): boolean
   /** Size of the shard file, for a local shard. */
   get fileSize(): number | null
   /** True if the uid is in the shard. */
@@ -88,10 +93,46 @@ export declare class ShardReader {
    * With `cache` and `cacheShard`, the decoded payload is also kept in `cache`.
    */
   decode(uid: string, stored: Buffer, cache?: PayloadCache | undefined | null, cacheShard?: number | undefined | null): Promise<Buffer>
+  /**
+   * Checks stored bytes fetched by the caller against the entry's checksum
+   * (a no-op for shards without checksums), on the calling thread: CRC32C
+   * runs at several GB/s, so this is for bytes about to be sent as stored.
+   */
+  checkStored(uid: string, stored: Buffer): void
   /** Same as `decode`, on the calling thread (fine for small payloads). */
   decodeSync(uid: string, stored: Buffer): Buffer
-  /** Decodes every entry of a local shard and checks sizes and BigFile hashes. */
+  /**
+   * Verifies the whole local shard file in one pass: header, every entry's
+   * checksum and decode, dead ranges, overlaps, and the BigFiles beside it.
+   * Damage is reported in the result, not thrown.
+   */
   verify(bigfilesPrefix?: string | undefined | null): Promise<VerifyReport>
+}
+
+/**
+ * Verifies a shard streamed from elsewhere: parse its index from the
+ * object's tail (`fromTail`), feed bytes `[0, streamBytes)` in order with
+ * `feed`, then `finish`. BigFile entries are not checked here.
+ */
+export declare class ShardVerifier {
+  /**
+   * Parses the index from the last bytes of an object of `objectSize`
+   * bytes (rejects with `DES_NEED_MORE` when the tail misses the index start,
+   * `DES_CORRUPT` when the index or footer is damaged).
+   */
+  static fromTail(tail: Buffer, objectSize: number): Promise<ShardVerifier>
+  /** Feed the object's bytes `[0, streamBytes)`; the tail holds the rest. */
+  get streamBytes(): number
+  /** Number of entries in the index. */
+  get entryCount(): number
+  /** True when the shard carries a checksum block. */
+  get checksummed(): boolean
+  /** Entries `start .. start + count` in index order (to find BigFiles). */
+  entries(start?: number | undefined | null, count?: number | undefined | null): Array<EntryInfo>
+  /** Takes the next bytes of the object; await each call before the next. */
+  feed(chunk: Buffer): Promise<void>
+  /** Ends the pass and returns the report (bytes never fed are problems). */
+  finish(): Promise<VerifyReport | null>
 }
 
 /**
@@ -207,6 +248,16 @@ export interface PayloadCacheStats {
   evictions: number
 }
 
+/** The payload ceiling in force, in bytes. */
+export declare function payloadCeiling(): number
+
+/**
+ * Sets the process-wide payload ceiling (`DES_MAX_PAYLOAD_BYTES`): an inline
+ * entry whose stored or decoded size is larger is refused (`DES_CORRUPT`)
+ * before anything is read or allocated for it.
+ */
+export declare function setPayloadCeiling(bytes: number): void
+
 /** Where a uid lives. */
 export interface ShardLocation {
   uid: string
@@ -258,16 +309,38 @@ export interface TailFooter {
 /** Checks a BigFile's bytes against the entry of `uid` (size and sha256). */
 export declare function verifyBigfile(reader: ShardReader, uid: string, data: Buffer): void
 
-/** One failed entry of a verify run. */
+/** One thing a verification found wrong. */
 export interface VerifyProblem {
-  uid: string
+  /** The entry it concerns, if any. */
+  uid?: string
+  /** Where: `header`, `data`, `index`, `footer`, `entry` or `bigfile`. */
+  region: 'header' | 'data' | 'index' | 'footer' | 'entry' | 'bigfile'
+  /** Stable code, e.g. `DES_CORRUPT`. */
+  code: string
+  /** What and where, in words. */
   error: string
 }
 
-/** What `verify` found. */
+/** What a verification found. */
 export interface VerifyReport {
+  /** Entries in the index (0 when the index could not be read). */
   entries: number
+  /** Entries whose bytes checked out. */
   ok: number
+  /** Decoded bytes of the entries that checked out. */
   bytes: number
+  /**
+   * The shard carries a checksum block; without one, codec-none payloads
+   * and dead bytes cannot be checked.
+   */
+  checksummed: boolean
   problems: Array<VerifyProblem>
 }
+
+/**
+ * Verifies a local shard file and the BigFiles beside it (under
+ * `bigfilesPrefix`, default `_bigFiles`) off the event loop. Damage anywhere
+ * — header, data, index, footer — is a problem in the report; only a file
+ * that cannot be read rejects.
+ */
+export declare function verifyShardFile(path: string, bigfilesPrefix?: string | undefined | null): Promise<VerifyReport>

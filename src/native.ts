@@ -66,6 +66,7 @@ export type ShardWriteSummary = Native.ShardWriteSummary
 export type PackFile = Native.PackFile
 export type AddFilesResult = Native.AddFilesResult
 export type VerifyReport = Native.VerifyReport
+export type VerifyProblem = Native.VerifyProblem
 export type Codec = 'none' | 'zstd' | 'lz4'
 
 /** Routes a uid to its shard. Throws DES_BAD_ARG for a bad date or n_bits. */
@@ -127,6 +128,66 @@ export interface KeepIn {
   shard: number
 }
 
+/**
+ * Sets the process-wide payload ceiling (`DES_MAX_PAYLOAD_BYTES`): an inline
+ * entry larger than this, stored or decoded, is refused as DES_CORRUPT before
+ * anything is read or allocated for it.
+ */
+export function setPayloadCeiling(bytes: number): void {
+  sync(() => addon.setPayloadCeiling(bytes))
+}
+
+/** The payload ceiling in force, in bytes. */
+export function payloadCeiling(): number {
+  return addon.payloadCeiling()
+}
+
+/**
+ * Verifies a local shard file in one pass (header, every entry's checksum and
+ * decode, dead ranges, overlaps, index, footer) and the BigFiles beside it.
+ * Damage is reported in `problems`; it rejects only when the file cannot be read.
+ */
+export function verifyShardFile(path: string, bigfilesPrefix?: string): Promise<VerifyReport> {
+  return later(() => addon.verifyShardFile(path, bigfilesPrefix))
+}
+
+/**
+ * Verifies a shard streamed from elsewhere (S3): its index parsed from the
+ * object's tail, then bytes `[0, streamBytes)` fed in order; the tail holds
+ * the rest. BigFile entries are left to the caller.
+ */
+export class ShardVerifier {
+  private constructor(private readonly inner: Native.ShardVerifier) {}
+
+  /** Parses the index from the object's last bytes (DES_NEED_MORE if short, DES_CORRUPT if damaged). */
+  static async fromTail(tail: Buffer, objectSize: number): Promise<ShardVerifier> {
+    return new ShardVerifier(await later(() => addon.ShardVerifier.fromTail(tail, objectSize)))
+  }
+  /** Feed the object's bytes `[0, streamBytes)`. */
+  get streamBytes(): number {
+    return this.inner.streamBytes
+  }
+  get entryCount(): number {
+    return this.inner.entryCount
+  }
+  get checksummed(): boolean {
+    return this.inner.checksummed
+  }
+  entries(start?: number, count?: number): EntryInfo[] {
+    return this.inner.entries(start, count)
+  }
+  /** The next bytes of the object; await each call before the next. */
+  feed(chunk: Buffer): Promise<void> {
+    return later(() => this.inner.feed(chunk))
+  }
+  /** Ends the pass: the report, with bytes never fed as problems. */
+  async finish(): Promise<VerifyReport> {
+    const report = await later(() => this.inner.finish())
+    if (report === null) throw new DesError('DES_BAD_ARG', 'this verifier has already finished')
+    return report
+  }
+}
+
 /** Codec names by the id `entryRow` gives. */
 const CODEC_NAMES = ['none', 'zstd', 'lz4'] as const
 
@@ -163,6 +224,10 @@ export class ShardReader {
   }
   get fileSize(): number | null {
     return this.inner.fileSize
+  }
+  /** True when the shard carries a checksum block (entries and index are checked on every read). */
+  get checksummed(): boolean {
+    return this.inner.checksummed
   }
   /** The addon object, for `ShardWriter.continueAfter`. */
   get native(): Native.ShardReader {
@@ -201,10 +266,14 @@ export class ShardReader {
   decode(uid: string, stored: Buffer, keep?: KeepIn): Promise<Buffer> {
     return later(() => this.inner.decode(uid, stored, keep?.cache.native, keep?.shard))
   }
+  /** Checks stored bytes fetched by the caller against the entry's checksum (DES_CORRUPT on mismatch). */
+  checkStored(uid: string, stored: Buffer): void {
+    sync(() => this.inner.checkStored(uid, stored))
+  }
   decodeSync(uid: string, stored: Buffer): Buffer {
     return sync(() => this.inner.decodeSync(uid, stored))
   }
-  /** Decodes every entry of a local shard. */
+  /** Verifies the whole local shard file (see `verifyShardFile`). */
   verify(bigfilesPrefix?: string): Promise<VerifyReport> {
     return later(() => sync(() => this.inner.verify(bigfilesPrefix)))
   }

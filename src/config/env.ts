@@ -29,6 +29,12 @@ export interface DesConfig {
   s3?: S3Settings
   zonesConfig?: string
   bigFileThreshold: number
+  /**
+   * Largest inline payload a read will hold in memory, stored or decoded
+   * (`DES_MAX_PAYLOAD_BYTES`; default 64 MiB, or the BigFile threshold when
+   * that is larger). A larger size in an index is refused as damage.
+   */
+  maxPayloadBytes: number
   bigfilesPrefix: string
   /** Bytes of parsed indexes kept in memory. */
   indexCacheBytes: number
@@ -117,6 +123,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
   const backend = enumVar<Backend>(env, 'DES_BACKEND', 'local', ['local', 's3', 'multi_s3'])
   const zonesConfig = env.DES_ZONES_CONFIG?.trim() || undefined
   if (backend === 'multi_s3' && !zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
+  const bigFileThreshold = intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER)
   return {
     backend,
     baseDir: env.DES_BASE_DIR?.trim() || './des-data',
@@ -124,7 +131,8 @@ export function loadConfig(env: Env = process.env): DesConfig {
     layout: enumVar<Layout>(env, 'DES_LAYOUT', 'nested', ['nested', 'flat']),
     s3: s3FromEnv(env, backend === 's3'),
     zonesConfig,
-    bigFileThreshold: intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    bigFileThreshold,
+    maxPayloadBytes: intVar(env, 'DES_MAX_PAYLOAD_BYTES', Math.max(64 * 1024 * 1024, bigFileThreshold), 1, Number.MAX_SAFE_INTEGER),
     bigfilesPrefix: bigfilesPrefixVar(env),
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
     payloadCacheBytes: env.DES_PAYLOAD_CACHE_BYTES?.trim().toLowerCase() === 'auto' ? undefined : optionalIntVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER),

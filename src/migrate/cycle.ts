@@ -2,7 +2,8 @@
 //   1 selectRows      claim up to batch_size unarchived rows older than the cutoff
 //   2 validateRows    each source exists with the size the row claims; bad rows are reported, not marked
 //   3 packRows        lock the (date, shard) keys, skip what is stored already, one append per key
-//   4 verifyStored    re-read every touched shard's index: each uid must be there with its size
+//   4 verifyStored    re-read every touched shard's index: each uid must be there with its size,
+//                     and its stored bytes must read back and check out (checksum, decode)
 //   5 markArchived    exactly the verified rows, in the cycle's one transaction
 //   6 deleteSources   optional, after the commit, only of rows marked and verified
 // Steps 1-5 share one transaction: its row locks are the claim, and a crash
@@ -21,7 +22,7 @@ import { packFiles, type PackInput, type PackOptions, type PackResult, type Pack
 import type { MigrateConfig } from './config'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { checkSource, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
-import { findStored, openKeys } from './verify'
+import { findStored, openKeys, readBack } from './verify'
 
 /** Everything a cycle works with, built once from the config. */
 export interface CycleDeps {
@@ -252,20 +253,38 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackRe
 
 /**
  * Step 4: re-reads the index of every part of every touched key (fresh, from
- * the store) and keeps the rows whose uid is there with the row's size.
+ * the store), keeps the rows whose uid is there with the row's size, then
+ * reads their stored bytes back and keeps those that check out.
  */
 export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ verified: GoodRow[]; missing: BadRow[] }> {
   const parts: Map<string, ShardHandle[]> = await openKeys(deps.store, groupKeys(rows))
-  const verified: GoodRow[] = []
+  const indexed: Array<{ row: GoodRow; part: ShardHandle }> = []
   const missing: BadRow[] = []
   for (const r of rows) {
-    const stored = findStored(parts.get(`${r.dateDir}/${r.shardHex}`)!, r.uid)
+    const keyParts = parts.get(`${r.dateDir}/${r.shardHex}`)!
+    const stored = findStored(keyParts, r.uid)
     if (stored.length === 0) missing.push({ uid: r.uid, ctid: r.ctid, reason: `not in the index of ${r.dateDir}/${r.shardHex} after packing` })
     else if (stored.some((s) => s.entry.size !== r.size)) missing.push({ uid: r.uid, ctid: r.ctid, reason: `stored in ${stored[0].key} with ${stored[0].entry.size} bytes, expected ${r.size}` })
     else {
       if (stored.length > 1) deps.log?.(`warning: uid ${JSON.stringify(r.uid)} is in ${stored.length} parts of its shard: ${stored.map((s) => s.key).join(', ')}`)
-      verified.push(r)
+      indexed.push({ row: r, part: keyParts.find((p) => p.key === stored[0].key)! })
     }
+  }
+  const byPart = new Map<ShardHandle, GoodRow[]>()
+  for (const { row, part } of indexed) {
+    const list = byPart.get(part)
+    if (list) list.push(row)
+    else byPart.set(part, [row])
+  }
+  const failures = await mapLimit([...byPart], 8, ([part, partRows]) =>
+    readBack(deps.store, part, partRows.map((r) => r.uid), deps.config.packer.bigfilesPrefix),
+  )
+  const failed = new Map(failures.flatMap((m) => [...m]))
+  const verified: GoodRow[] = []
+  for (const { row } of indexed) {
+    const reason = failed.get(row.uid)
+    if (reason === undefined) verified.push(row)
+    else missing.push({ uid: row.uid, ctid: row.ctid, reason })
   }
   return { verified, missing }
 }

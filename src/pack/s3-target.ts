@@ -220,8 +220,9 @@ export class S3Target implements ShardSink {
         mode = 'new'
         out = path.join(tmp, 'new.des')
         writer = ShardWriter.create(out, opts)
-      } else if (old.reader.version !== 2) {
-        // A v1 header cannot sit in front of a v2 index: rewrite it whole.
+      } else if (old.reader.version !== 2 || !old.reader.checksummed) {
+        // A v1 header cannot sit in front of a v2 index, and entries without
+        // checksums must be read (and checked) to get them: rewrite it whole, once.
         mode = 'rewrite'
         out = path.join(tmp, 'old.des')
         await this.download(key, old, out)

@@ -1,6 +1,7 @@
 // The store: (uid, created_at) → bytes, over any backend.
 
 import type { DesConfig } from '../config/env'
+import { setPayloadCeiling } from '../native'
 import { createSources } from '../storage'
 import type { S3ClientOptions } from '../storage/s3-client'
 import { Store } from './store'
@@ -13,6 +14,8 @@ export * from './layout'
 
 /** A store over the backend the config names (zones file read and validated here). */
 export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store {
+  // Process-wide in the addon: every read of this process is bounded by it.
+  setPayloadCeiling(config.maxPayloadBytes)
   const { sources, nBits } = createSources(config, s3)
   return new Store({
     sources,

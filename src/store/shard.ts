@@ -85,12 +85,24 @@ class LocalShard extends OpenedShard {
 }
 
 class RemoteShard extends OpenedShard {
-  readStored(_uid: string, entry: EntryInfo): Promise<Buffer> {
+  /** Stored bytes as fetched, checked against the entry's checksum before anyone sends them. */
+  async readStored(uid: string, entry: EntryInfo): Promise<Buffer> {
+    const stored = await this.fetchStored(entry)
+    try {
+      this.reader.checkStored(uid, stored)
+    } catch (err) {
+      throw withKey(err, this.key)
+    }
+    return stored
+  }
+
+  private fetchStored(entry: EntryInfo): Promise<Buffer> {
     return this.source.getRange(this.key, entry.offset ?? 0, entry.storedSize, 'payload', this.etag)
   }
 
   async read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer> {
-    const stored = await this.readStored(uid, entry)
+    // decode checks the checksum itself, before decoding.
+    const stored = await this.fetchStored(entry)
     try {
       return await this.reader.decode(uid, stored, keep)
     } catch (err) {

@@ -5,6 +5,7 @@ use crate::entry::Codec;
 use crate::error::{DesError, Result};
 use std::cell::RefCell;
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Extensions stored raw by default (already compressed), as the reference does.
 pub const DEFAULT_SKIP_EXTENSIONS: &[&str] = &[
@@ -13,6 +14,24 @@ pub const DEFAULT_SKIP_EXTENSIONS: &[&str] = &[
 
 /// Default zstd level.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Default ceiling on one inline payload held in memory (64 MiB, six times
+/// the default BigFile threshold): a crafted index cannot make a reader
+/// allocate or decode more than this for one entry.
+pub const DEFAULT_PAYLOAD_CEILING: u64 = 64 << 20;
+
+static PAYLOAD_CEILING: AtomicU64 = AtomicU64::new(DEFAULT_PAYLOAD_CEILING);
+
+/// Sets the process-wide payload ceiling (`DES_MAX_PAYLOAD_BYTES`): an inline
+/// entry whose stored or decoded size is larger is refused, never read.
+pub fn set_payload_ceiling(bytes: u64) {
+  PAYLOAD_CEILING.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// The payload ceiling in force.
+pub fn payload_ceiling() -> u64 {
+  PAYLOAD_CEILING.load(Ordering::Relaxed)
+}
 
 /// Payloads up to this size decode in one call into an exactly sized buffer;
 /// larger ones stream, so a lying size field cannot make us allocate it up front.
@@ -93,20 +112,29 @@ impl CompressionPolicy {
 thread_local! {
   /// One zstd context per thread (and level), reused from payload to payload:
   /// setting up a fresh context costs more than compressing a small file.
+  /// Frames carry a content checksum (XXH64), so a decoder notices damage
+  /// even in a shard read by a tool that ignores our checksum block.
   static ZSTD_CONTEXT: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
     const { RefCell::new(None) };
 }
 
-/// `zstd::bulk::compress` (the same frame, byte for byte) on this thread's context.
+/// A zstd context at `level` that writes content checksums.
+fn zstd_compressor(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
+  let mut compressor = zstd::bulk::Compressor::new(level)?;
+  compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+  Ok(compressor)
+}
+
+/// A zstd frame with content size and checksum, on this thread's context.
 fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
   ZSTD_CONTEXT.with(|cell| {
     let mut slot = cell.borrow_mut();
     if !matches!(slot.as_ref(), Some((l, _)) if *l == level) {
-      *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+      *slot = Some((level, zstd_compressor(level)?));
     }
     let mut out = match slot.as_mut() {
       Some((_, compressor)) => compressor.compress(data)?,
-      None => zstd::bulk::compress(data, level)?,
+      None => zstd_compressor(level)?.compress(data)?,
     };
     // The buffer was sized for the worst case; payloads wait in memory until written.
     out.shrink_to_fit();
@@ -122,7 +150,14 @@ pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>> {
       zstd_compress(data, level).map_err(|e| DesError::BadArg(format!("zstd level {level}: {e}")))
     }
     Codec::Lz4 => {
-      let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::with_capacity(data.len() / 2 + 64));
+      // Content size and checksum in the frame, as the zstd frames carry them.
+      let info = lz4_flex::frame::FrameInfo::new()
+        .content_size(Some(data.len() as u64))
+        .content_checksum(true);
+      let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(
+        info,
+        Vec::with_capacity(data.len() / 2 + 64),
+      );
       std::io::Write::write_all(&mut enc, data)
         .map_err(|e| DesError::io("lz4 frame encoding", e))?;
       enc
@@ -137,6 +172,18 @@ pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>> {
 /// other size, or not at all, is an error naming the uid.
 pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<Vec<u8>> {
   let bad = |why: String| DesError::corrupt(format!("payload of uid {uid:?}: {why}"));
+  check_ceiling(size, uid)?;
+  if codec == Codec::Zstd {
+    // The frame states its size too: a disagreement is damage, found before
+    // decoding anything.
+    if let Ok(Some(stated)) = zstd::zstd_safe::get_frame_content_size(stored) {
+      if stated != size {
+        return Err(bad(format!(
+          "zstd frame says {stated} bytes, the index says {size}"
+        )));
+      }
+    }
+  }
   let out = match codec {
     Codec::None => stored.to_vec(),
     Codec::Zstd if size <= ONE_SHOT_LIMIT => zstd_decompress(stored, size as usize)
@@ -158,6 +205,17 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
     )));
   }
   Ok(out)
+}
+
+/// Refuses a payload size above the ceiling (`set_payload_ceiling`).
+pub fn check_ceiling(size: u64, uid: &str) -> Result<()> {
+  let ceiling = payload_ceiling();
+  if size > ceiling {
+    return Err(DesError::corrupt(format!(
+      "payload of uid {uid:?}: {size} bytes is over the payload ceiling of {ceiling} bytes (DES_MAX_PAYLOAD_BYTES)"
+    )));
+  }
+  Ok(())
 }
 
 thread_local! {
@@ -199,12 +257,11 @@ mod tests {
       let data: Vec<u8> = (0..10_000 + i as u32 * 7_777)
         .map(|x| (x % 251) as u8 ^ (x / 97) as u8)
         .collect();
-      let fresh = zstd::bulk::compress(&data, level).unwrap();
-      assert_eq!(
-        compress(Codec::Zstd, level, &data).unwrap(),
-        fresh,
-        "level {level}"
-      );
+      let fresh = zstd_compressor(level).unwrap().compress(&data).unwrap();
+      let ours = compress(Codec::Zstd, level, &data).unwrap();
+      assert_eq!(ours, fresh, "level {level}");
+      // Frame header descriptor: bit 2 = content checksum present.
+      assert_ne!(ours[4] & 0b100, 0, "level {level}: no content checksum");
     }
   }
 

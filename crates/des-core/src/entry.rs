@@ -56,6 +56,9 @@ pub enum Body {
     codec: Codec,
     /// Size after decoding.
     size: u64,
+    /// CRC32C of the stored bytes, from the index's checksum block; `None`
+    /// for shards written without one (the reference's, or older ones).
+    crc: Option<u32>,
   },
   /// In `_bigFiles/<sha256>` beside the shard.
   BigFile {

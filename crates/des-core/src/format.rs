@@ -31,10 +31,10 @@ pub fn parse_header(bytes: &[u8]) -> Result<u8> {
     )));
   }
   if &bytes[0..4] != HEADER_MAGIC {
-    return Err(DesError::corrupt(format!(
-      "bad header magic {:02x?} at byte 0 (expected \"DES2\")",
-      &bytes[0..4]
-    )));
+    // The bytes themselves are not echoed: messages reach logs and clients.
+    return Err(DesError::corrupt(
+      "bad header magic at byte 0 (expected \"DES2\")".to_string(),
+    ));
   }
   let version = bytes[4];
   if version != VERSION_1 && version != VERSION_2 {
@@ -81,8 +81,7 @@ pub fn parse_footer(last12: &[u8], file_size: u64) -> Result<Footer> {
   let at = file_size - FOOTER_SIZE;
   if &last12[0..4] != FOOTER_MAGIC {
     return Err(DesError::corrupt(format!(
-      "bad footer magic {:02x?} at byte {at} (expected \"DESI\")",
-      &last12[0..4]
+      "bad footer magic at byte {at} (expected \"DESI\")"
     )));
   }
   let mut size = [0u8; 8];

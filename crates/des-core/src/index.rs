@@ -2,6 +2,7 @@
 //! raw index bytes, so a shard with millions of entries costs ~48 bytes each
 //! and a lookup by uid is one hash probe.
 
+use crate::checksum::{append_block, parse_block, starts_block, Checksums, Retired};
 use crate::cursor::Cursor;
 use crate::entry::{Body, Codec, Entry};
 use crate::error::{DesError, Result};
@@ -17,6 +18,9 @@ const BIGFILE_CODEC: u8 = u8::MAX;
 /// pre-allocation by what the bytes can actually hold.
 const MIN_ENTRY_BYTES: usize = 2 + 33;
 const SHA256_HEX_LEN: usize = 64;
+/// Largest size an index may state (2^53 - 1): every size stays exact as a
+/// JavaScript number, so no crafted size can pass for a sentinel such as -1.
+pub const MAX_STATED_SIZE: u64 = (1 << 53) - 1;
 
 #[derive(Debug, Clone, Copy)]
 struct Record {
@@ -41,6 +45,8 @@ pub struct ShardIndex {
   records: Vec<Record>,
   by_uid: HashTable<u32>,
   hasher: DefaultHashBuilder,
+  /// The checksum block, when the shard carries one.
+  checksums: Option<Checksums>,
 }
 
 impl std::fmt::Debug for ShardIndex {
@@ -49,6 +55,7 @@ impl std::fmt::Debug for ShardIndex {
       .field("version", &self.version)
       .field("entries", &self.records.len())
       .field("index_size", &self.raw.len())
+      .field("checksummed", &self.checksums.is_some())
       .finish()
   }
 }
@@ -63,6 +70,7 @@ impl ShardIndex {
       )));
     }
     let mut records;
+    let mut checksums = None;
     let mut by_uid = HashTable::new();
     let hasher = DefaultHashBuilder::default();
     {
@@ -97,11 +105,15 @@ impl ShardIndex {
         records.push(rec);
       }
       if cur.remaining() != 0 {
-        return Err(DesError::corrupt(format!(
-          "index has {} unexplained bytes after its last entry (at byte {})",
-          cur.remaining(),
-          data_end + cur.pos() as u64
-        )));
+        let rest = &raw[cur.pos()..];
+        if !starts_block(rest) {
+          return Err(DesError::corrupt(format!(
+            "index has {} unexplained bytes after its last entry (at byte {})",
+            cur.remaining(),
+            data_end + cur.pos() as u64
+          )));
+        }
+        checksums = Some(parse_block(&raw, cur.pos(), count, data_end)?);
       }
     }
     Ok(ShardIndex {
@@ -111,6 +123,7 @@ impl ShardIndex {
       records,
       by_uid,
       hasher,
+      checksums,
     })
   }
 
@@ -147,6 +160,18 @@ impl ShardIndex {
   /// Offset where the data section ends and the index begins.
   pub fn data_end(&self) -> u64 {
     self.data_end
+  }
+
+  /// True when the shard carries a checksum block (every entry's stored
+  /// bytes and the index itself are then checked on read).
+  pub fn has_checksums(&self) -> bool {
+    self.checksums.is_some()
+  }
+
+  /// Dead byte ranges of the data section with their checksums (empty
+  /// without a checksum block).
+  pub fn retired(&self) -> &[Retired] {
+    self.checksums.as_ref().map_or(&[], |c| &c.retired)
   }
 
   /// Position of a uid, if present.
@@ -193,6 +218,7 @@ impl ShardIndex {
         length: rec.length,
         codec: Codec::from_byte(rec.codec).unwrap_or(Codec::None),
         size: rec.size,
+        crc: self.checksums.as_ref().map(|c| c.entries[i]),
       }
     };
     Entry {
@@ -244,12 +270,12 @@ fn parse_record(
     let hash = cur.take(hash_len, "BigFile hash")?;
     if hash_len != SHA256_HEX_LEN || !hash.iter().all(u8::is_ascii_hexdigit) {
       return Err(DesError::corrupt(format!(
-        "{}: BigFile hash is not 64 hex digits: {:?}",
-        whence(),
-        String::from_utf8_lossy(&hash[..hash.len().min(80)])
+        "{}: BigFile hash is not 64 hex digits ({hash_len} bytes)",
+        whence()
       )));
     }
     let size = cur.u64("BigFile size")?;
+    check_stated_size(size, &whence)?;
     let (meta_at, meta_len) = take_meta(cur, raw, &whence)?;
     return Ok(Record {
       uid_at,
@@ -274,6 +300,7 @@ fn parse_record(
   };
   let codec = Codec::from_byte(codec_byte)
     .ok_or_else(|| DesError::corrupt(format!("{}: unknown codec byte {codec_byte}", whence())))?;
+  check_stated_size(size, &whence)?;
   let end = offset.checked_add(length).ok_or_else(|| {
     DesError::corrupt(format!(
       "{}: offset {offset} + length {length} overflows",
@@ -310,6 +337,16 @@ fn parse_record(
   })
 }
 
+fn check_stated_size(size: u64, whence: &dyn Fn() -> String) -> Result<()> {
+  if size > MAX_STATED_SIZE {
+    return Err(DesError::corrupt(format!(
+      "{}: size {size} is beyond the largest this format accepts (2^53 - 1)",
+      whence()
+    )));
+  }
+  Ok(())
+}
+
 fn take_meta(cur: &mut Cursor<'_>, _raw: &[u8], whence: &dyn Fn() -> String) -> Result<(u32, u32)> {
   let meta_len = cur.u32("meta length")?;
   let meta_at = cur.pos() as u32;
@@ -343,6 +380,7 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<()> {
       length,
       codec,
       size,
+      ..
     } => {
       out.push(0);
       out.extend_from_slice(&offset.to_le_bytes());
@@ -357,14 +395,27 @@ pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<()> {
   Ok(())
 }
 
-/// Encodes a whole v2 index section.
-pub fn encode_index<'a>(entries: impl ExactSizeIterator<Item = &'a Entry>) -> Result<Vec<u8>> {
+/// Encodes a whole v2 index section: the entries, then the checksum block.
+/// Every inline entry must carry its CRC (see `Body::Inline::crc`).
+pub fn encode_index(entries: &[Entry], retired: &[Retired]) -> Result<Vec<u8>> {
   let count = u32::try_from(entries.len())
     .map_err(|_| DesError::BadArg("more than 4 billion entries in one shard".to_string()))?;
-  let mut out = Vec::with_capacity(4 + entries.len() * 64);
+  let mut out = Vec::with_capacity(4 + entries.len() * 68 + 16);
   out.extend_from_slice(&count.to_le_bytes());
+  let mut crcs = Vec::with_capacity(entries.len());
   for entry in entries {
     encode_entry(entry, &mut out)?;
+    crcs.push(match &entry.body {
+      Body::Inline { crc: Some(crc), .. } => *crc,
+      Body::Inline { crc: None, .. } => {
+        return Err(DesError::BadArg(format!(
+          "uid {:?} has no checksum: its stored bytes must be checked before it is written",
+          entry.uid
+        )))
+      }
+      Body::BigFile { .. } => 0,
+    });
   }
+  append_block(&mut out, &crcs, retired)?;
   Ok(out)
 }

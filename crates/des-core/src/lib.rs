@@ -6,6 +6,7 @@
 //! It does no networking and makes no storage policy decisions.
 
 mod bigfile;
+mod checksum;
 mod codec;
 mod cursor;
 mod entry;
@@ -19,13 +20,16 @@ mod payload_cache;
 mod reader;
 mod routing;
 mod timestamp;
+mod verify;
 mod writer;
 
 pub use bigfile::{
   sha256_hex, verify_bigfile, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD,
 };
+pub use checksum::{crc32c, crc32c_append, Checksums, Retired, CHECKSUM_MAGIC};
 pub use codec::{
-  compress, decompress, uid_suffix, CompressionPolicy, DEFAULT_SKIP_EXTENSIONS, DEFAULT_ZSTD_LEVEL,
+  check_ceiling, compress, decompress, payload_ceiling, set_payload_ceiling, uid_suffix,
+  CompressionPolicy, DEFAULT_PAYLOAD_CEILING, DEFAULT_SKIP_EXTENSIONS, DEFAULT_ZSTD_LEVEL,
 };
 pub use entry::{Body, Codec, Entry};
 pub use error::{DesError, Result};
@@ -33,13 +37,14 @@ pub use format::{
   footer_bytes, header_bytes, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
   VERSION_1, VERSION_2,
 };
-pub use index::{encode_index, ShardIndex};
+pub use index::{encode_index, ShardIndex, MAX_STATED_SIZE};
 pub use meta::canonical_meta;
 pub use pack::{pack_into, PackItem, PackProgress, PackSource, BATCH_BYTES};
 pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};
-pub use reader::{decode_payload, footer_from_tail, index_from_tail, ShardFile};
+pub use reader::{check_stored, decode_payload, footer_from_tail, index_from_tail, ShardFile};
 pub use routing::{
   check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS,
 };
 pub use timestamp::{parse_iso8601, utc_date_dir};
+pub use verify::{check_bigfile_file, verify_file, Problem, Region, StreamVerifier, VerifyReport};
 pub use writer::{prepare, Prepared, PreparedKind, ShardWriter, WriteSummary, WriterOptions};

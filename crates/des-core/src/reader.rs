@@ -2,7 +2,8 @@
 //! bytes of an object (what one suffix-range GET on S3 returns).
 
 use crate::bigfile::verify_bigfile;
-use crate::codec::decompress;
+use crate::checksum::crc32c;
+use crate::codec::{check_ceiling, decompress};
 use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE};
@@ -92,6 +93,7 @@ pub fn decode_payload(entry: &Entry, stored: &[u8]) -> Result<Vec<u8>> {
           stored.len()
         )));
       }
+      check_stored(entry, stored)?;
       decompress(*codec, stored, *size, &entry.uid)
     }
     Body::BigFile { .. } => Err(DesError::BadArg(format!(
@@ -99,6 +101,24 @@ pub fn decode_payload(entry: &Entry, stored: &[u8]) -> Result<Vec<u8>> {
       entry.uid
     ))),
   }
+}
+
+/// Checks an inline entry's stored bytes against the CRC32C its index holds
+/// (entries of shards without a checksum block pass: they have none).
+pub fn check_stored(entry: &Entry, stored: &[u8]) -> Result<()> {
+  if let Body::Inline {
+    crc: Some(want), ..
+  } = &entry.body
+  {
+    let got = crc32c(stored);
+    if got != *want {
+      return Err(DesError::corrupt(format!(
+        "payload of uid {:?}: stored bytes fail their checksum (CRC32C {got:08x}, the index says {want:08x})",
+        entry.uid
+      )));
+    }
+  }
+  Ok(())
 }
 
 /// What identifies one version of a file: a file renamed over it differs.
@@ -218,15 +238,24 @@ impl ShardFile {
   }
 
   /// Reads an inline entry's stored bytes from a file got from `reopen`
-  /// (so a loop over many entries opens the file once).
+  /// (so a loop over many entries opens the file once), checked against the
+  /// entry's checksum.
   pub fn read_stored_from(&self, file: &File, entry: &Entry) -> Result<Vec<u8>> {
+    let stored = self.read_stored_unchecked(file, entry)?;
+    check_stored(entry, &stored)?;
+    Ok(stored)
+  }
+
+  fn read_stored_unchecked(&self, file: &File, entry: &Entry) -> Result<Vec<u8>> {
     let Body::Inline { offset, length, .. } = entry.body else {
       return Err(DesError::BadArg(format!(
         "uid {:?} is a BigFile",
         entry.uid
       )));
     };
-    // Bounded by the file size: the index check keeps offset + length below the index.
+    // Bounded by the file size (the index check keeps offset + length below
+    // the index) and by the payload ceiling.
+    check_ceiling(length, &entry.uid)?;
     let mut buf = vec![0u8; length as usize];
     read_exact_at(file, &mut buf, offset)
       .map_err(|e| DesError::io(format!("read {}", self.path.display()), e))?;
@@ -260,7 +289,7 @@ impl ShardFile {
     bigfiles_prefix: &str,
   ) -> Result<Vec<u8>> {
     match &entry.body {
-      Body::Inline { .. } => decode_payload(entry, &self.read_stored_from(file, entry)?),
+      Body::Inline { .. } => decode_payload(entry, &self.read_stored_unchecked(file, entry)?),
       Body::BigFile { .. } => self.read_bigfile(entry, bigfiles_prefix),
     }
   }

@@ -3,13 +3,15 @@
 //! target. A writer dropped before `finish` leaves no file at the target.
 
 use crate::bigfile::{sha256_hex, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD};
+use crate::checksum::{crc32c, Retired};
 use crate::codec::CompressionPolicy;
 use crate::entry::{Body, Codec, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{footer_bytes, header_bytes, HEADER_SIZE};
 use crate::index::{encode_index, ShardIndex};
 use crate::meta::canonical_meta;
-use crate::reader::ShardFile;
+use crate::reader::{decode_payload, ShardFile};
+use crate::verify::crc_of_range;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -53,8 +55,16 @@ pub struct Prepared {
 /// What a prepared payload holds.
 #[derive(Debug)]
 pub enum PreparedKind {
-  Inline { codec: Codec, stored: Vec<u8> },
-  BigFile { sha256: String, data: Vec<u8> },
+  /// `crc` is the CRC32C of `stored`, computed where it was compressed.
+  Inline {
+    codec: Codec,
+    stored: Vec<u8>,
+    crc: u32,
+  },
+  BigFile {
+    sha256: String,
+    data: Vec<u8>,
+  },
 }
 
 /// Compresses (or hashes, past the BigFile threshold) one payload.
@@ -73,7 +83,8 @@ pub fn prepare(
     }
   } else {
     let (codec, stored) = opts.compression.encode_owned(uid, data)?;
-    PreparedKind::Inline { codec, stored }
+    let crc = crc32c(&stored);
+    PreparedKind::Inline { codec, stored, crc }
   };
   Ok(Prepared {
     uid: uid.to_string(),
@@ -110,6 +121,9 @@ pub struct ShardWriter {
   emit_base: u64,
   entries: Vec<Entry>,
   by_uid: HashMap<String, usize>,
+  /// Dead data-section ranges (replaced entries, gaps of an older shard),
+  /// kept with their checksums so every stored byte stays covered.
+  retired: Vec<Retired>,
   opts: WriterOptions,
   bigfiles_dir: PathBuf,
   added: u64,
@@ -172,6 +186,7 @@ impl ShardWriter {
       emit_base,
       entries: Vec::new(),
       by_uid: HashMap::new(),
+      retired: Vec::new(),
       opts,
       bigfiles_dir,
       added: 0,
@@ -216,7 +231,11 @@ impl ShardWriter {
           )));
         }
         w.pos = data_end;
-        w.carry(old.index())?;
+        if old.index().has_checksums() {
+          w.carry(old.index())?;
+        } else {
+          w.carry_unchecked(&old)?;
+        }
         w
       }
       Err(DesError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -231,7 +250,9 @@ impl ShardWriter {
   /// Writes only what follows `old`'s data section: new payloads, the merged
   /// index and the footer. The final object is `old[0..old.data_end()]` then
   /// these bytes (how an S3 append copies the old part server-side).
-  /// `old` must be a v2 shard: a v1 header cannot be kept in front of a v2 index.
+  /// `old` must be a v2 shard (a v1 header cannot be kept in front of a v2
+  /// index) with a checksum block (the old bytes are not here to checksum):
+  /// rewrite any other shard whole, with `append`.
   pub fn continue_after(
     old: &ShardIndex,
     tail_path: impl AsRef<Path>,
@@ -240,6 +261,11 @@ impl ShardWriter {
     if old.version() != crate::format::VERSION_2 {
       return Err(DesError::BadArg(
         "a v1 shard cannot be continued in place; rewrite it whole".to_string(),
+      ));
+    }
+    if !old.has_checksums() {
+      return Err(DesError::BadArg(
+        "a shard without checksums cannot be continued in place; rewrite it whole".to_string(),
       ));
     }
     let mut w = ShardWriter::empty(tail_path.as_ref().to_path_buf(), opts, old.data_end())?;
@@ -252,6 +278,45 @@ impl ShardWriter {
     for entry in old.entries() {
       self.by_uid.insert(entry.uid.clone(), self.entries.len());
       self.entries.push(entry);
+    }
+    self.retired.extend_from_slice(old.retired());
+    Ok(())
+  }
+
+  /// Carries the entries of a shard that has no checksum block: each one is
+  /// read, decoded to check it, and given its CRC; bytes no entry covers
+  /// become retired ranges. Nothing damaged is blessed with a checksum: a
+  /// payload that fails to decode stops the append.
+  fn carry_unchecked(&mut self, old: &ShardFile) -> Result<()> {
+    let index = old.index();
+    let file = old.reopen()?;
+    let io = |e| DesError::io(format!("read {}", old.path().display()), e);
+    let mut spans = Vec::with_capacity(index.len());
+    self.entries.reserve(index.len());
+    for mut entry in index.entries() {
+      if let Body::Inline { offset, length, .. } = entry.body {
+        let stored = old.read_stored_from(&file, &entry)?;
+        decode_payload(&entry, &stored)?;
+        if let Body::Inline { crc, .. } = &mut entry.body {
+          *crc = Some(crc32c(&stored));
+        }
+        spans.push((offset, length));
+      }
+      self.by_uid.insert(entry.uid.clone(), self.entries.len());
+      self.entries.push(entry);
+    }
+    spans.sort_unstable();
+    let mut at = HEADER_SIZE;
+    for (offset, length) in spans.into_iter().chain([(index.data_end(), 0)]) {
+      if offset > at {
+        let crc = crc_of_range(&file, at, offset - at).map_err(io)?;
+        self.retired.push(Retired {
+          offset: at,
+          length: offset - at,
+          crc,
+        });
+      }
+      at = at.max(offset + length);
     }
     Ok(())
   }
@@ -312,7 +377,7 @@ impl ShardWriter {
   pub fn add_prepared(&mut self, p: Prepared) -> Result<Entry> {
     self.check_uid(&p.uid)?;
     let body = match p.kind {
-      PreparedKind::Inline { codec, stored } => {
+      PreparedKind::Inline { codec, stored, crc } => {
         let offset = self.pos;
         self.emit(&stored)?;
         self.bytes_stored += stored.len() as u64;
@@ -321,6 +386,7 @@ impl ShardWriter {
           length: stored.len() as u64,
           codec,
           size: p.size,
+          crc: Some(crc),
         }
       }
       PreparedKind::BigFile { sha256, data } => {
@@ -340,8 +406,23 @@ impl ShardWriter {
     self.added += 1;
     self.bytes_in += p.size;
     match self.by_uid.get(&entry.uid) {
-      // Replacing: the old bytes stay as dead space, the index forgets them.
-      Some(&i) => self.entries[i] = entry.clone(),
+      // Replacing: the old bytes stay as dead space, checksummed as retired.
+      Some(&i) => {
+        let old = std::mem::replace(&mut self.entries[i], entry.clone());
+        if let Body::Inline {
+          offset,
+          length,
+          crc: Some(crc),
+          ..
+        } = old.body
+        {
+          self.retired.push(Retired {
+            offset,
+            length,
+            crc,
+          });
+        }
+      }
       None => {
         self.by_uid.insert(entry.uid.clone(), self.entries.len());
         self.entries.push(entry.clone());
@@ -369,7 +450,7 @@ impl ShardWriter {
 
   /// Writes index and footer, syncs, and renames the temp file over the target.
   pub fn finish(mut self) -> Result<WriteSummary> {
-    let index = encode_index(self.entries.iter())?;
+    let index = encode_index(&self.entries, &self.retired)?;
     self.emit(&index)?;
     self.emit(&footer_bytes(index.len() as u64))?;
     let target = self.target.clone();

@@ -5,9 +5,11 @@ mod error;
 mod payload_cache;
 mod reader;
 mod routing;
+mod verify;
 mod writer;
 
 pub use payload_cache::*;
 pub use reader::*;
 pub use routing::*;
+pub use verify::*;
 pub use writer::*;

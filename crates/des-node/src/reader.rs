@@ -162,59 +162,33 @@ impl Task for PayloadTask {
   }
 }
 
-/// One failed entry of a verify run.
-#[napi(object)]
-pub struct VerifyProblem {
-  pub uid: String,
-  pub error: String,
-}
-
-/// What `verify` found.
-#[napi(object)]
-pub struct VerifyReport {
-  pub entries: u32,
-  pub ok: u32,
-  pub bytes: i64,
-  pub problems: Vec<VerifyProblem>,
-}
-
-/// Decodes every entry of a local shard (BigFiles included) off the event loop.
+/// Verifies a local shard file (and the BigFiles beside it) off the event loop.
 pub struct VerifyTask {
-  file: Arc<ShardFile>,
+  path: std::path::PathBuf,
   bigfiles_prefix: String,
 }
 
-impl Task for VerifyTask {
-  type Output = VerifyReport;
-  type JsValue = VerifyReport;
-  fn compute(&mut self) -> napi::Result<VerifyReport> {
-    let index = self.file.index();
-    let mut report = VerifyReport {
-      entries: index.len() as u32,
-      ok: 0,
-      bytes: 0,
-      problems: Vec::new(),
-    };
-    let file = self.file.reopen().napi()?;
-    for entry in index.entries() {
-      match self
-        .file
-        .read_entry_from(&file, &entry, &self.bigfiles_prefix)
-      {
-        Ok(data) => {
-          report.ok += 1;
-          report.bytes += data.len() as i64;
-        }
-        Err(e) => report.problems.push(VerifyProblem {
-          uid: entry.uid.clone(),
-          error: format!("[{}] {e}", e.code()),
-        }),
-      }
+impl VerifyTask {
+  pub(crate) fn new(path: String, bigfiles_prefix: Option<String>) -> VerifyTask {
+    VerifyTask {
+      path: path.into(),
+      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
     }
-    Ok(report)
   }
-  fn resolve(&mut self, _env: Env, report: VerifyReport) -> napi::Result<VerifyReport> {
-    Ok(report)
+}
+
+impl Task for VerifyTask {
+  type Output = des_core::VerifyReport;
+  type JsValue = crate::verify::VerifyReport;
+  fn compute(&mut self) -> napi::Result<des_core::VerifyReport> {
+    des_core::verify_file(&self.path, Some(&self.bigfiles_prefix)).napi()
+  }
+  fn resolve(
+    &mut self,
+    _env: Env,
+    report: des_core::VerifyReport,
+  ) -> napi::Result<crate::verify::VerifyReport> {
+    Ok(report.into())
   }
 }
 
@@ -318,6 +292,13 @@ impl ShardReader {
   #[napi(getter)]
   pub fn data_end(&self) -> i64 {
     self.source.index().data_end() as i64
+  }
+
+  /// True when the shard carries a checksum block (entries and index are
+  /// then checked on every read).
+  #[napi(getter)]
+  pub fn checksummed(&self) -> bool {
+    self.source.index().has_checksums()
   }
 
   /// Size of the shard file, for a local shard.
@@ -432,6 +413,26 @@ impl ShardReader {
     }))
   }
 
+  /// Checks stored bytes fetched by the caller against the entry's checksum
+  /// (a no-op for shards without checksums), on the calling thread: CRC32C
+  /// runs at several GB/s, so this is for bytes about to be sent as stored.
+  #[napi]
+  pub fn check_stored(&self, uid: String, stored: Buffer) -> napi::Result<()> {
+    let entry = self
+      .source
+      .index()
+      .get(&uid)
+      .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(uid.clone())))?;
+    if stored.len() as u64 != entry.stored_size() {
+      return Err(crate::error::to_napi(des_core::DesError::Corrupt(format!(
+        "uid {uid:?}: given {} stored bytes, the entry has {}",
+        stored.len(),
+        entry.stored_size()
+      ))));
+    }
+    des_core::check_stored(&entry, &stored).napi()
+  }
+
   /// Same as `decode`, on the calling thread (fine for small payloads).
   #[napi]
   pub fn decode_sync(&self, uid: String, stored: Buffer) -> napi::Result<Buffer> {
@@ -443,14 +444,16 @@ impl ShardReader {
     .map(Buffer::from)
   }
 
-  /// Decodes every entry of a local shard and checks sizes and BigFile hashes.
+  /// Verifies the whole local shard file in one pass: header, every entry's
+  /// checksum and decode, dead ranges, overlaps, and the BigFiles beside it.
+  /// Damage is reported in the result, not thrown.
   #[napi(ts_return_type = "Promise<VerifyReport>")]
   pub fn verify(&self, bigfiles_prefix: Option<String>) -> napi::Result<AsyncTask<VerifyTask>> {
     match &self.source {
-      Source::File(file) => Ok(AsyncTask::new(VerifyTask {
-        file: file.clone(),
-        bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
-      })),
+      Source::File(file) => Ok(AsyncTask::new(VerifyTask::new(
+        file.path().display().to_string(),
+        bigfiles_prefix,
+      ))),
       Source::Tail(_) => Err(bad_arg("verify needs a local shard file")),
     }
   }

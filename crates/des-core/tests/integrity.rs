@@ -1,0 +1,364 @@
+//! Every byte a shard holds is covered: flip any one of them and `verify`
+//! names the damage, and no read hands out wrong bytes as success.
+
+use des_core::{
+  encode_index, footer_bytes, header_bytes, index_from_tail, verify_file, Body, Codec,
+  CompressionPolicy, Entry, Region, ShardFile, ShardIndex, ShardWriter, StreamVerifier,
+  WriterOptions, MAX_STATED_SIZE,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const CODECS: [Codec; 3] = [Codec::None, Codec::Zstd, Codec::Lz4];
+
+fn opts(codec: Codec, replace: bool) -> WriterOptions {
+  WriterOptions {
+    compression: CompressionPolicy {
+      codec,
+      raw_if_larger: false,
+      ..CompressionPolicy::default()
+    },
+    big_file_threshold: 3000,
+    replace,
+    ..WriterOptions::default()
+  }
+}
+
+fn payload(seed: u8, len: usize) -> Vec<u8> {
+  (0..len)
+    .map(|i| {
+      if i % 7 == 0 {
+        seed ^ (i as u8)
+      } else {
+        b'a' + (i % 5) as u8
+      }
+    })
+    .collect()
+}
+
+/// A shard of `codec` with inline entries (one empty), a BigFile, meta, and a
+/// replaced entry (so it has a retired range): what the packer writes.
+/// Returns the path and every uid's expected payload.
+fn written_shard(dir: &Path, codec: Codec) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
+  let path = dir.join("20240101/0A.des");
+  let mut expect = BTreeMap::new();
+  let mut w = ShardWriter::create(&path, opts(codec, false)).unwrap();
+  for (i, len) in [0usize, 1, 90, 400, 5000].into_iter().enumerate() {
+    let uid = format!("doc-{i}.txt");
+    let data = payload(i as u8, len);
+    w.add(&uid, data.clone(), Some(r#"{"k":"v"}"#)).unwrap();
+    expect.insert(uid, data);
+  }
+  w.finish().unwrap();
+  let mut w = ShardWriter::append(&path, opts(codec, true)).unwrap();
+  let data = payload(99, 120);
+  w.add("doc-2.txt", data.clone(), None).unwrap();
+  expect.insert("doc-2.txt".to_string(), data);
+  w.add("late.txt", payload(7, 60), None).unwrap();
+  expect.insert("late.txt".to_string(), payload(7, 60));
+  w.finish().unwrap();
+  (path, expect)
+}
+
+fn region_of(pos: usize, data_end: usize, len: usize) -> Region {
+  if pos < 8 {
+    Region::Header
+  } else if pos < data_end {
+    Region::Entry
+  } else if pos < len - 12 {
+    Region::Index
+  } else {
+    Region::Footer
+  }
+}
+
+/// Reads every uid; Ok must mean the exact bytes.
+fn no_wrong_bytes(path: &Path, expect: &BTreeMap<String, Vec<u8>>, what: &str) {
+  let Ok(shard) = ShardFile::open(path) else {
+    return;
+  };
+  for (uid, want) in expect {
+    if let Ok(got) = shard.read(uid, "_bigFiles") {
+      assert_eq!(
+        &got, want,
+        "{what}: uid {uid} read back wrong bytes as success"
+      );
+    }
+  }
+}
+
+#[test]
+fn every_single_byte_flip_in_a_written_shard_is_reported_in_its_region() {
+  for codec in CODECS {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, expect) = written_shard(dir.path(), codec);
+    let clean = verify_file(&path, None).unwrap();
+    assert!(clean.checksummed, "{codec:?}");
+    assert!(clean.problems.is_empty(), "{codec:?}: {:?}", clean.problems);
+    assert_eq!(clean.entries, 6, "{codec:?}");
+    let good = std::fs::read(&path).unwrap();
+    let data_end = ShardFile::open(&path).unwrap().index().data_end() as usize;
+    let retired = ShardFile::open(&path).unwrap().index().retired().to_vec();
+    assert_eq!(
+      retired.len(),
+      1,
+      "the replaced entry left one retired range"
+    );
+    for pos in 0..good.len() {
+      for mask in [0x01u8, 0x80] {
+        let mut bad = good.clone();
+        bad[pos] ^= mask;
+        std::fs::write(&path, &bad).unwrap();
+        let what = format!("{codec:?}: byte {pos} ^ {mask:#04x} of {}", good.len());
+        let report = verify_file(&path, None).unwrap();
+        assert!(!report.problems.is_empty(), "{what}: not reported");
+        let mut want = region_of(pos, data_end, good.len());
+        let in_retired = retired
+          .iter()
+          .any(|r| (r.offset..r.offset + r.length).contains(&(pos as u64)));
+        if in_retired {
+          want = Region::Data;
+        }
+        let regions: Vec<Region> = report.problems.iter().map(|p| p.region).collect();
+        let fits = match want {
+          // A flipped version byte can make the index unreadable as that version.
+          Region::Header => regions.contains(&Region::Header),
+          // A flipped size moves the index start: either refusal names the damage.
+          Region::Footer => regions
+            .iter()
+            .any(|r| *r == Region::Footer || *r == Region::Index),
+          other => regions.contains(&other),
+        };
+        assert!(fits, "{what}: expected {want:?}, got {:?}", report.problems);
+        no_wrong_bytes(&path, &expect, &what);
+      }
+    }
+  }
+}
+
+#[test]
+fn a_flipped_bigfile_is_reported_once_and_never_served() {
+  let dir = tempfile::tempdir().unwrap();
+  let (path, expect) = written_shard(dir.path(), Codec::Zstd);
+  let big = std::fs::read_dir(dir.path().join("20240101/_bigFiles"))
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap()
+    .path();
+  let mut bytes = std::fs::read(&big).unwrap();
+  bytes[100] ^= 0x04;
+  std::fs::write(&big, &bytes).unwrap();
+  let report = verify_file(&path, None).unwrap();
+  assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+  assert_eq!(report.problems[0].region, Region::BigFile);
+  assert_eq!(report.problems[0].uid.as_deref(), Some("doc-4.txt"));
+  no_wrong_bytes(&path, &expect, "flipped BigFile");
+  std::fs::remove_file(&big).unwrap();
+  let report = verify_file(&path, None).unwrap();
+  assert_eq!(report.problems[0].region, Region::BigFile);
+  assert_eq!(report.problems[0].code, "DES_NO_FILE");
+}
+
+#[test]
+fn a_stream_fed_in_any_chunks_finds_what_the_file_pass_finds() {
+  let dir = tempfile::tempdir().unwrap();
+  let (path, _) = written_shard(dir.path(), Codec::Lz4);
+  let mut bytes = std::fs::read(&path).unwrap();
+  bytes[300] ^= 0x10;
+  std::fs::write(&path, &bytes).unwrap();
+  let from_file = verify_file(&path, None).unwrap();
+  for chunk in [1usize, 7, 64, 4096] {
+    let index = Arc::new(index_from_tail(&bytes, bytes.len() as u64).unwrap());
+    let mut v = StreamVerifier::new(index.clone());
+    for piece in bytes[..index.data_end() as usize].chunks(chunk) {
+      v.feed(piece);
+    }
+    let streamed = v.finish();
+    let msgs = |r: &des_core::VerifyReport| {
+      r.problems
+        .iter()
+        .filter(|p| p.region != Region::BigFile)
+        .map(|p| p.message.clone())
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(msgs(&streamed), msgs(&from_file), "chunks of {chunk}");
+    assert!(!streamed.problems.is_empty());
+  }
+  // A stream that stops short names what it never saw.
+  let index = Arc::new(index_from_tail(&bytes, bytes.len() as u64).unwrap());
+  let mut v = StreamVerifier::new(index);
+  v.feed(&bytes[..50]);
+  let report = v.finish();
+  assert!(report
+    .problems
+    .iter()
+    .any(|p| p.message.contains("ended at byte 50")));
+}
+
+#[test]
+fn a_shard_without_checksums_verifies_as_far_as_it_can_and_says_so() {
+  let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/shards");
+  for name in [
+    "v1-mixed-1.des",
+    "v2-none-1.des",
+    "v2-zstd-1.des",
+    "v2-lz4-1.des",
+  ] {
+    let report = verify_file(&golden.join(name), None).unwrap();
+    assert!(!report.checksummed, "{name}");
+    assert!(report.problems.is_empty(), "{name}: {:?}", report.problems);
+    assert_eq!(report.ok, report.entries, "{name}");
+  }
+}
+
+#[test]
+fn appending_to_a_shard_without_checksums_checks_its_entries_and_adds_them() {
+  let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden/shards");
+  for name in ["v1-mixed-1.des", "v2-zstd-1.des"] {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::copy(golden.join(name), &path).unwrap();
+    let before = ShardFile::open(&path).unwrap();
+    let old: Vec<(String, Vec<u8>)> = before
+      .index()
+      .entries()
+      .filter(|e| !e.is_bigfile())
+      .map(|e| (e.uid.clone(), before.read(&e.uid, "_bigFiles").unwrap()))
+      .collect();
+    let mut w = ShardWriter::append(&path, WriterOptions::default()).unwrap();
+    w.add("new-one", b"fresh".to_vec(), None).unwrap();
+    w.finish().unwrap();
+    let after = ShardFile::open(&path).unwrap();
+    assert!(after.index().has_checksums(), "{name}");
+    for (uid, data) in &old {
+      assert_eq!(&after.read(uid, "_bigFiles").unwrap(), data, "{name} {uid}");
+    }
+    let report = verify_file(&path, None).unwrap();
+    let inline_problems: Vec<_> = report
+      .problems
+      .iter()
+      .filter(|p| p.region != Region::BigFile)
+      .collect();
+    assert!(inline_problems.is_empty(), "{name}: {inline_problems:?}");
+  }
+}
+
+#[test]
+fn appending_refuses_to_bless_a_damaged_old_payload_with_a_checksum() {
+  let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden");
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("x.des");
+  std::fs::copy(golden.join("corrupt-payload/zstd-garbage.des"), &path).unwrap();
+  let before = std::fs::read(&path).unwrap();
+  let err = match ShardWriter::append(&path, WriterOptions::default()) {
+    Ok(_) => panic!("append accepted a shard with a damaged payload"),
+    Err(e) => e,
+  };
+  assert_eq!(err.code(), "DES_CORRUPT");
+  assert_eq!(std::fs::read(&path).unwrap(), before, "old shard untouched");
+}
+
+/// A checksummed shard built by hand from entries (crcs as given).
+fn hand_built(dir: &Path, data: &[u8], entries: &[Entry]) -> PathBuf {
+  let mut bytes = header_bytes().to_vec();
+  bytes.extend_from_slice(data);
+  let index = encode_index(entries, &[]).unwrap();
+  bytes.extend_from_slice(&index);
+  bytes.extend_from_slice(&footer_bytes(index.len() as u64));
+  let path = dir.join("hand.des");
+  std::fs::write(&path, bytes).unwrap();
+  path
+}
+
+fn inline(uid: &str, offset: u64, stored: &[u8], size: u64, codec: Codec) -> Entry {
+  Entry {
+    uid: uid.to_string(),
+    body: Body::Inline {
+      offset,
+      length: stored.len() as u64,
+      codec,
+      size,
+      crc: Some(des_core::crc32c(stored)),
+    },
+    meta: String::new(),
+  }
+}
+
+#[test]
+fn overlapping_entries_are_reported_even_when_each_checks_out() {
+  let dir = tempfile::tempdir().unwrap();
+  let data = b"abcdefgh";
+  let path = hand_built(
+    dir.path(),
+    data,
+    &[
+      inline("a", 8, &data[..6], 6, Codec::None),
+      inline("b", 12, &data[4..], 4, Codec::None),
+    ],
+  );
+  let report = verify_file(&path, None).unwrap();
+  assert_eq!(report.ok, 2);
+  assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+  assert_eq!(report.problems[0].region, Region::Index);
+  assert!(
+    report.problems[0].message.contains("overlaps"),
+    "{:?}",
+    report.problems
+  );
+}
+
+#[test]
+fn a_stated_size_beyond_two_to_the_53_is_refused_when_the_index_is_read() {
+  let dir = tempfile::tempdir().unwrap();
+  let frame = des_core::compress(Codec::Zstd, 3, b"tiny").unwrap();
+  let path = hand_built(
+    dir.path(),
+    &frame,
+    &[inline("a", 8, &frame, u64::MAX, Codec::Zstd)],
+  );
+  let err = ShardFile::open(&path).unwrap_err();
+  assert_eq!(err.code(), "DES_CORRUPT");
+  assert!(err.to_string().contains("2^53"), "{err}");
+  let path = hand_built(
+    dir.path(),
+    &frame,
+    &[inline("a", 8, &frame, MAX_STATED_SIZE, Codec::Zstd)],
+  );
+  let shard = ShardFile::open(&path).unwrap();
+  let err = shard.read("a", "_bigFiles").unwrap_err();
+  assert_eq!(err.code(), "DES_CORRUPT");
+  assert!(err.to_string().contains("ceiling"), "{err}");
+}
+
+#[test]
+fn a_zstd_frame_whose_stated_size_disagrees_with_the_index_is_not_decoded() {
+  let big = vec![0u8; 1 << 20];
+  let frame = des_core::compress(Codec::Zstd, 3, &big).unwrap();
+  assert!(frame.len() < 200);
+  let err = des_core::decompress(Codec::Zstd, &frame, 1 << 19, "u").unwrap_err();
+  assert!(
+    err.to_string().contains("zstd frame says 1048576 bytes"),
+    "{err}"
+  );
+}
+
+#[test]
+fn the_index_is_checked_against_its_own_checksum() {
+  let dir = tempfile::tempdir().unwrap();
+  let (path, _) = written_shard(dir.path(), Codec::None);
+  let bytes = std::fs::read(&path).unwrap();
+  let index = ShardFile::open(&path).unwrap().index().clone();
+  // Change a uid's byte inside the index: it still parses, the CRC refuses it.
+  let at = index.data_end() as usize + 4 + 2;
+  let mut bad = bytes.clone();
+  bad[at] = b'D';
+  let err = ShardIndex::parse(
+    bad[index.data_end() as usize..bad.len() - 12].to_vec(),
+    2,
+    index.data_end(),
+  )
+  .unwrap_err();
+  assert!(err.to_string().contains("index checksum mismatch"), "{err}");
+}
