@@ -3,7 +3,7 @@
 // index cache with its re-check rule, payload reads and BigFile streams.
 
 import { createHash } from 'node:crypto'
-import { Transform, type Readable, type TransformCallback } from 'node:stream'
+import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { Layout } from '../config/env'
 import { DesError } from '../errors'
 import { locateShard, type EntryInfo, type ShardLocation } from '../native'
@@ -60,34 +60,57 @@ interface RecentFind {
 }
 
 /**
- * Checks a whole BigFile's sha256 as it streams past. The last chunk is held
- * back until the hash is known, so a mismatching file never reaches a client
- * whole: the stream fails instead and the response is cut short.
+ * Checks a BigFile's bytes as they stream past: their count (a whole file or
+ * a range), and for a whole file its sha256. With a hash to check, the last
+ * chunk is held back until the hash is known, so a mismatching file never
+ * reaches a client whole: the stream fails instead, and the response stops
+ * short of its Content-Length.
  */
-class Sha256Check extends Transform {
-  private readonly hash = createHash('sha256')
+class BigfileCheck extends Transform {
+  private readonly hash
   private seen = 0
   private held: Buffer | undefined
   constructor(
-    private readonly want: string,
-    private readonly size: number,
+    private readonly length: number,
+    private readonly sha256: string | undefined,
     private readonly what: string,
   ) {
     super()
+    this.hash = sha256 === undefined ? undefined : createHash('sha256')
   }
   _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk)
     this.seen += chunk.length
+    if (this.seen > this.length) return cb(new DesError('DES_CORRUPT', `${this.what}: more than the ${this.length} bytes expected`))
+    if (this.hash === undefined) return cb(null, chunk)
+    this.hash.update(chunk)
     const previous = this.held
     this.held = chunk
     cb(null, previous)
   }
   _flush(cb: TransformCallback): void {
-    if (this.seen !== this.size) return cb(new DesError('DES_CORRUPT', `${this.what}: ${this.seen} bytes, the index says ${this.size}`))
-    const got = this.hash.digest('hex')
-    if (got !== this.want) return cb(new DesError('DES_CORRUPT', `${this.what}: sha256 ${got} does not match the index (${this.want})`))
+    if (this.seen !== this.length) return cb(new DesError('DES_CORRUPT', `${this.what}: ${this.seen} bytes, expected ${this.length}`))
+    if (this.hash !== undefined) {
+      const got = this.hash.digest('hex')
+      if (got !== this.sha256) return cb(new DesError('DES_CORRUPT', `${this.what}: sha256 ${got} does not match the index (${this.sha256})`))
+    }
     cb(null, this.held)
   }
+}
+
+/** A size from an index that a read can trust: a safe, non-negative integer. */
+function saneSize(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0
+}
+
+/**
+ * The entry itself when its sizes are ones a response can carry, else
+ * DES_CORRUPT: an index may hold any u64 (the addon has handed out -1 for
+ * 2^64-1), and a size is what Content-Length, the payload cache and the read
+ * buffer are sized by.
+ */
+function checkedEntry(entry: EntryInfo, key: string): EntryInfo {
+  if (saneSize(entry.size) && saneSize(entry.storedSize)) return entry
+  throw new DesError('DES_CORRUPT', `shard ${key}: uid ${JSON.stringify(entry.uid)} has an impossible size (${entry.size}, stored ${entry.storedSize})`)
 }
 
 export class Store {
@@ -170,7 +193,7 @@ export class Store {
     if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, loc, ck, shard)
     const entry = shard?.reader.entry(uid) ?? null
     if (shard === undefined || entry === null) return this.search(uid, loc, shard)
-    const found = { uid, loc, part: 0, shard, entry, etag: this.etagOf(0, entry) }
+    const found = { uid, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(0, entry) }
     if (memoKey !== undefined) this.remember(memoKey, ck, found)
     return found
   }
@@ -234,7 +257,7 @@ export class Store {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
           entry = shard.reader.entry(uid)
         }
-        if (entry !== null) return { uid, loc, part, shard, entry, etag: this.etagOf(part, entry) }
+        if (entry !== null) return { uid, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(part, entry) }
       } catch (err) {
         if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
         throw part === 0
@@ -262,7 +285,10 @@ export class Store {
    * when the payload cache holds them (no I/O, no allocation); true if it did.
    */
   copyCachedPayload(found: Found, target: Buffer): boolean {
-    return this.payloadCache.enabled && this.payloadCache.copyInto(found.shard.id, found.entry.offset ?? 0, target) === found.entry.size
+    if (!this.payloadCache.enabled) return false
+    const copied = this.payloadCache.copyInto(found.shard.id, found.entry.offset ?? 0, target)
+    // -1 is "not cached", never a length: only a copy of the entry's own size counts.
+    return copied >= 0 && copied === found.entry.size
   }
 
   /**
@@ -317,8 +343,11 @@ export class Store {
 
   /**
    * A BigFile's bytes (or one range of them) streamed from its object, never
-   * buffered whole. The object's size must match the index; a whole-file
-   * stream also checks the sha256 and fails at its end on a mismatch.
+   * buffered whole. The object's size must match the index (DES_CORRUPT
+   * before any byte). The stream fails if the object delivers more or fewer
+   * bytes than asked; a whole-file stream also checks the sha256 and, on a
+   * mismatch, fails without delivering its last chunk. A range cannot be
+   * checked against the sha256 (only its bytes are read).
    */
   async streamBigfile(found: Found, range?: ByteRange): Promise<BigfileStream> {
     const key = this.bigfileKey(found)
@@ -335,10 +364,10 @@ export class Store {
       stream.body.destroy()
       throw new DesError('DES_CORRUPT', `${what} is ${stream.objectSize} bytes, the index says ${size}`)
     }
-    if (range) return { body: stream.body, length: range.end - range.start + 1 }
-    const check = new Sha256Check(found.entry.sha256!, size, what)
-    stream.body.on('error', (err) => check.destroy(err))
-    return { body: stream.body.pipe(check), length: size }
+    const length = range ? range.end - range.start + 1 : size
+    const check = new BigfileCheck(length, range ? undefined : found.entry.sha256!, what)
+    // pipeline, not pipe: a client that leaves destroys `check`, and with it the object stream (and its file).
+    return { body: pipeline(stream.body, check, () => {}), length }
   }
 
   /** Every source answers (for /ready). */
