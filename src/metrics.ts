@@ -22,6 +22,13 @@ export const retrievalSeconds = new Histogram({
   registers: [registry],
 })
 
+export const corruptReadsTotal = new Counter({
+  name: 'des_corrupt_reads_total',
+  help: 'Reads answered DES_CORRUPT (a 502, or a BigFile stream cut short by its sha256 check), by backend',
+  labelNames: ['backend'] as const,
+  registers: [registry],
+})
+
 export const s3RangeCallsTotal = new Counter({
   name: 'des_s3_range_calls_total',
   help: 'S3 GET requests made to read shards, by type (header/footer/index/tail/payload/bigfile)',

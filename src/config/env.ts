@@ -197,6 +197,8 @@ function parseScopes(name: string, raw: unknown, where: string): string[] {
   for (const s of scopes) {
     if (!SCOPES.includes(s)) throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)} has unknown scope ${JSON.stringify(s)} (expected ${SCOPES.join(', ')})`)
   }
+  // A key that may do nothing is a mistake (a trailing ":" or "scopes: []"), not a way to say "read".
+  if (scopes.length === 0) throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)} has no scopes (give ${SCOPES.join(', ')}, or leave scopes out for read)`)
   return scopes
 }
 

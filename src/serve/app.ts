@@ -4,10 +4,11 @@
 
 import express, { type Express, type NextFunction, type Request, type Response } from 'express'
 import type { Registry } from 'prom-client'
-import { errorCode, httpStatus } from '../errors'
+import { DesError } from '../errors'
 import { registry as defaultRegistry } from '../metrics'
 import type { Store } from '../store/store'
 import type { Auth } from './auth'
+import { requestId, sendError } from './http-error'
 import { logRequest, silentLogger, type Logger } from './log'
 import { FilesResponder } from './responder'
 import { desRouter } from './router'
@@ -21,10 +22,9 @@ export interface AppDeps {
   responder?: FilesResponder
 }
 
-function sendError(res: Response, err: unknown): void {
-  const code = errorCode(err)
-  const message = code === 'DES_INTERNAL' ? 'internal error' : (err as Error)?.message ?? String(err)
-  res.status(httpStatus(err)).json({ error: message, code })
+/** Paths the responder answers (it has its own request id, auth and log line). */
+function isFilesPath(path: string): boolean {
+  return path === '/files' || path.startsWith('/files/')
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -34,64 +34,84 @@ export function createApp(deps: AppDeps): Express {
   const app = express()
   app.disable('x-powered-by')
   app.disable('etag')
+  // Before the first route: Express builds its router from these settings.
+  app.enable('case sensitive routing')
+  app.enable('strict routing')
 
-  // One log line per request (the responder logs /files itself).
+  // A request id and one log line per request (the responder does both for /files).
   app.use((req: Request, res: Response, next: NextFunction) => {
-    if (!req.path.startsWith('/files/')) {
+    if (!isFilesPath(req.path)) {
       const start = performance.now()
-      res.on('finish', () => logRequest(logger, req, res, start))
+      const id = requestId(req)
+      res.locals.requestId = id
+      res.setHeader('X-Request-Id', id)
+      res.on('finish', () => logRequest(logger, req, res, start, id))
     }
     next()
   })
 
+  // The routes, each with the scope a key needs for it. Routing is
+  // case-sensitive and strict (above), so Express hands a request to one of
+  // them only when its path is exactly the route's: auth looks the request up
+  // here by that same path. `/METRICS`, `/metrics/` or `//metrics` reach no
+  // route, and are 404 once a valid key is shown.
+  const routes = new Map<string, { scope?: string; handler: (req: Request, res: Response, next: NextFunction) => unknown }>([
+    ['/health', { handler: (_req, res) => res.json({ status: 'ok' }) }],
+    [
+      '/ready',
+      {
+        handler: async (req, res) => {
+          try {
+            await deps.store.ping()
+            res.json({ status: 'ready', backend: deps.store.backend })
+          } catch (err) {
+            logger.warn({ request_id: res.locals.requestId, err }, 'not ready')
+            sendError(req, res, err, res.locals.requestId, 503)
+          }
+        },
+      },
+    ],
+    [
+      '/metrics',
+      {
+        scope: 'metrics',
+        handler: async (_req, res, next) => {
+          try {
+            const text = await registry.metrics()
+            res.setHeader('Content-Type', registry.contentType)
+            res.end(text)
+          } catch (err) {
+            next(err)
+          }
+        },
+      },
+    ],
+  ])
+
   const auth = deps.auth
   if (auth?.enabled) {
     app.use((req: Request, res: Response, next: NextFunction) => {
-      if (req.path.startsWith('/files/') || auth.isOpen(req.path)) return next()
-      const denied = auth.check(req, req.path === '/metrics' ? 'metrics' : undefined)
-      if (denied) {
-        if (httpStatus(denied) === 401) res.setHeader('WWW-Authenticate', 'Bearer')
-        return sendError(res, denied)
-      }
+      if (isFilesPath(req.path) || auth.isOpen(req.path)) return next()
+      // An unknown path needs a valid key too (then 404): routes are not probed without one.
+      const denied = auth.check(req, routes.get(req.path)?.scope)
+      if (denied) return void sendError(req, res, denied, res.locals.requestId)
       next()
     })
   }
 
-  app.get('/health', (_req, res) => {
-    res.json({ status: 'ok' })
-  })
-
-  app.get('/ready', async (_req, res) => {
-    try {
-      await deps.store.ping()
-      res.json({ status: 'ready', backend: deps.store.backend })
-    } catch (err) {
-      const code = errorCode(err)
-      res.status(503).json({ error: code === 'DES_INTERNAL' ? 'backend not reachable' : (err as Error).message, code })
-    }
-  })
-
-  app.get('/metrics', async (_req, res, next) => {
-    try {
-      const text = await registry.metrics()
-      res.setHeader('Content-Type', registry.contentType)
-      res.end(text)
-    } catch (err) {
-      next(err)
-    }
-  })
-
+  for (const [path, route] of routes) app.get(path, route.handler)
   app.use('/files', desRouter(responder))
 
   app.use((req: Request, res: Response) => {
-    res.status(404).json({ error: `no route ${req.method} ${req.path}`, code: 'DES_NOT_FOUND' })
+    sendError(req, res, new DesError('DES_NOT_FOUND', `no route ${req.method} ${req.path}`), res.locals.requestId ?? requestId(req))
   })
 
   // Never a stack trace in a response.
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    logger.error({ err }, 'unhandled error')
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const id: string = res.locals.requestId ?? requestId(req)
+    logger.error({ request_id: id, err }, 'unhandled error')
     if (res.headersSent) return res.destroy()
-    sendError(res, err)
+    sendError(req, res, err, id)
   })
   return app
 }

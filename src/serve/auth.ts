@@ -11,7 +11,13 @@ export class Auth {
   private readonly keys: ApiKey[]
   private readonly open: Set<string>
 
+  /**
+   * `openPaths` are compared exactly with the request's path (the app routes
+   * case-sensitively and strictly, so that is the path its router uses).
+   * A key without scopes is refused (DES_CONFIG), as the config loader does.
+   */
   constructor(keys: ApiKey[] = [], openPaths: string[] = []) {
+    for (const k of keys) if (k.scopes.length === 0) throw new DesError('DES_CONFIG', `API key ${JSON.stringify(k.name)} has no scopes`)
     this.keys = keys
     this.open = new Set(openPaths)
   }

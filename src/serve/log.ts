@@ -20,13 +20,20 @@ export function createLogger(level: LogLevel = 'info'): Logger {
 /** A logger that drops everything (tests, embedding without logs). */
 export const silentLogger: Logger = pino({ level: 'silent' })
 
-/** Logs one finished request: method, url, status, bytes, milliseconds. */
-export function logRequest(logger: Logger, req: IncomingMessage, res: ServerResponse, startMs: number, err?: unknown, bytes?: number): void {
+/**
+ * Logs one finished request: request id, method, url, status, bytes,
+ * milliseconds. `err` is given only for a failure on our side (any 5xx, or a
+ * response cut short after its headers): then the line is at error level and
+ * holds the error's full detail (message, code, cause, stack), which the
+ * client's body leaves out.
+ */
+export function logRequest(logger: Logger, req: IncomingMessage, res: ServerResponse, startMs: number, id?: string, err?: unknown, bytes?: number): void {
   if (!logger.isLevelEnabled('info')) {
-    if (err !== undefined && res.statusCode >= 500) logger.error({ method: req.method, url: req.url, status: res.statusCode, err }, 'request failed')
+    if (err !== undefined) logger.error({ request_id: id, method: req.method, url: req.url, status: res.statusCode, err }, 'request failed')
     return
   }
   const line = {
+    request_id: id,
     method: req.method,
     url: (req as { originalUrl?: string }).originalUrl ?? req.url,
     status: res.statusCode,
@@ -34,7 +41,7 @@ export function logRequest(logger: Logger, req: IncomingMessage, res: ServerResp
     ms: Math.round((performance.now() - startMs) * 100) / 100,
     ...(err !== undefined ? { err } : {}),
   }
-  if (res.statusCode >= 500) logger.error(line, 'request failed')
+  if (err !== undefined || res.statusCode >= 500) logger.error(line, 'request failed')
   else logger.info(line, 'request')
 }
 

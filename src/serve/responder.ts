@@ -6,11 +6,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import rangeParser from 'range-parser'
-import { DesError, errorCode, httpStatus } from '../errors'
-import { retrievalSeconds, retrievalsTotal } from '../metrics'
+import { DesError, errorCode } from '../errors'
+import { corruptReadsTotal, retrievalSeconds, retrievalsTotal } from '../metrics'
 import type { Found, Store } from '../store/store'
 import type { Auth } from './auth'
 import { BufferPool } from './buffer-pool'
+import { requestId, sendError } from './http-error'
 import { logRequest, silentLogger, type Logger } from './log'
 
 export interface ResponderDeps {
@@ -25,7 +26,6 @@ export interface ResponderDeps {
 const MAX_UID_BYTES = 65535
 
 const OCTET = 'application/octet-stream'
-const JSON_TYPE = 'application/json; charset=utf-8'
 const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/
 
 /** The value of `name` in a query string (percent-decoded; `+` kept as `+`, so `+00:00` offsets survive unencoded). */
@@ -80,6 +80,31 @@ export function noneMatch(header: string, etag: string): boolean {
   return false
 }
 
+/** A suffix spec (`-N`) anywhere in a Range header. */
+const SUFFIX_SPEC = /[=,]\s*-/
+
+/**
+ * The one byte range a `Range` header selects in `size` bytes: a range, -1
+ * when unsatisfiable, or undefined to send the whole file (not `bytes`, or
+ * several ranges: RFC 9110 allows the whole file instead of multipart). A
+ * suffix `-N` longer than the file selects all of it (RFC 9110 §14.1.3;
+ * range-parser calls that unsatisfiable); `-0` selects nothing.
+ */
+export function byteRange(size: number, header: string): { start: number; end: number } | -1 | undefined {
+  if (SUFFIX_SPEC.test(header)) {
+    const eq = header.indexOf('=')
+    const specs = header.slice(eq + 1).split(',').map((spec) => {
+      const suffix = spec.trim()
+      return suffix[0] === '-' && /^-\d+$/.test(suffix) && Number(suffix.slice(1)) > size ? '0-' : spec
+    })
+    header = header.slice(0, eq + 1) + specs.join(',')
+  }
+  const ranges = rangeParser(size, header, { combine: true })
+  if (ranges === -1) return -1
+  if (ranges === -2 || ranges.type !== 'bytes' || ranges.length !== 1) return undefined
+  return ranges[0]
+}
+
 /** The entry was replaced between finding it and reading it (its headers no longer fit). */
 function changedMeanwhile(uid: string): DesError {
   return new DesError('DES_CONFLICT', `uid ${JSON.stringify(uid)} changed while it was being read; retry`)
@@ -93,6 +118,7 @@ export class FilesResponder {
   private readonly logInfo: boolean
   private readonly zstdPassthrough: boolean
   private readonly seconds
+  private readonly corrupt
   private readonly outcomes = new Map<number, { inc(): void }>()
 
   constructor(deps: ResponderDeps) {
@@ -102,6 +128,7 @@ export class FilesResponder {
     this.logInfo = this.logger.isLevelEnabled('info')
     this.zstdPassthrough = deps.zstdPassthrough ?? false
     this.seconds = retrievalSeconds.labels(this.store.backend)
+    this.corrupt = corruptReadsTotal.labels(this.store.backend)
   }
 
   private count(status: number, startMs: number): void {
@@ -111,9 +138,11 @@ export class FilesResponder {
     this.seconds.observe((performance.now() - startMs) / 1000)
   }
 
-  private done(req: IncomingMessage, res: ServerResponse, startMs: number, err?: unknown, bytes = 0): void {
+  /** Counts and logs a finished request; `err` only for a failure on our side (see logRequest). */
+  private done(req: IncomingMessage, res: ServerResponse, startMs: number, id: string, err?: unknown, bytes = 0): void {
     this.count(res.statusCode, startMs)
-    if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, err, bytes)
+    if (err !== undefined && errorCode(err) === 'DES_CORRUPT') this.corrupt.inc()
+    if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, id, err, bytes)
   }
 
   /**
@@ -122,34 +151,26 @@ export class FilesResponder {
    */
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const startMs = performance.now()
+    const id = requestId(req)
     try {
-      await this.respond(req, res, path, startMs)
+      await this.respond(req, res, path, startMs, id)
     } catch (err) {
-      this.fail(req, res, err, startMs)
+      this.fail(req, res, err, startMs, id)
     }
   }
 
-  private fail(req: IncomingMessage, res: ServerResponse, err: unknown, startMs: number): void {
-    const code = errorCode(err)
-    const status = httpStatus(err)
+  private fail(req: IncomingMessage, res: ServerResponse, err: unknown, startMs: number, id: string): void {
     if (res.headersSent) {
       // Too late for a status: cut the body short so the client sees the failure.
       res.destroy(err instanceof Error ? err : undefined)
-      this.done(req, res, startMs, err)
+      this.done(req, res, startMs, id, err)
       return
     }
-    // Known errors say what went wrong; anything else is logged, not shown.
-    const message = code === 'DES_INTERNAL' ? 'internal error' : (err as Error)?.message ?? String(err)
-    const body = JSON.stringify({ error: message, code })
-    const headers: Record<string, string | number> = { 'Content-Type': JSON_TYPE, 'Content-Length': Buffer.byteLength(body) }
-    if (status === 401) headers['WWW-Authenticate'] = 'Bearer'
-    if (status === 416) headers['Content-Range'] = `bytes */${(err as { size?: number }).size ?? '*'}`
-    res.writeHead(status, headers)
-    res.end(req.method === 'HEAD' ? undefined : body)
-    this.done(req, res, startMs, status >= 500 ? err : undefined, body.length)
+    const bytes = sendError(req, res, err, id)
+    this.done(req, res, startMs, id, res.statusCode >= 500 ? err : undefined, bytes)
   }
 
-  private async respond(req: IncomingMessage, res: ServerResponse, path: string, startMs: number): Promise<void> {
+  private async respond(req: IncomingMessage, res: ServerResponse, path: string, startMs: number, id: string): Promise<void> {
     const method = req.method
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD')
@@ -193,12 +214,12 @@ export class FilesResponder {
     const etag = asStored ? `${found.etag.slice(0, -1)}.zstd"` : found.etag
     const inm = req.headers['if-none-match']
     if (inm !== undefined && noneMatch(inm, etag)) {
-      res.writeHead(304, varies ? ['ETag', etag, 'Vary', 'Accept-Encoding'] : ['ETag', etag])
+      res.writeHead(304, varies ? ['ETag', etag, 'Vary', 'Accept-Encoding', 'X-Request-Id', id] : ['ETag', etag, 'X-Request-Id', id])
       res.end()
-      this.done(req, res, startMs)
+      this.done(req, res, startMs, id)
       return
     }
-    if (asStored) return this.sendStored(req, res, found, etag, startMs)
+    if (asStored) return this.sendStored(req, res, found, etag, startMs, id)
 
     let start = 0
     let end = size - 1
@@ -208,26 +229,25 @@ export class FilesResponder {
     if (rangeHeader !== undefined && size > 0) {
       const ifRange = req.headers['if-range']
       if (ifRange === undefined || ifRange === found.etag) {
-        const ranges = rangeParser(size, rangeHeader, { combine: true })
-        if (ranges === -1) throw Object.assign(new DesError('DES_RANGE', `range ${rangeHeader} is not satisfiable for ${size} bytes`), { size })
-        if (ranges !== -2 && ranges.type === 'bytes' && ranges.length === 1) {
-          start = ranges[0].start
-          end = ranges[0].end
+        const range = byteRange(size, rangeHeader)
+        if (range === -1) throw Object.assign(new DesError('DES_RANGE', `range ${rangeHeader} is not satisfiable for ${size} bytes`), { size })
+        if (range !== undefined) {
+          start = range.start
+          end = range.end
           status = 206
           contentRange = `bytes ${start}-${end}/${size}`
         }
-        // Several ranges: the whole file (allowed by RFC 9110), not multipart.
       }
     }
     // One flat header list, written once (cheaper than setHeader per field).
-    const headers: string[] = ['ETag', found.etag, 'Content-Type', contentTypeOf(entry.meta), 'Accept-Ranges', 'bytes', 'Content-Length', String(end - start + 1)]
+    const headers: string[] = ['ETag', found.etag, 'Content-Type', contentTypeOf(entry.meta), 'Accept-Ranges', 'bytes', 'Content-Length', String(end - start + 1), 'X-Request-Id', id]
     if (contentRange !== undefined) headers.push('Content-Range', contentRange)
     if (varies) headers.push('Vary', 'Accept-Encoding')
 
     if (method === 'HEAD') {
       res.writeHead(status, headers)
       res.end()
-      this.done(req, res, startMs)
+      this.done(req, res, startMs, id)
       return
     }
     if (!entry.isBigfile) {
@@ -239,7 +259,7 @@ export class FilesResponder {
           res.once('close', () => this.pool.give(pooled))
           res.writeHead(status, headers)
           res.end(pooled.subarray(start, end + 1))
-          this.done(req, res, startMs, undefined, end - start + 1)
+          this.done(req, res, startMs, id, undefined, end - start + 1)
           return
         }
         this.pool.give(pooled)
@@ -248,39 +268,41 @@ export class FilesResponder {
       if (data.length !== size) throw changedMeanwhile(uid)
       res.writeHead(status, headers)
       res.end(status === 206 ? data.subarray(start, end + 1) : data)
-      this.done(req, res, startMs, undefined, end - start + 1)
+      this.done(req, res, startMs, id, undefined, end - start + 1)
       return
     }
-    await this.sendBigfile(req, res, found, headers, status, start, end, startMs)
+    await this.sendBigfile(req, res, found, headers, status, start, end, startMs, id)
   }
 
-  private async sendStored(req: IncomingMessage, res: ServerResponse, found: Found, etag: string, startMs: number): Promise<void> {
+  private async sendStored(req: IncomingMessage, res: ServerResponse, found: Found, etag: string, startMs: number, id: string): Promise<void> {
     const length = found.entry.storedSize
-    const headers = ['ETag', etag, 'Content-Type', contentTypeOf(found.entry.meta), 'Content-Encoding', 'zstd', 'Vary', 'Accept-Encoding', 'Content-Length', String(length)]
+    const headers = ['ETag', etag, 'Content-Type', contentTypeOf(found.entry.meta), 'Content-Encoding', 'zstd', 'Vary', 'Accept-Encoding', 'Content-Length', String(length), 'X-Request-Id', id]
     if (req.method === 'HEAD') {
       res.writeHead(200, headers)
       res.end()
-      this.done(req, res, startMs)
+      this.done(req, res, startMs, id)
       return
     }
     const data = await this.store.readStored(found)
     if (data.length !== length) throw changedMeanwhile(found.uid)
     res.writeHead(200, headers)
     res.end(data)
-    this.done(req, res, startMs, undefined, length)
+    this.done(req, res, startMs, id, undefined, length)
   }
 
-  private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, headers: string[], status: number, start: number, end: number, startMs: number): Promise<void> {
+  private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, headers: string[], status: number, start: number, end: number, startMs: number, id: string): Promise<void> {
+    // A wrong object size fails here, before the status line: a 502.
     const { body } = await this.store.streamBigfile(found, status === 206 ? { start, end } : undefined)
     res.writeHead(status, headers)
     pipeline(body, res, (err) => {
-      // An error here (a hash mismatch at the end, storage gone mid-way, the
-      // client leaving) has already cut the response short.
+      // An error here (a sha256 mismatch found at the end, with the last chunk
+      // held back; storage gone mid-way; the client leaving) has already cut
+      // the response short of its Content-Length.
       if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
         if (!res.destroyed) res.destroy(err)
-        this.done(req, res, startMs, err)
+        this.done(req, res, startMs, id, err)
       } else {
-        this.done(req, res, startMs, undefined, end - start + 1)
+        this.done(req, res, startMs, id, undefined, end - start + 1)
       }
     })
   }

@@ -1,0 +1,427 @@
+// What des serve guarantees when stored data is wrong or a request is odd:
+// error bodies name no path and echo no bytes, and carry the request id the
+// log line has; DES_CORRUPT is counted; an impossible size is a 502, never a
+// 200 with Content-Length -1; a damaged BigFile never arrives whole; auth
+// decides on the path the router dispatches on. Over every backend where the
+// storage matters. Tests reading des_corrupt_reads_total run serially (ava
+// runs the rest of a file concurrently, and those would count too).
+
+import test from 'ava'
+import express from 'express'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as http from 'node:http'
+import * as path from 'node:path'
+import { apiKeysFromEnv, loadServeConfig } from '../src/config/env'
+import { corruptReadsTotal } from '../src/metrics'
+import { locateShard, ShardReader } from '../src/native'
+import { Auth } from '../src/serve/auth'
+import { createApp } from '../src/serve/app'
+import { desRouter } from '../src/serve/router'
+import { createServer } from '../src/serve/server'
+import type { Found, Store } from '../src/store/store'
+import { BACKENDS, openBackend } from './helpers/backends'
+import { goldenPath } from './helpers/golden'
+import { captureLogs, type CapturedLogs } from './helpers/logs'
+import { closeServer, listenLocal, payload, tempDir, writeStore } from './helpers/store'
+
+const DAY = '2024-03-01T10:00:00Z'
+const INTEGRITY = 'stored data failed its integrity check'
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
+const fileUrl = (uid: string) => `/files/${encodeURIComponent(uid)}?created_at=${encodeURIComponent(DAY)}`
+
+interface Answer {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: Buffer
+  /** False when the connection ended before the whole body (Content-Length) came. */
+  complete: boolean
+}
+
+/** One request with `target` sent exactly as written (no client-side URL normalising). */
+function request(base: string, target: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+  const u = new URL(base)
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, path: target, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('error', () => {}) // a body cut short: `complete` says so
+      res.on('close', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+async function corruptReads(backend: string): Promise<number> {
+  const m = await corruptReadsTotal.get()
+  return m.values.filter((v) => v.labels.backend === backend).reduce((s, v) => s + v.value, 0)
+}
+
+async function serve(store: Store, opts: { auth?: Auth; logs?: CapturedLogs } = {}): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer({ store, auth: opts.auth, logger: opts.logs?.logger })
+  const url = await listenLocal(server)
+  return { url, close: () => closeServer(server) }
+}
+
+/** uids that route to shards different from each other and from `avoid`'s. */
+function uidsInOtherShards(n: number, avoid: string[]): string[] {
+  const taken = new Set(avoid.map((u) => locateShard(u, DAY).shardIndex))
+  const out: string[] = []
+  for (let i = 0; out.length < n; i++) {
+    const uid = `other-${i}`
+    const shard = locateShard(uid, DAY).shardIndex
+    if (taken.has(shard)) continue
+    taken.add(shard)
+    out.push(uid)
+  }
+  return out
+}
+
+/**
+ * A v2 shard (docs/FORMAT.md) with one inline entry whose uncompressed_size
+ * is `size`: header, `stored` as data, index (count + entry), footer.
+ */
+function shardWithSize(uid: string, stored: Buffer, codec: number, size: bigint): Buffer {
+  const name = Buffer.from(uid)
+  const entry = Buffer.alloc(2 + name.length + 1 + 8 + 8 + 1 + 8 + 8 + 4)
+  let o = entry.writeUInt16LE(name.length, 0)
+  o += name.copy(entry, o)
+  o = entry.writeUInt8(0, o) // flags: inline
+  o = entry.writeBigUInt64LE(8n, o) // offset: right after the header
+  o = entry.writeBigUInt64LE(BigInt(stored.length), o) // length
+  o = entry.writeUInt8(codec, o)
+  o = entry.writeBigUInt64LE(BigInt(stored.length), o) // compressed_size
+  o = entry.writeBigUInt64LE(size, o) // uncompressed_size
+  entry.writeUInt32LE(0, o) // meta_len
+  const count = Buffer.alloc(4)
+  count.writeUInt32LE(1)
+  const index = Buffer.concat([count, entry])
+  const footer = Buffer.alloc(12)
+  footer.write('DESI')
+  footer.writeBigUInt64LE(BigInt(index.length), 4)
+  return Buffer.concat([Buffer.from('DES2\x02\0\0\0', 'latin1'), stored, index, footer])
+}
+
+/**
+ * Sizes an index row can arrive with from an addon that does not refuse
+ * them itself (one that turned 2^64-1 into -1 did): entries of these uids
+ * come back from ShardReader.entry with that size, everything else as read.
+ */
+const ABSURD_SIZES: Record<string, number> = {
+  'absurd-minus-one': -1,
+  'absurd-2-64': 2 ** 64,
+  'absurd-2-53': 2 ** 53,
+  'absurd-nan': NaN,
+  'absurd-fraction': 1.5,
+  'absurd-infinity': Infinity,
+}
+const readEntry = ShardReader.prototype.entry
+ShardReader.prototype.entry = function (this: ShardReader, uid: string) {
+  const entry = readEntry.call(this, uid)
+  return entry !== null && uid in ABSURD_SIZES ? { ...entry, size: ABSURD_SIZES[uid] } : entry
+}
+
+for (const kind of BACKENDS) {
+  const title = (s: string) => `[${kind}] ${s}`
+
+  test.serial(title('a corrupt shard is a 502 naming no path and echoing no bytes, with the request id of its log line; des_corrupt_reads_total counts it'), async (t) => {
+    const dir = tempDir()
+    const [good, garbageFooter, badFooter, badHeader] = uidsInOtherShards(4, ['a'])
+    const goodData = payload(3000, 1)
+    await writeStore(dir, [{ uid: good, createdAt: DAY, data: goodData }])
+    const put = (uid: string, bytes: Buffer) => {
+      const loc = locateShard(uid, DAY)
+      fs.mkdirSync(path.join(dir, loc.dateDir), { recursive: true })
+      fs.writeFileSync(path.join(dir, loc.objectKey), bytes)
+      return loc.objectKey
+    }
+    const cases: Array<{ uid: string; key: string }> = [
+      // Footer magic "XXXX": the native message dumps those bytes.
+      { uid: garbageFooter, key: put(garbageFooter, Buffer.concat([Buffer.from('DES2\x02\0\0\0'), payload(100), Buffer.from('XXXX'), Buffer.alloc(8)])) },
+      { uid: badFooter, key: put(badFooter, fs.readFileSync(goldenPath('corrupt', 'bad-footer-magic.des'))) },
+      // A well-formed index whose payload for "a" is not zstd.
+      { uid: 'a', key: put('a', fs.readFileSync(goldenPath('corrupt-payload', 'zstd-garbage.des'))) },
+    ]
+    // Only a local open reads the header (an S3 reader reads the tail).
+    if (kind === 'local') cases.push({ uid: badHeader, key: put(badHeader, fs.readFileSync(goldenPath('corrupt', 'bad-header-magic.des'))) })
+    const logs = captureLogs()
+    const srv = await serve((await openBackend(kind, dir)).store(), { logs })
+    try {
+      const before = await corruptReads(kind)
+      for (const c of cases) {
+        const r = await request(srv.url, fileUrl(c.uid))
+        t.is(r.status, 502, c.key)
+        const id = r.headers['x-request-id'] as string
+        t.regex(id, /^[\x21-\x7e]{1,128}$/)
+        const text = r.body.toString()
+        t.deepEqual(JSON.parse(text), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: id }, c.key)
+        t.false(text.includes(dir), 'no filesystem path')
+        t.false(text.includes(c.key), 'no store key')
+        t.false(/\[\s*[0-9a-f]{2}\s*,/i.test(text), 'no byte dump')
+        // The detail is in the server's log, under the same id.
+        const line = await logs.waitFor((l) => l.request_id === id)
+        t.is(line.level, 50, 'error level')
+        t.is(line.status, 502)
+        t.is(line.err.code, 'DES_CORRUPT')
+        t.true(line.err.message.includes(c.key), `the log names the shard: ${line.err.message}`)
+      }
+      t.is(await corruptReads(kind), before + cases.length)
+
+      // A client's own sane X-Request-Id is the one used; a HEAD gets the status and no body.
+      const traced = await request(srv.url, fileUrl('a'), { headers: { 'X-Request-Id': 'trace-0a1b2c' } })
+      t.is(traced.headers['x-request-id'], 'trace-0a1b2c')
+      t.is(JSON.parse(traced.body.toString()).request_id, 'trace-0a1b2c')
+      t.is((await logs.waitFor((l) => l.request_id === 'trace-0a1b2c')).err.code, 'DES_CORRUPT')
+      // HEAD answers from the index, so its check is the index's: a corrupt index is a 502 for it too.
+      const head = await request(srv.url, fileUrl(garbageFooter), { method: 'HEAD' })
+      t.is(head.status, 502)
+      t.is(head.body.length, 0)
+      t.is(await corruptReads(kind), before + cases.length + 2)
+
+      // The server keeps serving the rest.
+      const ok = await request(srv.url, fileUrl(good))
+      t.is(ok.status, 200)
+      t.true(ok.body.equals(goodData))
+    } finally {
+      await srv.close()
+    }
+  })
+
+  for (const size of [2n ** 64n - 1n, 2n ** 63n, 2n ** 53n]) {
+    test(title(`a shard whose entry says an uncompressed size of ${size} is a 502 for GET, HEAD and Range, with or without the payload cache`), async (t) => {
+      const dir = tempDir()
+      const loc = locateShard('huge', DAY)
+      fs.mkdirSync(path.join(dir, loc.dateDir), { recursive: true })
+      // codec zstd, so the "none: size == length" rule of the index does not catch it.
+      fs.writeFileSync(path.join(dir, loc.objectKey), shardWithSize('huge', Buffer.from('0123456789'), 1, size))
+      const b = await openBackend(kind, dir)
+      for (const payloadCacheBytes of [0, 1 << 20]) {
+        const srv = await serve(b.store({ payloadCacheBytes }))
+        try {
+          for (const [method, headers] of [['GET', {}], ['HEAD', {}], ['GET', { Range: 'bytes=0-0' }], ['GET', {}]] as const) {
+            const r = await request(srv.url, fileUrl('huge'), { method, headers })
+            const what = `${method} ${JSON.stringify(headers)} cache ${payloadCacheBytes}`
+            t.is(r.status, 502, what)
+            t.not(r.headers['content-length'], '-1', what)
+            if (method === 'GET') t.is(JSON.parse(r.body.toString()).code, 'DES_CORRUPT', what)
+          }
+        } finally {
+          await srv.close()
+        }
+      }
+    })
+  }
+
+  test(title('an index entry whose size the addon hands over as -1, 2^64, 2^53, NaN, 1.5 or Infinity is a 502 for GET, HEAD and Range, with or without the payload cache'), async (t) => {
+    const dir = tempDir()
+    const uids = Object.keys(ABSURD_SIZES)
+    await writeStore(dir, uids.map((uid) => ({ uid, createdAt: DAY, data: Buffer.from('five!') })))
+    const b = await openBackend(kind, dir)
+    for (const payloadCacheBytes of [0, 1 << 20]) {
+      const srv = await serve(b.store({ payloadCacheBytes }))
+      try {
+        for (const uid of uids) {
+          // Twice: the second GET is the one a payload cache would answer.
+          for (const [method, headers] of [['GET', {}], ['HEAD', {}], ['GET', { Range: 'bytes=0-0' }], ['GET', {}]] as const) {
+            const r = await request(srv.url, fileUrl(uid), { method, headers })
+            const what = `${uid} ${method} ${JSON.stringify(headers)} cache ${payloadCacheBytes}`
+            t.is(r.status, 502, what)
+            t.not(r.headers['content-length'], '-1', what)
+            if (method === 'GET') t.is(JSON.parse(r.body.toString()).code, 'DES_CORRUPT', what)
+          }
+        }
+      } finally {
+        await srv.close()
+      }
+    }
+  })
+
+  test.serial(title('a whole-file GET of a BigFile with one byte flipped never arrives whole: the byte-bearing last chunk is withheld, the body stops short, DES_CORRUPT is logged and counted'), async (t) => {
+    const dir = tempDir()
+    const big = { uid: 'video/1', createdAt: DAY, data: payload(400_000, 7) }
+    const text = { uid: 'notes.txt', createdAt: DAY, data: Buffer.from('still served') }
+    await writeStore(dir, [big, text], { writer: { bigFileThreshold: 100_000 } })
+    const object = path.join(dir, locateShard(big.uid, DAY).dateDir, '_bigFiles', sha(big.data))
+    const tampered = Buffer.from(big.data)
+    tampered[399_999] ^= 1 // in the last chunk
+    fs.writeFileSync(object, tampered)
+    const logs = captureLogs('warn') // failures are logged above info too
+    const srv = await serve((await openBackend(kind, dir)).store(), { logs })
+    try {
+      const before = await corruptReads(kind)
+      const r = await request(srv.url, fileUrl(big.uid))
+      t.is(r.status, 200) // the status line left before the last byte was hashed
+      t.is(r.headers['content-length'], String(big.data.length))
+      t.false(r.complete, 'the body ends before its Content-Length')
+      t.true(r.body.length < 399_999, `the flipped byte was never sent (${r.body.length} bytes arrived)`)
+      t.true(r.body.equals(tampered.subarray(0, r.body.length)))
+      const id = r.headers['x-request-id'] as string
+      const line = await logs.waitFor((l) => l.request_id === id)
+      t.is(line.level, 50)
+      t.is(line.err.code, 'DES_CORRUPT')
+      t.regex(line.err.message, /sha256/)
+      t.is(await corruptReads(kind), before + 1)
+      // A flip early in the file: those bytes have gone out, but the body still stops short.
+      const early = Buffer.from(big.data)
+      early[1000] ^= 1
+      fs.writeFileSync(object, early)
+      const srv2 = await serve((await openBackend(kind, dir)).store())
+      try {
+        const r2 = await request(srv2.url, fileUrl(big.uid))
+        t.false(r2.complete)
+        t.true(r2.body.length < big.data.length)
+        t.is(await corruptReads(kind), before + 2)
+      } finally {
+        await srv2.close()
+      }
+      const ok = await request(srv.url, fileUrl(text.uid))
+      t.is(ok.body.toString(), 'still served')
+    } finally {
+      await srv.close()
+    }
+  })
+
+  test(title('a BigFile whose object is not the size the index says is a 502 before any byte, for a whole file and a range'), async (t) => {
+    const dir = tempDir()
+    const big = { uid: 'video/2', createdAt: DAY, data: payload(300_000, 9) }
+    await writeStore(dir, [big], { writer: { bigFileThreshold: 100_000 } })
+    fs.writeFileSync(path.join(dir, locateShard(big.uid, DAY).dateDir, '_bigFiles', sha(big.data)), big.data.subarray(0, 299_999))
+    const srv = await serve((await openBackend(kind, dir)).store())
+    try {
+      for (const headers of [{}, { Range: 'bytes=0-99' }, { Range: 'bytes=-10' }]) {
+        const r = await request(srv.url, fileUrl(big.uid), { headers })
+        t.is(r.status, 502, JSON.stringify(headers))
+        t.deepEqual(JSON.parse(r.body.toString()), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: r.headers['x-request-id'] })
+      }
+    } finally {
+      await srv.close()
+    }
+  })
+}
+
+test('the payload cache\'s "not cached" (-1) is never taken for a payload, even against an entry size of -1', async (t) => {
+  const store = (await openBackend('local', tempDir())).store({ payloadCacheBytes: 1 << 20 })
+  const found = { uid: 'x', entry: { uid: 'x', size: -1, storedSize: 10, offset: 8, isBigfile: false, meta: '' }, shard: { id: 987654 } } as unknown as Found
+  t.false(store.copyCachedPayload(found, Buffer.alloc(4096)))
+})
+
+test('every /files answer carries X-Request-Id: a sane incoming one is kept, others are replaced by a fresh id', async (t) => {
+  const dir = tempDir()
+  await writeStore(dir, [
+    { uid: 'notes.txt', createdAt: DAY, data: Buffer.from('hello, ids') },
+    { uid: 'big', createdAt: DAY, data: payload(200_000, 3) },
+  ], { writer: { bigFileThreshold: 100_000 } })
+  const srv = await serve((await openBackend('local', dir)).store())
+  try {
+    const etag = (await request(srv.url, fileUrl('notes.txt'), { method: 'HEAD' })).headers.etag as string
+    const asks: Array<[string, string, Record<string, string>, number]> = [
+      ['GET', fileUrl('notes.txt'), {}, 200],
+      ['HEAD', fileUrl('notes.txt'), {}, 200],
+      ['GET', fileUrl('notes.txt'), { Range: 'bytes=0-4' }, 206],
+      ['GET', fileUrl('notes.txt'), { 'If-None-Match': etag }, 304],
+      ['GET', fileUrl('notes.txt'), { Range: 'bytes=99-' }, 416],
+      ['GET', fileUrl('big'), {}, 200],
+      ['GET', '/files/notes.txt', {}, 400],
+      ['GET', fileUrl('missing'), {}, 404],
+      ['POST', fileUrl('notes.txt'), {}, 405],
+    ]
+    const ids = new Set<string>()
+    for (const [method, target, headers, status] of asks) {
+      const r = await request(srv.url, target, { method, headers })
+      t.is(r.status, status, `${method} ${target}`)
+      const id = r.headers['x-request-id'] as string
+      t.regex(id ?? '', /^[\x21-\x7e]{1,128}$/, `${method} ${target}`)
+      ids.add(id)
+      if (status >= 400 && method !== 'HEAD') t.is(JSON.parse(r.body.toString()).request_id, id)
+    }
+    t.is(ids.size, asks.length, 'a new id per request')
+    const kept = await request(srv.url, fileUrl('missing'), { headers: { 'X-Request-Id': 'abc-123_XYZ.9' } })
+    t.is(kept.headers['x-request-id'], 'abc-123_XYZ.9')
+    for (const bad of ['has space', 'x'.repeat(129), '']) {
+      const r = await request(srv.url, fileUrl('notes.txt'), { headers: { 'X-Request-Id': bad } })
+      t.not(r.headers['x-request-id'], bad)
+      t.regex(r.headers['x-request-id'] as string, /^[\x21-\x7e]{1,128}$/)
+    }
+  } finally {
+    await srv.close()
+  }
+})
+
+test('the Express app and desRouter answer errors in the same shape, with X-Request-Id', async (t) => {
+  const dir = tempDir()
+  await writeStore(dir, [{ uid: 'n', createdAt: DAY, data: Buffer.from('x') }])
+  const store = (await openBackend('local', dir)).store()
+  const app = express()
+  app.use('/api/files', desRouter({ store }))
+  app.use('/whole', createApp({ store }))
+  const server = http.createServer(app)
+  const url = await listenLocal(server)
+  try {
+    for (const target of ['/whole/nowhere', `/api/files/missing?created_at=${DAY}`, '/api/files/n']) {
+      const r = await request(url, target)
+      const id = r.headers['x-request-id'] as string
+      t.truthy(id, target)
+      const body = JSON.parse(r.body.toString())
+      t.deepEqual(Object.keys(body).sort(), ['code', 'error', 'request_id'], target)
+      t.is(body.request_id, id, target)
+    }
+    t.is((await request(url, '/whole/health')).headers['x-request-id'] !== undefined, true)
+  } finally {
+    await closeServer(server)
+  }
+})
+
+test('/ready when the store is gone: 503 with a fixed message, the path only in the log', async (t) => {
+  const missing = path.join(tempDir(), 'no-such-dir')
+  const logs = captureLogs()
+  const srv = await serve((await openBackend('local', missing)).store(), { logs })
+  try {
+    const r = await request(srv.url, '/ready')
+    t.is(r.status, 503)
+    const body = JSON.parse(r.body.toString())
+    t.is(body.request_id, r.headers['x-request-id'])
+    t.false(r.body.toString().includes(missing))
+    const line = await logs.waitFor((l) => l.request_id === body.request_id && l.err !== undefined)
+    t.true(line.err.message.includes(missing))
+  } finally {
+    await srv.close()
+  }
+})
+
+test('auth decides on the path the router dispatches: no spelling of /metrics serves metrics to a key without the scope', async (t) => {
+  const dir = tempDir()
+  await writeStore(dir, [{ uid: 'n', createdAt: DAY, data: Buffer.from('x') }])
+  const auth = new Auth(apiKeysFromEnv('reader-key-123, metrics-key-123:metrics'), ['/health'])
+  const srv = await serve((await openBackend('local', dir)).store(), { auth })
+  const reader = { Authorization: 'Bearer reader-key-123' }
+  const metrics = { Authorization: 'Bearer metrics-key-123' }
+  try {
+    const exact = ['/metrics', '/metrics?']
+    for (const target of [...exact, '/METRICS', '/metrics/', '/Metrics?x', '//metrics', '/%6detrics']) {
+      const denied = await request(srv.url, target, { headers: reader })
+      t.is(denied.status, exact.includes(target) ? 403 : 404, `${target} with a read key`)
+      t.false(denied.body.toString().includes('des_retrievals_total'), target)
+      t.is((await request(srv.url, target)).status, 401, `${target} without a key`)
+      // Only the exact route serves metrics, even to a key that may read them.
+      const allowed = await request(srv.url, target, { headers: metrics })
+      t.is(allowed.status, exact.includes(target) ? 200 : 404, `${target} with a metrics key`)
+    }
+    // An open path is open under its own spelling only.
+    t.is((await request(srv.url, '/health')).status, 200)
+    for (const target of ['/HEALTH', '/health/']) t.is((await request(srv.url, target)).status, 401, target)
+  } finally {
+    await srv.close()
+  }
+})
+
+test('an API key with no scopes is refused at start-up', (t) => {
+  t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS: 'secret-key-1:' }))!.message, /key "#1" has no scopes/)
+  const file = path.join(tempDir(), 'keys.yaml')
+  fs.writeFileSync(file, 'keys:\n  - name: nothing\n    key: some-key-123\n    scopes: []\n')
+  t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS_FILE: file }))!.message, /key "nothing" has no scopes/)
+  const err = t.throws(() => new Auth([{ hash: Buffer.alloc(32), scopes: [], name: 'bare' }]))
+  t.is((err as { code?: string }).code, 'DES_CONFIG')
+  // Leaving scopes out still means read.
+  t.deepEqual(loadServeConfig({ DES_API_KEYS: 'secret-key-1' }).apiKeys[0].scopes, ['read'])
+})
