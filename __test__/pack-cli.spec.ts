@@ -93,6 +93,31 @@ test('bad inputs: one clear line on stderr, a non-zero exit, no shard written', 
   t.regex(both.stderr, /exactly one of --output-dir/)
 })
 
+/** Every file and folder below `dir`, relative to it, sorted. */
+function tree(dir: string): string[] {
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).map((p) => p.split(path.sep).join('/')).sort()
+}
+
+test('a refused pack into an existing store leaves nothing new behind, and a store holds only shards', async (t) => {
+  const dir = tempDir()
+  const out = path.join(dir, 'out')
+  const first = makeCorpus(path.join(dir, 'first'), [{ uid: 'kept', size: 300 }])
+  t.is((await runCli(['pack', '--input-json', first.manifestPath, '--output-dir', out])).code, 0)
+  const before = tree(out)
+  t.deepEqual(before.filter((p) => !/^\d{8}$|^\d{8}\/[0-9A-F]+\.des$/.test(p)), [], `only date folders and shards: ${before}`)
+  const bytes = fs.readFileSync(path.join(out, before.find((p) => p.endsWith('.des'))!))
+  // A new date first, then a uid already stored (no --replace): refused as a whole.
+  const second = makeCorpus(path.join(dir, 'second'), [
+    { uid: 'fresh', size: 100, createdAt: '2025-07-04T00:00:00Z' },
+    { uid: 'kept', size: 300 },
+  ])
+  const r = await runCli(['pack', '--input-json', second.manifestPath, '--output-dir', out])
+  t.is(r.code, 5, r.stderr)
+  t.regex(r.stderr, /"kept".*already in its shard/)
+  t.deepEqual(tree(out), before, 'no new folder, no lock file, no temp file')
+  t.true(fs.readFileSync(path.join(out, before.find((p) => p.endsWith('.des'))!)).equals(bytes))
+})
+
 test('an unreachable bucket is a clear error and nothing is uploaded', async (t) => {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'u1', size: 100 }])

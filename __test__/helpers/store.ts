@@ -57,7 +57,7 @@ export function listKeys(dir: string): string[] {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name)
       if (e.isDirectory()) walk(p)
-      else if (e.isFile() && !e.name.endsWith('.lock')) out.push(path.relative(dir, p).split(path.sep).join('/'))
+      else if (e.isFile()) out.push(path.relative(dir, p).split(path.sep).join('/'))
     }
   }
   walk(dir)

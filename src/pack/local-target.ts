@@ -1,6 +1,7 @@
 // Packing into a local store: `<dir>/<date>/<HEX>[.<part>].des`, BigFiles in
-// `<dir>/<date>/<prefix>/`. The Rust writer does the hard part: it holds the
-// part's lock (`<part>.lock`) so concurrent runs take turns, writes a temp file
+// `<dir>/<date>/<prefix>/`. The Rust writer does the hard part: it takes its
+// turn on the part (a lock on the shard file itself, no lock file in the
+// store) so concurrent runs never lose each other's files, writes a temp file
 // beside it (never named `.des`), fsyncs and renames it into place.
 
 import { promises as fsp } from 'node:fs'

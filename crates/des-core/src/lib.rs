@@ -13,6 +13,7 @@ mod entry;
 mod error;
 mod format;
 mod index;
+mod lock;
 mod lz4frame;
 mod meta;
 mod pack;

@@ -115,7 +115,8 @@ pub fn pack_into(
       let p = p?;
       let stored = match &p.kind {
         crate::writer::PreparedKind::Inline { stored, .. } => stored.len() as u64,
-        crate::writer::PreparedKind::BigFile { .. } => 0,
+        crate::writer::PreparedKind::BigFile { .. }
+        | crate::writer::PreparedKind::Stored { .. } => 0,
       };
       let has_any = !writer.entries().is_empty();
       if let Some(max) = max_data_size {

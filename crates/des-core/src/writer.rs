@@ -9,11 +9,12 @@ use crate::entry::{Body, Codec, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{footer_bytes, header_bytes, HEADER_SIZE};
 use crate::index::{encode_index, ShardIndex};
+use crate::lock::{take_turn, ShardLock, Turn};
 use crate::meta::canonical_meta;
 use crate::reader::{decode_payload, ShardFile};
 use crate::verify::crc_of_range;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -64,6 +65,10 @@ pub enum PreparedKind {
   BigFile {
     sha256: String,
     data: Vec<u8>,
+  },
+  /// A BigFile whose object is already stored.
+  Stored {
+    sha256: String,
   },
 }
 
@@ -130,7 +135,38 @@ pub struct ShardWriter {
   bytes_in: u64,
   bytes_stored: u64,
   bigfiles: u64,
-  _lock: Option<File>,
+  /// How `finish` puts the file at the target.
+  landing: Landing,
+  /// Held until finished or dropped, so writers of one shard take turns.
+  _lock: Option<ShardLock>,
+  /// The target's folder, when this writer created it: removed again if the
+  /// writer is dropped unfinished, so a refused write leaves nothing behind.
+  created_dir: Option<PathBuf>,
+}
+
+/// How a finished shard reaches its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landing {
+  /// Renamed over whatever is there (a shard we hold the turn on, or an
+  /// explicit `create`).
+  Replace,
+  /// Renamed only if nothing is there; if another writer created the shard
+  /// meanwhile, our entries are appended to theirs instead.
+  CreateNew,
+}
+
+/// The nearest missing ancestor of `dir` (what `create_dir_all` would create first).
+fn first_missing(dir: &Path) -> Option<PathBuf> {
+  let mut missing = None;
+  let mut at = Some(dir);
+  while let Some(d) = at {
+    if d.as_os_str().is_empty() || d.exists() {
+      break;
+    }
+    missing = Some(d.to_path_buf());
+    at = d.parent();
+  }
+  missing
 }
 
 fn temp_beside(target: &Path) -> Result<NamedTempFile> {
@@ -148,28 +184,6 @@ fn temp_beside(target: &Path) -> Result<NamedTempFile> {
     .map_err(|e| DesError::io(format!("create temp file in {}", dir.display()), e))
 }
 
-/// Takes an exclusive lock on `<target>.lock` so two writers on one shard
-/// (two processes or two threads) take turns instead of losing each other's files.
-fn lock_target(target: &Path) -> Result<File> {
-  let mut name = target.file_name().unwrap_or_default().to_os_string();
-  name.push(".lock");
-  let lock_path = target.with_file_name(name);
-  if let Some(dir) = lock_path.parent() {
-    std::fs::create_dir_all(dir)
-      .map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
-  }
-  let file = OpenOptions::new()
-    .create(true)
-    .truncate(false)
-    .write(true)
-    .open(&lock_path)
-    .map_err(|e| DesError::io(format!("open {}", lock_path.display()), e))?;
-  file
-    .lock()
-    .map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))?;
-  Ok(file)
-}
-
 impl ShardWriter {
   fn empty(target: PathBuf, opts: WriterOptions, emit_base: u64) -> Result<ShardWriter> {
     let bigfiles_dir = opts.bigfiles_dir.clone().unwrap_or_else(|| {
@@ -178,6 +192,7 @@ impl ShardWriter {
         .unwrap_or_else(|| Path::new("."))
         .join(DEFAULT_BIGFILES_PREFIX)
     });
+    let created_dir = first_missing(target.parent().unwrap_or_else(|| Path::new(".")));
     let tmp = temp_beside(&target)?;
     Ok(ShardWriter {
       target,
@@ -193,7 +208,9 @@ impl ShardWriter {
       bytes_in: 0,
       bytes_stored: 0,
       bigfiles: 0,
+      landing: Landing::Replace,
       _lock: None,
+      created_dir,
     })
   }
 
@@ -205,13 +222,22 @@ impl ShardWriter {
   }
 
   /// Adds to the shard at `target` if one exists (its data copied, its
-  /// entries kept), else starts a new one. Holds a lock on the target until
-  /// finished or dropped, so concurrent appenders take turns.
+  /// entries kept), else starts a new one. Holds the turn on the target
+  /// until finished or dropped, so concurrent writers of one shard never lose
+  /// each other's files (see `lock`); nothing but the shard is left beside it.
   pub fn append(target: impl AsRef<Path>, opts: WriterOptions) -> Result<ShardWriter> {
     let target = target.as_ref().to_path_buf();
-    let lock = lock_target(&target)?;
-    let mut w = match ShardFile::open(&target) {
-      Ok(old) => {
+    let (lock, landing) = match take_turn(&target)? {
+      Turn::Existing(lock) => (Some(lock), Landing::Replace),
+      Turn::Absent(Some(lock)) => (Some(lock), Landing::Replace),
+      Turn::Absent(None) => (None, Landing::CreateNew),
+    };
+    let opened = match &lock {
+      Some(_) if landing == Landing::Replace && target.exists() => Some(ShardFile::open(&target)),
+      _ => None,
+    };
+    let mut w = match opened {
+      Some(Ok(old)) => {
         let data_end = old.index().data_end();
         let mut w = ShardWriter::empty(target.clone(), opts, 0)?;
         // The header is rewritten as v2; the data section is copied as is, so
@@ -238,12 +264,11 @@ impl ShardWriter {
         }
         w
       }
-      Err(DesError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-        ShardWriter::create(&target, opts)?
-      }
-      Err(e) => return Err(e),
+      Some(Err(e)) => return Err(e),
+      None => ShardWriter::create(&target, opts)?,
     };
-    w._lock = Some(lock);
+    w._lock = lock;
+    w.landing = landing;
     Ok(w)
   }
 
@@ -397,6 +422,13 @@ impl ShardWriter {
           size: p.size,
         }
       }
+      PreparedKind::Stored { sha256 } => {
+        self.bigfiles += 1;
+        Body::BigFile {
+          sha256,
+          size: p.size,
+        }
+      }
     };
     let entry = Entry {
       uid: p.uid,
@@ -465,9 +497,22 @@ impl ShardWriter {
       .as_file()
       .sync_all()
       .map_err(|e| DesError::io(format!("sync {shown}"), e))?;
-    tmp
-      .persist(&target)
-      .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
+    match self.landing {
+      Landing::Replace => {
+        tmp
+          .persist(&target)
+          .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
+      }
+      Landing::CreateNew => match tmp.persist_noclobber(&target) {
+        Ok(_) => {}
+        // Another writer created the shard since we looked: add to theirs.
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+          return self.append_to_winner(e.file);
+        }
+        Err(e) => return Err(DesError::io(format!("rename into {shown}"), e.error)),
+      },
+    }
+    self.created_dir = None;
     sync_dir(&target);
     Ok(WriteSummary {
       path: target,
@@ -480,6 +525,86 @@ impl ShardWriter {
       bigfiles: self.bigfiles,
     })
   }
+}
+
+impl ShardWriter {
+  /// Our new shard lost the race to create `target`: append our entries to
+  /// the shard the other writer created (in turn, under its lock), reading
+  /// our stored bytes back from our own finished file.
+  fn append_to_winner(mut self, ours: NamedTempFile) -> Result<WriteSummary> {
+    let shown = self.target.display().to_string();
+    let mut w = ShardWriter::append(&self.target, self.opts.clone())?;
+    for entry in std::mem::take(&mut self.entries) {
+      let kind = match entry.body {
+        Body::Inline {
+          offset,
+          length,
+          codec,
+          crc: Some(crc),
+          ..
+        } => {
+          let mut stored = vec![0u8; length as usize];
+          read_at(ours.as_file(), &mut stored, offset)
+            .map_err(|e| DesError::io(format!("read back {shown}"), e))?;
+          PreparedKind::Inline { codec, stored, crc }
+        }
+        Body::BigFile { ref sha256, .. } => PreparedKind::Stored {
+          sha256: sha256.clone(),
+        },
+        Body::Inline { crc: None, .. } => {
+          return Err(DesError::BadArg(format!(
+            "uid {:?} has no checksum",
+            entry.uid
+          )))
+        }
+      };
+      w.add_prepared(Prepared {
+        uid: entry.uid.clone(),
+        meta: entry.meta.clone(),
+        size: entry.size(),
+        kind,
+      })?;
+    }
+    drop(ours);
+    w.finish()
+  }
+}
+
+impl Drop for ShardWriter {
+  fn drop(&mut self) {
+    // Unfinished: the temp file goes first, then any folder we made for it.
+    if let Some(tmp) = self.tmp.take() {
+      drop(tmp);
+      if let Some(dir) = self.created_dir.take() {
+        remove_empty_dirs(&dir, self.target.parent());
+      }
+    }
+  }
+}
+
+/// Removes the empty folders from the target's folder up to `top` (the first
+/// one a writer created); a folder another writer has put a file in stays.
+fn remove_empty_dirs(top: &Path, from: Option<&Path>) {
+  let mut at = from;
+  while let Some(dir) = at {
+    if std::fs::remove_dir(dir).is_err() || dir == top {
+      break;
+    }
+    at = dir.parent();
+  }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+  std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+  use std::io::{Read, Seek};
+  let mut f = file;
+  f.seek(std::io::SeekFrom::Start(offset))?;
+  f.read_exact(buf)
 }
 
 /// Makes the rename durable. Best effort: not every platform can sync a directory.

@@ -1,0 +1,87 @@
+//! Taking turns on one shard file without leaving anything in the store.
+//!
+//! On Unix a writer locks the shard file itself (`flock`, advisory: readers
+//! never wait). A writer that waited may find that the holder renamed a new
+//! version over the path meanwhile; it then locks that version instead, so
+//! it always builds on the newest one. A shard that does not exist yet has
+//! nothing to lock: its writer creates it with a no-clobber rename and, if
+//! another writer created it first, appends to that one (see `ShardWriter`).
+//!
+//! Elsewhere (Windows locks are mandatory and would block readers) a writer
+//! locks a `<shard>.lock` file beside the shard instead.
+
+use crate::error::{DesError, Result};
+use std::fs::File;
+use std::path::Path;
+
+/// An exclusive claim on one shard path, held until dropped.
+#[derive(Debug)]
+pub(crate) struct ShardLock {
+  _file: File,
+}
+
+/// What a writer found when it took its turn on a path.
+#[derive(Debug)]
+pub(crate) enum Turn {
+  /// The shard exists; the lock is on the version the path names now.
+  Existing(ShardLock),
+  /// No shard there. On Unix no lock is held (the file is created with a
+  /// no-clobber rename); elsewhere the `.lock` file's lock is.
+  Absent(Option<ShardLock>),
+}
+
+/// Takes this writer's turn on `target`, waiting for any other writer.
+#[cfg(unix)]
+pub(crate) fn take_turn(target: &Path) -> Result<Turn> {
+  use std::os::unix::fs::MetadataExt;
+  let shown = || target.display().to_string();
+  loop {
+    let file = match File::open(target) {
+      Ok(f) => f,
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Turn::Absent(None)),
+      Err(e) => return Err(DesError::io(format!("open {}", shown()), e)),
+    };
+    file
+      .lock()
+      .map_err(|e| DesError::io(format!("lock {}", shown()), e))?;
+    let held = file
+      .metadata()
+      .map_err(|e| DesError::io(format!("stat {}", shown()), e))?;
+    match std::fs::metadata(target) {
+      Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
+        return Ok(Turn::Existing(ShardLock { _file: file }))
+      }
+      // Replaced (or removed) while we waited: take our turn on what is there now.
+      Ok(_) => continue,
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Turn::Absent(None)),
+      Err(e) => return Err(DesError::io(format!("stat {}", shown()), e)),
+    }
+  }
+}
+
+/// Takes this writer's turn on `target` through a `<target>.lock` file.
+#[cfg(not(unix))]
+pub(crate) fn take_turn(target: &Path) -> Result<Turn> {
+  let mut name = target.file_name().unwrap_or_default().to_os_string();
+  name.push(".lock");
+  let lock_path = target.with_file_name(name);
+  if let Some(dir) = lock_path.parent() {
+    std::fs::create_dir_all(dir)
+      .map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
+  }
+  let file = std::fs::OpenOptions::new()
+    .create(true)
+    .truncate(false)
+    .write(true)
+    .open(&lock_path)
+    .map_err(|e| DesError::io(format!("open {}", lock_path.display()), e))?;
+  file
+    .lock()
+    .map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))?;
+  let lock = ShardLock { _file: file };
+  Ok(if target.exists() {
+    Turn::Existing(lock)
+  } else {
+    Turn::Absent(Some(lock))
+  })
+}
