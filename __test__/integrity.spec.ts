@@ -8,6 +8,8 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { ShardReader, ShardWriter, type Codec } from '../src/native'
 import { errorCode } from '../src/errors'
+import { openShard } from '../src/store/shard'
+import { readBack } from '../src/migrate/verify'
 import { BACKENDS, openBackend } from './helpers/backends'
 import { runCli } from './helpers/cli'
 import { payload, tempDir } from './helpers/store'
@@ -138,5 +140,22 @@ for (const kind of BACKENDS) {
     const err = await t.throwsAsync(backend.store().get(uid(0), CREATED))
     t.is(errorCode(err), 'DES_CORRUPT')
     t.regex(err!.message, /index checksum mismatch/)
+  })
+}
+
+for (const kind of BACKENDS) {
+  test(`[${kind}] the migrator's read-back fails exactly the entries whose stored bytes do not check out`, async (t) => {
+    const dir = tempDir('des-integrity')
+    const w = await writeShard(dir, 'zstd')
+    const reader = await ShardReader.open(w.file)
+    const bad = Buffer.from(w.bytes)
+    bad[reader.entry(uid(1))!.offset! + 1] ^= 0x40
+    fs.writeFileSync(w.file, bad)
+    const backend = await openBackend(kind, dir)
+    const source = backend.sources.all()[0]
+    const part = await openShard(source, '20240301/0A.des', 64 * 1024)
+    const failed = await readBack(source, part, [...w.files.keys(), 'never-stored'])
+    t.deepEqual([...failed.keys()].sort(), [uid(1), 'never-stored'].sort())
+    t.regex(failed.get(uid(1))!, /checksum/)
   })
 }
