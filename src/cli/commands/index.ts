@@ -7,5 +7,6 @@ import * as serve from './serve'
 import * as pack from './pack'
 import * as migrate from './migrate'
 import * as stats from './stats'
+import * as verify from './verify'
 
-export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, serve, pack, migrate, stats]
+export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, verify, serve, pack, migrate, stats]

@@ -1,7 +1,7 @@
-// `des ls | cat | verify | inspect`: look inside one shard file.
+// `des ls | cat | inspect`: look inside one shard file (`des verify` is in verify.ts).
 
 import type { Argv } from 'yargs'
-import { ShardReader, verifyShardFile, type EntryInfo } from '../../native'
+import { ShardReader, type EntryInfo } from '../../native'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
@@ -90,32 +90,6 @@ export function register(y: Argv): Argv {
         const reader = await ShardReader.open(argv.shard)
         if (!reader.has(argv.uid)) throw new DesError('DES_NOT_FOUND', `not found: uid ${JSON.stringify(argv.uid)} is not in ${argv.shard}`)
         await writeOut(await reader.read(argv.uid, argv['bigfiles-prefix']))
-      },
-    )
-    .command(
-      'verify <shard>',
-      'Check every byte of a shard: header, each entry (checksum, then decode), index, footer, and its BigFiles',
-      (a) =>
-        a
-          .positional('shard', { type: 'string', demandOption: true })
-          .option('bigfiles-prefix', { type: 'string', default: '_bigFiles' })
-          .option('json', { type: 'boolean', default: false }),
-      async (argv) => {
-        // Not ShardReader.open: a damaged index or footer is a finding to
-        // report, not a reason to stop before looking.
-        const report = await verifyShardFile(argv.shard, argv['bigfiles-prefix'])
-        if (argv.json) await writeOut(JSON.stringify(report) + '\n')
-        else {
-          const unchecked = report.checksummed ? '' : ' (no checksums in this shard: codec-none payloads cannot be checked)'
-          await writeOut(`${argv.shard}: ${report.ok}/${report.entries} entries ok, ${report.bytes} bytes decoded${unchecked}\n`)
-        }
-        if (report.problems.length > 0) {
-          for (const p of report.problems) {
-            const where = p.uid === null || p.uid === undefined ? p.region : `${p.region} ${JSON.stringify(p.uid)}`
-            process.stderr.write(`des: ${where}: ${p.error}\n`)
-          }
-          throw new DesError('DES_CORRUPT', `${report.problems.length} problem(s) found in ${argv.shard}`)
-        }
       },
     )
     .command(

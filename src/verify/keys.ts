@@ -1,0 +1,110 @@
+// What each key of a store is, by its name alone: a shard part, a BigFile, a
+// lock or temp file a writer leaves, or something else. The names a reader
+// looks up come from src/store/layout.ts; these are their inverse.
+
+import type { Layout } from '../config/env'
+import { flatBigfileKey, flatShardKey, shardKey, bigfileKey } from '../store/layout'
+
+/** A `.des` object at a name a reader looks up. */
+export interface ShardName {
+  type: 'shard'
+  dateDir: string
+  shardHex: string
+  shardIndex: number
+  /** 0 = the base shard; continuation (nested) or `_NNNN` (flat) number. */
+  part: number
+}
+
+export type KeyKind =
+  | ShardName
+  | { type: 'bigfile'; sha256: string }
+  /** A `.des` object no reader ever looks up (bad date, hex, width or part). */
+  | { type: 'misnamed'; why: string }
+  /** A writer's lock (`<part>.lock`), kept between runs. */
+  | { type: 'lock' }
+  /** A writer's temp file (`.des-tmp-*.part`), left when one died. */
+  | { type: 'temp' }
+  | { type: 'other' }
+
+/** Width of a shard hex: `max(1, floor(n_bits / 4))` digits (SPEC §1). */
+export function hexWidth(nBits: number): number {
+  return Math.max(1, Math.floor(nBits / 4))
+}
+
+/** The shard index a hex names, or null when routing would never write that hex. */
+export function parseShardHex(hex: string, nBits: number): number | null {
+  if (!/^[0-9A-F]+$/.test(hex)) return null
+  const index = parseInt(hex, 16)
+  if (index >= 2 ** nBits) return null
+  return index.toString(16).toUpperCase().padStart(hexWidth(nBits), '0') === hex ? index : null
+}
+
+function isDate(d: string): boolean {
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(d)
+  if (!m) return false
+  const t = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])))
+  return t.getUTCFullYear() === Number(m[1]) && t.getUTCMonth() === Number(m[2]) - 1 && t.getUTCDate() === Number(m[3])
+}
+
+const SHA256 = /^[0-9a-f]{64}$/
+
+/** Classifies one key of a store written in `layout` with `nBits`. */
+export function classifyKey(key: string, layout: Layout, nBits: number, bigfilesPrefix: string): KeyKind {
+  const slash = key.lastIndexOf('/')
+  const name = key.slice(slash + 1)
+  const dir = slash < 0 ? '' : key.slice(0, slash)
+  if (name.startsWith('.des-tmp-') && name.endsWith('.part')) return { type: 'temp' }
+  if (name.endsWith('.lock')) return { type: 'lock' }
+  if (layout === 'flat') {
+    if (dir === bigfilesPrefix) return SHA256.test(name) ? { type: 'bigfile', sha256: name } : { type: 'other' }
+    if (!name.endsWith('.des')) return { type: 'other' }
+    if (dir !== '') return { type: 'misnamed', why: 'the flat layout keeps shards at the top of the store' }
+    const m = /^(\d{8})_([0-9A-Za-z]+)_(\d{4,})\.des$/.exec(name)
+    if (!m) return { type: 'misnamed', why: 'not <YYYYMMDD>_<HEX>_<NNNN>.des' }
+    return shardName(key, m[1], m[2], Number(m[3]), nBits, (loc) => flatShardKey(loc, Number(m[3])))
+  }
+  const parts = key.split('/')
+  if (parts.length === 3 && parts[1] === bigfilesPrefix) return SHA256.test(name) && isDate(parts[0]) ? { type: 'bigfile', sha256: name } : { type: 'other' }
+  if (!name.endsWith('.des')) return { type: 'other' }
+  if (parts.length !== 2) return { type: 'misnamed', why: 'the nested layout keeps shards at <YYYYMMDD>/<HEX>.des' }
+  const m = /^([0-9A-Za-z]+)(?:\.(\d+))?\.des$/.exec(name)
+  if (!m) return { type: 'misnamed', why: 'not <HEX>.des or <HEX>.<part>.des' }
+  const part = m[2] === undefined ? 0 : Number(m[2])
+  return shardName(key, parts[0], m[1], part, nBits, (loc) => shardKey(loc, part))
+}
+
+function shardName(key: string, dateDir: string, hex: string, part: number, nBits: number, keyOf: (loc: { dateDir: string; shardHex: string }) => string): KeyKind {
+  if (!isDate(dateDir)) return { type: 'misnamed', why: `${dateDir} is not a date (YYYYMMDD)` }
+  const shardIndex = parseShardHex(hex, nBits)
+  if (shardIndex === null) {
+    return { type: 'misnamed', why: `${hex} is not a shard hex for n_bits ${nBits} (${hexWidth(nBits)} uppercase digits, below ${(2 ** nBits).toString(16).toUpperCase()})` }
+  }
+  // `5C.01.des` or `_00001` are never asked for: the part must be written as the layout writes it.
+  const expected = Number.isSafeInteger(part) ? keyOf({ dateDir, shardHex: hex }) : undefined
+  if (expected !== key) return { type: 'misnamed', why: expected ? `readers ask for this part as ${expected}` : 'its part number is out of range' }
+  return { type: 'shard', dateDir, shardHex: hex, shardIndex, part }
+}
+
+/** Key of part `part` of a shard in `layout`. */
+export function partKey(layout: Layout, loc: { dateDir: string; shardHex: string }, part: number): string {
+  return layout === 'flat' ? flatShardKey(loc, part) : shardKey(loc, part)
+}
+
+/** Key of a BigFile referenced by a shard of `dateDir` in `layout`. */
+export function bigfileKeyIn(layout: Layout, dateDir: string, sha256: string, prefix: string): string {
+  return layout === 'flat' ? flatBigfileKey(sha256, prefix) : bigfileKey(dateDir, sha256, prefix)
+}
+
+/**
+ * The group a key is scanned with: a nested store's date folder (its shards
+ * and BigFiles), a flat store's date (`YYYYMMDD_`), else the key's first
+ * folder. Listings are sorted, so the keys of a group arrive together.
+ */
+export function groupOf(key: string, layout: Layout): string {
+  if (layout === 'flat') {
+    const m = /^(\d{8})_/.exec(key)
+    if (m) return m[1]
+  }
+  const slash = key.indexOf('/')
+  return slash < 0 ? '' : key.slice(0, slash)
+}
