@@ -129,7 +129,7 @@ for (const dir of RENDERS) {
     const pvcs = new Set(objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name))
     const configMaps = new Set(objs.filter((o) => o.kind === 'ConfigMap').map((o) => o.metadata.name))
     const pods = podSpecs(objs)
-    t.is(pods.length, 4, 'retriever, packer Job, packer CronJob, migrator CronJob')
+    t.is(pods.length, 5, 'retriever, packer Job, packer CronJob, migrator CronJob, verify CronJob')
     for (const { owner, spec } of pods) {
       t.true(spec.securityContext?.runAsNonRoot === true, `${owner} runAsNonRoot`)
       t.true(spec.securityContext?.runAsUser > 0, `${owner} runAsUser`)
@@ -172,7 +172,7 @@ for (const dir of RENDERS) {
         t.notThrows(() => loadConfig(env), `${owner}: DES_* settings load`)
         const cfg = loadConfig(env)
         // The store the retriever serves (pack and migrate name their output on the command line / in the config).
-        if (c.args[2] === 'serve' && cfg.backend === 'local') t.truthy(mountFor(c, cfg.baseDir), `${owner}: DES_BASE_DIR ${cfg.baseDir} is mounted`)
+        if ((c.args[2] === 'serve' || c.args[2] === 'verify') && cfg.backend === 'local') t.truthy(mountFor(c, cfg.baseDir), `${owner}: DES_BASE_DIR ${cfg.baseDir} is mounted`)
         if (cfg.backend === 's3') t.truthy(cfg.s3?.bucket, `${owner}: S3 bucket set`)
       }
     }
@@ -226,6 +226,17 @@ test('the migrator CronJob forbids overlapping cycles and says why', (t) => {
   t.is(cron.spec.concurrencyPolicy, 'Forbid')
   const text = fs.readFileSync(path.join(ROOT, 'k8s', 'base', 'migrator-cronjob.yaml'), 'utf8')
   t.regex(text, /SKIP LOCKED/, 'the comment names the guarantee the choice rests on')
+})
+
+test('the verify CronJob scrubs the configured store read-only, one at a time, and does not retry what it found', (t) => {
+  for (const dir of RENDERS) {
+    const cron = find(rendered.get(dir)!, 'CronJob', 'des-verify')
+    t.is(cron.spec.concurrencyPolicy, 'Forbid', dir)
+    t.is(cron.spec.jobTemplate.spec.backoffLimit, 0, dir)
+    const c = cron.spec.jobTemplate.spec.template.spec.containers[0]
+    t.deepEqual(c.args.slice(2, 5), ['verify', '--store', '--json'], dir)
+    for (const m of c.volumeMounts) if (m.mountPath !== '/tmp') t.true(m.readOnly, `${dir}: ${m.mountPath} is read-only`)
+  }
 })
 
 test('the S3 overlay takes S3 access from IRSA and drops the store PVC', (t) => {
