@@ -14,6 +14,7 @@ import { S3Source, s3Error } from '../src/storage/s3'
 import { createS3Client } from '../src/storage/s3-client'
 import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
+import { createStore } from '../src/store'
 import { locateShard } from '../src/native'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
@@ -37,7 +38,7 @@ test('a zones file covering every shard index once is accepted (YAML and JSON)',
   t.true(j.zones[0].s3.forcePathStyle)
 })
 
-test('a zones file with overlapping, out-of-range or missing ranges is refused at start-up, naming the problem', (t) => {
+test('a zones file with overlapping or out-of-range ranges is refused at start-up, naming the problem', (t) => {
   const refuse = (text: string, re: RegExp) => {
     const err = t.throws(() => parseZones(text, 'zones.yaml', 8))
     t.is(errorCode(err), 'DES_CONFIG')
@@ -45,9 +46,6 @@ test('a zones file with overlapping, out-of-range or missing ranges is refused a
   }
   refuse(zonesYaml([[0, 8], [8, 15]]), /zones z0 \(0\.\.8\) and z1 \(8\.\.15\) overlap/)
   refuse(zonesYaml([[0, 7], [8, 16]]), /zone z1: range 8\.\.16 is outside 0\.\.15/)
-  refuse(zonesYaml([[0, 6], [8, 15]]), /shard indexes 7\.\.7 are in no zone/)
-  refuse(zonesYaml([[0, 7]]), /shard indexes 8\.\.15 are in no zone/)
-  refuse(zonesYaml([[1, 15]]), /shard indexes 0\.\.0 are in no zone/)
   refuse(zonesYaml([[5, 3], [0, 15]]), /range.start 5 is after range.end 3/)
   refuse(zonesYaml([[0, 15]], 3), /n_bits must be 4\.\.16/)
   refuse('n_bits: 4\nzones: []', /non-empty/)
@@ -55,6 +53,15 @@ test('a zones file with overlapping, out-of-range or missing ranges is refused a
   refuse('zones: [ {', /not valid YAML/)
   const err = t.throws(() => loadZones('/nonexistent/zones.yaml', 8))
   t.regex(err!.message, /DES_ZONES_CONFIG=\/nonexistent\/zones.yaml: cannot read it/)
+})
+
+test('a zones file that leaves shard indexes uncovered is accepted (as the reference accepts it) and names the gaps', (t) => {
+  t.deepEqual(parseZones(zonesYaml([[0, 6], [8, 13]]), 'zones.yaml', 8).uncovered, [
+    { start: 7, end: 7 },
+    { start: 14, end: 15 },
+  ])
+  t.deepEqual(parseZones(zonesYaml([[1, 15]]), 'zones.yaml', 8).uncovered, [{ start: 0, end: 0 }])
+  t.deepEqual(parseZones(zonesYaml([[0, 15]]), 'zones.yaml', 8).uncovered, [])
 })
 
 test('serve settings: bad values are refused naming the variable; API keys are kept as hashes', (t) => {
@@ -187,4 +194,31 @@ test('multi-S3: two buckets as two zones, each shard read from its zone only', a
   t.is(sources.sourceFor(locateShard('3', DAY, 4).shardIndex).id, `s3:${low}/`)
   t.is(sources.sourceFor(locateShard('12', DAY, 4).shardIndex).id, `s3:${high}/z/`)
   await store.ping()
+})
+
+test('multi-S3 with a gap in the zones: a warning at start-up, files of covered indexes served, an uncovered index not found', async (t) => {
+  const env = s3TestEnv()
+  const client = testS3Client()
+  const low = await freshBucket(client, 'des-zone-gap')
+  const dir = tempDir()
+  const files: TestFile[] = []
+  for (let i = 0; i < 16; i++) files.push({ uid: `${i}`, createdAt: DAY, data: payload(100 + i, i) })
+  await writeStore(dir, files, { nBits: 4 })
+  await uploadDir(client, low, dir, '', (k) => /\/[0-7]\.des$/.test(k))
+  const file = path.join(dir, 'zones.yaml')
+  fs.writeFileSync(file, ['n_bits: 4', 'zones:', `  - {name: low, range: {start: 0, end: 7}, s3: {bucket: ${low}, region_name: us-east-1, endpoint_url: "${env.endpoint}"}}`].join('\n'))
+  const warned = new Promise<Error>((resolve) => {
+    const on = (w: Error & { code?: string }) => {
+      if (w.code !== 'DES_ZONES_UNCOVERED') return
+      process.off('warning', on)
+      resolve(w)
+    }
+    process.on('warning', on)
+  })
+  const store = createStore(loadConfig({ DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: file }))
+  t.regex((await warned).message, /shard indexes 8\.\.15 are in no zone/)
+  for (const f of files.slice(0, 8)) t.true((await store.get(f.uid, DAY)).equals(f.data), f.uid)
+  const err = await t.throwsAsync(store.find('12', DAY))
+  t.is(errorCode(err), 'DES_NOT_FOUND')
+  t.regex(err!.message, /shard index 12 is in no zone of the zones file \(uncovered: 8\.\.15\)/)
 })

@@ -24,8 +24,13 @@ export interface DesConfig {
   backend: Backend
   baseDir: string
   nBits: number
-  /** `nested` = `<date>/<HEX>.des` (ours), `flat` = `<date>_<HEX>_<NNNN>.des` (the reference packer's). */
+  /**
+   * Where writers write: `nested` = `<date>/<HEX>.des` (ours), `flat` =
+   * `<date>_<HEX>_<NNNN>.des` (the reference packer's). The first of `readLayouts`.
+   */
   layout: Layout
+  /** Where readers look, in order (`DES_LAYOUT=nested,flat` while a store is converted). */
+  readLayouts: Layout[]
   s3?: S3Settings
   zonesConfig?: string
   bigFileThreshold: number
@@ -123,12 +128,14 @@ export function loadConfig(env: Env = process.env): DesConfig {
   const backend = enumVar<Backend>(env, 'DES_BACKEND', 'local', ['local', 's3', 'multi_s3'])
   const zonesConfig = env.DES_ZONES_CONFIG?.trim() || undefined
   if (backend === 'multi_s3' && !zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
+  const layouts = layoutsVar(env, 'DES_LAYOUT')
   const bigFileThreshold = intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER)
   return {
     backend,
     baseDir: env.DES_BASE_DIR?.trim() || './des-data',
     nBits: intVar(env, 'DES_N_BITS', 8, 4, 16),
-    layout: enumVar<Layout>(env, 'DES_LAYOUT', 'nested', ['nested', 'flat']),
+    layout: layouts[0],
+    readLayouts: layouts,
     s3: s3FromEnv(env, backend === 's3'),
     zonesConfig,
     bigFileThreshold,
@@ -139,6 +146,19 @@ export function loadConfig(env: Env = process.env): DesConfig {
     tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
     shardRecheckMs: optionalIntVar(env, 'DES_SHARD_RECHECK_MS', 0, 24 * 3600 * 1000),
   }
+}
+
+/**
+ * `DES_LAYOUT`: `nested` (default), `flat`, or both in the order readers look
+ * (`nested,flat` while a store is being converted); writers use the first.
+ */
+export function layoutsVar(env: Env, name: string): Layout[] {
+  const raw = env[name]
+  if (raw === undefined || raw.trim() === '') return ['nested']
+  const list = raw.split(',').map((s) => s.trim().toLowerCase())
+  for (const l of list) if (l !== 'nested' && l !== 'flat') throw bad(name, raw, 'expected nested, flat, or both in reading order (nested,flat)')
+  if (new Set(list).size !== list.length) throw bad(name, raw, 'a layout is named twice')
+  return list as Layout[]
 }
 
 function bigfilesPrefixVar(env: Env): string {

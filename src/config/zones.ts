@@ -1,5 +1,7 @@
 // The multi-S3 zones file (SPEC §5), YAML or JSON, validated once at start-up:
-// every shard index 0 .. 2^n_bits - 1 belongs to exactly one zone.
+// every shard index 0 .. 2^n_bits - 1 belongs to at most one zone. Indexes in
+// no zone are allowed, as the reference allows them: they are listed in
+// `uncovered` (a warning at start-up) and a read of one is not found.
 
 import * as fs from 'node:fs'
 import * as YAML from 'yaml'
@@ -18,6 +20,8 @@ export interface ZonesConfig {
   nBits: number
   /** Sorted by `start`. */
   zones: Zone[]
+  /** Inclusive ranges of shard indexes that no zone serves (empty when the zones cover every index). */
+  uncovered: Array<{ start: number; end: number }>
 }
 
 function fail(file: string, why: string): DesError {
@@ -70,17 +74,23 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
     }
   })
   zones.sort((a, b) => a.start - b.start)
+  const uncovered: ZonesConfig['uncovered'] = []
   let next = 0
   for (let i = 0; i < zones.length; i++) {
     const z = zones[i]
     if (i > 0 && z.start <= zones[i - 1].end) {
       throw fail(file, `zones ${zones[i - 1].name} (${zones[i - 1].start}..${zones[i - 1].end}) and ${z.name} (${z.start}..${z.end}) overlap`)
     }
-    if (z.start > next) throw fail(file, `shard indexes ${next}..${z.start - 1} are in no zone`)
+    if (z.start > next) uncovered.push({ start: next, end: z.start - 1 })
     next = z.end + 1
   }
-  if (next <= max) throw fail(file, `shard indexes ${next}..${max} are in no zone`)
-  return { nBits, zones }
+  if (next <= max) uncovered.push({ start: next, end: max })
+  return { nBits, zones, uncovered }
+}
+
+/** `0..3, 9` : the uncovered ranges in words (for the start-up warning and not-found errors). */
+export function describeRanges(ranges: ZonesConfig['uncovered']): string {
+  return ranges.map((r) => (r.start === r.end ? String(r.start) : `${r.start}..${r.end}`)).join(', ')
 }
 
 /** Reads and validates a zones file. */

@@ -1,7 +1,8 @@
 // Multi-S3: shard indexes split into zones, each zone its own bucket (and
 // possibly its own endpoint). The zones file is validated in config/zones.ts.
 
-import type { ZonesConfig } from '../config/zones'
+import { describeRanges, type ZonesConfig } from '../config/zones'
+import { DesError } from '../errors'
 import type { S3ClientOptions } from './s3-client'
 import { createS3Client } from './s3-client'
 import { S3Source } from './s3'
@@ -9,8 +10,8 @@ import type { ByteSource, ShardSources } from './source'
 
 export class ZonedSources implements ShardSources {
   readonly backend = 'multi_s3'
-  /** Source of every shard index, looked up by index (2^n_bits entries at most 65536). */
-  private readonly byIndex: ByteSource[]
+  /** Source of every shard index, looked up by index (2^n_bits entries at most 65536); a hole where no zone serves it. */
+  private readonly byIndex: Array<ByteSource | undefined>
   private readonly sources: ByteSource[]
 
   constructor(
@@ -24,8 +25,13 @@ export class ZonedSources implements ShardSources {
     })
   }
 
+  /** The zone's source; DES_NOT_FOUND for an index the zones file leaves uncovered (the reference answers 404 too). */
   sourceFor(shardIndex: number): ByteSource {
-    return this.byIndex[shardIndex]
+    const source = this.byIndex[shardIndex]
+    if (source === undefined) {
+      throw new DesError('DES_NOT_FOUND', `shard index ${shardIndex} is in no zone of the zones file (uncovered: ${describeRanges(this.zones.uncovered)})`)
+    }
+    return source
   }
 
   all(): ByteSource[] {

@@ -20,7 +20,7 @@ export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store 
   return new Store({
     sources,
     nBits,
-    layout: config.layout,
+    layouts: config.readLayouts ?? [config.layout],
     bigfilesPrefix: config.bigfilesPrefix,
     indexCacheBytes: config.indexCacheBytes,
     payloadCacheBytes: config.payloadCacheBytes ?? 0,

@@ -1,8 +1,13 @@
-// Where shards and BigFiles live inside a store. One deterministic key per
-// (date, shard); continuations when a shard is full; the reference packer's
-// flat layout for reading old stores.
+// Where shards and BigFiles live inside a store, in each layout:
+// - nested (ours): `<date>/<HEX>.des`, continuations `<date>/<HEX>.<n>.des`,
+//   BigFiles `<date>/_bigFiles/<sha256>`; the date is the UTC date.
+// - flat (the reference packer's): `<date>_<HEX>_<NNNN>.des`, BigFiles in
+//   `_bigFiles/<sha256>` at the root; the date is the timestamp's date as
+//   written, in its own offset (SPEC §1, §5).
 
-import type { ShardLocation } from '../native'
+import type { Layout } from '../config/env'
+import { locateShard, type ShardLocation } from '../native'
+import { readTimestamp } from './timestamp'
 
 /**
  * Key of shard `part` of a location: part 0 is `<date>/<HEX>.des`, later parts
@@ -25,4 +30,70 @@ export function flatShardKey(loc: Pick<ShardLocation, 'dateDir' | 'shardHex'>, n
 /** Key of a BigFile in the flat layout: `<prefix>/<sha256>` at the store root. */
 export function flatBigfileKey(sha256: string, prefix = '_bigFiles'): string {
   return `${prefix}/${sha256}`
+}
+
+/** Key of shard `part` of a location's chain in `layout`. */
+export function shardKeyIn(layout: Layout, loc: Pick<ShardLocation, 'dateDir' | 'shardHex'>, part = 0): string {
+  return layout === 'flat' ? flatShardKey(loc, part) : shardKey(loc, part)
+}
+
+/** Key of a BigFile written beside a shard of `dateDir` in `layout`. */
+export function bigfileKeyIn(layout: Layout, dateDir: string, sha256: string, prefix = '_bigFiles'): string {
+  return layout === 'flat' ? flatBigfileKey(sha256, prefix) : bigfileKey(dateDir, sha256, prefix)
+}
+
+/** Folder (relative to the store root) that BigFiles of a shard of `dateDir` go to in `layout`. */
+export function bigfileDirIn(layout: Layout, dateDir: string, prefix = '_bigFiles'): string {
+  return layout === 'flat' ? prefix : `${dateDir}/${prefix}`
+}
+
+/** A flat shard key split into its parts, or null for any other key. */
+export function parseFlatShardKey(key: string): { dateDir: string; shardHex: string; part: number } | null {
+  const m = /^(\d{8})_([0-9A-F]{1,4})_(\d{4,})\.des$/.exec(key)
+  return m ? { dateDir: m[1], shardHex: m[2], part: Number(m[3]) } : null
+}
+
+/**
+ * Routes a uid in `layout`: the shard index and hex are the same in every
+ * layout; the date is the UTC date (nested) or the date as written (flat).
+ * DES_BAD_ARG for a created_at that is not a timestamp.
+ */
+export function locateIn(layout: Layout, uid: string, createdAt: string, nBits: number): ShardLocation {
+  const ts = readTimestamp(createdAt)
+  const loc = locateShard(uid, ts.canonical, nBits)
+  if (layout === 'nested') return loc
+  return withDate(layout, loc, ts.writtenDate)
+}
+
+function withDate(layout: Layout, loc: ShardLocation, dateDir: string): ShardLocation {
+  const at = { dateDir, shardHex: loc.shardHex }
+  return { uid: loc.uid, dateDir, shardIndex: loc.shardIndex, shardHex: loc.shardHex, objectKey: shardKeyIn(layout, at, 0) }
+}
+
+/** One place a file may be: a layout and its location under that layout's date rule. */
+export interface Lookup {
+  layout: Layout
+  loc: ShardLocation
+}
+
+/**
+ * Every place a (uid, created_at) may be stored, in the order a reader looks:
+ * for each layout of `layouts` in turn, nested under the UTC date and then,
+ * when the timestamp's own date differs, under the date as written (where
+ * `des convert` puts the files of a flat store: a flat shard does not record
+ * the offset its files were written with); flat under the date as written.
+ */
+export function lookupsFor(layouts: readonly Layout[], uid: string, createdAt: string, nBits: number): Lookup[] {
+  const ts = readTimestamp(createdAt)
+  const utc = locateShard(uid, ts.canonical, nBits)
+  const out: Lookup[] = []
+  for (const layout of layouts) {
+    if (layout === 'nested') {
+      out.push({ layout, loc: utc })
+      if (ts.writtenDate !== utc.dateDir) out.push({ layout, loc: withDate(layout, utc, ts.writtenDate) })
+    } else {
+      out.push({ layout, loc: withDate(layout, utc, ts.writtenDate) })
+    }
+  }
+  return out
 }

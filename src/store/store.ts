@@ -1,23 +1,27 @@
 // The one place that turns (uid, created_at) into bytes: routing, layout
-// (nested with continuations, or the reference packer's flat layout), the
-// index cache with its re-check rule, payload reads and BigFile streams.
+// (nested with continuations, the reference packer's flat layout, or both in
+// turn while a store is converted), the index cache with its re-check rule,
+// payload reads and BigFile streams.
 
 import { createHash } from 'node:crypto'
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { Layout } from '../config/env'
 import { DesError } from '../errors'
-import { locateShard, type EntryInfo, type ShardLocation } from '../native'
+import type { EntryInfo, ShardLocation } from '../native'
 import type { ByteRange, ByteSource, ShardSources } from '../storage/source'
 import { EtagMismatchError } from '../storage/source'
 import { IndexCache } from './index-cache'
 import { PayloadCache } from './payload-cache'
-import { bigfileKey, flatBigfileKey, flatShardKey, shardKey } from './layout'
+import { bigfileKeyIn, locateIn, lookupsFor, shardKeyIn, type Lookup } from './layout'
 import { openShard, type ShardHandle } from './shard'
 
 export interface StoreOptions {
   sources: ShardSources
   nBits: number
+  /** One layout, read and written (default nested) ... */
   layout?: Layout
+  /** ... or several, looked in in this order (the first is the one written). */
+  layouts?: Layout[]
   bigfilesPrefix?: string
   /** Bytes of parsed indexes kept (0 = no cache). */
   indexCacheBytes?: number
@@ -32,6 +36,8 @@ export interface StoreOptions {
 /** Where a uid was found. */
 export interface Found {
   uid: string
+  /** The layout it was found in, and its location under that layout's date rule. */
+  layout: Layout
   loc: ShardLocation
   /** Which shard of the key's chain (0 = base; continuation or flat NNNN). */
   part: number
@@ -117,7 +123,10 @@ export class Store {
   readonly sources: ShardSources
   readonly backend: string
   readonly nBits: number
+  /** Where this store's files are written (the first of `layouts`). */
   readonly layout: Layout
+  /** Where finds look, in order. */
+  readonly layouts: readonly Layout[]
   readonly bigfilesPrefix: string
   readonly tailBytes: number
   readonly indexCache: IndexCache<ShardHandle>
@@ -136,7 +145,8 @@ export class Store {
     this.sources = opts.sources
     this.backend = opts.sources.backend
     this.nBits = opts.nBits
-    this.layout = opts.layout ?? 'nested'
+    this.layouts = opts.layouts && opts.layouts.length > 0 ? [...opts.layouts] : [opts.layout ?? 'nested']
+    this.layout = this.layouts[0]
     this.bigfilesPrefix = opts.bigfilesPrefix ?? '_bigFiles'
     this.tailBytes = opts.tailBytes ?? 64 * 1024
     this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024, (shard) => this.retire(shard))
@@ -144,14 +154,19 @@ export class Store {
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
-  /** Routes a uid (DES_BAD_ARG for a bad created_at). */
+  /** Routes a uid in the layout written (DES_BAD_ARG for a bad created_at). */
   locate(uid: string, createdAt: string): ShardLocation {
-    return locateShard(uid, createdAt, this.nBits)
+    return locateIn(this.layout, uid, createdAt, this.nBits)
   }
 
-  /** Key of shard `part` of a location's chain in this store's layout. */
-  shardKey(loc: ShardLocation, part: number): string {
-    return this.layout === 'flat' ? flatShardKey(loc, part) : shardKey(loc, part)
+  /** Every place a find looks for (uid, created_at), in order. */
+  lookups(uid: string, createdAt: string): Lookup[] {
+    return lookupsFor(this.layouts, uid, createdAt, this.nBits)
+  }
+
+  /** Key of shard `part` of a location's chain in `layout` (default: the layout written). */
+  shardKey(loc: ShardLocation, part: number, layout: Layout = this.layout): string {
+    return shardKeyIn(layout, loc, part)
   }
 
   private cacheKey(source: ByteSource, key: string): string {
@@ -164,11 +179,12 @@ export class Store {
 
   /**
    * Finds a uid: the base shard first, continuations (or flat `_NNNN`) in
-   * order only after a miss. A uid missing from a cached index re-checks the
-   * object before moving on, so shards appended since are seen.
-   * DES_NOT_FOUND when no shard exists or none holds the uid.
+   * order only after a miss, then the next place of `lookups` (another
+   * layout, or the nested layout under the date as written). A uid missing
+   * from a cached index re-checks the object before moving on, so shards
+   * appended since are seen. DES_NOT_FOUND when no shard holds the uid.
    */
-  async find(uid: string, createdAt: string | ShardLocation): Promise<Found> {
+  async find(uid: string, createdAt: string | Lookup): Promise<Found> {
     return this.findNow(uid, createdAt)
   }
 
@@ -177,7 +193,7 @@ export class Store {
    * shard's index is cached and holds the uid (the common case of a warm
    * retriever), else a promise of it.
    */
-  findNow(uid: string, createdAt: string | ShardLocation): Found | Promise<Found> {
+  findNow(uid: string, createdAt: string | Lookup): Found | Promise<Found> {
     const memoKey = typeof createdAt === 'string' ? uid + '\n' + createdAt : undefined
     if (memoKey !== undefined) {
       const recent = this.recentFinds.get(memoKey)
@@ -187,13 +203,14 @@ export class Store {
         if (this.indexCache.cached(recent.ck) === recent.found.shard) return recent.found
       }
     }
-    const loc = typeof createdAt === 'string' ? this.locate(uid, createdAt) : createdAt
-    const ck = this.cacheKey(this.sources.sourceFor(loc.shardIndex), this.shardKey(loc, 0))
+    const lookups = typeof createdAt === 'string' ? this.lookups(uid, createdAt) : [createdAt]
+    const { layout, loc } = lookups[0]
+    const ck = this.cacheKey(this.sources.sourceFor(loc.shardIndex), this.shardKey(loc, 0, layout))
     const shard = this.indexCache.cached(ck)
-    if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, loc, ck, shard)
+    if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, lookups, ck, shard)
     const entry = shard?.reader.entry(uid) ?? null
-    if (shard === undefined || entry === null) return this.search(uid, loc, shard)
-    const found = { uid, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(0, entry) }
+    if (shard === undefined || entry === null) return this.search(uid, lookups, shard)
+    const found = { uid, layout, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(layout, 0, entry) }
     if (memoKey !== undefined) this.remember(memoKey, ck, found)
     return found
   }
@@ -204,9 +221,10 @@ export class Store {
   }
 
   /** Re-checks a cached base shard whose trust ran out (one stat, or one suffix GET), then finds. */
-  private async recheckThenSearch(uid: string, loc: ShardLocation, ck: string, shard: ShardHandle): Promise<Found> {
+  private async recheckThenSearch(uid: string, lookups: Lookup[], ck: string, shard: ShardHandle): Promise<Found> {
+    const { layout, loc } = lookups[0]
     const source = this.sources.sourceFor(loc.shardIndex)
-    const key = this.shardKey(loc, 0)
+    const key = this.shardKey(loc, 0, layout)
     let current: ShardHandle | undefined
     try {
       current = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
@@ -214,7 +232,7 @@ export class Store {
       if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
       current = undefined // gone: the search says 404
     }
-    return this.search(uid, loc, current)
+    return this.search(uid, lookups, current)
   }
 
   private remember(memoKey: string, ck: string, found: Found): void {
@@ -242,11 +260,24 @@ export class Store {
     return this.recentFinds.size
   }
 
-  /** The chain walk of `find`; `base` is the base shard's cached index when there was one. */
-  private async search(uid: string, loc: ShardLocation, base: ShardHandle | undefined): Promise<Found> {
+  /**
+   * The walk of `find` over every lookup in turn (its chain of parts);
+   * `base` is the first lookup's base shard when its index was cached.
+   */
+  private async search(uid: string, lookups: Lookup[], base: ShardHandle | undefined): Promise<Found> {
+    const missed: string[] = []
+    for (let i = 0; i < lookups.length; i++) {
+      const found = await this.searchChain(uid, lookups[i], i === 0 ? base : undefined, missed)
+      if (found !== undefined) return found
+    }
+    throw new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${missed.join(', ')}`)
+  }
+
+  /** One chain: parts 0, 1, 2… until one does not exist. Says in `missed` where it looked. */
+  private async searchChain(uid: string, { layout, loc }: Lookup, base: ShardHandle | undefined, missed: string[]): Promise<Found | undefined> {
     const source = this.sources.sourceFor(loc.shardIndex)
     for (let part = 0; ; part++) {
-      const key = this.shardKey(loc, part)
+      const key = this.shardKey(loc, part, layout)
       const ck = this.cacheKey(source, key)
       let shard = part === 0 ? base : this.indexCache.cached(ck)
       const wasCached = shard !== undefined
@@ -257,20 +288,20 @@ export class Store {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
           entry = shard.reader.entry(uid)
         }
-        if (entry !== null) return { uid, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(part, entry) }
+        if (entry !== null) return { uid, layout, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(layout, part, entry) }
       } catch (err) {
         if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
-        throw part === 0
-          ? new DesError('DES_NOT_FOUND', `no shard ${key} for uid ${JSON.stringify(uid)}`)
-          : new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${this.shardKey(loc, 0)}${part > 1 ? ` or its ${part - 1} continuation(s)` : ''}`)
+        const first = this.shardKey(loc, 0, layout)
+        missed.push(part === 0 ? `${first} (no such shard)` : part === 1 ? first : `${first} or the ${part - 1} after it`)
+        return undefined
       }
     }
   }
 
-  /** A strong ETag: a BigFile's sha256, or where and how big the stored bytes are. */
-  private etagOf(part: number, entry: EntryInfo): string {
+  /** A strong ETag: a BigFile's sha256, or where and how big the stored bytes are (and in which layout). */
+  private etagOf(layout: Layout, part: number, entry: EntryInfo): string {
     if (entry.isBigfile) return `"${entry.sha256}"`
-    return `"${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}"`
+    return `"${layout === 'flat' ? 'f' : ''}${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}"`
   }
 
   /** A copy of the decoded bytes of an inline entry when the payload cache holds them (no I/O, no wait). */
@@ -319,7 +350,7 @@ export class Store {
     } catch (err) {
       if (!(err instanceof EtagMismatchError)) throw err
       this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
-      const again = await this.find(found.uid, found.loc)
+      const again = await this.find(found.uid, { layout: found.layout, loc: found.loc })
       if (again.entry.isBigfile) throw new DesError('DES_CONFLICT', `uid ${found.uid} changed while it was being read; retry`)
       return read(again)
     }
@@ -337,8 +368,7 @@ export class Store {
 
   /** Key of a found BigFile's object. */
   bigfileKey(found: Found): string {
-    const sha = found.entry.sha256!
-    return this.layout === 'flat' ? flatBigfileKey(sha, this.bigfilesPrefix) : bigfileKey(found.loc.dateDir, sha, this.bigfilesPrefix)
+    return bigfileKeyIn(found.layout, found.loc.dateDir, found.entry.sha256!, this.bigfilesPrefix)
   }
 
   /**
