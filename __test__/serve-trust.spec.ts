@@ -155,7 +155,7 @@ for (const kind of BACKENDS) {
         const id = r.headers['x-request-id'] as string
         t.regex(id, /^[\x21-\x7e]{1,128}$/)
         const text = r.body.toString()
-        t.deepEqual(JSON.parse(text), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: id }, c.key)
+        t.deepEqual(JSON.parse(text), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: id, detail: INTEGRITY }, c.key)
         t.false(text.includes(dir), 'no filesystem path')
         t.false(text.includes(c.key), 'no store key')
         t.false(/\[\s*[0-9a-f]{2}\s*,/i.test(text), 'no byte dump')
@@ -292,7 +292,7 @@ for (const kind of BACKENDS) {
       for (const headers of [{}, { Range: 'bytes=0-99' }, { Range: 'bytes=-10' }]) {
         const r = await request(srv.url, fileUrl(big.uid), { headers })
         t.is(r.status, 502, JSON.stringify(headers))
-        t.deepEqual(JSON.parse(r.body.toString()), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: r.headers['x-request-id'] })
+        t.deepEqual(JSON.parse(r.body.toString()), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: r.headers['x-request-id'], detail: INTEGRITY })
       }
     } finally {
       await srv.close()
@@ -322,7 +322,7 @@ test('every /files answer carries X-Request-Id: a sane incoming one is kept, oth
       ['GET', fileUrl('notes.txt'), { 'If-None-Match': etag }, 304],
       ['GET', fileUrl('notes.txt'), { Range: 'bytes=99-' }, 416],
       ['GET', fileUrl('big'), {}, 200],
-      ['GET', '/files/notes.txt', {}, 400],
+      ['GET', '/files/notes.txt', {}, 422],
       ['GET', fileUrl('missing'), {}, 404],
       ['POST', fileUrl('notes.txt'), {}, 405],
     ]
@@ -363,7 +363,7 @@ test('the Express app and desRouter answer errors in the same shape, with X-Requ
       const id = r.headers['x-request-id'] as string
       t.truthy(id, target)
       const body = JSON.parse(r.body.toString())
-      t.deepEqual(Object.keys(body).sort(), ['code', 'error', 'request_id'], target)
+      t.deepEqual(Object.keys(body).sort(), ['code', 'detail', 'error', 'request_id'], target)
       t.is(body.request_id, id, target)
     }
     t.is((await request(url, '/whole/health')).headers['x-request-id'] !== undefined, true)

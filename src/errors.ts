@@ -24,6 +24,8 @@ interface Outcome {
 
 const OUTCOMES: Record<string, Outcome> = {
   DES_BAD_ARG: { status: 400, exitCode: 2 },
+  // A required request parameter left out (FastAPI, and so the reference, answers 422).
+  DES_MISSING_PARAM: { status: 422, exitCode: 2 },
   DES_UNAUTHORIZED: { status: 401, exitCode: 2 },
   DES_FORBIDDEN: { status: 403, exitCode: 2 },
   DES_NOT_FOUND: { status: 404, exitCode: 3 },

@@ -1,6 +1,10 @@
 // Request ids and the one shape of every error response of des serve (the
 // responder, the Express app, desRouter):
-//   {"error": "<short message>", "code": "DES_…", "request_id": "<id>"}
+//   {"error": "<short message>", "code": "DES_…", "request_id": "<id>", "detail": …}
+// `detail` is what the reference (a FastAPI app) answers in the same case
+// ("File not found", "Invalid created_at format", its validation list for a
+// missing created_at, "Not Found" for a path it has no route for), so clients
+// written against it keep working; where it has no such case, our message.
 // A failure on our side says a fixed text per code (`httpMessage`): its own
 // message names paths and may echo stored bytes, so that detail goes only to
 // the server's log line, which carries the same request id.
@@ -24,13 +28,23 @@ export function requestId(req: IncomingMessage): string {
   return ID_PREFIX + (++idCounter).toString(36)
 }
 
+/** An error's `detail` (set where the reference's answer is known), else the reference's generic one for the status, else `error`. */
+function detailOf(err: unknown, status: number, error: string): unknown {
+  const given = (err as { detail?: unknown } | null)?.detail
+  if (given !== undefined) return given
+  if (status === 404) return 'Not Found'
+  if (status === 405) return 'Method Not Allowed'
+  return error
+}
+
 /**
  * Answers `err` as `status` (default: the code's) with the JSON error body and
  * `X-Request-Id`; 401 adds `WWW-Authenticate`, 416 `Content-Range`. Returns
  * the body's length.
  */
 export function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, id: string, status = httpStatus(err)): number {
-  const body = JSON.stringify({ error: httpMessage(err, status), code: errorCode(err), request_id: id })
+  const error = httpMessage(err, status)
+  const body = JSON.stringify({ error, code: errorCode(err), request_id: id, detail: detailOf(err, status, error) })
   const headers = ['Content-Type', JSON_TYPE, 'Content-Length', String(Buffer.byteLength(body)), 'X-Request-Id', id]
   if (status === 401) headers.push('WWW-Authenticate', 'Bearer')
   if (status === 416) headers.push('Content-Range', `bytes */${(err as { size?: number }).size ?? '*'}`)

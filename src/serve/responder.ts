@@ -28,22 +28,42 @@ const MAX_UID_BYTES = 65535
 const OCTET = 'application/octet-stream'
 const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/
 
-/** The value of `name` in a query string (percent-decoded; `+` kept as `+`, so `+00:00` offsets survive unencoded). */
+/**
+ * The value of `name` in a query string (percent-decoded; `+` kept as `+`, so
+ * `+00:00` offsets survive unencoded). Given twice, the last one counts, as
+ * in the reference (FastAPI).
+ */
 export function queryParam(query: string, name: string): string | undefined {
+  let found: string | undefined
   let i = 0
   while (i <= query.length) {
     let amp = query.indexOf('&', i)
     if (amp < 0) amp = query.length
     const eq = query.indexOf('=', i)
     const keyEnd = eq >= 0 && eq < amp ? eq : amp
-    if (keyEnd - i === name.length && query.startsWith(name, i)) {
-      const raw = keyEnd < amp ? query.slice(keyEnd + 1, amp) : ''
-      return raw.includes('%') ? decodeURIComponent(raw) : raw
-    }
+    if (keyEnd - i === name.length && query.startsWith(name, i)) found = keyEnd < amp ? query.slice(keyEnd + 1, amp) : ''
     i = amp + 1
   }
-  return undefined
+  return found !== undefined && found.includes('%') ? decodeURIComponent(found) : found
 }
+
+/**
+ * An error whose body also carries `detail`: the reference's own answer to
+ * the same request, so a client written against it reads the same thing.
+ */
+export function withDetail<E>(err: E, detail: unknown): E {
+  if (err instanceof DesError && (err as { detail?: unknown }).detail === undefined) Object.assign(err, { detail })
+  return err
+}
+
+/** What the reference answers for a query without created_at (FastAPI's validation error). */
+const MISSING_CREATED_AT = [{ type: 'missing', loc: ['query', 'created_at'], msg: 'Field required', input: null }]
+
+/** The reference's answer to a malformed created_at. */
+const BAD_CREATED_AT = 'Invalid created_at format'
+
+/** The reference's answer when no shard holds the uid. */
+const FILE_NOT_FOUND = 'File not found'
 
 /** `Content-Type` from an entry's meta (`content_type` or `mime`), else octet-stream. */
 export function contentTypeOf(meta: string): string {
@@ -181,6 +201,9 @@ export class FilesResponder {
       if (denied) throw denied
     }
 
+    // Statuses as the reference (FastAPI) answers the same request: a path that
+    // is no `/files/<uid>` is 404 "Not Found", `/files/<uid>/` a 307 to the
+    // path without the slash, a uid that cannot be stored 404 "File not found".
     const q = path.indexOf('?')
     const rawUid = q < 0 ? path.slice(1) : path.slice(1, q)
     let uid = rawUid
@@ -188,22 +211,33 @@ export class FilesResponder {
       try {
         uid = decodeURIComponent(rawUid)
       } catch {
-        throw new DesError('DES_BAD_ARG', 'bad uid: invalid percent-encoding')
+        throw withDetail(new DesError('DES_NOT_FOUND', 'bad uid: invalid percent-encoding'), FILE_NOT_FOUND)
       }
     }
-    if (uid === '') throw new DesError('DES_BAD_ARG', 'bad uid: empty (GET /files/<uid>?created_at=<ISO-8601>)')
-    if (rawUid.includes('/')) throw new DesError('DES_BAD_ARG', 'bad uid: a "/" in a uid must be sent as %2F')
-    if (uid.length > MAX_UID_BYTES / 3 && Buffer.byteLength(uid) > MAX_UID_BYTES) throw new DesError('DES_BAD_ARG', `bad uid: longer than ${MAX_UID_BYTES} bytes`)
+    if (uid === '') throw new DesError('DES_NOT_FOUND', 'no uid: GET /files/<uid>?created_at=<ISO-8601>')
+    const slash = rawUid.indexOf('/')
+    if (slash >= 0) {
+      if (slash === rawUid.length - 1) return this.redirectWithoutSlash(req, res, startMs, id)
+      throw new DesError('DES_NOT_FOUND', 'no such route: a "/" in a uid must be sent as %2F')
+    }
+    if (uid.length > MAX_UID_BYTES / 3 && Buffer.byteLength(uid) > MAX_UID_BYTES) throw withDetail(new DesError('DES_NOT_FOUND', `bad uid: longer than ${MAX_UID_BYTES} bytes`), FILE_NOT_FOUND)
     let createdAt: string | undefined
     try {
       createdAt = q < 0 ? undefined : queryParam(path.slice(q + 1), 'created_at')
     } catch {
-      throw new DesError('DES_BAD_ARG', 'created_at: invalid percent-encoding')
+      throw withDetail(new DesError('DES_BAD_ARG', 'created_at: invalid percent-encoding'), BAD_CREATED_AT)
     }
-    if (createdAt === undefined || createdAt === '') throw new DesError('DES_BAD_ARG', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)')
+    if (createdAt === undefined) throw withDetail(new DesError('DES_MISSING_PARAM', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), MISSING_CREATED_AT)
+    if (createdAt === '') throw withDetail(new DesError('DES_BAD_ARG', 'created_at is empty (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), BAD_CREATED_AT)
 
-    const finding = this.store.findNow(uid, createdAt)
-    const found = finding instanceof Promise ? await finding : finding
+    let found: Found
+    try {
+      const finding = this.store.findNow(uid, createdAt)
+      found = finding instanceof Promise ? await finding : finding
+    } catch (err) {
+      // DES_BAD_ARG from routing is the created_at; the rest (storage, corrupt indexes) keeps its own answer.
+      throw withDetail(err, errorCode(err) === 'DES_BAD_ARG' ? BAD_CREATED_AT : errorCode(err) === 'DES_NOT_FOUND' ? FILE_NOT_FOUND : undefined)
+    }
     const entry = found.entry
     const size = entry.size
     // A zstd entry may go out as stored (one zstd frame) to a client that accepts
@@ -272,6 +306,16 @@ export class FilesResponder {
       return
     }
     await this.sendBigfile(req, res, found, headers, status, start, end, startMs, id)
+  }
+
+  /** `/files/<uid>/`: 307 to `/files/<uid>` with the same query, as the reference (Starlette) answers. */
+  private redirectWithoutSlash(req: IncomingMessage, res: ServerResponse, startMs: number, id: string): void {
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/'
+    const q = url.indexOf('?')
+    const location = q < 0 ? url.slice(0, -1) : url.slice(0, q - 1) + url.slice(q)
+    res.writeHead(307, ['Location', location, 'Content-Length', '0', 'X-Request-Id', id])
+    res.end()
+    this.done(req, res, startMs, id)
   }
 
   private async sendStored(req: IncomingMessage, res: ServerResponse, found: Found, etag: string, startMs: number, id: string): Promise<void> {
