@@ -109,7 +109,7 @@ function bigfileOf(store: string): string {
 
 test('keys are told apart by name: shard parts, BigFiles, locks, temp files, and .des names no reader asks for', (t) => {
   const nested = (k: string, nBits = 8) => classifyKey(k, 'nested', nBits, '_bigFiles')
-  t.deepEqual(nested('20240301/5C.des'), { type: 'shard', dateDir: '20240301', shardHex: '5C', shardIndex: 0x5c, part: 0 })
+  t.deepEqual(nested('20240301/5C.des'), { type: 'shard', layout: 'nested', dateDir: '20240301', shardHex: '5C', shardIndex: 0x5c, part: 0 })
   t.like(nested('20240301/5C.12.des'), { type: 'shard', part: 12 })
   t.like(nested('20240301/3FF.des', 10), { type: 'shard', shardIndex: 1023 })
   t.like(nested('20240301/05.des', 10), { type: 'shard', shardIndex: 5 })
@@ -121,7 +121,7 @@ test('keys are told apart by name: shard parts, BigFiles, locks, temp files, and
     t.is(nested(bad).type, 'misnamed', bad)
   }
   const flat = (k: string) => classifyKey(k, 'flat', 4, '_bigFiles')
-  t.deepEqual(flat('20240301_A_0002.des'), { type: 'shard', dateDir: '20240301', shardHex: 'A', shardIndex: 10, part: 2 })
+  t.deepEqual(flat('20240301_A_0002.des'), { type: 'shard', layout: 'flat', dateDir: '20240301', shardHex: 'A', shardIndex: 10, part: 2 })
   t.like(flat(`_bigFiles/${'0f'.repeat(32)}`), { type: 'bigfile' })
   for (const bad of ['20240301_A_002.des', '20240301_0A_0000.des', '20240301/A.des', '20240301_A_00002.des']) t.is(flat(bad).type, 'misnamed', bad)
 })
@@ -307,6 +307,35 @@ test('the flat layout: the reference packer\'s store verifies clean; a missing _
   t.is(r.code, 4)
   t.deepEqual(errors(r).sort(), ['20240301_5_0001.des: part-gap', `_bigFiles/${big}: bigfile-corrupt`])
   t.regex(found(r, 'part-gap')[0].message, /part 0 \(20240301_5_0000\.des\) is missing/)
+})
+
+test('a store being converted (readers try nested, then flat) verifies clean with both layouts, and not with one', async (t) => {
+  const store = await copyOfStore()
+  for (const f of fs.readdirSync(goldenPath('flat-store'))) {
+    if (f.endsWith('.des')) fs.copyFileSync(goldenPath('flat-store', f), path.join(store, f))
+  }
+  fs.cpSync(goldenPath('flat-store', '_bigFiles'), path.join(store, '_bigFiles'), { recursive: true })
+  const run = async (readLayouts: Array<'nested' | 'flat'>) => {
+    const found: string[] = []
+    const summary = await scrub({
+      roots: [{ source: new LocalSource(store), owns: () => true }],
+      layout: readLayouts[0],
+      readLayouts,
+      nBits: N_BITS,
+      bigfilesPrefix: '_bigFiles',
+      tailBytes: 65536,
+      parallel: 2,
+      onObject: (r) => void found.push(...r.findings.filter((f) => f.severity === 'error').map((f) => `${r.key}: ${f.kind}`)),
+    })
+    return { summary, found }
+  }
+  const both = await run(['nested', 'flat'])
+  t.deepEqual(both.found, [])
+  t.is(both.summary.bigfiles, 4, 'the nested BigFile and the three flat ones')
+  t.is(both.summary.entries, 30 + 120)
+  const nestedOnly = await run(['nested'])
+  t.true(nestedOnly.found.length > 0)
+  t.true(nestedOnly.found.every((f) => /^\d{8}_[0-9A-F]_\d{4}\.des: misnamed$/.test(f)), nestedOnly.found.join('\n'))
 })
 
 test('bad arguments exit 2; an unreachable store exits 6', async (t) => {

@@ -3,11 +3,11 @@
 // A bad flag is refused by name, as a bad variable is.
 
 import { DesError } from '../errors'
-import { loadConfig, type Backend, type DesConfig, type Layout } from './env'
+import { loadConfig, type Backend, type DesConfig } from './env'
 
 type Env = Record<string, string | undefined>
 
-/** Flags that override DES_BACKEND, DES_BASE_DIR, DES_LAYOUT, DES_N_BITS, DES_BIGFILES_PREFIX. */
+/** Flags that override DES_BACKEND, DES_BASE_DIR, DES_LAYOUT, DES_N_BITS, DES_BIGFILES_PREFIX (same values, same checks). */
 export interface StoreFlags {
   backend?: string
   baseDir?: string
@@ -17,7 +17,15 @@ export interface StoreFlags {
 }
 
 const BACKENDS: readonly Backend[] = ['local', 's3', 'multi_s3']
-const LAYOUTS: readonly Layout[] = ['nested', 'flat']
+
+/** The flag that sets each variable, to name it when its value is refused. */
+const FLAG_OF: Record<string, string> = {
+  DES_BACKEND: '--backend',
+  DES_BASE_DIR: '--base-dir',
+  DES_LAYOUT: '--layout',
+  DES_N_BITS: '--n-bits',
+  DES_BIGFILES_PREFIX: '--bigfiles-prefix',
+}
 
 function badFlag(flag: string, value: unknown, why: string): DesError {
   return new DesError('DES_BAD_ARG', `${flag} ${JSON.stringify(value)}: ${why}`)
@@ -39,10 +47,8 @@ export function loadStoreConfig(flags: StoreFlags, env: Env = process.env): DesC
     over.DES_BACKEND ??= 'local'
     if (over.DES_BACKEND !== 'local') throw badFlag('--base-dir', flags.baseDir, `a base directory is for --backend local, not ${over.DES_BACKEND}`)
   }
-  if (flags.layout !== undefined) {
-    if (!LAYOUTS.includes(flags.layout as Layout)) throw badFlag('--layout', flags.layout, `expected one of ${LAYOUTS.join(', ')}`)
-    over.DES_LAYOUT = flags.layout
-  }
+  // Checked as DES_LAYOUT is (nested, flat, or the layouts readers try in order).
+  if (flags.layout !== undefined) over.DES_LAYOUT = flags.layout
   if (flags.nBits !== undefined) {
     if (!Number.isInteger(flags.nBits) || flags.nBits < 4 || flags.nBits > 16) throw badFlag('--n-bits', flags.nBits, 'expected a whole number 4..16')
     over.DES_N_BITS = String(flags.nBits)
@@ -53,8 +59,8 @@ export function loadStoreConfig(flags: StoreFlags, env: Env = process.env): DesC
   } catch (err) {
     // A refused override is the flag's fault: say so by its name.
     const m = err instanceof DesError ? /^(DES_[A-Z_]+)=/.exec(err.message) : null
-    const flag = m && m[1] in over ? { DES_BIGFILES_PREFIX: '--bigfiles-prefix' }[m[1]] : undefined
-    if (flag) throw new DesError('DES_BAD_ARG', err instanceof Error ? err.message.replace(/^DES_[A-Z_]+=/, `${flag} `) : String(err))
+    const flag = m && m[1] in over ? FLAG_OF[m[1]] : undefined
+    if (flag) throw new DesError('DES_BAD_ARG', (err as Error).message.replace(/^DES_[A-Z_]+=/, `${flag} `))
     throw err
   }
 }

@@ -8,6 +8,7 @@ import { flatBigfileKey, flatShardKey, shardKey, bigfileKey } from '../store/lay
 /** A `.des` object at a name a reader looks up. */
 export interface ShardName {
   type: 'shard'
+  layout: Layout
   dateDir: string
   shardHex: string
   shardIndex: number
@@ -17,7 +18,7 @@ export interface ShardName {
 
 export type KeyKind =
   | ShardName
-  | { type: 'bigfile'; sha256: string }
+  | { type: 'bigfile'; layout: Layout; sha256: string }
   /** A `.des` object no reader ever looks up (bad date, hex, width or part). */
   | { type: 'misnamed'; why: string }
   /** A writer's lock (`<part>.lock`), kept between runs. */
@@ -56,24 +57,24 @@ export function classifyKey(key: string, layout: Layout, nBits: number, bigfiles
   if (name.startsWith('.des-tmp-') && name.endsWith('.part')) return { type: 'temp' }
   if (name.endsWith('.lock')) return { type: 'lock' }
   if (layout === 'flat') {
-    if (dir === bigfilesPrefix) return SHA256.test(name) ? { type: 'bigfile', sha256: name } : { type: 'other' }
+    if (dir === bigfilesPrefix) return SHA256.test(name) ? { type: 'bigfile', layout, sha256: name } : { type: 'other' }
     if (!name.endsWith('.des')) return { type: 'other' }
     if (dir !== '') return { type: 'misnamed', why: 'the flat layout keeps shards at the top of the store' }
     const m = /^(\d{8})_([0-9A-Za-z]+)_(\d{4,})\.des$/.exec(name)
     if (!m) return { type: 'misnamed', why: 'not <YYYYMMDD>_<HEX>_<NNNN>.des' }
-    return shardName(key, m[1], m[2], Number(m[3]), nBits, (loc) => flatShardKey(loc, Number(m[3])))
+    return shardName(key, layout, m[1], m[2], Number(m[3]), nBits, (loc) => flatShardKey(loc, Number(m[3])))
   }
   const parts = key.split('/')
-  if (parts.length === 3 && parts[1] === bigfilesPrefix) return SHA256.test(name) && isDate(parts[0]) ? { type: 'bigfile', sha256: name } : { type: 'other' }
+  if (parts.length === 3 && parts[1] === bigfilesPrefix) return SHA256.test(name) && isDate(parts[0]) ? { type: 'bigfile', layout, sha256: name } : { type: 'other' }
   if (!name.endsWith('.des')) return { type: 'other' }
   if (parts.length !== 2) return { type: 'misnamed', why: 'the nested layout keeps shards at <YYYYMMDD>/<HEX>.des' }
   const m = /^([0-9A-Za-z]+)(?:\.(\d+))?\.des$/.exec(name)
   if (!m) return { type: 'misnamed', why: 'not <HEX>.des or <HEX>.<part>.des' }
   const part = m[2] === undefined ? 0 : Number(m[2])
-  return shardName(key, parts[0], m[1], part, nBits, (loc) => shardKey(loc, part))
+  return shardName(key, layout, parts[0], m[1], part, nBits, (loc) => shardKey(loc, part))
 }
 
-function shardName(key: string, dateDir: string, hex: string, part: number, nBits: number, keyOf: (loc: { dateDir: string; shardHex: string }) => string): KeyKind {
+function shardName(key: string, layout: Layout, dateDir: string, hex: string, part: number, nBits: number, keyOf: (loc: { dateDir: string; shardHex: string }) => string): KeyKind {
   if (!isDate(dateDir)) return { type: 'misnamed', why: `${dateDir} is not a date (YYYYMMDD)` }
   const shardIndex = parseShardHex(hex, nBits)
   if (shardIndex === null) {
@@ -82,7 +83,23 @@ function shardName(key: string, dateDir: string, hex: string, part: number, nBit
   // `5C.01.des` or `_00001` are never asked for: the part must be written as the layout writes it.
   const expected = Number.isSafeInteger(part) ? keyOf({ dateDir, shardHex: hex }) : undefined
   if (expected !== key) return { type: 'misnamed', why: expected ? `readers ask for this part as ${expected}` : 'its part number is out of range' }
-  return { type: 'shard', dateDir, shardHex: hex, shardIndex, part }
+  return { type: 'shard', layout, dateDir, shardHex: hex, shardIndex, part }
+}
+
+/**
+ * Classifies a key of a store that readers look up in several layouts (a store
+ * being converted, `DES_LAYOUT=nested,flat`): the first layout that reads it
+ * as a shard or BigFile wins; a `.des` no layout reads is misnamed (in the
+ * words of the first).
+ */
+export function classifyKeyIn(key: string, layouts: readonly Layout[], nBits: number, bigfilesPrefix: string): KeyKind {
+  let first: KeyKind | undefined
+  for (const layout of layouts) {
+    const kind = classifyKey(key, layout, nBits, bigfilesPrefix)
+    if (kind.type === 'shard' || kind.type === 'bigfile') return kind
+    first ??= kind
+  }
+  return first ?? { type: 'other' }
 }
 
 /** Key of part `part` of a shard in `layout`. */
@@ -100,8 +117,8 @@ export function bigfileKeyIn(layout: Layout, dateDir: string, sha256: string, pr
  * and BigFiles), a flat store's date (`YYYYMMDD_`), else the key's first
  * folder. Listings are sorted, so the keys of a group arrive together.
  */
-export function groupOf(key: string, layout: Layout): string {
-  if (layout === 'flat') {
+export function groupOf(key: string, layouts: Layout | readonly Layout[]): string {
+  if (layouts === 'flat' || (Array.isArray(layouts) && layouts.includes('flat'))) {
     const m = /^(\d{8})_/.exec(key)
     if (m) return m[1]
   }

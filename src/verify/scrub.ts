@@ -15,7 +15,7 @@ import { DesError, errorCode } from '../errors'
 import { locateShard } from '../native'
 import type { ByteSource, ListedObject } from '../storage/source'
 import { checkBigfile, checkShard, type BigfileCheck, type ShardCheck } from './check'
-import { bigfileKeyIn, classifyKey, groupOf, partKey, type ShardName } from './keys'
+import { bigfileKeyIn, classifyKeyIn, groupOf, partKey, type ShardName } from './keys'
 import { Pool } from './pool'
 
 /** One place objects are listed from: the store, or one zone of a multi-S3 store. */
@@ -106,6 +106,8 @@ export interface ScrubProgress {
 export interface ScrubOptions {
   roots: ScrubRoot[]
   layout: Layout
+  /** Layouts readers look in, in order (a store being converted has both); default `[layout]`. */
+  readLayouts?: Layout[]
   nBits: number
   bigfilesPrefix: string
   /** Suffix read that fetches footer and index together (DES_TAIL_BYTES). */
@@ -153,6 +155,7 @@ interface PartObject {
 export class Scrub {
   private readonly pool: Pool
   private readonly now: () => number
+  private readonly layouts: Layout[]
   private fatal: unknown
   private readonly counts = { objects: 0, shards: 0, bigfiles: 0, other: 0, entries: 0, bytes: 0, problems: 0, unreadable: 0, warnings: 0, notes: 0, unchecksummed_shards: 0 }
   private readonly progress: ScrubProgress = { listed: 0, listedBytes: 0, listingDone: false, checked: 0, bytes: 0 }
@@ -160,6 +163,7 @@ export class Scrub {
   constructor(private readonly opts: ScrubOptions) {
     this.pool = new Pool(Math.max(1, opts.parallel))
     this.now = opts.now ?? Date.now
+    this.layouts = opts.readLayouts && opts.readLayouts.length > 0 ? opts.readLayouts : [opts.layout]
   }
 
   /** Checks every root; throws only when storage stops answering (DES_UNAVAILABLE) or on a listing error. */
@@ -222,8 +226,9 @@ export class Scrub {
 
   /** Lists a root, starting checks group by group; resolves when the listing has ended, with the root's completion. */
   private async scanRoot(root: ScrubRoot): Promise<{ done: Promise<void> }> {
-    const { layout } = this.opts
-    const flatBigfiles = layout === 'flat' ? new BigfileSet() : undefined
+    const layouts = this.layouts
+    // A flat store keeps every BigFile in one folder: they are reported once every shard of the root is read.
+    const flatBigfiles = new BigfileSet()
     const groups: Promise<void>[] = []
     let group: string | undefined
     let batch: ListedObject[] = []
@@ -231,7 +236,7 @@ export class Scrub {
       if (this.fatal) break
       this.progress.listed++
       this.progress.listedBytes += obj.size
-      const g = groupOf(obj.key, layout)
+      const g = groupOf(obj.key, layouts)
       if (g !== group && batch.length > 0) {
         groups.push((await this.startGroup(root, batch, flatBigfiles)).done.catch((err) => this.fail(err)))
         batch = []
@@ -241,28 +246,28 @@ export class Scrub {
       if (batch.length === 1) this.tick()
     }
     if (batch.length > 0 && !this.fatal) groups.push((await this.startGroup(root, batch, flatBigfiles)).done.catch((err) => this.fail(err)))
-    const all = Promise.all(groups).then(() => undefined)
-    // A flat store keeps every BigFile in one folder: its orphans are known once every shard is read.
-    return { done: flatBigfiles ? all.then(() => this.finishBigfiles(root, flatBigfiles)) : all }
+    return { done: Promise.all(groups).then(() => this.finishBigfiles(root, flatBigfiles)) }
   }
 
   /** Starts the checks of one group (waiting for free slots); resolves once started, with the group's completion. */
-  private async startGroup(root: ScrubRoot, objs: ListedObject[], flatBigfiles: BigfileSet | undefined): Promise<{ done: Promise<void> }> {
-    const { layout, nBits, bigfilesPrefix } = this.opts
-    const bigfiles = flatBigfiles ?? new BigfileSet()
+  private async startGroup(root: ScrubRoot, objs: ListedObject[], flatBigfiles: BigfileSet): Promise<{ done: Promise<void> }> {
+    const { nBits, bigfilesPrefix } = this.opts
+    // The nested layout's BigFiles of this date, known once the group's shards are read.
+    const nestedBigfiles = new BigfileSet()
+    const setOf = (layout: Layout) => (layout === 'flat' ? flatBigfiles : nestedBigfiles)
     const keys = new Map<string, PartObject[]>()
     const started: Promise<void>[] = []
     const onError = (err: unknown) => this.fail(err)
     for (const obj of objs) {
-      const kind = classifyKey(obj.key, layout, nBits, bigfilesPrefix)
+      const kind = classifyKeyIn(obj.key, this.layouts, nBits, bigfilesPrefix)
       switch (kind.type) {
         case 'shard': {
-          const id = `${kind.dateDir}/${kind.shardHex}`
+          const id = `${kind.layout}:${kind.dateDir}/${kind.shardHex}`
           keys.set(id, [...(keys.get(id) ?? []), { name: kind, obj }])
           break
         }
         case 'bigfile':
-          bigfiles.listed.set(obj.key, obj)
+          setOf(kind.layout).listed.set(obj.key, obj)
           break
         case 'misnamed':
           started.push((await this.pool.start(() => this.checkMisnamed(root, obj, kind.why), onError)).done)
@@ -273,10 +278,9 @@ export class Scrub {
     }
     for (const parts of keys.values()) {
       parts.sort((a, b) => a.name.part - b.name.part)
-      started.push((await this.pool.start(() => this.checkKey(root, parts, bigfiles), onError)).done)
+      started.push((await this.pool.start(() => this.checkKey(root, parts, setOf(parts[0].name.layout)), onError)).done)
     }
-    const done = Promise.all(started).then(() => undefined)
-    return { done: flatBigfiles ? done : done.then(() => this.finishBigfiles(root, bigfiles)) }
+    return { done: Promise.all(started).then(() => this.finishBigfiles(root, nestedBigfiles)) }
   }
 
   private otherReport(root: ScrubRoot, obj: ListedObject, type: 'lock' | 'temp' | 'other'): ObjectReport {
@@ -290,7 +294,7 @@ export class Scrub {
           ? { severity: 'warning', kind: 'stale-temp', message: `a writer's temp file, ${Math.round(ageMs / 60_000)} min old: left by a packer that died; safe to delete when no packer runs` }
           : { severity: 'note', kind: 'temp', message: "a writer's temp file (a packer may be running)" },
       )
-    } else r.findings.push({ severity: 'note', kind: 'other', message: `neither a shard nor a BigFile of the ${this.opts.layout} layout` })
+    } else r.findings.push({ severity: 'note', kind: 'other', message: `neither a shard nor a BigFile of the ${this.layouts.join(' or ')} layout` })
     return r
   }
 
@@ -349,13 +353,13 @@ export class Scrub {
   private async checkMisnamed(root: ScrubRoot, obj: ListedObject, why: string): Promise<void> {
     if (this.fatal) return
     const r = this.shardReport(root, obj.key, undefined, await this.readShard(root, obj.key))
-    r.findings.unshift({ severity: 'error', kind: 'misnamed', message: `no reader looks here: ${why} (layout ${this.opts.layout}, n_bits ${this.opts.nBits})` })
+    r.findings.unshift({ severity: 'error', kind: 'misnamed', message: `no reader looks here: ${why} (layout ${this.layouts.join(',')}, n_bits ${this.opts.nBits})` })
     await this.emit(r)
   }
 
   /** Every part of one (date, shard) key, in part order. */
   private async checkKey(root: ScrubRoot, parts: PartObject[], bigfiles: BigfileSet): Promise<void> {
-    const { layout } = this.opts
+    const { layout } = parts[0].name
     const present = new Set(parts.map((p) => p.name.part))
     // Where each uid was seen, to find one in two parts (only a key of several parts needs it).
     const seen = parts.length > 1 ? new Map<string, number>() : undefined
@@ -388,7 +392,8 @@ export class Scrub {
 
   /** Routing, uniqueness across parts, and BigFile references of one shard's entries (paged). */
   private async checkEntries(root: ScrubRoot, name: ShardName, key: string, check: ShardCheck, r: ObjectReport, seen: Map<string, number> | undefined, bigfiles: BigfileSet): Promise<void> {
-    const { layout, nBits, bigfilesPrefix } = this.opts
+    const { nBits, bigfilesPrefix } = this.opts
+    const { layout } = name
     const index = check.index!
     const PAGE = 10_000
     let misplaced = 0

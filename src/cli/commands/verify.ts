@@ -5,6 +5,7 @@
 import * as os from 'node:os'
 import type { Argv } from 'yargs'
 import { verifyShardFile } from '../../native'
+import type { Layout } from '../../config/env'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
@@ -33,7 +34,7 @@ export function register(y: Argv): Argv {
         .option('parallel', { type: 'number', describe: '--store: objects checked at a time (default: the CPUs available)' })
         .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: '--store: overrides DES_BACKEND' })
         .option('base-dir', { type: 'string', describe: '--store: the local store (overrides DES_BASE_DIR; implies --backend local)' })
-        .option('layout', { choices: ['nested', 'flat'] as const, describe: '--store: overrides DES_LAYOUT' })
+        .option('layout', { type: 'string', describe: '--store: nested or flat (overrides DES_LAYOUT)' })
         .option('n-bits', { type: 'number', describe: '--store: routing bits, overrides DES_N_BITS' })
         .option('progress', { type: 'boolean', describe: '--store: progress bar on stderr (default: when stderr is a terminal and not --json)' }),
     async (argv) => {
@@ -88,6 +89,8 @@ async function verifyStore(argv: StoreArgs): Promise<void> {
   const summary = await scrub({
     roots,
     layout: config.layout,
+    // Where the config lists several layouts (a store being converted), readers try each.
+    readLayouts: (config as { readLayouts?: Layout[] }).readLayouts,
     nBits,
     bigfilesPrefix: config.bigfilesPrefix,
     tailBytes: config.tailBytes,
