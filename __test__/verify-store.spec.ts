@@ -468,4 +468,12 @@ test('S3 zones over two prefixes: a clean store verifies; a shard in the zone th
   const line = r.lines.find((l) => l.findings.some((f) => f.kind === 'wrong-zone'))!
   t.is(line.zone, 'b')
   t.regex(line.findings[0].message, /belongs to zone a/)
+
+  // A zones file may leave indexes uncovered (as the reference's may): a shard found there is unreachable.
+  fs.writeFileSync(zones, fs.readFileSync(zones, 'utf8').replace('range: {start: 4, end: 15}', 'range: {start: 6, end: 15}'))
+  r = await verifyStore([], env)
+  t.is(r.code, 4)
+  t.true(found(r, 'wrong-zone').filter((f) => /^20240301\/5(\.\d+)?\.des$/.test(f.key)).every((f) => /no zone serves shard 5/.test(f.message)))
+  t.true(found(r, 'wrong-zone').some((f) => f.key === '20240301/5.des'))
+  t.regex(r.stderr, /shard indexes 4\.\.5 are in no zone/)
 })

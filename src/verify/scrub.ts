@@ -383,7 +383,12 @@ export class Scrub {
         })
       }
       if (!root.owns(name.shardIndex)) {
-        r.findings.push({ severity: 'error', kind: 'wrong-zone', message: `shard ${name.shardHex} belongs to zone ${root.ownerOf?.(name.shardIndex) ?? '(none)'}: readers never look for it in this one` })
+        const owner = root.ownerOf?.(name.shardIndex)
+        r.findings.push({
+          severity: 'error',
+          kind: 'wrong-zone',
+          message: owner ? `shard ${name.shardHex} belongs to zone ${owner}: readers never look for it in this one` : `no zone serves shard ${name.shardHex}: readers answer not found for its files`,
+        })
       }
       if (!('severity' in check) && check.index) await this.checkEntries(root, name, obj.key, check, r, seen, bigfiles)
       await this.emit(r)

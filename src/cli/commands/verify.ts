@@ -5,7 +5,6 @@
 import * as os from 'node:os'
 import type { Argv } from 'yargs'
 import { verifyShardFile } from '../../native'
-import type { Layout } from '../../config/env'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
@@ -89,8 +88,8 @@ async function verifyStore(argv: StoreArgs): Promise<void> {
   const summary = await scrub({
     roots,
     layout: config.layout,
-    // Where the config lists several layouts (a store being converted), readers try each.
-    readLayouts: (config as { readLayouts?: Layout[] }).readLayouts,
+    // Several layouts (DES_LAYOUT=nested,flat while a store is converted): readers try each.
+    readLayouts: config.readLayouts,
     nBits,
     bigfilesPrefix: config.bigfilesPrefix,
     tailBytes: config.tailBytes,
