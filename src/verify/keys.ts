@@ -3,7 +3,7 @@
 // looks up come from src/store/layout.ts; these are their inverse.
 
 import type { Layout } from '../config/env'
-import { flatBigfileKey, flatShardKey, shardKey, bigfileKey } from '../store/layout'
+import { flatShardKey, shardKey } from '../store/layout'
 
 /** A `.des` object at a name a reader looks up. */
 export interface ShardName {
@@ -100,16 +100,6 @@ export function classifyKeyIn(key: string, layouts: readonly Layout[], nBits: nu
     first ??= kind
   }
   return first ?? { type: 'other' }
-}
-
-/** Key of part `part` of a shard in `layout`. */
-export function partKey(layout: Layout, loc: { dateDir: string; shardHex: string }, part: number): string {
-  return layout === 'flat' ? flatShardKey(loc, part) : shardKey(loc, part)
-}
-
-/** Key of a BigFile referenced by a shard of `dateDir` in `layout`. */
-export function bigfileKeyIn(layout: Layout, dateDir: string, sha256: string, prefix: string): string {
-  return layout === 'flat' ? flatBigfileKey(sha256, prefix) : bigfileKey(dateDir, sha256, prefix)
 }
 
 /**

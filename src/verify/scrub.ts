@@ -15,7 +15,8 @@ import { DesError, errorCode } from '../errors'
 import { locateShard } from '../native'
 import type { ByteSource, ListedObject } from '../storage/source'
 import { checkBigfile, checkShard, type BigfileCheck, type ShardCheck } from './check'
-import { bigfileKeyIn, classifyKeyIn, groupOf, partKey, type ShardName } from './keys'
+import { bigfileKeyIn, shardKeyIn } from '../store/layout'
+import { classifyKeyIn, groupOf, type ShardName } from './keys'
 import { Pool } from './pool'
 
 /** One place objects are listed from: the store, or one zone of a multi-S3 store. */
@@ -379,7 +380,7 @@ export class Scrub {
         r.findings.push({
           severity: 'error',
           kind: 'part-gap',
-          message: `part ${missing} (${partKey(layout, name, missing)}) is missing: readers stop at the first missing part, so ${entries === undefined ? 'the entries' : `the ${entries} entries`} of this part can never be found`,
+          message: `part ${missing} (${shardKeyIn(layout, name, missing)}) is missing: readers stop at the first missing part, so ${entries === undefined ? 'the entries' : `the ${entries} entries`} of this part can never be found`,
         })
       }
       if (!root.owns(name.shardIndex)) {
@@ -417,7 +418,7 @@ export class Scrub {
           if (earlier === undefined) seen.set(e.uid, name.part)
           else {
             duplicates++
-            if (duplicateExamples.length < EXAMPLES) duplicateExamples.push({ uid: e.uid, also_in: partKey(layout, name, earlier) })
+            if (duplicateExamples.length < EXAMPLES) duplicateExamples.push({ uid: e.uid, also_in: shardKeyIn(layout, name, earlier) })
           }
         }
         if (e.isBigfile && e.sha256) this.reference(root, bigfiles, bigfileKeyIn(layout, name.dateDir, e.sha256, bigfilesPrefix), e.sha256, e.size, key, e.uid)
