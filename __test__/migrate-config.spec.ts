@@ -50,7 +50,7 @@ const expected = {
     codec: 'lz4',
     level: undefined,
     bigFileThreshold: undefined,
-    bigfilesPrefix: undefined,
+    bigfilesPrefix: '_bigFiles',
     s3Source: { enabled: true, region: 'eu-west-1', endpoint: 'http://minio:9000', maxRetries: 5, retryDelaySeconds: 2.5 },
   },
 }
@@ -86,6 +86,18 @@ test('defaults: SPEC column names, 7 days, batch 100, no deletion, n_bits 8, zst
   t.is(c.packer.s3Source.enabled, false)
   t.is(c.packer.s3Source.maxRetries, 3)
   t.is(c.packer.s3Source.retryDelaySeconds, 1)
+})
+
+test('packer keys left out take DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES and DES_BIGFILES_PREFIX, as every command does; keys given win', (t) => {
+  const doc = { database: { url: 'postgres://x/y', table_name: 'files' }, packer: { output_dir: 'out' } }
+  const vars = { DES_N_BITS: '11', DES_BIG_FILE_THRESHOLD_BYTES: '4096', DES_BIGFILES_PREFIX: '_blobs' }
+  const c = parseMigrateConfig(doc, vars)
+  t.is(c.packer.nBits, 11)
+  t.is(c.packer.bigFileThreshold, 4096)
+  t.is(c.packer.bigfilesPrefix, '_blobs')
+  const given = parseMigrateConfig({ ...doc, packer: { output_dir: 'out', n_bits: 6, big_file_threshold: 10, bigfiles_prefix: '_big' } }, vars)
+  t.deepEqual([given.packer.nBits, given.packer.bigFileThreshold, given.packer.bigfilesPrefix], [6, 10, '_big'])
+  t.regex(t.throws(() => parseMigrateConfig(doc, { DES_N_BITS: '40' }))!.message, /DES_N_BITS/)
 })
 
 test('an S3 target: bucket, prefix (normalised), region_name, endpoint_url (path-style with an endpoint)', (t) => {
@@ -173,14 +185,16 @@ for (const [name, doc, re] of bad) {
   })
 }
 
-test('a file that is not valid YAML or JSON, or missing, is a DES_CONFIG error naming the file', (t) => {
+test('a file that is not valid YAML or JSON is a DES_CONFIG error naming the file, a missing one DES_NO_FILE', (t) => {
   const y = path.join(dir, 'broken.yaml')
   fs.writeFileSync(y, 'database: [unclosed\n')
   t.regex(t.throws(() => loadMigrateConfig(y, {}))!.message, /broken\.yaml is not valid YAML/)
   const j = path.join(dir, 'broken.json')
   fs.writeFileSync(j, '{"database":')
   t.regex(t.throws(() => loadMigrateConfig(j, {}))!.message, /broken\.json is not valid JSON/)
-  t.regex(t.throws(() => loadMigrateConfig(path.join(dir, 'absent.yaml'), {}))!.message, /cannot read config/)
+  const absent = t.throws(() => loadMigrateConfig(path.join(dir, 'absent.yaml'), {}))!
+  t.regex(absent.message, /cannot read config/)
+  t.is((absent as { code?: string }).code, 'DES_NO_FILE', 'a missing file is "not found" (exit 3)')
 })
 
 test('DES_TEST_FAULT names a known fault point or is refused', (t) => {

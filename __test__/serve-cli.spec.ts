@@ -79,7 +79,7 @@ async function sampleDir(): Promise<{ dir: string; files: TestFile[]; big: TestF
 
 test('des serve answers on its port and refuses a bad configuration at start-up, naming it', async (t) => {
   const { dir, files } = await sampleDir()
-  const s = await startServe([], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
+  const s = await startServe(['--workers', '1'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
   try {
     const r = await fetch(`${s.url}/files/${files[4].uid}?created_at=${DAY}`)
     t.is(r.status, 200)
@@ -103,7 +103,7 @@ test('des serve answers on its port and refuses a bad configuration at start-up,
 
 test('SIGTERM: stops accepting, finishes the request in flight, exits 0', async (t) => {
   const { dir, big } = await sampleDir()
-  const s = await startServe([], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
+  const s = await startServe(['--workers', '1'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
   // A slow reader of an 8 MB BigFile keeps its response in flight.
   const received: Buffer[] = []
   const done = new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
@@ -166,7 +166,7 @@ test('des serve with DES_BACKEND=multi_s3: two buckets as two zones', async (t) 
       ],
     }),
   )
-  const s = await startServe([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_LOG_LEVEL: 'info' })
+  const s = await startServe(['--workers', '1'], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_LOG_LEVEL: 'info' })
   try {
     for (const f of files) {
       const r = await fetch(`${s.url}/files/${f.uid}?created_at=${DAY}`)

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 bash scripts/install-kustomize.sh >/dev/null
+bash scripts/install-promtool.sh >/dev/null
 eval "$(bash scripts/services/up.sh)"
 trap 'bash scripts/services/up.sh stop >/dev/null 2>&1 || true' EXIT
 

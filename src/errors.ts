@@ -1,4 +1,9 @@
 // The one map from error codes to HTTP statuses and CLI exit codes.
+//
+// Exit codes of every `des` command (docs/CLI.md has the table per command):
+//   0 success · 1 internal error (a bug) · 2 bad argument or configuration ·
+//   3 not found (a file, directory, shard or uid) · 4 corrupt data ·
+//   5 conflict · 6 storage or database unavailable.
 
 /** An error with a stable code (`DES_CORRUPT`, `DES_NOT_FOUND`, ...). */
 export class DesError extends Error {
@@ -44,10 +49,56 @@ const OUTCOMES: Record<string, Outcome> = {
 
 const UNKNOWN: Outcome = { status: 500, exitCode: 1, answer: 'internal error' }
 
+/** The exit codes of the `des` commands, by meaning. */
+export const EXIT_CODES = {
+  ok: 0,
+  internal: 1,
+  badArgument: 2,
+  notFound: 3,
+  corrupt: 4,
+  conflict: 5,
+  unavailable: 6,
+} as const
+
+// Network failures as Node reports them (errno codes on the error or, for a
+// host with several addresses, on each error of an AggregateError).
+const UNREACHABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE'])
+
+/**
+ * A code of ours for an error of a driver or of the network that carries none:
+ * the database or the network unreachable (PostgreSQL SQLSTATE class 08
+ * connection exception, 53 insufficient resources, 57P0x shutting down; a
+ * knex pool timeout) is `DES_UNAVAILABLE`; a login, database, table or column
+ * that does not exist (28xxx, 3D000, 42P01, 42703) is `DES_CONFIG`.
+ */
+function foreignCode(err: unknown, depth = 0): string | undefined {
+  const e = err as { code?: unknown; name?: unknown; errors?: unknown } | null | undefined
+  if (typeof e?.code === 'string') {
+    if (UNREACHABLE_ERRNO.has(e.code)) return 'DES_UNAVAILABLE'
+    if (/^[0-9A-Z]{5}$/.test(e.code)) {
+      if (/^(08|53|57P0)/.test(e.code)) return 'DES_UNAVAILABLE'
+      if (/^(28|3D)/.test(e.code) || e.code === '42P01' || e.code === '42703') return 'DES_CONFIG'
+    }
+  }
+  if (e?.name === 'KnexTimeoutError') return 'DES_UNAVAILABLE'
+  if (depth < 2 && Array.isArray(e?.errors) && e.errors.length > 0) return foreignCode(e.errors[0], depth + 1)
+  return undefined
+}
+
 /** The code of any thrown value (`DES_INTERNAL` when it has none of ours). */
 export function errorCode(err: unknown): string {
   const code = (err as { code?: unknown })?.code
   return typeof code === 'string' && code.startsWith('DES_') ? code : 'DES_INTERNAL'
+}
+
+/**
+ * `errorCode`, and for an error that has no code of ours, the code its kind
+ * deserves (an unreachable database or network: `DES_UNAVAILABLE`); else
+ * `DES_INTERNAL`. What the CLI's exit code and a migration report go by.
+ */
+export function classifyError(err: unknown): string {
+  const code = errorCode(err)
+  return code !== 'DES_INTERNAL' ? code : (foreignCode(err) ?? code)
 }
 
 /** HTTP status for an error. */
@@ -55,9 +106,9 @@ export function httpStatus(err: unknown): number {
   return (OUTCOMES[errorCode(err)] ?? UNKNOWN).status
 }
 
-/** Process exit code for an error. */
+/** Process exit code for an error (see the table at the top of this file). */
 export function exitCode(err: unknown): number {
-  return (OUTCOMES[errorCode(err)] ?? UNKNOWN).exitCode
+  return (OUTCOMES[classifyError(err)] ?? UNKNOWN).exitCode
 }
 
 /**
@@ -73,6 +124,10 @@ export function httpMessage(err: unknown, status = httpStatus(err)): string {
 
 /** One line for a user: the message without our code prefix. */
 export function describe(err: unknown): string {
-  if (err instanceof Error) return err.message
+  if (err instanceof Error) {
+    // A connection to a host with several addresses fails with an AggregateError and no message of its own.
+    if (err.message === '' && err instanceof AggregateError && err.errors.length > 0) return err.errors.map(describe).join('; ')
+    return err.message
+  }
   return String(err)
 }

@@ -2,6 +2,7 @@
 // contract), registered once in one registry.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { loadBuildInfo } from './config/build'
 
 /** The process-wide registry that /metrics serves. */
 export const registry = new Registry()
@@ -107,3 +108,40 @@ export const migrationBatchSize = new Gauge({
   help: 'Rows selected by the last migration cycle',
   registers: [registry],
 })
+
+export const buildInfo = new Gauge({
+  name: 'des_build_info',
+  help: 'Always 1; the labels say what is running: package version, commit (or unknown), Node.js version',
+  labelNames: ['version', 'commit', 'node'] as const,
+  // With --workers N every worker reports the same series: take it once, do not add them up.
+  aggregator: 'first',
+  registers: [registry],
+})
+{
+  const b = loadBuildInfo()
+  buildInfo.labels(b.version, b.commit, b.node).set(1)
+}
+
+// Label values known before anything happens are exported at 0 from the
+// start: a series that first appears at 1 shows no increase() or rate(), so an
+// alert on the first failure (or on "no success yet") would never fire.
+
+/** Retrieval statuses exported at 0 when `des serve` starts (others appear when first answered). */
+export const KNOWN_RETRIEVAL_STATUSES = ['200', '206', '304', '404', '416', '502', '503'] as const
+
+/** The series of `des serve` with known labels, at 0 (`payloadCache`: only when that cache is on). */
+export function zeroServeSeries(backend: string, opts: { payloadCache: boolean }): void {
+  for (const status of KNOWN_RETRIEVAL_STATUSES) retrievalsTotal.labels(backend, status).inc(0)
+  corruptReadsTotal.labels(backend).inc(0)
+  for (const result of ['hit', 'miss']) {
+    indexCacheTotal.labels(result).inc(0)
+    if (opts.payloadCache) payloadCacheTotal.labels(result).inc(0)
+  }
+  if (backend !== 'local') for (const type of ['tail', 'index', 'payload', 'bigfile']) s3RangeCallsTotal.labels(backend, type).inc(0)
+}
+
+/** The migration series with known labels, at 0 (`s3Sources`: when s3:// sources are enabled). */
+export function zeroMigrationSeries(opts: { s3Sources: boolean }): void {
+  for (const status of ['success', 'error', 'dry_run']) migrationCyclesTotal.labels(status).inc(0)
+  if (opts.s3Sources) for (const status of ['ok', 'retry', 'error']) sourceReadsTotal.labels(status).inc(0)
+}

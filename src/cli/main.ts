@@ -2,7 +2,7 @@
 // failure; the stack only with --verbose or DEBUG set.
 
 import yargs, { type Argv } from 'yargs'
-import { describe, exitCode } from '../errors'
+import { DesError, describe, exitCode } from '../errors'
 import { commands } from './commands'
 import { quietAwsSdkNodeWarning } from '../config/env'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -21,11 +21,18 @@ export async function main(argv: string[], scriptName = 'des'): Promise<number> 
     .strict()
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
+    .epilogue('Exit codes: 0 ok, 1 internal error, 2 bad argument or configuration, 3 not found, 4 corrupt data, 5 conflict, 6 storage or database unavailable (docs/CLI.md).')
     .fail((msg, err) => {
-      throw err ?? Object.assign(new Error(msg), { code: 'DES_BAD_ARG' })
+      // yargs writes some refusals on several lines ("Invalid values:\n  Argument: ..."): one line here.
+      throw err ?? Object.assign(new Error(msg.replace(/\s*\n\s*/g, ' ')), { code: 'DES_BAD_ARG' })
     })
     .help()
   for (const c of commands) y = c.register(y)
+  // `des` alone: the usage, on stderr (stdout carries only a command's output), and the bad-argument exit.
+  if (!argv.some((a) => !a.startsWith('-')) && !argv.some((a) => ['--help', '-h', '--version'].includes(a))) {
+    process.stderr.write(`${await y.getHelp()}\n\n${scriptName}: name a command (see above, or ${scriptName} <command> --help)\n`)
+    return exitCode(new DesError('DES_BAD_ARG', 'no command'))
+  }
   try {
     await y.parseAsync()
     return 0
@@ -46,7 +53,8 @@ export function run(argv: string[], scriptName?: string): void {
   })
   main(argv, scriptName).then(
     (code) => {
-      process.exitCode = code
+      // A command reports failure by throwing; a non-zero code it set itself is kept, never overwritten by 0.
+      if (code !== 0 || !process.exitCode) process.exitCode = code
     },
     (err) => {
       process.stderr.write(`des: ${describe(err)}\n`)

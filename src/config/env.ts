@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
+import { availableCpus } from './cpus'
 
 export type Backend = 'local' | 's3' | 'multi_s3'
 export type Layout = 'nested' | 'flat'
@@ -133,7 +134,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
   return {
     backend,
     baseDir: env.DES_BASE_DIR?.trim() || './des-data',
-    nBits: intVar(env, 'DES_N_BITS', 8, 4, 16),
+    nBits: loadNBits(env),
     layout: layouts[0],
     readLayouts: layouts,
     s3: s3FromEnv(env, backend === 's3'),
@@ -146,6 +147,16 @@ export function loadConfig(env: Env = process.env): DesConfig {
     tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
     shardRecheckMs: optionalIntVar(env, 'DES_SHARD_RECHECK_MS', 0, 24 * 3600 * 1000),
   }
+}
+
+/** `DES_N_BITS` alone (4..16, default 8), for commands that need only the routing (`des locate`). */
+export function loadNBits(env: Env = process.env): number {
+  return intVar(env, 'DES_N_BITS', 8, 4, 16)
+}
+
+/** `DES_BIGFILES_PREFIX` alone (default `_bigFiles`), for commands that read one shard file (`des cat`, `des verify SHARD`). */
+export function loadBigfilesPrefix(env: Env = process.env): string {
+  return bigfilesPrefixVar(env)
 }
 
 /**
@@ -188,7 +199,7 @@ export interface ApiKey {
 export interface ServeConfig {
   host: string
   port: number
-  /** Worker processes (node:cluster); 1 = serve in this process. */
+  /** Worker processes (node:cluster); 1 = serve in this process. Default: the CPUs this process may use. */
   workers: number
   logLevel: LogLevel
   /** API keys; auth is off when empty. */
@@ -203,6 +214,8 @@ export interface ServeConfig {
   s3MaxAttempts: number
   /** Send zstd entries as stored (`Content-Encoding: zstd`) to clients that accept zstd. */
   zstdPassthrough: boolean
+  /** `Cache-Control` of file responses (`DES_CACHE_CONTROL`); undefined = no such header. */
+  cacheControl?: string
 }
 
 const SCOPES = ['read', 'metrics', 'admin']
@@ -270,6 +283,21 @@ export function apiKeysFromFile(file: string): ApiKey[] {
   })
 }
 
+/** `DES_CACHE_CONTROL`: a header value (printable ASCII), or undefined when unset or empty. */
+function cacheControlVar(env: Env): string | undefined {
+  const raw = env.DES_CACHE_CONTROL
+  if (raw === undefined || raw.trim() === '') return undefined
+  if (!/^[\x20-\x7e]{1,256}$/.test(raw.trim())) throw bad('DES_CACHE_CONTROL', raw, 'expected a Cache-Control header value (printable ASCII, at most 256 characters)')
+  return raw.trim()
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/** `DES_LOG_LEVEL`: the level of every command's log lines (`des serve`'s on stdout, the others' on stderr). */
+export function loadLogLevel(env: Env = process.env): LogLevel {
+  return enumVar<LogLevel>(env, 'DES_LOG_LEVEL', 'info', LOG_LEVELS)
+}
+
 /** The `des serve` settings from the environment (flags override host/port/workers). */
 export function loadServeConfig(env: Env = process.env): ServeConfig {
   const host = env.DES_HOST?.trim() || '0.0.0.0'
@@ -283,8 +311,9 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
   return {
     host,
     port: intVar(env, 'DES_PORT', 8000, 0, 65535),
-    workers: intVar(env, 'DES_WORKERS', 1, 1, 256),
-    logLevel: enumVar<LogLevel>(env, 'DES_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    // Unset or `auto`: one per CPU this process may use (a cgroup quota counts: 1 in a 1-CPU pod).
+    workers: env.DES_WORKERS?.trim().toLowerCase() === 'auto' ? Math.min(256, availableCpus()) : intVar(env, 'DES_WORKERS', Math.min(256, availableCpus()), 1, 256),
+    logLevel: loadLogLevel(env),
     apiKeys,
     authOpenPaths,
     shutdownTimeoutMs: intVar(env, 'DES_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
@@ -292,6 +321,7 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
     s3RequestTimeoutMs: intVar(env, 'DES_S3_REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000),
     s3MaxAttempts: intVar(env, 'DES_S3_MAX_ATTEMPTS', 3, 1, 20),
     zstdPassthrough: boolVar(env, 'DES_ZSTD_PASSTHROUGH', false),
+    cacheControl: cacheControlVar(env),
   }
 }
 

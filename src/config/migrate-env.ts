@@ -18,6 +18,8 @@ export interface MigrateEnv {
   vars: Env
   /** `DES_TEST_FAULT`: where to SIGKILL ourselves (tests only). */
   fault?: FaultPoint
+  /** `DES_DB_URL`: the database of `des stats` when neither `--db-url` nor `--config` names one (a URL on the command line shows its password in `ps`). */
+  dbUrl?: string
 }
 
 /** Reads the migration environment (process.env by default). */
@@ -26,7 +28,7 @@ export function loadMigrateEnv(env: Env = process.env): MigrateEnv {
   if (raw && !(FAULT_POINTS as readonly string[]).includes(raw)) {
     throw new DesError('DES_CONFIG', `DES_TEST_FAULT=${JSON.stringify(raw)} is invalid: expected one of ${FAULT_POINTS.join(', ')}`)
   }
-  return { vars: { ...env }, fault: (raw || undefined) as FaultPoint | undefined }
+  return { vars: { ...env }, fault: (raw || undefined) as FaultPoint | undefined, dbUrl: env.DES_DB_URL?.trim() || undefined }
 }
 
 const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g

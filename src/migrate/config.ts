@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { substituteTree } from '../config/migrate-env'
-import { normalisePrefix } from '../config/env'
+import { intVar, loadBigfilesPrefix, loadNBits, normalisePrefix } from '../config/env'
 import type { Codec } from '../native'
 
 type Env = Record<string, string | undefined>
@@ -204,11 +204,14 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   const packer: PackerConfig = {
     output,
     maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', undefined, 1024, Number.MAX_SAFE_INTEGER, true),
-    nBits: num(pk, 'n_bits', 'packer.n_bits', 8, 4, 16, true)!,
+    // Unset keys take the variables every command reads (DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES, DES_BIGFILES_PREFIX).
+    nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), 4, 16, true)!,
     codec,
     level: num(pk, 'level', 'packer.level', undefined, -7, 22, true),
-    bigFileThreshold: num(pk, 'big_file_threshold', 'packer.big_file_threshold', undefined, 0, Number.MAX_SAFE_INTEGER, true),
-    bigfilesPrefix,
+    bigFileThreshold:
+      num(pk, 'big_file_threshold', 'packer.big_file_threshold', undefined, 0, Number.MAX_SAFE_INTEGER, true) ??
+      (vars.DES_BIG_FILE_THRESHOLD_BYTES?.trim() ? intVar(vars, 'DES_BIG_FILE_THRESHOLD_BYTES', 0, 0, Number.MAX_SAFE_INTEGER) : undefined),
+    bigfilesPrefix: bigfilesPrefix ?? loadBigfilesPrefix(vars),
     s3Source: {
       enabled: bool(src, 'enabled', 'packer.s3_source.enabled', false),
       region: optStr(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,
@@ -226,7 +229,9 @@ export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
   try {
     text = fs.readFileSync(file, 'utf8')
   } catch (err) {
-    throw new DesError('DES_CONFIG', `cannot read config ${file}: ${(err as Error).message}`)
+    // A config file that is not there is "not found" (exit 3), like every other missing file.
+    const code = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_NO_FILE' : 'DES_CONFIG'
+    throw new DesError(code, `cannot read config ${file}: ${(err as Error).message}`)
   }
   let doc: unknown
   try {

@@ -14,7 +14,7 @@ import type { Knex } from 'knex'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { performance } from 'node:perf_hooks'
 import { locateShard } from '../native'
-import { DesError, describe } from '../errors'
+import { DesError, classifyError, describe } from '../errors'
 import type { FaultPoint } from '../config/migrate-env'
 import type { ByteSource } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
@@ -96,6 +96,12 @@ export interface CycleReport {
   deleteErrors: BadRow[]
   pending?: number
   error?: string
+  /**
+   * With `status: 'error'`: the code of what failed (`DES_UNAVAILABLE` for an
+   * unreachable database or store, `DES_CORRUPT` when stored rows did not read
+   * back...), which `des migrate` exits by.
+   */
+  errorCode?: string
   timings: CycleTimings
 }
 
@@ -380,7 +386,10 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
         faultPoint(deps, 'after-verify')
         await clock.time('database', () => markArchived(deps, trx, verified))
         faultPoint(deps, 'before-commit')
-        if (missing.length > 0) report.status = 'error'
+        if (missing.length > 0) {
+          report.status = 'error'
+          report.errorCode = 'DES_CORRUPT'
+        }
         return verified
       },
       { readOnly: dryRun },
@@ -403,6 +412,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
     // failure came after the commit (pending count): either way the table is consistent.
     report.status = 'error'
     report.error = describe(err)
+    report.errorCode = classifyError(err)
     if (!committed && !dryRun) {
       report.migrated = 0
       report.bytes = 0

@@ -8,6 +8,7 @@
 // append to one shard at once even on S3, where nothing else would stop them.
 
 import knexFactory, { type Knex } from 'knex'
+import { knexLog, type KnexLog } from '../log'
 import type { DatabaseConfig } from './config'
 
 /** One claimed row, every value as PostgreSQL's text for it (NULL stays null). */
@@ -26,13 +27,14 @@ export function normaliseDbUrl(url: string): string {
   return url.replace(/^postgres(ql)?\+[a-z0-9]+:\/\//i, 'postgresql://')
 }
 
-/** A Knex pool for a PostgreSQL URL. */
-export function createKnex(url: string, poolMax = 4): Knex {
+/** A Knex pool for a PostgreSQL URL; knex's own log lines go to `log` (default: the stderr logger, never stdout). */
+export function createKnex(url: string, poolMax = 4, log: KnexLog = knexLog()): Knex {
   return knexFactory({
     client: 'pg',
     connection: normaliseDbUrl(url),
     pool: { min: 0, max: poolMax },
     acquireConnectionTimeout: 30_000,
+    log,
   })
 }
 

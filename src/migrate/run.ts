@@ -13,6 +13,7 @@ import {
   migrationFilesTotal,
   migrationPendingFiles,
   registry,
+  zeroMigrationSeries,
 } from '../metrics'
 import { createS3Client } from '../storage/s3-client'
 import { LocalSource } from '../storage/local'
@@ -137,6 +138,7 @@ export interface LoopOptions {
 /** One cycle, or (continuous) cycles until stopped; resolves to the last report. */
 export async function runCycles(deps: CycleDeps, opts: LoopOptions = {}): Promise<CycleReport | undefined> {
   const signal = opts.signal ?? new AbortController().signal
+  zeroMigrationSeries({ s3Sources: deps.sourceS3 !== undefined })
   let last: CycleReport | undefined
   do {
     if (signal.aborted) break

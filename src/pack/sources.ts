@@ -7,6 +7,7 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/cli
 import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
+import { withContentType } from './content-type'
 import { named, type PlannedInput } from './plan'
 
 /** How s3:// sources are read. */
@@ -163,7 +164,7 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
 }
 
 function metaText(p: PlannedInput): string | undefined {
-  const meta = p.input.meta
+  const meta = withContentType(p.input.meta, p.input.source, p.input.uid)
   return meta && Object.keys(meta).length > 0 ? JSON.stringify(meta) : undefined
 }
 

@@ -3,11 +3,11 @@
 // and the tests put it behind a server of their own.
 
 import express, { type Express, type NextFunction, type Request, type Response } from 'express'
-import type { Registry } from 'prom-client'
 import { DesError } from '../errors'
 import { registry as defaultRegistry } from '../metrics'
 import type { Store } from '../store/store'
 import type { Auth } from './auth'
+import type { MetricsSource } from './cluster-metrics'
 import { requestId, sendError } from './http-error'
 import { logRequest, silentLogger, type Logger } from './log'
 import { FilesResponder } from './responder'
@@ -17,7 +17,8 @@ export interface AppDeps {
   store: Store
   auth?: Auth
   logger?: Logger
-  registry?: Registry
+  /** What `/metrics` serves: the process's registry by default; with `--workers N`, every worker's (./cluster-metrics.ts). */
+  registry?: MetricsSource
   /** Shared with the server's fast path, so both count into one set of metrics children. */
   responder?: FilesResponder
 }

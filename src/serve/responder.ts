@@ -20,6 +20,8 @@ export interface ResponderDeps {
   logger?: Logger
   /** Send zstd entries as stored, `Content-Encoding: zstd`, to clients that accept it. */
   zstdPassthrough?: boolean
+  /** `Cache-Control` of file responses (200, 206, 304); none when unset (`DES_CACHE_CONTROL`). */
+  cacheControl?: string
 }
 
 /** UIDs are at most this many UTF-8 bytes (the index stores the length as u16). */
@@ -137,6 +139,8 @@ export class FilesResponder {
   private readonly logger: Logger
   private readonly logInfo: boolean
   private readonly zstdPassthrough: boolean
+  /** `['Cache-Control', value]`, or nothing, appended to the headers of every file response. */
+  private readonly cacheHeaders: string[]
   private readonly seconds
   private readonly corrupt
   private readonly outcomes = new Map<number, { inc(): void }>()
@@ -147,6 +151,7 @@ export class FilesResponder {
     this.logger = deps.logger ?? silentLogger
     this.logInfo = this.logger.isLevelEnabled('info')
     this.zstdPassthrough = deps.zstdPassthrough ?? false
+    this.cacheHeaders = deps.cacheControl ? ['Cache-Control', deps.cacheControl] : []
     this.seconds = retrievalSeconds.labels(this.store.backend)
     this.corrupt = corruptReadsTotal.labels(this.store.backend)
   }
@@ -248,7 +253,7 @@ export class FilesResponder {
     const etag = asStored ? `${found.etag.slice(0, -1)}.zstd"` : found.etag
     const inm = req.headers['if-none-match']
     if (inm !== undefined && noneMatch(inm, etag)) {
-      res.writeHead(304, varies ? ['ETag', etag, 'Vary', 'Accept-Encoding', 'X-Request-Id', id] : ['ETag', etag, 'X-Request-Id', id])
+      res.writeHead(304, [...(varies ? ['ETag', etag, 'Vary', 'Accept-Encoding', 'X-Request-Id', id] : ['ETag', etag, 'X-Request-Id', id]), ...this.cacheHeaders])
       res.end()
       this.done(req, res, startMs, id)
       return
@@ -277,6 +282,7 @@ export class FilesResponder {
     const headers: string[] = ['ETag', found.etag, 'Content-Type', contentTypeOf(entry.meta), 'Accept-Ranges', 'bytes', 'Content-Length', String(end - start + 1), 'X-Request-Id', id]
     if (contentRange !== undefined) headers.push('Content-Range', contentRange)
     if (varies) headers.push('Vary', 'Accept-Encoding')
+    headers.push(...this.cacheHeaders)
 
     if (method === 'HEAD') {
       res.writeHead(status, headers)
@@ -320,7 +326,7 @@ export class FilesResponder {
 
   private async sendStored(req: IncomingMessage, res: ServerResponse, found: Found, etag: string, startMs: number, id: string): Promise<void> {
     const length = found.entry.storedSize
-    const headers = ['ETag', etag, 'Content-Type', contentTypeOf(found.entry.meta), 'Content-Encoding', 'zstd', 'Vary', 'Accept-Encoding', 'Content-Length', String(length), 'X-Request-Id', id]
+    const headers = ['ETag', etag, 'Content-Type', contentTypeOf(found.entry.meta), 'Content-Encoding', 'zstd', 'Vary', 'Accept-Encoding', 'Content-Length', String(length), 'X-Request-Id', id, ...this.cacheHeaders]
     if (req.method === 'HEAD') {
       res.writeHead(200, headers)
       res.end()

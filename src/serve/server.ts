@@ -3,15 +3,19 @@
 // Express app; graceful shutdown on SIGTERM; `--workers N` via node:cluster.
 
 import cluster from 'node:cluster'
+import * as fs from 'node:fs'
 import * as http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import * as path from 'node:path'
 import type { DesConfig, ServeConfig } from '../config/env'
 import { autoPayloadCacheBytes } from '../config/memory'
-import { describe, errorCode, exitCode } from '../errors'
+import { DesError, describe, errorCode, exitCode } from '../errors'
+import { zeroServeSeries } from '../metrics'
 import { createStore } from '../store'
 import type { Store } from '../store/store'
 import { createApp } from './app'
 import { Auth } from './auth'
+import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
 import { createLogger, flushLogs, type Logger } from './log'
 import { FilesResponder } from './responder'
 
@@ -21,12 +25,16 @@ export interface ServerDeps {
   logger?: Logger
   /** See `ResponderDeps.zstdPassthrough`. */
   zstdPassthrough?: boolean
+  /** What `/metrics` serves (default: this process's registry). */
+  metrics?: MetricsSource
+  /** See `ResponderDeps.cacheControl`. */
+  cacheControl?: string
 }
 
 /** A server (not listening) for the store: `/files/` → responder, the rest → Express. */
 export function createServer(deps: ServerDeps): http.Server {
   const responder = new FilesResponder(deps)
-  const app = createApp({ ...deps, responder })
+  const app = createApp({ ...deps, responder, registry: deps.metrics })
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/'
     if (url.startsWith('/files/')) void responder.handle(req, res, url.slice(6))
@@ -60,6 +68,55 @@ export interface ServeOptions {
   serve: ServeConfig
 }
 
+/** Where the store is, for the start-up line: a directory, `s3://bucket/prefix`, or the zones file. */
+export function storeLabel(config: DesConfig): string {
+  if (config.backend === 'local') return path.resolve(config.baseDir)
+  if (config.backend === 's3' && config.s3) return `s3://${config.s3.bucket}/${config.s3.prefix}${config.s3.endpoint ? ` (${config.s3.endpoint})` : ''}`
+  return `zones of ${config.zonesConfig}`
+}
+
+/**
+ * Refuses a local store whose base directory is not there: served anyway,
+ * every request would be a 404 that looks like an answer.
+ */
+export function checkBaseDir(config: DesConfig): void {
+  if (config.backend !== 'local') return
+  let st: fs.Stats
+  try {
+    st = fs.statSync(config.baseDir)
+  } catch (err) {
+    // The store is not there: storage unavailable (exit 6), as `des verify --store` says of it.
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOENT' ? 'does not exist' : `cannot be read: ${code ?? describe(err)}`
+    throw new DesError('DES_UNAVAILABLE', `the store's base directory ${config.baseDir} ${why} (DES_BASE_DIR or --base-dir)`)
+  }
+  if (!st.isDirectory()) throw new DesError('DES_CONFIG', `the store's base directory ${config.baseDir} is not a directory (DES_BASE_DIR or --base-dir)`)
+}
+
+/** The start-up facts of `des serve`: what it serves and with how much cache. */
+function startupFields(opts: ServeOptions, payloadCacheBytes: number) {
+  return {
+    backend: opts.config.backend,
+    store: storeLabel(opts.config),
+    layout: opts.config.layout,
+    nBits: opts.config.nBits,
+    workers: opts.serve.workers,
+    indexCacheBytes: opts.config.indexCacheBytes,
+    payloadCacheBytes,
+  }
+}
+
+function mib(bytes: number): string {
+  return `${Math.round((bytes / 1048576) * 10) / 10} MiB`
+}
+
+function startupText(f: ReturnType<typeof startupFields>): string {
+  return (
+    `${f.backend} store ${f.store}, ${f.layout} layout, n_bits ${f.nBits}, ${f.workers} worker${f.workers === 1 ? '' : 's'}, ` +
+    `index cache ${mib(f.indexCacheBytes)}, payload cache ${mib(f.payloadCacheBytes)}${f.workers > 1 ? ' each' : ''}`
+  )
+}
+
 /** Builds the store and listens; resolves to the server once it accepts connections. */
 export async function listen(opts: ServeOptions, logger: Logger): Promise<http.Server> {
   // Unset: an eighth of the memory limit shared by the workers, at most 1 GiB each.
@@ -70,7 +127,10 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
     requestTimeoutMs: opts.serve.s3RequestTimeoutMs,
   })
   const auth = new Auth(opts.serve.apiKeys, opts.serve.authOpenPaths)
-  const server = createServer({ store, auth, logger, zstdPassthrough: opts.serve.zstdPassthrough })
+  zeroServeSeries(store.backend, { payloadCache: payloadCacheBytes > 0 })
+  // A worker's /metrics is the whole cluster's, collected by the primary.
+  const metrics = cluster.isWorker ? clusterMetricsSource() : undefined
+  const server = createServer({ store, auth, logger, zstdPassthrough: opts.serve.zstdPassthrough, cacheControl: opts.serve.cacheControl, metrics })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(opts.serve.port, opts.serve.host, () => {
@@ -80,17 +140,16 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
   })
   const addr = server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  const fields = startupFields(opts, payloadCacheBytes)
   logger.info(
     {
       port: addr.port,
       host: addr.address,
-      backend: store.backend,
-      layout: store.layout,
+      ...fields,
       auth: auth.enabled,
-      payloadCacheBytes,
       worker: cluster.isWorker ? cluster.worker?.id : undefined,
     },
-    `des serve listening on http://${host}:${addr.port}`,
+    `des serve listening on http://${host}:${addr.port}: ${startupText(fields)}`,
   )
   return server
 }
@@ -163,8 +222,12 @@ function superviseWorkers(opts: ServeOptions, logger: Logger): void {
 /** `des serve`: one process, or a primary with `serve.workers` workers sharing the port. */
 export async function serve(opts: ServeOptions): Promise<void> {
   const logger = createLogger(opts.serve.logLevel)
+  if (cluster.isPrimary) checkBaseDir(opts.config)
   if (opts.serve.workers > 1 && cluster.isPrimary) {
     createStore(opts.config) // refuse a bad config (zones file...) here, before forking
+    const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers))
+    logger.info(fields, `des serve starting: ${startupText(fields)}`)
+    answerClusterMetrics()
     return superviseWorkers(opts, logger)
   }
   if (cluster.isWorker) {

@@ -3,6 +3,7 @@
 import type { Argv } from 'yargs'
 import * as readline from 'node:readline'
 import { locateShard } from '../../native'
+import { loadNBits } from '../../config/env'
 import { describe as describeError } from '../../errors'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
@@ -42,20 +43,23 @@ export function register(y: Argv): Argv {
       a
         .positional('uid', { type: 'string', describe: 'the file uid' })
         .option('created-at', { type: 'string', describe: 'ISO-8601 creation time (no offset = UTC)' })
-        .option('n-bits', { type: 'number', default: 8, describe: 'routing bits, 4..16' })
-        .option('stdin', { type: 'boolean', default: false, describe: 'read JSON lines {uid, created_at, n_bits}' }),
+        .option('n-bits', { type: 'number', describe: 'routing bits, 4..16 (default DES_N_BITS, else 8)' })
+        .option('stdin', { type: 'boolean', default: false, describe: 'read JSON lines {uid, created_at, n_bits}; one JSON answer per line' })
+        .example('$0 locate invoice-17 --created-at 2024-03-02T09:15:00Z', 'the shard key of one file')
+        .example('echo \'{"uid":"a","created_at":"2024-03-02T09:15:00Z"}\' | $0 locate --stdin', 'many at once, as JSON lines'),
     async (argv) => {
+      const nBits = argv['n-bits'] ?? loadNBits()
       if (argv.stdin) {
         const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
         for await (const line of lines) {
           if (line.trim() === '') continue
-          await writeOut(locateLine(line, argv['n-bits']) + '\n')
+          await writeOut(locateLine(line, nBits) + '\n')
         }
         return
       }
       if (argv.uid === undefined) throw new DesError('DES_BAD_ARG', 'give a uid, or --stdin')
       if (argv['created-at'] === undefined) throw new DesError('DES_BAD_ARG', '--created-at is required')
-      await writeOut(asJson(argv.uid, argv['created-at'], argv['n-bits']) + '\n')
+      await writeOut(asJson(argv.uid, argv['created-at'], nBits) + '\n')
     },
   )
 }

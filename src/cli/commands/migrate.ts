@@ -48,6 +48,7 @@ export function reportJson(r: CycleReport): Record<string, unknown> {
     bad: r.bad,
     delete_errors: r.deleteErrors,
     error: r.error ?? null,
+    error_code: r.status === 'error' ? (r.errorCode ?? 'DES_INTERNAL') : null,
     timings: {
       database: r.timings.database,
       source_checks: r.timings.sourceChecks,
@@ -71,7 +72,9 @@ export function register(y: Argv): Argv {
         .option('continuous', { type: 'boolean', default: false, describe: 'run a cycle every --interval seconds until SIGTERM' })
         .option('interval', { type: 'number', default: 3600, describe: 'seconds between cycles with --continuous' })
         .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics on this port (0 = any free port)' })
-        .option('json', { type: 'boolean', default: false, describe: 'one JSON report per cycle on stdout' }),
+        .option('json', { type: 'boolean', default: false, describe: 'one JSON report per cycle on stdout' })
+        .example('$0 migrate --config migration.yaml --dry-run', 'what one cycle would do, changing nothing')
+        .example('$0 migrate --config migration.yaml --continuous --interval 600 --metrics-port 9464', 'a cycle every 10 minutes, metrics for Prometheus'),
     async (argv) => {
       const { loadMigrateConfig } = await import('../../migrate/config')
       const { boundPort, createDeps, runCycles, serveMetrics } = await import('../../migrate/run')
@@ -102,8 +105,12 @@ export function register(y: Argv): Argv {
           signal: stop.signal,
           onReport: (r) => writeOut((argv.json ? JSON.stringify(reportJson(r)) : summaryLine(r)) + '\n'),
         })
-        // One-shot: a failed cycle is a failed command. Continuous: stopping is a clean exit.
-        if (!argv.continuous && last?.status === 'error') process.exitCode = 1
+        // One-shot: a failed cycle is a failed command, exiting by what failed
+        // (6: database or store unreachable). Continuous: stopping is a clean exit.
+        if (!argv.continuous && last?.status === 'error') {
+          const why = last.error ?? `${last.bad.length} row(s) did not read back from the store`
+          throw new DesError(last.errorCode ?? 'DES_INTERNAL', `migration cycle failed: ${why}`)
+        }
       } finally {
         process.off('SIGTERM', onTerm)
         process.off('SIGINT', onInt)

@@ -60,7 +60,9 @@ export function register(y: Argv): Argv {
         .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
         .option('skip-existing', { type: 'boolean', default: false, describe: 'a uid already stored with the same size is skipped (idempotent reruns)' })
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
-        .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' }),
+        .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
+        .example('$0 pack --input-json manifest.json --output-dir /data/des', 'pack into a local store')
+        .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
       const { formatBytes, parseManifest, progressBar, runPack } = await import('../../pack')

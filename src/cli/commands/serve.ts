@@ -1,7 +1,8 @@
-// `des serve`: the HTTP retriever (SPEC §7), configured by the SPEC §6 environment.
+// `des serve`: the HTTP retriever (SPEC §7), configured by the SPEC §6
+// environment; the store flags win over their variables (src/config/store-flags.ts).
 
 import type { Argv } from 'yargs'
-import { loadConfig, loadServeConfig } from '../../config/env'
+import { loadServeConfig } from '../../config/env'
 import { DesError } from '../../errors'
 
 export function register(y: Argv): Argv {
@@ -12,9 +13,16 @@ export function register(y: Argv): Argv {
       a
         .option('host', { type: 'string', describe: 'address to listen on (DES_HOST, default 0.0.0.0)' })
         .option('port', { type: 'number', describe: 'port (DES_PORT, default 8000; 0 = any free port)' })
-        .option('workers', { type: 'number', describe: 'worker processes sharing the port (DES_WORKERS, default 1)' }),
+        .option('workers', { type: 'number', describe: 'worker processes sharing the port (DES_WORKERS, default: the CPUs this process may use, cgroup quota included)' })
+        .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: 'where the shards are (DES_BACKEND, default local)' })
+        .option('base-dir', { type: 'string', describe: 'the local store to serve (DES_BASE_DIR; implies --backend local); must exist' })
+        .option('layout', { choices: ['nested', 'flat'] as const, describe: 'shard names: nested <date>/<HEX>.des or flat (DES_LAYOUT, default nested)' })
+        .option('n-bits', { type: 'number', describe: 'routing bits 4..16, as the store was written (DES_N_BITS, default 8)' })
+        .example('$0 serve --base-dir /data/des --port 8000', 'serve a local store')
+        .example('DES_BACKEND=s3 DES_S3_BUCKET=my-bucket DES_S3_PREFIX=des/ $0 serve --workers 2', 'serve an S3 store with two worker processes'),
     async (argv) => {
-      const config = loadConfig()
+      const { loadStoreConfig } = await import('../../config/store-flags')
+      const config = loadStoreConfig({ backend: argv.backend, baseDir: argv['base-dir'], layout: argv.layout, nBits: argv['n-bits'] })
       const serveConfig = loadServeConfig()
       if (argv.host !== undefined) serveConfig.host = argv.host
       if (argv.port !== undefined) {

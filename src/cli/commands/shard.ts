@@ -2,6 +2,7 @@
 
 import type { Argv } from 'yargs'
 import { ShardReader, type EntryInfo } from '../../native'
+import { loadBigfilesPrefix } from '../../config/env'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
@@ -66,8 +67,9 @@ export function register(y: Argv): Argv {
       'List the entries of a shard',
       (a) =>
         a
-          .positional('shard', { type: 'string', demandOption: true })
-          .option('json', { type: 'boolean', default: false, describe: 'one JSON object per line' }),
+          .positional('shard', { type: 'string', demandOption: true, describe: 'a local shard file (.des)' })
+          .option('json', { type: 'boolean', default: false, describe: 'one JSON object per line' })
+          .example('$0 ls /data/des/20240302/5C.des --json', 'every entry of one shard as JSON lines'),
       async (argv) => {
         const reader = await ShardReader.open(argv.shard)
         for await (const e of allEntries(reader)) {
@@ -83,19 +85,25 @@ export function register(y: Argv): Argv {
       "Write a file's bytes to stdout",
       (a) =>
         a
-          .positional('shard', { type: 'string', demandOption: true })
-          .positional('uid', { type: 'string', demandOption: true })
-          .option('bigfiles-prefix', { type: 'string', default: '_bigFiles' }),
+          .positional('shard', { type: 'string', demandOption: true, describe: 'a local shard file (.des)' })
+          .positional('uid', { type: 'string', demandOption: true, describe: 'the uid of the file' })
+          .option('bigfiles-prefix', { type: 'string', describe: "BigFile folder next to the shard's date folder (default DES_BIGFILES_PREFIX, else _bigFiles)" })
+          .example('$0 cat /data/des/20240302/5C.des invoice-17 > invoice-17.json', "one file's bytes"),
       async (argv) => {
+        const bigfilesPrefix = argv['bigfiles-prefix'] ?? loadBigfilesPrefix()
         const reader = await ShardReader.open(argv.shard)
         if (!reader.has(argv.uid)) throw new DesError('DES_NOT_FOUND', `not found: uid ${JSON.stringify(argv.uid)} is not in ${argv.shard}`)
-        await writeOut(await reader.read(argv.uid, argv['bigfiles-prefix']))
+        await writeOut(await reader.read(argv.uid, bigfilesPrefix))
       },
     )
     .command(
       'inspect <shard>',
       'Show version, entry count, sizes, compression ratio and codecs',
-      (a) => a.positional('shard', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      (a) =>
+        a
+          .positional('shard', { type: 'string', demandOption: true, describe: 'a local shard file (.des)' })
+          .option('json', { type: 'boolean', default: false, describe: 'one JSON object' })
+          .example('$0 inspect /data/des/20240302/5C.des', 'version, entries, index size, compression ratio, codecs'),
       async (argv) => {
         const reader = await ShardReader.open(argv.shard)
         const stats = await shardStats(argv.shard, reader)

@@ -1,7 +1,17 @@
 // `des stats` (alias des-stats): what a migration with this cutoff would move.
 
 import type { Argv } from 'yargs'
+import { loadMigrateEnv } from '../../config/migrate-env'
+import { DesError } from '../../errors'
 import { writeOut } from '../output'
+
+const COLUMNS = [
+  ['uid-column', 'uidColumn', 'uid'],
+  ['created-at-column', 'createdAtColumn', 'created_at'],
+  ['file-location-column', 'fileLocationColumn', 'file_location'],
+  ['size-bytes-column', 'sizeBytesColumn', 'size_bytes'],
+  ['archived-column', 'archivedColumn', 'archived'],
+] as const
 
 export function register(y: Argv): Argv {
   return y.command(
@@ -9,29 +19,44 @@ export function register(y: Argv): Argv {
     'Count, bytes, oldest and newest of the rows a migration would move',
     (a) =>
       a
-        .option('db-url', { type: 'string', demandOption: true, describe: 'postgresql://user:pass@host/db' })
-        .option('table', { type: 'string', demandOption: true, describe: 'table or schema.table' })
-        .option('cutoff', { type: 'string', demandOption: true, describe: 'ISO-8601: rows created before it' })
-        .option('uid-column', { type: 'string', default: 'uid' })
-        .option('created-at-column', { type: 'string', default: 'created_at' })
-        .option('size-bytes-column', { type: 'string', default: 'size_bytes' })
-        .option('file-location-column', { type: 'string', default: 'file_location' })
-        .option('archived-column', { type: 'string', default: 'archived' })
-        .option('json', { type: 'boolean', default: false, describe: 'one JSON object' }),
+        .option('config', { type: 'string', describe: "a des migrate config file: its database URL, table, columns, and (without --cutoff) its archive_age_days" })
+        .option('db-url', { type: 'string', describe: 'postgresql://user:pass@host/db (default: the config file, else DES_DB_URL; a password here shows in ps)' })
+        .option('table', { type: 'string', describe: 'table or schema.table (default: the config file)' })
+        .option('cutoff', { type: 'string', describe: 'ISO-8601: rows created before it (default with --config: now minus migration.archive_age_days)' })
+        .option('uid-column', { type: 'string', describe: 'uid column (default uid, or the config file)' })
+        .option('created-at-column', { type: 'string', describe: 'created_at column (default created_at, or the config file)' })
+        .option('size-bytes-column', { type: 'string', describe: 'size column (default size_bytes, or the config file)' })
+        .option('file-location-column', { type: 'string', describe: 'file location column (default file_location, or the config file)' })
+        .option('archived-column', { type: 'string', describe: 'archived flag column (default archived, or the config file)' })
+        .option('json', { type: 'boolean', default: false, describe: 'one JSON object on stdout' })
+        .example('DES_DB_URL=postgres://des:secret@db/des $0 stats --table source_files --cutoff 2024-01-01T00:00:00Z', 'the database URL from the environment')
+        .example('$0 stats --config migration.yaml --json', 'what the next migration cycle of this config would find'),
     async (argv) => {
+      const env = loadMigrateEnv()
+      let fromConfig: import('../../migrate/config').MigrateConfig | undefined
+      if (argv.config !== undefined) {
+        const { loadMigrateConfig } = await import('../../migrate/config')
+        fromConfig = loadMigrateConfig(argv.config, env.vars)
+      }
+      const url = argv['db-url'] ?? fromConfig?.database.url ?? env.dbUrl
+      if (url === undefined) throw new DesError('DES_BAD_ARG', 'no database: give --config FILE, set DES_DB_URL, or --db-url')
+      const tableName = argv.table ?? fromConfig?.database.tableName
+      if (tableName === undefined) throw new DesError('DES_BAD_ARG', '--table is required (or --config FILE)')
+      let cutoff = argv.cutoff
+      if (cutoff === undefined) {
+        if (!fromConfig) throw new DesError('DES_BAD_ARG', '--cutoff is required (or --config FILE, whose archive_age_days sets it)')
+        cutoff = new Date(Date.now() - fromConfig.migration.archiveAgeDays * 86_400_000).toISOString()
+      }
+      const columns = Object.fromEntries(COLUMNS.map(([flag, key, def]) => [key, (argv[flag] as string | undefined) ?? fromConfig?.database[key] ?? def])) as Record<
+        (typeof COLUMNS)[number][1],
+        string
+      >
       const { createKnex, SourceTable } = await import('../../migrate/db')
       const { formatStats, migrationStats } = await import('../../migrate/stats')
-      const knex = createKnex(argv['db-url'], 1)
+      const knex = createKnex(url, 1)
       try {
-        const table = new SourceTable(knex, {
-          tableName: argv.table,
-          uidColumn: argv['uid-column'],
-          createdAtColumn: argv['created-at-column'],
-          fileLocationColumn: argv['file-location-column'],
-          sizeBytesColumn: argv['size-bytes-column'],
-          archivedColumn: argv['archived-column'],
-        })
-        const s = await migrationStats(table, argv.table, argv.cutoff)
+        const table = new SourceTable(knex, { tableName, ...columns })
+        const s = await migrationStats(table, tableName, cutoff)
         const text = argv.json
           ? JSON.stringify({ table: s.table, cutoff: s.cutoff, count: s.count, total_bytes: s.totalBytes, oldest: s.oldest, newest: s.newest })
           : formatStats(s)

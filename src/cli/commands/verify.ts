@@ -35,7 +35,9 @@ export function register(y: Argv): Argv {
         .option('base-dir', { type: 'string', describe: '--store: the local store (overrides DES_BASE_DIR; implies --backend local)' })
         .option('layout', { type: 'string', describe: '--store: nested or flat (overrides DES_LAYOUT)' })
         .option('n-bits', { type: 'number', describe: '--store: routing bits, overrides DES_N_BITS' })
-        .option('progress', { type: 'boolean', describe: '--store: progress bar on stderr (default: when stderr is a terminal and not --json)' }),
+        .option('progress', { type: 'boolean', describe: '--store: progress bar on stderr (default: when stderr is a terminal and not --json)' })
+        .example('$0 verify /data/des/20240302/5C.des', 'every entry of one shard')
+        .example('$0 verify --store --base-dir /data/des --json > scrub.jsonl', 'the whole store, a JSON line per object'),
     async (argv) => {
       if (argv.store) {
         if (argv.shard !== undefined) throw new DesError('DES_BAD_ARG', 'give a SHARD file or --store, not both')
@@ -46,7 +48,8 @@ export function register(y: Argv): Argv {
       if (storeFlags.length > 0) throw new DesError('DES_BAD_ARG', `--${storeFlags[0]} applies to --store only`)
       // Not ShardReader.open: a damaged index or footer is a finding to
       // report, not a reason to stop before looking.
-      const report = await verifyShardFile(argv.shard, argv['bigfiles-prefix'] ?? '_bigFiles')
+      const { loadBigfilesPrefix } = await import('../../config/env')
+      const report = await verifyShardFile(argv.shard, argv['bigfiles-prefix'] ?? loadBigfilesPrefix())
       if (argv.json) await writeOut(JSON.stringify(report) + '\n')
       else {
         const unchecked = report.checksummed ? '' : ' (no checksums in this shard: codec-none payloads cannot be checked)'

@@ -1,0 +1,88 @@
+// Every DES_* variable is honoured by each command it concerns (docs/CLI.md,
+// "Which variables each command reads"), and flags win over it. `des serve`'s
+// store flags are in serve-ops.spec.ts, the migration config's defaults in
+// migrate-config.spec.ts. Needs `npx tsc` first; `des stats` the real PostgreSQL.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { locateShard } from '../src/native'
+import { runCli } from './helpers/cli'
+import { goldenShards, sha256 } from './helpers/golden'
+import { freshTable, makeFiles, writeConfig } from './helpers/migrate'
+import { pgTestUrl } from './helpers/services'
+
+test('des locate routes with DES_N_BITS; --n-bits wins', async (t) => {
+  const uid = 'invoice-17'
+  const at = '2023-08-14T22:53:32Z'
+  const key = (nBits: number) => locateShard(uid, at, nBits).objectKey
+  t.not(key(11), key(8), 'the bits make a difference for this uid')
+  const args = ['locate', uid, '--created-at', at]
+  const byEnv = await runCli(args, { env: { DES_N_BITS: '11' } })
+  t.is(byEnv.code, 0, byEnv.stderr)
+  t.is(JSON.parse(byEnv.stdout.toString()).object_key, key(11))
+  t.is(JSON.parse((await runCli(args, { env: { DES_N_BITS: '' } })).stdout.toString()).object_key, key(8), 'unset: 8')
+  t.is(JSON.parse((await runCli([...args, '--n-bits', '11'], { env: { DES_N_BITS: '4' } })).stdout.toString()).object_key, key(11))
+  const stdin = await runCli(['locate', '--stdin'], { env: { DES_N_BITS: '11' }, stdin: JSON.stringify({ uid, created_at: at }) + '\n' })
+  t.is(JSON.parse(stdin.stdout.toString()).object_key, key(11), '--stdin lines without n_bits take DES_N_BITS')
+  const bad = await runCli(args, { env: { DES_N_BITS: 'many' } })
+  t.is(bad.code, 2)
+  t.regex(bad.stderr, /DES_N_BITS="many" is invalid/)
+})
+
+/** A golden shard with a BigFile, copied beside its BigFiles under another folder name. */
+function shardWithBlobsIn(folder: string): { file: string; uid: string; sha: string } {
+  const { file, expect } = goldenShards().find((s) => s.expect.entries.some((e) => e.is_bigfile))!
+  const big = expect.entries.find((e) => e.is_bigfile)!
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-env-'))
+  fs.copyFileSync(file, path.join(dir, 'x.des'))
+  fs.cpSync(path.join(path.dirname(file), '_bigFiles'), path.join(dir, folder), { recursive: true })
+  return { file: path.join(dir, 'x.des'), uid: big.uid, sha: big.sha256 }
+}
+
+test('des cat finds BigFiles in DES_BIGFILES_PREFIX; --bigfiles-prefix wins', async (t) => {
+  const s = shardWithBlobsIn('_blobs')
+  const byEnv = await runCli(['cat', s.file, s.uid], { env: { DES_BIGFILES_PREFIX: '_blobs' } })
+  t.is(byEnv.code, 0, byEnv.stderr)
+  t.is(sha256(byEnv.stdout), s.sha)
+  const byDefault = await runCli(['cat', s.file, s.uid], { env: { DES_BIGFILES_PREFIX: '' } })
+  t.not(byDefault.code, 0, 'not in _bigFiles')
+  t.is(byDefault.stdout.length, 0)
+  const byFlag = await runCli(['cat', s.file, s.uid, '--bigfiles-prefix', '_blobs'], { env: { DES_BIGFILES_PREFIX: '_other' } })
+  t.is(sha256(byFlag.stdout), s.sha)
+})
+
+test('des verify SHARD checks BigFiles in DES_BIGFILES_PREFIX; --bigfiles-prefix wins', async (t) => {
+  const s = shardWithBlobsIn('_blobs')
+  const byEnv = await runCli(['verify', s.file], { env: { DES_BIGFILES_PREFIX: '_blobs' } })
+  t.is(byEnv.code, 0, byEnv.stderr)
+  const byDefault = await runCli(['verify', s.file], { env: { DES_BIGFILES_PREFIX: '' } })
+  t.not(byDefault.code, 0, 'its BigFile is not in _bigFiles')
+  const byFlag = await runCli(['verify', s.file, '--bigfiles-prefix', '_blobs'], { env: { DES_BIGFILES_PREFIX: '_other' } })
+  t.is(byFlag.code, 0, byFlag.stderr)
+})
+
+test('des stats takes the database from DES_DB_URL or from a migration config (no password on the command line)', async (t) => {
+  const table = await freshTable('stats-env')
+  try {
+    const rows = makeFiles(table.dir, 5)
+    await table.insert(rows)
+    const cutoff = '2030-01-01T00:00:00Z'
+    const viaEnv = await runCli(['stats', '--table', table.table, '--cutoff', cutoff, '--json'], { env: { DES_DB_URL: pgTestUrl() } })
+    t.is(viaEnv.code, 0, viaEnv.stderr)
+    const s = JSON.parse(viaEnv.stdout.toString())
+    t.is(s.count, 5)
+    t.is(s.total_bytes, rows.reduce((n, r) => n + r.size, 0))
+    // The config file names database, table and (here) an age that covers the rows.
+    const config = writeConfig(table.dir, { database: { url: '${STATS_DB}', table_name: table.table }, migration: { archive_age_days: 1 }, packer: { output_dir: path.join(table.dir, 'out') } }, 'yaml', 'stats')
+    const viaConfig = await runCli(['stats', '--config', config, '--json'], { env: { STATS_DB: pgTestUrl(), DES_DB_URL: '' } })
+    t.is(viaConfig.code, 0, viaConfig.stderr)
+    t.is(JSON.parse(viaConfig.stdout.toString()).count, 5)
+    const none = await runCli(['stats', '--table', table.table, '--cutoff', cutoff], { env: { DES_DB_URL: '' } })
+    t.is(none.code, 2)
+    t.regex(none.stderr, /DES_DB_URL/)
+  } finally {
+    await table.close()
+  }
+})
