@@ -5,6 +5,7 @@
 import { DesError } from '../errors'
 import { locateShard, type ShardReader } from '../native'
 import type { PackInput } from './index'
+import type { PackFile } from '../native'
 
 /** One input with what validation learnt about it. */
 export interface PlannedInput {
@@ -19,6 +20,12 @@ export interface PlannedInput {
   size: number
   /** True for an s3:// source. */
   onS3: boolean
+  /**
+   * The file as `addFiles` takes it, supplied by the caller instead of read
+   * from `input.source` (`des convert`: a payload decoded from another shard,
+   * its meta as stored); held in memory chunk by chunk like s3:// sources.
+   */
+  load?: () => Promise<PackFile>
 }
 
 /** All inputs of one (date, shard) key, in manifest order. */

@@ -174,6 +174,7 @@ function metaText(p: PlannedInput): string | undefined {
  */
 export async function loadChunk(items: PlannedInput[], s3?: S3SourceOptions): Promise<PackFile[]> {
   return mapLimit(items, 8, async (p) => {
+    if (p.load) return p.load()
     const meta = metaText(p)
     if (p.onS3) {
       if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: no S3 source client is configured`)
@@ -203,6 +204,6 @@ export function chunks(items: PlannedInput[], maxBytes: number, maxFiles: number
 
 /** Chunk sizes: local chunks are cheap (paths only); s3 chunks are held in memory. */
 export function chunkLimits(items: PlannedInput[]): { maxBytes: number; maxFiles: number } {
-  const anyS3 = items.some((p) => p.onS3)
+  const anyS3 = items.some((p) => p.onS3 || p.load)
   return anyS3 ? { maxBytes: 16 << 20, maxFiles: 256 } : { maxBytes: 64 << 20, maxFiles: 4096 }
 }

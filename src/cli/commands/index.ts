@@ -7,6 +7,7 @@ import * as serve from './serve'
 import * as pack from './pack'
 import * as migrate from './migrate'
 import * as stats from './stats'
+import * as convert from './convert'
 import * as verify from './verify'
 
-export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, verify, serve, pack, migrate, stats]
+export const commands: Array<{ register(y: Argv): Argv }> = [locate, shard, verify, serve, pack, migrate, stats, convert]

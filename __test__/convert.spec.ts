@@ -1,0 +1,147 @@
+// des convert: a store written by the reference packer (golden/flat-store-offsets,
+// its timestamps in several offsets) moved into the nested layout, killed part
+// way twice and resumed, on local disk and on the real MinIO. While it runs,
+// one des serve configuration (DES_LAYOUT=nested,flat) serves every file;
+// after it, the nested layout alone serves every file byte-exact.
+
+import test from 'ava'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
+import type { Layout } from '../src/config/env'
+import { LocalSource } from '../src/storage/local'
+import { S3Source } from '../src/storage/s3'
+import { singleSource, type ShardSources } from '../src/storage/source'
+import { Store } from '../src/store/store'
+import { createServer } from '../src/serve/server'
+import { runCli, type CliResult } from './helpers/cli'
+import { goldenPath, readJson } from './helpers/golden'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+import { closeServer, listenLocal, tempDir, uploadDir } from './helpers/store'
+
+interface Expect {
+  n_bits: number
+  files: Array<{ uid: string; created_at: string; size: number; sha256: string; date_dir: string }>
+}
+const golden = readJson<Expect>(goldenPath('flat-store-offsets', 'expect.json'))
+const sha = (b: ArrayBuffer) => createHash('sha256').update(Buffer.from(b)).digest('hex')
+
+/** Every golden file asked over HTTP from a store of these sources and layouts: the uids that did not come back byte-exact. */
+async function unserved(sources: ShardSources, layouts: Layout[]): Promise<string[]> {
+  const server = createServer({ store: new Store({ sources, nBits: golden.n_bits, layouts, indexCacheBytes: 0 }) })
+  const url = await listenLocal(server)
+  const bad: string[] = []
+  try {
+    for (const f of golden.files) {
+      const r = await fetch(`${url}/files/${encodeURIComponent(f.uid)}?created_at=${encodeURIComponent(f.created_at)}`)
+      const body = await r.arrayBuffer()
+      if (r.status !== 200 || sha(body) !== f.sha256) bad.push(`${f.uid} ${r.status}`)
+    }
+  } finally {
+    await closeServer(server)
+  }
+  return bad
+}
+
+function convert(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  // The golden store's BigFile threshold, so its BigFiles stay BigFiles.
+  return runCli(['convert', '--n-bits', String(golden.n_bits), '--json', ...args], { env: { DES_BIG_FILE_THRESHOLD_BYTES: '200000', ...env } })
+}
+
+const report = (r: CliResult) => JSON.parse(r.stdout.toString()) as Record<string, any>
+
+/** The kill-and-resume run over one store; `keys()` lists its objects. */
+async function killedAndResumed(t: import('ava').ExecutionContext, storeArgs: string[], env: NodeJS.ProcessEnv, sources: ShardSources, keys: () => Promise<string[]>): Promise<void> {
+  const flatKeys = async () => (await keys()).filter((k) => /^\d{8}_[0-9A-F]_\d{4}\.des$/.test(k) || k.startsWith('_bigFiles/'))
+  const before = await flatKeys()
+  t.is(before.filter((k) => k.endsWith('.des')).length, 52)
+
+  // Killed after removing the flat shards of its second key.
+  let r = await convert([...storeArgs, '--delete-source'], { ...env, DES_TEST_FAULT: 'convert-mid-delete' })
+  t.is(r.code, -1, `killed by its fault point: ${r.stderr}`)
+  const mid = await flatKeys()
+  t.true(mid.length < before.length && mid.length > 0, 'some flat shards are gone, most are not')
+  // Half converted: one configuration serves every file.
+  t.deepEqual(await unserved(sources, ['nested', 'flat']), [])
+
+  // Killed again, after packing its second key this time.
+  r = await convert([...storeArgs, '--delete-source'], { ...env, DES_TEST_FAULT: 'convert-after-pack' })
+  t.is(r.code, -1, `killed by its fault point: ${r.stderr}`)
+  t.deepEqual(await unserved(sources, ['nested', 'flat']), [])
+
+  // Resumed to the end: every file verified at its new key, every flat shard and BigFile removed.
+  r = await convert([...storeArgs, '--delete-source'], env)
+  t.is(r.code, 0, r.stderr)
+  const done = report(r)
+  t.deepEqual([done.problems, done.failed, done.kept], [[], [], []])
+  t.is(done.verified, done.files)
+  t.deepEqual(await flatKeys(), [])
+  t.deepEqual(await unserved(sources, ['nested']), [])
+
+  // Idempotent: nothing left to do.
+  r = await convert([...storeArgs, '--delete-source'], env)
+  t.is(r.code, 0, r.stderr)
+  t.like(report(r), { keys: 0, files: 0, added: 0, deleted_shards: 0 })
+}
+
+test('local: des convert killed twice and resumed moves every file of golden/flat-store-offsets into the nested layout, served byte-exact throughout', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  fs.rmSync(path.join(dir, 'expect.json'))
+  const sources = singleSource(new LocalSource(dir))
+  t.deepEqual(await unserved(sources, ['flat']), [])
+  const keys = async () => {
+    const out: string[] = []
+    for await (const o of new LocalSource(dir).list()) out.push(o.key)
+    return out
+  }
+  await killedAndResumed(t, ['--base-dir', dir], {}, sources, keys)
+  // No empty flat BigFile folder is left behind.
+  t.false(fs.existsSync(path.join(dir, '_bigFiles')))
+})
+
+test('local: without --delete-source nothing is removed, and a rerun adds nothing and verifies everything again', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const first = await convert(['--base-dir', dir], {})
+  t.is(first.code, 0, first.stderr)
+  t.like(report(first), { keys: 45, flat_shards: 52, files: 120, added: 120, already_nested: 0, verified: 120, deleted_shards: 0 })
+  const again = await convert(['--base-dir', dir], {})
+  t.like(report(again), { files: 120, added: 0, already_nested: 120, verified: 120 })
+  t.is(fs.readdirSync(dir).filter((n) => n.endsWith('.des')).length, 52)
+  t.deepEqual(await unserved(singleSource(new LocalSource(dir)), ['nested']), [])
+})
+
+test('local: a flat shard whose uid routes elsewhere (wrong --n-bits) converts nothing of its key and fails the run', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const r = await runCli(['convert', '--base-dir', dir, '--n-bits', '8', '--json'])
+  t.is(r.code, 4)
+  const out = report(r)
+  t.is(out.failed.length, 45)
+  t.regex(out.failed[0].reason, /routes to .* with n_bits 8/)
+  t.false(fs.readdirSync(dir).some((n) => /^\d{8}$/.test(n)), 'no nested shard written')
+})
+
+test('S3 (MinIO): des convert killed twice and resumed moves every file of golden/flat-store-offsets into the nested layout, served byte-exact throughout', async (t) => {
+  const s3 = s3TestEnv()
+  const client: S3Client = testS3Client()
+  const bucket = await freshBucket(client, 'des-convert')
+  const prefix = 'archive/'
+  await uploadDir(client, bucket, goldenPath('flat-store-offsets'), prefix, (k) => k !== 'expect.json')
+  const sources = singleSource(new S3Source(client, { bucket, prefix }, 's3'))
+  t.deepEqual(await unserved(sources, ['flat']), [])
+  const keys = async () => {
+    const out: string[] = []
+    let token: string | undefined
+    do {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }))
+      for (const o of page.Contents ?? []) out.push(o.Key!.slice(prefix.length))
+      token = page.NextContinuationToken
+    } while (token)
+    return out
+  }
+  const env = { DES_BACKEND: 's3', DES_S3_BUCKET: bucket, DES_S3_PREFIX: prefix, DES_S3_ENDPOINT_URL: s3.endpoint, DES_S3_REGION: s3.region }
+  await killedAndResumed(t, [], env, sources, keys)
+})
