@@ -7,7 +7,9 @@
 
 /** An error with a stable code (`DES_CORRUPT`, `DES_NOT_FOUND`, ...). */
 export class DesError extends Error {
+  /** The stable code (`DES_CORRUPT`, `DES_NOT_FOUND`, `DES_BAD_ARG`, ...): what `httpStatus` and `exitCode` go by. */
   readonly code: string
+  /** An error with `code` and a message that says what and where; `options.cause` keeps the underlying error. */
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'DesError'

@@ -67,6 +67,7 @@ export type PackFile = Native.PackFile
 export type AddFilesResult = Native.AddFilesResult
 export type VerifyReport = Native.VerifyReport
 export type VerifyProblem = Native.VerifyProblem
+/** A payload codec: `none` (stored raw), `zstd` or `lz4`. */
 export type Codec = 'none' | 'zstd' | 'lz4'
 
 /** Routes a uid to its shard. Throws DES_BAD_ARG for a bad date or n_bits. */
@@ -94,11 +95,13 @@ export type PayloadCacheStats = Native.PayloadCacheStats
  * so keeping them costs the garbage collector nothing.
  */
 export class PayloadCache {
+  /** @internal The addon object the readers keep into. */
   readonly native: Native.PayloadCache
   /** Payloads over `maxEntryBytes` (default 1 MiB) are not kept. */
   constructor(maxBytes: number, maxEntryBytes?: number) {
     this.native = sync(() => new addon.PayloadCache(maxBytes, maxEntryBytes))
   }
+  /** The bound on the bytes kept. */
   get maxBytes(): number {
     return this.native.maxBytes
   }
@@ -110,9 +113,11 @@ export class PayloadCache {
   copyInto(shard: number, offset: number, target: Buffer): number {
     return this.native.copyInto(shard, offset, target)
   }
+  /** Entries and bytes kept; hits, misses and evictions so far. */
   stats(): PayloadCacheStats {
     return this.native.stats()
   }
+  /** Drops every kept payload. */
   clear(): void {
     this.native.clear()
   }
@@ -210,18 +215,23 @@ export class ShardReader {
     return new ShardReader(await later(() => addon.ShardReader.fromTail(tail, objectSize)))
   }
 
+  /** Format version of the shard (1 or 2). */
   get version(): number {
     return this.inner.version
   }
+  /** Number of entries in the index. */
   get entryCount(): number {
     return this.inner.entryCount
   }
+  /** Size of the index section in bytes (what a cache should weigh it at). */
   get indexSize(): number {
     return this.inner.indexSize
   }
+  /** Offset where the data section ends (= where the index starts). */
   get dataEnd(): number {
     return this.inner.dataEnd
   }
+  /** Size of the shard file for a local shard, else null. */
   get fileSize(): number | null {
     return this.inner.fileSize
   }
@@ -229,14 +239,16 @@ export class ShardReader {
   get checksummed(): boolean {
     return this.inner.checksummed
   }
-  /** The addon object, for `ShardWriter.continueAfter`. */
+  /** @internal The addon object, for `ShardWriter.continueAfter`. */
   get native(): Native.ShardReader {
     return this.inner
   }
 
+  /** True when the index holds `uid`. */
   has(uid: string): boolean {
     return this.inner.has(uid)
   }
+  /** The index entry of `uid` (size, codec, stored size, offset, meta), or null. */
   entry(uid: string): EntryInfo | null {
     // A row, made into the object here: much cheaper than an addon-built object.
     const r = this.inner.entryRow(uid)
@@ -245,6 +257,7 @@ export class ShardReader {
     if (codec < 0) return { uid, size, isBigfile: true, storedSize, meta, sha256: sha256 ?? undefined }
     return { uid, size, codec: CODEC_NAMES[codec], isBigfile: false, storedSize, offset, meta }
   }
+  /** `count` entries in index order from `start` (default: all); page through large shards. */
   entries(start?: number, count?: number): EntryInfo[] {
     return this.inner.entries(start, count)
   }
@@ -255,6 +268,7 @@ export class ShardReader {
   read(uid: string, bigfilesPrefix?: string, keep?: KeepIn): Promise<Buffer> {
     return later(() => this.inner.read(uid, bigfilesPrefix, keep?.cache.native, keep?.shard))
   }
+  /** `read` on the calling thread. */
   readSync(uid: string, bigfilesPrefix?: string): Buffer {
     return sync(() => this.inner.readSync(uid, bigfilesPrefix))
   }
@@ -270,6 +284,7 @@ export class ShardReader {
   checkStored(uid: string, stored: Buffer): void {
     sync(() => this.inner.checkStored(uid, stored))
   }
+  /** `decode` on the calling thread, keeping nothing. */
   decodeSync(uid: string, stored: Buffer): Buffer {
     return sync(() => this.inner.decodeSync(uid, stored))
   }
@@ -302,10 +317,16 @@ export class ShardWriter {
     return new ShardWriter(sync(() => addon.ShardWriter.continueAfter(old.native, tailPath, options)))
   }
 
+  /** Adds one file's bytes (compressed with the writer's codec) and its meta (a JSON object or its text); resolves to its entry. */
   add(uid: string, data: Buffer, meta?: string | Record<string, unknown>): Promise<EntryInfo> {
     const metaText = typeof meta === 'string' || meta === undefined ? meta : JSON.stringify(meta)
     return later(() => this.inner.add(uid, data, metaText))
   }
+  /**
+   * Reads (local paths) and compresses many files on every core, writing them
+   * in order; stops before the first that would take the data section past
+   * `maxDataSize` (`consumed` says how many went in).
+   */
   addFiles(files: PackFile[], maxDataSize?: number): Promise<AddFilesResult> {
     return later(() => sync(() => this.inner.addFiles(files, maxDataSize)))
   }
@@ -313,18 +334,23 @@ export class ShardWriter {
   addPaths(uids: string[], paths: string[], sizes: number[], metas?: Array<string | null>, maxDataSize?: number): Promise<AddFilesResult> {
     return later(() => sync(() => this.inner.addPaths(uids, paths, sizes, metas, maxDataSize)))
   }
+  /** True when the shard being written holds `uid` (carried over or added). */
   has(uid: string): boolean {
     return sync(() => this.inner.has(uid))
   }
+  /** Entries so far, carried and added. */
   get entryCount(): number {
     return sync(() => this.inner.entryCount)
   }
+  /** Size of the shard's data section so far (header + payloads). */
   get dataSize(): number {
     return sync(() => this.inner.dataSize)
   }
+  /** Writes index and footer, syncs, and renames into place. */
   finish(): Promise<ShardWriteSummary> {
     return later(() => this.inner.finish())
   }
+  /** Drops the writer: its temp file is removed, the target is untouched. */
   abort(): void {
     this.inner.abort()
   }
