@@ -73,7 +73,7 @@ test('a migrator that has never succeeded exports des_migration_cycles_total for
     })
     t.is(report.status, 'error')
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()
-    t.regex(text, /^des_migration_cycles_total\{status="error"\} 1$/m)
+    t.regex(text, /^des_migration_cycles_total\{status="failure"\} 1$/m)
     t.regex(text, /^des_migration_cycles_total\{status="success"\} 0$/m)
     t.regex(text, /^des_migration_cycles_total\{status="dry_run"\} 0$/m)
     t.regex(text, /^des_build_info\{version="[^"]+",commit="[^"]+",node="[^"]+"\} 1$/m)

@@ -219,14 +219,14 @@ test.serial('s3:// sources are read (with the source metrics); a missing one is 
   const bodies = [content('text', 5000, 1), content('random', 7000, 2)]
   for (const [i, b] of bodies.entries()) await client.send(new PutObjectCommand({ Bucket: bucket, Key: `in/f${i}`, Body: b }))
   const inputs = bodies.map((b, i) => ({ uid: `s3-${i}`, createdAt: '2024-07-01T00:00:00Z', sizeBytes: b.length, source: `s3://${bucket}/in/f${i}` }))
-  const okBefore = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'ok')?.value ?? 0
+  const okBefore = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'success')?.value ?? 0
   const res = await packFiles(inputs, { kind: 's3', bucket: out, prefix: '', client }, { sourceS3: { client, maxRetries: 1, retryDelayMs: 10 } })
   t.is(res.files, 2)
   const stored = await readS3Store(client, out)
   bodies.forEach((b, i) => t.is(stored.get(`s3-${i}`)!.sha256, sha256(b)))
-  const okAfter = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'ok')!.value
+  const okAfter = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'success')!.value
   t.is(okAfter - okBefore, 2)
-  const bytes = (await registry.getSingleMetric('des_s3_source_bytes_downloaded')!.get()).values[0].value
+  const bytes = (await registry.getSingleMetric('des_s3_source_bytes_downloaded_total')!.get()).values[0].value
   t.true(bytes >= 12000)
 
   const empty = await freshBucket(client, 'dst2')

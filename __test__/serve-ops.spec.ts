@@ -101,8 +101,8 @@ test('--workers 2: every scrape of /metrics counts the retrievals of both worker
       const scrape = await getFresh(`${base}/metrics`)
       t.is(scrape.status, 200)
       const m = series(scrape.body.toString())
-      t.is(m.get('des_retrievals_total{backend="local",status="200"}'), files.length, `scrape ${i}`)
-      t.is(m.get('des_retrievals_total{backend="local",status="404"}'), 1, `scrape ${i}`)
+      t.is(m.get('des_retrievals_total{backend="local",status="ok",code="200"}'), files.length, `scrape ${i}`)
+      t.is(m.get('des_retrievals_total{backend="local",status="error",code="404"}'), 1, `scrape ${i}`)
       t.is(m.get('des_retrieval_seconds_count{backend="local"}'), files.length + 1, `scrape ${i}`)
     }
   } finally {
@@ -116,7 +116,7 @@ test('counters with known label values are exported at 0 before anything happens
   const s = await startServe(['--workers', '1', '--base-dir', dir], {})
   try {
     const m = series((await getFresh(`http://127.0.0.1:${s.port}/metrics`)).body.toString())
-    for (const status of ['200', '404', '502', '503']) t.is(m.get(`des_retrievals_total{backend="local",status="${status}"}`), 0, status)
+    for (const code of ['200', '404', '502', '503']) t.is(m.get(`des_retrievals_total{backend="local",status="${code === '200' ? 'ok' : 'error'}",code="${code}"}`), 0, code)
     t.is(m.get('des_corrupt_reads_total{backend="local"}'), 0)
     t.is(m.get('des_index_cache_total{result="hit"}'), 0)
     t.is(m.get('des_index_cache_total{result="miss"}'), 0)

@@ -196,7 +196,7 @@ for (const kind of BACKENDS) {
       t.is(m.status, 200)
       t.regex(m.headers.get('content-type')!, /text\/plain/)
       const text = await m.text()
-      t.regex(text, new RegExp(`des_retrievals_total\\{backend="${kind}",status="200"\\} \\d+`))
+      t.regex(text, new RegExp(`des_retrievals_total\\{backend="${kind}",status="ok",code="200"\\} \\d+`))
       t.regex(text, new RegExp(`des_retrieval_seconds_bucket\\{le="[^"]+",backend="${kind}"\\}`))
       t.regex(text, /des_index_cache_total\{result="hit"\} \d+/)
       t.regex(text, /des_index_cache_total\{result="miss"\} \d+/)

@@ -1,5 +1,8 @@
 // The Prometheus metrics of SPEC §8 (names and labels are part of the
-// contract), registered once in one registry.
+// contract), registered once in one registry. Names and label values are the
+// reference's, so its dashboards and alerts keep working: retrievals `ok` /
+// `error`, source reads `success` / `error`, cycles `success` / `failure`.
+// What we add (labels, metrics, label values) comes on top.
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { loadBuildInfo } from './config/build'
@@ -10,10 +13,15 @@ collectDefaultMetrics({ register: registry })
 
 export const retrievalsTotal = new Counter({
   name: 'des_retrievals_total',
-  help: 'File retrievals by backend and outcome status',
-  labelNames: ['backend', 'status'] as const,
+  help: 'File retrievals by backend and outcome status (ok/error, as the reference counts them) and HTTP status code (ours)',
+  labelNames: ['backend', 'status', 'code'] as const,
   registers: [registry],
 })
+
+/** The `status` of des_retrievals_total for an HTTP status: `ok` when the file (or a redirect to it) was answered, else `error`. */
+export function retrievalStatus(httpStatus: number): 'ok' | 'error' {
+  return httpStatus < 400 ? 'ok' : 'error'
+}
 
 export const retrievalSeconds = new Histogram({
   name: 'des_retrieval_seconds',
@@ -53,7 +61,7 @@ export const payloadCacheTotal = new Counter({
 
 export const sourceReadsTotal = new Counter({
   name: 'des_s3_source_reads_total',
-  help: 'Reads of s3:// sources while packing, by status',
+  help: 'Reads of s3:// sources while packing, by status (success/error; retry: an attempt that is retried)',
   labelNames: ['status'] as const,
   registers: [registry],
 })
@@ -65,15 +73,23 @@ export const sourceReadSeconds = new Histogram({
   registers: [registry],
 })
 
+/** The reference's client library exposes its bytes counter with `_total`: this is that series. */
+export const sourceBytesDownloadedTotal = new Counter({
+  name: 'des_s3_source_bytes_downloaded_total',
+  help: 'Bytes downloaded from s3:// sources',
+  registers: [registry],
+})
+
+/** The same bytes under the name without `_total` that earlier releases of ours exported. */
 export const sourceBytesDownloaded = new Counter({
   name: 'des_s3_source_bytes_downloaded',
-  help: 'Bytes downloaded from s3:// sources',
+  help: 'Bytes downloaded from s3:// sources (also as des_s3_source_bytes_downloaded_total)',
   registers: [registry],
 })
 
 export const migrationCyclesTotal = new Counter({
   name: 'des_migration_cycles_total',
-  help: 'Migration cycles by status',
+  help: 'Migration cycles by status (success/failure; dry_run: a --dry-run cycle)',
   labelNames: ['status'] as const,
   registers: [registry],
 })
@@ -105,7 +121,13 @@ export const migrationPendingFiles = new Gauge({
 
 export const migrationBatchSize = new Gauge({
   name: 'des_migration_batch_size',
-  help: 'Rows selected by the last migration cycle',
+  help: 'Configured batch size for migration (migration.batch_size)',
+  registers: [registry],
+})
+
+export const migrationRowsSelected = new Gauge({
+  name: 'des_migration_rows_selected',
+  help: 'Rows the last migration cycle selected (bad rows included)',
   registers: [registry],
 })
 
@@ -131,7 +153,7 @@ export const KNOWN_RETRIEVAL_STATUSES = ['200', '206', '304', '404', '416', '502
 
 /** The series of `des serve` with known labels, at 0 (`payloadCache`: only when that cache is on). */
 export function zeroServeSeries(backend: string, opts: { payloadCache: boolean }): void {
-  for (const status of KNOWN_RETRIEVAL_STATUSES) retrievalsTotal.labels(backend, status).inc(0)
+  for (const code of KNOWN_RETRIEVAL_STATUSES) retrievalsTotal.labels(backend, retrievalStatus(Number(code)), code).inc(0)
   corruptReadsTotal.labels(backend).inc(0)
   for (const result of ['hit', 'miss']) {
     indexCacheTotal.labels(result).inc(0)
@@ -142,6 +164,6 @@ export function zeroServeSeries(backend: string, opts: { payloadCache: boolean }
 
 /** The migration series with known labels, at 0 (`s3Sources`: when s3:// sources are enabled). */
 export function zeroMigrationSeries(opts: { s3Sources: boolean }): void {
-  for (const status of ['success', 'error', 'dry_run']) migrationCyclesTotal.labels(status).inc(0)
-  if (opts.s3Sources) for (const status of ['ok', 'retry', 'error']) sourceReadsTotal.labels(status).inc(0)
+  for (const status of ['success', 'failure', 'dry_run']) migrationCyclesTotal.labels(status).inc(0)
+  if (opts.s3Sources) for (const status of ['success', 'retry', 'error']) sourceReadsTotal.labels(status).inc(0)
 }

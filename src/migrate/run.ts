@@ -12,6 +12,7 @@ import {
   migrationDurationSeconds,
   migrationFilesTotal,
   migrationPendingFiles,
+  migrationRowsSelected,
   registry,
   zeroMigrationSeries,
 } from '../metrics'
@@ -65,11 +66,15 @@ export function createDeps(config: MigrateConfig, opts: { fault?: FaultPoint; lo
   }
 }
 
-/** Counts a finished cycle in the SPEC §8 metrics. */
-export function recordCycle(report: CycleReport): void {
-  migrationCyclesTotal.labels(report.dryRun ? 'dry_run' : report.status).inc()
+/**
+ * Counts a finished cycle in the SPEC §8 metrics, with the reference's label
+ * values (a failed cycle is `failure`); `batchSize` is the configured one.
+ */
+export function recordCycle(report: CycleReport, batchSize?: number): void {
+  migrationCyclesTotal.labels(report.dryRun ? 'dry_run' : report.status === 'error' ? 'failure' : 'success').inc()
   migrationDurationSeconds.observe(report.timings.total)
-  migrationBatchSize.set(report.selected)
+  if (batchSize !== undefined) migrationBatchSize.set(batchSize)
+  migrationRowsSelected.set(report.selected)
   if (report.pending !== undefined) migrationPendingFiles.set(report.pending)
   if (!report.dryRun) {
     migrationFilesTotal.inc(report.migrated)
@@ -139,11 +144,13 @@ export interface LoopOptions {
 export async function runCycles(deps: CycleDeps, opts: LoopOptions = {}): Promise<CycleReport | undefined> {
   const signal = opts.signal ?? new AbortController().signal
   zeroMigrationSeries({ s3Sources: deps.sourceS3 !== undefined })
+  // Set once at start, as the reference sets it: the configured size, not what a cycle found.
+  migrationBatchSize.set(deps.config.migration.batchSize)
   let last: CycleReport | undefined
   do {
     if (signal.aborted) break
     last = await runCycle(deps, { dryRun: opts.dryRun })
-    recordCycle(last)
+    recordCycle(last, deps.config.migration.batchSize)
     await opts.onReport?.(last)
     if (!opts.continuous) break
     await pause((opts.intervalSeconds ?? 3600) * 1000, signal)

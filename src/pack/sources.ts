@@ -5,7 +5,7 @@
 import * as fs from 'node:fs'
 import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
-import { sourceBytesDownloaded, sourceReadSeconds, sourceReadsTotal } from '../metrics'
+import { sourceBytesDownloaded, sourceBytesDownloadedTotal, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
 import { withContentType } from './content-type'
 import { named, type PlannedInput } from './plan'
@@ -148,13 +148,14 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
       const res = await s3.client.send(new GetObjectCommand({ Bucket: uri.bucket, Key: uri.key }))
       const bytes = Buffer.from(await res.Body!.transformToByteArray())
       sourceBytesDownloaded.inc(bytes.length)
+      sourceBytesDownloadedTotal.inc(bytes.length)
       return bytes
     })
     if (data.length !== p.size) {
       throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`)
     }
-    sourceReadsTotal.inc({ status: 'ok' })
-    sourceReadSeconds.observe({ status: 'ok' }, seconds())
+    sourceReadsTotal.inc({ status: 'success' })
+    sourceReadSeconds.observe({ status: 'success' }, seconds())
     return data
   } catch (err) {
     sourceReadsTotal.inc({ status: 'error' })

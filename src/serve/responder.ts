@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import rangeParser from 'range-parser'
 import { DesError, errorCode } from '../errors'
-import { corruptReadsTotal, retrievalSeconds, retrievalsTotal } from '../metrics'
+import { corruptReadsTotal, retrievalSeconds, retrievalStatus, retrievalsTotal } from '../metrics'
 import type { Found, Store } from '../store/store'
 import type { Auth } from './auth'
 import { BufferPool } from './buffer-pool'
@@ -158,7 +158,7 @@ export class FilesResponder {
 
   private count(status: number, startMs: number): void {
     let c = this.outcomes.get(status)
-    if (!c) this.outcomes.set(status, (c = retrievalsTotal.labels(this.store.backend, String(status))))
+    if (!c) this.outcomes.set(status, (c = retrievalsTotal.labels(this.store.backend, retrievalStatus(status), String(status))))
     c.inc()
     this.seconds.observe((performance.now() - startMs) / 1000)
   }
