@@ -286,7 +286,7 @@ export class Scrub {
 
   private otherReport(root: ScrubRoot, obj: ListedObject, type: 'lock' | 'temp' | 'other'): ObjectReport {
     const r = this.base(root, obj.key, 'other')
-    if (type === 'lock') r.findings.push({ severity: 'note', kind: 'lock', message: "a packer's lock file (kept between runs; harmless)" })
+    if (type === 'lock') r.findings.push({ severity: 'note', kind: 'lock', message: 'a lock file earlier packers kept beside a shard (harmless; no longer made)' })
     else if (type === 'temp') {
       const ageMs = this.now() - obj.modifiedMs
       const stale = ageMs > (this.opts.staleTempMs ?? 3_600_000)
