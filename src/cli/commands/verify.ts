@@ -2,7 +2,6 @@
 // the whole configured store (local directory, S3 bucket/prefix or zones),
 // every object read once, a bounded number at a time (src/verify/).
 
-import * as os from 'node:os'
 import type { Argv } from 'yargs'
 import { verifyShardFile } from '../../native'
 import { DesError } from '../../errors'
@@ -30,7 +29,7 @@ export function register(y: Argv): Argv {
         .option('store', { type: 'boolean', default: false, describe: 'check the whole store that DES_BACKEND etc. (or the flags below) name' })
         .option('json', { type: 'boolean', default: false, describe: 'JSON: the report (one shard), or one line per object and a {"summary"} line (--store)' })
         .option('bigfiles-prefix', { type: 'string', describe: 'BigFile folder name (default DES_BIGFILES_PREFIX, else _bigFiles)' })
-        .option('parallel', { type: 'number', describe: '--store: objects checked at a time (default: the CPUs available)' })
+        .option('parallel', { type: 'number', describe: '--store: objects checked at a time (default: the CPUs this process may use, a cgroup quota included)' })
         .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: '--store: overrides DES_BACKEND' })
         .option('base-dir', { type: 'string', describe: '--store: the local store (overrides DES_BASE_DIR; implies --backend local)' })
         .option('layout', { type: 'string', describe: '--store: nested or flat (overrides DES_LAYOUT)' })
@@ -83,7 +82,8 @@ async function verifyStore(argv: StoreArgs): Promise<void> {
   const { storeRoots, scrub, statusOf, outcomeError } = await import('../../verify')
   const { formatBytes } = await import('../../pack/progress')
   const { verifyProgressBar } = await import('../../verify/progress')
-  const parallel = argv.parallel ?? os.availableParallelism()
+  const { availableCpus } = await import('../../config/cpus')
+  const parallel = argv.parallel ?? availableCpus()
   if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new DesError('DES_BAD_ARG', `--parallel ${argv.parallel}: expected 1..1024`)
   const config = loadStoreConfig({ backend: argv.backend, baseDir: argv['base-dir'], layout: argv.layout, nBits: argv['n-bits'], bigfilesPrefix: argv['bigfiles-prefix'] })
   const { roots, nBits } = await storeRoots(config, { maxAttempts: 3, connectionTimeoutMs: 5_000 })
