@@ -408,6 +408,25 @@ test('S3: a clean store under a prefix verifies with exit 0; a flipped entry and
   t.is(found(r, 'corrupt')[0].uid, uid)
 })
 
+test('a listing is the same on both backends: every object once, keys relative to the store, sorted, with sizes', async (t) => {
+  const store = await copyOfStore()
+  fs.writeFileSync(path.join(store, 'notes.txt'), 'hello')
+  const { bucket, prefix } = await uploaded(store, 'deep/er/')
+  const listed = async (source: LocalSource | S3Source) => {
+    const out: Array<[string, number]> = []
+    for await (const o of source.list()) out.push([o.key, o.size])
+    return out
+  }
+  const local = await listed(new LocalSource(store))
+  const s3 = await listed(new S3Source(testS3Client(), { bucket, prefix }, 's3'))
+  t.deepEqual(s3, local)
+  t.deepEqual(
+    local.map(([k]) => k),
+    local.map(([k]) => k).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))),
+  )
+  t.true(local.some(([k, size]) => k === 'notes.txt' && size === 5))
+})
+
 test('S3: every byte of every object is read once, in a tail GET and one streamed GET per shard and one GET per BigFile', async (t) => {
   const store = await copyOfStore()
   const { bucket, prefix } = await uploaded(store)
