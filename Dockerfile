@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # DES in one image: `des serve` on port 8000 by default; the same image runs
 # the packer and the migrator by overriding the command:
-#   docker run ... des:local                                    # HTTP retriever
+#   docker run ... des:local                                    # HTTP retriever on DES_PORT (8000)
 #   docker run ... des:local node bin/des.js pack --input-json /data/manifests/to-pack.json --output-dir /data/output
 #   docker run ... des:local node bin/des.js migrate --config /config/migration.yaml
 #
@@ -9,7 +9,8 @@
 # addon and the JS), and the final slim image, which gets node_modules from
 # `deps` and dist/, bin/, the loader and the addon from `builder`.
 
-ARG NODE_VERSION=20
+# Node 24: the active LTS (Node 20 reached its end of life in April 2026).
+ARG NODE_VERSION=24
 ARG RUST_VERSION=1
 
 # --- Rust toolchain, copied into the Node builder (no curl | sh) ---
@@ -44,9 +45,16 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # --- runtime ---
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+# The commit in des_build_info: `docker build --build-arg DES_BUILD_COMMIT=$(git rev-parse HEAD)`.
+ARG DES_BUILD_COMMIT=""
+# The port is DES_PORT (not a --port in CMD), so the HEALTHCHECK probes the port des serve
+# listens on when a deployment changes it: `docker run -e DES_PORT=9000 -p 9000:9000 ...`.
 ENV NODE_ENV=production \
     DES_BACKEND=local \
-    DES_BASE_DIR=/data/des
+    DES_BASE_DIR=/data/des \
+    DES_HOST=0.0.0.0 \
+    DES_PORT=8000 \
+    DES_BUILD_COMMIT=${DES_BUILD_COMMIT}
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=builder /app/package.json ./
@@ -60,7 +68,7 @@ RUN mkdir -p /data/des /data/input /data/manifests /data/output \
  && chown -R 1000:1000 /data
 USER 1000:1000
 EXPOSE 8000
-# No curl in the slim image: Node's fetch does the probe.
+# No curl in the slim image: Node's fetch does the probe, on DES_PORT.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8000/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["node", "bin/des.js", "serve", "--host", "0.0.0.0", "--port", "8000"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.DES_PORT || 8000) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "bin/des.js", "serve"]

@@ -4,8 +4,10 @@
 // behaviour where no engine answers.
 
 import test from 'ava'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import * as YAML from 'yaml'
 import { DockerfileParser, type Instruction } from 'dockerfile-ast'
@@ -65,10 +67,10 @@ test('the Dockerfile builds the addon and the JS in a builder stage and runs on 
   const all = stages()
   t.true(all.length >= 3, 'multi-stage')
   const final = all[all.length - 1]
-  t.regex(final.base, /^node:20[\w.-]*-slim$/, 'final stage on a slim Node 20 base')
+  t.regex(final.base, /^node:24[\w.-]*-slim$/, 'final stage on a slim Node 24 (LTS) base')
   const builder = all.find((s) => s.name === 'builder')!
   t.truthy(builder, 'a builder stage')
-  t.regex(builder.base, /^node:20/)
+  t.regex(builder.base, /^node:24/)
   t.true(of(builder, 'RUN').some((i) => /npm run build\b/.test(args(i))), 'builder runs npm run build (addon + tsc)')
   t.true(of(builder, 'COPY').some((i) => /--from=rust\b.*cargo/.test(args(i))), 'builder has the Rust toolchain')
   const deps = all.find((s) => s.name === 'deps')!
@@ -83,7 +85,8 @@ test('the Dockerfile builds the addon and the JS in a builder stage and runs on 
   t.false(of(final, 'RUN').some((i) => /npm (ci|install)/.test(args(i))), 'nothing installed in the final stage')
 })
 
-test('the image runs des serve on port 8000 as a non-root user, with a HEALTHCHECK on /health that needs no curl', (t) => {
+test('the image runs des serve on DES_PORT (8000) as a non-root user on the current Node LTS, with a HEALTHCHECK on /health at that port that needs no curl', (t) => {
+  for (const s of stages().filter((x) => x.base.startsWith('node:'))) t.regex(s.base, /^node:24-/, `${s.name}: Node 24, the active LTS (Node 20 is past its end of life)`)
   const final = stages().at(-1)!
   const user = of(final, 'USER').at(-1)
   t.truthy(user, 'USER set')
@@ -92,18 +95,91 @@ test('the image runs des serve on port 8000 as a non-root user, with a HEALTHCHE
   const port = loadServeConfig({}).port
   t.deepEqual(of(final, 'EXPOSE').map(args), [String(port)])
   const cmd = json(of(final, 'CMD').at(-1)!)
-  t.deepEqual(cmd, ['node', 'bin/des.js', 'serve', '--host', '0.0.0.0', '--port', String(port)])
+  t.deepEqual(cmd, ['node', 'bin/des.js', 'serve'], 'the port comes from DES_PORT, which the HEALTHCHECK reads too')
   t.deepEqual(cliProblems(cmd), [], 'des accepts the command')
   t.is(of(final, 'ENTRYPOINT').length, 0, 'no ENTRYPOINT: `node bin/des.js pack|migrate ...` overrides the command')
   const hc = args(of(final, 'HEALTHCHECK').at(-1)!)
-  t.regex(hc, new RegExp(`http://127\\.0\\.0\\.1:${port}/health`))
+  t.regex(hc, /http:\/\/127\.0\.0\.1:' \+ \(process\.env\.DES_PORT \|\| 8000\) \+ '\/health/)
   t.regex(hc, /CMD \["node", "-e"/, 'probes with node, not curl')
   const app = fs.readFileSync(path.join(ROOT, 'src', 'serve', 'app.ts'), 'utf8')
-  t.true(app.includes(`app.get('/health'`), 'des serve answers /health')
+  t.regex(app, /\['\/health', \{ handler/, 'des serve answers /health')
   const env: Record<string, string> = {}
   for (const e of of(final, 'ENV')) for (const m of args(e).matchAll(/(\w+)=(\S+)/g)) env[m[1]] = m[2]
   for (const name of Object.keys(env).filter((n) => n.startsWith('DES_'))) t.true(envNamesReadByCode().includes(name), `${name} is read by the code`)
   t.notThrows(() => loadConfig(env))
+  t.is(env.DES_PORT, String(port))
+  t.is(env.DES_HOST, '0.0.0.0')
+})
+
+/** The final stage's ENV, its ARG defaults substituted (as `docker build` with no --build-arg). */
+function imageEnv(): Record<string, string> {
+  const final = stages().at(-1)!
+  const argDefaults: Record<string, string> = {}
+  for (const a of of(final, 'ARG')) {
+    const m = /^(\w+)(?:=(.*))?$/.exec(args(a))
+    if (m) argDefaults[m[1]] = (m[2] ?? '').replace(/^"(.*)"$/, '$1')
+  }
+  const env: Record<string, string> = {}
+  for (const e of of(final, 'ENV')) {
+    for (const m of args(e).matchAll(/(\w+)=(\S*)/g)) env[m[1]] = m[2].replace(/\$\{(\w+)\}/g, (_x, n: string) => argDefaults[n] ?? '')
+  }
+  return env
+}
+
+test('the image\'s command and HEALTHCHECK run as the image would run them: healthy on the port des serve takes from DES_PORT, unhealthy elsewhere', async (t) => {
+  const final = stages().at(-1)!
+  const cmd = json(of(final, 'CMD').at(-1)!)
+  const hcText = args(of(final, 'HEALTHCHECK').at(-1)!)
+  const hc = JSON.parse(hcText.slice(hcText.indexOf('CMD ') + 4)) as string[]
+  t.is(hc[0], 'node')
+  const store = fs.mkdtempSync(path.join(os.tmpdir(), 'des-image-'))
+  const free = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as net.AddressInfo).port
+      srv.close(() => resolve(p))
+    })
+  })
+  // The image's environment, a port of our own, and the store mounted where DES_BASE_DIR points.
+  const env = { ...process.env, ...imageEnv(), DES_PORT: String(free), DES_BASE_DIR: store, DES_WORKERS: '1', DEBUG: '' }
+  const child = spawn(cmd[0] === 'node' ? process.execPath : cmd[0], cmd.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code: number | null) => resolve(code)))
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let out = ''
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d
+        if (out.includes(`:${free}:`) || new RegExp(`"port":${free}`).test(out)) resolve()
+      })
+      void exit.then((code) => reject(new Error(`des serve exited ${code}`)))
+    })
+    const probe = (port: string) => spawnSync(process.execPath, hc.slice(1), { env: { ...env, DES_PORT: port }, timeout: 10_000 })
+    t.is(probe(String(free)).status, 0, 'healthy on DES_PORT')
+    t.is(probe('1').status, 1, 'a probe of another port fails: the check follows DES_PORT')
+  } finally {
+    child.kill('SIGTERM')
+    t.is(await exit, 0)
+  }
+})
+
+test('docker-compose.yml is a valid Compose file (checked by Compose itself), every image pinned, MinIO from its own registry', (t) => {
+  const check = spawnSync('bash', [path.join(ROOT, 'scripts', 'install-compose-check.sh')], { encoding: 'utf8', timeout: 600_000 })
+  t.is(check.status, 0, check.stderr)
+  const [bin, ...pre] = check.stdout.trim().split(' ')
+  for (const profile of [[], ['--profile', 's3'], ['--profile', 'tools']]) {
+    const r = spawnSync(bin, [...pre, '-f', path.join(ROOT, 'docker-compose.yml'), ...profile, 'config', '-q'], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 })
+    t.is(r.status, 0, `${profile.join(' ')}: ${r.stderr}`)
+  }
+  // And it refuses a broken one, so the check above means something.
+  const broken = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'des-compose-')), 'docker-compose.yml')
+  fs.writeFileSync(broken, fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8').replace('  postgres:\n', '  postgres:\n    restart_policy: sometimes\n'))
+  t.not(spawnSync(bin, [...pre, '-f', broken, 'config', '-q'], { encoding: 'utf8', timeout: 120_000 }).status, 0)
+  for (const [name, svc] of Object.entries<Record<string, any>>(compose.services)) {
+    const image = String(svc.image)
+    if (image === 'des:local') continue
+    t.notRegex(image, /:latest$|^[^:]+$/, `${name}: ${image} is pinned to a version`)
+  }
+  t.regex(compose.services.minio.image, /^quay\.io\/minio\/minio:RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/)
+  t.regex(compose.services['minio-setup'].image, /^quay\.io\/minio\/mc:RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z$/)
 })
 
 test('everything the Dockerfile copies from the context exists and is not excluded by .dockerignore', (t) => {
@@ -126,10 +202,11 @@ test('everything the Dockerfile copies from the context exists and is not exclud
   for (const out of ['node_modules', 'target', 'dist', '.git', 'des.linux-x64-gnu.node']) t.true(ignore.some((re) => re.test(out)), `${out} stays out of the context`)
 })
 
-const compose = YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'))
+// merge: the des services share their image and build through `<<: *des-image`.
+const compose = YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true })
 
 function commandOf(service: Record<string, any>): string[] {
-  return service.command ?? ['node', 'bin/des.js', 'serve', '--host', '0.0.0.0', '--port', '8000']
+  return service.command ?? ['node', 'bin/des.js', 'serve']
 }
 
 /** Host path of a bind mount `./x:/y[:ro]` covering the container path. */

@@ -1,12 +1,15 @@
-// k8s/: every kustomization renders with the real kustomize (built by
-// scripts/install-kustomize.sh from the Go module proxy), every object
-// validates against the Kubernetes schemas offline (kubernetes-models), and
-// images, ports, probe paths, commands, environment names and mounts match
-// what the code reads.
+// k8s/: every kustomization renders alike with the newest kustomize, with the
+// kustomize that `kubectl apply -k` bundles (5.5, both built by
+// scripts/install-kustomize.sh from the Go module proxy) and with `kubectl
+// kustomize` where kubectl is installed; every object validates against the
+// Kubernetes schemas offline (kubernetes-models); images, ports, probe paths,
+// commands, environment names and mounts match what the code reads; the
+// documented image override changes every image; nothing is a fixed-name Job.
 
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import * as YAML from 'yaml'
 import { ROOT, readJson } from './helpers/golden'
@@ -17,18 +20,100 @@ import { parseMigrateConfig } from '../src/migrate/config'
 
 type Obj = Record<string, any>
 
+/** Every kustomization under k8s/ (components are rendered through the overlays that use them). */
+function kustomizations(): string[] {
+  const out: string[] = []
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(path.join(ROOT, 'k8s', dir), { withFileTypes: true })) {
+      const rel = dir ? `${dir}/${e.name}` : e.name
+      if (e.isDirectory()) walk(rel)
+      else if (e.name === 'kustomization.yaml' && YAML.parse(fs.readFileSync(path.join(ROOT, 'k8s', rel), 'utf8')).kind === 'Kustomization') out.push(dir)
+    }
+  }
+  walk('')
+  return out.sort()
+}
+
 const RENDERS = ['base', 'overlays/s3'] as const
 const rendered = new Map<string, Obj[]>()
 const version = readJson(path.join(ROOT, 'package.json')).version as string
+/** The kustomize binaries: the newest, and the one kubectl 1.32 bundles (5.5.0). */
+const kustomize: Record<string, string> = {}
+
+function installKustomize(versionWanted?: string): string {
+  const env = { ...process.env, ...(versionWanted ? { DES_KUSTOMIZE_VERSION: versionWanted } : {}) }
+  const out = execFileSync('bash', [path.join(ROOT, 'scripts', 'install-kustomize.sh')], { encoding: 'utf8', timeout: 900_000, env, stdio: ['ignore', 'pipe', 'inherit'] })
+  return out.trim().split('\n').pop()!
+}
+
+function parse(yaml: string): Obj[] {
+  return YAML.parseAllDocuments(yaml)
+    .map((d) => d.toJSON() as Obj)
+    .filter(Boolean)
+}
+
+function kubectlPath(): string | undefined {
+  try {
+    execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore' })
+    return 'kubectl'
+  } catch {
+    return undefined
+  }
+}
 
 test.before('kustomize is installed (scripts/install-kustomize.sh) and renders every kustomization', (t) => {
-  const out = execFileSync('bash', [path.join(ROOT, 'scripts', 'install-kustomize.sh')], { encoding: 'utf8', timeout: 600_000, stdio: ['ignore', 'pipe', 'inherit'] })
-  const kustomize = out.trim().split('\n').pop()!
-  for (const dir of RENDERS) {
-    const yaml = execFileSync(kustomize, ['build', path.join(ROOT, 'k8s', dir)], { encoding: 'utf8', timeout: 60_000 })
-    rendered.set(dir, YAML.parseAllDocuments(yaml).map((d) => d.toJSON() as Obj).filter(Boolean))
-  }
+  kustomize.newest = installKustomize()
+  kustomize['v5.5.0'] = installKustomize('v5.5.0')
+  for (const dir of RENDERS) rendered.set(dir, parse(execFileSync(kustomize.newest, ['build', path.join(ROOT, 'k8s', dir)], { encoding: 'utf8', timeout: 60_000 })))
   t.pass()
+})
+
+test('every kustomization renders the same objects with the newest kustomize, with kubectl\'s bundled kustomize 5.5, and with kubectl kustomize', (t) => {
+  const dirs = kustomizations()
+  t.deepEqual([...RENDERS].sort(), dirs, 'the tests below cover every kustomization')
+  const kubectl = kubectlPath()
+  for (const dir of dirs) {
+    const want = parse(execFileSync(kustomize.newest, ['build', path.join(ROOT, 'k8s', dir)], { encoding: 'utf8' }))
+    t.deepEqual(parse(execFileSync(kustomize['v5.5.0'], ['build', path.join(ROOT, 'k8s', dir)], { encoding: 'utf8' })), want, `${dir}: kustomize 5.5.0`)
+    if (kubectl) t.deepEqual(parse(execFileSync(kubectl, ['kustomize', path.join(ROOT, 'k8s', dir)], { encoding: 'utf8' })), want, `${dir}: kubectl kustomize`)
+  }
+  if (!kubectl) t.log('kubectl is not installed here: rendered with kustomize 5.5.0, the version it bundles')
+})
+
+test('the image override GETTING_STARTED documents, run in an overlay, changes every container\'s image', (t) => {
+  const guide = fs.readFileSync(path.join(ROOT, 'docs', 'GETTING_STARTED.md'), 'utf8')
+  const line = /^kustomize edit set image (\S+=\S+)/m.exec(guide)
+  t.truthy(line, 'GETTING_STARTED shows `kustomize edit set image`')
+  const [, newImage] = line![1].split('=')
+  const tree = fs.mkdtempSync(path.join(os.tmpdir(), 'des-k8s-'))
+  fs.cpSync(path.join(ROOT, 'k8s'), path.join(tree, 'k8s'), { recursive: true })
+  for (const parent of RENDERS) {
+    const overlay = path.join(tree, 'k8s', 'overlays', `mine-${parent.replace('/', '-')}`)
+    fs.mkdirSync(overlay, { recursive: true })
+    fs.writeFileSync(path.join(overlay, 'kustomization.yaml'), `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../${parent}\n`)
+    execFileSync(kustomize.newest, ['edit', 'set', 'image', line![1]], { cwd: overlay })
+    for (const bin of [kustomize.newest, kustomize['v5.5.0']]) {
+      const images = podSpecs(parse(execFileSync(bin, ['build', overlay], { encoding: 'utf8' }))).flatMap(({ spec }) => [...spec.containers, ...(spec.initContainers ?? [])].map((c: Obj) => c.image))
+      t.true(images.length >= 5, `${parent}: ${images.length} containers`)
+      t.deepEqual([...new Set(images)], [newImage], `${parent} (${path.basename(bin)}): every image is the override`)
+    }
+  }
+})
+
+test('no fixed-name Job: everything re-applies after an image bump; one-off runs are made from the CronJobs', (t) => {
+  for (const dir of RENDERS) {
+    const objs = rendered.get(dir)!
+    t.deepEqual(
+      objs.filter((o) => o.kind === 'Job').map((o) => o.metadata.name),
+      [],
+      `${dir}: a Job's pod template is immutable, so \`kubectl apply\` of a changed one fails`,
+    )
+    for (const cron of objs.filter((o) => o.kind === 'CronJob')) t.truthy(cron.spec.jobTemplate.spec.ttlSecondsAfterFinished ?? cron.spec.successfulJobsHistoryLimit, `${dir}: ${cron.metadata.name} cleans up its Jobs`)
+  }
+  const cron = fs.readFileSync(path.join(ROOT, 'k8s', 'base', 'packer-cronjob.yaml'), 'utf8')
+  t.regex(cron, /kubectl create job --from=cronjob\/des-packer /, 'the CronJob says how to pack once')
+  const guide = fs.readFileSync(path.join(ROOT, 'docs', 'GETTING_STARTED.md'), 'utf8')
+  t.regex(guide, /kubectl create job --from=cronjob\/des-packer /)
 })
 
 /** The model class of an object's apiVersion/kind, from kubernetes-models (ESM: dynamic import). */
@@ -79,7 +164,7 @@ for (const dir of RENDERS) {
       t.notThrows(() => new Model(obj).validate(), `${obj.kind}/${obj.metadata?.name}`)
     }
     const kinds = new Set(objs.map((o) => o.kind))
-    for (const k of ['Deployment', 'Service', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'Job', 'CronJob', 'ConfigMap', 'ServiceAccount']) t.true(kinds.has(k), `has a ${k}`)
+    for (const k of ['Deployment', 'Service', 'HorizontalPodAutoscaler', 'PodDisruptionBudget', 'CronJob', 'ConfigMap', 'ServiceAccount']) t.true(kinds.has(k), `has a ${k}`)
   })
 
   test(`k8s/${dir}: the retriever listens, is probed and scraped where des serve answers (port 8000, /ready, /health, /metrics)`, (t) => {
@@ -87,7 +172,7 @@ for (const dir of RENDERS) {
     const port = loadServeConfig({}).port
     t.is(port, 8000, 'des serve listens on 8000 by default')
     const app = fs.readFileSync(path.join(ROOT, 'src', 'serve', 'app.ts'), 'utf8')
-    for (const route of ['/health', '/ready', '/metrics']) t.true(app.includes(`app.get('${route}'`), `src/serve/app.ts serves ${route}`)
+    for (const route of ['/health', '/ready', '/metrics']) t.regex(app, new RegExp(`\\[\\s*'${route}',`), `src/serve/app.ts serves ${route}`)
 
     const dep = find(objs, 'Deployment', 'des-http')
     const pod = dep.spec.template
@@ -113,7 +198,7 @@ for (const dir of RENDERS) {
     const hpa = find(objs, 'HorizontalPodAutoscaler', 'des-http')
     t.deepEqual([hpa.spec.scaleTargetRef.kind, hpa.spec.scaleTargetRef.name], ['Deployment', 'des-http'])
     t.true(hpa.spec.minReplicas >= pdb.spec.minAvailable + 1, 'the PDB leaves room to evict a pod at minReplicas')
-    const monitor = objs.find((o) => o.kind === 'ServiceMonitor')
+    const monitor = objs.find((o) => o.kind === 'ServiceMonitor' && o.metadata.name === 'des-http')
     if (monitor) {
       t.true(svc.spec.ports.some((p: Obj) => p.name === monitor.spec.endpoints[0].port), 'ServiceMonitor names a Service port')
       t.is(monitor.spec.endpoints[0].path, '/metrics')
@@ -129,7 +214,7 @@ for (const dir of RENDERS) {
     const pvcs = new Set(objs.filter((o) => o.kind === 'PersistentVolumeClaim').map((o) => o.metadata.name))
     const configMaps = new Set(objs.filter((o) => o.kind === 'ConfigMap').map((o) => o.metadata.name))
     const pods = podSpecs(objs)
-    t.is(pods.length, 5, 'retriever, packer Job, packer CronJob, migrator CronJob, verify CronJob')
+    t.is(pods.length, 5, 'retriever, packer CronJob, migrator Deployment and CronJob, verify CronJob')
     for (const { owner, spec } of pods) {
       t.true(spec.securityContext?.runAsNonRoot === true, `${owner} runAsNonRoot`)
       t.true(spec.securityContext?.runAsUser > 0, `${owner} runAsUser`)
@@ -220,6 +305,34 @@ for (const dir of RENDERS) {
     }
   })
 }
+
+test('the migrator runs continuously in a Deployment scraped on its metrics port; its CronJob is a suspended template', (t) => {
+  for (const dir of RENDERS) {
+    const objs = rendered.get(dir)!
+    const dep = find(objs, 'Deployment', 'des-migrate')
+    t.is(dep.spec.replicas, 1, dir)
+    t.is(dep.spec.strategy.type, 'Recreate', `${dir}: old and new migrators never overlap`)
+    const pod = dep.spec.template
+    const c = pod.spec.containers[0]
+    t.deepEqual(cliProblems(c.args), [], `${dir}: a command line des accepts`)
+    t.true(c.args.includes('--continuous'), dir)
+    const port = Number(flagValue(c.args, '--metrics-port'))
+    t.is(c.ports.find((p: Obj) => p.name === 'metrics')?.containerPort, port, dir)
+    t.is(c.livenessProbe.httpGet.path, '/health', `${dir}: serveMetrics answers /health`)
+    t.is(pod.metadata.annotations['prometheus.io/scrape'], 'true')
+    t.is(Number(pod.metadata.annotations['prometheus.io/port']), port)
+    t.true(pod.spec.terminationGracePeriodSeconds >= 600, `${dir}: SIGTERM lets the cycle in flight finish`)
+    const svc = find(objs, 'Service', 'des-migrate-metrics')
+    for (const [k, v] of Object.entries(svc.spec.selector)) t.is(pod.metadata.labels[k], v, `${dir}: the Service selects the migrator (${k})`)
+    t.is(svc.spec.ports[0].name, 'metrics')
+    t.is(find(objs, 'CronJob', 'des-migrate').spec.suspend, true, `${dir}: one migrator at a time; the CronJob runs by hand`)
+  }
+  const monitor = find(rendered.get('overlays/s3')!, 'ServiceMonitor', 'des-migrate')
+  const svc = find(rendered.get('overlays/s3')!, 'Service', 'des-migrate-metrics')
+  for (const [k, v] of Object.entries(monitor.spec.selector.matchLabels)) t.is(svc.metadata.labels[k], v, 'the ServiceMonitor selects the migrator Service')
+  t.is(monitor.spec.endpoints[0].port, 'metrics')
+  t.is(monitor.spec.endpoints[0].path, '/metrics')
+})
 
 test('the migrator CronJob forbids overlapping cycles and says why', (t) => {
   const cron = find(rendered.get('base')!, 'CronJob', 'des-migrate')

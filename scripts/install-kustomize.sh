@@ -3,15 +3,17 @@
 # k8s manifest test (__test__/k8s.spec.ts). Idempotent: does nothing when the
 # binary is already there. Prints the binary's path on stdout.
 #
-#   bash scripts/install-kustomize.sh        # -> /tmp/des-services/bin/kustomize
+#   bash scripts/install-kustomize.sh        # -> /tmp/des-services/bin/kustomize-v5.8.2
+#   DES_KUSTOMIZE_VERSION=v5.5.0 bash scripts/install-kustomize.sh   # the one kubectl 1.32 bundles
 #
-# Env: DES_SERVICES_DIR (/tmp/des-services), DES_KUSTOMIZE (binary path;
-#      default $DES_SERVICES_DIR/bin/kustomize), DES_KUSTOMIZE_VERSION.
+# Env: DES_SERVICES_DIR (/tmp/des-services), DES_KUSTOMIZE_VERSION (default: the
+#      newest release Go 1.26 builds: v5.8.3 needs Go 1.27), DES_KUSTOMIZE (binary path; default
+#      $DES_SERVICES_DIR/bin/kustomize-<version>).
 # Needs Go (on PATH or at /usr/local/go); takes ~1-2 min on 2 cores the first time.
 set -euo pipefail
 DES_SERVICES_DIR=${DES_SERVICES_DIR:-/tmp/des-services}
-VERSION=${DES_KUSTOMIZE_VERSION:-v5.8.1}
-BIN=${DES_KUSTOMIZE:-$DES_SERVICES_DIR/bin/kustomize}
+VERSION=${DES_KUSTOMIZE_VERSION:-v5.8.2}
+BIN=${DES_KUSTOMIZE:-$DES_SERVICES_DIR/bin/kustomize-$VERSION}
 
 log() { echo "[install-kustomize] $*" >&2; }
 
