@@ -45,6 +45,7 @@ const expected = {
   migration: { archiveAgeDays: 30, batchSize: 500, deleteSourceFiles: true },
   packer: {
     output: { kind: 'local', dir: '/data/des' },
+    layout: 'nested',
     maxShardSize: 1073741824,
     nBits: 10,
     codec: 'lz4',
@@ -68,7 +69,12 @@ test('every SPEC §10 key is read from a YAML file, the same as from JSON', (t) 
   t.deepEqual(loadMigrateConfig(yml, vars), expected)
 })
 
-test('defaults: SPEC column names, 7 days, batch 100, no deletion, n_bits 8, zstd, S3 sources off', (t) => {
+test('defaults are the reference\'s: table files, SPEC column names, 7 days, batch 1000, no deletion, ./des_output, shards up to 1e9 bytes, n_bits 8, S3 sources off with 3 retries 2 s apart; zstd (ours)', (t) => {
+  const least = parseMigrateConfig({ database: { url: 'postgres://x/y' } })
+  t.is(least.database.tableName, 'files')
+  t.deepEqual(least.packer.output, { kind: 'local', dir: path.resolve('./des_output') })
+  t.is(least.packer.maxShardSize, 1_000_000_000)
+  t.is(least.packer.layout, 'nested')
   const c = parseMigrateConfig({ database: { url: 'postgres://x/y', table_name: 'files' }, packer: { output_dir: 'rel/out' } })
   t.deepEqual(c.database, {
     url: 'postgres://x/y',
@@ -79,13 +85,64 @@ test('defaults: SPEC column names, 7 days, batch 100, no deletion, n_bits 8, zst
     sizeBytesColumn: 'size_bytes',
     archivedColumn: 'archived',
   })
-  t.deepEqual(c.migration, { archiveAgeDays: 7, batchSize: 100, deleteSourceFiles: false })
+  t.deepEqual(c.migration, { archiveAgeDays: 7, batchSize: 1000, deleteSourceFiles: false })
   t.deepEqual(c.packer.output, { kind: 'local', dir: path.resolve('rel/out') })
   t.is(c.packer.nBits, 8)
   t.is(c.packer.codec, 'zstd')
   t.is(c.packer.s3Source.enabled, false)
   t.is(c.packer.s3Source.maxRetries, 3)
-  t.is(c.packer.s3Source.retryDelaySeconds, 1)
+  t.is(c.packer.s3Source.retryDelaySeconds, 2)
+})
+
+test('the reference\'s own example configs are accepted as they are (its keys, nulls, ${VAR:default})', (t) => {
+  // The shape of the reference's examples/migration-config.yaml and its Kubernetes ConfigMap.
+  const yaml = [
+    'database:',
+    '  url: postgresql+psycopg://des_migrator:${DB_PASSWORD}@postgres:5432/des',
+    '  table_name: source_files',
+    '  uid_column: uid',
+    '  created_at_column: created_at',
+    '  file_location_column: file_location',
+    '  size_bytes_column: size_bytes',
+    '  archived_column: archived',
+    'migration:',
+    '  archive_age_days: 7',
+    '  batch_size: ${BATCH:100}',
+    '  delete_source_files: false',
+    'packer:',
+    '  output_dir: ${OUT:./des_output}',
+    '  max_shard_size: 1000000000',
+    '  n_bits: 8',
+    '  s3_source:',
+    '    enabled: false',
+    '    region_name: "us-east-1"',
+    '    endpoint_url: null',
+    '    max_retries: 3',
+    '    retry_delay_seconds: 2',
+  ].join('\n')
+  const file = path.join(dir, 'reference.yaml')
+  fs.writeFileSync(file, yaml)
+  const c = loadMigrateConfig(file, { DB_PASSWORD: 'pw' })
+  t.is(c.database.url, 'postgresql+psycopg://des_migrator:pw@postgres:5432/des')
+  t.is(c.migration.batchSize, 100)
+  t.deepEqual(c.packer.output, { kind: 'local', dir: path.resolve('./des_output') })
+  t.is(c.packer.s3Source.endpoint, undefined)
+  t.is(loadMigrateConfig(file, { DB_PASSWORD: 'pw', BATCH: '250', OUT: '/data/shards' }).migration.batchSize, 250)
+})
+
+test('size_bytes_column null or empty means no size column (sizes come from the sources), as in the reference', (t) => {
+  for (const none of [null, '']) {
+    t.is(parseMigrateConfig({ database: { url: 'postgres://x/y', size_bytes_column: none } }).database.sizeBytesColumn, null)
+  }
+  t.is(parseMigrateConfig({ database: { url: 'postgres://x/y' } }).database.sizeBytesColumn, 'size_bytes')
+})
+
+test('packer.layout, else DES_LAYOUT, decides where the migrator writes', (t) => {
+  const doc = { database: { url: 'postgres://x/y' } }
+  t.is(parseMigrateConfig(doc, { DES_LAYOUT: 'flat' }).packer.layout, 'flat')
+  t.is(parseMigrateConfig(doc, { DES_LAYOUT: 'nested,flat' }).packer.layout, 'nested')
+  t.is(parseMigrateConfig({ ...doc, packer: { layout: 'flat' } }, {}).packer.layout, 'flat')
+  t.regex(t.throws(() => parseMigrateConfig({ ...doc, packer: { layout: 'deep' } }))!.message, /packer\.layout: expected nested or flat/)
 })
 
 test('packer keys left out take DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES and DES_BIGFILES_PREFIX, as every command does; keys given win', (t) => {
@@ -121,13 +178,19 @@ test('an S3 target: bucket, prefix (normalised), region_name, endpoint_url (path
   })
 })
 
-test('${VAR} and ${VAR:-default}: set, unset with default, empty with default, several in one string', (t) => {
+test('${VAR}, ${VAR:-default} and the reference\'s ${VAR:default}: set, unset with default, empty with default, several in one string', (t) => {
   t.is(substituteEnv('a${X}b', { X: '1' }, 'k'), 'a1b')
   t.is(substituteEnv('${X:-dflt}', {}, 'k'), 'dflt')
   t.is(substituteEnv('${X:-dflt}', { X: '' }, 'k'), 'dflt')
   t.is(substituteEnv('${X:-}', {}, 'k'), '')
   t.is(substituteEnv('${A}:${B:-2}@${C}', { A: 'u', C: 'h' }, 'k'), 'u:2@h')
   t.is(substituteEnv('no vars, a $ sign', {}, 'k'), 'no vars, a $ sign')
+  // The reference's form: the default when unset; set to empty, empty.
+  t.is(substituteEnv('${X:dflt}', {}, 'k'), 'dflt')
+  t.is(substituteEnv('${X:dflt}', { X: '' }, 'k'), '')
+  t.is(substituteEnv('${X:dflt}', { X: 'v' }, 'k'), 'v')
+  t.is(substituteEnv('${X:}', {}, 'k'), '')
+  t.is(substituteEnv('postgresql://${U:app}:${P:-pw}@${H:localhost}:5432', { H: 'db' }, 'k'), 'postgresql://app:pw@db:5432')
 })
 
 test('an unset ${VAR} without a default is refused, naming the key and the variable', (t) => {
@@ -159,14 +222,12 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['a typo in a section', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { batchsize: 5 }, packer: { output_dir: '/o' } }, /migration\.batchsize: unknown key/],
   ['no url', { database: { table_name: 'f' }, packer: { output_dir: '/o' } }, /database\.url: is required/],
   ['not a postgres url', { database: { url: 'mysql://x/y', table_name: 'f' }, packer: { output_dir: '/o' } }, /database\.url/],
-  ['no table', { database: { url: 'postgres://x/y' }, packer: { output_dir: '/o' } }, /database\.table_name: is required/],
   ['a.b.c table', { database: { url: 'postgres://x/y', table_name: 'a.b.c' }, packer: { output_dir: '/o' } }, /database\.table_name/],
   ['a column name with NUL', { database: { url: 'postgres://x/y', table_name: 'f', uid_column: 'a\0b' }, packer: { output_dir: '/o' } }, /database\.uid_column/],
   ['batch_size 0', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { batch_size: 0 }, packer: { output_dir: '/o' } }, /migration\.batch_size: expected 1\.\./],
   ['batch_size 1.5', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { batch_size: 1.5 }, packer: { output_dir: '/o' } }, /migration\.batch_size: expected a whole number/],
   ['negative age', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { archive_age_days: -1 }, packer: { output_dir: '/o' } }, /migration\.archive_age_days/],
   ['delete "maybe"', { database: { url: 'postgres://x/y', table_name: 'f' }, migration: { delete_source_files: 'maybe' }, packer: { output_dir: '/o' } }, /migration\.delete_source_files: expected true or false/],
-  ['no output', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: {} }, /packer\.output_dir: is required/],
   ['both outputs', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', s3: { bucket: 'b' } } }, /config packer: give output_dir or s3/],
   ['s3 without bucket', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { prefix: 'p' } } }, /packer\.s3\.bucket: is required/],
   ['bad endpoint', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { bucket: 'b', endpoint_url: 'minio:9000' } } }, /packer\.s3\.endpoint_url/],

@@ -54,6 +54,43 @@ test('des stats: count, total bytes, oldest and newest of the unarchived rows be
   t.regex(bad.stderr, /--cutoff "yesterday"/)
 })
 
+test('size_bytes_column: null, as the reference allows: the size of each source is taken, and every file migrates', async (t) => {
+  const tb = await freshTable('nosize')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 9)
+  await tb.insert(rows.map((r) => ({ ...r, size: undefined })))
+  const doc = baseConfig(tb) as { database: Record<string, unknown> }
+  doc.database.size_bytes_column = null
+  const deps = createDeps(parseMigrateConfig(doc))
+  try {
+    const report = await runCycle(deps)
+    t.is(report.status, 'success', report.error)
+    t.is(report.migrated, 9)
+    t.is(report.bytes, rows.reduce((n, r) => n + r.size, 0))
+  } finally {
+    await deps.close()
+  }
+  await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
+})
+
+test('des stats takes the original des-stats flags: --dry-run (a no-op), --size-bytes-column \'\' (size totals off), a postgresql+psycopg:// URL', async (t) => {
+  const tb = await freshTable('statsref')
+  t.teardown(() => tb.close())
+  await tb.insert([
+    { uid: 'a', createdAt: '2024-01-01T00:00:00Z', location: '/x/a', size: 10 },
+    { uid: 'b', createdAt: '2024-02-01T00:00:00Z', location: '/x/b', size: 20 },
+  ])
+  const url = process.env.DES_TEST_PG_URL!.replace('postgres://', 'postgresql+psycopg://')
+  const args = ['--db-url', url, '--table', tb.table, '--cutoff', '2024-03-01T00:00:00Z', '--dry-run']
+  const sized = await runCli([...args, '--json'], { bin: 'des-stats.js' })
+  t.is(sized.code, 0, sized.stderr)
+  t.like(JSON.parse(sized.stdout.toString()), { count: 2, total_bytes: 30 })
+  const unsized = await runCli([...args, '--size-bytes-column', '', '--json'], { bin: 'des-stats.js' })
+  t.is(unsized.code, 0, unsized.stderr)
+  t.like(JSON.parse(unsized.stdout.toString()), { count: 2, total_bytes: 0 })
+  t.deepEqual([...(await tb.archived()).values()], [false, false], 'nothing changed')
+})
+
 test('a dry run reports what a cycle would do and changes nothing anywhere', async (t) => {
   const tb = await freshTable('dry')
   t.teardown(() => tb.close())

@@ -31,18 +31,21 @@ export function loadMigrateEnv(env: Env = process.env): MigrateEnv {
   return { vars: { ...env }, fault: (raw || undefined) as FaultPoint | undefined, dbUrl: env.DES_DB_URL?.trim() || undefined }
 }
 
-const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-?)([^}]*))?\}/g
 
 /**
- * Replaces `${VAR}` and `${VAR:-default}` in one string value (shell meaning:
- * the default applies when VAR is unset or empty). A `${VAR}` with no default
- * and no value is an error naming `where` (the config key) and the variable.
+ * Replaces `${VAR}`, `${VAR:-default}` and `${VAR:default}` in one string
+ * value. `:-` has the shell's meaning: the default applies when VAR is unset
+ * or empty. `:` is the reference's form (its configs use it): the default
+ * applies when VAR is unset; set to empty, VAR gives the empty string. A
+ * `${VAR}` with no default and no value is an error naming `where` (the
+ * config key) and the variable.
  */
 export function substituteEnv(value: string, vars: Env, where: string): string {
-  return value.replace(REF, (_all, name: string, def: string | undefined) => {
+  return value.replace(REF, (_all, name: string, form: string | undefined, def: string | undefined) => {
     const v = vars[name]
-    if (v !== undefined && v !== '') return v
-    if (def !== undefined) return def
+    if (v !== undefined && (v !== '' || form === ':')) return v
+    if (form !== undefined) return def ?? ''
     if (v === '') return ''
     throw new DesError('DES_CONFIG', `${where}: environment variable ${name} is not set (write \${${name}:-default} for a default)`)
   })

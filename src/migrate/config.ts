@@ -8,7 +8,7 @@ import * as path from 'node:path'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { substituteTree } from '../config/migrate-env'
-import { intVar, loadBigfilesPrefix, loadNBits, normalisePrefix } from '../config/env'
+import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, normalisePrefix, type Layout } from '../config/env'
 import type { Codec } from '../native'
 
 type Env = Record<string, string | undefined>
@@ -20,7 +20,8 @@ export interface DatabaseConfig {
   uidColumn: string
   createdAtColumn: string
   fileLocationColumn: string
-  sizeBytesColumn: string
+  /** null (`size_bytes_column: null` or `''`): no size column; each source's own size is taken, as the reference does. */
+  sizeBytesColumn: string | null
   archivedColumn: string
 }
 
@@ -53,6 +54,8 @@ export interface S3SourceConfig {
 
 export interface PackerConfig {
   output: OutputConfig
+  /** Where shards are written: `nested` (ours) or `flat` (the reference's); `packer.layout`, else DES_LAYOUT's first. */
+  layout: Layout
   maxShardSize?: number
   nBits: number
   codec: Codec
@@ -158,22 +161,23 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   if (!/^postgres(ql)?(\+[a-z0-9]+)?:\/\//i.test(url)) throw fail('database.url', 'expected a postgres:// or postgresql:// URL')
   const database: DatabaseConfig = {
     url,
-    tableName: ident(db, 'table_name', 'database.table_name', undefined, true),
+    tableName: ident(db, 'table_name', 'database.table_name', 'files', true),
     uidColumn: ident(db, 'uid_column', 'database.uid_column', 'uid'),
     createdAtColumn: ident(db, 'created_at_column', 'database.created_at_column', 'created_at'),
     fileLocationColumn: ident(db, 'file_location_column', 'database.file_location_column', 'file_location'),
-    sizeBytesColumn: ident(db, 'size_bytes_column', 'database.size_bytes_column', 'size_bytes'),
+    // Given as null or empty: no size column (the reference's way to switch size checks off).
+    sizeBytesColumn: 'size_bytes_column' in db && (db.size_bytes_column === null || db.size_bytes_column === '') ? null : ident(db, 'size_bytes_column', 'database.size_bytes_column', 'size_bytes'),
     archivedColumn: ident(db, 'archived_column', 'database.archived_column', 'archived'),
   }
 
   const mig = section(root, 'migration', '', ['archive_age_days', 'batch_size', 'delete_source_files'])
   const migration: MigrationConfig = {
     archiveAgeDays: num(mig, 'archive_age_days', 'migration.archive_age_days', 7, 0, 1e6, false)!,
-    batchSize: num(mig, 'batch_size', 'migration.batch_size', 100, 1, 1_000_000, true)!,
+    batchSize: num(mig, 'batch_size', 'migration.batch_size', 1000, 1, 1_000_000, true)!,
     deleteSourceFiles: bool(mig, 'delete_source_files', 'migration.delete_source_files', false),
   }
 
-  const pk = section(root, 'packer', '', ['output_dir', 's3', 'max_shard_size', 'n_bits', 'codec', 'level', 'big_file_threshold', 'bigfiles_prefix', 's3_source'])
+  const pk = section(root, 'packer', '', ['output_dir', 's3', 'layout', 'max_shard_size', 'n_bits', 'codec', 'level', 'big_file_threshold', 'bigfiles_prefix', 's3_source'])
   const outputDir = optStr(pk, 'output_dir', 'packer.output_dir')
   const s3 = section(pk, 's3', 'packer', ['bucket', 'prefix', 'region_name', 'endpoint_url', 'force_path_style'])
   const hasS3 = Object.keys(s3).length > 0
@@ -189,11 +193,14 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
       endpoint: ep,
       forcePathStyle: bool(s3, 'force_path_style', 'packer.s3.force_path_style', Boolean(ep)),
     }
-  } else if (outputDir !== undefined) {
-    output = { kind: 'local', dir: path.resolve(outputDir) }
   } else {
-    throw fail('packer.output_dir', 'is required (or packer.s3 for an S3 store)')
+    // The reference's default when neither is given.
+    output = { kind: 'local', dir: path.resolve(outputDir ?? './des_output') }
   }
+  const layoutText = optStr(pk, 'layout', 'packer.layout')
+  if (layoutText !== undefined && layoutText !== 'nested' && layoutText !== 'flat') throw fail('packer.layout', 'expected nested or flat')
+  // Unset: where DES_LAYOUT says writers write (the reference's migrator wrote the flat layout).
+  const layout: Layout = (layoutText as Layout | undefined) ?? layoutsVar(vars, 'DES_LAYOUT')[0]
   const codec = str(pk, 'codec', 'packer.codec', 'zstd').toLowerCase() as Codec
   if (!CODECS.includes(codec)) throw fail('packer.codec', `expected one of ${CODECS.join(', ')}`)
   const bigfilesPrefix = optStr(pk, 'bigfiles_prefix', 'packer.bigfiles_prefix')
@@ -203,7 +210,8 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   const src = section(pk, 's3_source', 'packer', ['enabled', 'region_name', 'endpoint_url', 'max_retries', 'retry_delay_seconds'])
   const packer: PackerConfig = {
     output,
-    maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', undefined, 1024, Number.MAX_SAFE_INTEGER, true),
+    layout,
+    maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', 1_000_000_000, 1, Number.MAX_SAFE_INTEGER, true),
     // Unset keys take the variables every command reads (DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES, DES_BIGFILES_PREFIX).
     nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), 4, 16, true)!,
     codec,
@@ -217,7 +225,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
       region: optStr(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,
       endpoint: endpoint(src, 'endpoint_url', 'packer.s3_source.endpoint_url'),
       maxRetries: num(src, 'max_retries', 'packer.s3_source.max_retries', 3, 0, 100, true)!,
-      retryDelaySeconds: num(src, 'retry_delay_seconds', 'packer.s3_source.retry_delay_seconds', 1, 0, 3600, false)!,
+      retryDelaySeconds: num(src, 'retry_delay_seconds', 'packer.s3_source.retry_delay_seconds', 2, 0, 3600, false)!,
     },
   }
   return { database, migration, packer }

@@ -16,6 +16,8 @@ import { performance } from 'node:perf_hooks'
 import { locateShard } from '../native'
 import { DesError, classifyError, describe } from '../errors'
 import type { FaultPoint } from '../config/migrate-env'
+import type { Layout } from '../config/env'
+import { shardKeyIn } from '../store/layout'
 import type { ByteSource } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { packFiles, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
@@ -162,8 +164,12 @@ export async function claimBatch(
   return { selected: seen.length, good, bad }
 }
 
-/** The part of step 2 that needs no I/O: the row's own values. */
-export function checkRow(row: SourceRow, nBits: number): { good: Omit<GoodRow, 'size'> & { size: number } } | { bad: BadRow } {
+/**
+ * The part of step 2 that needs no I/O: the row's own values. `layout` dates
+ * the row (nested: its UTC date; flat: the date as the reference dated it);
+ * without a size column (`sizeFromSource`) the size is -1 until the source is seen.
+ */
+export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout; sizeFromSource?: boolean } = {}): { good: Omit<GoodRow, 'size'> & { size: number } } | { bad: BadRow } {
   const bad = (reason: string) => ({ bad: { uid: row.uid, ctid: row.ctid, reason } })
   if (row.uid === null || row.uid === '') return bad('uid is NULL or empty')
   const createdAt = pgTimestampToIso(row.createdAt)
@@ -171,14 +177,22 @@ export function checkRow(row: SourceRow, nBits: number): { good: Omit<GoodRow, '
   if (row.location === null || row.location.trim() === '') return bad('file_location is NULL or empty')
   const source = parseLocation(row.location)
   if (source === null) return bad(`file_location ${JSON.stringify(row.location)} is not a local path or s3://bucket/key`)
-  if (row.sizeBytes === null) return bad('size_bytes is NULL')
-  const size = Number(row.sizeBytes)
-  if (!/^\d+$/.test(row.sizeBytes) || !Number.isSafeInteger(size)) return bad(`size_bytes ${row.sizeBytes} is not a usable size`)
+  let size = -1
+  if (!opts.sizeFromSource) {
+    if (row.sizeBytes === null) return bad('size_bytes is NULL')
+    size = Number(row.sizeBytes)
+    if (!/^\d+$/.test(row.sizeBytes) || !Number.isSafeInteger(size)) return bad(`size_bytes ${row.sizeBytes} is not a usable size`)
+  }
   let loc
   try {
     loc = locateShard(row.uid, createdAt, nBits)
   } catch (err) {
     return bad(`cannot route: ${describe(err)}`)
+  }
+  if (opts.layout === 'flat' && row.writtenDate !== null && /^\d{8}$/.test(row.writtenDate)) {
+    // The packer routes this naive timestamp to the same date as written.
+    const w = row.writtenDate
+    return { good: { ctid: row.ctid, uid: row.uid, createdAt: `${w.slice(0, 4)}-${w.slice(4, 6)}-${w.slice(6, 8)}T00:00:00`, size, location: row.location, source, dateDir: w, shardHex: loc.shardHex } }
   }
   return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex } }
 }
@@ -188,7 +202,7 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
   const bad: BadRow[] = []
   const candidates: GoodRow[] = []
   for (const row of rows) {
-    const r = checkRow(row, deps.config.packer.nBits)
+    const r = checkRow(row, deps.config.packer.nBits, { layout: deps.config.packer.layout, sizeFromSource: deps.config.database.sizeBytesColumn === null })
     if ('bad' in r) bad.push(r.bad)
     else candidates.push(r.good)
   }
@@ -208,6 +222,7 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
   unique.forEach((c, i) => {
     const check = checks[i]
     if (!check.ok) bad.push({ uid: c.uid, ctid: c.ctid, reason: check.reason })
+    else if (c.size < 0) good.push({ ...c, size: check.size })
     else if (check.size !== c.size) bad.push({ uid: c.uid, ctid: c.ctid, reason: `size mismatch: source has ${check.size} bytes, size_bytes says ${c.size}` })
     else good.push(c)
   })
@@ -227,7 +242,7 @@ function groupKeys(rows: GoodRow[]): Array<{ dateDir: string; shardHex: string }
  * them would fail the whole batch).
  */
 export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ toPack: GoodRow[]; alreadyStored: GoodRow[]; bad: BadRow[] }> {
-  const parts = await openKeys(deps.store, groupKeys(rows))
+  const parts = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout)
   const out = { toPack: [] as GoodRow[], alreadyStored: [] as GoodRow[], bad: [] as BadRow[] }
   for (const r of rows) {
     const stored = findStored(parts.get(`${r.dateDir}/${r.shardHex}`)!, r.uid)
@@ -263,7 +278,7 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackRe
  * reads their stored bytes back and keeps those that check out.
  */
 export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ verified: GoodRow[]; missing: BadRow[] }> {
-  const parts: Map<string, ShardHandle[]> = await openKeys(deps.store, groupKeys(rows))
+  const parts: Map<string, ShardHandle[]> = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout)
   const indexed: Array<{ row: GoodRow; part: ShardHandle }> = []
   const missing: BadRow[] = []
   for (const r of rows) {
@@ -283,7 +298,7 @@ export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ 
     else byPart.set(part, [row])
   }
   const failures = await mapLimit([...byPart], 8, ([part, partRows]) =>
-    readBack(deps.store, part, partRows.map((r) => r.uid), deps.config.packer.bigfilesPrefix),
+    readBack(deps.store, part, partRows.map((r) => r.uid), deps.config.packer.bigfilesPrefix, deps.config.packer.layout),
   )
   const failed = new Map(failures.flatMap((m) => [...m]))
   const verified: GoodRow[] = []
@@ -321,9 +336,9 @@ export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{
   return { deleted, errors }
 }
 
-function shardKeysOf(result: PackResult | undefined, rows: GoodRow[]): string[] {
+function shardKeysOf(result: PackResult | undefined, rows: GoodRow[], layout: Layout): string[] {
   if (result) return result.shards.map((s) => s.key)
-  return groupKeys(rows).map((k) => `${k.dateDir}/${k.shardHex}.des`)
+  return groupKeys(rows).map((k) => shardKeyIn(layout, k, 0))
 }
 
 /** Runs one cycle (or, `dryRun`, reports what it would do and changes nothing). */
@@ -371,14 +386,14 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
         if (dryRun) {
           report.migrated = candidates.length
           report.bytes = candidates.reduce((n, r) => n + r.size, 0)
-          report.shardKeys = shardKeysOf(undefined, pre.toPack)
+          report.shardKeys = shardKeysOf(undefined, pre.toPack, deps.config.packer.layout)
           return []
         }
         let packed: PackResult | undefined
         if (pre.toPack.length > 0) {
           packed = await clock.time('pack', () => packRows(deps, pre.toPack))
           report.packedFiles = packed.files
-          report.shardKeys = shardKeysOf(packed, pre.toPack)
+          report.shardKeys = shardKeysOf(packed, pre.toPack, deps.config.packer.layout)
         }
         faultPoint(deps, 'after-pack')
         const { verified, missing } = await clock.time('verify', () => verifyStored(deps, candidates))

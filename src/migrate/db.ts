@@ -19,7 +19,14 @@ export interface SourceRow {
   /** `created_at::text` with the session in UTC, e.g. `2024-01-02 03:04:05.123+00`. */
   createdAt: string | null
   location: string | null
+  /** null also when the config names no size column. */
   sizeBytes: string | null
+  /**
+   * `YYYYMMDD` of created_at as the reference's migrator dated it (the flat
+   * layout's rule): a timestamptz in the database session's own time zone
+   * (what its driver handed it), a timestamp as stored.
+   */
+  writtenDate: string | null
 }
 
 /** `postgresql+psycopg://` (SQLAlchemy-style URLs of the original tool) → `postgresql://`. */
@@ -58,7 +65,9 @@ export interface Cutoff {
 /** The source table with the configured names. */
 export class SourceTable {
   readonly table: string
-  private readonly c: { uid: string; createdAt: string; location: string; size: string; archived: string }
+  private readonly c: { uid: string; createdAt: string; location: string; size: string | null; archived: string }
+  /** The session's own TimeZone of each transaction, before it is set to UTC. */
+  private readonly sessionZone = new WeakMap<Knex.Transaction, string>()
 
   constructor(
     readonly knex: Knex,
@@ -69,7 +78,7 @@ export class SourceTable {
       uid: quoteIdent(cfg.uidColumn),
       createdAt: quoteIdent(cfg.createdAtColumn),
       location: quoteIdent(cfg.fileLocationColumn),
-      size: quoteIdent(cfg.sizeBytesColumn),
+      size: cfg.sizeBytesColumn === null ? null : quoteIdent(cfg.sizeBytesColumn),
       archived: quoteIdent(cfg.archivedColumn),
     }
   }
@@ -84,6 +93,8 @@ export class SourceTable {
   /** Runs `work` in a transaction whose session shows timestamps in UTC. */
   async transaction<T>(work: (trx: Knex.Transaction) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
     return this.knex.transaction(async (trx) => {
+      const zone = await trx.raw(`SELECT current_setting('TimeZone') AS tz`)
+      this.sessionZone.set(trx, zone.rows[0].tz as string)
       await trx.raw(`SET LOCAL TIME ZONE 'UTC'`)
       if (opts.readOnly) await trx.raw('SET TRANSACTION READ ONLY')
       return work(trx)
@@ -98,18 +109,23 @@ export class SourceTable {
     const { uid, createdAt, location, size } = this.c
     const where = this.pendingWhere(cutoff)
     // `exclude`: rows this transaction has seen already (SKIP LOCKED does not skip our own locks).
+    // The date as written: a timestamptz seen in the session's own zone, a timestamp as it is.
+    const written =
+      `CASE WHEN pg_typeof(${createdAt}) = 'timestamptz'::regtype THEN to_char(timezone(?, ${createdAt}::timestamptz), 'YYYYMMDD') ` +
+      `ELSE to_char(${createdAt}::timestamp, 'YYYYMMDD') END AS written_date`
     const sql =
       `SELECT ctid::text AS ctid, ${uid}::text AS uid, ${createdAt}::text AS created_at, ` +
-      `${location}::text AS location, ${size}::text AS size_bytes ` +
+      `${location}::text AS location, ${size ?? 'NULL'}::text AS size_bytes, ${written} ` +
       `FROM ${this.table} WHERE ${where.sql}${exclude.length ? ' AND ctid <> ALL(?::tid[])' : ''} ORDER BY ${createdAt} LIMIT ?` +
       (lock ? ' FOR UPDATE SKIP LOCKED' : '')
-    const res = await trx.raw(sql, [...where.bindings, ...(exclude.length ? [exclude] : []), limit])
+    const res = await trx.raw(sql, [this.sessionZone.get(trx) ?? 'UTC', ...where.bindings, ...(exclude.length ? [exclude] : []), limit])
     return (res.rows as Array<Record<string, string | null>>).map((r) => ({
       ctid: r.ctid as string,
       uid: r.uid,
       createdAt: r.created_at,
       location: r.location,
       sizeBytes: r.size_bytes,
+      writtenDate: r.written_date,
     }))
   }
 
@@ -141,7 +157,7 @@ export class SourceTable {
     return this.transaction(
       async (trx) => {
         const res = await trx.raw(
-          `SELECT count(*)::text AS count, coalesce(sum(${size}), 0)::text AS total, ` +
+          `SELECT count(*)::text AS count, ${size === null ? '0' : `coalesce(sum(${size}), 0)`}::text AS total, ` +
             `min(${createdAt})::text AS oldest, max(${createdAt})::text AS newest FROM ${this.table} WHERE ${where.sql}`,
           where.bindings,
         )

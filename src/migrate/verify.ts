@@ -1,10 +1,12 @@
 // Reading back what a store holds for a (date, shard) key: every part's index
-// (`<HEX>.des`, `<HEX>.1.des`, ...), fetched fresh (never from a cache), so a
-// uid counts as stored only when the durable object's index lists it.
+// (`<HEX>.des`, `<HEX>.1.des`, ..., or the flat layout's `_0000`, `_0001`...),
+// fetched fresh (never from a cache), so a uid counts as stored only when the
+// durable object's index lists it.
 
 import type { ByteSource } from '../storage/source'
 import { openShard, type ShardHandle } from '../store/shard'
-import { bigfileKey, shardKey } from '../store/layout'
+import type { Layout } from '../config/env'
+import { bigfileKeyIn, parseFlatShardKey, shardKeyIn } from '../store/layout'
 import { describe } from '../errors'
 import type { EntryInfo } from '../native'
 import { mapLimit } from './sources'
@@ -13,11 +15,11 @@ import { mapLimit } from './sources'
 const TAIL_BYTES = 256 * 1024
 
 /** Every part of one key, in part order (stops at the first part that does not exist). */
-export async function openParts(store: ByteSource, dateDir: string, shardHex: string): Promise<ShardHandle[]> {
+export async function openParts(store: ByteSource, dateDir: string, shardHex: string, layout: Layout = 'nested'): Promise<ShardHandle[]> {
   const parts: ShardHandle[] = []
   for (let part = 0; ; part++) {
     try {
-      parts.push(await openShard(store, shardKey({ dateDir, shardHex }, part), TAIL_BYTES))
+      parts.push(await openShard(store, shardKeyIn(layout, { dateDir, shardHex }, part), TAIL_BYTES))
     } catch (err) {
       if ((err as { code?: string })?.code === 'DES_NOT_FOUND') return parts
       throw err
@@ -32,8 +34,8 @@ export interface StoredEntry {
 }
 
 /** The parts of many keys (`date/HEX`), opened a few at a time. */
-export async function openKeys(store: ByteSource, keys: Array<{ dateDir: string; shardHex: string }>, concurrency = 16): Promise<Map<string, ShardHandle[]>> {
-  const opened = await mapLimit(keys, concurrency, (k) => openParts(store, k.dateDir, k.shardHex))
+export async function openKeys(store: ByteSource, keys: Array<{ dateDir: string; shardHex: string }>, concurrency = 16, layout: Layout = 'nested'): Promise<Map<string, ShardHandle[]>> {
+  const opened = await mapLimit(keys, concurrency, (k) => openParts(store, k.dateDir, k.shardHex, layout))
   return new Map(keys.map((k, i) => [`${k.dateDir}/${k.shardHex}`, opened[i]]))
 }
 
@@ -56,7 +58,8 @@ const READ_BACK_GAP = 1 << 20
  * size. Neighbouring entries share one range read. Returns each failed uid
  * with the reason; a uid absent from the result was read back intact.
  */
-export async function readBack(store: ByteSource, part: ShardHandle, uids: string[], bigfilesPrefix = '_bigFiles'): Promise<Map<string, string>> {
+export async function readBack(store: ByteSource, part: ShardHandle, uids: string[], bigfilesPrefix = '_bigFiles', layout: Layout = 'nested'): Promise<Map<string, string>> {
+  const dateDir = layout === 'flat' ? (parseFlatShardKey(part.key)?.dateDir ?? '') : part.key.slice(0, part.key.indexOf('/'))
   const failed = new Map<string, string>()
   const inline: Array<{ uid: string; entry: EntryInfo }> = []
   for (const uid of uids) {
@@ -64,7 +67,7 @@ export async function readBack(store: ByteSource, part: ShardHandle, uids: strin
     if (!entry) failed.set(uid, `not in the index of ${part.key}`)
     else if (!entry.isBigfile) inline.push({ uid, entry })
     else {
-      const key = bigfileKey(part.key.slice(0, part.key.indexOf('/')), entry.sha256 ?? '', bigfilesPrefix)
+      const key = bigfileKeyIn(layout, dateDir, entry.sha256 ?? '', bigfilesPrefix)
       try {
         const tail = await store.getTail(key, 1)
         if (tail.objectSize !== entry.size) failed.set(uid, `BigFile ${key} is ${tail.objectSize} bytes, the index says ${entry.size}`)

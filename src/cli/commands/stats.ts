@@ -25,10 +25,11 @@ export function register(y: Argv): Argv {
         .option('cutoff', { type: 'string', describe: 'ISO-8601: rows created before it (default with --config: now minus migration.archive_age_days)' })
         .option('uid-column', { type: 'string', describe: 'uid column (default uid, or the config file)' })
         .option('created-at-column', { type: 'string', describe: 'created_at column (default created_at, or the config file)' })
-        .option('size-bytes-column', { type: 'string', describe: 'size column (default size_bytes, or the config file)' })
+        .option('size-bytes-column', { type: 'string', describe: "size column (default size_bytes, or the config file); '' = no size column, total bytes 0 (as in the original)" })
         .option('file-location-column', { type: 'string', describe: 'file location column (default file_location, or the config file)' })
         .option('archived-column', { type: 'string', describe: 'archived flag column (default archived, or the config file)' })
         .option('json', { type: 'boolean', default: false, describe: 'one JSON object on stdout' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'accepted as the original des-stats accepts it: stats only ever read, so it changes nothing' })
         .example('DES_DB_URL=postgres://des:secret@db/des $0 stats --table source_files --cutoff 2024-01-01T00:00:00Z', 'the database URL from the environment')
         .example('$0 stats --config migration.yaml --json', 'what the next migration cycle of this config would find'),
     async (argv) => {
@@ -51,11 +52,13 @@ export function register(y: Argv): Argv {
         (typeof COLUMNS)[number][1],
         string
       >
+      // No size column: `--size-bytes-column ''` (the original's switch), or a config file without one.
+      const sizeBytesColumn = argv['size-bytes-column'] === '' || (argv['size-bytes-column'] === undefined && fromConfig?.database.sizeBytesColumn === null) ? null : columns.sizeBytesColumn
       const { createKnex, SourceTable } = await import('../../migrate/db')
       const { formatStats, migrationStats } = await import('../../migrate/stats')
       const knex = createKnex(url, 1)
       try {
-        const table = new SourceTable(knex, { tableName, ...columns })
+        const table = new SourceTable(knex, { tableName, ...columns, sizeBytesColumn })
         const s = await migrationStats(table, tableName, cutoff)
         const text = argv.json
           ? JSON.stringify({ table: s.table, cutoff: s.cutoff, count: s.count, total_bytes: s.totalBytes, oldest: s.oldest, newest: s.newest })
