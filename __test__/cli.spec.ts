@@ -11,6 +11,23 @@ test('des locate prints one JSON object with the routing fields', async (t) => {
   t.deepEqual(JSON.parse(r.stdout.toString()), { uid: '123', date_dir: '20230814', shard_index: 123, shard_hex: '7B', object_key: '20230814/7B.des' })
 })
 
+test('des locate in the flat layout (DES_LAYOUT or --layout) names the reference packer\'s shard of every file of golden/flat-store-offsets', async (t) => {
+  const golden = readJson<{ n_bits: number; files: Array<{ uid: string; created_at: string; date_dir: string }> }>(goldenPath('flat-store-offsets', 'expect.json'))
+  const input = golden.files.map((f) => JSON.stringify({ uid: f.uid, created_at: f.created_at, n_bits: golden.n_bits })).join('\n') + '\n'
+  const shards = new Set(fs.readdirSync(goldenPath('flat-store-offsets')).filter((n) => n.endsWith('_0000.des')))
+  for (const run of [{ args: ['--layout', 'flat'], env: {} }, { args: [], env: { DES_LAYOUT: 'flat' } }]) {
+    const r = await runCli(['locate', '--stdin', ...run.args], { stdin: input, env: run.env })
+    t.is(r.code, 0, r.stderr)
+    const out = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l))
+    golden.files.forEach((f, i) => {
+      t.is(out[i].date_dir, f.date_dir, f.uid)
+      t.true(shards.has(out[i].object_key), `${f.uid}: ${out[i].object_key}`)
+    })
+  }
+  const nested = await runCli(['locate', 'doc-1', '--created-at', '2024-03-01T23:30:00-05:00', '--n-bits', '4'])
+  t.is(JSON.parse(nested.stdout.toString()).object_key, '20240302/9.des', 'nested keeps the UTC date')
+})
+
 test('des locate --stdin answers every golden line and reports bad lines without stopping', async (t) => {
   const lines = fs.readFileSync(goldenPath('routing.jsonl'), 'utf8').split('\n').filter(Boolean)
   const input = lines.slice(0, 400).join('\n') + '\nnot json\n{"uid":"x","created_at":"yesterday"}\n' + lines[400] + '\n'

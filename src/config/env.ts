@@ -154,6 +154,11 @@ export function loadNBits(env: Env = process.env): number {
   return intVar(env, 'DES_N_BITS', 8, 4, 16)
 }
 
+/** The layout `DES_LAYOUT` says files are written in (its first), for commands that need only that (`des locate`). */
+export function loadLayout(env: Env = process.env): Layout {
+  return layoutsVar(env, 'DES_LAYOUT')[0]
+}
+
 /** `DES_BIGFILES_PREFIX` alone (default `_bigFiles`), for commands that read one shard file (`des cat`, `des verify SHARD`). */
 export function loadBigfilesPrefix(env: Env = process.env): string {
   return bigfilesPrefixVar(env)

@@ -1,15 +1,17 @@
-// `des locate`: where a uid lives, one JSON object per answer.
+// `des locate`: where a uid lives, one JSON object per answer, in the layout
+// DES_LAYOUT (or --layout) names: nested `<UTC date>/<HEX>.des`, or the
+// reference's flat `<date as written>_<HEX>_0000.des` (its first shard).
 
 import type { Argv } from 'yargs'
 import * as readline from 'node:readline'
-import { locateShard } from '../../native'
-import { loadNBits } from '../../config/env'
+import { loadLayout, loadNBits, type Layout } from '../../config/env'
+import { locateIn } from '../../store/layout'
 import { describe as describeError } from '../../errors'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
-function asJson(uid: string, createdAt: string, nBits: number): string {
-  const loc = locateShard(uid, createdAt, nBits)
+function asJson(uid: string, createdAt: string, nBits: number, layout: Layout): string {
+  const loc = locateIn(layout, uid, createdAt, nBits)
   return JSON.stringify({
     uid: loc.uid,
     date_dir: loc.dateDir,
@@ -20,7 +22,7 @@ function asJson(uid: string, createdAt: string, nBits: number): string {
 }
 
 /** One output line for one input line of `--stdin`; a bad line gives `{"error": ...}`. */
-export function locateLine(line: string, defaultNBits: number): string {
+export function locateLine(line: string, defaultNBits: number, layout: Layout = 'nested'): string {
   try {
     const input = JSON.parse(line) as { uid?: unknown; created_at?: unknown; n_bits?: unknown }
     if (input === null || typeof input !== 'object') throw new DesError('DES_BAD_ARG', 'a line must be a JSON object')
@@ -29,7 +31,7 @@ export function locateLine(line: string, defaultNBits: number): string {
     if (typeof uid !== 'string' && typeof uid !== 'number') throw new DesError('DES_BAD_ARG', 'uid must be a string or a number')
     if (typeof createdAt !== 'string') throw new DesError('DES_BAD_ARG', 'created_at must be an ISO-8601 string')
     if (typeof nBits !== 'number' || !Number.isInteger(nBits)) throw new DesError('DES_BAD_ARG', 'n_bits must be an integer')
-    return asJson(String(uid), createdAt, nBits)
+    return asJson(String(uid), createdAt, nBits, layout)
   } catch (err) {
     return JSON.stringify({ error: describeError(err) })
   }
@@ -44,22 +46,24 @@ export function register(y: Argv): Argv {
         .positional('uid', { type: 'string', describe: 'the file uid' })
         .option('created-at', { type: 'string', describe: 'ISO-8601 creation time (no offset = UTC)' })
         .option('n-bits', { type: 'number', describe: 'routing bits, 4..16 (default DES_N_BITS, else 8)' })
+        .option('layout', { choices: ['nested', 'flat'] as const, describe: 'the key in this layout (default DES_LAYOUT, else nested); flat dates a timestamp as written' })
         .option('stdin', { type: 'boolean', default: false, describe: 'read JSON lines {uid, created_at, n_bits}; one JSON answer per line' })
         .example('$0 locate invoice-17 --created-at 2024-03-02T09:15:00Z', 'the shard key of one file')
         .example('echo \'{"uid":"a","created_at":"2024-03-02T09:15:00Z"}\' | $0 locate --stdin', 'many at once, as JSON lines'),
     async (argv) => {
       const nBits = argv['n-bits'] ?? loadNBits()
+      const layout = argv.layout ?? loadLayout()
       if (argv.stdin) {
         const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
         for await (const line of lines) {
           if (line.trim() === '') continue
-          await writeOut(locateLine(line, nBits) + '\n')
+          await writeOut(locateLine(line, nBits, layout) + '\n')
         }
         return
       }
       if (argv.uid === undefined) throw new DesError('DES_BAD_ARG', 'give a uid, or --stdin')
       if (argv['created-at'] === undefined) throw new DesError('DES_BAD_ARG', '--created-at is required')
-      await writeOut(asJson(argv.uid, argv['created-at'], nBits) + '\n')
+      await writeOut(asJson(argv.uid, argv['created-at'], nBits, layout) + '\n')
     },
   )
 }
