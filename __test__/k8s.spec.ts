@@ -17,6 +17,7 @@ import { cliProblems, envNamesReadByCode, flagValue, substitutedNames } from './
 import { loadConfig, loadServeConfig } from '../src/config/env'
 import { substituteTree } from '../src/config/migrate-env'
 import { parseMigrateConfig } from '../src/migrate/config'
+import { packWorker } from '../src/config/pack'
 
 type Obj = Record<string, any>
 
@@ -339,6 +340,23 @@ test('the migrator CronJob forbids overlapping cycles and says why', (t) => {
   t.is(cron.spec.concurrencyPolicy, 'Forbid')
   const text = fs.readFileSync(path.join(ROOT, 'k8s', 'base', 'migrator-cronjob.yaml'), 'utf8')
   t.regex(text, /SKIP LOCKED/, 'the comment names the guarantee the choice rests on')
+})
+
+test('the packer CronJob runs an Indexed Job whose workers split the manifest: completions = parallelism = DES_PACK_WORKERS', (t) => {
+  for (const dir of RENDERS) {
+    const job = find(rendered.get(dir)!, 'CronJob', 'des-packer').spec.jobTemplate.spec
+    t.is(job.completionMode, 'Indexed', dir)
+    t.true(job.completions > 1, `${dir}: more than one worker`)
+    t.is(job.parallelism, job.completions, `${dir}: every worker runs at once`)
+    const c = job.template.spec.containers[0]
+    t.is(c.args[2], 'pack', dir)
+    t.is((c.env ?? []).find((e: Obj) => e.name === 'DES_PACK_WORKERS')?.value, String(job.completions), `${dir}: des pack is told the worker count`)
+    t.false(c.args.includes('--worker'), `${dir}: the index comes from JOB_COMPLETION_INDEX`)
+    // What des pack makes of it in pod 0 and in the last pod.
+    for (const index of [0, job.completions - 1]) {
+      t.deepEqual(packWorker({}, { DES_PACK_WORKERS: String(job.completions), JOB_COMPLETION_INDEX: String(index) }), { index, count: job.completions }, dir)
+    }
+  }
 })
 
 test('the verify CronJob scrubs the configured store read-only, one at a time, and does not retry what it found', (t) => {

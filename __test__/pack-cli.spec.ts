@@ -1,7 +1,7 @@
 // `des pack` / `des-pack` run as built: summaries, errors and exit codes,
 // two processes on the same keys, and a kill -9 in the middle of a run.
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { spawn } from 'node:child_process'
@@ -57,7 +57,8 @@ test('des-pack is the same command; --profile and --codec choose the codec; the 
   }
 })
 
-test('bad inputs: one clear line on stderr, a non-zero exit, no shard written', async (t) => {
+/** The bad-input cases, run with the given environment. */
+async function badInputs(t: ExecutionContext, env: NodeJS.ProcessEnv): Promise<void> {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), [
     { uid: 'ok1', size: 100 },
@@ -80,7 +81,7 @@ test('bad inputs: one clear line on stderr, a non-zero exit, no shard written', 
   ]
   const out = path.join(dir, 'out')
   for (const [name, manifest, message, exit] of cases) {
-    const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out])
+    const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out], { env })
     t.is(r.code, exit, `${name}: ${r.stderr}`)
     const lines = r.stderr.split('\n').filter((l) => l && !/NodeVersionSupportWarning|AWS SDK|node >=22|upgrade to node|a\.co\/|trace-warnings|^\s*$|versions published|will require|To continue receiving|security updates|More information/.test(l))
     t.is(lines.length, 1, `${name}: ${r.stderr}`)
@@ -88,9 +89,17 @@ test('bad inputs: one clear line on stderr, a non-zero exit, no shard written', 
     t.regex(lines[0], message, name)
     t.deepEqual(shardFiles(out), [], `${name}: nothing written`)
   }
-  const both = await runCli(['pack', '--input-json', corpus.manifestPath])
+  const both = await runCli(['pack', '--input-json', corpus.manifestPath], { env })
   t.not(both.code, 0)
   t.regex(both.stderr, /exactly one of --output-dir/)
+}
+
+test('bad inputs: one clear line on stderr, a non-zero exit, no shard written', (t) => badInputs(t, {}))
+
+test('bad inputs with the plan spilled to temp files (DES_PACK_MEMORY_ENTRIES=0): the same lines, nothing written, no temp files left', async (t) => {
+  const tmp = tempDir('des-pack-spill-')
+  await badInputs(t, { DES_PACK_MEMORY_ENTRIES: '0', TMPDIR: tmp })
+  t.deepEqual(fs.readdirSync(tmp), [])
 })
 
 /** Every file and folder below `dir`, relative to it, sorted. */

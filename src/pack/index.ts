@@ -2,22 +2,31 @@
 //
 // Order of work: check every input (fields, dates, duplicate uids, sources and
 // sizes, the target, uids already stored) before writing anything; then, key
-// by key in manifest order, fill the last part of the key and continue in new
-// parts when `maxShardSize` would be passed. Every part is replaced atomically
-// (local: temp file + fsync + rename under the part's lock; S3: conditional
+// by key, fill the last part of the key and continue in new parts when
+// `maxShardSize` would be passed. Every part is replaced atomically (local:
+// temp file + fsync + rename under the part's lock; S3: conditional
 // completion on the old ETag), so a failure leaves each shard as it was or
 // wholly written, never partial.
+//
+// Inputs come as an array or as a manifest stream (readManifest); the plan
+// (planner.ts) spills to temp files past `memoryEntries`, so a run of
+// millions of files holds a bucket of keys at a time, not the manifest.
+// `worker` splits one manifest's keys between processes (an Indexed Job).
 
 import type { S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
+import { shardKey } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
-import { assignToParts, planInputs } from './plan'
+import type { ManifestEntry } from './manifest'
+import { assignToParts } from './plan'
+import { Plan, Planner, type WorkerSlice } from './planner'
 import { S3Target, type S3Hooks } from './s3-target'
-import { checkSources, mapLimit, type S3SourceOptions } from './sources'
+import { mapLimit, type S3SourceOptions } from './sources'
 
-export { parseManifest, type Manifest } from './manifest'
+export { parseManifest, readManifest, type Manifest, type ManifestEntry } from './manifest'
+export { DEFAULT_MEMORY_ENTRIES, type WorkerSlice } from './planner'
 export { formatBytes, progressBar } from './progress'
 
 export interface PackInput {
@@ -49,7 +58,17 @@ export interface PackOptions {
   replace?: boolean
   /** A uid already in its shard with the same size is skipped, not an error: makes reruns idempotent. */
   skipExisting?: boolean
-  sourceS3?: { client: S3Client; maxRetries?: number; retryDelayMs?: number }
+  /** How s3:// sources are read; a function is called only when the inputs name one. */
+  sourceS3?: S3SourceOptions | (() => S3SourceOptions)
+  /**
+   * Pack only the keys of one of `count` workers: those whose shard index mod
+   * `count` is `index` (all parts of a key go to one worker). The whole input
+   * is still checked (fields, dates, duplicate uids); sources and the store
+   * only for this worker's keys.
+   */
+  worker?: WorkerSlice
+  /** Check everything a run checks before it writes (inputs, sources, uids already stored), then stop: nothing is written. */
+  dryRun?: boolean
   onProgress?: (p: { files: number; bytes: number; totalFiles: number; totalBytes: number }) => void
 }
 
@@ -58,6 +77,7 @@ export interface PackedShard {
   key: string
   /** Files this run added to it. */
   files: number
+  /** Their uids (empty when the inputs came as a stream). */
   uids: string[]
   bytesIn: number
   bytesStored: number
@@ -70,6 +90,8 @@ export interface PackResult {
   bytesIn: number
   bytesStored: number
   seconds: number
+  /** A dry run: `shards` are the keys that would be written to, `files` what would be added. */
+  dryRun?: boolean
 }
 
 /** Extras for the CLI and tests: how inputs are named in errors, S3 test seams. */
@@ -77,8 +99,10 @@ export interface PackExtras {
   /** How error messages name input `i` (default `input <i+1>`). */
   label?: (i: number) => string
   s3Hooks?: S3Hooks
-  /** Folder for S3 temp files (default the OS temp dir). */
+  /** Folder for S3 temp files and a spilled plan (default the OS temp dir). */
   tmpDir?: string
+  /** Inputs planned in memory before the plan spills to temp files (default DEFAULT_MEMORY_ENTRIES). */
+  memoryEntries?: number
 }
 
 const CODECS = ['zstd', 'lz4', 'none'] as const
@@ -101,6 +125,10 @@ function checkOptions(opts: PackOptions): void {
   }
   if (opts.bigfilesPrefix !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.bigfilesPrefix)) throw bad(`BigFile prefix must be one folder name, got ${opts.bigfilesPrefix}`)
   if (opts.replace && opts.skipExisting) throw bad('replace and skipExisting cannot be combined')
+  const w = opts.worker
+  if (w !== undefined && !(Number.isSafeInteger(w.count) && w.count >= 1 && Number.isSafeInteger(w.index) && w.index >= 0 && w.index < w.count)) {
+    throw bad(`worker must be I/N with 0 <= I < N, got ${w.index}/${w.count}`)
+  }
 }
 
 function writerSettings(opts: PackOptions): WriterSettings {
@@ -131,42 +159,84 @@ export async function packFiles(inputs: PackInput[], target: PackTarget, opts: P
   return runPack(inputs, target, opts, {})
 }
 
-/** `packFiles` with error labels and test seams. */
-export async function runPack(inputs: PackInput[], target: PackTarget, opts: PackOptions = {}, extras: PackExtras = {}): Promise<PackResult> {
+function* labelled(inputs: PackInput[], label: (i: number) => string): Generator<ManifestEntry> {
+  for (let i = 0; i < inputs.length; i++) yield { input: inputs[i], label: label(i) }
+}
+
+function isAsyncIterable(x: unknown): x is AsyncIterable<ManifestEntry> {
+  return typeof (x as AsyncIterable<unknown>)?.[Symbol.asyncIterator] === 'function'
+}
+
+/**
+ * `packFiles` over an array or a manifest stream (`readManifest`), with error
+ * labels, a plan that spills to temp files past `memoryEntries`, and test
+ * seams. A stream's result lists no uids per shard (they would be the whole
+ * manifest in memory).
+ */
+export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>, target: PackTarget, opts: PackOptions = {}, extras: PackExtras = {}): Promise<PackResult> {
   const started = process.hrtime.bigint()
-  if (!Array.isArray(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
+  const fromArray = Array.isArray(inputs)
+  if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
   checkOptions(opts)
   const label = extras.label ?? ((i: number) => `input ${i + 1}`)
-  const { keys, items } = planInputs(inputs, opts.nBits ?? 8, label)
-  const sourceS3: S3SourceOptions | undefined = opts.sourceS3
-  await checkSources(items, sourceS3)
-  const sink = sinkFor(target, writerSettings(opts), extras)
-  await sink.check()
+  const planner = new Planner({ nBits: opts.nBits ?? 8, worker: opts.worker, memoryEntries: extras.memoryEntries, tmpDir: extras.tmpDir })
+  try {
+    const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
+    const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined
+    await plan.checkSources(sourceS3)
+    const sink = sinkFor(target, writerSettings(opts), extras)
+    await sink.check(opts.dryRun)
+    return await packPlan(plan, sink, opts, sourceS3, fromArray, started)
+  } finally {
+    planner.dispose()
+  }
+}
 
-  const totalFiles = items.length
-  const totalBytes = items.reduce((s, p) => s + p.size, 0)
+async function packPlan(plan: Plan, sink: ShardSink, opts: PackOptions, sourceS3: S3SourceOptions | undefined, keepUids: boolean, started: bigint): Promise<PackResult> {
+  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   let doneFiles = 0
   let doneBytes = 0
   const progress = (files: number, bytes: number) => {
     doneFiles += files
     doneBytes += bytes
-    opts.onProgress?.({ files: doneFiles, bytes: doneBytes, totalFiles, totalBytes })
+    opts.onProgress?.({ files: doneFiles, bytes: doneBytes, totalFiles: plan.files, totalBytes: plan.bytes })
   }
 
   // Everything already stored is sorted out before anything is written, so a
-  // duplicate uid fails the run with nothing changed. Readers are dropped after
-  // each key (indexes of a large store do not all fit in memory).
-  const assignments = await mapLimit(keys, PREPASS_CONCURRENCY, async (plan) => {
-    const readers: Array<ShardReader | null> = await sink.existingParts(plan)
-    return { plan, parts: readers.length, assign: assignToParts(plan.items, readers, opts) }
+  // duplicate uid fails the run with nothing changed. Only keys that already
+  // have parts need their inputs here; readers are dropped after each key
+  // (indexes of a large store do not all fit in memory). What a key needs is
+  // worked out again when it is written (another run may have added to it).
+  const skippedPerKey = await mapLimit(plan.keys, PREPASS_CONCURRENCY, async (key) => {
+    // Finding the parts takes the key's location only: its inputs are loaded when it has some.
+    const readers: Array<ShardReader | null> = await sink.existingParts({ dateDir: key.dateDir, shardHex: key.shardHex, items: [] })
+    key.parts = readers.length
+    if (readers.length === 0) return { files: 0, bytes: 0 }
+    const assign = assignToParts(await plan.items(key), readers, opts)
+    key.hits = assign.replacements.size > 0 || assign.skipped.length > 0
+    return { files: assign.skipped.length, bytes: assign.skipped.reduce((s, p) => s + p.size, 0) }
   })
-  let skipped = 0
-  for (const a of assignments) {
-    skipped += a.assign.skipped.length
-    if (a.assign.skipped.length) progress(a.assign.skipped.length, a.assign.skipped.reduce((s, p) => s + p.size, 0))
+  if (opts.dryRun) {
+    const skipped = skippedPerKey.reduce((s, k) => s + k.files, 0)
+    return {
+      shards: plan.keys.map((k, i) => ({
+        key: shardKey(k, Math.max(0, k.parts - 1)),
+        files: k.files - skippedPerKey[i].files,
+        uids: [],
+        bytesIn: k.bytes - skippedPerKey[i].bytes,
+        bytesStored: 0,
+      })),
+      files: plan.files - skipped,
+      skipped,
+      bytesIn: plan.bytes - skippedPerKey.reduce((s, k) => s + k.bytes, 0),
+      bytesStored: 0,
+      seconds: seconds(),
+      dryRun: true,
+    }
   }
 
-  const shards: PackedShard[] = []
+  const shards: Array<{ shard: PackedShard; rank: number }> = []
+  let skipped = 0
   let failure: unknown
   let nextKey = 0
   const ctxBase = { s3Source: sourceS3, skipExisting: opts.skipExisting, progress }
@@ -175,12 +245,12 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
   // with packing; each lets one part finish while its next part packs.
   const worker = async () => {
     let finishing: Promise<void> = Promise.resolve()
-    const settle = async (w: PartWrite) => {
+    const settle = async (w: PartWrite, rank: number) => {
       const prev = finishing
       finishing = prev.then(() =>
         w.done.then(
           (s) => {
-            if (s) shards.push(s)
+            if (s) shards.push({ shard: keepUids ? s : { ...s, uids: [] }, rank })
           },
           (err) => {
             failure ??= err
@@ -191,17 +261,32 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
       if (failure) throw failure
     }
     try {
-      while (!failure && nextKey < assignments.length) {
-        const { plan, parts, assign } = assignments[nextKey++]
-        for (const [part, list] of assign.replacements) {
-          await settle(await sink.writePart(plan, part, list, undefined, { ...ctxBase, replace: true }))
+      while (!failure && nextKey < plan.keys.length) {
+        const key = plan.keys[nextKey++]
+        const keyPlan = await plan.keyPlan(key)
+        // Keys are written in order of first appearance (by bucket when spilled), parts in order.
+        const rank = (part: number) => key.ordinal * 1e6 + part
+        let fresh = keyPlan.items
+        let parts = key.parts
+        if (key.hits) {
+          const readers: Array<ShardReader | null> = await sink.existingParts(keyPlan)
+          const assign = assignToParts(keyPlan.items, readers, opts)
+          parts = readers.length
+          if (assign.skipped.length) {
+            skipped += assign.skipped.length
+            progress(assign.skipped.length, assign.skipped.reduce((s, p) => s + p.size, 0))
+          }
+          for (const [part, list] of assign.replacements) {
+            await settle(await sink.writePart(keyPlan, part, list, undefined, { ...ctxBase, replace: true }), rank(part))
+          }
+          fresh = assign.fresh
         }
-        let rest = assign.fresh
+        let rest = fresh
         for (let part = Math.max(0, parts - 1); rest.length > 0; part++) {
-          const w = await sink.writePart(plan, part, rest, opts.maxShardSize, ctxBase)
+          const w = await sink.writePart(keyPlan, part, rest, opts.maxShardSize, ctxBase)
           skipped += w.fill.skipped.length
           rest = w.fill.rest
-          await settle(w)
+          await settle(w, rank(part))
         }
       }
     } catch (err) {
@@ -209,7 +294,7 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
     }
     await finishing
   }
-  await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, assignments.length) }, worker))
+  await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, plan.keys.length) }, worker))
   if (failure) {
     const written = shards.length
     if (written > 0 && failure instanceof DesError) {
@@ -218,30 +303,25 @@ export async function runPack(inputs: PackInput[], target: PackTarget, opts: Pac
     throw failure
   }
 
-  const merged = new Map<string, PackedShard>()
-  for (const s of shards) {
+  // One entry per stored object, in the order of the keys' first appearance, parts in order.
+  const merged = new Map<string, { shard: PackedShard; rank: number }>()
+  for (const { shard: s, rank } of shards) {
     const m = merged.get(s.key)
-    if (!m) merged.set(s.key, { ...s, uids: [...s.uids] })
+    if (!m) merged.set(s.key, { shard: { ...s, uids: [...s.uids] }, rank })
     else {
-      m.files += s.files
-      m.uids.push(...s.uids)
-      m.bytesIn += s.bytesIn
-      m.bytesStored += s.bytesStored
+      m.shard.files += s.files
+      m.shard.uids.push(...s.uids)
+      m.shard.bytesIn += s.bytesIn
+      m.shard.bytesStored += s.bytesStored
     }
   }
-  // In manifest order of keys, parts in order, whichever worker finished first.
-  const order = new Map(keys.map((k, i) => [`${k.dateDir}/${k.shardHex}`, i]))
-  const rank = (key: string) => {
-    const m = /(\d{8})\/([0-9A-F]+)(?:\.(\d+))?\.des$/.exec(key)
-    return m ? (order.get(`${m[1]}/${m[2]}`) ?? 0) * 1e6 + Number(m[3] ?? 0) : 0
-  }
-  const list = [...merged.values()].sort((a, b) => rank(a.key) - rank(b.key))
+  const list = [...merged.values()].sort((a, b) => a.rank - b.rank).map((m) => m.shard)
   return {
     shards: list,
     files: list.reduce((s, x) => s + x.files, 0),
     skipped,
     bytesIn: list.reduce((s, x) => s + x.bytesIn, 0),
     bytesStored: list.reduce((s, x) => s + x.bytesStored, 0),
-    seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    seconds: seconds(),
   }
 }

@@ -22,7 +22,8 @@ export interface PartWrite {
 
 /** Where a target keeps a key's parts and how it writes one. */
 export interface ShardSink {
-  check(): Promise<void>
+  /** The target can be written to (`dryRun`: only read; nothing is created). */
+  check(dryRun?: boolean): Promise<void>
   existingParts(plan: KeyPlan): Promise<ShardReader[]>
   writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite>
 }
@@ -47,7 +48,13 @@ export class LocalTarget implements ShardSink {
     private readonly settings: WriterSettings,
   ) {}
 
-  async check(): Promise<void> {
+  async check(dryRun = false): Promise<void> {
+    if (dryRun) {
+      // A store that does not exist yet has no parts: nothing to check.
+      const st = await fsp.stat(this.dir).catch(() => null)
+      if (st && !st.isDirectory()) throw new DesError('DES_IO', `output dir ${this.dir} is not a directory`)
+      return
+    }
     try {
       await fsp.mkdir(this.dir, { recursive: true })
       await fsp.access(this.dir, fsp.constants.W_OK)

@@ -1,9 +1,10 @@
-// What goes where: inputs grouped by (date, shard) key in manifest order, and,
-// against the parts a key already has, which inputs are new, which replace an
-// entry of an existing part, and which are already there (skipped).
+// What goes where: the inputs of one (date, shard) key, in manifest order
+// (grouped by planner.ts), and, against the parts the key already has, which
+// inputs are new, which replace an entry of an existing part, and which are
+// already there (skipped).
 
 import { DesError } from '../errors'
-import { locateShard, type ShardReader } from '../native'
+import type { ShardReader } from '../native'
 import type { PackInput } from './index'
 import type { PackFile } from '../native'
 
@@ -38,47 +39,6 @@ export interface KeyPlan {
 /** "uid "x" (line 3)": how an error names an input. */
 export function named(p: Pick<PlannedInput, 'label'> & { input: Pick<PackInput, 'uid'> }): string {
   return `uid ${JSON.stringify(p.input.uid)} (${p.label})`
-}
-
-/**
- * Routes every input and groups them by key (keys in order of first
- * appearance). Refuses a bad date or n_bits and a uid given twice.
- */
-export function planInputs(inputs: PackInput[], nBits: number, label: (i: number) => string): { keys: KeyPlan[]; items: PlannedInput[] } {
-  const byKey = new Map<string, KeyPlan>()
-  const seen = new Map<string, number>()
-  const items: PlannedInput[] = []
-  inputs.forEach((input, index) => {
-    const where = label(index)
-    if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
-    const p = { input, label: where }
-    if (typeof input.source !== 'string' || input.source === '') throw new DesError('DES_BAD_ARG', `${named(p)}: source must be a local path or s3://bucket/key`)
-    if (input.sizeBytes !== undefined && !(Number.isSafeInteger(input.sizeBytes) && input.sizeBytes >= 0)) {
-      throw new DesError('DES_BAD_ARG', `${named(p)}: sizeBytes must be a whole number of bytes, got ${input.sizeBytes}`)
-    }
-    const before = seen.get(input.uid)
-    if (before !== undefined) {
-      throw new DesError('DES_DUPLICATE', `duplicate uid ${JSON.stringify(input.uid)}: ${label(before)} and ${where}`)
-    }
-    seen.set(input.uid, index)
-    let loc
-    try {
-      loc = locateShard(input.uid, String(input.createdAt), nBits)
-    } catch (err) {
-      throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
-    }
-    const onS3 = input.source.length > 5 && /^s3:\/\//i.test(input.source)
-    const item: PlannedInput = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1, onS3 }
-    items.push(item)
-    const key = `${loc.dateDir}/${loc.shardHex}`
-    let plan = byKey.get(key)
-    if (!plan) {
-      plan = { dateDir: loc.dateDir, shardHex: loc.shardHex, items: [] }
-      byKey.set(key, plan)
-    }
-    plan.items.push(item)
-  })
-  return { keys: [...byKey.values()], items }
 }
 
 /** What to do with a key's inputs given the parts it already has. */

@@ -1,7 +1,6 @@
 // `des pack` (also `des-pack`): a manifest of small files into shards, on local
 // disk (--output-dir) or S3 (--s3-bucket). A summary at the end, or --json.
 
-import { promises as fsp } from 'node:fs'
 import type { Argv } from 'yargs'
 import { loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
@@ -26,9 +25,11 @@ export function parseSize(text: string, what: string): number {
 }
 
 /** The --json summary. */
-export function summaryJson(r: PackResult, target: string): Record<string, unknown> {
+export function summaryJson(r: PackResult, target: string, worker?: { index: number; count: number }): Record<string, unknown> {
   return {
     target,
+    ...(worker ? { worker: `${worker.index}/${worker.count}` } : {}),
+    ...(r.dryRun ? { dry_run: true } : {}),
     shards: r.shards.length,
     files: r.files,
     skipped: r.skipped,
@@ -59,15 +60,18 @@ export function register(y: Argv): Argv {
         .option('skip-extensions', { type: 'string', describe: 'comma list of extensions stored raw (default .jpg,.jpeg,.png,.gif,.gz,.zip,.bz2,.xz)' })
         .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
         .option('skip-existing', { type: 'boolean', default: false, describe: 'a uid already stored with the same size is skipped (idempotent reruns)' })
+        .option('worker', { type: 'string', describe: 'I/N: pack only the keys of worker I of N (shard index mod N = I); default from JOB_COMPLETION_INDEX in an Indexed Job' })
+        .option('workers', { type: 'number', describe: 'worker count N for --worker I or JOB_COMPLETION_INDEX (default DES_PACK_WORKERS)' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'check the manifest, sources and store as a run would, write nothing' })
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
         .example('$0 pack --input-json manifest.json --output-dir /data/des', 'pack into a local store')
         .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
-      const { formatBytes, parseManifest, progressBar, runPack } = await import('../../pack')
+      const { formatBytes, progressBar, readManifest, runPack } = await import('../../pack')
       const { createS3Client } = await import('../../storage/s3-client')
-      const { s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
+      const { packMemoryEntries, packWorker, s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
       const config = loadConfig()
       const outputDir = argv['output-dir']
       const bucket = argv['s3-bucket']
@@ -83,24 +87,18 @@ export function register(y: Argv): Argv {
         bigfilesPrefix: config.bigfilesPrefix,
         replace: argv.replace,
         skipExisting: argv['skip-existing'],
+        worker: packWorker({ worker: argv.worker, workers: argv.workers }),
+        dryRun: argv['dry-run'],
+        // Made only if the manifest names an s3:// source.
+        sourceS3: () => ({ client: createS3Client(s3SourceSettings()) }),
       }
+      const memoryEntries = packMemoryEntries()
       if (argv['max-shard-size'] !== undefined) opts.maxShardSize = parseSize(argv['max-shard-size'], '--max-shard-size')
       if (argv['skip-extensions'] !== undefined) {
         opts.skipExtensions = argv['skip-extensions']
           .split(',')
           .map((e) => e.trim())
           .filter(Boolean)
-      }
-
-      let text: string
-      try {
-        text = await fsp.readFile(argv['input-json'], 'utf8')
-      } catch (err) {
-        throw new DesError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_NOT_FOUND' : 'DES_IO', `cannot read manifest ${argv['input-json']}: ${(err as Error).message}`)
-      }
-      const manifest = parseManifest(text)
-      if (manifest.inputs.some((i) => /^s3:\/\//i.test(i.source))) {
-        opts.sourceS3 = { client: createS3Client(s3SourceSettings()) }
       }
 
       let target: PackTarget
@@ -118,13 +116,19 @@ export function register(y: Argv): Argv {
       if (bar) opts.onProgress = bar.onProgress
       let result: PackResult
       try {
-        result = await runPack(manifest.inputs, target, opts, { label: (i) => `line ${manifest.lines[i]}` })
+        result = await runPack(readManifest(argv['input-json']), target, opts, { memoryEntries })
       } finally {
         bar?.stop()
       }
 
       if (argv.json) {
-        await writeOut(JSON.stringify(summaryJson(result, where)) + '\n')
+        await writeOut(JSON.stringify(summaryJson(result, where, opts.worker)) + '\n')
+        return
+      }
+      const of = opts.worker ? ` (worker ${opts.worker.index}/${opts.worker.count})` : ''
+      if (result.dryRun) {
+        const skipped = result.skipped ? `; ${result.skipped} already stored would be skipped` : ''
+        await writeOut(`dry run${of}: manifest and sources check out; would pack ${result.files} files (${formatBytes(result.bytesIn)}) into ${result.shards.length} keys in ${where}${skipped}\n`)
         return
       }
       const rate = result.seconds > 0 ? `${formatBytes(result.bytesIn / result.seconds)}/s` : '-'
@@ -132,7 +136,7 @@ export function register(y: Argv): Argv {
       const skipped = result.skipped ? `, ${result.skipped} already stored` : ''
       await writeOut(
         `packed ${result.files} files (${formatBytes(result.bytesIn)} → ${formatBytes(result.bytesStored)}, ratio ${ratio}) ` +
-          `into ${result.shards.length} shards in ${where} in ${result.seconds.toFixed(2)} s (${rate})${skipped}\n`,
+          `into ${result.shards.length} shards in ${where}${of} in ${result.seconds.toFixed(2)} s (${rate})${skipped}\n`,
       )
     },
   )

@@ -1,0 +1,198 @@
+// Manifests read as a stream and plans that spill to temp files: the scanner
+// finds the same entries and lines however the bytes arrive, names the line
+// of every malformed manifest, and a spilled plan packs exactly what a plan
+// in memory packs, with the same errors.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { ManifestScanner, parseManifest, readManifest } from '../src/pack/manifest'
+import { runPack, type PackInput } from '../src/pack'
+import { errorCode } from '../src/errors'
+import { runCli } from './helpers/cli'
+import { asInputs, makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
+
+/** Entries and their lines, feeding `bytes` in chunks of `size`. */
+function scan(bytes: Buffer, size: number): Array<{ uid: string; line: number; meta?: unknown }> {
+  const out: Array<{ uid: string; line: number; meta?: unknown }> = []
+  const scanner = new ManifestScanner((input, line) => out.push({ uid: input.uid, line, ...(input.meta ? { meta: input.meta } : {}) }))
+  for (let i = 0; i < bytes.length; i += size) scanner.feed(bytes.subarray(i, i + size))
+  scanner.end()
+  return out
+}
+
+const row = (uid: unknown, extra: Record<string, unknown> = {}) => ({ uid, created_at: '2024-01-01T00:00:00Z', source_path: '/x', ...extra })
+
+test('the scanner finds the same entries and lines however the bytes are cut', (t) => {
+  // Brackets, commas and quotes inside strings, escapes, multi-byte UTF-8, nested meta, CRLF, a BOM.
+  const tricky = [
+    row('a]},"[{', { meta: { note: 'he said \\"hi\\" ] }', path: 'C:\\dir\\', list: [1, [2, { x: '}' }]] } }),
+    row(7),
+    row('zażółć-ĝ-😀', { meta: { s: '\u0001\n\t' } }),
+    row('last'),
+  ]
+  const lines = ['\uFEFF[', ...tricky.map((r, i) => '  ' + JSON.stringify(r) + (i + 1 < tricky.length ? ',' : '')), '', ']', '']
+  const bytes = Buffer.from(lines.join('\r\n'), 'utf8')
+  const expected = tricky.map((r, i) => ({ uid: String(r.uid), line: i + 2, ...(r.meta ? { meta: r.meta } : {}) }))
+  for (const size of [1, 2, 3, 5, 7, 16, 64, bytes.length]) t.deepEqual(scan(bytes, size), expected, `chunks of ${size}`)
+  t.deepEqual(parseManifest(bytes.toString('utf8')).lines, [2, 3, 4, 5])
+
+  // The whole array on one line, as JSON.stringify writes it: every entry on line 1.
+  const oneLine = Buffer.from(JSON.stringify(tricky))
+  for (const size of [1, 4, 33, oneLine.length]) t.deepEqual(scan(oneLine, size).map((e) => e.line), [1, 1, 1, 1], `one line, chunks of ${size}`)
+
+  // JSON lines, blank lines and CRLF included.
+  const jsonl = Buffer.from(['', JSON.stringify(tricky[0]), '', JSON.stringify(tricky[2]) + '\r', '  ', JSON.stringify(tricky[3])].join('\n'))
+  for (const size of [1, 3, 8, jsonl.length]) t.deepEqual(scan(jsonl, size).map((e) => [e.uid, e.line]), [[String(tricky[0].uid), 2], ['zażółć-ĝ-😀', 4], ['last', 6]], `jsonl, chunks of ${size}`)
+  t.deepEqual(scan(Buffer.from('[]'), 1), [])
+})
+
+test('a malformed manifest is refused with the line where it goes wrong', (t) => {
+  const a = JSON.stringify(row('a'))
+  const b = JSON.stringify(row('b'))
+  const cases: Array<[string, string, RegExp]> = [
+    ['array never closed', `[\n${a}\n`, /^manifest is not valid JSON: line 3: the manifest ends before its array is closed \(after entry 1\)$/],
+    ['text after the array', `[\n${a}\n]\n{"x": 1}`, /^manifest is not valid JSON: line 4: text after the closing "\]"/],
+    ['missing comma', `[\n${a}\n${b}]`, /^manifest is not valid JSON: line 3: expected "," or "\]" after entry 1/],
+    ['trailing comma', `[\n${a},\n]`, /^manifest is not valid JSON: line 3: an entry is expected after ","/],
+    ['two commas', `[\n${a},\n,${b}]`, /^manifest is not valid JSON: line 3 \(entry 2\)/],
+    ['raw newline in a string', `[\n${a},\n{"uid": "x\ny"}]`, /^manifest is not valid JSON: line 3 \(entry 2\): Bad control character/],
+    ['mismatched bracket', `[\n${a},\n {"uid": [1}\n]`, /^manifest is not valid JSON: line 3 \(entry 2\)/],
+    ['string never closed', `[\n${a},\n{"uid": "abc`, /^manifest is not valid JSON: line 3 \(entry 2\)/],
+    ['bad entry inside', `[\n${a},\n{"uid": }\n]`, /^manifest is not valid JSON: line 3 \(entry 2\)/],
+    ['a bad scalar', `[\n${a}, tru\n]`, /^manifest is not valid JSON: line 2 \(entry 2\)/],
+    ['a scalar entry', `[\n${a},\n 12]`, /^manifest line 3 \(entry 2\): expected an object$/],
+    ['bad JSON line', `${a}\n${a.slice(0, -1)}\n`, /^manifest line 2 is not valid JSON/],
+    ['only white space', ' \n\r\n ', /^manifest is empty$/],
+    ['neither array nor lines', '"uid"', /^manifest must be a JSON array of objects \(or JSON lines\)$/],
+  ]
+  for (const [name, text, message] of cases) {
+    for (const size of [1, 5, text.length]) {
+      const err = t.throws(() => scan(Buffer.from(text), size), undefined, name)
+      t.is(errorCode(err), 'DES_BAD_ARG', name)
+      t.regex(err!.message, message, `${name}, chunks of ${size}`)
+    }
+  }
+})
+
+test('readManifest streams a file; a missing one is DES_NOT_FOUND', async (t) => {
+  const dir = tempDir()
+  const file = path.join(dir, 'm.jsonl')
+  fs.writeFileSync(file, Array.from({ length: 30_000 }, (_, i) => JSON.stringify(row(`u${i}`))).join('\n'))
+  let n = 0
+  for await (const e of readManifest(file)) {
+    t.is(e.input.uid, `u${n}`)
+    t.is(e.label, `line ${n + 1}`)
+    n++
+  }
+  t.is(n, 30_000)
+  const gone = readManifest(path.join(dir, 'nope.json'))
+  const err = await t.throwsAsync(gone.next())
+  t.is(errorCode(err), 'DES_NOT_FOUND')
+  t.regex(err!.message, /cannot read manifest .*nope\.json/)
+})
+
+/** Key → the uids in it, sorted, and uid → sha256: what a store holds. */
+async function storeMap(dir: string): Promise<{ keys: Record<string, string[]>; shas: Record<string, string> }> {
+  const stored = await readLocalStore(dir)
+  const keys: Record<string, string[]> = {}
+  const shas: Record<string, string> = {}
+  for (const [uid, f] of stored) {
+    ;(keys[f.key] ??= []).push(uid)
+    shas[uid] = f.sha256
+  }
+  for (const k of Object.keys(keys)) keys[k].sort()
+  return { keys, shas }
+}
+
+test('a plan spilled to temp files packs what a plan in memory packs, in the same order, and leaves no temp files', async (t) => {
+  const dir = tempDir()
+  const days = ['2024-03-01T10:00:00Z', '2024-03-02T10:00:00Z', '2024-03-03T10:00:00Z']
+  const corpus = makeCorpus(
+    path.join(dir, 'src'),
+    Array.from({ length: 240 }, (_, i) => ({ uid: `f${i}`, size: 500 + ((i * 37) % 900), createdAt: days[i % 3], ...(i % 10 === 0 ? { meta: { i } } : {}) })),
+  )
+  // Some inputs without a size: the spilled plan learns it from the source and keeps it.
+  const inputs: PackInput[] = asInputs(corpus.rows).map((r, i) => (i % 7 === 0 ? { ...r, sizeBytes: undefined } : r))
+  const opts = { nBits: 4, maxShardSize: 8000 }
+  const inMemory = await runPack(inputs, { kind: 'local', dir: path.join(dir, 'mem') }, opts)
+  const tmp = path.join(dir, 'tmp')
+  fs.mkdirSync(tmp)
+  for (const memoryEntries of [0, 50]) {
+    const out = path.join(dir, `spill-${memoryEntries}`)
+    // While it packs, the plan is in the temp dir.
+    let spillSeen = false
+    const onProgress = () => (spillSeen ||= fs.readdirSync(tmp).some((f) => f.startsWith('des-pack-plan-')))
+    const spilled = await runPack(inputs, { kind: 'local', dir: out }, { ...opts, onProgress }, { memoryEntries, tmpDir: tmp })
+    t.true(spillSeen, 'the plan was spilled')
+    t.deepEqual(await storeMap(out), await storeMap(path.join(dir, 'mem')), `memoryEntries ${memoryEntries}`)
+    t.deepEqual(shardFiles(out), shardFiles(path.join(dir, 'mem')))
+    t.deepEqual(spilled.shards.map((s) => s.key), inMemory.shards.map((s) => s.key), 'keys in order of first appearance, parts in order')
+    t.deepEqual(
+      spilled.shards.map((s) => s.uids),
+      inMemory.shards.map((s) => s.uids),
+    )
+    t.is(spilled.bytesIn, inMemory.bytesIn)
+    t.deepEqual(fs.readdirSync(tmp), [], 'spill files removed')
+  }
+  const { shas } = await storeMap(path.join(dir, 'mem'))
+  for (const [uid, sha] of corpus.shas) t.is(shas[uid], sha)
+})
+
+test('spilled or not, the first problem in manifest order is the one reported, and nothing is written', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 50 }, (_, i) => ({ uid: `d${i}`, size: 100 })))
+  const good = asInputs(corpus.rows)
+  const withDup = (inputs: PackInput[], at: number, of: number) => inputs.map((r, i) => (i === at ? { ...r, uid: inputs[of].uid } : r))
+  // d10 again at 41, d20 again at 30: the duplicate seen first is d20 (its second copy comes first).
+  const twoDups = withDup(withDup(good, 41, 10), 30, 20)
+  const badDate = (inputs: PackInput[], at: number) => inputs.map((r, i) => (i === at ? { ...r, createdAt: '2024-13-45' } : r))
+  const cases: Array<[string, PackInput[], string, RegExp]> = [
+    ['two duplicates', twoDups, 'DES_DUPLICATE', /^duplicate uid "d20": input 21 and input 31$/],
+    ['a bad date after the duplicate', badDate(twoDups, 45), 'DES_DUPLICATE', /^duplicate uid "d20": input 21 and input 31$/],
+    ['a bad date before it', badDate(twoDups, 25), 'DES_BAD_ARG', /^uid "d25" \(input 26\): created_at "2024-13-45"/],
+    ['a missing source', good.map((r, i) => (i === 33 ? { ...r, source: path.join(dir, 'gone') } : r)), 'DES_NOT_FOUND', /^uid "d33" \(input 34\): source .*gone does not exist$/],
+  ]
+  const tmp = path.join(dir, 'tmp')
+  fs.mkdirSync(tmp)
+  const out = path.join(dir, 'out')
+  for (const [name, inputs, code, message] of cases) {
+    for (const memoryEntries of [undefined, 0, 20]) {
+      const err = await t.throwsAsync(runPack(inputs, { kind: 'local', dir: out }, {}, { memoryEntries, tmpDir: tmp }))
+      t.is(errorCode(err), code, `${name}, memoryEntries ${memoryEntries}`)
+      t.regex(err!.message, message, `${name}, memoryEntries ${memoryEntries}`)
+      t.deepEqual(shardFiles(out), [], `${name}: nothing written`)
+      t.deepEqual(fs.readdirSync(tmp), [], `${name}: spill files removed`)
+    }
+  }
+})
+
+test('des pack --dry-run checks the manifest, the sources and the store, and writes nothing', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 20 }, (_, i) => ({ uid: `r${i}`, size: 300 + i })))
+  const out = path.join(dir, 'out')
+  const dry = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out, '--dry-run', '--json'])
+  t.is(dry.code, 0, dry.stderr)
+  const plan = JSON.parse(dry.stdout.toString())
+  t.true(plan.dry_run)
+  t.is(plan.files, 20)
+  t.is(plan.bytes_in, corpus.rows.reduce((s, r) => s + r.size_bytes, 0))
+  t.false(fs.existsSync(out), 'the output dir is not even created')
+
+  // Half of it stored: a dry run without --skip-existing finds the duplicates (exit 5), with it counts them.
+  const half = path.join(dir, 'half.json')
+  fs.writeFileSync(half, JSON.stringify(corpus.rows.slice(0, 10)))
+  t.is((await runCli(['pack', '--input-json', half, '--output-dir', out])).code, 0)
+  const before = shardFiles(out).map((f) => fs.readFileSync(path.join(out, f)))
+  const refused = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out, '--dry-run'])
+  t.is(refused.code, 5, refused.stderr)
+  t.regex(refused.stderr, /already in its shard/)
+  const skip = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out, '--dry-run', '--skip-existing'])
+  t.is(skip.code, 0, skip.stderr)
+  t.regex(skip.stdout.toString(), /^dry run: .* would pack 10 files .*; 10 already stored would be skipped/)
+  t.deepEqual(
+    shardFiles(out).map((f) => fs.readFileSync(path.join(out, f))),
+    before,
+    'the store is unchanged',
+  )
+})

@@ -1,0 +1,396 @@
+// Planning a run of any size. Every input is checked and routed once, as the
+// manifest streams by, and grouped by (date, shard) key in manifest order;
+// uids are checked for duplicates across the whole manifest.
+//
+// Up to `memoryEntries` inputs all of this stays in memory (a migration batch,
+// a small manifest). Past that it spills: each input becomes one compact line
+// in one of BUCKETS temp files (by its key, so a key's inputs stay together
+// and in order), and each uid a line in one of UID_PARTS files (by a hash of
+// the uid, so two copies of a uid meet in the same file, which is checked
+// alone). Memory then holds one bucket or one uid part at a time, plus a
+// small record per key: it stays flat in the manifest's size.
+
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { DesError } from '../errors'
+import { locateShard } from '../native'
+import type { PackInput } from './index'
+import type { ManifestEntry } from './manifest'
+import { named, type KeyPlan, type PlannedInput } from './plan'
+import { checkSources, type S3SourceOptions } from './sources'
+
+/** Inputs kept in memory before the plan spills to temp files. */
+export const DEFAULT_MEMORY_ENTRIES = 100_000
+const BUCKETS = 256
+const UID_PARTS = 256
+/** Bytes of lines a spill file gathers before one write. */
+const FLUSH_BYTES = 16 * 1024
+
+/** Which keys of the manifest this process packs: those with shard index mod `count` = `index`. */
+export interface WorkerSlice {
+  index: number
+  count: number
+}
+
+export interface PlanSettings {
+  nBits: number
+  worker?: WorkerSlice
+  /** Inputs held in memory before spilling (default DEFAULT_MEMORY_ENTRIES). */
+  memoryEntries?: number
+  /** Where spill files go (default the OS temp dir). */
+  tmpDir?: string
+}
+
+/** One (date, shard) key of the plan. */
+export interface KeyInfo {
+  dateDir: string
+  shardHex: string
+  shardIndex: number
+  /** Order of first appearance in the manifest. */
+  ordinal: number
+  files: number
+  /** Bytes of its sources (known after Plan.checkSources). */
+  bytes: number
+  /** Set by the pre-pass: parts the key already has, and whether any input is among them. */
+  parts: number
+  hits: boolean
+}
+
+/**
+ * Lines appended to a set of temp files, one append per FLUSH_BYTES (no file
+ * is held open: hundreds of them would press on the open-file limit).
+ */
+class SpillFiles {
+  private readonly pending: string[][] = []
+  private readonly pendingBytes: number[] = []
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+    readonly count: number,
+  ) {
+    for (let i = 0; i < count; i++) {
+      fs.writeFileSync(this.file(i), '')
+      this.pending.push([])
+      this.pendingBytes.push(0)
+    }
+  }
+
+  file(i: number): string {
+    return path.join(this.dir, `${this.name}-${i}.jsonl`)
+  }
+
+  append(i: number, line: string): void {
+    this.pending[i].push(line)
+    this.pendingBytes[i] += line.length + 1
+    if (this.pendingBytes[i] >= FLUSH_BYTES) this.flushOne(i)
+  }
+
+  private flushOne(i: number): void {
+    if (this.pending[i].length === 0) return
+    fs.appendFileSync(this.file(i), this.pending[i].join('\n') + '\n')
+    this.pending[i] = []
+    this.pendingBytes[i] = 0
+  }
+
+  /** Writes out what is pending (reading comes after). */
+  flush(): void {
+    for (let i = 0; i < this.count; i++) this.flushOne(i)
+  }
+
+  lines(i: number): string[] {
+    const text = fs.readFileSync(this.file(i), 'utf8')
+    return text === '' ? [] : text.slice(0, -1).split('\n')
+  }
+
+  rewrite(i: number, lines: string[]): void {
+    const tmp = `${this.file(i)}.new`
+    fs.writeFileSync(tmp, lines.length ? lines.join('\n') + '\n' : '')
+    fs.renameSync(tmp, this.file(i))
+  }
+}
+
+/** 32-bit FNV-1a of a string's UTF-16 units: which uid part a uid goes to. */
+function hashUid(uid: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < uid.length; i++) h = Math.imul(h ^ uid.charCodeAt(i), 0x01000193)
+  return h >>> 0
+}
+
+/** A uid given twice: the first and the second occurrence. */
+interface Duplicate {
+  uid: string
+  first: string
+  second: string
+  /** Position of the second occurrence in the manifest. */
+  index: number
+}
+
+function duplicateError(d: Duplicate): DesError {
+  return new DesError('DES_DUPLICATE', `duplicate uid ${JSON.stringify(d.uid)}: ${d.first} and ${d.second}`)
+}
+
+/** Duplicate uids, in memory while small, else by hash partition on disk. */
+class UidCheck {
+  private seen: Map<string, string> | null = new Map()
+  private parts?: SpillFiles
+
+  /** Returns the first occurrence's label when it is known now (in memory). */
+  add(uid: string, index: number, label: string): string | undefined {
+    if (this.seen) {
+      const before = this.seen.get(uid)
+      if (before !== undefined) return before
+      this.seen.set(uid, label)
+      return undefined
+    }
+    this.parts!.append(hashUid(uid) % UID_PARTS, JSON.stringify([uid, index, label]))
+    return undefined
+  }
+
+  get spilled(): boolean {
+    return this.parts !== undefined
+  }
+
+  spill(dir: string): void {
+    this.parts = new SpillFiles(dir, 'uids', UID_PARTS)
+    // No duplicates among these (they were refused as they came), so their order does not matter.
+    for (const [uid, label] of this.seen!) this.parts.append(hashUid(uid) % UID_PARTS, JSON.stringify([uid, -1, label]))
+    this.seen = null
+  }
+
+  /** The duplicate whose second occurrence comes first in the manifest, among those before `before`. */
+  firstDuplicate(before = Infinity): Duplicate | null {
+    if (!this.parts) return null
+    this.parts.flush()
+    let found: Duplicate | null = null
+    for (let p = 0; p < UID_PARTS; p++) {
+      const firsts = new Map<string, string>()
+      for (const line of this.parts.lines(p)) {
+        const [uid, index, label] = JSON.parse(line) as [string, number, string]
+        const first = firsts.get(uid)
+        if (first === undefined) firsts.set(uid, label)
+        else if (index < before) {
+          // Lines are in manifest order: the first duplicate of a part is its earliest.
+          if (!found || index < found.index) found = { uid, first, second: label, index }
+          break
+        }
+      }
+    }
+    return found
+  }
+}
+
+/**
+ * The plan of a run: its keys (in the order they are written), and each key's
+ * inputs in manifest order, loaded a bucket at a time.
+ */
+export class Plan {
+  /** Bytes of all planned sources (known after checkSources). */
+  bytes = 0
+  private cache = new Map<number, Promise<Map<number, PlannedInput[]>>>()
+
+  constructor(
+    /** Keys in write order: by bucket, then by first appearance. */
+    readonly keys: KeyInfo[],
+    /** Inputs this process packs. */
+    readonly files: number,
+    /** Inputs in the manifest (all workers). */
+    readonly total: number,
+    readonly anyS3: boolean,
+    private readonly mem: PlannedInput[] | null,
+    private readonly buckets: SpillFiles | undefined,
+    private readonly byOrdinal: KeyInfo[],
+  ) {}
+
+  /** True when the plan is in temp files. */
+  get spilled(): boolean {
+    return this.buckets !== undefined
+  }
+
+  bucketOf(key: KeyInfo): number {
+    return this.buckets ? key.ordinal % this.buckets.count : 0
+  }
+
+  private parse(line: string): PlannedInput {
+    const [index, label, uid, createdAt, source, sizeBytes, meta, ordinal, size] = JSON.parse(line) as [
+      number,
+      string,
+      string,
+      string,
+      string,
+      number | null,
+      Record<string, unknown> | null,
+      number,
+      number,
+    ]
+    const key = this.byOrdinal[ordinal]
+    const input: PackInput = { uid, createdAt, source, ...(sizeBytes !== null ? { sizeBytes } : {}), ...(meta ? { meta } : {}) }
+    const item: WithOrdinal = { input, index, label, dateDir: key.dateDir, shardHex: key.shardHex, size, onS3: isS3(source) }
+    item[ORDINAL] = ordinal
+    return item
+  }
+
+  /** The inputs of one bucket, by key ordinal. */
+  private load(bucket: number): Promise<Map<number, PlannedInput[]>> {
+    let p = this.cache.get(bucket)
+    if (!p) {
+      p = (async () => {
+        const byKey = new Map<number, PlannedInput[]>()
+        const items = this.buckets ? this.buckets.lines(bucket).map((l) => this.parse(l)) : this.mem!
+        for (const item of items) {
+          const ordinal = ordinalOf(item)
+          let list = byKey.get(ordinal)
+          if (!list) byKey.set(ordinal, (list = []))
+          list.push(item)
+        }
+        return byKey
+      })()
+      this.cache.set(bucket, p)
+    }
+    return p
+  }
+
+  /** A key's inputs in manifest order. Buckets before this key's are let go. */
+  async items(key: KeyInfo): Promise<PlannedInput[]> {
+    const bucket = this.bucketOf(key)
+    for (const b of this.cache.keys()) if (b < bucket) this.cache.delete(b)
+    return (await this.load(bucket)).get(key.ordinal) ?? []
+  }
+
+  /** A key and its inputs, as the targets take them. */
+  async keyPlan(key: KeyInfo): Promise<KeyPlan> {
+    return { dateDir: key.dateDir, shardHex: key.shardHex, items: await this.items(key) }
+  }
+
+  /**
+   * Checks every source (see checkSources), a bucket at a time, and learns
+   * the sizes the manifest left out (kept in the bucket file when spilled).
+   */
+  async checkSources(s3: S3SourceOptions | undefined): Promise<void> {
+    const count = this.buckets?.count ?? 1
+    for (let b = 0; b < count; b++) {
+      const byKey = await this.load(b)
+      const items = [...byKey.values()].flat().sort((x, y) => x.index - y.index)
+      const unknown = items.some((p) => p.size < 0)
+      await checkSources(items, s3)
+      for (const p of items) {
+        this.bytes += p.size
+        this.byOrdinal[ordinalOf(p)].bytes += p.size
+      }
+      if (unknown && this.buckets) this.buckets.rewrite(b, items.map(spillLine))
+      this.cache.delete(b)
+    }
+  }
+}
+
+const ORDINAL = Symbol('ordinal')
+type WithOrdinal = PlannedInput & { [ORDINAL]?: number }
+
+function ordinalOf(item: PlannedInput): number {
+  return (item as WithOrdinal)[ORDINAL]!
+}
+
+function isS3(source: string): boolean {
+  return source.length > 5 && /^s3:\/\//i.test(source)
+}
+
+function spillLine(p: PlannedInput): string {
+  const i = p.input
+  return JSON.stringify([p.index, p.label, i.uid, i.createdAt, i.source, i.sizeBytes ?? null, i.meta ?? null, ordinalOf(p), p.size])
+}
+
+/** Checks, routes and groups inputs as they come; see the module comment. */
+export class Planner {
+  private readonly keys = new Map<string, KeyInfo>()
+  private readonly byOrdinal: KeyInfo[] = []
+  private mem: PlannedInput[] | null = []
+  private buckets?: SpillFiles
+  private readonly uids = new UidCheck()
+  private dir?: string
+  private total = 0
+  private files = 0
+  private anyS3 = false
+  private readonly memoryEntries: number
+
+  constructor(private readonly settings: PlanSettings) {
+    this.memoryEntries = settings.memoryEntries ?? DEFAULT_MEMORY_ENTRIES
+  }
+
+  /**
+   * Plans every entry. The first problem in manifest order is the one
+   * thrown: a bad entry, or a uid whose second occurrence comes before it.
+   */
+  async run(entries: Iterable<ManifestEntry> | AsyncIterable<ManifestEntry>): Promise<Plan> {
+    try {
+      for await (const e of entries) this.add(e.input, e.label)
+    } catch (err) {
+      const dup = this.uids.spilled ? this.uids.firstDuplicate(this.total) : null
+      throw dup ? duplicateError(dup) : err
+    }
+    const dup = this.uids.firstDuplicate()
+    if (dup) throw duplicateError(dup)
+    this.buckets?.flush()
+    const order = this.buckets ? [...this.byOrdinal].sort((a, b) => (a.ordinal % BUCKETS) - (b.ordinal % BUCKETS) || a.ordinal - b.ordinal) : this.byOrdinal
+    return new Plan(
+      order.filter((k) => k.files > 0),
+      this.files,
+      this.total,
+      this.anyS3,
+      this.mem,
+      this.buckets,
+      this.byOrdinal,
+    )
+  }
+
+  private add(input: PackInput, where: string): void {
+    if (this.mem && this.total >= this.memoryEntries) this.spill()
+    const index = this.total
+    if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
+    const p = { input, label: where }
+    if (typeof input.source !== 'string' || input.source === '') throw new DesError('DES_BAD_ARG', `${named(p)}: source must be a local path or s3://bucket/key`)
+    if (input.sizeBytes !== undefined && !(Number.isSafeInteger(input.sizeBytes) && input.sizeBytes >= 0)) {
+      throw new DesError('DES_BAD_ARG', `${named(p)}: sizeBytes must be a whole number of bytes, got ${input.sizeBytes}`)
+    }
+    const before = this.uids.add(input.uid, index, where)
+    if (before !== undefined) throw duplicateError({ uid: input.uid, first: before, second: where, index })
+    let loc
+    try {
+      loc = locateShard(input.uid, String(input.createdAt), this.settings.nBits)
+    } catch (err) {
+      throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
+    }
+    this.total++
+    const worker = this.settings.worker
+    if (worker && loc.shardIndex % worker.count !== worker.index) return
+    const name = `${loc.dateDir}/${loc.shardHex}`
+    let key = this.keys.get(name)
+    if (!key) {
+      key = { dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex, ordinal: this.byOrdinal.length, files: 0, bytes: 0, parts: 0, hits: false }
+      this.keys.set(name, key)
+      this.byOrdinal.push(key)
+    }
+    key.files++
+    this.files++
+    const onS3 = isS3(input.source)
+    if (onS3) this.anyS3 = true
+    const item: WithOrdinal = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1, onS3 }
+    item[ORDINAL] = key.ordinal
+    if (this.mem) this.mem.push(item)
+    else this.buckets!.append(key.ordinal % BUCKETS, spillLine(item))
+  }
+
+  private spill(): void {
+    this.dir = fs.mkdtempSync(path.join(this.settings.tmpDir ?? os.tmpdir(), 'des-pack-plan-'))
+    this.buckets = new SpillFiles(this.dir, 'plan', BUCKETS)
+    for (const item of this.mem!) this.buckets.append(ordinalOf(item) % BUCKETS, spillLine(item))
+    this.mem = null
+    if (!this.uids.spilled) this.uids.spill(this.dir)
+  }
+
+  /** Removes the temp files, if any. */
+  dispose(): void {
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true })
+    this.dir = undefined
+  }
+}
