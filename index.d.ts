@@ -339,8 +339,8 @@ export interface VerifyReport {
 
 /**
  * Verifies a local shard file and the BigFiles beside it (under
- * `bigfilesPrefix`, default `_bigFiles`) off the event loop. Damage anywhere
- * — header, data, index, footer — is a problem in the report; only a file
- * that cannot be read rejects.
+ * `bigfilesPrefix`, default `_bigFiles`; `checkBigfiles: false` leaves them
+ * to the caller) off the event loop. Damage anywhere — header, data, index,
+ * footer — is a problem in the report; only a file that cannot be read rejects.
  */
-export declare function verifyShardFile(path: string, bigfilesPrefix?: string | undefined | null): Promise<VerifyReport>
+export declare function verifyShardFile(path: string, bigfilesPrefix?: string | undefined | null, checkBigfiles?: boolean | undefined | null): Promise<VerifyReport>

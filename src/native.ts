@@ -151,9 +151,11 @@ export function payloadCeiling(): number {
  * Verifies a local shard file in one pass (header, every entry's checksum and
  * decode, dead ranges, overlaps, index, footer) and the BigFiles beside it.
  * Damage is reported in `problems`; it rejects only when the file cannot be read.
+ * `checkBigfiles: false` leaves the BigFiles to the caller (a store-wide scan
+ * checks each object once, whichever shards name it).
  */
-export function verifyShardFile(path: string, bigfilesPrefix?: string): Promise<VerifyReport> {
-  return later(() => addon.verifyShardFile(path, bigfilesPrefix))
+export function verifyShardFile(path: string, bigfilesPrefix?: string, opts: { checkBigfiles?: boolean } = {}): Promise<VerifyReport> {
+  return later(() => addon.verifyShardFile(path, bigfilesPrefix, opts.checkBigfiles))
 }
 
 /**

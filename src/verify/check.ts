@@ -40,9 +40,6 @@ export interface ShardCheck {
 /** Bytes handed to the streaming verifier at a time (at most this plus one body chunk held per shard). */
 const FEED_BYTES = 1 << 20
 
-/** A BigFile folder no store has: the native local verify then skips reading BigFiles (they are checked once each, streamed). */
-const NO_BIGFILES = '.des-verify-no-bigfiles'
-
 /** A report problem with the machine's paths made store-relative. */
 function problemOf(p: VerifyProblem, paths: Array<[string, string]>): ShardProblem {
   return { uid: p.uid ?? null, region: p.region, code: p.code, error: relativise(p.error, paths) }
@@ -89,7 +86,8 @@ async function checkLocalShard(file: string, key: string): Promise<ShardCheck> {
   }
   let report: VerifyReport
   try {
-    report = await verifyShardFile(file, NO_BIGFILES)
+    // BigFiles are checked once each by the scan, whichever shards name them.
+    report = await verifyShardFile(file, undefined, { checkBigfiles: false })
   } catch (err) {
     throw err instanceof DesError ? new DesError(err.code, relativise(err.message, paths), { cause: err }) : err
   }

@@ -4,7 +4,6 @@
 //! from S3 (its index parsed from a tail read first), so both check alike.
 //! Damage is reported as problems, never as an error: a report lists all of it.
 
-use crate::bigfile::DEFAULT_BIGFILES_PREFIX;
 use crate::checksum::{crc32c, crc32c_append};
 use crate::codec::{decompress, payload_ceiling};
 use crate::entry::{Body, Entry};
@@ -12,7 +11,7 @@ use crate::error::{DesError, Result};
 use crate::format::{parse_footer, parse_header, FOOTER_SIZE, HEADER_SIZE};
 use crate::index::ShardIndex;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -482,9 +481,10 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
   }
 }
 
-/// Verifies a local shard file and the BigFiles it names (beside it, under
-/// `bigfiles_prefix`). Damage anywhere is a problem in the report; only a
-/// file that cannot be read at all is an error.
+/// Verifies a local shard file and, with `bigfiles_prefix`, the BigFiles it
+/// names (beside it, under that folder; `None` leaves them to the caller).
+/// Damage anywhere is a problem in the report; only a file that cannot be
+/// read at all is an error.
 pub fn verify_file(path: &Path, bigfiles_prefix: Option<&str>) -> Result<VerifyReport> {
   let shown = path.display().to_string();
   let file = File::open(path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
@@ -545,23 +545,34 @@ pub fn verify_file(path: &Path, bigfiles_prefix: Option<&str>) -> Result<VerifyR
     verifier.feed(&buf[..n]);
   }
   let mut report = verifier.finish();
+  let Some(prefix) = bigfiles_prefix else {
+    return Ok(report);
+  };
   let dir = path.parent().unwrap_or_else(|| Path::new("."));
-  let prefix = bigfiles_prefix.unwrap_or(DEFAULT_BIGFILES_PREFIX);
-  let mut seen = HashSet::new();
+  // Each object is read once, however many entries share it; one damaged
+  // object is one problem.
+  let mut checked: HashMap<(String, u64), bool> = HashMap::new();
   for i in 0..index.len() {
     let entry = index.entry(i);
-    let Body::BigFile { sha256, .. } = &entry.body else {
+    let Body::BigFile { sha256, size } = &entry.body else {
       continue;
     };
-    let first = seen.insert(sha256.to_ascii_lowercase());
-    match check_bigfile_file(&dir.join(prefix).join(sha256), &entry) {
-      Ok(()) => {
-        report.ok += 1;
-        report.bytes += entry.size();
+    let key = (sha256.to_ascii_lowercase(), *size);
+    let ok = match checked.get(&key) {
+      Some(ok) => *ok,
+      None => {
+        let result = check_bigfile_file(&dir.join(prefix).join(sha256), &entry);
+        let ok = result.is_ok();
+        if let Err(e) = result {
+          report.problem(Region::BigFile, Some(&entry.uid), e);
+        }
+        checked.insert(key, ok);
+        ok
       }
-      // One damaged object is one problem, however many entries share it.
-      Err(e) if first => report.problem(Region::BigFile, Some(&entry.uid), e),
-      Err(_) => {}
+    };
+    if ok {
+      report.ok += 1;
+      report.bytes += entry.size();
     }
   }
   Ok(report)

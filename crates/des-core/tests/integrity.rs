@@ -93,7 +93,7 @@ fn every_single_byte_flip_in_a_written_shard_is_reported_in_its_region() {
   for codec in CODECS {
     let dir = tempfile::tempdir().unwrap();
     let (path, expect) = written_shard(dir.path(), codec);
-    let clean = verify_file(&path, None).unwrap();
+    let clean = verify_file(&path, Some("_bigFiles")).unwrap();
     assert!(clean.checksummed, "{codec:?}");
     assert!(clean.problems.is_empty(), "{codec:?}: {:?}", clean.problems);
     assert_eq!(clean.entries, 6, "{codec:?}");
@@ -111,7 +111,7 @@ fn every_single_byte_flip_in_a_written_shard_is_reported_in_its_region() {
         bad[pos] ^= mask;
         std::fs::write(&path, &bad).unwrap();
         let what = format!("{codec:?}: byte {pos} ^ {mask:#04x} of {}", good.len());
-        let report = verify_file(&path, None).unwrap();
+        let report = verify_file(&path, Some("_bigFiles")).unwrap();
         assert!(!report.problems.is_empty(), "{what}: not reported");
         let mut want = region_of(pos, data_end, good.len());
         let in_retired = retired
@@ -150,13 +150,13 @@ fn a_flipped_bigfile_is_reported_once_and_never_served() {
   let mut bytes = std::fs::read(&big).unwrap();
   bytes[100] ^= 0x04;
   std::fs::write(&big, &bytes).unwrap();
-  let report = verify_file(&path, None).unwrap();
+  let report = verify_file(&path, Some("_bigFiles")).unwrap();
   assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
   assert_eq!(report.problems[0].region, Region::BigFile);
   assert_eq!(report.problems[0].uid.as_deref(), Some("doc-4.txt"));
   no_wrong_bytes(&path, &expect, "flipped BigFile");
   std::fs::remove_file(&big).unwrap();
-  let report = verify_file(&path, None).unwrap();
+  let report = verify_file(&path, Some("_bigFiles")).unwrap();
   assert_eq!(report.problems[0].region, Region::BigFile);
   assert_eq!(report.problems[0].code, "DES_NO_FILE");
 }
@@ -168,7 +168,7 @@ fn a_stream_fed_in_any_chunks_finds_what_the_file_pass_finds() {
   let mut bytes = std::fs::read(&path).unwrap();
   bytes[300] ^= 0x10;
   std::fs::write(&path, &bytes).unwrap();
-  let from_file = verify_file(&path, None).unwrap();
+  let from_file = verify_file(&path, Some("_bigFiles")).unwrap();
   for chunk in [1usize, 7, 64, 4096] {
     let index = Arc::new(index_from_tail(&bytes, bytes.len() as u64).unwrap());
     let mut v = StreamVerifier::new(index.clone());
@@ -206,7 +206,7 @@ fn a_shard_without_checksums_verifies_as_far_as_it_can_and_says_so() {
     "v2-zstd-1.des",
     "v2-lz4-1.des",
   ] {
-    let report = verify_file(&golden.join(name), None).unwrap();
+    let report = verify_file(&golden.join(name), Some("_bigFiles")).unwrap();
     assert!(!report.checksummed, "{name}");
     assert!(report.problems.is_empty(), "{name}: {:?}", report.problems);
     assert_eq!(report.ok, report.entries, "{name}");
@@ -235,7 +235,7 @@ fn appending_to_a_shard_without_checksums_checks_its_entries_and_adds_them() {
     for (uid, data) in &old {
       assert_eq!(&after.read(uid, "_bigFiles").unwrap(), data, "{name} {uid}");
     }
-    let report = verify_file(&path, None).unwrap();
+    let report = verify_file(&path, Some("_bigFiles")).unwrap();
     let inline_problems: Vec<_> = report
       .problems
       .iter()
@@ -298,7 +298,7 @@ fn overlapping_entries_are_reported_even_when_each_checks_out() {
       inline("b", 12, &data[4..], 4, Codec::None),
     ],
   );
-  let report = verify_file(&path, None).unwrap();
+  let report = verify_file(&path, Some("_bigFiles")).unwrap();
   assert_eq!(report.ok, 2);
   assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
   assert_eq!(report.problems[0].region, Region::Index);

@@ -165,14 +165,16 @@ impl Task for PayloadTask {
 /// Verifies a local shard file (and the BigFiles beside it) off the event loop.
 pub struct VerifyTask {
   path: std::path::PathBuf,
-  bigfiles_prefix: String,
+  /// `None`: BigFiles are left to the caller.
+  bigfiles_prefix: Option<String>,
 }
 
 impl VerifyTask {
-  pub(crate) fn new(path: String, bigfiles_prefix: Option<String>) -> VerifyTask {
+  pub(crate) fn new(path: String, bigfiles_prefix: Option<String>, bigfiles: bool) -> VerifyTask {
     VerifyTask {
       path: path.into(),
-      bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
+      bigfiles_prefix: bigfiles
+        .then(|| bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string())),
     }
   }
 }
@@ -181,7 +183,7 @@ impl Task for VerifyTask {
   type Output = des_core::VerifyReport;
   type JsValue = crate::verify::VerifyReport;
   fn compute(&mut self) -> napi::Result<des_core::VerifyReport> {
-    des_core::verify_file(&self.path, Some(&self.bigfiles_prefix)).napi()
+    des_core::verify_file(&self.path, self.bigfiles_prefix.as_deref()).napi()
   }
   fn resolve(
     &mut self,
@@ -453,6 +455,7 @@ impl ShardReader {
       Source::File(file) => Ok(AsyncTask::new(VerifyTask::new(
         file.path().display().to_string(),
         bigfiles_prefix,
+        true,
       ))),
       Source::Tail(_) => Err(bad_arg("verify needs a local shard file")),
     }

@@ -60,15 +60,20 @@ impl From<des_core::VerifyReport> for VerifyReport {
 }
 
 /// Verifies a local shard file and the BigFiles beside it (under
-/// `bigfilesPrefix`, default `_bigFiles`) off the event loop. Damage anywhere
-/// — header, data, index, footer — is a problem in the report; only a file
-/// that cannot be read rejects.
+/// `bigfilesPrefix`, default `_bigFiles`; `checkBigfiles: false` leaves them
+/// to the caller) off the event loop. Damage anywhere — header, data, index,
+/// footer — is a problem in the report; only a file that cannot be read rejects.
 #[napi(ts_return_type = "Promise<VerifyReport>")]
 pub fn verify_shard_file(
   path: String,
   bigfiles_prefix: Option<String>,
+  check_bigfiles: Option<bool>,
 ) -> AsyncTask<crate::reader::VerifyTask> {
-  AsyncTask::new(crate::reader::VerifyTask::new(path, bigfiles_prefix))
+  AsyncTask::new(crate::reader::VerifyTask::new(
+    path,
+    bigfiles_prefix,
+    check_bigfiles.unwrap_or(true),
+  ))
 }
 
 /// The verifier and the tail bytes it finishes with.
