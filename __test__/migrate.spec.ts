@@ -15,6 +15,8 @@ import { createDeps } from '../src/migrate/run'
 import { runCycle } from '../src/migrate/cycle'
 import { LocalSource } from '../src/storage/local'
 import { packFiles } from '../src/pack'
+import { Store } from '../src/store/store'
+import { singleSource } from '../src/storage/source'
 
 async function readAllBack(t: { is: (a: unknown, b: unknown, m?: string) => void; true: (v: boolean, m?: string) => void }, outDir: string, rows: TestRow[], nBits: number) {
   const store = new LocalSource(outDir)
@@ -71,6 +73,35 @@ test('size_bytes_column: null, as the reference allows: the size of each source 
     await deps.close()
   }
   await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
+})
+
+test('packer.layout flat: rows migrate into the reference\'s flat layout, dated as its migrator dated them (in the database session\'s zone), and a flat store serves them', async (t) => {
+  const tb = await freshTable('flat')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 6)
+  // Late evening in New York: the next day in UTC.
+  rows.forEach((r, i) => (r.createdAt = `2024-01-0${1 + (i % 3)}T0${3 + (i % 2)}:30:00Z`))
+  await tb.insert(rows)
+  const doc = baseConfig(tb, { packer: { layout: 'flat' } }) as { database: Record<string, unknown> }
+  doc.database.url = `${process.env.DES_TEST_PG_URL}?options=-c%20TimeZone%3DAmerica%2FNew_York`
+  const deps = createDeps(parseMigrateConfig(doc))
+  try {
+    const report = await runCycle(deps)
+    t.is(report.status, 'success', report.error)
+    t.is(report.migrated, 6)
+    t.true(report.shardKeys.every((k) => /^\d{8}_[0-9A-F]_0000\.des$/.test(k)), report.shardKeys.join(' '))
+  } finally {
+    await deps.close()
+  }
+  const out = path.join(tb.dir, 'out')
+  const store = new Store({ sources: singleSource(new LocalSource(out)), nBits: 4, layout: 'flat' })
+  for (const r of rows) {
+    const utc = new Date(r.createdAt)
+    // The instant as the database handed it to the reference: in New York time (UTC-5 in January).
+    const local = new Date(utc.getTime() - 5 * 3600_000).toISOString().slice(0, 19) + '-05:00'
+    t.true((await store.get(r.uid, local)).equals(r.data!), r.uid)
+    t.true(fs.readdirSync(out).some((n) => n.startsWith(local.slice(0, 10).replace(/-/g, '') + '_')), `${r.uid} under its New York date`)
+  }
 })
 
 test('des stats takes the original des-stats flags: --dry-run (a no-op), --size-bytes-column \'\' (size totals off), a postgresql+psycopg:// URL', async (t) => {

@@ -259,6 +259,7 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackRe
   const inputs: PackInput[] = rows.map((r) => ({ uid: r.uid, createdAt: r.createdAt, sizeBytes: r.size, source: r.location }))
   const opts: PackOptions = {
     nBits: p.nBits,
+    layout: p.layout,
     maxShardSize: p.maxShardSize,
     codec: p.codec,
     level: p.level,

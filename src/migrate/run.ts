@@ -16,7 +16,6 @@ import {
   registry,
   zeroMigrationSeries,
 } from '../metrics'
-import { DesError } from '../errors'
 import { createS3Client } from '../storage/s3-client'
 import { LocalSource } from '../storage/local'
 import { S3Source } from '../storage/s3'
@@ -29,8 +28,6 @@ import { runCycle, type CycleDeps, type CycleReport } from './cycle'
 
 /** Builds what cycles need; `close()` releases the database pool and clients. */
 export function createDeps(config: MigrateConfig, opts: { fault?: FaultPoint; log?: (line: string) => void } = {}): CycleDeps & { knex: Knex; close(): Promise<void> } {
-  // Writing the flat layout comes with the packer's flat support; until then refuse it rather than write elsewhere.
-  if (config.packer.layout === 'flat') throw new DesError('DES_CONFIG', 'packer.layout flat (or DES_LAYOUT=flat): the migrator does not write the flat layout yet; use nested')
   const knex = createKnex(config.database.url)
   const table = new SourceTable(knex, config.database)
   const out = config.packer.output

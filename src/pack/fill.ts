@@ -2,6 +2,7 @@
 // s3:// sources are fetched while Rust compresses this one), stopping where
 // the part is full. Shared by the local and the S3 target.
 
+import type { Layout } from '../config/env'
 import { DesError } from '../errors'
 import type { PackFile, ShardWriter, ShardWriterOptions } from '../native'
 import { named, type PlannedInput } from './plan'
@@ -13,6 +14,8 @@ export interface WriterSettings {
   writer: ShardWriterOptions
   /** Folder name of BigFiles beside the shards (`_bigFiles`). */
   bigfilesPrefix: string
+  /** Where shards and BigFiles go: nested (default) or the reference's flat layout. */
+  layout?: Layout
 }
 
 /** What a target needs to fill writers. */

@@ -17,7 +17,8 @@ import type { S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
-import { shardKey } from '../store/layout'
+import type { Layout } from '../config/env'
+import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
 import { assignToParts } from './plan'
@@ -43,6 +44,12 @@ export type PackTarget = { kind: 'local'; dir: string } | { kind: 's3'; bucket: 
 export interface PackOptions {
   /** Routing bits, 4..16 (default 8). */
   nBits?: number
+  /**
+   * `nested` (default): `<UTC date>/<HEX>.des`. `flat`: the reference packer's
+   * `<date as written>_<HEX>_<NNNN>.des` with BigFiles in `_bigFiles/`; a run
+   * never rewrites a flat shard that exists, it starts the next `_NNNN`.
+   */
+  layout?: Layout
   /** A part whose data section would pass this many bytes continues in `<HEX>.<n>.des`. */
   maxShardSize?: number
   codec?: 'zstd' | 'lz4' | 'none'
@@ -125,6 +132,8 @@ function checkOptions(opts: PackOptions): void {
   }
   if (opts.bigfilesPrefix !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.bigfilesPrefix)) throw bad(`BigFile prefix must be one folder name, got ${opts.bigfilesPrefix}`)
   if (opts.replace && opts.skipExisting) throw bad('replace and skipExisting cannot be combined')
+  if (opts.layout !== undefined && opts.layout !== 'nested' && opts.layout !== 'flat') throw bad(`layout must be nested or flat, got ${opts.layout}`)
+  if (opts.replace && opts.layout === 'flat') throw bad('replace rewrites the shard that holds a uid; the flat layout never rewrites a shard (convert the store to nested first, des convert)')
   const w = opts.worker
   if (w !== undefined && !(Number.isSafeInteger(w.count) && w.count >= 1 && Number.isSafeInteger(w.index) && w.index >= 0 && w.index < w.count)) {
     throw bad(`worker must be I/N with 0 <= I < N, got ${w.index}/${w.count}`)
@@ -137,7 +146,7 @@ function writerSettings(opts: PackOptions): WriterSettings {
   if (opts.level !== undefined) writer.level = opts.level
   if (opts.skipExtensions) writer.skipExtensions = opts.skipExtensions
   if (opts.bigFileThreshold !== undefined) writer.bigFileThreshold = opts.bigFileThreshold
-  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? '_bigFiles' }
+  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? '_bigFiles', layout: opts.layout ?? 'nested' }
 }
 
 function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras): ShardSink {
@@ -179,7 +188,7 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
   if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
   checkOptions(opts)
   const label = extras.label ?? ((i: number) => `input ${i + 1}`)
-  const planner = new Planner({ nBits: opts.nBits ?? 8, worker: opts.worker, memoryEntries: extras.memoryEntries, tmpDir: extras.tmpDir })
+  const planner = new Planner({ nBits: opts.nBits ?? 8, layout: opts.layout, worker: opts.worker, memoryEntries: extras.memoryEntries, tmpDir: extras.tmpDir })
   try {
     const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
     const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined
@@ -194,6 +203,9 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
 
 async function packPlan(plan: Plan, sink: ShardSink, opts: PackOptions, sourceS3: S3SourceOptions | undefined, keepUids: boolean, started: bigint): Promise<PackResult> {
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
+  const layout = opts.layout ?? 'nested'
+  // New files go to the last part (nested), or to a new shard after the last (flat: never rewrite one).
+  const firstPart = (parts: number) => (layout === 'flat' ? parts : Math.max(0, parts - 1))
   let doneFiles = 0
   let doneBytes = 0
   const progress = (files: number, bytes: number) => {
@@ -220,7 +232,7 @@ async function packPlan(plan: Plan, sink: ShardSink, opts: PackOptions, sourceS3
     const skipped = skippedPerKey.reduce((s, k) => s + k.files, 0)
     return {
       shards: plan.keys.map((k, i) => ({
-        key: shardKey(k, Math.max(0, k.parts - 1)),
+        key: shardKeyIn(layout, k, firstPart(k.parts)),
         files: k.files - skippedPerKey[i].files,
         uids: [],
         bytesIn: k.bytes - skippedPerKey[i].bytes,
@@ -282,7 +294,7 @@ async function packPlan(plan: Plan, sink: ShardSink, opts: PackOptions, sourceS3
           fresh = assign.fresh
         }
         let rest = fresh
-        for (let part = Math.max(0, parts - 1); rest.length > 0; part++) {
+        for (let part = firstPart(parts); rest.length > 0; part++) {
           const w = await sink.writePart(keyPlan, part, rest, opts.maxShardSize, ctxBase)
           skipped += w.fill.skipped.length
           rest = w.fill.rest

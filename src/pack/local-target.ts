@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { DesError } from '../errors'
 import { ShardReader, ShardWriter } from '../native'
-import { shardKey } from '../store/layout'
+import { bigfileDirIn, shardKeyIn } from '../store/layout'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { PackedShard } from './index'
@@ -64,7 +64,7 @@ export class LocalTarget implements ShardSink {
   }
 
   partPath(plan: KeyPlan, part: number): string {
-    return path.join(this.dir, shardKey(plan, part))
+    return path.join(this.dir, shardKeyIn(this.settings.layout ?? 'nested', plan, part))
   }
 
   async existingParts(plan: KeyPlan): Promise<ShardReader[]> {
@@ -86,7 +86,8 @@ export class LocalTarget implements ShardSink {
     const writer = await ShardWriter.append(file, {
       ...this.settings.writer,
       replace: Boolean(ctx.replace),
-      ...(prefix !== '_bigFiles' ? { bigfilesDir: path.join(this.dir, plan.dateDir, prefix) } : {}),
+      // The writer's default is `_bigFiles` beside the shard: right for both layouts (a flat shard sits at the root).
+      ...(prefix !== '_bigFiles' ? { bigfilesDir: path.join(this.dir, bigfileDirIn(this.settings.layout ?? 'nested', plan.dateDir, prefix)) } : {}),
     })
     let fill: FillResult
     try {
@@ -101,7 +102,7 @@ export class LocalTarget implements ShardSink {
     }
     // The finish (index, fsync, rename) overlaps the next part's packing.
     const done = writer.finish().then((s) => ({
-      key: shardKey(plan, part),
+      key: shardKeyIn(this.settings.layout ?? 'nested', plan, part),
       files: fill.added.length,
       uids: fill.added.map((p) => p.input.uid),
       bytesIn: s.bytesIn,

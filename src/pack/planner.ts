@@ -14,7 +14,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { DesError } from '../errors'
-import { locateShard } from '../native'
+import type { Layout } from '../config/env'
+import { locateIn } from '../store/layout'
 import type { PackInput } from './index'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
@@ -35,6 +36,8 @@ export interface WorkerSlice {
 
 export interface PlanSettings {
   nBits: number
+  /** Whose date rule routes the inputs: nested (UTC date, default) or flat (the date as written). */
+  layout?: Layout
   worker?: WorkerSlice
   /** Inputs held in memory before spilling (default DEFAULT_MEMORY_ENTRIES). */
   memoryEntries?: number
@@ -356,7 +359,7 @@ export class Planner {
     if (before !== undefined) throw duplicateError({ uid: input.uid, first: before, second: where, index })
     let loc
     try {
-      loc = locateShard(input.uid, String(input.createdAt), this.settings.nBits)
+      loc = locateIn(this.settings.layout ?? 'nested', input.uid, String(input.createdAt), this.settings.nBits)
     } catch (err) {
       throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
     }

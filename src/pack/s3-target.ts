@@ -28,7 +28,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { footerFromTail, ShardReader, ShardWriter } from '../native'
-import { shardKey } from '../store/layout'
+import { bigfileKeyIn, shardKeyIn } from '../store/layout'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import { untouched, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
@@ -146,7 +146,7 @@ export class S3Target implements ShardSink {
   }
 
   key(plan: Pick<KeyPlan, 'dateDir' | 'shardHex'>, part: number): string {
-    return this.prefix + shardKey(plan, part)
+    return this.prefix + shardKeyIn(this.settings.layout ?? 'nested', plan, part)
   }
 
   private async getRange(key: string, range: string, etag?: string): Promise<{ body: Buffer; etag: string; size: number }> {
@@ -287,7 +287,7 @@ export class S3Target implements ShardSink {
     for (const name of names) {
       const file = path.join(dir, name)
       const size = (await fsp.stat(file)).size
-      const key = `${this.prefix}${plan.dateDir}/${this.settings.bigfilesPrefix}/${name}`
+      const key = `${this.prefix}${bigfileKeyIn(this.settings.layout ?? 'nested', plan.dateDir, name, this.settings.bigfilesPrefix)}`
       try {
         const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
         if (head.ContentLength === size) continue

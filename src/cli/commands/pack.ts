@@ -53,6 +53,7 @@ export function register(y: Argv): Argv {
         .option('s3-bucket', { type: 'string', describe: 'S3 store (endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
         .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
         .option('n-bits', { type: 'number', describe: 'routing bits, 4..16 (default DES_N_BITS or 8)' })
+        .option('layout', { choices: ['nested', 'flat'] as const, describe: "nested <UTC date>/<HEX>.des, or flat: the original packer's <date>_<HEX>_<NNNN>.des, a new _NNNN per run (default DES_LAYOUT's first, else nested)" })
         .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
         .option('level', { type: 'number', describe: 'zstd level (default 3)' })
@@ -81,6 +82,7 @@ export function register(y: Argv): Argv {
       const profile = argv.profile ? PROFILES[argv.profile] : undefined
       const opts: PackOptions = {
         nBits: argv['n-bits'] ?? config.nBits,
+        layout: argv.layout ?? config.layout,
         codec: argv.codec ?? profile?.codec,
         level: argv.level ?? profile?.level,
         bigFileThreshold: config.bigFileThreshold,
