@@ -67,8 +67,9 @@ export declare class ShardReader {
   /**
    * `entry` as a row, for the retriever's hot path (an array crosses into
    * JS much more cheaply than an object with named properties):
-   * `[size, storedSize, offset, codec, meta, sha256]`, where codec is 0 none,
-   * 1 zstd, 2 lz4 or -1 for a BigFile (then offset is -1 and sha256 is set).
+   * `[size, storedSize, offset, codec, meta, sha256]`, where codec is the
+   * codec's byte (its name is `codecNames()[codec]`) or -1 for a BigFile
+   * (then offset is -1 and sha256 is set).
    */
   entryRow(uid: string): [number, number, number, number, string, string | null] | null
   /** Entries `start .. start + count` in index order (for listing in pages). */
@@ -188,6 +189,9 @@ export interface AddFilesResult {
   bytesIn: number
   bytesStored: number
 }
+
+/** Codec names by their byte, as `entryRow` gives codecs. */
+export declare function codecNames(): Array<string>
 
 /** One index entry as JS sees it. */
 export interface EntryInfo {

@@ -7,7 +7,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { ShardReader, ShardWriter } from '../src/native'
-import { errorCode } from '../src/errors'
+import { DesError, errorCode } from '../src/errors'
 import { sha256 } from './helpers/golden'
 
 function tmpDir(): string {
@@ -95,9 +95,18 @@ test('addFiles names the uid of a source that is missing or the wrong size', asy
   const missing = await t.throwsAsync(w.addFiles([{ uid: 'gone-1', path: path.join(dir, 'nope') }]))
   t.is(errorCode(missing), 'DES_NO_FILE')
   t.regex(missing!.message, /gone-1/)
-  const wrong = await t.throwsAsync(w.addFiles([{ uid: 'short-1', path: path.join(dir, 'ok'), size: 10 }]))
+  const odd = 'odd "uid"\n] with [DES_X] inside'
+  const wrong = await t.throwsAsync(w.addFiles([{ uid: 'short-1', path: path.join(dir, 'ok'), size: 10 }, { uid: odd, path: path.join(dir, 'nope') }]))
   t.is(errorCode(wrong), 'DES_BAD_ARG')
   t.regex(wrong!.message, /short-1.*3 bytes.*10/)
+  // The uid comes as data, whatever it holds, never read back out of the message.
+  t.is((missing as DesError).uid, 'gone-1')
+  t.is((wrong as DesError).uid, 'short-1')
+  const quoted = await t.throwsAsync(w.addFiles([{ uid: odd, path: path.join(dir, 'nope') }]))
+  t.is((quoted as DesError).uid, odd)
+  t.is(errorCode(quoted), 'DES_NO_FILE')
+  const dup = await t.throwsAsync(w.addFiles([{ uid: 'twice', data: Buffer.from('a') }, { uid: 'twice', data: Buffer.from('b') }]))
+  t.is((dup as DesError).uid, 'twice')
   w.abort()
 })
 

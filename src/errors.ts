@@ -9,10 +9,13 @@
 export class DesError extends Error {
   /** The stable code (`DES_CORRUPT`, `DES_NOT_FOUND`, `DES_BAD_ARG`, ...): what `httpStatus` and `exitCode` go by. */
   readonly code: string
+  /** The uid the error is about, when it is about one file (as data: never parsed out of the message). */
+  readonly uid?: string
   /** An error with `code` and a message that says what and where; `options.cause` keeps the underlying error. */
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: string, message: string, options?: { cause?: unknown; uid?: string }) {
     super(message, options)
     this.name = 'DesError'
+    if (options?.uid !== undefined) this.uid = options.uid
     this.code = code
   }
 }

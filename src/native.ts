@@ -32,13 +32,14 @@ function platformName(): string {
   return `${base}-${header?.glibcVersionRuntime ? 'gnu' : 'musl'}`
 }
 
-const CODED = /^\[(DES_[A-Z_]+)\] ([\s\S]*)$/
+/** `[DES_CODE] message` or `[DES_CODE uid="<JSON string>"] message`, as crates/des-node/src/error.rs writes it. */
+const CODED = /^\[(DES_[A-Z_]+)(?: uid=("(?:[^"\\]|\\.)*"))?\] ([\s\S]*)$/
 
 /** Turns an addon error into a DesError carrying its code; passes others through. */
 export function decodeError(err: unknown): unknown {
   if (err instanceof Error && !(err instanceof DesError)) {
     const m = CODED.exec(err.message)
-    if (m) return new DesError(m[1], m[2], { cause: err })
+    if (m) return new DesError(m[1], m[3], { cause: err, ...(m[2] ? { uid: JSON.parse(m[2]) as string } : {}) })
   }
   return err
 }
@@ -196,7 +197,7 @@ export class ShardVerifier {
 }
 
 /** Codec names by the id `entryRow` gives. */
-const CODEC_NAMES = ['none', 'zstd', 'lz4'] as const
+const CODEC_NAMES = addon.codecNames() as Codec[]
 
 /** A shard's index (held in Rust) with payload reads and decoding. */
 export class ShardReader {

@@ -53,19 +53,12 @@ function addBatch(writer: ShardWriter, batch: PackFile[], maxDataSize: number | 
   )
 }
 
-/** A Rust error names the uid (`uid "x": read source …`): add where it is in the manifest. */
+/** A Rust error about one file carries its uid: add where it is in the manifest. */
 function withLabel(err: unknown, items: PlannedInput[]): unknown {
-  if (!(err instanceof DesError)) return err
-  const m = /uid ("(?:[^"\\]|\\.)*")/.exec(err.message)
-  if (!m) return err
-  let uid: string
-  try {
-    uid = JSON.parse(m[1]) as string
-  } catch {
-    return err
-  }
-  const item = items.find((p) => p.input.uid === uid)
-  if (item) err.message = err.message.replace(m[0], `${m[0]} (${item.label})`)
+  if (!(err instanceof DesError) || err.uid === undefined) return err
+  const item = items.find((p) => p.input.uid === err.uid)
+  const named = `uid ${JSON.stringify(err.uid)}`
+  if (item) err.message = err.message.includes(named) ? err.message.replace(named, `${named} (${item.label})`) : `${named} (${item.label}): ${err.message}`
   return err
 }
 

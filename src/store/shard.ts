@@ -154,7 +154,8 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
     try {
       reader = await ShardReader.open(source.localPath(key))
     } catch (err) {
-      if ((err as DesError)?.code === 'DES_IO' && /No such file|not found/i.test((err as Error).message)) {
+      // Gone between the stat and the open: as absent as if the stat had said so.
+      if ((err as DesError)?.code === 'DES_NO_FILE') {
         throw new DesError('DES_NOT_FOUND', `no object ${key}`)
       }
       throw withKey(err, key)

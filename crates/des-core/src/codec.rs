@@ -75,6 +75,22 @@ pub fn uid_suffix(uid: &str) -> &str {
 }
 
 impl CompressionPolicy {
+  /// Sets the extensions stored raw, as users write them (`jpg`, `.JPG`):
+  /// lower-cased, with their dot.
+  pub fn set_skip_extensions<S: AsRef<str>>(&mut self, extensions: impl IntoIterator<Item = S>) {
+    self.skip_extensions = extensions
+      .into_iter()
+      .map(|e| {
+        let e = e.as_ref().to_ascii_lowercase();
+        if e.starts_with('.') {
+          e
+        } else {
+          format!(".{e}")
+        }
+      })
+      .collect();
+  }
+
   /// The codec to try for a uid (none for skipped extensions).
   pub fn codec_for(&self, uid: &str) -> Codec {
     let suffix = uid_suffix(uid).to_ascii_lowercase();

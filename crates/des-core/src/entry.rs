@@ -22,6 +22,14 @@ impl Codec {
     }
   }
 
+  /// Every codec, in the order of its byte (`ALL[c.id()] == c`).
+  pub const ALL: [Codec; 3] = [Codec::None, Codec::Zstd, Codec::Lz4];
+
+  /// The stored codec byte.
+  pub fn id(self) -> u8 {
+    self as u8
+  }
+
   /// `"none"`, `"zstd"` or `"lz4"`.
   pub fn name(self) -> &'static str {
     match self {

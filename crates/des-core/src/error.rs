@@ -42,6 +42,14 @@ pub enum DesError {
     #[source]
     source: io::Error,
   },
+  /// Another error, about one file: the uid travels as data, so a caller
+  /// can say where that file came from without reading the message.
+  #[error("{source}")]
+  ForUid {
+    uid: String,
+    #[source]
+    source: Box<DesError>,
+  },
 }
 
 impl DesError {
@@ -56,6 +64,28 @@ impl DesError {
       DesError::Changed(_) => "DES_CHANGED",
       DesError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "DES_NO_FILE",
       DesError::Io { .. } => "DES_IO",
+      DesError::ForUid { source, .. } => source.code(),
+    }
+  }
+
+  /// The uid the error is about, when it is about one file.
+  pub fn uid(&self) -> Option<&str> {
+    match self {
+      DesError::NotFound(uid) | DesError::Duplicate(uid) | DesError::ForUid { uid, .. } => {
+        Some(uid)
+      }
+      _ => None,
+    }
+  }
+
+  /// This error, marked as being about `uid` (unless it already names one).
+  pub fn for_uid(self, uid: &str) -> Self {
+    if self.uid().is_some() {
+      return self;
+    }
+    DesError::ForUid {
+      uid: uid.to_string(),
+      source: Box::new(self),
     }
   }
 

@@ -17,6 +17,7 @@ mod lock;
 mod lz4frame;
 mod meta;
 mod pack;
+mod payload;
 mod payload_cache;
 mod reader;
 mod routing;
@@ -41,6 +42,7 @@ pub use format::{
 pub use index::{encode_index, ShardIndex, MAX_STATED_SIZE};
 pub use meta::canonical_meta;
 pub use pack::{pack_into, PackItem, PackProgress, PackSource, BATCH_BYTES};
+pub use payload::{check_fetched, read_payload, KeepIn, PayloadForm, ShardSource};
 pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};
 pub use reader::{check_stored, decode_payload, footer_from_tail, index_from_tail, ShardFile};
 pub use routing::{

@@ -40,6 +40,13 @@ impl PackItem {
   }
 
   fn load_and_prepare(self, opts: &WriterOptions) -> Result<Prepared> {
+    let uid = self.uid.clone();
+    self
+      .load_and_prepare_inner(opts)
+      .map_err(|e| e.for_uid(&uid))
+  }
+
+  fn load_and_prepare_inner(self, opts: &WriterOptions) -> Result<Prepared> {
     let data = match self.source {
       PackSource::Bytes(b) => b,
       PackSource::Path {

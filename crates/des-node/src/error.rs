@@ -2,13 +2,16 @@
 
 use des_core::DesError;
 
-/// Encodes the stable code in the message so it survives both sync throws and
-/// async rejections unchanged.
+/// Encodes the stable code, and the uid an error is about, in the message so
+/// they survive both sync throws and async rejections unchanged:
+/// `[DES_CODE] message` or `[DES_CODE uid="<JSON string>"] message`.
+/// `src/native.ts` decodes it once, into `err.code` and `err.uid`.
 pub fn to_napi(err: DesError) -> napi::Error {
-  napi::Error::new(
-    napi::Status::GenericFailure,
-    format!("[{}] {err}", err.code()),
-  )
+  let tag = match err.uid() {
+    Some(uid) => format!("{} uid={}", err.code(), serde_json::Value::from(uid)),
+    None => err.code().to_string(),
+  };
+  napi::Error::new(napi::Status::GenericFailure, format!("[{tag}] {err}"))
 }
 
 /// `?`-friendly alias.

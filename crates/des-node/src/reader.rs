@@ -70,21 +70,7 @@ fn to_u64(v: i64) -> napi::Result<u64> {
   u64::try_from(v).map_err(|_| bad_arg(format!("expected a non-negative size, got {v}")))
 }
 
-#[derive(Clone)]
-/// What a reader reads from.
-pub enum Source {
-  File(Arc<ShardFile>),
-  Tail(Arc<ShardIndex>),
-}
-
-impl Source {
-  fn index(&self) -> &ShardIndex {
-    match self {
-      Source::File(f) => f.index(),
-      Source::Tail(i) => i,
-    }
-  }
-}
+use des_core::{PayloadForm, ShardSource as Source};
 
 /// A shard's parsed index, with payload reads for local files and payload
 /// decoding for bytes fetched elsewhere.
@@ -116,46 +102,29 @@ impl Task for OpenTask {
   }
 }
 
-/// Decodes or reads a payload off the event loop.
+/// Decodes or reads a payload off the event loop (see `des_core::read_payload`).
 pub struct PayloadTask {
   source: Source,
   uid: String,
   stored: Option<Vec<u8>>,
   bigfiles_prefix: String,
-  /// Return the stored (still compressed) bytes instead of decoding them.
-  raw: bool,
-  /// Where to keep a copy of the decoded payload, and the caller's number
-  /// for this shard version (the entry's offset completes the key).
-  keep: Option<(Arc<des_core::PayloadCache>, u64)>,
+  form: PayloadForm,
+  keep: Option<des_core::KeepIn>,
 }
 
 impl Task for PayloadTask {
   type Output = Vec<u8>;
   type JsValue = Buffer;
   fn compute(&mut self) -> napi::Result<Vec<u8>> {
-    let index = self.source.index();
-    let entry = index
-      .get(&self.uid)
-      .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(self.uid.clone())))?;
-    let data = match (&self.source, self.stored.take()) {
-      (Source::File(file), None) if self.raw => file.read_stored(&entry).napi(),
-      (_, Some(stored)) => des_core::decode_payload(&entry, &stored).napi(),
-      (Source::File(file), None) => file.read_entry(&entry, &self.bigfiles_prefix).napi(),
-      (Source::Tail(_), None) => Err(bad_arg(
-        "this reader holds only an index: fetch the stored bytes and call decode()",
-      )),
-    }?;
-    if let (Some((cache, shard)), Body::Inline { offset, .. }) = (&self.keep, &entry.body) {
-      // Copied here, off the event loop; the caller gets its own buffer.
-      if cache.admits(data.len()) {
-        let key = des_core::PayloadKey {
-          shard: *shard,
-          offset: *offset,
-        };
-        cache.insert(key, Arc::from(data.as_slice()));
-      }
-    }
-    Ok(data)
+    des_core::read_payload(
+      &self.source,
+      &self.uid,
+      self.stored.take(),
+      self.form,
+      &self.bigfiles_prefix,
+      self.keep.as_ref(),
+    )
+    .napi()
   }
   fn resolve(&mut self, _env: Env, data: Vec<u8>) -> napi::Result<Buffer> {
     Ok(data.into())
@@ -199,12 +168,12 @@ const DEFAULT_PREFIX: &str = des_core::DEFAULT_BIGFILES_PREFIX;
 fn keep(
   cache: Option<&PayloadCache>,
   shard: Option<i64>,
-) -> napi::Result<Option<(Arc<des_core::PayloadCache>, u64)>> {
+) -> napi::Result<Option<des_core::KeepIn>> {
   match (cache, shard) {
-    (Some(cache), Some(shard)) => {
-      let key = crate::payload_cache::payload_key(shard, 0)?;
-      Ok(Some((cache.shared(), key.shard)))
-    }
+    (Some(cache), Some(shard)) => Ok(Some(des_core::KeepIn {
+      cache: cache.shared(),
+      shard: crate::payload_cache::payload_key(shard, 0)?.shard,
+    })),
     _ => Ok(None),
   }
 }
@@ -222,7 +191,7 @@ impl ShardReader {
       uid,
       stored: None,
       bigfiles_prefix: bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
-      raw: false,
+      form: PayloadForm::Decoded,
       keep: None,
     }
   }
@@ -326,28 +295,22 @@ impl ShardReader {
 
   /// `entry` as a row, for the retriever's hot path (an array crosses into
   /// JS much more cheaply than an object with named properties):
-  /// `[size, storedSize, offset, codec, meta, sha256]`, where codec is 0 none,
-  /// 1 zstd, 2 lz4 or -1 for a BigFile (then offset is -1 and sha256 is set).
+  /// `[size, storedSize, offset, codec, meta, sha256]`, where codec is the
+  /// codec's byte (its name is `codecNames()[codec]`) or -1 for a BigFile
+  /// (then offset is -1 and sha256 is set).
   #[napi(ts_return_type = "[number, number, number, number, string, string | null] | null")]
   pub fn entry_row(&self, uid: String) -> Option<(i64, i64, i64, i32, String, Option<String>)> {
     let e = self.source.index().get(&uid)?;
     let meta = e.meta_json().to_string();
     Some(match &e.body {
-      Body::Inline { codec, offset, .. } => {
-        let id = match codec {
-          des_core::Codec::None => 0,
-          des_core::Codec::Zstd => 1,
-          des_core::Codec::Lz4 => 2,
-        };
-        (
-          e.size() as i64,
-          e.stored_size() as i64,
-          *offset as i64,
-          id,
-          meta,
-          None,
-        )
-      }
+      Body::Inline { codec, offset, .. } => (
+        e.size() as i64,
+        e.stored_size() as i64,
+        *offset as i64,
+        i32::from(codec.id()),
+        meta,
+        None,
+      ),
       Body::BigFile { sha256, .. } => (e.size() as i64, 0, -1, -1, meta, Some(sha256.clone())),
     })
   }
@@ -392,7 +355,7 @@ impl ShardReader {
   #[napi(ts_return_type = "Promise<Buffer>")]
   pub fn read_stored(&self, uid: String) -> AsyncTask<PayloadTask> {
     AsyncTask::new(PayloadTask {
-      raw: true,
+      form: PayloadForm::Stored,
       ..self.task(uid, None)
     })
   }
@@ -420,19 +383,7 @@ impl ShardReader {
   /// runs at several GB/s, so this is for bytes about to be sent as stored.
   #[napi]
   pub fn check_stored(&self, uid: String, stored: Buffer) -> napi::Result<()> {
-    let entry = self
-      .source
-      .index()
-      .get(&uid)
-      .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(uid.clone())))?;
-    if stored.len() as u64 != entry.stored_size() {
-      return Err(crate::error::to_napi(des_core::DesError::Corrupt(format!(
-        "uid {uid:?}: given {} stored bytes, the entry has {}",
-        stored.len(),
-        entry.stored_size()
-      ))));
-    }
-    des_core::check_stored(&entry, &stored).napi()
+    des_core::check_fetched(self.source.index(), &uid, &stored).napi()
   }
 
   /// Same as `decode`, on the calling thread (fine for small payloads).
@@ -471,4 +422,10 @@ pub fn verify_bigfile(reader: &ShardReader, uid: String, data: Buffer) -> napi::
     .get(&uid)
     .ok_or_else(|| crate::error::to_napi(des_core::DesError::NotFound(uid.clone())))?;
   des_core::verify_bigfile(&entry, &data).napi()
+}
+
+/// Codec names by their byte, as `entryRow` gives codecs.
+#[napi]
+pub fn codec_names() -> Vec<&'static str> {
+  des_core::Codec::ALL.iter().map(|c| c.name()).collect()
 }

@@ -42,17 +42,7 @@ fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<WriterOptions> {
     policy.level = level;
   }
   if let Some(exts) = o.skip_extensions {
-    policy.skip_extensions = exts
-      .into_iter()
-      .map(|e| {
-        let e = e.to_ascii_lowercase();
-        if e.starts_with('.') {
-          e
-        } else {
-          format!(".{e}")
-        }
-      })
-      .collect();
+    policy.set_skip_extensions(exts);
   }
   if let Some(raw) = o.raw_if_larger {
     policy.raw_if_larger = raw;
@@ -115,81 +105,85 @@ fn with_writer<T>(
   f(writer)
 }
 
-/// Work on a writer off the event loop.
-pub struct WriterTask {
+/// Compresses and appends one payload off the event loop.
+pub struct AddTask {
+  shared: Shared,
+  uid: String,
+  data: Option<Vec<u8>>,
+  meta: Option<String>,
+}
+
+impl Task for AddTask {
+  type Output = EntryInfo;
+  type JsValue = EntryInfo;
+  fn compute(&mut self) -> napi::Result<EntryInfo> {
+    let data = self.data.take().ok_or_else(|| bad_arg("task ran twice"))?;
+    with_writer(&self.shared, |w| {
+      let entry = w.add(&self.uid, data, self.meta.as_deref()).napi()?;
+      Ok(entry_info(&entry))
+    })
+  }
+  fn resolve(&mut self, _env: Env, entry: EntryInfo) -> napi::Result<EntryInfo> {
+    Ok(entry)
+  }
+}
+
+/// Reads and compresses many files on every core, off the event loop.
+pub struct AddFilesTask {
   shared: Shared,
   opts: WriterOptions,
-  job: Option<Job>,
+  items: Option<Vec<PackItem>>,
+  max: Option<u64>,
 }
 
-enum Job {
-  Add {
-    uid: String,
-    data: Vec<u8>,
-    meta: Option<String>,
-  },
-  AddFiles {
-    items: Vec<PackItem>,
-    max: Option<u64>,
-  },
-  Finish,
-}
-
-/// What a writer task hands back to JS.
-pub enum Done {
-  Added(EntryInfo),
-  Packed(AddFilesResult),
-  Finished(ShardWriteSummary),
-}
-
-impl Task for WriterTask {
-  type Output = Done;
-  type JsValue = napi::bindgen_prelude::Unknown<'static>;
-  fn compute(&mut self) -> napi::Result<Done> {
-    match self.job.take().ok_or_else(|| bad_arg("task ran twice"))? {
-      Job::Add { uid, data, meta } => with_writer(&self.shared, |w| {
-        let entry = w.add(&uid, data, meta.as_deref()).napi()?;
-        Ok(Done::Added(entry_info(&entry)))
-      }),
-      Job::AddFiles { items, max } => with_writer(&self.shared, |w| {
-        let p = des_core::pack_into(w, items, &self.opts, max).napi()?;
-        Ok(Done::Packed(AddFilesResult {
-          consumed: p.consumed as u32,
-          bytes_in: p.bytes_in as i64,
-          bytes_stored: p.bytes_stored as i64,
-        }))
-      }),
-      Job::Finish => {
-        let writer = self
-          .shared
-          .lock()
-          .map_err(|_| bad_arg("poisoned"))?
-          .take()
-          .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
-        let s = writer.finish().napi()?;
-        Ok(Done::Finished(ShardWriteSummary {
-          path: s.path.display().to_string(),
-          entries: s.entries as i64,
-          added: s.added as i64,
-          file_size: s.file_size as i64,
-          index_size: s.index_size as i64,
-          bytes_in: s.bytes_in as i64,
-          bytes_stored: s.bytes_stored as i64,
-          bigfiles: s.bigfiles as i64,
-        }))
-      }
-    }
+impl Task for AddFilesTask {
+  type Output = AddFilesResult;
+  type JsValue = AddFilesResult;
+  fn compute(&mut self) -> napi::Result<AddFilesResult> {
+    let items = self.items.take().ok_or_else(|| bad_arg("task ran twice"))?;
+    with_writer(&self.shared, |w| {
+      let p = des_core::pack_into(w, items, &self.opts, self.max).napi()?;
+      Ok(AddFilesResult {
+        consumed: p.consumed as u32,
+        bytes_in: p.bytes_in as i64,
+        bytes_stored: p.bytes_stored as i64,
+      })
+    })
   }
-  fn resolve(&mut self, env: Env, done: Done) -> napi::Result<Self::JsValue> {
-    use napi::bindgen_prelude::{ToNapiValue, Unknown};
-    let raw = unsafe {
-      match done {
-        Done::Added(e) => ToNapiValue::to_napi_value(env.raw(), e)?,
-        Done::Packed(p) => ToNapiValue::to_napi_value(env.raw(), p)?,
-        Done::Finished(s) => ToNapiValue::to_napi_value(env.raw(), s)?,
-      }
-    };
-    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+  fn resolve(&mut self, _env: Env, r: AddFilesResult) -> napi::Result<AddFilesResult> {
+    Ok(r)
+  }
+}
+
+/// Writes index and footer, syncs and renames, off the event loop.
+pub struct FinishTask {
+  shared: Shared,
+}
+
+impl Task for FinishTask {
+  type Output = ShardWriteSummary;
+  type JsValue = ShardWriteSummary;
+  fn compute(&mut self) -> napi::Result<ShardWriteSummary> {
+    let writer = self
+      .shared
+      .lock()
+      .map_err(|_| bad_arg("writer is unusable after a panic"))?
+      .take()
+      .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
+    let s = writer.finish().napi()?;
+    Ok(ShardWriteSummary {
+      path: s.path.display().to_string(),
+      entries: s.entries as i64,
+      added: s.added as i64,
+      file_size: s.file_size as i64,
+      index_size: s.index_size as i64,
+      bytes_in: s.bytes_in as i64,
+      bytes_stored: s.bytes_stored as i64,
+      bigfiles: s.bigfiles as i64,
+    })
+  }
+  fn resolve(&mut self, _env: Env, s: ShardWriteSummary) -> napi::Result<ShardWriteSummary> {
+    Ok(s)
   }
 }
 
@@ -267,20 +261,22 @@ impl ShardWriter {
     })
   }
 
-  fn task(&self, job: Job) -> AsyncTask<WriterTask> {
-    AsyncTask::new(WriterTask {
+  fn add_files_task(&self, items: Vec<PackItem>, max: Option<i64>) -> AsyncTask<AddFilesTask> {
+    AsyncTask::new(AddFilesTask {
       shared: self.shared.clone(),
       opts: self.opts.clone(),
-      job: Some(job),
+      items: Some(items),
+      max: max.map(|m| m.max(0) as u64),
     })
   }
 
   /// Compresses and appends one payload; resolves to its entry.
   #[napi(ts_return_type = "Promise<EntryInfo>")]
-  pub fn add(&self, uid: String, data: Buffer, meta: Option<String>) -> AsyncTask<WriterTask> {
-    self.task(Job::Add {
+  pub fn add(&self, uid: String, data: Buffer, meta: Option<String>) -> AsyncTask<AddTask> {
+    AsyncTask::new(AddTask {
+      shared: self.shared.clone(),
       uid,
-      data: data.to_vec(),
+      data: Some(data.to_vec()),
       meta,
     })
   }
@@ -293,7 +289,7 @@ impl ShardWriter {
     &self,
     files: Vec<PackFile>,
     max_data_size: Option<i64>,
-  ) -> napi::Result<AsyncTask<WriterTask>> {
+  ) -> napi::Result<AsyncTask<AddFilesTask>> {
     let mut items = Vec::with_capacity(files.len());
     for f in files {
       let source = match (f.path, f.data) {
@@ -315,10 +311,7 @@ impl ShardWriter {
         source,
       });
     }
-    Ok(self.task(Job::AddFiles {
-      items,
-      max: max_data_size.map(|m| m.max(0) as u64),
-    }))
+    Ok(self.add_files_task(items, max_data_size))
   }
 
   /// `addFiles` for local files given as parallel arrays, which cross from
@@ -333,7 +326,7 @@ impl ShardWriter {
     sizes: Vec<i64>,
     metas: Option<Vec<Option<String>>>,
     max_data_size: Option<i64>,
-  ) -> napi::Result<AsyncTask<WriterTask>> {
+  ) -> napi::Result<AsyncTask<AddFilesTask>> {
     let n = uids.len();
     if paths.len() != n || sizes.len() != n || metas.as_ref().is_some_and(|m| m.len() != n) {
       return Err(bad_arg(format!(
@@ -357,10 +350,7 @@ impl ShardWriter {
         },
       })
       .collect();
-    Ok(self.task(Job::AddFiles {
-      items,
-      max: max_data_size.map(|m| m.max(0) as u64),
-    }))
+    Ok(self.add_files_task(items, max_data_size))
   }
 
   /// True if the uid is already in the shard being written.
@@ -383,8 +373,10 @@ impl ShardWriter {
 
   /// Writes index and footer, syncs, and renames into place.
   #[napi(ts_return_type = "Promise<ShardWriteSummary>")]
-  pub fn finish(&self) -> AsyncTask<WriterTask> {
-    self.task(Job::Finish)
+  pub fn finish(&self) -> AsyncTask<FinishTask> {
+    AsyncTask::new(FinishTask {
+      shared: self.shared.clone(),
+    })
   }
 
   /// Drops the writer: its temp file is removed, the target is untouched.
