@@ -257,12 +257,15 @@ for (const kind of BACKENDS) {
     const dir = tempDir()
     await writeStore(dir, [{ uid: '7', createdAt: DAY, data: Buffer.from('version one') }])
     const b = await openBackend(kind, dir)
-    const store = b.store({ payloadCacheBytes: 1 << 20, shardRecheckMs: 200 })
+    let now = 1_000
+    const store = b.store({ payloadCacheBytes: 1 << 20, shardRecheckMs: 200, clock: () => now })
     t.is((await store.get('7', DAY)).toString(), 'version one')
     t.is((await store.get('7', DAY)).toString(), 'version one') // from the caches
     await writeStore(dir, [{ uid: '7', createdAt: DAY, data: Buffer.from('version two!') }], { append: true, writer: { replace: true } })
     await b.sync()
-    await new Promise((r) => setTimeout(r, 250))
-    t.is((await store.get('7', DAY)).toString(), 'version two!')
+    now += 199
+    t.is((await store.get('7', DAY)).toString(), 'version one', 'trusted within the re-check interval')
+    now += 2
+    t.is((await store.get('7', DAY)).toString(), 'version two!', 're-checked once it ran out')
   })
 }

@@ -31,6 +31,8 @@ export interface StoreOptions {
   tailBytes?: number
   /** How long a cached shard is trusted before a request re-checks its version (default 2 s). */
   shardRecheckMs?: number
+  /** Milliseconds on a monotonic clock (default `performance.now`); tests pass one they move. */
+  clock?: () => number
 }
 
 /** Where a uid was found. */
@@ -140,6 +142,7 @@ export class Store {
   /** The memo keys each handle's finds are under, to forget them with the handle. */
   private readonly recentKeysOf = new Map<ShardHandle, string[]>()
   readonly shardRecheckMs: number
+  private readonly clock: () => number
 
   constructor(opts: StoreOptions) {
     this.sources = opts.sources
@@ -151,6 +154,7 @@ export class Store {
     this.tailBytes = opts.tailBytes ?? 64 * 1024
     this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024, (shard) => this.retire(shard))
     this.shardRecheckMs = opts.shardRecheckMs ?? 2_000
+    this.clock = opts.clock ?? (() => performance.now())
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
@@ -173,8 +177,11 @@ export class Store {
     return source.id + CACHE_SEPARATOR + key
   }
 
-  private open(source: ByteSource, key: string, previous?: ShardHandle): Promise<ShardHandle> {
-    return openShard(source, key, this.tailBytes, previous)
+  /** Opens (or confirms `previous` as) the current version, trusted from now on this store's clock. */
+  private async open(source: ByteSource, key: string, previous?: ShardHandle): Promise<ShardHandle> {
+    const shard = await openShard(source, key, this.tailBytes, previous)
+    shard.checkedAt = this.clock()
+    return shard
   }
 
   /**
@@ -217,7 +224,7 @@ export class Store {
 
   /** True while a cached shard was confirmed current less than `shardRecheckMs` ago. */
   private isCurrent(shard: ShardHandle): boolean {
-    return performance.now() - shard.checkedAt < this.shardRecheckMs
+    return this.clock() - shard.checkedAt < this.shardRecheckMs
   }
 
   /** Re-checks a cached base shard whose trust ran out (one stat, or one suffix GET), then finds. */
