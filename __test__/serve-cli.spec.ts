@@ -29,6 +29,8 @@ interface Running {
   child: ChildProcess
   url: string
   lines: Array<Record<string, any>>
+  /** Resolves with the first log line (already seen or still to come) whose msg matches. */
+  lineMatching(msg: RegExp): Promise<Record<string, any>>
   exit: Promise<number | null>
 }
 
@@ -40,6 +42,13 @@ function startServe(args: string[], env: NodeJS.ProcessEnv, listeners = 1): Prom
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     const lines: Array<Record<string, any>> = []
+    const waiters: Array<{ msg: RegExp; resolve: (l: Record<string, any>) => void }> = []
+    const lineMatching = (msg: RegExp) =>
+      new Promise<Record<string, any>>((res) => {
+        const seen = lines.find((l) => msg.test(String(l.msg)))
+        if (seen) res(seen)
+        else waiters.push({ msg, resolve: res })
+      })
     let err = ''
     let pending = ''
     let ports: number[] = []
@@ -53,12 +62,13 @@ function startServe(args: string[], env: NodeJS.ProcessEnv, listeners = 1): Prom
         try {
           const l = JSON.parse(p)
           lines.push(l)
+          for (const w of waiters.filter((w) => w.msg.test(String(l.msg)))) w.resolve(l)
           if (typeof l.port === 'number' && /listening/.test(l.msg)) ports.push(l.port)
         } catch {
           /* not ours */
         }
       }
-      if (ports.length >= listeners) resolve({ child, url: `http://127.0.0.1:${ports[0]}`, lines, exit })
+      if (ports.length >= listeners) resolve({ child, url: `http://127.0.0.1:${ports[0]}`, lines, lineMatching, exit })
     })
     void exit.then((code) => reject(new Error(`des serve exited (${code}) before listening: ${err}`)))
     setTimeout(() => {
@@ -109,11 +119,11 @@ test('SIGTERM: stops accepting, finishes the request in flight, exits 0', async 
   const done = new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
     http
       .get(`${s.url}/files/big?created_at=${DAY}`, (res) => {
+        // Paused mid-body: the response is in flight when the signal lands;
+        // read on once the server says it is finishing in-flight requests.
         res.pause()
-        setTimeout(() => {
-          s.child.kill('SIGTERM')
-          setTimeout(() => res.resume(), 300)
-        }, 200)
+        s.child.kill('SIGTERM')
+        void s.lineMatching(/shutting down/).then(() => res.resume())
         res.on('data', (c: Buffer) => received.push(c))
         res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(received) }))
         res.on('error', reject)
