@@ -1,5 +1,6 @@
 //! Damaged bytes never panic, hang or allocate by an untrusted length: every
-//! truncation and many byte flips of a real shard give Ok or a clear Err.
+//! truncation of a real shard, and every flipped index or footer byte of a
+//! shard written here, is refused with a clear error.
 
 use des_core::{index_from_tail, ShardFile, ShardIndex};
 use std::path::PathBuf;
