@@ -98,7 +98,7 @@ function startupFields(opts: ServeOptions, payloadCacheBytes: number) {
   return {
     backend: opts.config.backend,
     store: storeLabel(opts.config),
-    layout: opts.config.layout,
+    layout: (opts.config.readLayouts ?? [opts.config.layout]).join(','),
     nBits: opts.config.nBits,
     workers: opts.serve.workers,
     indexCacheBytes: opts.config.indexCacheBytes,
