@@ -4,11 +4,25 @@
 // `error`, source reads `success` / `error`, cycles `success` / `failure`.
 // What we add (labels, metrics, label values) comes on top.
 
+import type { ServerResponse } from 'node:http'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { loadBuildInfo } from './config/build'
 
 /** The process-wide registry that /metrics serves. */
 export const registry = new Registry()
+
+/** What `/metrics` is served from: this process's registry, or every worker's (serve/cluster-metrics.ts). */
+export interface MetricsSource {
+  readonly contentType: string
+  metrics(): Promise<string>
+}
+
+/** The one `/metrics` answer, for `des serve` and `des migrate --metrics-port` alike; rejects if the text cannot be made. */
+export async function writeMetrics(res: ServerResponse, source: MetricsSource = registry): Promise<void> {
+  const text = await source.metrics()
+  res.setHeader('Content-Type', source.contentType)
+  res.end(text)
+}
 collectDefaultMetrics({ register: registry })
 
 export const retrievalsTotal = new Counter({

@@ -13,7 +13,7 @@ import {
   migrationFilesTotal,
   migrationPendingFiles,
   migrationRowsSelected,
-  registry,
+  writeMetrics,
   zeroMigrationSeries,
 } from '../metrics'
 import { createS3Client } from '../storage/s3-client'
@@ -87,16 +87,10 @@ export async function serveMetrics(port: number, host = '0.0.0.0'): Promise<http
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0]
     if (req.method === 'GET' && url === '/metrics') {
-      registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': registry.contentType })
-          res.end(text)
-        },
-        (err) => {
-          res.writeHead(500, { 'content-type': 'text/plain' })
-          res.end(String(err))
-        },
-      )
+      writeMetrics(res).catch((err) => {
+        res.writeHead(500, { 'content-type': 'text/plain' })
+        res.end(String(err))
+      })
     } else if (req.method === 'GET' && url === '/health') {
       res.writeHead(200, { 'content-type': 'text/plain' })
       res.end('ok\n')

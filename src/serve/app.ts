@@ -4,7 +4,7 @@
 
 import express, { type Express, type NextFunction, type Request, type Response } from 'express'
 import { DesError } from '../errors'
-import { registry as defaultRegistry } from '../metrics'
+import { registry as defaultRegistry, writeMetrics } from '../metrics'
 import type { Store } from '../store/store'
 import type { Auth } from './auth'
 import type { MetricsSource } from './cluster-metrics'
@@ -78,9 +78,7 @@ export function createApp(deps: AppDeps): Express {
         scope: 'metrics',
         handler: async (_req, res, next) => {
           try {
-            const text = await registry.metrics()
-            res.setHeader('Content-Type', registry.contentType)
-            res.end(text)
+            await writeMetrics(res, registry)
           } catch (err) {
             next(err)
           }

@@ -7,16 +7,12 @@
 
 import cluster from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
-import { registry } from '../metrics'
+import { registry, type MetricsSource } from '../metrics'
 
 const REQUEST = 'des:metrics-request'
 const ANSWER = 'des:metrics-answer'
 
-/** What `/metrics` serves: a registry, or the whole cluster's metrics. */
-export interface MetricsSource {
-  readonly contentType: string
-  metrics(): Promise<string>
-}
+export type { MetricsSource }
 
 interface Answer {
   type: typeof ANSWER
