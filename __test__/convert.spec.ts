@@ -14,6 +14,7 @@ import { LocalSource } from '../src/storage/local'
 import { S3Source } from '../src/storage/s3'
 import { singleSource, type ShardSources } from '../src/storage/source'
 import { Store } from '../src/store/store'
+import { locateShard, ShardWriter } from '../src/native'
 import { createServer } from '../src/serve/server'
 import { runCli, type CliResult } from './helpers/cli'
 import { goldenPath, readJson } from './helpers/golden'
@@ -122,6 +123,27 @@ test('local: a flat shard whose uid routes elsewhere (wrong --n-bits) converts n
   t.is(out.failed.length, 45)
   t.regex(out.failed[0].reason, /routes to .* with n_bits 8/)
   t.false(fs.readdirSync(dir).some((n) => /^\d{8}$/.test(n)), 'no nested shard written')
+})
+
+test('local: a uid stored twice with other bytes (the second copy never served) keeps its flat shards and fails the run; the served copy is converted', async (t) => {
+  const dir = tempDir('des-convert-')
+  const iso = '2024-03-01T10:00:00Z'
+  const hex = locateShard('x', iso, 4).shardHex
+  const first = ShardWriter.create(path.join(dir, `20240301_${hex}_0000.des`), { codec: 'none' })
+  await first.add('x', Buffer.from('the copy readers get'))
+  await first.finish()
+  const second = ShardWriter.create(path.join(dir, `20240301_${hex}_0001.des`), { codec: 'none' })
+  await second.add('x', Buffer.from('a shadowed copy'))
+  await second.finish()
+  const r = await runCli(['convert', '--base-dir', dir, '--n-bits', '4', '--delete-source', '--json'])
+  t.is(r.code, 4, r.stderr)
+  const out = report(r)
+  t.is(out.problems.length, 1)
+  t.is(out.problems[0].key, `20240301_${hex}_0001.des`)
+  t.regex(out.problems[0].reason, /second time with other bytes/)
+  t.deepEqual(out.kept.map((k: { key: string }) => k.key).sort(), [`20240301_${hex}_0000.des`, `20240301_${hex}_0001.des`])
+  const store = new Store({ sources: singleSource(new LocalSource(dir)), nBits: 4 })
+  t.is((await store.get('x', iso)).toString(), 'the copy readers get')
 })
 
 test('S3 (MinIO): des convert killed twice and resumed moves every file of golden/flat-store-offsets into the nested layout, served byte-exact throughout', async (t) => {

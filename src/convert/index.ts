@@ -106,6 +106,8 @@ export interface ConvertReport {
 }
 
 const BIGFILE_NAME = /^[0-9a-f]{64}$/
+/** Keys converted at once. */
+const KEY_WORKERS = 4
 
 interface FlatKey {
   dateDir: string
@@ -213,7 +215,18 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   /** BigFiles named by flat shards that are not removed. */
   const stillNamed = new Set<string>()
 
-  for (const fk of listing.keys) {
+  // A few keys at a time: on S3 a key is mostly waiting on requests.
+  let next = 0
+  const worker = async () => {
+    while (next < listing.keys.length) await convertOne(listing.keys[next++])
+  }
+  await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, listing.keys.length) }, worker))
+  if (opts.deleteSource) await removeBigfiles()
+  report.seconds = (performance.now() - started) / 1000
+  return report
+
+  /** One key converted; a failure is reported and leaves the key as it was. */
+  async function convertOne(fk: FlatKey): Promise<void> {
     try {
       await convertKey(fk)
     } catch (err) {
@@ -228,9 +241,6 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     progress.bytes += fk.parts.reduce((n, p) => n + p.size, 0)
     opts.onProgress?.(progress)
   }
-  if (opts.deleteSource) await removeBigfiles()
-  report.seconds = (performance.now() - started) / 1000
-  return report
 
   /** Notes the BigFiles that flat shards which stay still name. */
   async function namedBigfiles(keys: string[]): Promise<void> {
@@ -291,7 +301,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
         const why = check.problems.get(part)
         if (why !== undefined) removing = false
         if (!removing) {
-          report.kept.push({ key: fk.parts[part].key, reason: why ?? 'a shard before it in the chain is kept' })
+          report.kept.push({ key: fk.parts[part].key, reason: why ?? 'a later shard of its key is kept (without this one, readers of the flat layout would not reach it)' })
           for (const e of shards[part].reader.entries()) if (e.isBigfile && e.sha256) stillNamed.add(e.sha256)
           continue
         }
