@@ -1,6 +1,7 @@
 //! Node.js binding of `des-core`: conversion only. Every error crosses as
 //! `"[DES_CODE] message"`; `src/native.ts` turns that back into `err.code`.
 
+mod entry;
 mod error;
 mod payload_cache;
 mod reader;
@@ -8,6 +9,7 @@ mod routing;
 mod verify;
 mod writer;
 
+pub use entry::*;
 pub use payload_cache::*;
 pub use reader::*;
 pub use routing::*;

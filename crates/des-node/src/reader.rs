@@ -1,52 +1,14 @@
 //! `ShardReader`: a parsed index held in Rust (never one JS object per entry),
 //! over a local file or over tail bytes handed in by the S3 code.
 
+use crate::entry::{entry_info, EntryInfo};
 use crate::error::{bad_arg, IntoNapi};
 use crate::payload_cache::PayloadCache;
-use des_core::{Body, Entry, ShardFile, ShardIndex};
+use des_core::{Body, PayloadForm, ShardFile, ShardIndex, ShardSource as Source};
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
 use napi_derive::napi;
 use std::sync::Arc;
-
-/// One index entry as JS sees it.
-#[napi(object)]
-pub struct EntryInfo {
-  pub uid: String,
-  /// Decoded size in bytes.
-  pub size: i64,
-  /// `"none" | "zstd" | "lz4"`; null for a BigFile.
-  #[napi(ts_type = "'none' | 'zstd' | 'lz4'")]
-  pub codec: Option<String>,
-  pub is_bigfile: bool,
-  /// Bytes stored in the shard (0 for a BigFile).
-  pub stored_size: i64,
-  /// Absolute offset of the stored bytes (null for a BigFile).
-  pub offset: Option<i64>,
-  /// sha256 hex of a BigFile's payload.
-  pub sha256: Option<String>,
-  /// The entry's meta, JSON object text (`{}` when none).
-  pub meta: String,
-}
-
-pub(crate) fn entry_info(entry: &Entry) -> EntryInfo {
-  let (codec, offset, sha256) = match &entry.body {
-    Body::Inline { codec, offset, .. } => {
-      (Some(codec.name().to_string()), Some(*offset as i64), None)
-    }
-    Body::BigFile { sha256, .. } => (None, None, Some(sha256.clone())),
-  };
-  EntryInfo {
-    uid: entry.uid.clone(),
-    size: entry.size() as i64,
-    codec,
-    is_bigfile: entry.is_bigfile(),
-    stored_size: entry.stored_size() as i64,
-    offset,
-    sha256,
-    meta: entry.meta_json().to_string(),
-  }
-}
 
 /// Where the footer says the index lies.
 #[napi(object)]
@@ -69,8 +31,6 @@ pub fn footer_from_tail(tail: Buffer, object_size: i64) -> napi::Result<TailFoot
 fn to_u64(v: i64) -> napi::Result<u64> {
   u64::try_from(v).map_err(|_| bad_arg(format!("expected a non-negative size, got {v}")))
 }
-
-use des_core::{PayloadForm, ShardSource as Source};
 
 /// A shard's parsed index, with payload reads for local files and payload
 /// decoding for bytes fetched elsewhere.
@@ -128,38 +88,6 @@ impl Task for PayloadTask {
   }
   fn resolve(&mut self, _env: Env, data: Vec<u8>) -> napi::Result<Buffer> {
     Ok(data.into())
-  }
-}
-
-/// Verifies a local shard file (and the BigFiles beside it) off the event loop.
-pub struct VerifyTask {
-  path: std::path::PathBuf,
-  /// `None`: BigFiles are left to the caller.
-  bigfiles_prefix: Option<String>,
-}
-
-impl VerifyTask {
-  pub(crate) fn new(path: String, bigfiles_prefix: Option<String>, bigfiles: bool) -> VerifyTask {
-    VerifyTask {
-      path: path.into(),
-      bigfiles_prefix: bigfiles
-        .then(|| bigfiles_prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_string())),
-    }
-  }
-}
-
-impl Task for VerifyTask {
-  type Output = des_core::VerifyReport;
-  type JsValue = crate::verify::VerifyReport;
-  fn compute(&mut self) -> napi::Result<des_core::VerifyReport> {
-    des_core::verify_file(&self.path, self.bigfiles_prefix.as_deref()).napi()
-  }
-  fn resolve(
-    &mut self,
-    _env: Env,
-    report: des_core::VerifyReport,
-  ) -> napi::Result<crate::verify::VerifyReport> {
-    Ok(report.into())
   }
 }
 
@@ -401,9 +329,12 @@ impl ShardReader {
   /// checksum and decode, dead ranges, overlaps, and the BigFiles beside it.
   /// Damage is reported in the result, not thrown.
   #[napi(ts_return_type = "Promise<VerifyReport>")]
-  pub fn verify(&self, bigfiles_prefix: Option<String>) -> napi::Result<AsyncTask<VerifyTask>> {
+  pub fn verify(
+    &self,
+    bigfiles_prefix: Option<String>,
+  ) -> napi::Result<AsyncTask<crate::verify::VerifyTask>> {
     match &self.source {
-      Source::File(file) => Ok(AsyncTask::new(VerifyTask::new(
+      Source::File(file) => Ok(AsyncTask::new(crate::verify::VerifyTask::new(
         file.path().display().to_string(),
         bigfiles_prefix,
         true,

@@ -1,8 +1,8 @@
 //! Verification: a local shard file in one call, or an object streamed in
 //! chunks through `ShardVerifier` (its index parsed from a tail read first).
 
+use crate::entry::{entry_info, EntryInfo};
 use crate::error::{bad_arg, IntoNapi};
-use crate::reader::{entry_info, EntryInfo};
 use des_core::{ShardIndex, StreamVerifier};
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
@@ -59,6 +59,34 @@ impl From<des_core::VerifyReport> for VerifyReport {
   }
 }
 
+/// Verifies a local shard file (and the BigFiles beside it) off the event loop.
+pub struct VerifyTask {
+  path: std::path::PathBuf,
+  /// `None`: BigFiles are left to the caller.
+  bigfiles_prefix: Option<String>,
+}
+
+impl VerifyTask {
+  pub(crate) fn new(path: String, bigfiles_prefix: Option<String>, bigfiles: bool) -> VerifyTask {
+    VerifyTask {
+      path: path.into(),
+      bigfiles_prefix: bigfiles
+        .then(|| bigfiles_prefix.unwrap_or_else(|| des_core::DEFAULT_BIGFILES_PREFIX.to_string())),
+    }
+  }
+}
+
+impl Task for VerifyTask {
+  type Output = des_core::VerifyReport;
+  type JsValue = VerifyReport;
+  fn compute(&mut self) -> napi::Result<des_core::VerifyReport> {
+    des_core::verify_file(&self.path, self.bigfiles_prefix.as_deref()).napi()
+  }
+  fn resolve(&mut self, _env: Env, report: des_core::VerifyReport) -> napi::Result<VerifyReport> {
+    Ok(report.into())
+  }
+}
+
 /// Verifies a local shard file and the BigFiles beside it (under
 /// `bigfilesPrefix`, default `_bigFiles`; `checkBigfiles: false` leaves them
 /// to the caller) off the event loop. Damage anywhere — header, data, index,
@@ -68,8 +96,8 @@ pub fn verify_shard_file(
   path: String,
   bigfiles_prefix: Option<String>,
   check_bigfiles: Option<bool>,
-) -> AsyncTask<crate::reader::VerifyTask> {
-  AsyncTask::new(crate::reader::VerifyTask::new(
+) -> AsyncTask<VerifyTask> {
+  AsyncTask::new(VerifyTask::new(
     path,
     bigfiles_prefix,
     check_bigfiles.unwrap_or(true),

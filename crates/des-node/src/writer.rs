@@ -1,8 +1,9 @@
 //! `ShardWriter`: streams a v2 shard to a temp file; compression runs on the
 //! libuv pool (and on every core for `addFiles`); `finish` renames it into place.
 
+use crate::entry::{entry_info, EntryInfo};
 use crate::error::{bad_arg, IntoNapi};
-use crate::reader::{entry_info, EntryInfo, ShardReader};
+use crate::reader::ShardReader;
 use des_core::{Codec, CompressionPolicy, PackItem, PackSource, WriterOptions};
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Task};
