@@ -62,7 +62,8 @@ test('packs into <prefix><date>/<HEX>.des with BigFiles in <date>/_bigFiles/<sha
   const stored = await readS3Store(client, bucket, 'store/')
   for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha, uid)
   t.true(stored.get('big.bin')!.isBigfile)
-  t.deepEqual(stored.get('b.json')!.meta, { k: 'v' })
+  // The meta given, and the content type recorded from the extension.
+  t.deepEqual(stored.get('b.json')!.meta, { k: 'v', content_type: 'application/json' })
 })
 
 test('a second run appends to an existing object (small: one conditional PutObject); duplicates refused, replace works', async (t) => {
