@@ -14,7 +14,7 @@ import { DockerfileParser, type Instruction } from 'dockerfile-ast'
 import { ROOT } from './helpers/golden'
 import { cliProblems, envNamesReadByCode, flagValue } from './helpers/deploy'
 import { loadConfig, loadServeConfig } from '../src/config/env'
-import { loadMigrateConfig } from '../src/migrate/config'
+import { loadMigrateConfig } from '../src/config/migrate'
 
 interface Stage {
   name: string

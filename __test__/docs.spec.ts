@@ -10,7 +10,7 @@ import { parser } from '@prometheus-io/lezer-promql'
 import { ROOT } from './helpers/golden'
 import { envNamesReadByCode } from './helpers/deploy'
 import { registry } from '../src/metrics'
-import { parseMigrateConfig } from '../src/migrate/config'
+import { parseMigrateConfig } from '../src/config/migrate'
 
 // The modules that register metrics at import time, so the registry is complete.
 import '../src/serve/app'

@@ -15,8 +15,7 @@ import * as YAML from 'yaml'
 import { ROOT, readJson } from './helpers/golden'
 import { cliProblems, envNamesReadByCode, flagValue, substitutedNames } from './helpers/deploy'
 import { loadConfig, loadServeConfig } from '../src/config/env'
-import { substituteTree } from '../src/config/migrate-env'
-import { parseMigrateConfig } from '../src/migrate/config'
+import { parseMigrateConfig, substituteTree } from '../src/config/migrate'
 import { packWorker } from '../src/config/pack'
 
 type Obj = Record<string, any>

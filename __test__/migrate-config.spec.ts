@@ -5,8 +5,7 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { loadMigrateConfig, parseMigrateConfig } from '../src/migrate/config'
-import { loadMigrateEnv, substituteEnv } from '../src/config/migrate-env'
+import { loadMigrateConfig, loadMigrateEnv, parseMigrateConfig, substituteEnv } from '../src/config/migrate'
 import { normaliseDbUrl, pgTimestampToIso, quoteIdent, quoteTable } from '../src/migrate/db'
 import { writeConfig } from './helpers/migrate'
 
@@ -52,6 +51,7 @@ const expected = {
     level: undefined,
     bigFileThreshold: undefined,
     bigfilesPrefix: '_bigFiles',
+    tailBytes: 64 * 1024,
     s3Source: { enabled: true, region: 'eu-west-1', endpoint: 'http://minio:9000', maxRetries: 5, retryDelaySeconds: 2.5 },
   },
 }

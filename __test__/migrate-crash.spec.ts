@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { runCli } from './helpers/cli'
 import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow, type TestTable } from './helpers/migrate'
-import { FAULT_POINTS } from '../src/config/migrate-env'
+import { FAULT_POINTS } from '../src/config/migrate'
 import { LocalSource } from '../src/storage/local'
 
 /** What must hold at any moment, crash or not. */

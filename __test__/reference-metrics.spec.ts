@@ -9,7 +9,7 @@
 import test from 'ava'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import * as path from 'node:path'
-import { parseMigrateConfig } from '../src/migrate/config'
+import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps, runCycles } from '../src/migrate/run'
 import { registry } from '../src/metrics'
 import { packFiles } from '../src/pack'

@@ -4,7 +4,7 @@
 // (rows/s, time split) on stdout as one JSON object.
 //   node bench/migrate-run.js CONFIG
 'use strict'
-const { loadMigrateConfig } = require('../dist/migrate/config')
+const { loadMigrateConfig } = require('../dist/config/migrate')
 const { createDeps } = require('../dist/migrate/run')
 const { runCycle } = require('../dist/migrate/cycle')
 

@@ -7,6 +7,17 @@ import * as fs from 'node:fs'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { availableCpus } from './cpus'
+import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
+import {
+  DEFAULT_BIG_FILE_THRESHOLD,
+  DEFAULT_BIGFILES_PREFIX,
+  DEFAULT_INDEX_CACHE_BYTES,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  DEFAULT_N_BITS,
+  DEFAULT_TAIL_BYTES,
+  MAX_N_BITS,
+  MIN_N_BITS,
+} from './defaults'
 
 export type Backend = 'local' | 's3' | 'multi_s3'
 export type Layout = 'nested' | 'flat'
@@ -100,12 +111,6 @@ export function boolVar(env: Env, name: string, def: boolean): boolean {
   throw bad(name, raw, 'expected true or false')
 }
 
-/** A key prefix normalised to '' or 'something/'. */
-export function normalisePrefix(prefix: string | undefined): string {
-  const p = (prefix ?? '').replace(/^\/+/, '')
-  return p === '' || p.endsWith('/') ? p : `${p}/`
-}
-
 /** S3 settings from DES_S3_* (bucket required when `required`). */
 export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
   const bucket = env.DES_S3_BUCKET?.trim()
@@ -114,7 +119,7 @@ export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
     return undefined
   }
   const endpoint = env.DES_S3_ENDPOINT_URL?.trim() || undefined
-  if (endpoint && !/^https?:\/\/[^\s/]+/.test(endpoint)) throw bad('DES_S3_ENDPOINT_URL', endpoint, 'expected an http(s) URL')
+  if (endpoint && !isEndpointUrl(endpoint)) throw bad('DES_S3_ENDPOINT_URL', endpoint, 'expected an http(s) URL')
   return {
     bucket,
     region: env.DES_S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || 'us-east-1',
@@ -130,7 +135,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
   const zonesConfig = env.DES_ZONES_CONFIG?.trim() || undefined
   if (backend === 'multi_s3' && !zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
   const layouts = layoutsVar(env, 'DES_LAYOUT')
-  const bigFileThreshold = intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', 10 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER)
+  const bigFileThreshold = intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', DEFAULT_BIG_FILE_THRESHOLD, 0, Number.MAX_SAFE_INTEGER)
   return {
     backend,
     baseDir: env.DES_BASE_DIR?.trim() || './des-data',
@@ -140,18 +145,23 @@ export function loadConfig(env: Env = process.env): DesConfig {
     s3: s3FromEnv(env, backend === 's3'),
     zonesConfig,
     bigFileThreshold,
-    maxPayloadBytes: intVar(env, 'DES_MAX_PAYLOAD_BYTES', Math.max(64 * 1024 * 1024, bigFileThreshold), 1, Number.MAX_SAFE_INTEGER),
+    maxPayloadBytes: intVar(env, 'DES_MAX_PAYLOAD_BYTES', Math.max(DEFAULT_MAX_PAYLOAD_BYTES, bigFileThreshold), 1, Number.MAX_SAFE_INTEGER),
     bigfilesPrefix: bigfilesPrefixVar(env),
-    indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', 256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+    indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', DEFAULT_INDEX_CACHE_BYTES, 0, Number.MAX_SAFE_INTEGER),
     payloadCacheBytes: env.DES_PAYLOAD_CACHE_BYTES?.trim().toLowerCase() === 'auto' ? undefined : optionalIntVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER),
-    tailBytes: intVar(env, 'DES_TAIL_BYTES', 64 * 1024, 12, 1024 * 1024 * 1024),
+    tailBytes: loadTailBytes(env),
     shardRecheckMs: optionalIntVar(env, 'DES_SHARD_RECHECK_MS', 0, 24 * 3600 * 1000),
   }
 }
 
 /** `DES_N_BITS` alone (4..16, default 8), for commands that need only the routing (`des locate`). */
 export function loadNBits(env: Env = process.env): number {
-  return intVar(env, 'DES_N_BITS', 8, 4, 16)
+  return intVar(env, 'DES_N_BITS', DEFAULT_N_BITS, MIN_N_BITS, MAX_N_BITS)
+}
+
+/** `DES_TAIL_BYTES` alone: the suffix read that fetches footer and index together (12 B..1 GiB, default 64 KiB). */
+export function loadTailBytes(env: Env = process.env): number {
+  return intVar(env, 'DES_TAIL_BYTES', DEFAULT_TAIL_BYTES, 12, 1024 * 1024 * 1024)
 }
 
 /** The layout `DES_LAYOUT` says files are written in (its first), for commands that need only that (`des locate`). */
@@ -179,10 +189,8 @@ export function layoutsVar(env: Env, name: string): Layout[] {
 
 function bigfilesPrefixVar(env: Env): string {
   const raw = env.DES_BIGFILES_PREFIX
-  if (raw === undefined || raw.trim() === '') return '_bigFiles'
-  if (!/^[A-Za-z0-9._-]+$/.test(raw) || raw === '.' || raw === '..') {
-    throw bad('DES_BIGFILES_PREFIX', raw, 'expected one folder name (letters, digits, . _ -)')
-  }
+  if (raw === undefined || raw.trim() === '') return DEFAULT_BIGFILES_PREFIX
+  if (!isFolderName(raw)) throw bad('DES_BIGFILES_PREFIX', raw, FOLDER_NAME_EXPECTED)
   return raw
 }
 

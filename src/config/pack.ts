@@ -4,7 +4,8 @@
 
 import { DesError } from '../errors'
 import { DEFAULT_MEMORY_ENTRIES } from '../pack/planner'
-import { intVar, normalisePrefix, s3FromEnv, type S3Settings } from './env'
+import { normalisePrefix } from './checks'
+import { intVar, s3FromEnv, type S3Settings } from './env'
 
 type Env = Record<string, string | undefined>
 

@@ -3,6 +3,8 @@
 // A bad flag is refused by name, as a bad variable is.
 
 import { DesError } from '../errors'
+import { isNBits } from './checks'
+import { MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { loadConfig, type Backend, type DesConfig } from './env'
 
 type Env = Record<string, string | undefined>
@@ -50,7 +52,7 @@ export function loadStoreConfig(flags: StoreFlags, env: Env = process.env): DesC
   // Checked as DES_LAYOUT is (nested, flat, or the layouts readers try in order).
   if (flags.layout !== undefined) over.DES_LAYOUT = flags.layout
   if (flags.nBits !== undefined) {
-    if (!Number.isInteger(flags.nBits) || flags.nBits < 4 || flags.nBits > 16) throw badFlag('--n-bits', flags.nBits, 'expected a whole number 4..16')
+    if (!isNBits(flags.nBits)) throw badFlag('--n-bits', flags.nBits, `expected a whole number ${MIN_N_BITS}..${MAX_N_BITS}`)
     over.DES_N_BITS = String(flags.nBits)
   }
   if (flags.bigfilesPrefix !== undefined) over.DES_BIGFILES_PREFIX = flags.bigfilesPrefix

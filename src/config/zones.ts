@@ -6,7 +6,8 @@
 import * as fs from 'node:fs'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
-import { normalisePrefix, type S3Settings } from './env'
+import { isEndpointUrl, normalisePrefix } from './checks'
+import type { S3Settings } from './env'
 
 export interface Zone {
   name: string
@@ -59,7 +60,7 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
     const bucket = typeof z.s3?.bucket === 'string' ? z.s3.bucket.trim() : ''
     if (!bucket) throw fail(file, `zone ${name}: s3.bucket is required`)
     const endpoint = typeof z.s3.endpoint_url === 'string' && z.s3.endpoint_url.trim() ? z.s3.endpoint_url.trim() : undefined
-    if (endpoint && !/^https?:\/\/[^\s/]+/.test(endpoint)) throw fail(file, `zone ${name}: s3.endpoint_url ${JSON.stringify(endpoint)} is not an http(s) URL`)
+    if (endpoint && !isEndpointUrl(endpoint)) throw fail(file, `zone ${name}: s3.endpoint_url ${JSON.stringify(endpoint)} is not an http(s) URL`)
     return {
       name,
       start,

@@ -27,6 +27,7 @@ import * as path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { createHash } from 'node:crypto'
 import { DesError, describe } from '../errors'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { locateShard, type EntryInfo, type PackFile, type ShardReader } from '../native'
 import type { PartWrite, ShardSink } from '../pack/local-target'
 import type { KeyPlan, PlannedInput } from '../pack/plan'
@@ -189,8 +190,8 @@ interface FlatFile {
 /** Converts the flat layout of `store` into the nested one. See the module comment. */
 export async function convertStore(store: ConvertStore, opts: ConvertOptions): Promise<ConvertReport> {
   const started = performance.now()
-  const prefix = opts.bigfilesPrefix ?? '_bigFiles'
-  const tailBytes = opts.tailBytes ?? 256 * 1024
+  const prefix = opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX
+  const tailBytes = opts.tailBytes ?? DEFAULT_TAIL_BYTES
   const tmpRoot = opts.tmpDir ?? os.tmpdir()
   const faults = new Faults(opts.fault)
   const listing = await listStore(store.source, prefix)

@@ -15,13 +15,12 @@ import type { S3Client } from '@aws-sdk/client-s3'
 import { performance } from 'node:perf_hooks'
 import { locateShard } from '../native'
 import { DesError, classifyError, describe } from '../errors'
-import type { FaultPoint } from '../config/migrate-env'
+import type { FaultPoint, MigrateConfig } from '../config/migrate'
 import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
 import type { ByteSource } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { packFiles, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
-import type { MigrateConfig } from './config'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { checkSource, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
@@ -242,7 +241,7 @@ function groupKeys(rows: GoodRow[]): Array<{ dateDir: string; shardHex: string }
  * them would fail the whole batch).
  */
 export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ toPack: GoodRow[]; alreadyStored: GoodRow[]; bad: BadRow[] }> {
-  const parts = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout)
+  const parts = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout, deps.config.packer.tailBytes)
   const out = { toPack: [] as GoodRow[], alreadyStored: [] as GoodRow[], bad: [] as BadRow[] }
   for (const r of rows) {
     const stored = findStored(parts.get(`${r.dateDir}/${r.shardHex}`)!, r.uid)
@@ -279,7 +278,7 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackRe
  * reads their stored bytes back and keeps those that check out.
  */
 export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ verified: GoodRow[]; missing: BadRow[] }> {
-  const parts: Map<string, ShardHandle[]> = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout)
+  const parts: Map<string, ShardHandle[]> = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout, deps.config.packer.tailBytes)
   const indexed: Array<{ row: GoodRow; part: ShardHandle }> = []
   const missing: BadRow[] = []
   for (const r of rows) {

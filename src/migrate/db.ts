@@ -9,7 +9,7 @@
 
 import knexFactory, { type Knex } from 'knex'
 import { knexLog, type KnexLog } from '../log'
-import type { DatabaseConfig } from './config'
+import type { DatabaseConfig } from '../config/migrate'
 
 /** One claimed row, every value as PostgreSQL's text for it (NULL stays null). */
 export interface SourceRow {

@@ -6,20 +6,22 @@
 import type { ByteSource } from '../storage/source'
 import { openShard, type ShardHandle } from '../store/shard'
 import type { Layout } from '../config/env'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { bigfileKeyIn, parseFlatShardKey, shardKeyIn } from '../store/layout'
 import { describe } from '../errors'
 import type { EntryInfo } from '../native'
 import { mapLimit } from './sources'
 
-/** Suffix read that usually holds footer and whole index in one request. */
-const TAIL_BYTES = 256 * 1024
-
-/** Every part of one key, in part order (stops at the first part that does not exist). */
-export async function openParts(store: ByteSource, dateDir: string, shardHex: string, layout: Layout = 'nested'): Promise<ShardHandle[]> {
+/**
+ * Every part of one key, in part order (stops at the first part that does not
+ * exist); each read as a suffix of `tailBytes` (DES_TAIL_BYTES), a second read
+ * only for an index longer than that.
+ */
+export async function openParts(store: ByteSource, dateDir: string, shardHex: string, layout: Layout = 'nested', tailBytes = DEFAULT_TAIL_BYTES): Promise<ShardHandle[]> {
   const parts: ShardHandle[] = []
   for (let part = 0; ; part++) {
     try {
-      parts.push(await openShard(store, shardKeyIn(layout, { dateDir, shardHex }, part), TAIL_BYTES))
+      parts.push(await openShard(store, shardKeyIn(layout, { dateDir, shardHex }, part), tailBytes))
     } catch (err) {
       if ((err as { code?: string })?.code === 'DES_NOT_FOUND') return parts
       throw err
@@ -34,8 +36,8 @@ export interface StoredEntry {
 }
 
 /** The parts of many keys (`date/HEX`), opened a few at a time. */
-export async function openKeys(store: ByteSource, keys: Array<{ dateDir: string; shardHex: string }>, concurrency = 16, layout: Layout = 'nested'): Promise<Map<string, ShardHandle[]>> {
-  const opened = await mapLimit(keys, concurrency, (k) => openParts(store, k.dateDir, k.shardHex, layout))
+export async function openKeys(store: ByteSource, keys: Array<{ dateDir: string; shardHex: string }>, concurrency = 16, layout: Layout = 'nested', tailBytes = DEFAULT_TAIL_BYTES): Promise<Map<string, ShardHandle[]>> {
+  const opened = await mapLimit(keys, concurrency, (k) => openParts(store, k.dateDir, k.shardHex, layout, tailBytes))
   return new Map(keys.map((k, i) => [`${k.dateDir}/${k.shardHex}`, opened[i]]))
 }
 
@@ -58,7 +60,7 @@ const READ_BACK_GAP = 1 << 20
  * size. Neighbouring entries share one range read. Returns each failed uid
  * with the reason; a uid absent from the result was read back intact.
  */
-export async function readBack(store: ByteSource, part: ShardHandle, uids: string[], bigfilesPrefix = '_bigFiles', layout: Layout = 'nested'): Promise<Map<string, string>> {
+export async function readBack(store: ByteSource, part: ShardHandle, uids: string[], bigfilesPrefix = DEFAULT_BIGFILES_PREFIX, layout: Layout = 'nested'): Promise<Map<string, string>> {
   const dateDir = layout === 'flat' ? (parseFlatShardKey(part.key)?.dateDir ?? '') : part.key.slice(0, part.key.indexOf('/'))
   const failed = new Map<string, string>()
   const inline: Array<{ uid: string; entry: EntryInfo }> = []

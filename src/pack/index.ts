@@ -18,6 +18,8 @@ import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
 import type { Layout } from '../config/env'
+import { isFolderName, isNBits } from '../config/checks'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS } from '../config/defaults'
 import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
@@ -120,8 +122,8 @@ const PREPASS_CONCURRENCY = 16
 
 function checkOptions(opts: PackOptions): void {
   const bad = (what: string) => new DesError('DES_BAD_ARG', what)
-  const nBits = opts.nBits ?? 8
-  if (!Number.isInteger(nBits) || nBits < 4 || nBits > 16) throw bad(`n_bits must be an integer 4..16, got ${nBits}`)
+  const nBits = opts.nBits ?? DEFAULT_N_BITS
+  if (!isNBits(nBits)) throw bad(`n_bits must be an integer ${MIN_N_BITS}..${MAX_N_BITS}, got ${nBits}`)
   if (opts.maxShardSize !== undefined && !(Number.isSafeInteger(opts.maxShardSize) && opts.maxShardSize > 0)) {
     throw bad(`max shard size must be a positive number of bytes, got ${opts.maxShardSize}`)
   }
@@ -130,7 +132,7 @@ function checkOptions(opts: PackOptions): void {
   if (opts.bigFileThreshold !== undefined && !(Number.isSafeInteger(opts.bigFileThreshold) && opts.bigFileThreshold >= 0)) {
     throw bad(`BigFile threshold must be a whole number of bytes, got ${opts.bigFileThreshold}`)
   }
-  if (opts.bigfilesPrefix !== undefined && !/^[A-Za-z0-9._-]+$/.test(opts.bigfilesPrefix)) throw bad(`BigFile prefix must be one folder name, got ${opts.bigfilesPrefix}`)
+  if (opts.bigfilesPrefix !== undefined && !isFolderName(opts.bigfilesPrefix)) throw bad(`BigFile prefix must be one folder name, got ${opts.bigfilesPrefix}`)
   if (opts.replace && opts.skipExisting) throw bad('replace and skipExisting cannot be combined')
   if (opts.layout !== undefined && opts.layout !== 'nested' && opts.layout !== 'flat') throw bad(`layout must be nested or flat, got ${opts.layout}`)
   if (opts.replace && opts.layout === 'flat') throw bad('replace rewrites the shard that holds a uid; the flat layout never rewrites a shard (convert the store to nested first, des convert)')
@@ -146,7 +148,7 @@ function writerSettings(opts: PackOptions): WriterSettings {
   if (opts.level !== undefined) writer.level = opts.level
   if (opts.skipExtensions) writer.skipExtensions = opts.skipExtensions
   if (opts.bigFileThreshold !== undefined) writer.bigFileThreshold = opts.bigFileThreshold
-  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? '_bigFiles', layout: opts.layout ?? 'nested' }
+  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested' }
 }
 
 function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras): ShardSink {
@@ -188,7 +190,7 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
   if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
   checkOptions(opts)
   const label = extras.label ?? ((i: number) => `input ${i + 1}`)
-  const planner = new Planner({ nBits: opts.nBits ?? 8, layout: opts.layout, worker: opts.worker, memoryEntries: extras.memoryEntries, tmpDir: extras.tmpDir })
+  const planner = new Planner({ nBits: opts.nBits ?? DEFAULT_N_BITS, layout: opts.layout, worker: opts.worker, memoryEntries: extras.memoryEntries, tmpDir: extras.tmpDir })
   try {
     const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
     const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined

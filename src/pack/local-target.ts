@@ -6,6 +6,7 @@
 
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
+import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
 import { ShardReader, ShardWriter } from '../native'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
@@ -87,7 +88,7 @@ export class LocalTarget implements ShardSink {
       ...this.settings.writer,
       replace: Boolean(ctx.replace),
       // The writer's default is `_bigFiles` beside the shard: right for both layouts (a flat shard sits at the root).
-      ...(prefix !== '_bigFiles' ? { bigfilesDir: path.join(this.dir, bigfileDirIn(this.settings.layout ?? 'nested', plan.dateDir, prefix)) } : {}),
+      ...(prefix !== DEFAULT_BIGFILES_PREFIX ? { bigfilesDir: path.join(this.dir, bigfileDirIn(this.settings.layout ?? 'nested', plan.dateDir, prefix)) } : {}),
     })
     let fill: FillResult
     try {

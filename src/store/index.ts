@@ -1,6 +1,7 @@
 // The store: (uid, created_at) → bytes, over any backend.
 
 import type { DesConfig } from '../config/env'
+import { DEFAULT_SHARD_RECHECK_MS } from '../config/defaults'
 import { setPayloadCeiling } from '../native'
 import { createSources } from '../storage'
 import type { S3ClientOptions } from '../storage/s3-client'
@@ -25,6 +26,6 @@ export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store 
     indexCacheBytes: config.indexCacheBytes,
     payloadCacheBytes: config.payloadCacheBytes ?? 0,
     tailBytes: config.tailBytes,
-    shardRecheckMs: config.shardRecheckMs ?? (config.backend === 'local' ? 2_000 : 30_000),
+    shardRecheckMs: config.shardRecheckMs ?? (config.backend === 'local' ? DEFAULT_SHARD_RECHECK_MS.local : DEFAULT_SHARD_RECHECK_MS.s3),
   })
 }

@@ -6,6 +6,7 @@
 //   written, in its own offset (SPEC §1, §5).
 
 import type { Layout } from '../config/env'
+import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { locateShard, type ShardLocation } from '../native'
 import { readTimestamp } from './timestamp'
 
@@ -18,7 +19,7 @@ export function shardKey(loc: Pick<ShardLocation, 'dateDir' | 'shardHex'>, part 
 }
 
 /** Key of a BigFile in the nested layout: `<date>/<prefix>/<sha256>`. */
-export function bigfileKey(dateDir: string, sha256: string, prefix = '_bigFiles'): string {
+export function bigfileKey(dateDir: string, sha256: string, prefix = DEFAULT_BIGFILES_PREFIX): string {
   return `${dateDir}/${prefix}/${sha256}`
 }
 
@@ -28,7 +29,7 @@ export function flatShardKey(loc: Pick<ShardLocation, 'dateDir' | 'shardHex'>, n
 }
 
 /** Key of a BigFile in the flat layout: `<prefix>/<sha256>` at the store root. */
-export function flatBigfileKey(sha256: string, prefix = '_bigFiles'): string {
+export function flatBigfileKey(sha256: string, prefix = DEFAULT_BIGFILES_PREFIX): string {
   return `${prefix}/${sha256}`
 }
 
@@ -38,12 +39,12 @@ export function shardKeyIn(layout: Layout, loc: Pick<ShardLocation, 'dateDir' | 
 }
 
 /** Key of a BigFile written beside a shard of `dateDir` in `layout`. */
-export function bigfileKeyIn(layout: Layout, dateDir: string, sha256: string, prefix = '_bigFiles'): string {
+export function bigfileKeyIn(layout: Layout, dateDir: string, sha256: string, prefix = DEFAULT_BIGFILES_PREFIX): string {
   return layout === 'flat' ? flatBigfileKey(sha256, prefix) : bigfileKey(dateDir, sha256, prefix)
 }
 
 /** Folder (relative to the store root) that BigFiles of a shard of `dateDir` go to in `layout`. */
-export function bigfileDirIn(layout: Layout, dateDir: string, prefix = '_bigFiles'): string {
+export function bigfileDirIn(layout: Layout, dateDir: string, prefix = DEFAULT_BIGFILES_PREFIX): string {
   return layout === 'flat' ? prefix : `${dateDir}/${prefix}`
 }
 

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { Layout } from '../config/env'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_INDEX_CACHE_BYTES, DEFAULT_SHARD_RECHECK_MS, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { DesError } from '../errors'
 import type { EntryInfo, ShardLocation } from '../native'
 import type { ByteRange, ByteSource, ShardSources } from '../storage/source'
@@ -150,10 +151,10 @@ export class Store {
     this.nBits = opts.nBits
     this.layouts = opts.layouts && opts.layouts.length > 0 ? [...opts.layouts] : [opts.layout ?? 'nested']
     this.layout = this.layouts[0]
-    this.bigfilesPrefix = opts.bigfilesPrefix ?? '_bigFiles'
-    this.tailBytes = opts.tailBytes ?? 64 * 1024
-    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? 256 * 1024 * 1024, (shard) => this.retire(shard))
-    this.shardRecheckMs = opts.shardRecheckMs ?? 2_000
+    this.bigfilesPrefix = opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX
+    this.tailBytes = opts.tailBytes ?? DEFAULT_TAIL_BYTES
+    this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? DEFAULT_INDEX_CACHE_BYTES, (shard) => this.retire(shard))
+    this.shardRecheckMs = opts.shardRecheckMs ?? DEFAULT_SHARD_RECHECK_MS.local
     this.clock = opts.clock ?? (() => performance.now())
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }

@@ -87,6 +87,7 @@ export function register(y: Argv): Argv {
         report = await convertStore(store, {
           nBits,
           bigfilesPrefix: config.bigfilesPrefix,
+          tailBytes: config.tailBytes,
           deleteSource: argv['delete-source'],
           maxShardSize: argv['max-shard-size'] !== undefined ? parseSize(argv['max-shard-size'], '--max-shard-size') : undefined,
           onProgress: bar?.onProgress,

@@ -1,7 +1,7 @@
 // `des migrate` (alias des-migrate): move files listed in a PostgreSQL table into shards.
 
 import type { Argv } from 'yargs'
-import { loadMigrateEnv } from '../../config/migrate-env'
+import { loadMigrateEnv } from '../../config/migrate'
 import { DesError } from '../../errors'
 import type { CycleReport } from '../../migrate/cycle'
 import { writeOut } from '../output'
@@ -76,7 +76,7 @@ export function register(y: Argv): Argv {
         .example('$0 migrate --config migration.yaml --dry-run', 'what one cycle would do, changing nothing')
         .example('$0 migrate --config migration.yaml --continuous --interval 600 --metrics-port 9464', 'a cycle every 10 minutes, metrics for Prometheus'),
     async (argv) => {
-      const { loadMigrateConfig } = await import('../../migrate/config')
+      const { loadMigrateConfig } = await import('../../config/migrate')
       const { boundPort, createDeps, runCycles, serveMetrics } = await import('../../migrate/run')
       if (!(argv.interval > 0)) throw new DesError('DES_BAD_ARG', '--interval must be a positive number of seconds')
       if (argv['dry-run'] && argv.continuous) throw new DesError('DES_BAD_ARG', '--dry-run runs one cycle; drop --continuous')

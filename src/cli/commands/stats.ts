@@ -1,7 +1,7 @@
 // `des stats` (alias des-stats): what a migration with this cutoff would move.
 
 import type { Argv } from 'yargs'
-import { loadMigrateEnv } from '../../config/migrate-env'
+import { loadMigrateEnv } from '../../config/migrate'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
@@ -34,9 +34,9 @@ export function register(y: Argv): Argv {
         .example('$0 stats --config migration.yaml --json', 'what the next migration cycle of this config would find'),
     async (argv) => {
       const env = loadMigrateEnv()
-      let fromConfig: import('../../migrate/config').MigrateConfig | undefined
+      let fromConfig: import('../../config/migrate').MigrateConfig | undefined
       if (argv.config !== undefined) {
-        const { loadMigrateConfig } = await import('../../migrate/config')
+        const { loadMigrateConfig } = await import('../../config/migrate')
         fromConfig = loadMigrateConfig(argv.config, env.vars)
       }
       const url = argv['db-url'] ?? fromConfig?.database.url ?? env.dbUrl

@@ -2,16 +2,76 @@
 // validated, typed config. Every error names the key it is about. Strings may
 // name environment variables (`${VAR}`, `${VAR:-default}`); numbers and
 // booleans may therefore arrive as strings and are accepted in that form too.
+// Also what `des migrate` takes from the environment: the variables config
+// files may name and the test-only fault switch.
 
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
-import { substituteTree } from '../config/migrate-env'
-import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, normalisePrefix, type Layout } from '../config/env'
 import type { Codec } from '../native'
+import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
+import { DEFAULT_MAX_SHARD_SIZE, MAX_N_BITS, MIN_N_BITS } from './defaults'
+import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, type Layout } from './env'
 
 type Env = Record<string, string | undefined>
+
+/**
+ * Points of a migration cycle where a test may have the process kill itself
+ * (SIGKILL, no clean-up) to prove a rerun finishes the job.
+ */
+export const FAULT_POINTS = ['in-pack', 'after-pack', 'after-verify', 'before-commit', 'after-mark', 'mid-delete'] as const
+export type FaultPoint = (typeof FAULT_POINTS)[number]
+
+export interface MigrateEnv {
+  /** Variables a config file's strings may name. */
+  vars: Env
+  /** `DES_TEST_FAULT`: where to SIGKILL ourselves (tests only). */
+  fault?: FaultPoint
+  /** `DES_DB_URL`: the database of `des stats` when neither `--db-url` nor `--config` names one (a URL on the command line shows its password in `ps`). */
+  dbUrl?: string
+}
+
+/** Reads the migration environment (process.env by default). */
+export function loadMigrateEnv(env: Env = process.env): MigrateEnv {
+  const raw = env.DES_TEST_FAULT?.trim()
+  if (raw && !(FAULT_POINTS as readonly string[]).includes(raw)) {
+    throw new DesError('DES_CONFIG', `DES_TEST_FAULT=${JSON.stringify(raw)} is invalid: expected one of ${FAULT_POINTS.join(', ')}`)
+  }
+  return { vars: { ...env }, fault: (raw || undefined) as FaultPoint | undefined, dbUrl: env.DES_DB_URL?.trim() || undefined }
+}
+
+const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-?)([^}]*))?\}/g
+
+/**
+ * Replaces `${VAR}`, `${VAR:-default}` and `${VAR:default}` in one string
+ * value. `:-` has the shell's meaning: the default applies when VAR is unset
+ * or empty. `:` is the reference's form (its configs use it): the default
+ * applies when VAR is unset; set to empty, VAR gives the empty string. A
+ * `${VAR}` with no default and no value is an error naming `where` (the
+ * config key) and the variable.
+ */
+export function substituteEnv(value: string, vars: Env, where: string): string {
+  return value.replace(REF, (_all, name: string, form: string | undefined, def: string | undefined) => {
+    const v = vars[name]
+    if (v !== undefined && (v !== '' || form === ':')) return v
+    if (form !== undefined) return def ?? ''
+    if (v === '') return ''
+    throw new DesError('DES_CONFIG', `${where}: environment variable ${name} is not set (write \${${name}:-default} for a default)`)
+  })
+}
+
+/** Applies `substituteEnv` to every string in a parsed JSON/YAML document. */
+export function substituteTree(doc: unknown, vars: Env, where = ''): unknown {
+  if (typeof doc === 'string') return substituteEnv(doc, vars, where || '(root)')
+  if (Array.isArray(doc)) return doc.map((v, i) => substituteTree(v, vars, `${where}[${i}]`))
+  if (doc !== null && typeof doc === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(doc)) out[k] = substituteTree(v, vars, where ? `${where}.${k}` : k)
+    return out
+  }
+  return doc
+}
 
 export interface DatabaseConfig {
   url: string
@@ -62,6 +122,8 @@ export interface PackerConfig {
   level?: number
   bigFileThreshold?: number
   bigfilesPrefix?: string
+  /** Suffix read that fetches a shard's footer and index together (DES_TAIL_BYTES). */
+  tailBytes: number
   s3Source: S3SourceConfig
 }
 
@@ -141,7 +203,7 @@ function ident(o: Obj, key: string, at: string, def: string | undefined, qualifi
 
 function endpoint(o: Obj, key: string, at: string): string | undefined {
   const v = optStr(o, key, at)
-  if (v !== undefined && !/^https?:\/\/[^\s/]+/.test(v)) throw fail(at, `${JSON.stringify(v)} is not an http(s) URL`)
+  if (v !== undefined && !isEndpointUrl(v)) throw fail(at, `${JSON.stringify(v)} is not an http(s) URL`)
   return v
 }
 
@@ -204,22 +266,21 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   const codec = str(pk, 'codec', 'packer.codec', 'zstd').toLowerCase() as Codec
   if (!CODECS.includes(codec)) throw fail('packer.codec', `expected one of ${CODECS.join(', ')}`)
   const bigfilesPrefix = optStr(pk, 'bigfiles_prefix', 'packer.bigfiles_prefix')
-  if (bigfilesPrefix !== undefined && (!/^[A-Za-z0-9._-]+$/.test(bigfilesPrefix) || bigfilesPrefix === '.' || bigfilesPrefix === '..')) {
-    throw fail('packer.bigfiles_prefix', 'expected one folder name (letters, digits, . _ -)')
-  }
+  if (bigfilesPrefix !== undefined && !isFolderName(bigfilesPrefix)) throw fail('packer.bigfiles_prefix', FOLDER_NAME_EXPECTED)
   const src = section(pk, 's3_source', 'packer', ['enabled', 'region_name', 'endpoint_url', 'max_retries', 'retry_delay_seconds'])
   const packer: PackerConfig = {
     output,
     layout,
-    maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', 1_000_000_000, 1, Number.MAX_SAFE_INTEGER, true),
+    maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', DEFAULT_MAX_SHARD_SIZE, 1, Number.MAX_SAFE_INTEGER, true),
     // Unset keys take the variables every command reads (DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES, DES_BIGFILES_PREFIX).
-    nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), 4, 16, true)!,
+    nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), MIN_N_BITS, MAX_N_BITS, true)!,
     codec,
     level: num(pk, 'level', 'packer.level', undefined, -7, 22, true),
     bigFileThreshold:
       num(pk, 'big_file_threshold', 'packer.big_file_threshold', undefined, 0, Number.MAX_SAFE_INTEGER, true) ??
       (vars.DES_BIG_FILE_THRESHOLD_BYTES?.trim() ? intVar(vars, 'DES_BIG_FILE_THRESHOLD_BYTES', 0, 0, Number.MAX_SAFE_INTEGER) : undefined),
     bigfilesPrefix: bigfilesPrefix ?? loadBigfilesPrefix(vars),
+    tailBytes: loadTailBytes(vars),
     s3Source: {
       enabled: bool(src, 'enabled', 'packer.s3_source.enabled', false),
       region: optStr(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,

@@ -1,0 +1,28 @@
+// The checks more than one setting shares, written once. Each answers yes or
+// no; the caller words the refusal, naming its variable, key or flag.
+
+import { MAX_N_BITS, MIN_N_BITS } from './defaults'
+
+/** An http(s) URL with a host (`DES_S3_ENDPOINT_URL`, `endpoint_url`). */
+export function isEndpointUrl(text: string): boolean {
+  return /^https?:\/\/[^\s/]+/.test(text)
+}
+
+/** One folder name: letters, digits, `. _ -`, not `.` or `..` (the BigFiles prefix). */
+export function isFolderName(text: string): boolean {
+  return /^[A-Za-z0-9._-]+$/.test(text) && text !== '.' && text !== '..'
+}
+
+/** What a folder-name refusal says. */
+export const FOLDER_NAME_EXPECTED = 'expected one folder name (letters, digits, . _ -)'
+
+/** A whole number of routing bits in range. */
+export function isNBits(n: number): boolean {
+  return Number.isInteger(n) && n >= MIN_N_BITS && n <= MAX_N_BITS
+}
+
+/** A key prefix normalised to '' or 'something/'. */
+export function normalisePrefix(prefix: string | undefined): string {
+  const p = (prefix ?? '').replace(/^\/+/, '')
+  return p === '' || p.endsWith('/') ? p : `${p}/`
+}

@@ -1,0 +1,29 @@
+// Every default that more than one command uses, defined once. The config
+// loaders fill them in; store, pack, migrate and convert fall back to these
+// when a caller (a test, the library API) leaves a setting out.
+
+/** Folder of BigFiles beside the shards (`DES_BIGFILES_PREFIX`, `packer.bigfiles_prefix`). */
+export const DEFAULT_BIGFILES_PREFIX = '_bigFiles'
+
+/** Size of the suffix read that fetches footer and index together (`DES_TAIL_BYTES`). */
+export const DEFAULT_TAIL_BYTES = 64 * 1024
+
+/** Bytes of parsed indexes kept in memory (`DES_INDEX_CACHE_BYTES`). */
+export const DEFAULT_INDEX_CACHE_BYTES = 256 * 1024 * 1024
+
+/** Smallest payload stored as a BigFile (`DES_BIG_FILE_THRESHOLD_BYTES`, `packer.big_file_threshold`). */
+export const DEFAULT_BIG_FILE_THRESHOLD = 10 * 1024 * 1024
+
+/** Largest inline payload a read holds in memory, unless the BigFile threshold is larger (`DES_MAX_PAYLOAD_BYTES`). */
+export const DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024 * 1024
+
+/** Routing bits (`DES_N_BITS`, `packer.n_bits`, `--n-bits`) and their range. */
+export const DEFAULT_N_BITS = 8
+export const MIN_N_BITS = 4
+export const MAX_N_BITS = 16
+
+/** How long a cached shard is trusted before it is re-checked (`DES_SHARD_RECHECK_MS` unset): a stat on local disk, a suffix GET on S3. */
+export const DEFAULT_SHARD_RECHECK_MS = { local: 2_000, s3: 30_000 } as const
+
+/** Shard size at which the migrator starts a new part (`packer.max_shard_size`). */
+export const DEFAULT_MAX_SHARD_SIZE = 1_000_000_000
