@@ -335,7 +335,7 @@ export async function* readManifest(file: string): AsyncGenerator<ManifestEntry>
   let batch: ManifestEntry[] = []
   const scanner = new ManifestScanner((input, line) => batch.push({ input, label: `line ${line}` }))
   // The stream closes the file when it ends or is destroyed.
-  const stream = handle.createReadStream({ highWaterMark: 1024 * 1024 })
+  const stream = handle.createReadStream({ highWaterMark: 256 * 1024 })
   try {
     for await (const chunk of stream) {
       scanner.feed(chunk as Buffer)

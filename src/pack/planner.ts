@@ -22,11 +22,11 @@ import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources, type S3SourceOptions } from './sources'
 
 /** Inputs kept in memory before the plan spills to temp files. */
-export const DEFAULT_MEMORY_ENTRIES = 100_000
-const BUCKETS = 256
+export const DEFAULT_MEMORY_ENTRIES = 25_000
+const BUCKETS = 1024
 const UID_PARTS = 256
 /** Bytes of lines a spill file gathers before one write. */
-const FLUSH_BYTES = 16 * 1024
+const FLUSH_BYTES = 8 * 1024
 
 /** Which keys of the manifest this process packs: those with shard index mod `count` = `index`. */
 export interface WorkerSlice {
