@@ -12,6 +12,8 @@ import { errorCode } from '../src/errors'
 import { LocalSource } from '../src/storage/local'
 import { S3Source, s3Error } from '../src/storage/s3'
 import { createS3Client } from '../src/storage/s3-client'
+import { isTransientKind, s3ErrorKind } from '../src/storage/s3-errors'
+import { isS3Url, parseS3Url, totalFromContentRange } from '../src/storage/s3-url'
 import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
 import { createStore } from '../src/store'
@@ -96,6 +98,35 @@ test('S3 errors map to codes: 404 not found, 412 changed, no answer unavailable,
   t.is(s3Error(Object.assign(new Error('x'), { name: 'SlowDown', $metadata: { httpStatusCode: 503 } }), 'b', 'k').code, 'DES_UNAVAILABLE')
   t.is(s3Error(Object.assign(new Error('x'), { name: 'AccessDenied', $metadata: { httpStatusCode: 403 } }), 'b', 'k').code, 'DES_STORAGE')
   t.is(s3Error(Object.assign(new Error('x'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } }), 'b', 'k').code, 'DES_STORAGE')
+})
+
+test('one classifier says what every S3 failure was, for reads, uploads and sources alike', (t) => {
+  const sdk = (name: string, status?: number, extra: object = {}) => Object.assign(new Error(name), { name, ...(status === undefined ? {} : { $metadata: { httpStatusCode: status } }), ...extra })
+  t.is(s3ErrorKind(sdk('NoSuchBucket', 404)), 'no-bucket')
+  t.is(s3ErrorKind(sdk('NoSuchKey', 404)), 'missing')
+  t.is(s3ErrorKind(sdk('NotFound', 404)), 'missing')
+  t.is(s3ErrorKind(sdk('PreconditionFailed', 412)), 'conflict')
+  t.is(s3ErrorKind(sdk('ConditionalRequestConflict', 409)), 'conflict')
+  t.is(s3ErrorKind(sdk('AccessDenied', 403)), 'forbidden')
+  t.is(s3ErrorKind(sdk('Error', undefined, { code: 'ECONNREFUSED', syscall: 'connect' })), 'unreachable')
+  t.is(s3ErrorKind(sdk('Error', undefined, { code: 'ENOSPC', syscall: 'write' })), 'local-io')
+  t.is(s3ErrorKind(sdk('SlowDown', 503)), 'busy')
+  t.is(s3ErrorKind(sdk('TooManyRequests', 429)), 'busy')
+  t.is(s3ErrorKind(sdk('InternalError', 500)), 'server')
+  t.is(s3ErrorKind(sdk('InvalidArgument', 400)), 'refused')
+  t.true(isTransientKind('busy') && isTransientKind('server') && isTransientKind('unreachable'))
+  t.false(isTransientKind('missing') || isTransientKind('conflict') || isTransientKind('forbidden') || isTransientKind('refused'))
+})
+
+test('s3:// is parsed in one place: a bucket and a non-empty key, any case of the scheme', (t) => {
+  t.deepEqual(parseS3Url('s3://b/a/k.bin'), { bucket: 'b', key: 'a/k.bin' })
+  t.deepEqual(parseS3Url('S3://b/k'), { bucket: 'b', key: 'k' })
+  for (const bad of ['s3://', 's3://b', 's3://b/', 's3:///k', '/data/k', 'http://b/k']) t.is(parseS3Url(bad), null, bad)
+  t.true(isS3Url('s3://b'))
+  t.false(isS3Url('/s3://b/k'))
+  t.is(totalFromContentRange('bytes 0-9/1234'), 1234)
+  t.is(totalFromContentRange('bytes */*'), undefined)
+  t.is(totalFromContentRange(undefined), undefined)
 })
 
 test('LocalSource reads tails and ranges by position and changes its etag when the file is replaced', async (t) => {

@@ -3,16 +3,16 @@
 
 import * as fs from 'node:fs/promises'
 import { DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { s3ErrorKind } from '../storage/s3-errors'
+import { isS3Url, parseS3Url } from '../storage/s3-url'
 
 export type SourceRef = { kind: 'local'; path: string } | { kind: 's3'; bucket: string; key: string }
 
 /** Parses a file_location; null when it is not one we can read. */
 export function parseLocation(location: string): SourceRef | null {
-  if (location.startsWith('s3://')) {
-    const rest = location.slice(5)
-    const slash = rest.indexOf('/')
-    if (slash <= 0 || slash === rest.length - 1) return null
-    return { kind: 's3', bucket: rest.slice(0, slash), key: rest.slice(slash + 1) }
+  if (isS3Url(location)) {
+    const url = parseS3Url(location)
+    return url ? { kind: 's3', ...url } : null
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location) || location.includes('\0')) return null
   return { kind: 'local', path: location }
@@ -38,9 +38,9 @@ export async function checkSource(ref: SourceRef, s3: S3Client | undefined): Pro
     const head = await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
     return { ok: true, size: Number(head.ContentLength ?? 0) }
   } catch (err) {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode
-    if (status === 404) return { ok: false, reason: `source s3://${ref.bucket}/${ref.key} does not exist` }
-    if (status === 403) return { ok: false, reason: `source s3://${ref.bucket}/${ref.key}: access denied` }
+    const kind = s3ErrorKind(err)
+    if (kind === 'missing' || kind === 'no-bucket') return { ok: false, reason: `source s3://${ref.bucket}/${ref.key} does not exist` }
+    if (kind === 'forbidden') return { ok: false, reason: `source s3://${ref.bucket}/${ref.key}: access denied` }
     // Anything else (network, 5xx after the SDK's retries) is not the row's fault: the caller fails the cycle.
     throw err
   }

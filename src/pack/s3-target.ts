@@ -27,6 +27,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
+import { s3ErrorKind, s3Status } from '../storage/s3-errors'
+import { totalFromContentRange } from '../storage/s3-url'
 import { footerFromTail, ShardReader, ShardWriter } from '../native'
 import { bigfileKeyIn, shardKeyIn } from '../store/layout'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
@@ -60,39 +62,39 @@ interface Tail {
   size: number
 }
 
-function statusOf(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
-}
-
-function nameOf(err: unknown): string {
-  return (err as { name?: string })?.name ?? ''
-}
-
 /** The object changed under us (conditional write or copy refused). */
 export function isConflict(err: unknown): boolean {
   if (err instanceof DesError) return err.code === 'DES_CONFLICT'
-  const s = statusOf(err)
-  return s === 412 || s === 409 || ['PreconditionFailed', 'ConditionalRequestConflict'].includes(nameOf(err))
+  return s3ErrorKind(err) === 'conflict'
 }
 
 function isMissing(err: unknown): boolean {
-  return statusOf(err) === 404 || ['NoSuchKey', 'NotFound'].includes(nameOf(err))
+  return s3ErrorKind(err) === 'missing'
 }
 
 /** An S3 failure as a DesError that says what was being done. */
 export function s3Failure(what: string, err: unknown): DesError {
   if (err instanceof DesError) return err
-  const msg = (err as Error)?.message || nameOf(err) || String(err)
-  const status = statusOf(err)
-  if (isConflict(err)) return new DesError('DES_CONFLICT', `${what}: the object changed meanwhile (${msg})`, { cause: err })
-  const e = err as { $metadata?: unknown; syscall?: string }
-  // A local file error on the way (temp space), not S3's answer.
-  if (e?.$metadata === undefined && e?.syscall) return new DesError('DES_IO', `${what}: ${msg}`, { cause: err })
-  if (status === undefined) return new DesError('DES_UNAVAILABLE', `${what}: S3 is unreachable: ${msg}`, { cause: err })
-  if (status === 403) return new DesError('DES_FORBIDDEN', `${what}: access denied: ${msg}`, { cause: err })
-  if (nameOf(err) === 'NoSuchBucket') return new DesError('DES_NOT_FOUND', `${what}: no such bucket`, { cause: err })
-  if (status >= 500) return new DesError('DES_UNAVAILABLE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
-  return new DesError('DES_STORAGE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
+  const msg = (err as Error)?.message || (err as Error)?.name || String(err)
+  const status = s3Status(err)
+  switch (s3ErrorKind(err)) {
+    case 'conflict':
+      return new DesError('DES_CONFLICT', `${what}: the object changed meanwhile (${msg})`, { cause: err })
+    case 'local-io':
+      return new DesError('DES_IO', `${what}: ${msg}`, { cause: err })
+    case 'unreachable':
+      if (status === undefined) return new DesError('DES_UNAVAILABLE', `${what}: S3 is unreachable: ${msg}`, { cause: err })
+      return new DesError('DES_UNAVAILABLE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
+    case 'forbidden':
+      return new DesError('DES_FORBIDDEN', `${what}: access denied: ${msg}`, { cause: err })
+    case 'no-bucket':
+      return new DesError('DES_NOT_FOUND', `${what}: no such bucket`, { cause: err })
+    case 'busy':
+    case 'server':
+      return new DesError('DES_UNAVAILABLE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
+    default:
+      return new DesError('DES_STORAGE', `${what}: S3 answered ${status}: ${msg}`, { cause: err })
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -140,7 +142,7 @@ export class S3Target implements ShardSink {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))
     } catch (err) {
-      if (statusOf(err) === 404 || nameOf(err) === 'NotFound') throw new DesError('DES_NOT_FOUND', `bucket ${this.bucket} does not exist`, { cause: err })
+      if (isMissing(err)) throw new DesError('DES_NOT_FOUND', `bucket ${this.bucket} does not exist`, { cause: err })
       throw s3Failure(`bucket ${this.bucket}`, err)
     }
   }
@@ -152,8 +154,7 @@ export class S3Target implements ShardSink {
   private async getRange(key: string, range: string, etag?: string): Promise<{ body: Buffer; etag: string; size: number }> {
     const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, ...(etag ? { IfMatch: etag } : {}) }))
     const body = Buffer.from(await res.Body!.transformToByteArray())
-    const total = /\/(\d+)$/.exec(res.ContentRange ?? '')
-    return { body, etag: res.ETag ?? '', size: total ? Number(total[1]) : body.length }
+    return { body, etag: res.ETag ?? '', size: totalFromContentRange(res.ContentRange) ?? body.length }
   }
 
   /** The object's index from a suffix GET (and one more GET if the index is larger). */

@@ -7,6 +7,8 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/cli
 import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceBytesDownloadedTotal, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
+import { isTransientKind, s3ErrorKind } from '../storage/s3-errors'
+import { parseS3Url } from '../storage/s3-url'
 import { withContentType } from './content-type'
 import { named, type PlannedInput } from './plan'
 
@@ -17,15 +19,6 @@ export interface S3SourceOptions {
   maxRetries?: number
   /** First backoff delay; doubles each retry, with jitter (default 200 ms). */
   retryDelayMs?: number
-}
-
-/** `s3://bucket/key` split, or null for a local path. */
-export function parseS3Uri(source: string): { bucket: string; key: string } | null {
-  if (!/^s3:\/\//i.test(source)) return null
-  const rest = source.slice(5)
-  const slash = rest.indexOf('/')
-  if (slash <= 0 || slash === rest.length - 1) return { bucket: '', key: '' }
-  return { bucket: rest.slice(0, slash), key: rest.slice(slash + 1) }
 }
 
 /** Runs `f` over `items` with at most `limit` in flight; results in order. */
@@ -50,20 +43,9 @@ export async function mapLimit<T, R>(items: T[], limit: number, f: (item: T, i: 
   return out
 }
 
-function httpStatusOf(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode
-}
-
-function isMissing(err: unknown): boolean {
-  const name = (err as { name?: string })?.name
-  return httpStatusOf(err) === 404 || name === 'NoSuchKey' || name === 'NotFound' || name === 'NoSuchBucket'
-}
-
 /** Worth another attempt: the network, throttling, a 5xx. Not a 4xx answer. */
 export function isTransient(err: unknown): boolean {
-  const status = httpStatusOf(err)
-  if (status === undefined) return true
-  return status >= 500 || status === 429 || status === 408
+  return isTransientKind(s3ErrorKind(err))
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -85,8 +67,9 @@ async function withRetries<T>(opts: S3SourceOptions, attempt: () => Promise<T>):
 
 function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
   const msg = err instanceof Error ? err.message || err.name : String(err)
-  if (isMissing(err)) return new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`, { cause: err })
-  const code = isTransient(err) ? 'DES_UNAVAILABLE' : 'DES_STORAGE'
+  const kind = s3ErrorKind(err)
+  if (kind === 'missing' || kind === 'no-bucket') return new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`, { cause: err })
+  const code = isTransientKind(kind) ? 'DES_UNAVAILABLE' : 'DES_STORAGE'
   return new DesError(code, `${named(p)}: ${what} ${p.input.source}: ${msg}`, { cause: err })
 }
 
@@ -106,8 +89,8 @@ export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions):
     await new Promise((r) => setImmediate(r))
   }
   await mapLimit(remote, 32, async (p) => {
-    const uri = parseS3Uri(p.input.source)!
-    if (!uri.bucket || !uri.key) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
+    const uri = parseS3Url(p.input.source)
+    if (!uri) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
     if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: source ${p.input.source} is on S3 but no S3 source client is configured`)
     try {
       const head = await withRetries(s3, () => s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key })))
@@ -140,7 +123,7 @@ function checkSize(p: PlannedInput, actual: number): void {
 
 /** Downloads one s3:// source (retries, backoff, metrics); its size must match. */
 export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promise<Buffer> {
-  const uri = parseS3Uri(p.input.source)!
+  const uri = parseS3Url(p.input.source)!
   const started = process.hrtime.bigint()
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   try {

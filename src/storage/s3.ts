@@ -8,45 +8,28 @@ import type { Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { s3RangeCallsTotal } from '../metrics'
+import { s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
+import { totalFromContentRange } from './s3-url'
 import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
 
-const UNREACHABLE = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EPIPE',
-  'ECONNABORTED',
-  'TimeoutError',
-  'RequestTimeout',
-  'AbortError',
-  'NetworkingError',
-])
-
-/** Turns an SDK error into ours: 404 → DES_NOT_FOUND, 412 → EtagMismatchError, unreachable → DES_UNAVAILABLE, else DES_STORAGE. */
+/** Turns an SDK error into ours: 404 → DES_NOT_FOUND, 412 → EtagMismatchError, unreachable or busy → DES_UNAVAILABLE, else DES_STORAGE. */
 export function s3Error(err: unknown, bucket: string, key: string): DesError {
   if (err instanceof DesError) return err
-  const e = err as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }
-  const status = e?.$metadata?.httpStatusCode
-  const name = e?.name ?? ''
   const where = `s3://${bucket}/${key}`
-  if (name === 'NoSuchBucket') return new DesError('DES_STORAGE', `bucket ${bucket} does not exist`, { cause: err })
-  if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return new DesError('DES_NOT_FOUND', `no object ${where}`, { cause: err })
-  if (status === 412 || name === 'PreconditionFailed') return new EtagMismatchError(where)
-  // No HTTP status = no answer from the server (refused, reset, timed out).
-  if (status === undefined || status === 503 || UNREACHABLE.has(name) || UNREACHABLE.has(e?.code ?? '')) {
-    return new DesError('DES_UNAVAILABLE', `storage unreachable reading ${where}: ${[e?.code, name, e?.message].filter(Boolean).join(': ')}`, { cause: err })
+  switch (s3ErrorKind(err)) {
+    case 'no-bucket':
+      return new DesError('DES_STORAGE', `bucket ${bucket} does not exist`, { cause: err })
+    case 'missing':
+      return new DesError('DES_NOT_FOUND', `no object ${where}`, { cause: err })
+    case 'conflict':
+      return new EtagMismatchError(where)
+    case 'unreachable':
+    case 'local-io':
+    case 'busy':
+      return new DesError('DES_UNAVAILABLE', `storage unreachable reading ${where}: ${s3ErrorText(err)}`, { cause: err })
+    default:
+      return new DesError('DES_STORAGE', `storage error reading ${where}: ${s3Status(err)} ${(err as Error)?.name ?? ''}: ${(err as Error)?.message ?? ''}`.trim(), { cause: err })
   }
-  return new DesError('DES_STORAGE', `storage error reading ${where}: ${status} ${name}: ${e?.message ?? ''}`.trim(), { cause: err })
-}
-
-/** `bytes a-b/total` → total. */
-function totalFromContentRange(cr: string | undefined): number | undefined {
-  const m = cr ? /\/(\d+)\s*$/.exec(cr) : null
-  return m ? Number(m[1]) : undefined
 }
 
 async function bodyBytes(out: GetObjectCommandOutput): Promise<Buffer> {
