@@ -10,6 +10,7 @@ import { packFiles, runPack } from '../src/pack'
 import { locateShard } from '../src/native'
 import { errorCode } from '../src/errors'
 import { registry } from '../src/metrics'
+import { createS3Client } from '../src/storage/s3-client'
 import { runCli } from './helpers/cli'
 import { goldenShards } from './helpers/golden'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
@@ -221,7 +222,7 @@ test.serial('s3:// sources are read (with the source metrics); a missing one is 
   for (const [i, b] of bodies.entries()) await client.send(new PutObjectCommand({ Bucket: bucket, Key: `in/f${i}`, Body: b }))
   const inputs = bodies.map((b, i) => ({ uid: `s3-${i}`, createdAt: '2024-07-01T00:00:00Z', sizeBytes: b.length, source: `s3://${bucket}/in/f${i}` }))
   const okBefore = (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'success')?.value ?? 0
-  const res = await packFiles(inputs, { kind: 's3', bucket: out, prefix: '', client }, { sourceS3: { client, maxRetries: 1, retryDelayMs: 10 } })
+  const res = await packFiles(inputs, { kind: 's3', bucket: out, prefix: '', client }, { sourceS3: { client } })
   t.is(res.files, 2)
   const stored = await readS3Store(client, out)
   bodies.forEach((b, i) => t.is(stored.get(`s3-${i}`)!.sha256, sha256(b)))
@@ -301,8 +302,10 @@ test.serial('a source read that fails with 503 is retried with backoff and count
   const bucket = await freshBucket(client, 'retry')
   const body = content('json', 4000, 9)
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'src/one', Body: body }))
-  // The source client's GETs fail twice with a 503 before the real answer.
-  const flaky = testS3Client()
+  // The source client's GETs fail twice with a 503 before the real answer
+  // (below the SDK's retry step, as a server's answer would).
+  const env = s3TestEnv()
+  const flaky = createS3Client({ region: env.region, endpoint: env.endpoint, forcePathStyle: true }, { maxAttempts: 4, retryDelayMs: 5 })
   let failures = 2
   flaky.middlewareStack.add(
     (next, context) => async (args) => {
@@ -312,18 +315,19 @@ test.serial('a source read that fails with 503 is retried with backoff and count
       }
       return next(args)
     },
-    { step: 'initialize', name: 'flaky' },
+    { step: 'deserialize', name: 'flaky' },
   )
   const retries = async () => (await registry.getSingleMetric('des_s3_source_reads_total')!.get()).values.find((v) => v.labels.status === 'retry')?.value ?? 0
   const before = await retries()
   const dir = tempDir()
-  const res = await packFiles([{ uid: 'one', createdAt: '2024-07-02T00:00:00Z', source: `s3://${bucket}/src/one` }], { kind: 'local', dir }, { sourceS3: { client: flaky, maxRetries: 3, retryDelayMs: 5 } })
+  const res = await packFiles([{ uid: 'one', createdAt: '2024-07-02T00:00:00Z', source: `s3://${bucket}/src/one` }], { kind: 'local', dir }, { sourceS3: { client: flaky } })
   t.is(res.files, 1)
   t.is((await retries()) - before, 2)
   failures = 10
-  const err = await t.throwsAsync(packFiles([{ uid: 'two', createdAt: '2024-07-02T00:00:00Z', source: `s3://${bucket}/src/one` }], { kind: 'local', dir }, { sourceS3: { client: flaky, maxRetries: 2, retryDelayMs: 5 } }))
+  const err = await t.throwsAsync(packFiles([{ uid: 'two', createdAt: '2024-07-02T00:00:00Z', source: `s3://${bucket}/src/one` }], { kind: 'local', dir }, { sourceS3: { client: flaky } }))
   t.is(errorCode(err), 'DES_UNAVAILABLE')
   t.regex(err!.message, /uid "two" \(input 1\)/)
+  t.is(failures, 6, "the client's 4 attempts, no retry loop on top of them")
 })
 
 test('two des pack processes appending to the same S3 keys at once: every file of both is there', async (t) => {

@@ -102,7 +102,7 @@ test.serial('retrieval and source reads: the reference\'s label values (ok/error
   const body = payload(3000, 2)
   await client.send(new PutObjectCommand({ Bucket: src, Key: 'in/a', Body: body }))
   await packFiles([{ uid: 'a', createdAt: day, sizeBytes: body.length, source: `s3://${src}/in/a` }], { kind: 'local', dir: path.join(dir, 'out') }, { sourceS3: { client } })
-  await t.throwsAsync(packFiles([{ uid: 'b', createdAt: day, source: `s3://${src}/in/missing` }], { kind: 'local', dir: path.join(dir, 'out') }, { sourceS3: { client, maxRetries: 0 } }))
+  await t.throwsAsync(packFiles([{ uid: 'b', createdAt: day, source: `s3://${src}/in/missing` }], { kind: 'local', dir: path.join(dir, 'out') }, { sourceS3: { client } }))
   const after = await scrape()
   const moved = (name: string, labels?: Record<string, string>) => (sum(after, name, labels) ?? NaN) - (sum(before, name, labels) ?? 0)
   t.is(moved('des_retrievals_total', { backend: 'local', status: 'ok' }), 1)

@@ -27,3 +27,10 @@ export const DEFAULT_SHARD_RECHECK_MS = { local: 2_000, s3: 30_000 } as const
 
 /** Shard size at which the migrator starts a new part (`packer.max_shard_size`). */
 export const DEFAULT_MAX_SHARD_SIZE = 1_000_000_000
+
+/** Inputs `des pack` plans in memory before the plan spills to temp files (`DES_PACK_MEMORY_ENTRIES`). */
+export const DEFAULT_MEMORY_ENTRIES = 25_000
+
+/** How `des pack` reads s3:// sources: retries after the first attempt, first backoff (doubling, with jitter). */
+export const DEFAULT_SOURCE_RETRIES = 3
+export const DEFAULT_SOURCE_RETRY_DELAY_MS = 200

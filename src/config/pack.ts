@@ -3,7 +3,7 @@
 // worker of several this is, and how much of the plan stays in memory.
 
 import { DesError } from '../errors'
-import { DEFAULT_MEMORY_ENTRIES } from '../pack/planner'
+import { DEFAULT_MEMORY_ENTRIES } from './defaults'
 import { normalisePrefix } from './checks'
 import { intVar, s3FromEnv, type S3Settings } from './env'
 

@@ -265,7 +265,7 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackRe
     bigFileThreshold: p.bigFileThreshold,
     bigfilesPrefix: p.bigfilesPrefix,
     skipExisting: true,
-    sourceS3: deps.sourceS3 ? { client: deps.sourceS3, maxRetries: p.s3Source.maxRetries, retryDelayMs: p.s3Source.retryDelaySeconds * 1000 } : undefined,
+    sourceS3: deps.sourceS3 ? { client: deps.sourceS3 } : undefined,
     // Half-way through, earlier keys are durably written and later ones not yet.
     onProgress: deps.fault === 'in-pack' ? (pr) => (pr.files * 2 >= pr.totalFiles ? faultPoint(deps, 'in-pack') : undefined) : undefined,
   }

@@ -45,7 +45,7 @@ export function createDeps(config: MigrateConfig, opts: { fault?: FaultPoint; lo
   let sourceS3: S3Client | undefined
   const src = config.packer.s3Source
   if (src.enabled) {
-    sourceS3 = createS3Client({ region: src.region, endpoint: src.endpoint, forcePathStyle: Boolean(src.endpoint) }, { maxAttempts: src.maxRetries + 1 })
+    sourceS3 = createS3Client({ region: src.region, endpoint: src.endpoint, forcePathStyle: Boolean(src.endpoint) }, { maxAttempts: src.maxRetries + 1, retryDelayMs: src.retryDelaySeconds * 1000 })
     clients.push(sourceS3)
   }
   return {

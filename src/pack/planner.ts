@@ -14,15 +14,16 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { DesError } from '../errors'
+import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
+import { isS3Url } from '../storage/s3-url'
 import { locateIn } from '../store/layout'
 import type { PackInput } from './index'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources, type S3SourceOptions } from './sources'
 
-/** Inputs kept in memory before the plan spills to temp files. */
-export const DEFAULT_MEMORY_ENTRIES = 25_000
+export { DEFAULT_MEMORY_ENTRIES }
 const BUCKETS = 1024
 const UID_PARTS = 256
 /** Bytes of lines a spill file gathers before one write. */
@@ -294,8 +295,9 @@ function ordinalOf(item: PlannedInput): number {
   return (item as WithOrdinal)[ORDINAL]!
 }
 
+/** s3://… (anything after the scheme; a malformed one is refused when sources are checked). */
 function isS3(source: string): boolean {
-  return source.length > 5 && /^s3:\/\//i.test(source)
+  return source.length > 5 && isS3Url(source)
 }
 
 function spillLine(p: PlannedInput): string {

@@ -12,13 +12,13 @@ import { parseS3Url } from '../storage/s3-url'
 import { withContentType } from './content-type'
 import { named, type PlannedInput } from './plan'
 
-/** How s3:// sources are read. */
+/**
+ * How s3:// sources are read: with this client, whose retry strategy is the
+ * one retry policy (`createS3Client`'s maxAttempts and retryDelayMs); a read
+ * is not retried on top of it.
+ */
 export interface S3SourceOptions {
   client: S3Client
-  /** Attempts after the first (default 3). */
-  maxRetries?: number
-  /** First backoff delay; doubles each retry, with jitter (default 200 ms). */
-  retryDelayMs?: number
 }
 
 /** Runs `f` over `items` with at most `limit` in flight; results in order. */
@@ -43,26 +43,10 @@ export async function mapLimit<T, R>(items: T[], limit: number, f: (item: T, i: 
   return out
 }
 
-/** Worth another attempt: the network, throttling, a 5xx. Not a 4xx answer. */
-export function isTransient(err: unknown): boolean {
-  return isTransientKind(s3ErrorKind(err))
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/** Runs `attempt` until it succeeds, a permanent error, or retries run out. */
-async function withRetries<T>(opts: S3SourceOptions, attempt: () => Promise<T>): Promise<T> {
-  const maxRetries = opts.maxRetries ?? 3
-  const delay = opts.retryDelayMs ?? 200
-  for (let n = 0; ; n++) {
-    try {
-      return await attempt()
-    } catch (err) {
-      if (n >= maxRetries || !isTransient(err)) throw err
-      sourceReadsTotal.inc({ status: 'retry' })
-      await sleep(delay * 2 ** n * (0.5 + Math.random()))
-    }
-  }
+/** Counts the retries the SDK made for one request (its `$metadata.attempts`). */
+function countRetries(outcome: unknown): void {
+  const attempts = (outcome as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts ?? 1
+  if (attempts > 1) sourceReadsTotal.inc({ status: 'retry' }, attempts - 1)
 }
 
 function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
@@ -93,9 +77,11 @@ export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions):
     if (!uri) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
     if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: source ${p.input.source} is on S3 but no S3 source client is configured`)
     try {
-      const head = await withRetries(s3, () => s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key })))
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key }))
+      countRetries(head)
       checkSize(p, head.ContentLength ?? 0)
     } catch (err) {
+      countRetries(err)
       throw err instanceof DesError ? err : s3Error(p, 'cannot read source', err)
     }
   })
@@ -127,13 +113,14 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
   const started = process.hrtime.bigint()
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   try {
-    const data = await withRetries(s3, async () => {
-      const res = await s3.client.send(new GetObjectCommand({ Bucket: uri.bucket, Key: uri.key }))
-      const bytes = Buffer.from(await res.Body!.transformToByteArray())
-      sourceBytesDownloaded.inc(bytes.length)
-      sourceBytesDownloadedTotal.inc(bytes.length)
-      return bytes
+    const res = await s3.client.send(new GetObjectCommand({ Bucket: uri.bucket, Key: uri.key })).catch((err: unknown) => {
+      countRetries(err)
+      throw err
     })
+    countRetries(res)
+    const data = Buffer.from(await res.Body!.transformToByteArray())
+    sourceBytesDownloaded.inc(data.length)
+    sourceBytesDownloadedTotal.inc(data.length)
     if (data.length !== p.size) {
       throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`)
     }

@@ -1,11 +1,18 @@
 // Builds S3 clients from typed settings (credentials from the standard AWS chain).
 
 import { S3Client } from '@aws-sdk/client-s3'
+import { ConfiguredRetryStrategy } from '@smithy/core/retry'
 import type { S3Settings } from '../config/env'
 
 export interface S3ClientOptions {
   /** Attempts per request, the SDK's standard retry strategy (default 3). */
   maxAttempts?: number
+  /**
+   * First backoff before a retry, doubling each retry, with jitter (at most
+   * 20 s); unset: the SDK's own backoff. The one retry policy of every S3
+   * request (`packer.s3_source.retry_delay_seconds` for migration sources).
+   */
+  retryDelayMs?: number
   /** Give up connecting after this many ms (default: the SDK's, none). */
   connectionTimeoutMs?: number
   /** Fail a request that has not completed after this many ms (default: none). */
@@ -20,6 +27,7 @@ export function createS3Client(s3: Pick<S3Settings, 'region' | 'endpoint' | 'for
     endpoint: s3.endpoint,
     forcePathStyle: s3.forcePathStyle,
     maxAttempts: opts.maxAttempts ?? 3,
+    ...(opts.retryDelayMs !== undefined ? { retryStrategy: retryStrategy(opts.maxAttempts ?? 3, opts.retryDelayMs) } : {}),
     ...(timeouts
       ? {
           requestHandler: {
@@ -30,4 +38,9 @@ export function createS3Client(s3: Pick<S3Settings, 'region' | 'endpoint' | 'for
         }
       : {}),
   })
+}
+
+/** The SDK's standard strategy (which errors, how many tries, the retry quota) with our backoff. */
+export function retryStrategy(maxAttempts: number, firstDelayMs: number): ConfiguredRetryStrategy {
+  return new ConfiguredRetryStrategy(maxAttempts, (attempt) => Math.min(20_000, firstDelayMs * 2 ** (attempt - 1) * (0.5 + Math.random())))
 }

@@ -6,6 +6,7 @@ import { loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import { writeOut } from '../output'
+import { DEFAULT_SOURCE_RETRIES, DEFAULT_SOURCE_RETRY_DELAY_MS } from '../../config/defaults'
 
 /** Compression presets (SPEC §3). */
 export const PROFILES: Record<string, { codec: 'zstd' | 'lz4'; level?: number }> = {
@@ -92,7 +93,7 @@ export function register(y: Argv): Argv {
         worker: packWorker({ worker: argv.worker, workers: argv.workers }),
         dryRun: argv['dry-run'],
         // Made only if the manifest names an s3:// source.
-        sourceS3: () => ({ client: createS3Client(s3SourceSettings()) }),
+        sourceS3: () => ({ client: createS3Client(s3SourceSettings(), { maxAttempts: DEFAULT_SOURCE_RETRIES + 1, retryDelayMs: DEFAULT_SOURCE_RETRY_DELAY_MS }) }),
       }
       const memoryEntries = packMemoryEntries()
       if (argv['max-shard-size'] !== undefined) opts.maxShardSize = parseSize(argv['max-shard-size'], '--max-shard-size')
