@@ -16,6 +16,8 @@ export interface WriterSettings {
   bigfilesPrefix: string
   /** Where shards and BigFiles go: nested (default) or the reference's flat layout. */
   layout?: Layout
+  /** Suffix read of an existing S3 shard's footer and index (DES_TAIL_BYTES; default 64 KiB). */
+  tailBytes?: number
 }
 
 /** What a target needs to fill writers. */

@@ -29,16 +29,18 @@ import {
 import { DesError } from '../errors'
 import { s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { totalFromContentRange } from '../storage/s3-url'
-import { footerFromTail, ShardReader, ShardWriter } from '../native'
+import { ShardReader, ShardWriter } from '../native'
+import { DEFAULT_TAIL_BYTES } from '../config/defaults'
+import { S3Source } from '../storage/s3'
+import type { ByteSource } from '../storage/source'
 import { bigfileKeyIn, shardKeyIn } from '../store/layout'
+import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import { untouched, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
 import { mapLimit } from './sources'
 
 const MiB = 1024 * 1024
-/** Suffix GET size: holds footer and index of most shards in one request. */
-const TAIL_BYTES = 256 * 1024
 /** S3's smallest part (all but the last). */
 const MIN_PART = 5 * MiB
 const PART_SIZE = 16 * MiB
@@ -135,7 +137,13 @@ export class S3Target implements ShardSink {
     private readonly settings: WriterSettings,
     private readonly hooks: S3Hooks = {},
     private readonly tmpRoot = os.tmpdir(),
-  ) {}
+  ) {
+    // Keys here carry the prefix already.
+    this.source = new S3Source(client, { bucket, prefix: '' })
+  }
+
+  /** Shards read as the store reads them (tails and index ranges, counted in des_s3_range_calls_total). */
+  private readonly source: ByteSource
 
   /** The bucket answers (else: unreachable, missing or forbidden, said plainly). */
   async check(): Promise<void> {
@@ -157,27 +165,21 @@ export class S3Target implements ShardSink {
     return { body, etag: res.ETag ?? '', size: totalFromContentRange(res.ContentRange) ?? body.length }
   }
 
-  /** The object's index from a suffix GET (and one more GET if the index is larger). */
+  /**
+   * The object's index as the store reads it (`openShard`: a suffix GET of
+   * the configured tail size, one more GET if the index is larger); null when
+   * there is no such object.
+   */
   async readTail(key: string): Promise<Tail | null> {
-    let got
     try {
-      got = await this.getRange(key, `bytes=-${TAIL_BYTES}`)
+      const shard = await openShard(this.source, key, this.settings.tailBytes ?? DEFAULT_TAIL_BYTES)
+      return { reader: shard.reader, etag: shard.etag, size: shard.objectSize }
     } catch (err) {
-      if (isMissing(err)) return null
-      throw s3Failure(`read s3://${this.bucket}/${key}`, err)
-    }
-    const { body, etag, size } = got
-    try {
-      return { reader: await ShardReader.fromTail(body, size), etag, size }
-    } catch (err) {
-      if ((err as DesError).code !== 'DES_NEED_MORE') throw new DesError((err as DesError).code ?? 'DES_CORRUPT', `s3://${this.bucket}/${key}: ${(err as Error).message}`)
-    }
-    const { indexOffset } = footerFromTail(body, size)
-    try {
-      const more = await this.getRange(key, `bytes=${indexOffset}-${size - 1}`, etag)
-      return { reader: await ShardReader.fromTail(more.body, size), etag, size }
-    } catch (err) {
-      throw s3Failure(`read the index of s3://${this.bucket}/${key}`, err)
+      if ((err as DesError)?.code === 'DES_NOT_FOUND') return null
+      // An S3 answer keeps the packer's codes (a 403 is DES_FORBIDDEN here, a 5xx unavailable).
+      const cause = (err as { cause?: unknown })?.cause
+      if (err instanceof DesError && cause !== undefined && !(cause instanceof DesError)) throw s3Failure(`read s3://${this.bucket}/${key}`, cause)
+      throw err
     }
   }
 

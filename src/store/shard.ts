@@ -19,6 +19,8 @@ export interface ShardHandle {
   readonly reader: ShardReader
   /** Version of the object this index was read from. */
   readonly etag: string
+  /** Size of that version of the object. */
+  readonly objectSize: number
   readonly weight: number
   /** Set once the index cache has let this handle go: what was found in it must be found again. */
   retired: boolean
@@ -52,6 +54,7 @@ abstract class OpenedShard implements ShardHandle {
     readonly source: ByteSource,
     readonly reader: ShardReader,
     readonly etag: string,
+    readonly objectSize: number,
   ) {
     this.weight = reader.indexSize + OVERHEAD
   }
@@ -160,9 +163,9 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
       }
       throw withKey(err, key)
     }
-    return new LocalShard(key, source, reader, etag)
+    return new LocalShard(key, source, reader, etag, reader.fileSize ?? reader.dataEnd + reader.indexSize)
   }
   const tail = await source.getTail(key, tailBytes)
   if (previous && previous.etag === tail.etag) return confirmed(previous)
-  return new RemoteShard(key, source, await indexFromTail(source, key, tail), tail.etag)
+  return new RemoteShard(key, source, await indexFromTail(source, key, tail), tail.etag, tail.objectSize)
 }
