@@ -8,27 +8,15 @@
 // only if the old object is unchanged (`IfMatch: <ETag>`; a new key
 // `IfNoneMatch: *`); on a conflict the whole part is redone against the new
 // object. After completing, the tail is read back and every uid checked.
+// This file decides what to write; storage/s3-upload.ts how (the requests).
 
-import { createWriteStream, promises as fsp } from 'node:fs'
-import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { promises as fsp } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  UploadPartCopyCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3'
+import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { s3ErrorKind, s3Status } from '../storage/s3-errors'
-import { totalFromContentRange } from '../storage/s3-url'
+import { S3Uploader } from '../storage/s3-upload'
 import { ShardReader, ShardWriter } from '../native'
 import { DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { S3Source } from '../storage/s3'
@@ -38,17 +26,7 @@ import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import { untouched, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
-import { mapLimit } from './sources'
 
-const MiB = 1024 * 1024
-/** S3's smallest part (all but the last). */
-const MIN_PART = 5 * MiB
-const PART_SIZE = 16 * MiB
-/** Objects up to this size go up in one PutObject. */
-const SINGLE_PUT_MAX = 16 * MiB
-/** S3's largest part, also for UploadPartCopy. */
-const MAX_PART = 5 * 1024 * MiB
-const MAX_PARTS = 10_000
 /** Attempts at one part when other writers keep changing the object. */
 const CONFLICT_ATTEMPTS = 8
 
@@ -101,33 +79,6 @@ export function s3Failure(what: string, err: unknown): DesError {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-function copySource(bucket: string, key: string): string {
-  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
-}
-
-/** Reads `length` bytes at `offset` of a file. */
-async function readFileRange(file: string, offset: number, length: number): Promise<Buffer> {
-  const fh = await fsp.open(file, 'r')
-  try {
-    const buf = Buffer.allocUnsafe(length)
-    let got = 0
-    while (got < length) {
-      const { bytesRead } = await fh.read(buf, got, length - got, offset + got)
-      if (bytesRead === 0) throw new DesError('DES_IO', `${file} ended at ${offset + got}, expected ${offset + length} bytes`)
-      got += bytesRead
-    }
-    return buf
-  } finally {
-    await fh.close()
-  }
-}
-
-/** One part of a multipart upload: a server-side copy or bytes we send. */
-type UploadPiece = { copy: { start: number; end: number } } | { read: () => Promise<Buffer> }
-
-/** Conditions on the final write. */
-type WriteCondition = { IfMatch: string } | { IfNoneMatch: '*' } | Record<string, never>
-
 export class S3Target implements ShardSink {
   constructor(
     private readonly client: S3Client,
@@ -140,7 +91,11 @@ export class S3Target implements ShardSink {
   ) {
     // Keys here carry the prefix already.
     this.source = new S3Source(client, { bucket, prefix: '' })
+    this.uploader = new S3Uploader(client, bucket)
   }
+
+  /** How objects are written (multipart, server-side copy, conditional completion). */
+  private readonly uploader: S3Uploader
 
   /** Shards read as the store reads them (tails and index ranges, counted in des_s3_range_calls_total). */
   private readonly source: ByteSource
@@ -157,12 +112,6 @@ export class S3Target implements ShardSink {
 
   key(plan: Pick<KeyPlan, 'dateDir' | 'shardHex'>, part: number): string {
     return this.prefix + shardKeyIn(this.settings.layout ?? 'nested', plan, part)
-  }
-
-  private async getRange(key: string, range: string, etag?: string): Promise<{ body: Buffer; etag: string; size: number }> {
-    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, ...(etag ? { IfMatch: etag } : {}) }))
-    const body = Buffer.from(await res.Body!.transformToByteArray())
-    return { body, etag: res.ETag ?? '', size: totalFromContentRange(res.ContentRange) ?? body.length }
   }
 
   /**
@@ -228,7 +177,7 @@ export class S3Target implements ShardSink {
         // checksums must be read (and checked) to get them: rewrite it whole, once.
         mode = 'rewrite'
         out = path.join(tmp, 'old.des')
-        await this.download(key, old, out)
+        await this.uploader.download(key, old.etag, out)
         writer = await ShardWriter.append(out, opts)
       } else {
         mode = 'continue'
@@ -247,8 +196,8 @@ export class S3Target implements ShardSink {
       await this.uploadBigfiles(plan, bigDir)
       const outSize = (await fsp.stat(out)).size
       const hook = async () => this.hooks.beforeComplete?.(key, attempt)
-      if (mode === 'continue') await this.putAppended(key, old!, out, outSize, hook)
-      else await this.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag }, hook)
+      if (mode === 'continue') await this.uploader.putAppended(key, { etag: old!.etag, dataEnd: old!.reader.dataEnd }, out, outSize, hook)
+      else await this.uploader.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag }, hook)
       await this.verify(key, fill.added)
       const shard = { key, files: fill.added.length, uids: fill.added.map((p) => p.input.uid), bytesIn: summary.bytesIn, bytesStored: summary.bytesStored }
       return { fill, done: Promise.resolve(shard) }
@@ -260,12 +209,6 @@ export class S3Target implements ShardSink {
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true })
     }
-  }
-
-  /** The whole old object (as of its ETag) into a local file. */
-  private async download(key: string, old: Tail, file: string): Promise<void> {
-    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: old.etag }))
-    await pipeline(res.Body as Readable, createWriteStream(file))
   }
 
   /** After completing: the tail read back, every added uid in its index. */
@@ -291,101 +234,14 @@ export class S3Target implements ShardSink {
       const file = path.join(dir, name)
       const size = (await fsp.stat(file)).size
       const key = `${this.prefix}${bigfileKeyIn(this.settings.layout ?? 'nested', plan.dateDir, name, this.settings.bigfilesPrefix)}`
+      let stored: number | null
       try {
-        const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
-        if (head.ContentLength === size) continue
+        stored = await this.uploader.sizeOf(key)
       } catch (err) {
-        if (!isMissing(err)) throw s3Failure(`BigFile s3://${this.bucket}/${key}`, err)
+        throw s3Failure(`BigFile s3://${this.bucket}/${key}`, err)
       }
-      await this.putFile(key, file, size, {})
+      if (stored === size) continue
+      await this.uploader.putFile(key, file, size, {})
     }
   }
-
-  /** A local file as one object (one PutObject, or a multipart upload). */
-  private async putFile(key: string, file: string, size: number, cond: WriteCondition, beforeComplete?: () => Promise<void>): Promise<void> {
-    if (size <= SINGLE_PUT_MAX) {
-      const body = await fsp.readFile(file)
-      await beforeComplete?.()
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...cond }))
-      return
-    }
-    await this.multipart(key, streamPieces(size, (off, len) => readFileRange(file, off, len)), cond, undefined, beforeComplete)
-  }
-
-  /** The new object = old bytes [0, dataEnd) + the tail file, if the old one is unchanged. */
-  private async putAppended(key: string, old: Tail, tailFile: string, tailSize: number, beforeComplete?: () => Promise<void>): Promise<void> {
-    const dataEnd = old.reader.dataEnd
-    const cond = { IfMatch: old.etag }
-    if (dataEnd >= MIN_PART) {
-      // Server-side copy of the old data section, in parts of at most 5 GiB.
-      const n = Math.ceil(dataEnd / MAX_PART)
-      const step = Math.ceil(dataEnd / n)
-      const pieces: UploadPiece[] = []
-      for (let start = 0; start < dataEnd; start += step) pieces.push({ copy: { start, end: Math.min(dataEnd, start + step) - 1 } })
-      pieces.push(...streamPieces(tailSize, (off, len) => readFileRange(tailFile, off, len)))
-      await this.multipart(key, pieces, cond, old.etag, beforeComplete)
-      return
-    }
-    if (dataEnd + tailSize <= SINGLE_PUT_MAX) {
-      const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
-      const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
-      await beforeComplete?.()
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
-      return
-    }
-    // Under 5 MiB of old data cannot be a part of its own: it leads the first part.
-    const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
-    const read = async (off: number, len: number): Promise<Buffer> => {
-      const fromPrefix = off < prefix.length ? prefix.subarray(off, Math.min(prefix.length, off + len)) : Buffer.alloc(0)
-      const rest = len - fromPrefix.length
-      if (rest === 0) return fromPrefix
-      const fromFile = await readFileRange(tailFile, Math.max(0, off - prefix.length), rest)
-      return fromPrefix.length ? Buffer.concat([fromPrefix, fromFile]) : fromFile
-    }
-    await this.multipart(key, streamPieces(prefix.length + tailSize, read), cond, undefined, beforeComplete)
-  }
-
-  /** A multipart upload of `pieces`, completed under `cond`; aborted on any failure. */
-  private async multipart(key: string, pieces: UploadPiece[], cond: WriteCondition, copyIfMatch?: string, beforeComplete?: () => Promise<void>): Promise<void> {
-    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }))
-    const uploadId = created.UploadId!
-    try {
-      const parts = await mapLimit(pieces, 3, async (piece, i) => {
-        const PartNumber = i + 1
-        if ('copy' in piece) {
-          const res = await this.client.send(
-            new UploadPartCopyCommand({
-              Bucket: this.bucket,
-              Key: key,
-              UploadId: uploadId,
-              PartNumber,
-              CopySource: copySource(this.bucket, key),
-              CopySourceRange: `bytes=${piece.copy.start}-${piece.copy.end}`,
-              ...(copyIfMatch ? { CopySourceIfMatch: copyIfMatch } : {}),
-            }),
-          )
-          return { PartNumber, ETag: res.CopyPartResult?.ETag }
-        }
-        const body = await piece.read()
-        const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
-        return { PartNumber, ETag: res.ETag }
-      })
-      await beforeComplete?.()
-      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...cond }))
-    } catch (err) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined)
-      throw err
-    }
-  }
-}
-
-/** Parts of a byte stream of `size`: PART_SIZE each (more if needed to stay under 10 000 parts). */
-function streamPieces(size: number, read: (offset: number, length: number) => Promise<Buffer>): UploadPiece[] {
-  const partSize = Math.max(PART_SIZE, Math.ceil(size / (MAX_PARTS - 10)))
-  const pieces: UploadPiece[] = []
-  for (let off = 0; off < size; off += partSize) {
-    const len = Math.min(partSize, size - off)
-    pieces.push({ read: () => read(off, len) })
-  }
-  return pieces
 }

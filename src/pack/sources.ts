@@ -8,6 +8,7 @@ import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceBytesDownloadedTotal, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
 import { isTransientKind, s3ErrorKind } from '../storage/s3-errors'
+import { mapLimit } from '../storage/map-limit'
 import { parseS3Url } from '../storage/s3-url'
 import { withContentType } from './content-type'
 import { named, type PlannedInput } from './plan'
@@ -21,27 +22,7 @@ export interface S3SourceOptions {
   client: S3Client
 }
 
-/** Runs `f` over `items` with at most `limit` in flight; results in order. */
-export async function mapLimit<T, R>(items: T[], limit: number, f: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length)
-  let next = 0
-  let failed = false
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const i = next++
-      try {
-        out[i] = await f(items[i], i)
-      } catch (err) {
-        failed = true
-        throw err
-      }
-    }
-  }
-  // Every worker stops before the first error is thrown: nothing is left in flight.
-  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker))
-  for (const s of settled) if (s.status === 'rejected') throw s.reason
-  return out
-}
+export { mapLimit }
 
 /** Counts the retries the SDK made for one request (its `$metadata.attempts`). */
 function countRetries(outcome: unknown): void {

@@ -1,0 +1,181 @@
+// Writing objects to S3: one PutObject or a multipart upload, a new object
+// made of an old one's first bytes (copied server-side with UploadPartCopy
+// when they are at least 5 MiB) and a local file, every write completed only
+// under a condition (`If-Match: <ETag>` of the object it replaces,
+// `If-None-Match: *` for a new key). What to write, and what to do when the
+// condition fails, is the caller's (src/pack/s3-target.ts).
+
+import { createWriteStream, promises as fsp } from 'node:fs'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3'
+import { DesError } from '../errors'
+import { mapLimit } from './map-limit'
+import { s3ErrorKind } from './s3-errors'
+import { totalFromContentRange } from './s3-url'
+
+const MiB = 1024 * 1024
+/** S3's smallest part (all but the last). */
+const MIN_PART = 5 * MiB
+const PART_SIZE = 16 * MiB
+/** Objects up to this size go up in one PutObject. */
+const SINGLE_PUT_MAX = 16 * MiB
+/** S3's largest part, also for UploadPartCopy. */
+const MAX_PART = 5 * 1024 * MiB
+const MAX_PARTS = 10_000
+
+/** Conditions on the final write. */
+export type WriteCondition = { IfMatch: string } | { IfNoneMatch: '*' } | Record<string, never>
+
+function copySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
+}
+
+/** Reads `length` bytes at `offset` of a file. */
+async function readFileRange(file: string, offset: number, length: number): Promise<Buffer> {
+  const fh = await fsp.open(file, 'r')
+  try {
+    const buf = Buffer.allocUnsafe(length)
+    let got = 0
+    while (got < length) {
+      const { bytesRead } = await fh.read(buf, got, length - got, offset + got)
+      if (bytesRead === 0) throw new DesError('DES_IO', `${file} ended at ${offset + got}, expected ${offset + length} bytes`)
+      got += bytesRead
+    }
+    return buf
+  } finally {
+    await fh.close()
+  }
+}
+
+/** One part of a multipart upload: a server-side copy or bytes we send. */
+type UploadPiece = { copy: { start: number; end: number } } | { read: () => Promise<Buffer> }
+
+/** Objects of one bucket written from local files. */
+export class S3Uploader {
+  constructor(
+    private readonly client: S3Client,
+    readonly bucket: string,
+  ) {}
+
+  /** Size of the object at `key`, or null when there is none. */
+  async sizeOf(key: string): Promise<number | null> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
+      return head.ContentLength ?? 0
+    } catch (err) {
+      if (s3ErrorKind(err) === 'missing') return null
+      throw err
+    }
+  }
+
+  /** The whole object, as of `etag`, into a local file. */
+  async download(key: string, etag: string, file: string): Promise<void> {
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: etag }))
+    await pipeline(res.Body as Readable, createWriteStream(file))
+  }
+
+  private async getRange(key: string, range: string, etag?: string): Promise<{ body: Buffer; etag: string; size: number }> {
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, ...(etag ? { IfMatch: etag } : {}) }))
+    const body = Buffer.from(await res.Body!.transformToByteArray())
+    return { body, etag: res.ETag ?? '', size: totalFromContentRange(res.ContentRange) ?? body.length }
+  }
+
+  /** A local file as one object (one PutObject, or a multipart upload). */
+  async putFile(key: string, file: string, size: number, cond: WriteCondition, beforeComplete?: () => Promise<void>): Promise<void> {
+    if (size <= SINGLE_PUT_MAX) {
+      const body = await fsp.readFile(file)
+      await beforeComplete?.()
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...cond }))
+      return
+    }
+    await this.multipart(key, streamPieces(size, (off, len) => readFileRange(file, off, len)), cond, undefined, beforeComplete)
+  }
+
+  /** The new object = old bytes [0, dataEnd) + the tail file, if the old one is unchanged. */
+  async putAppended(key: string, old: { etag: string; dataEnd: number }, tailFile: string, tailSize: number, beforeComplete?: () => Promise<void>): Promise<void> {
+    const dataEnd = old.dataEnd
+    const cond = { IfMatch: old.etag }
+    if (dataEnd >= MIN_PART) {
+      // Server-side copy of the old data section, in parts of at most 5 GiB.
+      const n = Math.ceil(dataEnd / MAX_PART)
+      const step = Math.ceil(dataEnd / n)
+      const pieces: UploadPiece[] = []
+      for (let start = 0; start < dataEnd; start += step) pieces.push({ copy: { start, end: Math.min(dataEnd, start + step) - 1 } })
+      pieces.push(...streamPieces(tailSize, (off, len) => readFileRange(tailFile, off, len)))
+      await this.multipart(key, pieces, cond, old.etag, beforeComplete)
+      return
+    }
+    if (dataEnd + tailSize <= SINGLE_PUT_MAX) {
+      const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
+      const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
+      await beforeComplete?.()
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
+      return
+    }
+    // Under 5 MiB of old data cannot be a part of its own: it leads the first part.
+    const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
+    const read = async (off: number, len: number): Promise<Buffer> => {
+      const fromPrefix = off < prefix.length ? prefix.subarray(off, Math.min(prefix.length, off + len)) : Buffer.alloc(0)
+      const rest = len - fromPrefix.length
+      if (rest === 0) return fromPrefix
+      const fromFile = await readFileRange(tailFile, Math.max(0, off - prefix.length), rest)
+      return fromPrefix.length ? Buffer.concat([fromPrefix, fromFile]) : fromFile
+    }
+    await this.multipart(key, streamPieces(prefix.length + tailSize, read), cond, undefined, beforeComplete)
+  }
+
+  /** A multipart upload of `pieces`, completed under `cond`; aborted on any failure. */
+  private async multipart(key: string, pieces: UploadPiece[], cond: WriteCondition, copyIfMatch?: string, beforeComplete?: () => Promise<void>): Promise<void> {
+    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }))
+    const uploadId = created.UploadId!
+    try {
+      const parts = await mapLimit(pieces, 3, async (piece, i) => {
+        const PartNumber = i + 1
+        if ('copy' in piece) {
+          const res = await this.client.send(
+            new UploadPartCopyCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber,
+              CopySource: copySource(this.bucket, key),
+              CopySourceRange: `bytes=${piece.copy.start}-${piece.copy.end}`,
+              ...(copyIfMatch ? { CopySourceIfMatch: copyIfMatch } : {}),
+            }),
+          )
+          return { PartNumber, ETag: res.CopyPartResult?.ETag }
+        }
+        const body = await piece.read()
+        const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
+        return { PartNumber, ETag: res.ETag }
+      })
+      await beforeComplete?.()
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...cond }))
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined)
+      throw err
+    }
+  }
+}
+
+/** Parts of a byte stream of `size`: PART_SIZE each (more if needed to stay under 10 000 parts). */
+function streamPieces(size: number, read: (offset: number, length: number) => Promise<Buffer>): UploadPiece[] {
+  const partSize = Math.max(PART_SIZE, Math.ceil(size / (MAX_PARTS - 10)))
+  const pieces: UploadPiece[] = []
+  for (let off = 0; off < size; off += partSize) {
+    const len = Math.min(partSize, size - off)
+    pieces.push({ read: () => read(off, len) })
+  }
+  return pieces
+}
