@@ -28,7 +28,7 @@ import { Plan, Planner, type WorkerSlice } from './planner'
 import { S3Target, type S3Hooks } from './s3-target'
 import { mapLimit, type S3SourceOptions } from './sources'
 
-export { parseManifest, readManifest, type Manifest, type ManifestEntry } from './manifest'
+export { manifestEntriesHint, parseManifest, readManifest, type Manifest, type ManifestEntry } from './manifest'
 export { DEFAULT_MEMORY_ENTRIES, type WorkerSlice } from './planner'
 export { formatBytes, progressBar } from './progress'
 
@@ -112,6 +112,8 @@ export interface PackExtras {
   tmpDir?: string
   /** Inputs planned in memory before the plan spills to temp files (default DEFAULT_MEMORY_ENTRIES). */
   memoryEntries?: number
+  /** About how many entries a stream holds (sizes the spill files; see manifestEntriesHint). */
+  expectedEntries?: number
 }
 
 const CODECS = ['zstd', 'lz4', 'none'] as const
@@ -190,7 +192,14 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
   if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
   checkOptions(opts)
   const label = extras.label ?? ((i: number) => `input ${i + 1}`)
-  const planner = new Planner({ nBits: opts.nBits ?? DEFAULT_N_BITS, layout: opts.layout, worker: opts.worker, memoryEntries: extras.memoryEntries, tmpDir: extras.tmpDir })
+  const planner = new Planner({
+    nBits: opts.nBits ?? DEFAULT_N_BITS,
+    layout: opts.layout,
+    worker: opts.worker,
+    memoryEntries: extras.memoryEntries,
+    tmpDir: extras.tmpDir,
+    expectedEntries: fromArray ? inputs.length : extras.expectedEntries,
+  })
   try {
     const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
     const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined

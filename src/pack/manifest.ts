@@ -354,3 +354,16 @@ export async function* readManifest(file: string): AsyncGenerator<ManifestEntry>
     stream.destroy()
   }
 }
+
+/**
+ * About how many entries a manifest file holds, from its size (a manifest
+ * entry is rarely under 100 bytes): sizes a spilled plan's files. Undefined
+ * when the file cannot be read (readManifest then says why).
+ */
+export async function manifestEntriesHint(file: string): Promise<number | undefined> {
+  try {
+    return Math.ceil((await fsp.stat(file)).size / 100)
+  } catch {
+    return undefined
+  }
+}

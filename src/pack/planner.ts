@@ -4,8 +4,9 @@
 //
 // Up to `memoryEntries` inputs all of this stays in memory (a migration batch,
 // a small manifest). Past that it spills: each input becomes one compact line
-// in one of BUCKETS temp files (by its key, so a key's inputs stay together
-// and in order), and each uid a line in one of UID_PARTS files (by a hash of
+// in one of up to 1,024 temp files (buckets, by its key, so a key's inputs
+// stay together and in order), and each uid a line in one of up to 256 uid
+// parts (by a hash of
 // the uid, so two copies of a uid meet in the same file, which is checked
 // alone). Memory then holds one bucket or one uid part at a time, plus a
 // small record per key: it stays flat in the manifest's size.
@@ -24,8 +25,11 @@ import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources, type S3SourceOptions } from './sources'
 
 export { DEFAULT_MEMORY_ENTRIES }
-const BUCKETS = 1024
-const UID_PARTS = 256
+/** Spill files per plan: about this many inputs per bucket, this many uids per part. */
+const BUCKET_INPUTS = 4096
+const PART_UIDS = 16384
+const MAX_BUCKETS = 1024
+const MAX_UID_PARTS = 256
 /** Bytes of lines a spill file gathers before one write. */
 const FLUSH_BYTES = 8 * 1024
 
@@ -44,6 +48,19 @@ export interface PlanSettings {
   memoryEntries?: number
   /** Where spill files go (default the OS temp dir). */
   tmpDir?: string
+  /**
+   * About how many entries are coming (an array's length, a manifest's size
+   * over ~100 bytes): sizes the spill files. Unknown = as for the largest.
+   */
+  expectedEntries?: number
+}
+
+/** A power of two near `n / per`, within 1..max. */
+function spillCount(expected: number | undefined, per: number, max: number): number {
+  if (expected === undefined || !Number.isFinite(expected)) return max
+  let n = 1
+  while (n < max && n * per < expected) n *= 2
+  return n
 }
 
 /** One (date, shard) key of the plan. */
@@ -148,7 +165,7 @@ class UidCheck {
       this.seen.set(uid, label)
       return undefined
     }
-    this.parts!.append(hashUid(uid) % UID_PARTS, JSON.stringify([uid, index, label]))
+    this.parts!.append(hashUid(uid) % this.parts!.count, JSON.stringify([uid, index, label]))
     return undefined
   }
 
@@ -156,10 +173,10 @@ class UidCheck {
     return this.parts !== undefined
   }
 
-  spill(dir: string): void {
-    this.parts = new SpillFiles(dir, 'uids', UID_PARTS)
+  spill(dir: string, count: number): void {
+    this.parts = new SpillFiles(dir, 'uids', count)
     // No duplicates among these (they were refused as they came), so their order does not matter.
-    for (const [uid, label] of this.seen!) this.parts.append(hashUid(uid) % UID_PARTS, JSON.stringify([uid, -1, label]))
+    for (const [uid, label] of this.seen!) this.parts.append(hashUid(uid) % count, JSON.stringify([uid, -1, label]))
     this.seen = null
   }
 
@@ -168,7 +185,7 @@ class UidCheck {
     if (!this.parts) return null
     this.parts.flush()
     let found: Duplicate | null = null
-    for (let p = 0; p < UID_PARTS; p++) {
+    for (let p = 0; p < this.parts.count; p++) {
       const firsts = new Map<string, string>()
       for (const line of this.parts.lines(p)) {
         const [uid, index, label] = JSON.parse(line) as [string, number, string]
@@ -336,7 +353,8 @@ export class Planner {
     const dup = this.uids.firstDuplicate()
     if (dup) throw duplicateError(dup)
     this.buckets?.flush()
-    const order = this.buckets ? [...this.byOrdinal].sort((a, b) => (a.ordinal % BUCKETS) - (b.ordinal % BUCKETS) || a.ordinal - b.ordinal) : this.byOrdinal
+    const n = this.buckets?.count ?? 1
+    const order = n > 1 ? [...this.byOrdinal].sort((a, b) => (a.ordinal % n) - (b.ordinal % n) || a.ordinal - b.ordinal) : this.byOrdinal
     return new Plan(
       order.filter((k) => k.files > 0),
       this.files,
@@ -382,15 +400,16 @@ export class Planner {
     const item: WithOrdinal = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1, onS3 }
     item[ORDINAL] = key.ordinal
     if (this.mem) this.mem.push(item)
-    else this.buckets!.append(key.ordinal % BUCKETS, spillLine(item))
+    else this.buckets!.append(key.ordinal % this.buckets!.count, spillLine(item))
   }
 
   private spill(): void {
     this.dir = fs.mkdtempSync(path.join(this.settings.tmpDir ?? os.tmpdir(), 'des-pack-plan-'))
-    this.buckets = new SpillFiles(this.dir, 'plan', BUCKETS)
-    for (const item of this.mem!) this.buckets.append(ordinalOf(item) % BUCKETS, spillLine(item))
+    const expected = this.settings.expectedEntries
+    const buckets = (this.buckets = new SpillFiles(this.dir, 'plan', spillCount(expected, BUCKET_INPUTS, MAX_BUCKETS)))
+    for (const item of this.mem!) buckets.append(ordinalOf(item) % buckets.count, spillLine(item))
     this.mem = null
-    if (!this.uids.spilled) this.uids.spill(this.dir)
+    if (!this.uids.spilled) this.uids.spill(this.dir, spillCount(expected, PART_UIDS, MAX_UID_PARTS))
   }
 
   /** Removes the temp files, if any. */

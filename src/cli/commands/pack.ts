@@ -71,7 +71,7 @@ export function register(y: Argv): Argv {
         .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
-      const { formatBytes, progressBar, readManifest, runPack } = await import('../../pack')
+      const { formatBytes, manifestEntriesHint, progressBar, readManifest, runPack } = await import('../../pack')
       const { createS3Client } = await import('../../storage/s3-client')
       const { packMemoryEntries, packWorker, s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
       const config = loadConfig()
@@ -119,7 +119,8 @@ export function register(y: Argv): Argv {
       if (bar) opts.onProgress = bar.onProgress
       let result: PackResult
       try {
-        result = await runPack(readManifest(argv['input-json']), target, opts, { memoryEntries })
+        const manifest = argv['input-json']
+        result = await runPack(readManifest(manifest), target, opts, { memoryEntries, expectedEntries: await manifestEntriesHint(manifest) })
       } finally {
         bar?.stop()
       }
