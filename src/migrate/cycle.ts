@@ -22,7 +22,7 @@ import type { ByteSource } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { packFiles, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
-import { checkSource, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
+import { checkLocations, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
 
 /** Everything a cycle works with, built once from the config. */
@@ -216,7 +216,7 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `uid appears more than once among the rows to migrate` })
     return false
   })
-  const checks = await mapLimit(unique, 64, (c) => checkSource(c.source, deps.sourceS3))
+  const checks = await checkLocations(unique.map((c) => c.source), deps.sourceS3)
   const good: GoodRow[] = []
   unique.forEach((c, i) => {
     const check = checks[i]

@@ -2,14 +2,14 @@
 // s3:// objects (fetched here with retries and backoff, counted in the
 // des_s3_source_* metrics). Every source is checked before anything is written.
 
-import * as fs from 'node:fs'
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceBytesDownloadedTotal, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
 import { isTransientKind, s3ErrorKind } from '../storage/s3-errors'
 import { mapLimit } from '../storage/map-limit'
 import { parseS3Url } from '../storage/s3-url'
+import { checkSources as checkSourceRefs, parseSourceRef, type SourceCheck, type SourceRef } from '../storage/source-check'
 import { withContentType } from './content-type'
 import { named, type PlannedInput } from './plan'
 
@@ -39,46 +39,58 @@ function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
 }
 
 /**
- * Checks every source before anything is written: local files exist, are
- * files and have the manifest's size; s3:// objects exist (HEAD) with that
- * size. Fills in `size` where the manifest gave none.
+ * Checks every source before anything is written (storage/source-check.ts,
+ * as des migrate does): local files exist, are files and have the manifest's
+ * size; s3:// objects exist (HEAD) with that size. Fills in `size` where the
+ * manifest gave none. Local sources are all checked before any S3 one.
  */
 export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions): Promise<void> {
   const local: PlannedInput[] = []
-  const remote: PlannedInput[] = []
-  for (const p of items) (p.onS3 ? remote : local).push(p)
-  // Local: stat on this thread in slices (a stat is a few microseconds; through
-  // the thread pool each costs more in promise overhead), yielding in between.
-  for (let i = 0; i < local.length; i += 512) {
-    for (const p of local.slice(i, i + 512)) checkSize(p, statLocal(p))
-    await new Promise((r) => setImmediate(r))
+  const remote: Array<{ p: PlannedInput; ref: SourceRef }> = []
+  for (const p of items) {
+    if (!p.onS3) {
+      local.push(p)
+      continue
+    }
+    const ref = parseSourceRef(p.input.source)
+    if (!ref || ref.kind !== 's3') throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
+    remote.push({ p, ref })
   }
-  await mapLimit(remote, 32, async (p) => {
-    const uri = parseS3Url(p.input.source)
-    if (!uri) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
-    if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: source ${p.input.source} is on S3 but no S3 source client is configured`)
+  const localChecks = await checkSourceRefs(local.map((p) => ({ kind: 'local' as const, path: p.input.source })), undefined)
+  local.forEach((p, i) => checkSize(p, checked(p, localChecks[i])))
+  if (remote.length === 0) return
+  if (!s3) throw new DesError('DES_CONFIG', `${named(remote[0].p)}: source ${remote[0].p.input.source} is on S3 but no S3 source client is configured`)
+  await mapLimit(remote, 32, async ({ p, ref }) => {
+    let check: SourceCheck
     try {
-      const head = await s3.client.send(new HeadObjectCommand({ Bucket: uri.bucket, Key: uri.key }))
-      countRetries(head)
-      checkSize(p, head.ContentLength ?? 0)
+      check = (await checkSourceRefs([ref], s3.client))[0]
     } catch (err) {
-      countRetries(err)
       throw err instanceof DesError ? err : s3Error(p, 'cannot read source', err)
     }
+    checkSize(p, checked(p, check))
   })
 }
 
-function statLocal(p: PlannedInput): number {
-  let st: fs.Stats | undefined
-  try {
-    st = fs.statSync(p.input.source, { throwIfNoEntry: false })
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOTDIR') throw new DesError('DES_IO', `${named(p)}: cannot read source ${p.input.source}: ${(err as Error).message}`)
+/** The size a check found, or the error it is for this input. */
+function checked(p: PlannedInput, c: SourceCheck): number {
+  if (c.ok) return c.size
+  const where = `${named(p)}: source ${p.input.source}`
+  switch (c.why) {
+    case 'missing':
+      return fail('DES_NOT_FOUND', `${where} does not exist`)
+    case 'not-file':
+      return fail('DES_BAD_ARG', `${where} is not a regular file`)
+    case 'unreadable':
+      return fail('DES_IO', `${named(p)}: cannot read ${c.reason}`)
+    case 'forbidden':
+      return fail('DES_STORAGE', `${named(p)}: cannot read source ${p.input.source}: access denied`)
+    case 'disabled':
+      return fail('DES_CONFIG', `${where} is on S3 but no S3 source client is configured`)
   }
-  if (!st) throw new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`)
-  if (!st.isFile()) throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not a regular file`)
-  return st.size
+}
+
+function fail(code: string, message: string): never {
+  throw new DesError(code, message)
 }
 
 function checkSize(p: PlannedInput, actual: number): void {
