@@ -20,7 +20,7 @@ import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
 import type { ByteSource } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
-import { packFiles, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
+import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { checkLocations, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
@@ -61,6 +61,8 @@ export interface GoodRow {
   source: SourceRef
   dateDir: string
   shardHex: string
+  /** The row's shard index (routed once, in checkRow; the packer takes it as is). */
+  shardIndex: number
 }
 
 /** Seconds spent per kind of work (the benchmark's split). */
@@ -191,9 +193,9 @@ export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout;
   if (opts.layout === 'flat' && row.writtenDate !== null && /^\d{8}$/.test(row.writtenDate)) {
     // The packer routes this naive timestamp to the same date as written.
     const w = row.writtenDate
-    return { good: { ctid: row.ctid, uid: row.uid, createdAt: `${w.slice(0, 4)}-${w.slice(4, 6)}-${w.slice(6, 8)}T00:00:00`, size, location: row.location, source, dateDir: w, shardHex: loc.shardHex } }
+    return { good: { ctid: row.ctid, uid: row.uid, createdAt: `${w.slice(0, 4)}-${w.slice(4, 6)}-${w.slice(6, 8)}T00:00:00`, size, location: row.location, source, dateDir: w, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
   }
-  return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex } }
+  return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
 }
 
 /** Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others. */
@@ -240,9 +242,9 @@ function groupKeys(rows: GoodRow[]): Array<{ dateDir: string; shardHex: string }
  * and which collide with a stored entry of another size (bad rows; packing
  * them would fail the whole batch).
  */
-export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ toPack: GoodRow[]; alreadyStored: GoodRow[]; bad: BadRow[] }> {
+export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ toPack: GoodRow[]; alreadyStored: GoodRow[]; bad: BadRow[]; parts: Map<string, ShardHandle[]> }> {
   const parts = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout, deps.config.packer.tailBytes)
-  const out = { toPack: [] as GoodRow[], alreadyStored: [] as GoodRow[], bad: [] as BadRow[] }
+  const out = { toPack: [] as GoodRow[], alreadyStored: [] as GoodRow[], bad: [] as BadRow[], parts }
   for (const r of rows) {
     const stored = findStored(parts.get(`${r.dateDir}/${r.shardHex}`)!, r.uid)
     if (stored.length === 0) out.toPack.push(r)
@@ -252,10 +254,21 @@ export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<
   return out
 }
 
-/** Step 3: one packFiles call, one append per (date, shard) key; nothing partial on failure. */
-export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackResult> {
+/**
+ * Step 3: one packFiles call, one append per (date, shard) key; nothing
+ * partial on failure. The packer takes what the cycle found (keys locked):
+ * each row's route, its source's size, and the indexes the pre-check read
+ * (`parts`), so it routes, checks and reads none of them again.
+ */
+export async function packRows(deps: CycleDeps, rows: GoodRow[], parts?: Map<string, ShardHandle[]>): Promise<PackResult> {
   const p = deps.config.packer
-  const inputs: PackInput[] = rows.map((r) => ({ uid: r.uid, createdAt: r.createdAt, sizeBytes: r.size, source: r.location }))
+  const inputs: PackInput[] = rows.map((r) => ({
+    uid: r.uid,
+    createdAt: r.createdAt,
+    sizeBytes: r.size,
+    source: r.location,
+    location: { dateDir: r.dateDir, shardHex: r.shardHex, shardIndex: r.shardIndex },
+  }))
   const opts: PackOptions = {
     nBits: p.nBits,
     layout: p.layout,
@@ -269,7 +282,10 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[]): Promise<PackRe
     // Half-way through, earlier keys are durably written and later ones not yet.
     onProgress: deps.fault === 'in-pack' ? (pr) => (pr.files * 2 >= pr.totalFiles ? faultPoint(deps, 'in-pack') : undefined) : undefined,
   }
-  return packFiles(inputs, deps.target, opts)
+  return runPack(inputs, deps.target, opts, {
+    sourcesChecked: true,
+    existingParts: parts ? (k) => parts.get(`${k.dateDir}/${k.shardHex}`)?.map((h) => h.reader) : undefined,
+  })
 }
 
 /**
@@ -391,7 +407,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
         }
         let packed: PackResult | undefined
         if (pre.toPack.length > 0) {
-          packed = await clock.time('pack', () => packRows(deps, pre.toPack))
+          packed = await clock.time('pack', () => packRows(deps, pre.toPack, pre.parts))
           report.packedFiles = packed.files
           report.shardKeys = shardKeysOf(packed, pre.toPack, deps.config.packer.layout)
         }

@@ -39,6 +39,8 @@ export interface PackInput {
   /** A local path or s3://bucket/key. */
   source: string
   meta?: Record<string, unknown>
+  /** Where the caller already routed it (des migrate, with the same n_bits and layout): not routed again. */
+  location?: { dateDir: string; shardHex: string; shardIndex: number }
 }
 
 export type PackTarget = { kind: 'local'; dir: string } | { kind: 's3'; bucket: string; prefix: string; client: S3Client }
@@ -114,6 +116,17 @@ export interface PackExtras {
   memoryEntries?: number
   /** About how many entries a stream holds (sizes the spill files; see manifestEntriesHint). */
   expectedEntries?: number
+  /**
+   * The caller checked every source and gave its size as `sizeBytes` (des
+   * migrate's step 2): the packer does not stat or HEAD them again.
+   */
+  sourcesChecked?: boolean
+  /**
+   * The indexes of a key's existing parts as the caller just read them (des
+   * migrate's pre-check, keys locked): the packer's first look at a key takes
+   * these instead of reading them again. Undefined for a key = read it.
+   */
+  existingParts?: (key: { dateDir: string; shardHex: string }) => ShardReader[] | undefined
 }
 
 const CODECS = ['zstd', 'lz4', 'none'] as const
@@ -203,16 +216,24 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
   try {
     const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
     const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined
-    await plan.checkSources(sourceS3)
+    await plan.checkSources(sourceS3, extras.sourcesChecked)
     const sink = sinkFor(target, writerSettings(opts), extras)
     await sink.check(opts.dryRun)
-    return await packPlan(plan, sink, opts, sourceS3, fromArray, started)
+    return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras.existingParts)
   } finally {
     planner.dispose()
   }
 }
 
-async function packPlan(plan: Plan, sink: ShardSink, opts: PackOptions, sourceS3: S3SourceOptions | undefined, keepUids: boolean, started: bigint): Promise<PackResult> {
+async function packPlan(
+  plan: Plan,
+  sink: ShardSink,
+  opts: PackOptions,
+  sourceS3: S3SourceOptions | undefined,
+  keepUids: boolean,
+  started: bigint,
+  knownParts?: PackExtras['existingParts'],
+): Promise<PackResult> {
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   const layout = opts.layout ?? 'nested'
   // New files go to the last part (nested), or to a new shard after the last (flat: never rewrite one).
@@ -232,7 +253,7 @@ async function packPlan(plan: Plan, sink: ShardSink, opts: PackOptions, sourceS3
   // worked out again when it is written (another run may have added to it).
   const skippedPerKey = await mapLimit(plan.keys, PREPASS_CONCURRENCY, async (key) => {
     // Finding the parts takes the key's location only: its inputs are loaded when it has some.
-    const readers: Array<ShardReader | null> = await sink.existingParts({ dateDir: key.dateDir, shardHex: key.shardHex, items: [] })
+    const readers: Array<ShardReader | null> = knownParts?.(key) ?? (await sink.existingParts({ dateDir: key.dateDir, shardHex: key.shardHex, items: [] }))
     key.parts = readers.length
     if (readers.length === 0) return { files: 0, bytes: 0 }
     const assign = assignToParts(await plan.items(key), readers, opts)

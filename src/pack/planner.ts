@@ -288,13 +288,15 @@ export class Plan {
    * Checks every source (see checkSources), a bucket at a time, and learns
    * the sizes the manifest left out (kept in the bucket file when spilled).
    */
-  async checkSources(s3: S3SourceOptions | undefined): Promise<void> {
+  async checkSources(s3: S3SourceOptions | undefined, checkedByCaller = false): Promise<void> {
     const count = this.buckets?.count ?? 1
     for (let b = 0; b < count; b++) {
       const byKey = await this.load(b)
       const items = [...byKey.values()].flat().sort((x, y) => x.index - y.index)
       const unknown = items.some((p) => p.size < 0)
-      await checkSources(items, s3)
+      // The caller (des migrate) checked every source and gave its size: not checked twice.
+      if (checkedByCaller) for (const p of items) p.size = p.input.sizeBytes!
+      else await checkSources(items, s3)
       for (const p of items) {
         this.bytes += p.size
         this.byOrdinal[ordinalOf(p)].bytes += p.size
@@ -377,11 +379,13 @@ export class Planner {
     }
     const before = this.uids.add(input.uid, index, where)
     if (before !== undefined) throw duplicateError({ uid: input.uid, first: before, second: where, index })
-    let loc
-    try {
-      loc = locateIn(this.settings.layout ?? 'nested', input.uid, String(input.createdAt), this.settings.nBits)
-    } catch (err) {
-      throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
+    let loc = input.location
+    if (!loc) {
+      try {
+        loc = locateIn(this.settings.layout ?? 'nested', input.uid, String(input.createdAt), this.settings.nBits)
+      } catch (err) {
+        throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
+      }
     }
     this.total++
     const worker = this.settings.worker
