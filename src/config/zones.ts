@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { isEndpointUrl, normalisePrefix } from './checks'
-import type { S3Settings } from './env'
+import { enumVar, type S3Settings } from './env'
 
 export interface Zone {
   name: string
@@ -103,4 +103,17 @@ export function loadZones(file: string, defaultNBits: number): ZonesConfig {
     throw new DesError('DES_CONFIG', `DES_ZONES_CONFIG=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
   return parseZones(text, file, defaultNBits)
+}
+
+/**
+ * The zones that `des pack` (without --output-dir / --s3-bucket) and `des
+ * migrate` write to: DES_ZONES_CONFIG read and validated when
+ * DES_BACKEND=multi_s3 (n_bits `defaultNBits` unless the file says); undefined
+ * for the other backends.
+ */
+export function writeZonesFromEnv(defaultNBits: number, env: Record<string, string | undefined> = process.env): { file: string; zones: ZonesConfig } | undefined {
+  if (enumVar(env, 'DES_BACKEND', 'local', ['local', 's3', 'multi_s3']) !== 'multi_s3') return undefined
+  const file = env.DES_ZONES_CONFIG?.trim()
+  if (!file) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
+  return { file, zones: loadZones(file, defaultNBits) }
 }

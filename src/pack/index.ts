@@ -23,14 +23,16 @@ import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS } from 
 import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
-import { assignToParts } from './plan'
+import { assignToParts, named } from './plan'
 import { Plan, Planner, type WorkerSlice } from './planner'
 import { S3Target, type S3Hooks } from './s3-target'
+import { ZonedTarget, type PackZone } from './zoned-target'
 import { mapLimit, type S3SourceOptions } from './sources'
 
 export { manifestEntriesHint, parseManifest, readManifest, type Manifest, type ManifestEntry } from './manifest'
 export { DEFAULT_MEMORY_ENTRIES, type WorkerSlice } from './planner'
 export { formatBytes, progressBar } from './progress'
+export { zonesPackTarget, type PackZone } from './zoned-target'
 
 export interface PackInput {
   uid: string
@@ -43,7 +45,11 @@ export interface PackInput {
   location?: { dateDir: string; shardHex: string; shardIndex: number }
 }
 
-export type PackTarget = { kind: 'local'; dir: string } | { kind: 's3'; bucket: string; prefix: string; client: S3Client }
+/** `zones`: each key to the zone that serves its shard index (zonesPackTarget builds it from a zones file); `nBits` must be the run's. */
+export type PackTarget =
+  | { kind: 'local'; dir: string }
+  | { kind: 's3'; bucket: string; prefix: string; client: S3Client }
+  | { kind: 'zones'; nBits: number; zones: PackZone[] }
 
 export interface PackOptions {
   /** Routing bits, 4..16 (default 8). */
@@ -166,7 +172,7 @@ function writerSettings(opts: PackOptions): WriterSettings {
   return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested' }
 }
 
-function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras): ShardSink {
+function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras, nBits: number): ShardSink {
   if (target?.kind === 'local') {
     if (typeof target.dir !== 'string' || target.dir === '') throw new DesError('DES_BAD_ARG', 'local target needs a dir')
     return new LocalTarget(target.dir, settings)
@@ -177,7 +183,13 @@ function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtra
     const prefix = p === '' || p.endsWith('/') ? p : `${p}/`
     return new S3Target(target.client, target.bucket, prefix, settings, extras.s3Hooks, extras.tmpDir)
   }
-  throw new DesError('DES_BAD_ARG', 'target must be {kind: "local", dir} or {kind: "s3", bucket, prefix, client}')
+  if (target?.kind === 'zones') {
+    // A zone's range means shard indexes of its n_bits: another routing would put keys in the wrong zones.
+    if (target.nBits !== nBits) throw new DesError('DES_BAD_ARG', `the zones file routes with n_bits ${target.nBits}, this run with ${nBits}`)
+    const zones = target.zones.map((z) => ({ zone: z, sink: sinkFor({ kind: 's3', bucket: z.bucket, prefix: z.prefix, client: z.client }, settings, extras, nBits) as S3Target }))
+    return new ZonedTarget(nBits, zones)
+  }
+  throw new DesError('DES_BAD_ARG', 'target must be {kind: "local", dir}, {kind: "s3", bucket, prefix, client} or {kind: "zones", nBits, zones}')
 }
 
 /** Packs files into shards. See the module comment for the guarantees. */
@@ -217,7 +229,7 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
     const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
     const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined
     await plan.checkSources(sourceS3, extras.sourcesChecked)
-    const sink = sinkFor(target, writerSettings(opts), extras)
+    const sink = sinkFor(target, writerSettings(opts), extras, opts.nBits ?? DEFAULT_N_BITS)
     await sink.check(opts.dryRun)
     return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras.existingParts)
   } finally {
@@ -244,6 +256,14 @@ async function packPlan(
     doneFiles += files
     doneBytes += bytes
     opts.onProgress?.({ files: doneFiles, bytes: doneBytes, totalFiles: plan.files, totalBytes: plan.bytes })
+  }
+
+  // A key the target cannot hold (zones: an index in no zone) fails the run before anything is read or written.
+  for (const key of plan.keys) {
+    const why = sink.refuses?.(key.shardIndex)
+    if (why === undefined) continue
+    const [first] = await plan.items(key)
+    throw new DesError('DES_CONFIG', `${named(first)} routes to shard index ${key.shardIndex} (${key.dateDir}/${key.shardHex}), ${why}; nothing was written`, { uid: first.input.uid })
   }
 
   // Everything already stored is sorted out before anything is written, so a

@@ -27,6 +27,8 @@ export interface ShardSink {
   check(dryRun?: boolean): Promise<void>
   existingParts(plan: KeyPlan): Promise<ShardReader[]>
   writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite>
+  /** Why keys of `shardIndex` cannot be written here (zones: an index in no zone); undefined when they can. */
+  refuses?(shardIndex: number): string | undefined
 }
 
 /** The part was not touched: everything is left for the next one. */

@@ -71,18 +71,23 @@ export function register(y: Argv): Argv {
         .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
-      const { formatBytes, manifestEntriesHint, progressBar, readManifest, runPack } = await import('../../pack')
+      const { formatBytes, manifestEntriesHint, progressBar, readManifest, runPack, zonesPackTarget } = await import('../../pack')
+      const { writeZonesFromEnv } = await import('../../config/zones')
       const { createS3Client } = await import('../../storage/s3-client')
       const { packMemoryEntries, packWorker, s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
       const config = loadConfig()
       const outputDir = argv['output-dir']
       const bucket = argv['s3-bucket']
-      if (!outputDir === !bucket) throw new DesError('DES_BAD_ARG', 'give exactly one of --output-dir DIR or --s3-bucket BUCKET')
+      // Neither flag, DES_BACKEND=multi_s3: each shard to the zone of its shard index (DES_ZONES_CONFIG).
+      const zoned = !outputDir && !bucket ? writeZonesFromEnv(config.nBits) : undefined
+      if (!zoned && !outputDir === !bucket) {
+        throw new DesError('DES_BAD_ARG', 'give exactly one of --output-dir DIR or --s3-bucket BUCKET (or neither, with DES_BACKEND=multi_s3 and DES_ZONES_CONFIG: the zones)')
+      }
       if (argv['s3-prefix'] !== undefined && !bucket) throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket')
 
       const profile = argv.profile ? PROFILES[argv.profile] : undefined
       const opts: PackOptions = {
-        nBits: argv['n-bits'] ?? config.nBits,
+        nBits: argv['n-bits'] ?? zoned?.zones.nBits ?? config.nBits,
         layout: argv.layout ?? config.layout,
         codec: argv.codec ?? profile?.codec,
         level: argv.level ?? profile?.level,
@@ -106,7 +111,10 @@ export function register(y: Argv): Argv {
 
       let target: PackTarget
       let where: string
-      if (bucket) {
+      if (zoned) {
+        target = zonesPackTarget(zoned.zones, (s3) => createS3Client(s3))
+        where = `the zones of ${zoned.file} (${zoned.zones.zones.map((z) => `${z.name}: s3://${z.s3.bucket}/${z.s3.prefix}`).join(', ')})`
+      } else if (bucket) {
         const s3 = s3TargetSettings(bucket, argv['s3-prefix'])
         target = { kind: 's3', bucket, prefix: s3.prefix, client: createS3Client(s3) }
         where = `s3://${bucket}/${s3.prefix}`

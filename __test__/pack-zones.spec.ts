@@ -1,0 +1,135 @@
+// Zones on the write side (DES_BACKEND=multi_s3): `des pack` puts each shard,
+// and its BigFiles, in the zone that serves its shard index, against the real
+// MinIO: two buckets, and two prefixes in one bucket. A key in no zone is
+// refused before anything is written.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { locateShard } from '../src/native'
+import { loadZones } from '../src/config/zones'
+import { zonedS3Sources } from '../src/storage/zones'
+import { Store } from '../src/store/store'
+import { runCli } from './helpers/cli'
+import { content, listKeys, makeCorpus, sha256, tempDir } from './helpers/pack'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+
+const N_BITS = 4
+const DAY = '2024-05-01T10:00:00Z'
+const BIG = 100_000
+
+/** Env of a CLI run on the zones file, nothing else inherited that could route or place keys. */
+function zonesEnv(zones: string): NodeJS.ProcessEnv {
+  return { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_BASE_DIR: '', DES_LAYOUT: '', DES_N_BITS: '', DES_S3_BUCKET: '', DES_S3_PREFIX: '', DES_BIG_FILE_THRESHOLD_BYTES: String(BIG) }
+}
+
+interface ZoneSpec {
+  name: string
+  start: number
+  end: number
+  bucket: string
+  prefix: string
+}
+
+function writeZones(dir: string, zones: ZoneSpec[]): string {
+  const { endpoint } = s3TestEnv()
+  const file = path.join(dir, 'zones.yaml')
+  const lines = [`n_bits: ${N_BITS}`, 'zones:']
+  for (const z of zones) {
+    lines.push(`  - {name: ${z.name}, range: {start: ${z.start}, end: ${z.end}}, s3: {bucket: ${z.bucket}, prefix: "${z.prefix}", region_name: us-east-1, endpoint_url: "${endpoint}"}}`)
+  }
+  fs.writeFileSync(file, lines.join('\n') + '\n')
+  return file
+}
+
+test('des pack with DES_BACKEND=multi_s3 writes every shard and BigFile to the zone of its shard index, and only there', async (t) => {
+  const client = testS3Client()
+  const [a, b] = [await freshBucket(client, 'des-pz-a'), await freshBucket(client, 'des-pz-b')]
+  const dir = tempDir()
+  // Two prefixes in bucket a, bucket b whole.
+  const zones: ZoneSpec[] = [
+    { name: 'low', start: 0, end: 5, bucket: a, prefix: 'p1/' },
+    { name: 'mid', start: 6, end: 9, bucket: a, prefix: 'p2/' },
+    { name: 'high', start: 10, end: 15, bucket: b, prefix: '' },
+  ]
+  const zonesFile = writeZones(dir, zones)
+  const specs: Array<{ uid: string; createdAt: string; kind?: 'random'; size: number }> = []
+  for (let i = 0; i < 48; i++) specs.push({ uid: String(i), createdAt: DAY, size: 500 + 37 * i })
+  // A BigFile in shard 2 (zone low) and one in shard 12 (zone high).
+  specs.push({ uid: String(16 * 5 + 2), createdAt: DAY, kind: 'random', size: BIG + 5000 })
+  specs.push({ uid: String(16 * 5 + 12), createdAt: DAY, kind: 'random', size: BIG + 7000 })
+  const corpus = makeCorpus(path.join(dir, 'src'), specs)
+
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--json'], { env: zonesEnv(zonesFile) })
+  t.is(r.code, 0, r.stderr)
+  const summary = JSON.parse(r.stdout.toString())
+  t.is(summary.files, specs.length)
+  t.regex(summary.target, /zones of .*zones\.yaml/)
+
+  const zoneOf = (index: number) => zones.find((z) => z.start <= index && index <= z.end)!
+  // What each zone should hold: its shards, and the BigFiles of its shards.
+  const expected = new Map<string, string[]>(zones.map((z) => [z.name, []]))
+  for (const s of specs) {
+    const loc = locateShard(s.uid, s.createdAt, N_BITS)
+    const z = zoneOf(loc.shardIndex)
+    const keys = expected.get(z.name)!
+    keys.push(`${z.prefix}${loc.objectKey}`)
+    if (s.size > BIG) keys.push(`${z.prefix}${loc.dateDir}/_bigFiles/${corpus.shas.get(s.uid)}`)
+  }
+  const listed = new Map<string, string[]>()
+  for (const z of zones) listed.set(z.name, await listKeys(client, z.bucket, z.prefix))
+  for (const z of zones) t.deepEqual(listed.get(z.name), [...new Set(expected.get(z.name))].sort(), z.name)
+  // Nothing outside the zones' prefixes.
+  t.deepEqual((await listKeys(client, a)).filter((k) => !k.startsWith('p1/') && !k.startsWith('p2/')), [])
+  t.true(listed.get('low')!.some((k) => k.includes('/_bigFiles/')))
+  t.true(listed.get('high')!.some((k) => k.includes('/_bigFiles/')))
+
+  // Read back through the zoned sources, every file byte-exact.
+  const loaded = loadZones(zonesFile, 8)
+  const store = new Store({ sources: zonedS3Sources(loaded), nBits: loaded.nBits })
+  for (const row of corpus.rows) {
+    const data = await store.get(row.uid, row.created_at)
+    t.is(sha256(data), corpus.shas.get(row.uid), row.uid)
+  }
+
+  const v = await runCli(['verify', '--store', '--json'], { env: zonesEnv(zonesFile) })
+  t.is(v.code, 0, v.stderr + v.stdout.toString().slice(-2000))
+
+  // A rerun with --skip-existing finds every file in its zone: nothing added.
+  const again = await runCli(['pack', '--input-json', corpus.manifestPath, '--skip-existing', '--json'], { env: zonesEnv(zonesFile) })
+  t.is(again.code, 0, again.stderr)
+  t.like(JSON.parse(again.stdout.toString()), { files: 0, skipped: specs.length })
+})
+
+test('des pack refuses a manifest with a key in no zone before writing anything (exit 2, naming the uid and index)', async (t) => {
+  const client = testS3Client()
+  const [a, b] = [await freshBucket(client, 'des-pz-c'), await freshBucket(client, 'des-pz-d')]
+  const dir = tempDir()
+  // Indexes 8..11 are in no zone.
+  const zonesFile = writeZones(dir, [
+    { name: 'a', start: 0, end: 7, bucket: a, prefix: '' },
+    { name: 'b', start: 12, end: 15, bucket: b, prefix: '' },
+  ])
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: '1', createdAt: DAY, size: 100 },
+    { uid: '13', createdAt: DAY, size: 100 },
+    { uid: '9', createdAt: DAY, size: 100 },
+  ])
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath], { env: zonesEnv(zonesFile) })
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, /uid "9" \(line \d+\) routes to shard index 9 .*no zone.*uncovered: 8\.\.11.*nothing was written/)
+  t.deepEqual(await listKeys(client, a), [])
+  t.deepEqual(await listKeys(client, b), [])
+})
+
+test('des pack with zones refuses an --n-bits other than the zones file routes with', async (t) => {
+  const client = testS3Client()
+  const a = await freshBucket(client, 'des-pz-e')
+  const dir = tempDir()
+  const zonesFile = writeZones(dir, [{ name: 'a', start: 0, end: 15, bucket: a, prefix: '' }])
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: '1', createdAt: DAY, size: content('text', 10).length }])
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--n-bits', '8'], { env: zonesEnv(zonesFile) })
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, /zones file routes with n_bits 4, this run with 8/)
+  t.deepEqual(await listKeys(client, a), [])
+})
