@@ -18,7 +18,7 @@ import { DesError, classifyError, describe } from '../errors'
 import type { FaultPoint, MigrateConfig } from '../config/migrate'
 import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
-import type { ByteSource } from '../storage/source'
+import type { ByteSource, ShardSources } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
@@ -31,8 +31,8 @@ export interface CycleDeps {
   table: SourceTable
   /** Where shards are written ... */
   target: PackTarget
-  /** ... and the same store, read back. */
-  store: ByteSource
+  /** ... and the same store, read back (with zones, each key from its zone). */
+  store: ByteSource | ShardSources
   /** Names the store in advisory locks: migrators writing one store share them. */
   lockNamespace: string
   /** Client for s3:// sources (when packer.s3_source.enabled). */

@@ -19,28 +19,58 @@ import {
 import { createS3Client } from '../storage/s3-client'
 import { LocalSource } from '../storage/local'
 import { S3Source } from '../storage/s3'
-import type { ByteSource } from '../storage/source'
-import type { PackTarget } from '../pack'
+import type { ByteSource, ShardSources } from '../storage/source'
+import { ZonedSources } from '../storage/zones'
+import { zonesPackTarget, type PackTarget } from '../pack'
+import type { ZonesConfig } from '../config/zones'
+import { DesError } from '../errors'
 import type { FaultPoint, MigrateConfig } from '../config/migrate'
 import { createKnex, SourceTable } from './db'
 import { runCycle, type CycleDeps, type CycleReport } from './cycle'
 
-/** Builds what cycles need; `close()` releases the database pool and clients. */
-export function createDeps(config: MigrateConfig, opts: { fault?: FaultPoint; log?: (line: string) => void } = {}): CycleDeps & { knex: Knex; close(): Promise<void> } {
+/**
+ * Builds what cycles need; `close()` releases the database pool and clients.
+ * With `zones` (DES_BACKEND=multi_s3) shards are written to, and read back
+ * from, the zone of their shard index instead of `packer.output`.
+ */
+export function createDeps(
+  config: MigrateConfig,
+  opts: { fault?: FaultPoint; log?: (line: string) => void; zones?: ZonesConfig } = {},
+): CycleDeps & { knex: Knex; close(): Promise<void> } {
   const knex = createKnex(config.database.url)
   const table = new SourceTable(knex, config.database)
   const out = config.packer.output
   let target: PackTarget
-  let store: ByteSource
+  let store: ByteSource | ShardSources
+  let lockNamespace: string
   const clients: S3Client[] = []
-  if (out.kind === 'local') {
+  if (opts.zones) {
+    if (opts.zones.nBits !== config.packer.nBits) {
+      throw new DesError('DES_CONFIG', `the zones file routes with n_bits ${opts.zones.nBits}, packer.n_bits is ${config.packer.nBits}: set them alike`)
+    }
+    const zoned = zonesPackTarget(opts.zones, (s3) => {
+      const client = createS3Client(s3)
+      clients.push(client)
+      return client
+    })
+    const clientOf = new Map(zoned.zones.map((z) => [z.name, z.client]))
+    const sources = new ZonedSources(opts.zones, (z) => new S3Source(clientOf.get(z.name)!, z.s3, 'multi_s3'))
+    target = zoned
+    store = sources
+    lockNamespace = `multi_s3:${sources
+      .all()
+      .map((s) => s.id)
+      .join(',')}`
+  } else if (out.kind === 'local') {
     target = { kind: 'local', dir: out.dir }
     store = new LocalSource(out.dir)
+    lockNamespace = store.id
   } else {
     const client = createS3Client({ region: out.region, endpoint: out.endpoint, forcePathStyle: out.forcePathStyle })
     clients.push(client)
     target = { kind: 's3', bucket: out.bucket, prefix: out.prefix, client }
     store = new S3Source(client, { bucket: out.bucket, prefix: out.prefix }, 's3')
+    lockNamespace = store.id
   }
   let sourceS3: S3Client | undefined
   const src = config.packer.s3Source
@@ -54,7 +84,7 @@ export function createDeps(config: MigrateConfig, opts: { fault?: FaultPoint; lo
     table,
     target,
     store,
-    lockNamespace: store.id,
+    lockNamespace,
     sourceS3,
     fault: opts.fault,
     log: opts.log,

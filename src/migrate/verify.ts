@@ -3,7 +3,7 @@
 // fetched fresh (never from a cache), so a uid counts as stored only when the
 // durable object's index lists it.
 
-import type { ByteSource } from '../storage/source'
+import type { ByteSource, ShardSources } from '../storage/source'
 import { openShard, type ShardHandle } from '../store/shard'
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
@@ -15,13 +15,15 @@ import { mapLimit } from './sources'
 /**
  * Every part of one key, in part order (stops at the first part that does not
  * exist); each read as a suffix of `tailBytes` (DES_TAIL_BYTES), a second read
- * only for an index longer than that.
+ * only for an index longer than that. With zones (`ShardSources`), from the
+ * zone of the key's shard index; a key in no zone has no parts.
  */
-export async function openParts(store: ByteSource, dateDir: string, shardHex: string, layout: Layout = 'nested', tailBytes = DEFAULT_TAIL_BYTES): Promise<ShardHandle[]> {
+export async function openParts(store: ByteSource | ShardSources, dateDir: string, shardHex: string, layout: Layout = 'nested', tailBytes = DEFAULT_TAIL_BYTES): Promise<ShardHandle[]> {
   const parts: ShardHandle[] = []
   for (let part = 0; ; part++) {
     try {
-      parts.push(await openShard(store, shardKeyIn(layout, { dateDir, shardHex }, part), tailBytes))
+      const source = 'sourceFor' in store ? store.sourceFor(Number.parseInt(shardHex, 16)) : store
+      parts.push(await openShard(source, shardKeyIn(layout, { dateDir, shardHex }, part), tailBytes))
     } catch (err) {
       if ((err as { code?: string })?.code === 'DES_NOT_FOUND') return parts
       throw err
@@ -36,7 +38,7 @@ export interface StoredEntry {
 }
 
 /** The parts of many keys (`date/HEX`), opened a few at a time. */
-export async function openKeys(store: ByteSource, keys: Array<{ dateDir: string; shardHex: string }>, concurrency = 16, layout: Layout = 'nested', tailBytes = DEFAULT_TAIL_BYTES): Promise<Map<string, ShardHandle[]>> {
+export async function openKeys(store: ByteSource | ShardSources, keys: Array<{ dateDir: string; shardHex: string }>, concurrency = 16, layout: Layout = 'nested', tailBytes = DEFAULT_TAIL_BYTES): Promise<Map<string, ShardHandle[]>> {
   const opened = await mapLimit(keys, concurrency, (k) => openParts(store, k.dateDir, k.shardHex, layout, tailBytes))
   return new Map(keys.map((k, i) => [`${k.dateDir}/${k.shardHex}`, opened[i]]))
 }
@@ -58,9 +60,11 @@ const READ_BACK_GAP = 1 << 20
  * Reads back the stored bytes of `uids` from one opened part and checks each
  * (its checksum, then a decode to its stated size); BigFiles by their object's
  * size. Neighbouring entries share one range read. Returns each failed uid
- * with the reason; a uid absent from the result was read back intact.
+ * with the reason; a uid absent from the result was read back intact. The
+ * bytes come from the source the part was opened on (`part.source`: with
+ * zones, its zone's), BigFiles from beside it.
  */
-export async function readBack(store: ByteSource, part: ShardHandle, uids: string[], bigfilesPrefix = DEFAULT_BIGFILES_PREFIX, layout: Layout = 'nested'): Promise<Map<string, string>> {
+export async function readBack(_store: ByteSource | ShardSources, part: ShardHandle, uids: string[], bigfilesPrefix = DEFAULT_BIGFILES_PREFIX, layout: Layout = 'nested'): Promise<Map<string, string>> {
   const dateDir = layout === 'flat' ? (parseFlatShardKey(part.key)?.dateDir ?? '') : part.key.slice(0, part.key.indexOf('/'))
   const failed = new Map<string, string>()
   const inline: Array<{ uid: string; entry: EntryInfo }> = []
@@ -71,7 +75,7 @@ export async function readBack(store: ByteSource, part: ShardHandle, uids: strin
     else {
       const key = bigfileKeyIn(layout, dateDir, entry.sha256 ?? '', bigfilesPrefix)
       try {
-        const tail = await store.getTail(key, 1)
+        const tail = await part.source.getTail(key, 1)
         if (tail.objectSize !== entry.size) failed.set(uid, `BigFile ${key} is ${tail.objectSize} bytes, the index says ${entry.size}`)
       } catch (err) {
         failed.set(uid, `BigFile ${key}: ${describe(err)}`)
@@ -90,7 +94,7 @@ export async function readBack(store: ByteSource, part: ShardHandle, uids: strin
     }
     let bytes: Buffer | undefined
     try {
-      bytes = await store.getRange(part.key, start, end - start, 'payload', part.etag)
+      bytes = await part.source.getRange(part.key, start, end - start, 'payload', part.etag)
     } catch (err) {
       for (let k = i; k < j; k++) failed.set(inline[k].uid, `reading back ${part.key}: ${describe(err)}`)
     }

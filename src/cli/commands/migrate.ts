@@ -82,7 +82,11 @@ export function register(y: Argv): Argv {
       if (argv['dry-run'] && argv.continuous) throw new DesError('DES_BAD_ARG', '--dry-run runs one cycle; drop --continuous')
       const env = loadMigrateEnv()
       const config = loadMigrateConfig(argv.config, env.vars)
-      const deps = createDeps(config, { fault: env.fault, log: (line) => process.stderr.write(`des-migrate: ${line}\n`) })
+      // DES_BACKEND=multi_s3: the zones of DES_ZONES_CONFIG take the place of packer.output_dir / packer.s3.
+      const { writeZonesFromEnv } = await import('../../config/zones')
+      const zoned = writeZonesFromEnv(config.packer.nBits, env.vars)
+      if (zoned) process.stderr.write(`des-migrate: DES_BACKEND=multi_s3: writing to the ${zoned.zones.zones.length} zones of ${zoned.file} (packer.output_dir / packer.s3 are not used)\n`)
+      const deps = createDeps(config, { fault: env.fault, log: (line) => process.stderr.write(`des-migrate: ${line}\n`), zones: zoned?.zones })
       const stop = new AbortController()
       const onSignal = (sig: string) => {
         if (!stop.signal.aborted) process.stderr.write(`des-migrate: ${sig}: finishing the cycle in flight\n`)

@@ -1,0 +1,97 @@
+// `des migrate` with DES_BACKEND=multi_s3: the zones of DES_ZONES_CONFIG take
+// the place of packer.output_dir / packer.s3; each row lands in the zone of
+// its shard index (BigFiles beside their shard), is read back from there
+// before its row is archived, and `des verify --store` finds the zones clean.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { locateShard } from '../src/native'
+import { loadZones } from '../src/config/zones'
+import { zonedS3Sources } from '../src/storage/zones'
+import { Store } from '../src/store/store'
+import { runCli } from './helpers/cli'
+import { baseConfig, freshTable, makeFiles, writeConfig } from './helpers/migrate'
+import { listKeys, sha256 } from './helpers/pack'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+
+const BIG = 100_000
+
+test('des migrate with DES_BACKEND=multi_s3 writes each row to the zone of its shard index; read back, archived, verify --store clean', async (t) => {
+  const client = testS3Client()
+  const [a, b] = [await freshBucket(client, 'des-mz-a'), await freshBucket(client, 'des-mz-b')]
+  const tb = await freshTable('zones')
+  t.teardown(() => tb.close())
+  const { endpoint } = s3TestEnv()
+  const zones = [
+    { name: 'low', start: 0, end: 6, bucket: a, prefix: 'z1/' },
+    { name: 'mid', start: 7, end: 10, bucket: a, prefix: 'z2/' },
+    { name: 'high', start: 11, end: 15, bucket: b, prefix: '' },
+  ]
+  const zonesFile = path.join(tb.dir, 'zones.yaml')
+  fs.writeFileSync(
+    zonesFile,
+    ['n_bits: 4', 'zones:', ...zones.map((z) => `  - {name: ${z.name}, range: {start: ${z.start}, end: ${z.end}}, s3: {bucket: ${z.bucket}, prefix: "${z.prefix}", endpoint_url: "${endpoint}"}}`)].join('\n'),
+  )
+  const rows = makeFiles(tb.dir, 40)
+  // Two BigFiles.
+  for (const uid of ['big-1', 'big-2']) {
+    const data = randomBytes(BIG + 1234)
+    const location = path.join(tb.dir, 'src', uid)
+    fs.writeFileSync(location, data)
+    rows.push({ uid, createdAt: '2024-01-09T08:00:00.000Z', location, size: data.length, data })
+  }
+  await tb.insert(rows)
+  const cfg = writeConfig(tb.dir, baseConfig(tb, { packer: { big_file_threshold: BIG } }), 'yaml')
+  const env = { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zonesFile, DES_N_BITS: '', DES_LAYOUT: '', DES_BASE_DIR: '' }
+
+  const r = await runCli(['migrate', '--config', cfg, '--json'], { env })
+  t.is(r.code, 0, r.stderr)
+  t.regex(r.stderr, /writing to the 3 zones of .*zones\.yaml/)
+  const report = JSON.parse(r.stdout.toString())
+  t.is(report.migrated, rows.length)
+  t.deepEqual(report.bad, [])
+  t.false(fs.existsSync(path.join(tb.dir, 'out')), 'packer.output_dir is not written')
+  t.true([...(await tb.archived()).values()].every(Boolean))
+
+  // Every shard and BigFile in the zone of its index, nothing anywhere else.
+  const zoneOf = (index: number) => zones.find((z) => z.start <= index && index <= z.end)!
+  const expected = new Map<string, Set<string>>(zones.map((z) => [z.name, new Set()]))
+  for (const row of rows) {
+    const loc = locateShard(row.uid, row.createdAt!, 4)
+    const z = zoneOf(loc.shardIndex)
+    expected.get(z.name)!.add(`${z.prefix}${loc.objectKey}`)
+    if (row.size! > BIG) expected.get(z.name)!.add(`${z.prefix}${loc.dateDir}/_bigFiles/${sha256(row.data!)}`)
+  }
+  for (const z of zones) t.deepEqual(await listKeys(client, z.bucket, z.prefix), [...expected.get(z.name)!].sort(), z.name)
+  t.deepEqual((await listKeys(client, a)).filter((k) => !k.startsWith('z1/') && !k.startsWith('z2/')), [])
+  t.true([...expected.values()].filter((keys) => [...keys].some((k) => k.includes('/_bigFiles/'))).length >= 1)
+
+  const loaded = loadZones(zonesFile, 8)
+  const store = new Store({ sources: zonedS3Sources(loaded), nBits: loaded.nBits })
+  for (const row of rows) t.true((await store.get(row.uid, row.createdAt!)).equals(row.data!), row.uid)
+
+  const v = await runCli(['verify', '--store', '--json'], { env })
+  t.is(v.code, 0, v.stderr + v.stdout.toString().slice(-2000))
+
+  // A second cycle finds nothing left to do.
+  const again = await runCli(['migrate', '--config', cfg, '--json'], { env })
+  t.is(again.code, 0, again.stderr)
+  t.is(JSON.parse(again.stdout.toString()).migrated, 0)
+})
+
+test('des migrate refuses a zones file whose n_bits is not packer.n_bits', async (t) => {
+  const client = testS3Client()
+  const a = await freshBucket(client, 'des-mz-c')
+  const tb = await freshTable('zones-bits')
+  t.teardown(() => tb.close())
+  const zonesFile = path.join(tb.dir, 'zones.yaml')
+  fs.writeFileSync(zonesFile, `n_bits: 6\nzones:\n  - {name: all, range: {start: 0, end: 63}, s3: {bucket: ${a}, endpoint_url: "${s3TestEnv().endpoint}"}}\n`)
+  await tb.insert(makeFiles(tb.dir, 3))
+  const cfg = writeConfig(tb.dir, baseConfig(tb), 'yaml')
+  const r = await runCli(['migrate', '--config', cfg], { env: { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zonesFile, DES_N_BITS: '' } })
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, /zones file routes with n_bits 6, packer.n_bits is 4/)
+  t.deepEqual(await listKeys(client, a), [])
+})
