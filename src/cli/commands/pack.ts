@@ -1,5 +1,6 @@
 // `des pack` (also `des-pack`): a manifest of small files into shards, on local
-// disk (--output-dir) or S3 (--s3-bucket). A summary at the end, or --json.
+// disk (--output-dir), S3 (--s3-bucket) or, with neither and
+// DES_BACKEND=multi_s3, the zones of DES_ZONES_CONFIG. A summary at the end, or --json.
 
 import type { Argv } from 'yargs'
 import { loadConfig } from '../../config/env'
@@ -46,7 +47,7 @@ export function summaryJson(r: PackResult, target: string, worker?: { index: num
 export function register(y: Argv): Argv {
   return y.command(
     'pack',
-    'Pack the files of a manifest into shards (local dir or S3)',
+    'Pack the files of a manifest into shards (local dir, S3, or the zones of DES_ZONES_CONFIG)',
     (a) =>
       a
         .option('input-json', { type: 'string', demandOption: true, describe: 'manifest: JSON array (or lines) of {uid, created_at, size_bytes, source_path, meta?}' })
@@ -68,7 +69,8 @@ export function register(y: Argv): Argv {
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
         .example('$0 pack --input-json manifest.json --output-dir /data/des', 'pack into a local store')
-        .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored'),
+        .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored')
+        .example('DES_BACKEND=multi_s3 DES_ZONES_CONFIG=zones.yaml $0 pack --input-json manifest.jsonl', 'each shard to the zone (bucket, prefix) that serves its shard index'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
       const { formatBytes, manifestEntriesHint, progressBar, readManifest, runPack, zonesPackTarget } = await import('../../pack')
