@@ -95,3 +95,34 @@ test('des migrate refuses a zones file whose n_bits is not packer.n_bits', async
   t.regex(r.stderr, /zones file routes with n_bits 6, packer.n_bits is 4/)
   t.deepEqual(await listKeys(client, a), [])
 })
+
+test('des migrate with a row in a shard index no zone serves: the cycle fails before writing anything (exit 2), no row archived', async (t) => {
+  const client = testS3Client()
+  const [a, b] = [await freshBucket(client, 'des-mz-d'), await freshBucket(client, 'des-mz-e')]
+  const tb = await freshTable('zones-gap')
+  t.teardown(() => tb.close())
+  const { endpoint } = s3TestEnv()
+  const rows = makeFiles(tb.dir, 12)
+  const indexes = rows.map((r) => locateShard(r.uid, r.createdAt, 4).shardIndex)
+  // The index of the last row is in no zone; every other index is.
+  const gap = indexes[indexes.length - 1]
+  const covered = (lo: number, hi: number) => (lo <= hi ? [{ lo, hi }] : [])
+  const ranges = [...covered(0, gap - 1), ...covered(gap + 1, 15)]
+  const buckets = [a, b]
+  const zonesFile = path.join(tb.dir, 'zones.yaml')
+  fs.writeFileSync(
+    zonesFile,
+    ['n_bits: 4', 'zones:', ...ranges.map((r, i) => `  - {name: z${i}, range: {start: ${r.lo}, end: ${r.hi}}, s3: {bucket: ${buckets[i]}, endpoint_url: "${endpoint}"}}`)].join('\n'),
+  )
+  await tb.insert(rows)
+  const cfg = writeConfig(tb.dir, baseConfig(tb), 'yaml')
+  const r = await runCli(['migrate', '--config', cfg, '--json'], { env: { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zonesFile, DES_N_BITS: '' } })
+  t.is(r.code, 2, r.stderr)
+  const report = JSON.parse(r.stdout.toString())
+  t.is(report.status, 'error')
+  t.is(report.error_code, 'DES_CONFIG')
+  t.regex(report.error, new RegExp(`uid "f\\d+" \\(.*\\) routes to shard index ${gap} .*no zone.*nothing was written`))
+  t.is(report.migrated, 0)
+  for (const bucket of buckets) t.deepEqual(await listKeys(client, bucket), [])
+  t.false([...(await tb.archived()).values()].some(Boolean))
+})

@@ -118,6 +118,10 @@ test('des pack refuses a manifest with a key in no zone before writing anything 
   const r = await runCli(['pack', '--input-json', corpus.manifestPath], { env: zonesEnv(zonesFile) })
   t.is(r.code, 2, r.stderr)
   t.regex(r.stderr, /uid "9" \(line \d+\) routes to shard index 9 .*no zone.*uncovered: 8\.\.11.*nothing was written/)
+  // A dry run says the same.
+  const dry = await runCli(['pack', '--input-json', corpus.manifestPath, '--dry-run'], { env: zonesEnv(zonesFile) })
+  t.is(dry.code, 2, dry.stderr)
+  t.regex(dry.stderr, /uid "9" .* no zone/)
   t.deepEqual(await listKeys(client, a), [])
   t.deepEqual(await listKeys(client, b), [])
 })
