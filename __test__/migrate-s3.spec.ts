@@ -8,6 +8,10 @@ import { runCli } from './helpers/cli'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
 import { S3Source } from '../src/storage/s3'
+import { parseMigrateConfig } from '../src/config/migrate'
+import { createDeps } from '../src/migrate/run'
+import { runCycle } from '../src/migrate/cycle'
+import { recordingClient } from './helpers/backends'
 
 function s3Config(tb: { table: string; dir: string }, bucket: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   const env = s3TestEnv()
@@ -80,4 +84,31 @@ test('S3 store: kill -9 half-way through packing, then a rerun archives every ro
   const archived = await tb.archived()
   t.true(rows.every((x) => archived.get(x.uid)))
   await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows)
+})
+
+test('one cycle asks S3 about each s3:// source once (a HEAD) and reads it once (a GET)', async (t) => {
+  const client = testS3Client()
+  const srcBucket = await freshBucket(client, 'mig-once')
+  const tb = await freshTable('s3_once')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 12)
+  for (const r of rows) {
+    await client.send(new PutObjectCommand({ Bucket: srcBucket, Key: `in/${r.uid}`, Body: r.data }))
+    r.location = `s3://${srcBucket}/in/${r.uid}`
+  }
+  await tb.insert(rows)
+  const env = s3TestEnv()
+  const doc = baseConfig(tb, { migration: { batch_size: 100 } }) as { packer: Record<string, unknown> }
+  doc.packer.s3_source = { enabled: true, region_name: env.region, endpoint_url: env.endpoint }
+  const deps = createDeps(parseMigrateConfig(doc))
+  t.teardown(() => deps.close())
+  const { sent } = recordingClient(deps.sourceS3!)
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.migrated, 12)
+  for (const r of rows) {
+    const key = `/${srcBucket}/in/${r.uid}`
+    t.is(sent.filter((s) => s.method === 'HEAD' && s.key === key).length, 1, `${r.uid}: checked once`)
+    t.is(sent.filter((s) => s.method === 'GET' && s.key === key).length, 1, `${r.uid}: read once`)
+  }
 })
