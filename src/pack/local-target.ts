@@ -12,7 +12,7 @@ import { ShardReader, ShardWriter } from '../native'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import type { KeyPlan, PlannedInput } from './plan'
-import type { PackedShard } from './index'
+import type { PackedShard } from './types'
 
 /** One part written: what went in, and the shard once it is durably stored. */
 export interface PartWrite {

@@ -11,7 +11,7 @@
 
 import { promises as fsp } from 'node:fs'
 import { DesError } from '../errors'
-import type { PackInput } from './index'
+import type { PackInput } from './types'
 
 /** A parsed manifest: the inputs and, for each, the line it starts on. */
 export interface Manifest {

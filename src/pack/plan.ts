@@ -5,7 +5,7 @@
 
 import { DesError } from '../errors'
 import type { ShardReader } from '../native'
-import type { PackInput } from './index'
+import type { PackInput } from './types'
 import type { PackFile } from '../native'
 
 /** One input with what validation learnt about it. */

@@ -19,10 +19,13 @@ import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { isS3Url } from '../storage/s3-url'
 import { locateIn } from '../store/layout'
-import type { PackInput } from './index'
+import type { PackInput, WorkerSlice } from './types'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
-import { checkSources, type S3SourceOptions } from './sources'
+import { checkSources } from './sources'
+import type { S3SourceOptions } from './types'
+
+export type { WorkerSlice }
 
 export { DEFAULT_MEMORY_ENTRIES }
 /** Spill files per plan: about this many inputs per bucket, this many uids per part. */
@@ -33,11 +36,6 @@ const MAX_UID_PARTS = 256
 /** Bytes of lines a spill file gathers before one write. */
 const FLUSH_BYTES = 8 * 1024
 
-/** Which keys of the manifest this process packs: those with shard index mod `count` = `index`. */
-export interface WorkerSlice {
-  index: number
-  count: number
-}
 
 export interface PlanSettings {
   nBits: number

@@ -26,14 +26,13 @@ import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import { untouched, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
+import type { S3Hooks } from './types'
+
+export type { S3Hooks }
 
 /** Attempts at one part when other writers keep changing the object. */
 const CONFLICT_ATTEMPTS = 8
 
-/** Test seams: run something just before a part's upload completes. */
-export interface S3Hooks {
-  beforeComplete?(key: string, attempt: number): Promise<void>
-}
 
 /** An object's current shard index, as of `etag`. */
 interface Tail {

@@ -2,7 +2,7 @@
 // s3:// objects (fetched here with retries and backoff, counted in the
 // des_s3_source_* metrics). Every source is checked before anything is written.
 
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceBytesDownloadedTotal, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
@@ -11,18 +11,12 @@ import { mapLimit } from '../storage/map-limit'
 import { parseS3Url } from '../storage/s3-url'
 import { checkSources as checkSourceRefs, parseSourceRef, type SourceCheck, type SourceRef } from '../storage/source-check'
 import { withContentType } from './content-type'
+import type { S3SourceOptions } from './types'
 import { named, type PlannedInput } from './plan'
 
-/**
- * How s3:// sources are read: with this client, whose retry strategy is the
- * one retry policy (`createS3Client`'s maxAttempts and retryDelayMs); a read
- * is not retried on top of it.
- */
-export interface S3SourceOptions {
-  client: S3Client
-}
 
 export { mapLimit }
+export type { S3SourceOptions }
 
 /** Counts the retries the SDK made for one request (its `$metadata.attempts`). */
 function countRetries(outcome: unknown): void {

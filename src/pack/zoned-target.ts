@@ -15,17 +15,10 @@ import type { FillContext } from './fill'
 import type { PartWrite, ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { S3Target } from './s3-target'
+import type { PackZone } from './types'
 
-/** One zone of a zoned pack target: its inclusive shard-index range and where its shards go. */
-export interface PackZone {
-  name: string
-  start: number
-  end: number
-  bucket: string
-  /** Key prefix ('' or ending in '/'). */
-  prefix: string
-  client: S3Client
-}
+export type { PackZone }
+
 
 /** A zone's S3 writer. */
 export interface ZoneSink {

@@ -1,0 +1,287 @@
+// The packer: inputs → shards, on local disk or S3 (SPEC §3–5, §9).
+//
+// Order of work: check every input (fields, dates, duplicate uids, sources and
+// sizes, the target, uids already stored) before writing anything; then, key
+// by key, fill the last part of the key and continue in new parts when
+// `maxShardSize` would be passed. Every part is replaced atomically (local:
+// temp file + fsync + rename under the part's lock; S3: conditional
+// completion on the old ETag), so a failure leaves each shard as it was or
+// wholly written, never partial.
+//
+// Inputs come as an array or as a manifest stream (readManifest); the plan
+// (planner.ts) spills to temp files past `memoryEntries`, so a run of
+// millions of files holds a bucket of keys at a time, not the manifest.
+// `worker` splits one manifest's keys between processes (an Indexed Job).
+
+//
+// The run itself; the types are in types.ts, the public face in index.ts.
+
+import { DesError } from '../errors'
+import type { ShardReader, ShardWriterOptions } from '../native'
+import type { WriterSettings } from './fill'
+import { isFolderName, isNBits } from '../config/checks'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS } from '../config/defaults'
+import { shardKeyIn } from '../store/layout'
+import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
+import type { ManifestEntry } from './manifest'
+import { assignToParts, named } from './plan'
+import { Plan, Planner } from './planner'
+import { S3Target } from './s3-target'
+import { ZonedTarget } from './zoned-target'
+import { mapLimit } from './sources'
+import type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, S3SourceOptions } from './types'
+
+const CODECS = ['zstd', 'lz4', 'none'] as const
+/** Keys packed at once (see `worker` in runPack). */
+const KEY_WORKERS = 3
+/** Keys whose existing parts are read at once before writing (S3: tail GETs). */
+const PREPASS_CONCURRENCY = 16
+
+function checkOptions(opts: PackOptions): void {
+  const bad = (what: string) => new DesError('DES_BAD_ARG', what)
+  const nBits = opts.nBits ?? DEFAULT_N_BITS
+  if (!isNBits(nBits)) throw bad(`n_bits must be an integer ${MIN_N_BITS}..${MAX_N_BITS}, got ${nBits}`)
+  if (opts.maxShardSize !== undefined && !(Number.isSafeInteger(opts.maxShardSize) && opts.maxShardSize > 0)) {
+    throw bad(`max shard size must be a positive number of bytes, got ${opts.maxShardSize}`)
+  }
+  if (opts.codec !== undefined && !CODECS.includes(opts.codec)) throw bad(`codec must be one of ${CODECS.join(', ')}, got ${opts.codec}`)
+  if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= -7 && opts.level <= 22)) throw bad(`zstd level must be -7..22, got ${opts.level}`)
+  if (opts.bigFileThreshold !== undefined && !(Number.isSafeInteger(opts.bigFileThreshold) && opts.bigFileThreshold >= 0)) {
+    throw bad(`BigFile threshold must be a whole number of bytes, got ${opts.bigFileThreshold}`)
+  }
+  if (opts.bigfilesPrefix !== undefined && !isFolderName(opts.bigfilesPrefix)) throw bad(`BigFile prefix must be one folder name, got ${opts.bigfilesPrefix}`)
+  if (opts.replace && opts.skipExisting) throw bad('replace and skipExisting cannot be combined')
+  if (opts.layout !== undefined && opts.layout !== 'nested' && opts.layout !== 'flat') throw bad(`layout must be nested or flat, got ${opts.layout}`)
+  if (opts.replace && opts.layout === 'flat') throw bad('replace rewrites the shard that holds a uid; the flat layout never rewrites a shard (convert the store to nested first, des convert)')
+  const w = opts.worker
+  if (w !== undefined && !(Number.isSafeInteger(w.count) && w.count >= 1 && Number.isSafeInteger(w.index) && w.index >= 0 && w.index < w.count)) {
+    throw bad(`worker must be I/N with 0 <= I < N, got ${w.index}/${w.count}`)
+  }
+}
+
+function writerSettings(opts: PackOptions): WriterSettings {
+  const writer: ShardWriterOptions = {}
+  if (opts.codec) writer.codec = opts.codec
+  if (opts.level !== undefined) writer.level = opts.level
+  if (opts.skipExtensions) writer.skipExtensions = opts.skipExtensions
+  if (opts.bigFileThreshold !== undefined) writer.bigFileThreshold = opts.bigFileThreshold
+  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested' }
+}
+
+function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras, nBits: number): ShardSink {
+  if (target?.kind === 'local') {
+    if (typeof target.dir !== 'string' || target.dir === '') throw new DesError('DES_BAD_ARG', 'local target needs a dir')
+    return new LocalTarget(target.dir, settings)
+  }
+  if (target?.kind === 's3') {
+    if (!target.bucket) throw new DesError('DES_BAD_ARG', 'S3 target needs a bucket')
+    const p = (target.prefix ?? '').replace(/^\/+/, '')
+    const prefix = p === '' || p.endsWith('/') ? p : `${p}/`
+    return new S3Target(target.client, target.bucket, prefix, settings, extras.s3Hooks, extras.tmpDir)
+  }
+  if (target?.kind === 'zones') {
+    // A zone's range means shard indexes of its n_bits: another routing would put keys in the wrong zones.
+    if (target.nBits !== nBits) throw new DesError('DES_BAD_ARG', `the zones file routes with n_bits ${target.nBits}, this run with ${nBits}`)
+    const zones = target.zones.map((z) => ({ zone: z, sink: sinkFor({ kind: 's3', bucket: z.bucket, prefix: z.prefix, client: z.client }, settings, extras, nBits) as S3Target }))
+    return new ZonedTarget(nBits, zones)
+  }
+  throw new DesError('DES_BAD_ARG', 'target must be {kind: "local", dir}, {kind: "s3", bucket, prefix, client} or {kind: "zones", nBits, zones}')
+}
+
+/** Packs files into shards. See the module comment for the guarantees. */
+export async function packFiles(inputs: PackInput[], target: PackTarget, opts: PackOptions = {}): Promise<PackResult> {
+  return runPack(inputs, target, opts, {})
+}
+
+function* labelled(inputs: PackInput[], label: (i: number) => string): Generator<ManifestEntry> {
+  for (let i = 0; i < inputs.length; i++) yield { input: inputs[i], label: label(i) }
+}
+
+function isAsyncIterable(x: unknown): x is AsyncIterable<ManifestEntry> {
+  return typeof (x as AsyncIterable<unknown>)?.[Symbol.asyncIterator] === 'function'
+}
+
+/**
+ * `packFiles` over an array or a manifest stream (`readManifest`), with error
+ * labels, a plan that spills to temp files past `memoryEntries`, and test
+ * seams. A stream's result lists no uids per shard (they would be the whole
+ * manifest in memory).
+ */
+export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>, target: PackTarget, opts: PackOptions = {}, extras: PackExtras = {}): Promise<PackResult> {
+  const started = process.hrtime.bigint()
+  const fromArray = Array.isArray(inputs)
+  if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
+  checkOptions(opts)
+  const label = extras.label ?? ((i: number) => `input ${i + 1}`)
+  const planner = new Planner({
+    nBits: opts.nBits ?? DEFAULT_N_BITS,
+    layout: opts.layout,
+    worker: opts.worker,
+    memoryEntries: extras.memoryEntries,
+    tmpDir: extras.tmpDir,
+    expectedEntries: fromArray ? inputs.length : extras.expectedEntries,
+  })
+  try {
+    const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
+    const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined
+    await plan.checkSources(sourceS3, extras.sourcesChecked)
+    const sink = sinkFor(target, writerSettings(opts), extras, opts.nBits ?? DEFAULT_N_BITS)
+    await sink.check(opts.dryRun)
+    return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras.existingParts)
+  } finally {
+    planner.dispose()
+  }
+}
+
+async function packPlan(
+  plan: Plan,
+  sink: ShardSink,
+  opts: PackOptions,
+  sourceS3: S3SourceOptions | undefined,
+  keepUids: boolean,
+  started: bigint,
+  knownParts?: PackExtras['existingParts'],
+): Promise<PackResult> {
+  const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
+  const layout = opts.layout ?? 'nested'
+  // New files go to the last part (nested), or to a new shard after the last (flat: never rewrite one).
+  const firstPart = (parts: number) => (layout === 'flat' ? parts : Math.max(0, parts - 1))
+  let doneFiles = 0
+  let doneBytes = 0
+  const progress = (files: number, bytes: number) => {
+    doneFiles += files
+    doneBytes += bytes
+    opts.onProgress?.({ files: doneFiles, bytes: doneBytes, totalFiles: plan.files, totalBytes: plan.bytes })
+  }
+
+  // A key the target cannot hold (zones: an index in no zone) fails the run before anything is read or written.
+  for (const key of plan.keys) {
+    const why = sink.refuses?.(key.shardIndex)
+    if (why === undefined) continue
+    const [first] = await plan.items(key)
+    throw new DesError('DES_CONFIG', `${named(first)} routes to shard index ${key.shardIndex} (${key.dateDir}/${key.shardHex}), ${why}; nothing was written`, { uid: first.input.uid })
+  }
+
+  // Everything already stored is sorted out before anything is written, so a
+  // duplicate uid fails the run with nothing changed. Only keys that already
+  // have parts need their inputs here; readers are dropped after each key
+  // (indexes of a large store do not all fit in memory). What a key needs is
+  // worked out again when it is written (another run may have added to it).
+  const skippedPerKey = await mapLimit(plan.keys, PREPASS_CONCURRENCY, async (key) => {
+    // Finding the parts takes the key's location only: its inputs are loaded when it has some.
+    const readers: Array<ShardReader | null> = knownParts?.(key) ?? (await sink.existingParts({ dateDir: key.dateDir, shardHex: key.shardHex, items: [] }))
+    key.parts = readers.length
+    if (readers.length === 0) return { files: 0, bytes: 0 }
+    const assign = assignToParts(await plan.items(key), readers, opts)
+    key.hits = assign.replacements.size > 0 || assign.skipped.length > 0
+    return { files: assign.skipped.length, bytes: assign.skipped.reduce((s, p) => s + p.size, 0) }
+  })
+  if (opts.dryRun) {
+    const skipped = skippedPerKey.reduce((s, k) => s + k.files, 0)
+    return {
+      shards: plan.keys.map((k, i) => ({
+        key: shardKeyIn(layout, k, firstPart(k.parts)),
+        files: k.files - skippedPerKey[i].files,
+        uids: [],
+        bytesIn: k.bytes - skippedPerKey[i].bytes,
+        bytesStored: 0,
+      })),
+      files: plan.files - skipped,
+      skipped,
+      bytesIn: plan.bytes - skippedPerKey.reduce((s, k) => s + k.bytes, 0),
+      bytesStored: 0,
+      seconds: seconds(),
+      dryRun: true,
+    }
+  }
+
+  const shards: Array<{ shard: PackedShard; rank: number }> = []
+  let skipped = 0
+  let failure: unknown
+  let nextKey = 0
+  const ctxBase = { s3Source: sourceS3, skipExisting: opts.skipExisting, progress }
+  // A worker packs one key at a time. Two of them keep both cores busy through
+  // each key's serial steps (opening, index, fsync) and overlap S3 uploads
+  // with packing; each lets one part finish while its next part packs.
+  const worker = async () => {
+    let finishing: Promise<void> = Promise.resolve()
+    const settle = async (w: PartWrite, rank: number) => {
+      const prev = finishing
+      finishing = prev.then(() =>
+        w.done.then(
+          (s) => {
+            if (s) shards.push({ shard: keepUids ? s : { ...s, uids: [] }, rank })
+          },
+          (err) => {
+            failure ??= err
+          },
+        ),
+      )
+      await prev
+      if (failure) throw failure
+    }
+    try {
+      while (!failure && nextKey < plan.keys.length) {
+        const key = plan.keys[nextKey++]
+        const keyPlan = await plan.keyPlan(key)
+        // Keys are written in order of first appearance (by bucket when spilled), parts in order.
+        const rank = (part: number) => key.ordinal * 1e6 + part
+        let fresh = keyPlan.items
+        let parts = key.parts
+        if (key.hits) {
+          const readers: Array<ShardReader | null> = await sink.existingParts(keyPlan)
+          const assign = assignToParts(keyPlan.items, readers, opts)
+          parts = readers.length
+          if (assign.skipped.length) {
+            skipped += assign.skipped.length
+            progress(assign.skipped.length, assign.skipped.reduce((s, p) => s + p.size, 0))
+          }
+          for (const [part, list] of assign.replacements) {
+            await settle(await sink.writePart(keyPlan, part, list, undefined, { ...ctxBase, replace: true }), rank(part))
+          }
+          fresh = assign.fresh
+        }
+        let rest = fresh
+        for (let part = firstPart(parts); rest.length > 0; part++) {
+          const w = await sink.writePart(keyPlan, part, rest, opts.maxShardSize, ctxBase)
+          skipped += w.fill.skipped.length
+          rest = w.fill.rest
+          await settle(w, rank(part))
+        }
+      }
+    } catch (err) {
+      failure ??= err
+    }
+    await finishing
+  }
+  await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, plan.keys.length) }, worker))
+  if (failure) {
+    const written = shards.length
+    if (written > 0 && failure instanceof DesError) {
+      failure.message += ` (${written} shard${written === 1 ? '' : 's'} written before this are complete; rerun with --skip-existing to finish)`
+    }
+    throw failure
+  }
+
+  // One entry per stored object, in the order of the keys' first appearance, parts in order.
+  const merged = new Map<string, { shard: PackedShard; rank: number }>()
+  for (const { shard: s, rank } of shards) {
+    const m = merged.get(s.key)
+    if (!m) merged.set(s.key, { shard: { ...s, uids: [...s.uids] }, rank })
+    else {
+      m.shard.files += s.files
+      m.shard.uids.push(...s.uids)
+      m.shard.bytesIn += s.bytesIn
+      m.shard.bytesStored += s.bytesStored
+    }
+  }
+  const list = [...merged.values()].sort((a, b) => a.rank - b.rank).map((m) => m.shard)
+  return {
+    shards: list,
+    files: list.reduce((s, x) => s + x.files, 0),
+    skipped,
+    bytesIn: list.reduce((s, x) => s + x.bytesIn, 0),
+    bytesStored: list.reduce((s, x) => s + x.bytesStored, 0),
+    seconds: seconds(),
+  }
+}
