@@ -371,6 +371,22 @@ test('an index larger than the first tail read costs one more ranged GET, and th
   for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha)
 })
 
+test('the packer reads tails of the size it is given (DES_TAIL_BYTES): one large enough needs no second GET', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'tailsize')
+  const dir = tempDir()
+  const uids = sameShard(7200, 8)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 7000).map((uid) => ({ uid, size: 8 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(7000).map((uid) => ({ uid, size: 8 })))
+  calls.length = 0
+  await packFiles(asInputs(b.rows), target, { nBits: 4, tailBytes: 1024 * 1024 })
+  const gets = calls.filter((c) => c.name === 'GetObjectCommand')
+  t.is(gets.filter((c) => c.range === 'bytes=-1048576').length, 4)
+  t.is(gets.filter((c) => /^bytes=[1-9]\d*-\d+$/.test(c.range ?? '')).length, 0, JSON.stringify(gets))
+})
+
 test('a BigFile already in the bucket with the same size is not uploaded again', async (t) => {
   const { client, calls } = recordingClient()
   const bucket = await freshBucket(client, 'bigdedup')

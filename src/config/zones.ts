@@ -6,7 +6,8 @@
 import * as fs from 'node:fs'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
-import { isEndpointUrl, normalisePrefix } from './checks'
+import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
+import { MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { enumVar, type S3Settings } from './env'
 
 export interface Zone {
@@ -44,7 +45,7 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw fail(file, 'expected an object with n_bits and zones')
   const nBits = doc.n_bits === undefined ? defaultNBits : int(file, doc.n_bits, 'n_bits')
-  if (nBits < 4 || nBits > 16) throw fail(file, `n_bits must be 4..16, got ${nBits}`)
+  if (!isNBits(nBits)) throw fail(file, `n_bits must be ${MIN_N_BITS}..${MAX_N_BITS}, got ${nBits}`)
   if (!Array.isArray(doc.zones) || doc.zones.length === 0) throw fail(file, 'zones must be a non-empty list')
   const max = 2 ** nBits - 1
   const names = new Set<string>()

@@ -20,7 +20,7 @@ import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
 import { isFolderName, isNBits } from '../config/checks'
-import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS } from '../config/defaults'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, DEFAULT_TAIL_BYTES, MAX_N_BITS, MIN_N_BITS } from '../config/defaults'
 import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
@@ -50,6 +50,7 @@ function checkOptions(opts: PackOptions): void {
     throw bad(`BigFile threshold must be a whole number of bytes, got ${opts.bigFileThreshold}`)
   }
   if (opts.bigfilesPrefix !== undefined && !isFolderName(opts.bigfilesPrefix)) throw bad(`BigFile prefix must be one folder name, got ${opts.bigfilesPrefix}`)
+  if (opts.tailBytes !== undefined && !(Number.isSafeInteger(opts.tailBytes) && opts.tailBytes >= 12)) throw bad(`tail size must be a whole number of bytes, at least 12, got ${opts.tailBytes}`)
   if (opts.replace && opts.skipExisting) throw bad('replace and skipExisting cannot be combined')
   if (opts.layout !== undefined && opts.layout !== 'nested' && opts.layout !== 'flat') throw bad(`layout must be nested or flat, got ${opts.layout}`)
   if (opts.replace && opts.layout === 'flat') throw bad('replace rewrites the shard that holds a uid; the flat layout never rewrites a shard (convert the store to nested first, des convert)')
@@ -65,7 +66,7 @@ function writerSettings(opts: PackOptions): WriterSettings {
   if (opts.level !== undefined) writer.level = opts.level
   if (opts.skipExtensions) writer.skipExtensions = opts.skipExtensions
   if (opts.bigFileThreshold !== undefined) writer.bigFileThreshold = opts.bigFileThreshold
-  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested' }
+  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested', tailBytes: opts.tailBytes ?? DEFAULT_TAIL_BYTES }
 }
 
 function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras, nBits: number): ShardSink {

@@ -71,6 +71,8 @@ export interface PackOptions {
   bigFileThreshold?: number
   /** BigFile folder beside the shards (default `_bigFiles`). */
   bigfilesPrefix?: string
+  /** Suffix read of an existing S3 shard's footer and index (DES_TAIL_BYTES; default 64 KiB). */
+  tailBytes?: number
   /** Extensions stored raw (default .jpg .jpeg .png .gif .gz .zip .bz2 .xz). */
   skipExtensions?: string[]
   /** A uid already stored is replaced (in the part that holds it) instead of refused. */

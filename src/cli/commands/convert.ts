@@ -9,6 +9,8 @@ import { DesError, exitCode } from '../../errors'
 import type { ConvertReport } from '../../convert'
 import { writeOut } from '../output'
 import { parseSize } from './pack'
+import { isNBits } from '../../config/checks'
+import { MAX_N_BITS, MIN_N_BITS } from '../../config/defaults'
 
 /** The --json summary (snake_case, as the other commands). */
 export function convertJson(r: ConvertReport, store: string): Record<string, unknown> {
@@ -57,7 +59,7 @@ export function register(y: Argv): Argv {
       if (argv['base-dir'] !== undefined && argv['s3-bucket'] !== undefined) throw new DesError('DES_BAD_ARG', 'give --base-dir or --s3-bucket, not both')
       if (argv['s3-prefix'] !== undefined && argv['s3-bucket'] === undefined && config.backend !== 's3') throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket')
       const nBits = argv['n-bits'] ?? config.nBits
-      if (!Number.isInteger(nBits) || nBits < 4 || nBits > 16) throw new DesError('DES_BAD_ARG', `--n-bits ${nBits}: expected a whole number 4..16`)
+      if (!isNBits(nBits)) throw new DesError('DES_BAD_ARG', `--n-bits ${nBits}: expected a whole number ${MIN_N_BITS}..${MAX_N_BITS}`)
       const settings = {
         writer: {
           ...(argv.codec ? { codec: argv.codec } : {}),
@@ -65,6 +67,7 @@ export function register(y: Argv): Argv {
           bigFileThreshold: config.bigFileThreshold,
         },
         bigfilesPrefix: config.bigfilesPrefix,
+        tailBytes: config.tailBytes,
       }
       let store
       let where: string

@@ -95,6 +95,7 @@ export function register(y: Argv): Argv {
         level: argv.level ?? profile?.level,
         bigFileThreshold: config.bigFileThreshold,
         bigfilesPrefix: config.bigfilesPrefix,
+        tailBytes: config.tailBytes,
         replace: argv.replace,
         skipExisting: argv['skip-existing'],
         worker: packWorker({ worker: argv.worker, workers: argv.workers }),
