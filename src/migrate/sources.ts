@@ -4,9 +4,11 @@
 
 import * as fs from 'node:fs/promises'
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { mapLimit } from '../storage/map-limit'
 import { checkSources, parseSourceRef, sourceName, type SourceRef } from '../storage/source-check'
 
 export type { SourceRef }
+export { mapLimit }
 
 /** Parses a file_location; null when it is not one we can read. */
 export const parseLocation = parseSourceRef
@@ -29,18 +31,4 @@ export async function deleteSource(ref: SourceRef, s3: S3Client | undefined): Pr
   }
   if (!s3) throw new Error('S3 sources are disabled')
   await s3.send(new DeleteObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight; results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length)
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++
-      out[i] = await fn(items[i], i)
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-  return out
 }

@@ -1,7 +1,7 @@
 // Work over a list with a bounded number in flight.
 
 /** Runs `f` over `items` with at most `limit` in flight; results in order. */
-export async function mapLimit<T, R>(items: T[], limit: number, f: (item: T, i: number) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(items: readonly T[], limit: number, f: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length)
   let next = 0
   let failed = false
