@@ -2,6 +2,9 @@
 // loaders fill them in; store, pack, migrate and convert fall back to these
 // when a caller (a test, the library API) leaves a setting out.
 
+/** Region of an S3 client when neither the setting nor AWS_REGION / AWS_DEFAULT_REGION names one. */
+export const DEFAULT_S3_REGION = 'us-east-1'
+
 /** Folder of BigFiles beside the shards (`DES_BIGFILES_PREFIX`, `packer.bigfiles_prefix`). */
 export const DEFAULT_BIGFILES_PREFIX = '_bigFiles'
 

@@ -14,6 +14,7 @@ import {
   DEFAULT_INDEX_CACHE_BYTES,
   DEFAULT_MAX_PAYLOAD_BYTES,
   DEFAULT_N_BITS,
+  DEFAULT_S3_REGION,
   DEFAULT_TAIL_BYTES,
   MAX_N_BITS,
   MIN_N_BITS,
@@ -122,7 +123,7 @@ export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
   if (endpoint && !isEndpointUrl(endpoint)) throw bad('DES_S3_ENDPOINT_URL', endpoint, 'expected an http(s) URL')
   return {
     bucket,
-    region: env.DES_S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || 'us-east-1',
+    region: env.DES_S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || DEFAULT_S3_REGION,
     endpoint,
     prefix: normalisePrefix(env.DES_S3_PREFIX),
     forcePathStyle: boolVar(env, 'DES_S3_FORCE_PATH_STYLE', Boolean(endpoint)),

@@ -11,7 +11,7 @@ import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import type { Codec } from '../native'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
-import { DEFAULT_MAX_SHARD_SIZE, MAX_N_BITS, MIN_N_BITS } from './defaults'
+import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, type Layout } from './env'
 
 type Env = Record<string, string | undefined>
@@ -216,7 +216,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   for (const k of Object.keys(root)) {
     if (!['database', 'migration', 'packer'].includes(k)) throw fail(k, 'unknown key (expected database, migration, packer)')
   }
-  const defaultRegion = vars.AWS_REGION || vars.AWS_DEFAULT_REGION || 'us-east-1'
+  const defaultRegion = vars.AWS_REGION || vars.AWS_DEFAULT_REGION || DEFAULT_S3_REGION
 
   const db = section(root, 'database', '', ['url', 'table_name', 'uid_column', 'created_at_column', 'file_location_column', 'size_bytes_column', 'archived_column'])
   const url = str(db, 'url', 'database.url')

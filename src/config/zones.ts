@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
-import { MAX_N_BITS, MIN_N_BITS } from './defaults'
+import { DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { enumVar, type S3Settings } from './env'
 
 export interface Zone {
@@ -68,7 +68,7 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
       end,
       s3: {
         bucket,
-        region: (typeof z.s3.region_name === 'string' && z.s3.region_name.trim()) || 'us-east-1',
+        region: (typeof z.s3.region_name === 'string' && z.s3.region_name.trim()) || DEFAULT_S3_REGION,
         endpoint,
         prefix: normalisePrefix(typeof z.s3.prefix === 'string' ? z.s3.prefix : ''),
         forcePathStyle: typeof z.s3.force_path_style === 'boolean' ? z.s3.force_path_style : Boolean(endpoint),
