@@ -3,6 +3,7 @@
 import { parseTimestamp } from '../native'
 import { DesError } from '../errors'
 import type { SourceTable } from './db'
+import { formatBytes } from '../progress'
 
 export interface MigrationStats {
   table: string
@@ -28,18 +29,6 @@ export async function migrationStats(table: SourceTable, tableName: string, cuto
   const exact = /(Z|[+-]\d{2}(:?\d{2})?)$/i.test(cutoff.trim()) ? cutoff.trim() : iso
   const s = await table.pendingStats({ iso: exact })
   return { table: tableName, cutoff: iso, ...s }
-}
-
-/** Human-readable bytes (1024-based). */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-  let v = n
-  let u = 0
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024
-    u++
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(2)} ${units[u]}`
 }
 
 /** The text form of `des stats`. */

@@ -1,7 +1,7 @@
 // Builds the store's byte sources from the typed config.
 
 import type { DesConfig } from '../config/env'
-import { describeRanges, loadZones } from '../config/zones'
+import { loadZones, warnUncovered } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from './local'
 import { S3Source } from './s3'
@@ -26,12 +26,7 @@ export function createSources(config: DesConfig, opts: S3ClientOptions = {}): { 
     case 'multi_s3': {
       if (!config.zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
       const zones = loadZones(config.zonesConfig, config.nBits)
-      if (zones.uncovered.length > 0) {
-        // Accepted, as the reference accepts it; a read of such an index is not found.
-        process.emitWarning(`zones file ${config.zonesConfig}: shard indexes ${describeRanges(zones.uncovered)} are in no zone; files routed there are not found`, {
-          code: 'DES_ZONES_UNCOVERED',
-        })
-      }
+      warnUncovered(config.zonesConfig, zones)
       return { sources: zonedS3Sources(zones, opts), nBits: zones.nBits }
     }
   }

@@ -1,7 +1,7 @@
 // The store-wide verify: the roots of the configured store, and the scan.
 
 import type { DesConfig } from '../config/env'
-import { describeRanges, loadZones } from '../config/zones'
+import { loadZones, warnUncovered } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from '../storage/local'
 import type { S3ClientOptions } from '../storage/s3-client'
@@ -29,12 +29,7 @@ export async function storeRoots(config: DesConfig, opts: S3ClientOptions = {}):
     case 'multi_s3': {
       if (!config.zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
       const zones = loadZones(config.zonesConfig, config.nBits)
-      if (zones.uncovered.length > 0) {
-        // As `des serve` says it: accepted, and a shard found at such an index is reported (wrong-zone).
-        process.emitWarning(`zones file ${config.zonesConfig}: shard indexes ${describeRanges(zones.uncovered)} are in no zone; files routed there are not found`, {
-          code: 'DES_ZONES_UNCOVERED',
-        })
-      }
+      warnUncovered(config.zonesConfig, zones)
       const ownerOf = (i: number) => zones.zones.find((z) => z.start <= i && i <= z.end)?.name
       const byPlace = new Map<string, typeof zones.zones>()
       for (const z of zones.zones) {

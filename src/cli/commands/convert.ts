@@ -116,23 +116,14 @@ export function register(y: Argv): Argv {
   )
 }
 
-/** A progress bar on a terminal (keys, bytes of flat shards, rate, ETA), else null. */
+/** A progress bar on a terminal (keys, bytes of flat shards, files, ETA), else null. */
 function convertBar(stream: NodeJS.WriteStream): { onProgress(p: import('../../convert').ConvertProgress): void; stop(): void } | null {
-  if (!stream.isTTY) return null
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { SingleBar } = require('cli-progress') as typeof import('cli-progress')
-  const bar = new SingleBar({ stream, format: 'converting [{bar}] {percentage}% | {keys}/{totalKeys} keys | {files} files | ETA {eta_formatted}', hideCursor: true, clearOnComplete: true })
-  let begun = false
+  const { byteBar } = require('../../progress') as typeof import('../../progress')
+  const bar = byteBar(stream, 'converting [{bar}] {percentage}% | {keys}/{totalKeys} keys | {files} files | ETA {eta_formatted}')
+  if (!bar) return null
   return {
-    onProgress(p) {
-      const payload = { keys: p.keys, totalKeys: p.totalKeys, files: p.files }
-      if (!begun) {
-        bar.start(Math.max(1, p.totalBytes), p.bytes, payload)
-        begun = true
-      } else bar.update(p.bytes, payload)
-    },
-    stop() {
-      if (begun) bar.stop()
-    },
+    onProgress: (p) => bar.update(p.bytes, p.totalBytes, { keys: p.keys, totalKeys: p.totalKeys, files: p.files }),
+    stop: () => bar.stop(),
   }
 }

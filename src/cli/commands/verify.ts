@@ -80,7 +80,7 @@ async function verifyStore(argv: StoreArgs): Promise<void> {
   // Loaded here: `des verify SHARD` should not pay for the AWS SDK.
   const { loadStoreConfig } = await import('../../config/store-flags')
   const { storeRoots, scrub, statusOf, outcomeError } = await import('../../verify')
-  const { formatBytes } = await import('../../pack/progress')
+  const { formatBytes } = await import('../../progress')
   const { verifyProgressBar } = await import('../../verify/progress')
   const { availableCpus } = await import('../../config/cpus')
   const parallel = argv.parallel ?? availableCpus()
