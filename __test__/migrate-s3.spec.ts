@@ -112,3 +112,32 @@ test('one cycle asks S3 about each s3:// source once (a HEAD) and reads it once 
     t.is(sent.filter((s) => s.method === 'GET' && s.key === key).length, 1, `${r.uid}: read once`)
   }
 })
+
+test("a cycle that adds to existing S3 shards reads each part's index once before and once after", async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'mig-reads')
+  const tb = await freshTable('s3_reads')
+  t.teardown(() => tb.close())
+  await tb.insert(makeFiles(tb.dir, 30, { prefix: 'first-' }))
+  const doc = s3Config(tb, bucket) as { packer: { s3: Record<string, unknown> } }
+  doc.packer.s3.endpoint_url = s3TestEnv().endpoint
+  const deps = createDeps(parseMigrateConfig(doc))
+  t.teardown(() => deps.close())
+  const first = await runCycle(deps)
+  t.is(first.status, 'success', first.error)
+  // The second batch lands in the same 3 days x 16 shards, mostly in shards that exist.
+  const rows = makeFiles(tb.dir, 30, { prefix: 'second-' })
+  await tb.insert(rows)
+  const { sent } = recordingClient((deps.target as { client: S3Client }).client)
+  const second = await runCycle(deps)
+  t.is(second.status, 'success', second.error)
+  t.is(second.migrated, 30)
+  const existed = second.shardKeys.filter((k) => first.shardKeys.includes(k))
+  t.true(existed.length > 0, 'the second cycle added to shards the first wrote')
+  for (const key of existed) {
+    // A suffix GET is an index read (the payload read-back asks for a range with a start).
+    const indexReads = sent.filter((s) => s.method === 'GET' && s.key === `/${bucket}/${key}` && /^bytes=-\d+$/.test(s.range ?? ''))
+    t.is(indexReads.length, 2, `${key}: ${indexReads.length} index reads`)
+  }
+  await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows)
+})

@@ -283,9 +283,20 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[], parts?: Map<str
     // Half-way through, earlier keys are durably written and later ones not yet.
     onProgress: deps.fault === 'in-pack' ? (pr) => (pr.files * 2 >= pr.totalFiles ? faultPoint(deps, 'in-pack') : undefined) : undefined,
   }
+  const partsOf = (k: { dateDir: string; shardHex: string }) => parts?.get(`${k.dateDir}/${k.shardHex}`)
   return runPack(inputs, deps.target, opts, {
     sourcesChecked: true,
-    existingParts: parts ? (k) => parts.get(`${k.dateDir}/${k.shardHex}`)?.map((h) => h.reader) : undefined,
+    existingParts: parts ? (k) => partsOf(k)?.map((h) => h.reader) : undefined,
+    // The pre-check's read of a part is the one before; step 4 is the one after.
+    knownPart: parts
+      ? (k, part) => {
+          const known = partsOf(k)
+          if (known === undefined) return undefined
+          const h = known[part]
+          return h ? { reader: h.reader, etag: h.etag, size: h.objectSize } : null
+        }
+      : undefined,
+    readBackByCaller: true,
   })
 }
 

@@ -7,6 +7,7 @@ import { DesError } from '../errors'
 import type { PackFile, ShardWriter, ShardWriterOptions } from '../native'
 import { named, type PlannedInput } from './plan'
 import { chunkLimits, chunks, loadChunk, type S3SourceOptions } from './sources'
+import type { PackExtras } from './types'
 
 /** How every part of a run is written. */
 export interface WriterSettings {
@@ -29,6 +30,10 @@ export interface FillContext {
   replace?: boolean
   /** Called after every chunk with the files and source bytes it handled. */
   progress(files: number, bytes: number): void
+  /** See PackExtras.knownPart. */
+  knownPart?: PackExtras['knownPart']
+  /** See PackExtras.readBackByCaller. */
+  readBackByCaller?: boolean
 }
 
 /** What went into one part. */

@@ -3,7 +3,7 @@
 // guarantees), the types in types.ts.
 
 export { packFiles, runPack } from './run'
-export type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, PackZone, S3Hooks, S3SourceOptions, WorkerSlice } from './types'
+export type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, PackZone, KnownPart, S3Hooks, S3SourceOptions, WorkerSlice } from './types'
 export { manifestEntriesHint, parseManifest, readManifest, type Manifest, type ManifestEntry } from './manifest'
 export { formatBytes, progressBar } from './progress'
 export { DEFAULT_MEMORY_ENTRIES } from './planner'

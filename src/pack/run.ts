@@ -128,7 +128,7 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>
     await plan.checkSources(sourceS3, extras.sourcesChecked)
     const sink = sinkFor(target, writerSettings(opts), extras, opts.nBits ?? DEFAULT_N_BITS)
     await sink.check(opts.dryRun)
-    return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras.existingParts)
+    return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras)
   } finally {
     planner.dispose()
   }
@@ -141,8 +141,9 @@ async function packPlan(
   sourceS3: S3SourceOptions | undefined,
   keepUids: boolean,
   started: bigint,
-  knownParts?: PackExtras['existingParts'],
+  extras: PackExtras,
 ): Promise<PackResult> {
+  const knownParts = extras.existingParts
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   const layout = opts.layout ?? 'nested'
   // New files go to the last part (nested), or to a new shard after the last (flat: never rewrite one).
@@ -200,7 +201,7 @@ async function packPlan(
   let skipped = 0
   let failure: unknown
   let nextKey = 0
-  const ctxBase = { s3Source: sourceS3, skipExisting: opts.skipExisting, progress }
+  const ctxBase = { s3Source: sourceS3, skipExisting: opts.skipExisting, progress, knownPart: extras.knownPart, readBackByCaller: extras.readBackByCaller }
   // A worker packs one key at a time. Two of them keep both cores busy through
   // each key's serial steps (opening, index, fsync) and overlap S3 uploads
   // with packing; each lets one part finish while its next part packs.

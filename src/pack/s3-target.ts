@@ -26,7 +26,7 @@ import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import { untouched, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
-import type { S3Hooks } from './types'
+import type { KnownPart, S3Hooks } from './types'
 
 export type { S3Hooks }
 
@@ -35,11 +35,7 @@ const CONFLICT_ATTEMPTS = 8
 
 
 /** An object's current shard index, as of `etag`. */
-interface Tail {
-  reader: ShardReader
-  etag: string
-  size: number
-}
+type Tail = KnownPart
 
 /** The object changed under us (conditional write or copy refused). */
 export function isConflict(err: unknown): boolean {
@@ -157,7 +153,9 @@ export class S3Target implements ShardSink {
 
   private async tryPart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext, attempt: number): Promise<PartWrite> {
     const key = this.key(plan, part)
-    const old = await this.readTail(key)
+    // The first try builds on the part as the caller last read it, if it did.
+    const known = attempt === 0 ? ctx.knownPart?.(plan, part) : undefined
+    const old = known !== undefined ? known : await this.readTail(key)
     if (maxShardSize !== undefined && old && old.size >= maxShardSize) return untouched(items)
     const tmp = await fsp.mkdtemp(path.join(this.tmpRoot, 'des-pack-'))
     const bigDir = path.join(tmp, 'bigfiles')
@@ -197,7 +195,7 @@ export class S3Target implements ShardSink {
       const hook = async () => this.hooks.beforeComplete?.(key, attempt)
       if (mode === 'continue') await this.uploader.putAppended(key, { etag: old!.etag, dataEnd: old!.reader.dataEnd }, out, outSize, hook)
       else await this.uploader.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag }, hook)
-      await this.verify(key, fill.added)
+      if (!ctx.readBackByCaller) await this.verify(key, fill.added)
       const shard = { key, files: fill.added.length, uids: fill.added.map((p) => p.input.uid), bytesIn: summary.bytesIn, bytesStored: summary.bytesStored }
       return { fill, done: Promise.resolve(shard) }
     } catch (err) {

@@ -137,4 +137,20 @@ export interface PackExtras {
    * these instead of reading them again. Undefined for a key = read it.
    */
   existingParts?: (key: { dateDir: string; shardHex: string }) => ShardReader[] | undefined
+  /**
+   * A part as the caller last read it: its index, version and size, null when
+   * it saw no such part, undefined when it did not look. An S3 write builds on
+   * it instead of reading the part again (a conditional write refuses it if
+   * the part changed since, and the retry reads it fresh).
+   */
+  knownPart?: (key: { dateDir: string; shardHex: string }, part: number) => KnownPart | null | undefined
+  /** The caller reads every written part back itself (des migrate's step 4): the packer does not read it again. */
+  readBackByCaller?: boolean
+}
+
+/** A part as someone just read it. */
+export interface KnownPart {
+  reader: ShardReader
+  etag: string
+  size: number
 }
