@@ -95,17 +95,6 @@ export function describeRanges(ranges: ZonesConfig['uncovered']): string {
   return ranges.map((r) => (r.start === r.end ? String(r.start) : `${r.start}..${r.end}`)).join(', ')
 }
 
-/**
- * A zones file's uncovered indexes, said once at start-up (accepted, as the
- * reference accepts them: a read of such an index is not found).
- */
-export function warnUncovered(file: string, zones: ZonesConfig): void {
-  if (zones.uncovered.length === 0) return
-  process.emitWarning(`zones file ${file}: shard indexes ${describeRanges(zones.uncovered)} are in no zone; files routed there are not found`, {
-    code: 'DES_ZONES_UNCOVERED',
-  })
-}
-
 /** Reads and validates a zones file. */
 export function loadZones(file: string, defaultNBits: number): ZonesConfig {
   let text: string

@@ -1,13 +1,13 @@
 // Builds the store's byte sources from the typed config.
 
 import type { DesConfig } from '../config/env'
-import { loadZones, warnUncovered } from '../config/zones'
+import { loadZones } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from './local'
 import { S3Source } from './s3'
 import { createS3Client, type S3ClientOptions } from './s3-client'
 import { singleSource, type ShardSources } from './source'
-import { zonedS3Sources } from './zones'
+import { warnUncovered, zonedS3Sources } from './zones'
 
 export { LocalSource } from './local'
 export { S3Source, s3Error } from './s3'

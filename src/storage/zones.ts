@@ -43,3 +43,14 @@ export class ZonedSources implements ShardSources {
 export function zonedS3Sources(zones: ZonesConfig, opts: S3ClientOptions = {}): ZonedSources {
   return new ZonedSources(zones, (z) => new S3Source(createS3Client(z.s3, opts), z.s3, 'multi_s3'))
 }
+
+/**
+ * A zones file's uncovered indexes, said once at start-up (accepted, as the
+ * reference accepts them: a read of such an index is not found).
+ */
+export function warnUncovered(file: string, zones: ZonesConfig): void {
+  if (zones.uncovered.length === 0) return
+  process.emitWarning(`zones file ${file}: shard indexes ${describeRanges(zones.uncovered)} are in no zone; files routed there are not found`, {
+    code: 'DES_ZONES_UNCOVERED',
+  })
+}

@@ -1,7 +1,7 @@
 // The store-wide verify: the roots of the configured store, and the scan.
 
 import type { DesConfig } from '../config/env'
-import { loadZones, warnUncovered } from '../config/zones'
+import { loadZones } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from '../storage/local'
 import type { S3ClientOptions } from '../storage/s3-client'
@@ -29,6 +29,7 @@ export async function storeRoots(config: DesConfig, opts: S3ClientOptions = {}):
     case 'multi_s3': {
       if (!config.zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
       const zones = loadZones(config.zonesConfig, config.nBits)
+      const { warnUncovered } = await import('../storage/zones')
       warnUncovered(config.zonesConfig, zones)
       const ownerOf = (i: number) => zones.zones.find((z) => z.start <= i && i <= z.end)?.name
       const byPlace = new Map<string, typeof zones.zones>()
