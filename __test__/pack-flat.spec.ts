@@ -72,7 +72,7 @@ test('des pack with DES_LAYOUT=flat tops up the reference\'s store without rewri
   t.is(replace.code, 2)
   t.regex(replace.stderr, /flat layout never rewrites a shard/)
 
-  const srv = await startServe(['--base-dir', store], env)
+  const srv = await startServe(['--workers', '1', '--base-dir', store], env)
   try {
     for (const f of golden.files) {
       const res = await fetch(`${srv.url}/files/${encodeURIComponent(f.uid)}?created_at=${encodeURIComponent(f.created_at)}`)

@@ -3,7 +3,7 @@
 // in flight, --workers, and S3 going away mid-run (a private MinIO).
 
 import test from 'ava'
-import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
@@ -16,67 +16,14 @@ import { createS3Client } from '../src/storage/s3-client'
 import { singleSource } from '../src/storage/source'
 import { Store } from '../src/store/store'
 import { createServer } from '../src/serve/server'
-import { ROOT } from './helpers/golden'
 import { autoPayloadCacheBytes } from '../src/config/memory'
 import { runCli } from './helpers/cli'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { closeServer, listenLocal, payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
+import { startServe } from './helpers/serve-process'
 
 const DAY = '2024-03-01T10:00:00Z'
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
-interface Running {
-  child: ChildProcess
-  url: string
-  lines: Array<Record<string, any>>
-  /** Resolves with the first log line (already seen or still to come) whose msg matches. */
-  lineMatching(msg: RegExp): Promise<Record<string, any>>
-  exit: Promise<number | null>
-}
-
-/** Starts `des serve --port 0 …` and resolves once it says where it listens. */
-function startServe(args: string[], env: NodeJS.ProcessEnv, listeners = 1): Promise<Running> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/des.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
-      env: { ...process.env, DEBUG: '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const lines: Array<Record<string, any>> = []
-    const waiters: Array<{ msg: RegExp; resolve: (l: Record<string, any>) => void }> = []
-    const lineMatching = (msg: RegExp) =>
-      new Promise<Record<string, any>>((res) => {
-        const seen = lines.find((l) => msg.test(String(l.msg)))
-        if (seen) res(seen)
-        else waiters.push({ msg, resolve: res })
-      })
-    let err = ''
-    let pending = ''
-    let ports: number[] = []
-    const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-    child.stderr!.on('data', (d) => (err += d))
-    child.stdout!.on('data', (d: Buffer) => {
-      pending += d.toString()
-      const parts = pending.split('\n')
-      pending = parts.pop()!
-      for (const p of parts) {
-        try {
-          const l = JSON.parse(p)
-          lines.push(l)
-          for (const w of waiters.filter((w) => w.msg.test(String(l.msg)))) w.resolve(l)
-          if (typeof l.port === 'number' && /listening/.test(l.msg)) ports.push(l.port)
-        } catch {
-          /* not ours */
-        }
-      }
-      if (ports.length >= listeners) resolve({ child, url: `http://127.0.0.1:${ports[0]}`, lines, lineMatching, exit })
-    })
-    void exit.then((code) => reject(new Error(`des serve exited (${code}) before listening: ${err}`)))
-    setTimeout(() => {
-      child.kill('SIGKILL')
-      reject(new Error(`des serve did not start: ${err}`))
-    }, 20_000).unref()
-  })
-}
 
 async function sampleDir(): Promise<{ dir: string; files: TestFile[]; big: TestFile }> {
   const dir = tempDir()

@@ -5,7 +5,6 @@
 // (node bin/des.js, needs `npx tsc` first).
 
 import test from 'ava'
-import { spawn, type ChildProcess } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as path from 'node:path'
@@ -13,44 +12,13 @@ import { availableCpus, cgroupCpuQuota, parseCpuMax } from '../src/config/cpus'
 import { loadServeConfig } from '../src/config/env'
 import { openBackend } from './helpers/backends'
 import { runCli } from './helpers/cli'
-import { ROOT } from './helpers/golden'
 import { closeServer, listenLocal, payload, tempDir, writeStore, type TestFile } from './helpers/store'
 import { createServer } from '../src/serve/server'
+import { startServe } from './helpers/serve-process'
 
 const DAY = '2024-03-01T10:00:00Z'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../package.json') as { version: string }
-
-interface Running {
-  child: ChildProcess
-  port: number
-  lines: Array<Record<string, any>>
-  exit: Promise<number | null>
-}
-
-/** Starts `des serve` and resolves once `listeners` workers said where they listen. */
-function startServe(args: string[], env: NodeJS.ProcessEnv, listeners = 1): Promise<Running> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/des.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
-      env: { ...process.env, DEBUG: '', DES_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const lines: Array<Record<string, any>> = []
-    let err = ''
-    let pending = ''
-    const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-    child.stderr!.on('data', (d) => (err += d))
-    child.stdout!.on('data', (d: Buffer) => {
-      pending += d.toString()
-      const parts = pending.split('\n')
-      pending = parts.pop()!
-      for (const p of parts) lines.push(JSON.parse(p))
-      const up = lines.filter((l) => /listening/.test(l.msg))
-      if (up.length >= listeners) resolve({ child, port: up[0].port, lines, exit })
-    })
-    void exit.then((code) => reject(new Error(`des serve exited (${code}) before listening: ${err}`)))
-  })
-}
 
 /** One GET on a connection of its own (so the cluster hands it to either worker). */
 function getFresh(url: string): Promise<{ status: number; body: Buffer; headers: http.IncomingHttpHeaders }> {
