@@ -12,13 +12,19 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Fills `buf` from `offset` of `file` without moving a cursor (so one open
+/// file serves concurrent reads).
 #[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
   std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
 #[cfg(windows)]
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+pub(crate) fn read_exact_at(
+  file: &File,
+  mut buf: &mut [u8],
+  mut offset: u64,
+) -> std::io::Result<()> {
   use std::os::windows::fs::FileExt;
   while !buf.is_empty() {
     match file.seek_read(buf, offset) {
@@ -121,6 +127,39 @@ pub fn check_stored(entry: &Entry, stored: &[u8]) -> Result<()> {
   Ok(())
 }
 
+/// What a reader of a shard file starts from: its 8 header bytes and, as its
+/// footer places it, its index (or why the footer is refused). Header and
+/// footer are read whatever the other holds, so each can be judged alone.
+pub(crate) struct Frame {
+  pub header: [u8; HEADER_SIZE as usize],
+  pub index: Result<(Footer, Vec<u8>)>,
+}
+
+/// Reads the frame of a file of `size` bytes; a file too small for header
+/// and footer is refused, and I/O errors name `shown`.
+pub(crate) fn read_frame(file: &File, size: u64, shown: &str) -> Result<Frame> {
+  if size < HEADER_SIZE + FOOTER_SIZE {
+    return Err(DesError::corrupt(format!(
+      "file too small to be a shard: {size} bytes, header and footer alone are 20"
+    )));
+  }
+  let io = |e| DesError::io(format!("read {shown}"), e);
+  let mut header = [0u8; HEADER_SIZE as usize];
+  read_exact_at(file, &mut header, 0).map_err(io)?;
+  let mut last = [0u8; FOOTER_SIZE as usize];
+  read_exact_at(file, &mut last, size - FOOTER_SIZE).map_err(io)?;
+  let index = match parse_footer(&last, size) {
+    Ok(footer) => {
+      // Safe to allocate: parse_footer bounded index_size by the file's size.
+      let mut raw = vec![0u8; footer.index_size as usize];
+      read_exact_at(file, &mut raw, footer.index_offset).map_err(io)?;
+      Ok((footer, raw))
+    }
+    Err(e) => Err(e),
+  };
+  Ok(Frame { header, index })
+}
+
 /// What identifies one version of a file: a file renamed over it differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileIdentity {
@@ -177,22 +216,9 @@ impl ShardFile {
       DesError::Corrupt(msg) => DesError::Corrupt(format!("{shown}: {msg}")),
       other => other,
     };
-    if size < HEADER_SIZE + FOOTER_SIZE {
-      return Err(in_file(DesError::corrupt(format!(
-        "file too small to be a shard: {size} bytes, header and footer alone are 20"
-      ))));
-    }
-    let mut header = [0u8; HEADER_SIZE as usize];
-    read_exact_at(&file, &mut header, 0).map_err(|e| DesError::io(format!("read {shown}"), e))?;
-    let version = parse_header(&header).map_err(in_file)?;
-    let mut last = [0u8; FOOTER_SIZE as usize];
-    read_exact_at(&file, &mut last, size - FOOTER_SIZE)
-      .map_err(|e| DesError::io(format!("read {shown}"), e))?;
-    let footer = parse_footer(&last, size).map_err(in_file)?;
-    // Safe to allocate: parse_footer bounded index_size by the file's size.
-    let mut raw = vec![0u8; footer.index_size as usize];
-    read_exact_at(&file, &mut raw, footer.index_offset)
-      .map_err(|e| DesError::io(format!("read {shown}"), e))?;
+    let frame = read_frame(&file, size, &shown).map_err(in_file)?;
+    let version = parse_header(&frame.header).map_err(in_file)?;
+    let (footer, raw) = frame.index.map_err(in_file)?;
     let index = ShardIndex::parse(raw, version, footer.index_offset).map_err(in_file)?;
     Ok(ShardFile {
       path,

@@ -8,8 +8,9 @@ use crate::checksum::{crc32c, crc32c_append};
 use crate::codec::{decompress, payload_ceiling};
 use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
-use crate::format::{parse_footer, parse_header, FOOTER_SIZE, HEADER_SIZE};
+use crate::format::{parse_header, HEADER_SIZE};
 use crate::index::ShardIndex;
+use crate::reader::{read_exact_at, read_frame};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::File;
@@ -467,20 +468,6 @@ pub fn check_bigfile_file(path: &Path, entry: &Entry) -> Result<()> {
   Ok(())
 }
 
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-  #[cfg(unix)]
-  {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-  }
-  #[cfg(not(unix))]
-  {
-    use std::io::Seek;
-    let mut f = file;
-    f.seek(std::io::SeekFrom::Start(offset))?;
-    f.read_exact(buf)
-  }
-}
-
 /// Verifies a local shard file and, with `bigfiles_prefix`, the BigFiles it
 /// names (beside it, under that folder; `None` leaves them to the caller).
 /// Damage anywhere is a problem in the report; only a file that cannot be
@@ -494,30 +481,22 @@ pub fn verify_file(path: &Path, bigfiles_prefix: Option<&str>) -> Result<VerifyR
     .len();
   let mut report = VerifyReport::default();
   let io = |e| DesError::io(format!("read {shown}"), e);
-  if size < HEADER_SIZE + FOOTER_SIZE {
-    report.problem(
-      Region::Footer,
-      None,
-      DesError::corrupt(format!(
-        "file too small to be a shard: {size} bytes, header and footer alone are 20"
-      )),
-    );
-    return Ok(report);
-  }
-  let mut header = [0u8; HEADER_SIZE as usize];
-  read_at(&file, &mut header, 0).map_err(io)?;
-  let mut last = [0u8; FOOTER_SIZE as usize];
-  read_at(&file, &mut last, size - FOOTER_SIZE).map_err(io)?;
-  let footer = match parse_footer(&last, size) {
-    Ok(f) => f,
+  let frame = match read_frame(&file, size, &shown) {
+    Ok(frame) => frame,
+    Err(e @ DesError::Corrupt(_)) => {
+      report.problem(Region::Footer, None, e);
+      return Ok(report);
+    }
+    Err(e) => return Err(e),
+  };
+  let header = frame.header;
+  let (footer, raw) = match frame.index {
+    Ok(found) => found,
     Err(e) => {
       report.problem(Region::Footer, None, e);
       return Ok(report);
     }
   };
-  // Bounded by the file size (parse_footer checked it).
-  let mut raw = vec![0u8; footer.index_size as usize];
-  read_at(&file, &mut raw, footer.index_offset).map_err(io)?;
   // A damaged header is reported by the stream pass; the index layout is
   // then recognised from the index itself.
   let parsed = match parse_header(&header) {
@@ -587,7 +566,7 @@ pub(crate) fn crc_of_range(file: &File, offset: u64, length: u64) -> std::io::Re
   let end = offset + length;
   while at < end {
     let n = ((end - at) as usize).min(buf.len());
-    read_at(file, &mut buf[..n], at)?;
+    read_exact_at(file, &mut buf[..n], at)?;
     crc = crc32c_append(crc, &buf[..n]);
     at += n as u64;
   }

@@ -11,7 +11,7 @@ use crate::format::{footer_bytes, header_bytes, HEADER_SIZE};
 use crate::index::{encode_index, ShardIndex};
 use crate::lock::{take_turn, ShardLock, Turn};
 use crate::meta::canonical_meta;
-use crate::reader::{decode_payload, ShardFile};
+use crate::reader::{decode_payload, read_exact_at, ShardFile};
 use crate::verify::crc_of_range;
 use std::collections::HashMap;
 use std::fs::File;
@@ -544,7 +544,7 @@ impl ShardWriter {
           ..
         } => {
           let mut stored = vec![0u8; length as usize];
-          read_at(ours.as_file(), &mut stored, offset)
+          read_exact_at(ours.as_file(), &mut stored, offset)
             .map_err(|e| DesError::io(format!("read back {shown}"), e))?;
           PreparedKind::Inline { codec, stored, crc }
         }
@@ -592,19 +592,6 @@ fn remove_empty_dirs(top: &Path, from: Option<&Path>) {
     }
     at = dir.parent();
   }
-}
-
-#[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-  std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-  use std::io::{Read, Seek};
-  let mut f = file;
-  f.seek(std::io::SeekFrom::Start(offset))?;
-  f.read_exact(buf)
 }
 
 /// Makes the rename durable. Best effort: not every platform can sync a directory.
