@@ -154,7 +154,7 @@ for (const kind of BACKENDS) {
     const backend = await openBackend(kind, dir)
     const source = backend.sources.all()[0]
     const part = await openShard(source, '20240301/0A.des', 64 * 1024)
-    const failed = await readBack(source, part, [...w.files.keys(), 'never-stored'])
+    const failed = await readBack(part, [...w.files.keys(), 'never-stored'])
     t.deepEqual([...failed.keys()].sort(), [uid(1), 'never-stored'].sort())
     t.regex(failed.get(uid(1))!, /checksum/)
   })

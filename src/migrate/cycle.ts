@@ -326,7 +326,7 @@ export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ 
     else byPart.set(part, [row])
   }
   const failures = await mapLimit([...byPart], 8, ([part, partRows]) =>
-    readBack(deps.store, part, partRows.map((r) => r.uid), deps.config.packer.bigfilesPrefix, deps.config.packer.layout),
+    readBack(part, partRows.map((r) => r.uid), deps.config.packer.bigfilesPrefix, deps.config.packer.layout),
   )
   const failed = new Map(failures.flatMap((m) => [...m]))
   const verified: GoodRow[] = []

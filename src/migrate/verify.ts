@@ -64,7 +64,7 @@ const READ_BACK_GAP = 1 << 20
  * bytes come from the source the part was opened on (`part.source`: with
  * zones, its zone's), BigFiles from beside it.
  */
-export async function readBack(_store: ByteSource | ShardSources, part: ShardHandle, uids: string[], bigfilesPrefix = DEFAULT_BIGFILES_PREFIX, layout: Layout = 'nested'): Promise<Map<string, string>> {
+export async function readBack(part: ShardHandle, uids: string[], bigfilesPrefix = DEFAULT_BIGFILES_PREFIX, layout: Layout = 'nested'): Promise<Map<string, string>> {
   const dateDir = layout === 'flat' ? (parseFlatShardKey(part.key)?.dateDir ?? '') : part.key.slice(0, part.key.indexOf('/'))
   const failed = new Map<string, string>()
   const inline: Array<{ uid: string; entry: EntryInfo }> = []
