@@ -1,27 +1,51 @@
 #!/usr/bin/env node
 // A reproducible corpus of mixed small files for the packer benchmark:
 //   node bench/make-corpus.js [DIR=bench/corpus] [TOTAL_MIB=1024]
-// Sizes are log-normal around 24 KiB (most between 10 and 60 KiB); about 45 %
-// text logs, 35 % JSON records, 20 % binary (half random bytes like media,
-// half float arrays). Writes DIR/files/NNN/<name> and DIR/manifest.json
-// (the `des pack` manifest) and DIR/files.txt (paths for tar, relative to DIR).
+//   node bench/make-corpus.js DIR --files 12000 --min-kib 1 --max-kib 100
+// Sizes are log-normal around 24 KiB (most between 10 and 60 KiB), or, with
+// --min-kib/--max-kib, log-uniform between the two; --files N stops after N
+// files instead of TOTAL_MIB. About 45 % text logs, 35 % JSON records, 20 %
+// binary (half random bytes like media, half float arrays). Writes
+// DIR/files/NNN/<name> and DIR/manifest.json (the `des pack` manifest) and
+// DIR/files.txt (paths for tar, relative to DIR).
 
 'use strict'
 const fs = require('node:fs')
 const path = require('node:path')
-const crypto = require('node:crypto')
 
-const dir = path.resolve(process.argv[2] ?? path.join(__dirname, 'corpus'))
-const totalBytes = Number(process.argv[3] ?? 1024) * 1024 * 1024
+const { values: flags, positionals } = require('node:util').parseArgs({
+  allowPositionals: true,
+  options: { files: { type: 'string' }, 'min-kib': { type: 'string' }, 'max-kib': { type: 'string' } },
+})
+const dir = path.resolve(positionals[0] ?? path.join(__dirname, 'corpus'))
+const maxFiles = flags.files !== undefined ? Number(flags.files) : Infinity
+const totalBytes = maxFiles < Infinity && positionals[1] === undefined ? Infinity : Number(positionals[1] ?? 1024) * 1024 * 1024
+const logUniform = flags['min-kib'] !== undefined || flags['max-kib'] !== undefined
+const minBytes = Number(flags['min-kib'] ?? 1) * 1024
+const maxBytes = Number(flags['max-kib'] ?? 100) * 1024
+if (!(maxFiles > 0) || !(totalBytes > 0) || !(minBytes >= 1 && maxBytes >= minBytes)) {
+  throw new Error('usage: make-corpus.js [DIR] [TOTAL_MIB] [--files N] [--min-kib A --max-kib B]')
+}
 
 // mulberry32: a small seeded PRNG, so every run makes the same corpus.
-let seed = 0x5eed1234
-function rand() {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+function mulberry32(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = seed
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return (t ^ (t >>> 14)) >>> 0
+  }
+}
+const next32 = mulberry32(0x5eed1234)
+const rand = () => next32() / 4294967296
+// Random payload bytes come from their own stream: the sizes and kinds drawn
+// from `rand` stay what they were when these bytes came from crypto.randomBytes.
+const nextByteWord = mulberry32(0xb17e5eed)
+function randomBytes(size) {
+  const words = new Uint32Array(Math.ceil(size / 4))
+  for (let i = 0; i < words.length; i++) words[i] = nextByteWord()
+  return Buffer.from(words.buffer, 0, size)
 }
 const pick = (a) => a[Math.floor(rand() * a.length)]
 function gaussian() {
@@ -32,6 +56,9 @@ function gaussian() {
 function logNormalSize() {
   const s = Math.round(Math.exp(Math.log(24 * 1024) + 0.55 * gaussian()))
   return Math.min(512 * 1024, Math.max(256, s))
+}
+function logUniformSize() {
+  return Math.round(Math.exp(Math.log(minBytes) + rand() * (Math.log(maxBytes) - Math.log(minBytes))))
 }
 
 const syll = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'to', 'vi', 'ze', 'po', 'da', 'fe', 'gu', 'hi', 'jo', 'ba', 'co', 'xe']
@@ -74,7 +101,7 @@ function jsonFile(size) {
 }
 
 function binaryFile(size) {
-  if (rand() < 0.5) return crypto.randomBytes(size)
+  if (rand() < 0.5) return randomBytes(size)
   const f = new Float32Array(Math.ceil(size / 4))
   let x = rand()
   for (let i = 0; i < f.length; i++) {
@@ -91,8 +118,8 @@ const rel = []
 let total = 0
 let i = 0
 const started = Date.now()
-while (total < totalBytes) {
-  const size = logNormalSize()
+while (total < totalBytes && i < maxFiles) {
+  const size = logUniform ? logUniformSize() : logNormalSize()
   const r = rand()
   const [kind, ext, data] = r < 0.45 ? ['text', 'log', textFile(size)] : r < 0.8 ? ['json', 'json', jsonFile(size)] : ['bin', 'bin', binaryFile(size)]
   const sub = String(Math.floor(i / 1000)).padStart(3, '0')

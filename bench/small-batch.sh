@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Per-key overhead of the packer: many small files over many keys (12,000
+# files of 1–100 KiB, log-uniform, over n_bits 8 and 3 days = 768 keys), each
+# tool in turn per round so load from elsewhere spreads over all of them:
+# `tar | zstd -3 -T0`, `tar` alone, `des pack --codec zstd` and `--codec none`,
+# and, with REF_DIR, the original Python packer on the same manifest (it
+# stores payloads uncompressed, so it is set against `--codec none`).
+# Reports median wall and CPU seconds, and the ratios of medians
+# des-zstd / tar|zstd and original / des-none.
+#
+#   bash bench/small-batch.sh
+#   ROUNDS=7 bash bench/small-batch.sh
+#   REF_DIR=/tmp/des-ref bash bench/small-batch.sh     # python: $REF_DIR-venv, else REF_PYTHON
+#   FILES=12000 MIN_KIB=1 MAX_KIB=100 N_BITS=8 bash bench/small-batch.sh
+#
+# The original is only run from REF_DIR (a checkout of it, its venv beside it
+# or REF_PYTHON); nothing of it is kept here. Builds the release addon and
+# runs des pack with it (NAPI_RS_NATIVE_LIBRARY_PATH, as bench/pack.sh), and
+# the TS (`npx tsc -p tsconfig.json`). Files are read from the page cache.
+# des pack fsyncs every shard and its folder; tar and the original do not sync.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${BENCH_OUT:-/tmp/des-small-batch}
+ROUNDS=${ROUNDS:-5}
+FILES=${FILES:-12000}
+MIN_KIB=${MIN_KIB:-1}
+MAX_KIB=${MAX_KIB:-100}
+N_BITS=${N_BITS:-8}
+REF_DIR=${REF_DIR:-}
+CORPUS=$OUT/corpus
+
+command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd >/dev/null; }
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+npx tsc -p tsconfig.json
+cargo build --release -p des-node --quiet
+mkdir -p "$OUT"
+cp target/release/libdes_node.so "$OUT/des-pack.node"
+export NAPI_RS_NATIVE_LIBRARY_PATH="$OUT/des-pack.node"
+
+stamp="$FILES $MIN_KIB $MAX_KIB"
+if [ ! -f "$CORPUS/manifest.json" ] || [ "$(cat "$CORPUS/.params" 2>/dev/null)" != "$stamp" ]; then
+  node bench/make-corpus.js "$CORPUS" --files "$FILES" --min-kib "$MIN_KIB" --max-kib "$MAX_KIB"
+  echo "$stamp" >"$CORPUS/.params"
+fi
+input_bytes=$(node -e "console.log(require('$CORPUS/manifest.json').reduce((s, r) => s + r.size_bytes, 0))")
+keys=$(node -e "
+const m = require('$CORPUS/manifest.json')
+console.log(new Set(m.map((r) => r.created_at.slice(0, 10) + '/' + require('$ROOT/index.js').locateShard(r.uid, r.created_at, $N_BITS).shardHex)).size)
+" 2>/dev/null || echo '?')
+# Warm the page cache so every tool reads the same way.
+tar -cf - -C "$CORPUS" -T "$CORPUS/files.txt" >/dev/null
+
+# The tools: a name, its output (removed before each run), the command.
+NAMES=() OUTS=() CMDS=()
+tool() { NAMES+=("$1"); OUTS+=("$2"); CMDS+=("$3"); }
+tool 'tar | zstd -3 -T0' "$OUT/corpus.tar.zst" "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst'"
+tool 'tar' "$OUT/corpus.tar" "tar -cf '$OUT/corpus.tar' -C '$CORPUS' -T '$CORPUS/files.txt'"
+for codec in zstd none; do
+  tool "des pack --codec $codec" "$OUT/des-$codec" "node bin/des.js pack --input-json '$CORPUS/manifest.json' --output-dir '$OUT/des-$codec' --codec $codec --n-bits $N_BITS --no-progress"
+done
+if [ -n "$REF_DIR" ]; then
+  REF_PYTHON=${REF_PYTHON:-$REF_DIR-venv/bin/python}
+  [ -x "$REF_PYTHON" ] || REF_PYTHON=python3
+  [ -d "$REF_DIR/src" ] || { echo "REF_DIR=$REF_DIR has no src/ (a checkout of the original DES)" >&2; exit 2; }
+  tool 'original packer' "$OUT/ref" "cd '$REF_DIR' && PYTHONPATH='$REF_DIR/src' '$REF_PYTHON' -m des_core.cli_packer --input-json '$CORPUS/manifest.json' --output-dir '$OUT/ref' --n-bits $N_BITS"
+fi
+
+printf '\n%s files, %.1f MiB, %s keys (n_bits %s), %s rounds, %s cores, load %s\n' "$FILES" "$(echo "$input_bytes/1048576" | bc -l)" \
+  "$keys" "$N_BITS" "$ROUNDS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+for i in "${!NAMES[@]}"; do : >"$OUT/t$i"; done
+for ((round = 0; round < ROUNDS; round++)); do
+  for i in "${!NAMES[@]}"; do
+    rm -rf "${OUTS[$i]}"
+    /usr/bin/time -f '%e %U %S' -a -o "$OUT/t$i" bash -c "${CMDS[$i]}" >/dev/null
+  done
+  for i in "${!NAMES[@]}"; do rm -rf "${OUTS[$i]}"; done
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+declare -A WALL CPU
+printf '%-22s %9s %9s %10s   %s\n' tool 'wall s' 'cpu s' 'MiB/s' 'wall s per round'
+for i in "${!NAMES[@]}"; do
+  name=${NAMES[$i]}
+  WALL[$name]=$(awk '{print $1}' "$OUT/t$i" | median)
+  CPU[$name]=$(awk '{print $2 + $3}' "$OUT/t$i" | median)
+  printf '%-22s %9.2f %9.2f %10.1f   %s\n' "$name" "${WALL[$name]}" "${CPU[$name]}" "$(echo "$input_bytes / 1048576 / ${WALL[$name]}" | bc -l)" \
+    "$(awk '{printf "%s ", $1}' "$OUT/t$i")"
+done
+
+ratio() { echo "$1 / $2" | bc -l; }
+printf '\ndes pack zstd / tar|zstd: %.2fx wall, %.2fx cpu (target <= 1.0x)\n' \
+  "$(ratio "${WALL['des pack --codec zstd']}" "${WALL['tar | zstd -3 -T0']}")" "$(ratio "${CPU['des pack --codec zstd']}" "${CPU['tar | zstd -3 -T0']}")"
+if [ -n "$REF_DIR" ]; then
+  printf 'original / des pack none: %.2fx wall, %.2fx cpu (target >= 3x)\n' \
+    "$(ratio "${WALL['original packer']}" "${WALL['des pack --codec none']}")" "$(ratio "${CPU['original packer']}" "${CPU['des pack --codec none']}")"
+fi
+echo "command: node bin/des.js pack --input-json $CORPUS/manifest.json --output-dir $OUT/des-<codec> --codec <codec> --n-bits $N_BITS --no-progress"
+[ -z "$REF_DIR" ] || echo "original: cd $REF_DIR && PYTHONPATH=$REF_DIR/src $REF_PYTHON -m des_core.cli_packer --input-json $CORPUS/manifest.json --output-dir $OUT/ref --n-bits $N_BITS"
