@@ -85,6 +85,22 @@ pub fn starts_block(rest: &[u8]) -> bool {
   rest.len() >= 4 && &rest[..4] == CHECKSUM_MAGIC
 }
 
+/// Length of the block that starts at `at` in `raw`, from its counts; `None`
+/// if `raw` is too short to hold them.
+pub fn block_len_at(raw: &[u8], at: usize) -> Option<usize> {
+  let u32_at = |i: usize| -> Option<usize> {
+    let b = raw.get(i..i.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+  };
+  let count = u32_at(at.checked_add(8)?)?;
+  let retired_at = at.checked_add(12)?.checked_add(count.checked_mul(4)?)?;
+  let retired = u32_at(retired_at)?;
+  16usize
+    .checked_add(count.checked_mul(4)?)?
+    .checked_add(retired.checked_mul(RETIRED_BYTES)?)?
+    .checked_add(4)
+}
+
 /// Parses the block that starts at `at` in `raw` (the whole index section) and
 /// must run to its end; checks the index CRC and that it has one checksum per
 /// entry. `data_end` only places errors in the file.

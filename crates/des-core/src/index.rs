@@ -2,11 +2,11 @@
 //! raw index bytes, so a shard with millions of entries costs ~48 bytes each
 //! and a lookup by uid is one hash probe.
 
-use crate::checksum::{append_block, parse_block, starts_block, Checksums, Retired};
+use crate::checksum::{append_block, block_len_at, parse_block, starts_block, Checksums, Retired};
 use crate::cursor::Cursor;
 use crate::entry::{Body, Codec, Entry};
 use crate::error::{DesError, Result};
-use crate::format::{HEADER_SIZE, VERSION_1, VERSION_2};
+use crate::format::{footer_bytes, FOOTER_SIZE, HEADER_SIZE, VERSION_1, VERSION_2};
 use crate::meta::check_stored;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -47,6 +47,9 @@ pub struct ShardIndex {
   hasher: DefaultHashBuilder,
   /// The checksum block, when the shard carries one.
   checksums: Option<Checksums>,
+  /// Bytes of an unfinished in-place append that follow this index's own
+  /// footer (see `unfinished_append`); 0 for a finished shard.
+  unfinished: u64,
 }
 
 impl std::fmt::Debug for ShardIndex {
@@ -63,7 +66,7 @@ impl std::fmt::Debug for ShardIndex {
 impl ShardIndex {
   /// Parses index bytes of a shard of `version` whose data section ends at
   /// `data_end` (= the index offset). Every field is checked.
-  pub fn parse(raw: Vec<u8>, version: u8, data_end: u64) -> Result<ShardIndex> {
+  pub fn parse(mut raw: Vec<u8>, version: u8, data_end: u64) -> Result<ShardIndex> {
     if version != VERSION_1 && version != VERSION_2 {
       return Err(DesError::corrupt(format!(
         "unsupported shard version {version}"
@@ -73,9 +76,11 @@ impl ShardIndex {
     let mut checksums = None;
     let mut by_uid = HashTable::new();
     let hasher = DefaultHashBuilder::default();
+    let count;
+    let entries_end;
     {
       let mut cur = Cursor::new(&raw, data_end);
-      let count = cur.u32("index entry count")? as usize;
+      count = cur.u32("index entry count")? as usize;
       let fits = cur.remaining() / MIN_ENTRY_BYTES;
       if count > fits {
         return Err(DesError::corrupt(format!(
@@ -104,17 +109,24 @@ impl ShardIndex {
         });
         records.push(rec);
       }
-      if cur.remaining() != 0 {
-        let rest = &raw[cur.pos()..];
-        if !starts_block(rest) {
-          return Err(DesError::corrupt(format!(
-            "index has {} unexplained bytes after its last entry (at byte {})",
-            cur.remaining(),
-            data_end + cur.pos() as u64
-          )));
-        }
-        checksums = Some(parse_block(&raw, cur.pos(), count, data_end)?);
+      entries_end = cur.pos();
+    }
+    let mut unfinished = 0;
+    if entries_end != raw.len() {
+      let rest = &raw[entries_end..];
+      if !starts_block(rest) {
+        return Err(DesError::corrupt(format!(
+          "index has {} unexplained bytes after its last entry (at byte {})",
+          rest.len(),
+          data_end + entries_end as u64
+        )));
       }
+      if let Some(end) = unfinished_index_end(&raw, entries_end) {
+        unfinished = (raw.len() - end) as u64 - FOOTER_SIZE;
+        raw.truncate(end);
+        raw.shrink_to_fit();
+      }
+      checksums = Some(parse_block(&raw, entries_end, count, data_end)?);
     }
     Ok(ShardIndex {
       version,
@@ -124,6 +136,7 @@ impl ShardIndex {
       by_uid,
       hasher,
       checksums,
+      unfinished,
     })
   }
 
@@ -166,6 +179,14 @@ impl ShardIndex {
   /// bytes and the index itself are then checked on read).
   pub fn has_checksums(&self) -> bool {
     self.checksums.is_some()
+  }
+
+  /// Bytes an in-place append had written past this index's own footer when
+  /// the shard was read: the append is under way or was interrupted. The
+  /// shard reads as it was before it (this index), and the next write to it
+  /// cuts them off. 0 for a finished shard.
+  pub fn unfinished_append(&self) -> u64 {
+    self.unfinished
   }
 
   /// Dead byte ranges of the data section with their checksums (empty
@@ -232,6 +253,18 @@ impl ShardIndex {
   pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
     (0..self.records.len()).map(move |i| self.entry(i))
   }
+}
+
+/// An in-place append first extends the shard with a footer that points at the
+/// old index, so until it finishes the index section is the old index, the
+/// old footer, then the append's bytes. Returns where the old index ends when
+/// `raw` is laid out so: its checksum block ends before `raw` does and is
+/// followed by exactly the footer of an index that long. (Its CRC is checked
+/// by `parse_block` as for any index.)
+fn unfinished_index_end(raw: &[u8], block_at: usize) -> Option<usize> {
+  let end = block_at.checked_add(block_len_at(raw, block_at)?)?;
+  let footer = raw.get(end..end.checked_add(FOOTER_SIZE as usize)?)?;
+  (footer == footer_bytes(end as u64)).then_some(end)
 }
 
 fn record_uid<'a>(raw: &'a [u8], rec: &Record) -> &'a str {

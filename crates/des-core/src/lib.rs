@@ -5,6 +5,7 @@
 //! v2) from files or from the tail bytes of an object, and writes v2 shards.
 //! It does no networking and makes no storage policy decisions.
 
+mod append;
 mod bigfile;
 mod checksum;
 mod codec;

@@ -59,6 +59,21 @@ pub(crate) fn take_turn(target: &Path) -> Result<Turn> {
   }
 }
 
+/// Waits until no writer holds its turn on `file` (an append in place is then
+/// finished or abandoned), for a reader that met a footer being rewritten.
+/// False where writers do not lock the shard itself (nothing to wait for).
+pub(crate) fn wait_for_writer(file: &File) -> bool {
+  #[cfg(unix)]
+  {
+    file.lock_shared().is_ok() && file.unlock().is_ok()
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = file;
+    false
+  }
+}
+
 /// Takes this writer's turn on `target` through a `<target>.lock` file.
 #[cfg(not(unix))]
 pub(crate) fn take_turn(target: &Path) -> Result<Turn> {

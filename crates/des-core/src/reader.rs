@@ -8,6 +8,7 @@ use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE};
 use crate::index::ShardIndex;
+use crate::lock::wait_for_writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -207,6 +208,24 @@ impl ShardFile {
     let path = path.as_ref().to_path_buf();
     let shown = path.display().to_string();
     let file = File::open(&path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
+    // The retry is never taken by a writer on its own shard (`open_held`):
+    // it would wait for itself.
+    match ShardFile::read_index(path.clone(), &file) {
+      // A footer caught while an append in place rewrites it: read again
+      // once the writer's turn is over.
+      Err(DesError::Corrupt(_)) if wait_for_writer(&file) => ShardFile::read_index(path, &file),
+      result => result,
+    }
+  }
+
+  /// Opens a shard whose turn the caller holds (no writer can be at work).
+  pub(crate) fn open_held(path: &Path) -> Result<ShardFile> {
+    let file = File::open(path).map_err(|e| DesError::io(format!("open {}", path.display()), e))?;
+    ShardFile::read_index(path.to_path_buf(), &file)
+  }
+
+  fn read_index(path: PathBuf, file: &File) -> Result<ShardFile> {
+    let shown = path.display().to_string();
     let meta = file
       .metadata()
       .map_err(|e| DesError::io(format!("stat {shown}"), e))?;
@@ -216,7 +235,7 @@ impl ShardFile {
       DesError::Corrupt(msg) => DesError::Corrupt(format!("{shown}: {msg}")),
       other => other,
     };
-    let frame = read_frame(&file, size, &shown).map_err(in_file)?;
+    let frame = read_frame(file, size, &shown).map_err(in_file)?;
     let version = parse_header(&frame.header).map_err(in_file)?;
     let (footer, raw) = frame.index.map_err(in_file)?;
     let index = ShardIndex::parse(raw, version, footer.index_offset).map_err(in_file)?;

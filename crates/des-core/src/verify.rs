@@ -10,6 +10,7 @@ use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{parse_header, HEADER_SIZE};
 use crate::index::ShardIndex;
+use crate::lock::wait_for_writer;
 use crate::reader::{read_exact_at, read_frame};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -150,6 +151,17 @@ impl StreamVerifier {
         length: r.length,
         kind: SpanKind::Retired(j),
       });
+    }
+    if index.unfinished_append() > 0 {
+      report.problem(
+        Region::Footer,
+        None,
+        DesError::corrupt(format!(
+          "an append to this shard was interrupted: the {} bytes after its index at byte {} are not part of it (it reads as it was before; the next write to it cuts them off)",
+          index.unfinished_append() + crate::format::FOOTER_SIZE,
+          index.data_end() + index.index_size() + crate::format::FOOTER_SIZE
+        )),
+      );
     }
     spans.sort_by_key(|s| (s.offset, s.length));
     let mut reach = HEADER_SIZE;
@@ -475,13 +487,28 @@ pub fn check_bigfile_file(path: &Path, entry: &Entry) -> Result<()> {
 pub fn verify_file(path: &Path, bigfiles_prefix: Option<&str>) -> Result<VerifyReport> {
   let shown = path.display().to_string();
   let file = File::open(path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
+  let mut report = verify_open_file(path, &file, bigfiles_prefix)?;
+  if report.problems.iter().any(|p| p.region == Region::Footer) && wait_for_writer(&file) {
+    // What looked unfinished or torn may be an append under way: read the
+    // shard again once its writer is done.
+    report = verify_open_file(path, &file, bigfiles_prefix)?;
+  }
+  Ok(report)
+}
+
+fn verify_open_file(
+  path: &Path,
+  file: &File,
+  bigfiles_prefix: Option<&str>,
+) -> Result<VerifyReport> {
+  let shown = path.display().to_string();
   let size = file
     .metadata()
     .map_err(|e| DesError::io(format!("stat {shown}"), e))?
     .len();
   let mut report = VerifyReport::default();
   let io = |e| DesError::io(format!("read {shown}"), e);
-  let frame = match read_frame(&file, size, &shown) {
+  let frame = match read_frame(file, size, &shown) {
     Ok(frame) => frame,
     Err(e @ DesError::Corrupt(_)) => {
       report.problem(Region::Footer, None, e);
@@ -514,7 +541,9 @@ pub fn verify_file(path: &Path, bigfiles_prefix: Option<&str>) -> Result<VerifyR
     }
   };
   let mut verifier = StreamVerifier::new(index.clone());
-  let mut reader = std::io::BufReader::with_capacity(1 << 20, &file).take(index.data_end());
+  let mut from_start = file;
+  std::io::Seek::seek(&mut from_start, std::io::SeekFrom::Start(0)).map_err(io)?;
+  let mut reader = std::io::BufReader::with_capacity(1 << 20, from_start).take(index.data_end());
   let mut buf = vec![0u8; 1 << 20];
   loop {
     let n = reader.read(&mut buf).map_err(io)?;

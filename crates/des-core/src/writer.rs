@@ -1,7 +1,10 @@
 //! Writing shards: payloads stream to a temp file beside the target, the index
 //! and footer are written on `finish`, then the temp file is renamed over the
-//! target. A writer dropped before `finish` leaves no file at the target.
+//! target; an append to one of our shards instead writes the temp file's bytes
+//! after the shard's end in place (see `append`). A writer dropped before
+//! `finish` leaves the target as it was.
 
+use crate::append::{self, OldEnd};
 use crate::bigfile::{sha256_hex, DEFAULT_BIGFILES_PREFIX, DEFAULT_BIG_FILE_THRESHOLD};
 use crate::checksum::{crc32c, Retired};
 use crate::codec::CompressionPolicy;
@@ -145,7 +148,7 @@ pub struct ShardWriter {
 }
 
 /// How a finished shard reaches its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 enum Landing {
   /// Renamed over whatever is there (a shard we hold the turn on, or an
   /// explicit `create`).
@@ -153,6 +156,16 @@ enum Landing {
   /// Renamed only if nothing is there; if another writer created the shard
   /// meanwhile, our entries are appended to theirs instead.
   CreateNew,
+  /// The temp file holds only new payloads: they, a new index and a new
+  /// footer are written after the old shard's end, in place.
+  InPlace(OldEnd),
+}
+
+/// Shards we wrote (v2, with checksums) are appended to in place; others are
+/// rewritten whole once, which gives them a checksum block. Windows keeps
+/// rewriting: its writers lock a `.lock` file, which readers do not wait on.
+fn appends_in_place(old: &ShardIndex) -> bool {
+  cfg!(unix) && old.version() == crate::format::VERSION_2 && old.has_checksums()
 }
 
 /// The nearest missing ancestor of `dir` (what `create_dir_all` would create first).
@@ -233,10 +246,19 @@ impl ShardWriter {
       Turn::Absent(None) => (None, Landing::CreateNew),
     };
     let opened = match &lock {
-      Some(_) if landing == Landing::Replace && target.exists() => Some(ShardFile::open(&target)),
+      Some(_) if matches!(landing, Landing::Replace) && target.exists() => {
+        Some(ShardFile::open_held(&target))
+      }
       _ => None,
     };
     let mut w = match opened {
+      Some(Ok(old)) if appends_in_place(old.index()) => {
+        let end = append::prepare(&target, old.index())?;
+        let mut w = ShardWriter::empty(target.clone(), opts, end.end)?;
+        w.carry(old.index())?;
+        w.landing = Landing::InPlace(end);
+        w
+      }
       Some(Ok(old)) => {
         let data_end = old.index().data_end();
         let mut w = ShardWriter::empty(target.clone(), opts, 0)?;
@@ -268,7 +290,9 @@ impl ShardWriter {
       None => ShardWriter::create(&target, opts)?,
     };
     w._lock = lock;
-    w.landing = landing;
+    if !matches!(w.landing, Landing::InPlace(_)) {
+      w.landing = landing;
+    }
     Ok(w)
   }
 
@@ -480,8 +504,12 @@ impl ShardWriter {
     Ok(())
   }
 
-  /// Writes index and footer, syncs, and renames the temp file over the target.
+  /// Writes index and footer, syncs, and renames the temp file over the
+  /// target (or, appending in place, writes them after the old shard's end).
   pub fn finish(mut self) -> Result<WriteSummary> {
+    if let Landing::InPlace(old) = self.landing {
+      return self.finish_in_place(old);
+    }
     let index = encode_index(&self.entries, &self.retired)?;
     self.emit(&index)?;
     self.emit(&footer_bytes(index.len() as u64))?;
@@ -498,7 +526,7 @@ impl ShardWriter {
       .sync_all()
       .map_err(|e| DesError::io(format!("sync {shown}"), e))?;
     match self.landing {
-      Landing::Replace => {
+      Landing::Replace | Landing::InPlace(_) => {
         tmp
           .persist(&target)
           .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
@@ -528,6 +556,45 @@ impl ShardWriter {
 }
 
 impl ShardWriter {
+  /// The old shard's index and footer become a retired range (with any
+  /// padding that keeps the footer inside one page); the staged payloads, the
+  /// new index and the footer go after the old end (see `append`).
+  fn finish_in_place(mut self, old: OldEnd) -> Result<WriteSummary> {
+    let shown = self.target.display().to_string();
+    let staged = self
+      .tmp
+      .take()
+      .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
+      .into_inner()
+      .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))?;
+    let data_end = self.pos;
+    self.retired.push(append::old_end_range(&old));
+    let mut index = encode_index(&self.entries, &self.retired)?;
+    let pad = append::footer_pad(data_end, index.len() as u64);
+    if pad > 0 {
+      self.retired.push(append::pad_range(data_end, pad));
+      index = encode_index(&self.entries, &self.retired)?;
+    }
+    let file_size = append::write_in_place(
+      &self.target,
+      &old,
+      staged.as_file(),
+      data_end - old.end,
+      pad,
+      &index,
+    )?;
+    Ok(WriteSummary {
+      path: self.target.clone(),
+      entries: self.entries.len() as u64,
+      added: self.added,
+      file_size,
+      index_size: index.len() as u64,
+      bytes_in: self.bytes_in,
+      bytes_stored: self.bytes_stored,
+      bigfiles: self.bigfiles,
+    })
+  }
+
   /// Our new shard lost the race to create `target`: append our entries to
   /// the shard the other writer created (in turn, under its lock), reading
   /// our stored bytes back from our own finished file.

@@ -100,10 +100,11 @@ fn every_single_byte_flip_in_a_written_shard_is_reported_in_its_region() {
     let good = std::fs::read(&path).unwrap();
     let data_end = ShardFile::open(&path).unwrap().index().data_end() as usize;
     let retired = ShardFile::open(&path).unwrap().index().retired().to_vec();
-    assert_eq!(
-      retired.len(),
-      1,
-      "the replaced entry left one retired range"
+    // The replaced entry's bytes, and the index and footer the in-place
+    // append left behind (with any padding before the new index).
+    assert!(
+      (2..=3).contains(&retired.len()),
+      "retired ranges: {retired:?}"
     );
     for pos in 0..good.len() {
       for mask in [0x01u8, 0x80] {

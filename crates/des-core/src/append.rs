@@ -1,0 +1,205 @@
+//! Appending to a local shard in place: the old bytes stay where they are and
+//! only the new payloads, a new index and a new footer are written, so an
+//! append costs what it adds, whatever the shard's size.
+//!
+//! Readers find a shard by its last 12 bytes, so the file must end in a valid
+//! footer at every moment, whoever reads it and whenever the writer is killed:
+//!
+//! ```text
+//! before   [H][old data][I0][F0]                                   old shard
+//! step 1   [H][old data][I0][F0][ zeros ...          ][P ]    still the old shard
+//! step 2   [H][old data][I0][F0][new data][pad][I1  ][P ]    still the old shard
+//! step 3   [H][old data][I0][F0][new data][pad][I1  ][F1]    the new shard
+//! ```
+//!
+//! Step 1 extends the file with one 12-byte write: a footer `P` whose index
+//! section runs from `I0` to just before `P`. Such a section is the old index,
+//! its own footer `F0`, then bytes that are not part of it; readers here
+//! recognise exactly that shape (`ShardIndex::unfinished_append`) and read
+//! the old shard, and the original Python reader parses `entry_count` entries
+//! and ignores the rest, so it reads the old shard too. Step 2 fills the
+//! space below `P` (the file does not grow) and is synced; step 3 rewrites
+//! `P`'s size to `I1`'s and is synced. `I0`, `F0` and the padding become a
+//! retired range of the new shard, so every byte stays covered by a checksum.
+//! The footer never straddles a 4 KiB page (`pad`, zero bytes, moves it), so each footer
+//! write lands in one page: neither a reader nor a kill sees half of it.
+//!
+//! A writer that was killed leaves step 1 or 2 behind; the next writer of the
+//! shard cuts the file back to the old end before it appends (`recover`).
+//! Writers take turns on the shard with `lock`; a reader that meets a footer
+//! being rewritten waits for the writer's turn to end and reads again.
+
+use crate::checksum::{crc32c, Retired};
+use crate::error::{DesError, Result};
+use crate::format::{footer_bytes, FOOTER_SIZE};
+use crate::index::ShardIndex;
+use crate::reader::read_exact_at;
+use std::fs::File;
+use std::path::Path;
+
+/// Footer writes must not cross a boundary of this many bytes (the smallest
+/// page size; larger pages are multiples of it).
+const PAGE: u64 = 4096;
+/// Bytes one retired range adds to the checksum block.
+const RETIRED_RANGE_BYTES: u64 = 20;
+/// Copy buffer for the new bytes (they come from the writer's temp file).
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Where the old shard ends, for an append in place.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OldEnd {
+  /// Where the old index starts (its data end).
+  pub index_at: u64,
+  /// The old file size: old index and footer end here; new bytes start here.
+  pub end: u64,
+  /// CRC32C of the old index and footer, `[index_at, end)`.
+  pub crc: u32,
+}
+
+/// Gets a shard whose turn this writer holds ready for an append in place:
+/// the bytes of an interrupted append are cut off (the file then ends with
+/// the old footer again), and the old index and footer are checksummed to
+/// become a retired range.
+pub(crate) fn prepare(path: &Path, index: &ShardIndex) -> Result<OldEnd> {
+  let shown = path.display().to_string();
+  let index_at = index.data_end();
+  let end = index_at + index.index_size() + FOOTER_SIZE;
+  let file = std::fs::OpenOptions::new()
+    .read(true)
+    .write(true)
+    .open(path)
+    .map_err(|e| DesError::io(format!("open {shown}"), e))?;
+  if index.unfinished_append() > 0 {
+    file
+      .set_len(end)
+      .and_then(|_| file.sync_data())
+      .map_err(|e| DesError::io(format!("cut off the interrupted append of {shown}"), e))?;
+  }
+  let mut old = vec![0u8; (end - index_at) as usize];
+  read_exact_at(&file, &mut old, index_at).map_err(|e| DesError::io(format!("read {shown}"), e))?;
+  if old[old.len() - FOOTER_SIZE as usize..] != footer_bytes(index.index_size()) {
+    return Err(DesError::Changed(shown));
+  }
+  Ok(OldEnd {
+    index_at,
+    end,
+    crc: crc32c(&old),
+  })
+}
+
+/// Padding before the index so that the footer of a shard whose data ends
+/// at `data_end`, with an index of `index_len` bytes (before any padding
+/// range is added), does not cross a page. Padding adds one retired range.
+pub(crate) fn footer_pad(data_end: u64, index_len: u64) -> u64 {
+  let crosses = |footer_at: u64| footer_at / PAGE != (footer_at + FOOTER_SIZE - 1) / PAGE;
+  if !crosses(data_end + index_len) {
+    return 0;
+  }
+  (1..=PAGE)
+    .find(|pad| !crosses(data_end + pad + index_len + RETIRED_RANGE_BYTES))
+    .unwrap_or(PAGE)
+}
+
+/// The retired range for `pad` zero bytes at `offset`.
+pub(crate) fn pad_range(offset: u64, pad: u64) -> Retired {
+  Retired {
+    offset,
+    length: pad,
+    crc: crc32c(&vec![0u8; pad as usize]),
+  }
+}
+
+/// The retired range the old index and footer become.
+pub(crate) fn old_end_range(old: &OldEnd) -> Retired {
+  Retired {
+    offset: old.index_at,
+    length: old.end - old.index_at,
+    crc: old.crc,
+  }
+}
+
+/// Writes the append: `new_len` bytes of `staged` (from its start) go at
+/// `old.end`, then `index` and its footer after `pad` zero bytes, in the
+/// three steps described above. Returns the new file size.
+pub(crate) fn write_in_place(
+  path: &Path,
+  old: &OldEnd,
+  staged: &File,
+  new_len: u64,
+  pad: u64,
+  index: &[u8],
+) -> Result<u64> {
+  let shown = path.display().to_string();
+  let io = |what: &str| {
+    let what = format!("{what} {shown}");
+    move |e| DesError::io(what, e)
+  };
+  let file = std::fs::OpenOptions::new()
+    .write(true)
+    .open(path)
+    .map_err(io("open"))?;
+  let index_at = old.end + new_len + pad;
+  let footer_at = index_at + index.len() as u64;
+  // Step 1: the file grows to its final size, still ending in a footer that
+  // names the old index.
+  write_at(&file, &footer_bytes(footer_at - old.index_at), footer_at).map_err(io("extend"))?;
+  // Step 2: everything below that footer.
+  let mut buf = vec![0u8; COPY_CHUNK.min(new_len as usize)];
+  let mut done = 0;
+  while done < new_len {
+    let n = buf.len().min((new_len - done) as usize);
+    read_exact_at(staged, &mut buf[..n], done).map_err(io("read staged bytes for"))?;
+    write_at(&file, &buf[..n], old.end + done).map_err(io("write"))?;
+    done += n as u64;
+  }
+  write_at(&file, index, index_at).map_err(io("write index of"))?;
+  file.sync_data().map_err(io("sync"))?;
+  // Step 3: the footer names the new index.
+  write_at(&file, &footer_bytes(index.len() as u64), footer_at).map_err(io("write footer of"))?;
+  file.sync_data().map_err(io("sync"))?;
+  Ok(footer_at + FOOTER_SIZE)
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+  std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(windows)]
+fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<()> {
+  use std::os::windows::fs::FileExt;
+  while !bytes.is_empty() {
+    let n = file.seek_write(bytes, offset)?;
+    bytes = &bytes[n..];
+    offset += n as u64;
+  }
+  Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn the_footer_never_straddles_a_page() {
+    for data_end in [8u64, 4000, 4084, 4085, 4090, 8180, 1 << 30] {
+      for index_len in [0u64, 1, 11, 12, 100, 4095, 4096] {
+        let pad = footer_pad(data_end, index_len);
+        let footer_at = data_end + pad + index_len + if pad > 0 { RETIRED_RANGE_BYTES } else { 0 };
+        assert_eq!(
+          footer_at / PAGE,
+          (footer_at + 11) / PAGE,
+          "{data_end} {index_len} pad {pad}"
+        );
+        assert!(pad < PAGE);
+      }
+    }
+  }
+
+  #[test]
+  fn no_padding_when_the_footer_fits() {
+    assert_eq!(footer_pad(100, 100), 0);
+    assert_eq!(footer_pad(4084 - 50, 50), 0);
+    assert!(footer_pad(4085 - 50, 50) > 0);
+  }
+}
