@@ -1,6 +1,6 @@
 // Our half of the compatibility check, in Node with the built addon:
 // `write DIR` writes shards with ours (every codec, a BigFile, an append with
-// a replaced entry) and lists their files' sha256 in DIR/expect.json;
+// a replaced entry, an append in place left unfinished) and lists their files' sha256 in DIR/expect.json;
 // `read DIR` reads what the original wrote (DIR/expect.json), checks every
 // entry byte-exact and its shard clean under `des verify`, then appends to
 // each with ours and lists the result again for the original to read.
@@ -35,6 +35,31 @@ async function write(dir) {
     files['o-late'] = sha(Buffer.from('late'))
     expect[name] = files
   }
+  // An append in place caught before its last step (killed, or under way):
+  // the file ends in a footer naming the old index, followed in the index
+  // section by the old footer and the append's bytes. It must read as the
+  // old shard.
+  const file = path.join(dir, 'ours-unfinished.des')
+  const w = ShardWriter.create(file, { codec: 'zstd' })
+  const files = {}
+  for (let i = 0; i < 4; i++) {
+    const data = Buffer.from(`before the append ${i} `.repeat(40 * i + 1))
+    await w.add(`u-${i}`, data)
+    files[`u-${i}`] = sha(data)
+  }
+  await w.finish()
+  const old = fs.readFileSync(file)
+  const oldIndexAt = old.length - 12 - Number(old.readBigUInt64LE(old.length - 8))
+  const a = await ShardWriter.append(file, { codec: 'zstd' })
+  await a.add('u-lost', Buffer.from('never finished '.repeat(200)))
+  await a.finish()
+  const done = fs.readFileSync(file)
+  const unfinished = Buffer.alloc(done.length)
+  done.copy(unfinished, 0, 0, old.length + 100)
+  unfinished.write('DESI', done.length - 12, 'latin1')
+  unfinished.writeBigUInt64LE(BigInt(done.length - 12 - oldIndexAt), done.length - 8)
+  fs.writeFileSync(file, unfinished)
+  expect['ours-unfinished.des'] = files
   fs.writeFileSync(path.join(dir, 'expect.json'), JSON.stringify(expect))
   console.log(`our writer: ${Object.keys(expect).length} shards`)
 }
