@@ -1,8 +1,9 @@
 // Packing into a local store: `<dir>/<date>/<HEX>[.<part>].des`, BigFiles in
 // `<dir>/<date>/<prefix>/`. The Rust writer does the hard part: it takes its
 // turn on the part (a lock on the shard file itself, no lock file in the
-// store) so concurrent runs never lose each other's files, writes a temp file
-// beside it (never named `.des`), fsyncs and renames it into place.
+// store) so concurrent runs never lose each other's files, stages the new
+// payloads in a temp file beside it (never named `.des`), and then creates
+// the part with a rename or appends to it in place (docs/FORMAT.md, Appending).
 
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
