@@ -110,8 +110,9 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
       next = loadChunk(parts[c + 1], ctx.s3Source)
       next.catch(() => undefined)
     }
-    const wanted = new Set(toAdd.map((p) => p.input.uid))
-    const batch = files.filter((f) => wanted.has(f.uid))
+    // `files` is the whole chunk (it may have been fetched before the skip filter ran).
+    const wanted = skipped.length > 0 ? new Set(toAdd.map((p) => p.input.uid)) : undefined
+    const batch = wanted ? files.filter((f) => wanted.has(f.uid)) : files
     const r = batch.length > 0 ? await addBatch(writer, batch, maxDataSize).catch((err) => Promise.reject(withLabel(err, toAdd))) : { consumed: 0 }
     const added = toAdd.slice(0, r.consumed)
     out.added.push(...added)
