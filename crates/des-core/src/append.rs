@@ -37,17 +37,20 @@ use crate::reader::read_exact_at;
 use std::fs::File;
 use std::path::Path;
 
-/// Footer writes must not cross a boundary of this many bytes (the smallest
-/// page size; larger pages are multiples of it).
-const PAGE: u64 = 4096;
+/// Footer writes must not cross a boundary of this many bytes: a disk sector,
+/// so a power cut cannot tear one either; pages (4 KiB and up, what readers
+/// and kills see whole or not at all) are multiples of it.
+const PAGE: u64 = 512;
 /// Bytes one retired range adds to the checksum block.
 const RETIRED_RANGE_BYTES: u64 = 20;
 /// Copy buffer for the new bytes (they come from the writer's temp file).
 const COPY_CHUNK: usize = 1 << 20;
 
-/// Where the old shard ends, for an append in place.
-#[derive(Debug, Clone, Copy)]
+/// Where the old shard ends, for an append in place, and the shard itself.
+#[derive(Debug)]
 pub(crate) struct OldEnd {
+  /// The shard, open for writing: the very file whose turn the writer holds.
+  file: File,
   /// Where the old index starts (its data end).
   pub index_at: u64,
   /// The old file size: old index and footer end here; new bytes start here.
@@ -60,7 +63,7 @@ pub(crate) struct OldEnd {
 /// the bytes of an interrupted append are cut off (the file then ends with
 /// the old footer again), and the old index and footer are checksummed to
 /// become a retired range.
-pub(crate) fn prepare(path: &Path, index: &ShardIndex) -> Result<OldEnd> {
+pub(crate) fn prepare(path: &Path, index: &ShardIndex, locked: &File) -> Result<OldEnd> {
   let shown = path.display().to_string();
   let index_at = index.data_end();
   let end = index_at + index.index_size() + FOOTER_SIZE;
@@ -69,6 +72,9 @@ pub(crate) fn prepare(path: &Path, index: &ShardIndex) -> Result<OldEnd> {
     .write(true)
     .open(path)
     .map_err(|e| DesError::io(format!("open {shown}"), e))?;
+  if !same_file(&file, locked)? {
+    return Err(DesError::Changed(shown));
+  }
   if index.unfinished_append() > 0 {
     file
       .set_len(end)
@@ -81,10 +87,43 @@ pub(crate) fn prepare(path: &Path, index: &ShardIndex) -> Result<OldEnd> {
     return Err(DesError::Changed(shown));
   }
   Ok(OldEnd {
+    file,
     index_at,
     end,
     crc: crc32c(&old),
   })
+}
+
+/// True if both handles are the same file.
+fn same_file(a: &File, b: &File) -> Result<bool> {
+  #[cfg(unix)]
+  {
+    use std::os::unix::fs::MetadataExt;
+    let id = |f: &File| f.metadata().map(|m| (m.dev(), m.ino()));
+    let io = |e| DesError::io("stat the shard being appended to".to_string(), e);
+    Ok(id(a).map_err(io)? == id(b).map_err(io)?)
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = (a, b);
+    Ok(true)
+  }
+}
+
+/// Fails with `Changed` unless `path` still names the shard being written:
+/// a file put there outside the writers' turns must not be written into,
+/// nor an append to a file no longer in the store be reported as stored.
+fn check_still_at(path: &Path, file: &File) -> Result<()> {
+  let shown = path.display().to_string();
+  let at_path = File::open(path).map_err(|e| match e.kind() {
+    std::io::ErrorKind::NotFound => DesError::Changed(shown.clone()),
+    _ => DesError::io(format!("open {shown}"), e),
+  })?;
+  if same_file(&at_path, file)? {
+    Ok(())
+  } else {
+    Err(DesError::Changed(shown))
+  }
 }
 
 /// Padding before the index so that the footer of a shard whose data ends
@@ -134,29 +173,36 @@ pub(crate) fn write_in_place(
     let what = format!("{what} {shown}");
     move |e| DesError::io(what, e)
   };
-  let file = std::fs::OpenOptions::new()
-    .write(true)
-    .open(path)
-    .map_err(io("open"))?;
+  let file = &old.file;
+  check_still_at(path, file)?;
   let index_at = old.end + new_len + pad;
   let footer_at = index_at + index.len() as u64;
-  // Step 1: the file grows to its final size, still ending in a footer that
-  // names the old index.
-  write_at(&file, &footer_bytes(footer_at - old.index_at), footer_at).map_err(io("extend"))?;
-  // Step 2: everything below that footer.
-  let mut buf = vec![0u8; COPY_CHUNK.min(new_len as usize)];
-  let mut done = 0;
-  while done < new_len {
-    let n = buf.len().min((new_len - done) as usize);
-    read_exact_at(staged, &mut buf[..n], done).map_err(io("read staged bytes for"))?;
-    write_at(&file, &buf[..n], old.end + done).map_err(io("write"))?;
-    done += n as u64;
+  let steps_1_and_2 = || -> Result<()> {
+    // Step 1: the file grows to its final size, still ending in a footer
+    // that names the old index.
+    write_at(file, &footer_bytes(footer_at - old.index_at), footer_at).map_err(io("extend"))?;
+    // Step 2: everything below that footer.
+    let mut buf = vec![0u8; COPY_CHUNK.min(new_len as usize)];
+    let mut done = 0;
+    while done < new_len {
+      let n = buf.len().min((new_len - done) as usize);
+      read_exact_at(staged, &mut buf[..n], done).map_err(io("read staged bytes for"))?;
+      write_at(file, &buf[..n], old.end + done).map_err(io("write"))?;
+      done += n as u64;
+    }
+    write_at(file, index, index_at).map_err(io("write index of"))?;
+    file.sync_data().map_err(io("sync"))
+  };
+  if let Err(e) = steps_1_and_2() {
+    // A full disk or an I/O error: give the old end back (best effort; a
+    // failure here leaves an unfinished append, which the next writer cuts).
+    let _ = file.set_len(old.end).and_then(|_| file.sync_data());
+    return Err(e);
   }
-  write_at(&file, index, index_at).map_err(io("write index of"))?;
-  file.sync_data().map_err(io("sync"))?;
   // Step 3: the footer names the new index.
-  write_at(&file, &footer_bytes(index.len() as u64), footer_at).map_err(io("write footer of"))?;
+  write_at(file, &footer_bytes(index.len() as u64), footer_at).map_err(io("write footer of"))?;
   file.sync_data().map_err(io("sync"))?;
+  check_still_at(path, file)?;
   Ok(footer_at + FOOTER_SIZE)
 }
 
@@ -170,6 +216,9 @@ fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<(
   use std::os::windows::fs::FileExt;
   while !bytes.is_empty() {
     let n = file.seek_write(bytes, offset)?;
+    if n == 0 {
+      return Err(std::io::ErrorKind::WriteZero.into());
+    }
     bytes = &bytes[n..];
     offset += n as u64;
   }
@@ -182,7 +231,7 @@ mod tests {
 
   #[test]
   fn the_footer_never_straddles_a_page() {
-    for data_end in [8u64, 4000, 4084, 4085, 4090, 8180, 1 << 30] {
+    for data_end in (8u64..5000).chain([8180, 1 << 30]) {
       for index_len in [0u64, 1, 11, 12, 100, 4095, 4096] {
         let pad = footer_pad(data_end, index_len);
         let footer_at = data_end + pad + index_len + if pad > 0 { RETIRED_RANGE_BYTES } else { 0 };
@@ -192,6 +241,7 @@ mod tests {
           "{data_end} {index_len} pad {pad}"
         );
         assert!(pad < PAGE);
+        assert!(footer_at / 4096 == (footer_at + 11) / 4096, "a page");
       }
     }
   }
@@ -199,7 +249,7 @@ mod tests {
   #[test]
   fn no_padding_when_the_footer_fits() {
     assert_eq!(footer_pad(100, 100), 0);
-    assert_eq!(footer_pad(4084 - 50, 50), 0);
-    assert!(footer_pad(4085 - 50, 50) > 0);
+    assert_eq!(footer_pad(500 - 50, 50), 0);
+    assert!(footer_pad(501 - 50, 50) > 0);
   }
 }

@@ -65,6 +65,18 @@ pub fn footer_bytes(index_size: u64) -> [u8; 12] {
   out
 }
 
+/// Refuses an index section too large to read (before anything is allocated
+/// for it). Not part of `parse_footer`: the section of an unfinished append
+/// may be larger, while its old index, all a reader takes of it, is not.
+pub fn check_index_size(index_size: u64) -> Result<()> {
+  if index_size > MAX_INDEX_SIZE {
+    return Err(DesError::corrupt(format!(
+      "index of {index_size} bytes is larger than the 4 GiB this reader accepts"
+    )));
+  }
+  Ok(())
+}
+
 /// Validates the last 12 bytes of an object of `file_size` bytes.
 pub fn parse_footer(last12: &[u8], file_size: u64) -> Result<Footer> {
   if file_size < HEADER_SIZE + FOOTER_SIZE {
@@ -91,11 +103,6 @@ pub fn parse_footer(last12: &[u8], file_size: u64) -> Result<Footer> {
   if index_size > room {
     return Err(DesError::corrupt(format!(
       "footer at byte {at} says the index is {index_size} bytes, but only {room} bytes lie between header and footer"
-    )));
-  }
-  if index_size > MAX_INDEX_SIZE {
-    return Err(DesError::corrupt(format!(
-      "index of {index_size} bytes is larger than the 4 GiB this reader accepts"
     )));
   }
   Ok(Footer {

@@ -140,6 +140,21 @@ impl ShardIndex {
     })
   }
 
+  /// Parses an index section as a local reader read it (see `read_section`),
+  /// as `version`, or as either when the header could not tell.
+  pub(crate) fn parse_section(
+    section: crate::reader::Section,
+    version: Option<u8>,
+    data_end: u64,
+  ) -> Result<ShardIndex> {
+    let mut index = match version {
+      Some(version) => ShardIndex::parse(section.raw, version, data_end)?,
+      None => ShardIndex::parse_any_version(section.raw, data_end)?,
+    };
+    index.unfinished += section.skipped;
+    Ok(index)
+  }
+
   /// Parses an index whose shard version is unknown (a tail read from S3 holds
   /// no header): tries the v2 layout, then v1. The strict checks make a false
   /// match practically impossible.
@@ -252,6 +267,57 @@ impl ShardIndex {
   /// All entries in index order.
   pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
     (0..self.records.len()).map(move |i| self.entry(i))
+  }
+}
+
+/// How far the entries and checksum block of an index section reach, judged
+/// from its first bytes without checking them (`ShardIndex::parse` does).
+pub(crate) enum IndexReach {
+  /// They end at this byte.
+  Ends(usize),
+  /// The bytes end first.
+  NeedMore,
+  /// Not laid out as a v2 index with a checksum block.
+  Other,
+}
+
+/// Walks the v2 entries and the checksum block's counts in `raw`.
+pub(crate) fn index_reach(raw: &[u8]) -> IndexReach {
+  let mut at = 0usize;
+  let field = |at: usize, n: usize| raw.get(at..at.checked_add(n)?);
+  let uint = |b: &[u8]| b.iter().rev().fold(0usize, |v, &x| v << 8 | x as usize);
+  let Some(count) = field(0, 4).map(uint) else {
+    return IndexReach::NeedMore;
+  };
+  at += 4;
+  for _ in 0..count {
+    let Some(name_len) = field(at, 2).map(uint) else {
+      return IndexReach::NeedMore;
+    };
+    let Some(flags) = field(at + 2 + name_len, 1).map(uint) else {
+      return IndexReach::NeedMore;
+    };
+    at += 2 + name_len + 1;
+    if flags as u8 & BIGFILE_FLAG != 0 {
+      let Some(hash_len) = field(at, 2).map(uint) else {
+        return IndexReach::NeedMore;
+      };
+      at += 2 + hash_len + 8;
+    } else {
+      at += 8 + 8 + 1 + 8 + 8;
+    }
+    let Some(meta_len) = field(at, 4).map(uint) else {
+      return IndexReach::NeedMore;
+    };
+    at += 4 + meta_len;
+  }
+  match field(at, 4) {
+    None => IndexReach::NeedMore,
+    Some(magic) if !starts_block(magic) => IndexReach::Other,
+    Some(_) => match block_len_at(raw, at) {
+      Some(len) => IndexReach::Ends(at + len),
+      None => IndexReach::NeedMore,
+    },
   }
 }
 

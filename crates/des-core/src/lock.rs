@@ -20,6 +20,13 @@ pub(crate) struct ShardLock {
   _file: File,
 }
 
+impl ShardLock {
+  /// The file locked (on Unix, the shard itself).
+  pub(crate) fn file(&self) -> &File {
+    &self._file
+  }
+}
+
 /// What a writer found when it took its turn on a path.
 #[derive(Debug)]
 pub(crate) enum Turn {

@@ -6,8 +6,10 @@ use crate::checksum::crc32c;
 use crate::codec::{check_ceiling, decompress};
 use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
-use crate::format::{parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE};
-use crate::index::ShardIndex;
+use crate::format::{
+  check_index_size, footer_bytes, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
+};
+use crate::index::{index_reach, IndexReach, ShardIndex};
 use crate::lock::wait_for_writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -57,7 +59,10 @@ pub fn footer_from_tail(tail: &[u8], object_size: u64) -> Result<Footer> {
   if object_size < HEADER_SIZE + FOOTER_SIZE {
     return parse_footer(&[], object_size);
   }
-  parse_footer(&tail[tail.len() - FOOTER_SIZE as usize..], object_size)
+  let footer = parse_footer(&tail[tail.len() - FOOTER_SIZE as usize..], object_size)?;
+  // A caller fetches what the tail lacks of the index: bound it first.
+  check_index_size(footer.index_size)?;
+  Ok(footer)
 }
 
 /// Parses the index from the last `tail.len()` bytes of an object of
@@ -129,11 +134,61 @@ pub fn check_stored(entry: &Entry, stored: &[u8]) -> Result<()> {
 }
 
 /// What a reader of a shard file starts from: its 8 header bytes and, as its
-/// footer places it, its index (or why the footer is refused). Header and
-/// footer are read whatever the other holds, so each can be judged alone.
+/// footer places it, its index section (or why the footer is refused). Header
+/// and footer are read whatever the other holds, so each can be judged alone.
 pub(crate) struct Frame {
   pub header: [u8; HEADER_SIZE as usize],
-  pub index: Result<(Footer, Vec<u8>)>,
+  pub index: Result<(Footer, Section)>,
+}
+
+/// The bytes of an index section a reader needs.
+pub(crate) struct Section {
+  pub raw: Vec<u8>,
+  /// Bytes of an unfinished append left unread after the old index and its
+  /// footer (`raw` then ends with that footer).
+  pub skipped: u64,
+}
+
+/// An index section's first bytes read at once; a larger section is read in
+/// growing steps, so that of an unfinished append (the old index, its footer,
+/// then all the append has written) costs only its old index.
+const FIRST_SECTION_READ: u64 = 1 << 20;
+
+fn read_section(file: &File, footer: &Footer, shown: &str) -> Result<Section> {
+  let size = footer.index_size;
+  let mut raw: Vec<u8> = Vec::new();
+  let mut want = size.min(FIRST_SECTION_READ);
+  loop {
+    check_index_size(want)?;
+    let have = raw.len();
+    // Safe to allocate: parse_footer bounded the section by the file's size.
+    raw.resize(want as usize, 0);
+    read_exact_at(file, &mut raw[have..], footer.index_offset + have as u64)
+      .map_err(|e| DesError::io(format!("read {shown}"), e))?;
+    if want == size {
+      return Ok(Section { raw, skipped: 0 });
+    }
+    want = match index_reach(&raw) {
+      IndexReach::Ends(end) => {
+        let with_footer = end as u64 + FOOTER_SIZE;
+        if with_footer >= size {
+          size
+        } else if (raw.len() as u64) < with_footer {
+          with_footer
+        } else if raw[end..with_footer as usize] == footer_bytes(end as u64) {
+          raw.truncate(with_footer as usize);
+          return Ok(Section {
+            raw,
+            skipped: size - with_footer,
+          });
+        } else {
+          size
+        }
+      }
+      IndexReach::NeedMore => want.saturating_mul(2).min(size),
+      IndexReach::Other => size,
+    };
+  }
 }
 
 /// Reads the frame of a file of `size` bytes; a file too small for header
@@ -150,24 +205,24 @@ pub(crate) fn read_frame(file: &File, size: u64, shown: &str) -> Result<Frame> {
   let mut last = [0u8; FOOTER_SIZE as usize];
   read_exact_at(file, &mut last, size - FOOTER_SIZE).map_err(io)?;
   let index = match parse_footer(&last, size) {
-    Ok(footer) => {
-      // Safe to allocate: parse_footer bounded index_size by the file's size.
-      let mut raw = vec![0u8; footer.index_size as usize];
-      read_exact_at(file, &mut raw, footer.index_offset).map_err(io)?;
-      Ok((footer, raw))
-    }
+    Ok(footer) => match read_section(file, &footer, shown) {
+      Ok(section) => Ok((footer, section)),
+      Err(e @ DesError::Io { .. }) => return Err(e),
+      Err(e) => Err(e),
+    },
     Err(e) => Err(e),
   };
   Ok(Frame { header, index })
 }
 
-/// What identifies one version of a file: a file renamed over it differs.
+/// What identifies one version of a file: a file renamed over it differs,
+/// and so does one appended to in place (its size, and its modification time
+/// should an append ever end at the size it started from).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileIdentity {
   len: u64,
   #[cfg(unix)]
   dev_ino: (u64, u64),
-  #[cfg(not(unix))]
   modified: Option<std::time::SystemTime>,
 }
 
@@ -179,6 +234,7 @@ impl FileIdentity {
       FileIdentity {
         len: meta.len(),
         dev_ino: (meta.dev(), meta.ino()),
+        modified: meta.modified().ok(),
       }
     }
     #[cfg(not(unix))]
@@ -208,14 +264,23 @@ impl ShardFile {
     let path = path.as_ref().to_path_buf();
     let shown = path.display().to_string();
     let file = File::open(&path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
-    // The retry is never taken by a writer on its own shard (`open_held`):
-    // it would wait for itself.
-    match ShardFile::read_index(path.clone(), &file) {
-      // A footer caught while an append in place rewrites it: read again
-      // once the writer's turn is over.
-      Err(DesError::Corrupt(_)) if wait_for_writer(&file) => ShardFile::read_index(path, &file),
-      result => result,
+    // An append in place may be at work: what it has not finished (a footer
+    // caught while rewritten, a file being cut back, an index it is about to
+    // replace) is read again once the writer's turn is over, so no index is
+    // kept that the append then changes without changing the file's size.
+    // Never taken by a writer on its own shard (`open_held`): it would wait
+    // for itself.
+    let first = ShardFile::read_index(path.clone(), &file);
+    let again = match &first {
+      Ok(shard) => shard.index.unfinished_append() > 0,
+      Err(DesError::Corrupt(_) | DesError::Truncated { .. }) => true,
+      Err(DesError::Io { source, .. }) => source.kind() == std::io::ErrorKind::UnexpectedEof,
+      Err(_) => false,
+    };
+    if again && wait_for_writer(&file) {
+      return ShardFile::read_index(path, &file);
     }
+    first
   }
 
   /// Opens a shard whose turn the caller holds (no writer can be at work).
@@ -237,8 +302,9 @@ impl ShardFile {
     };
     let frame = read_frame(file, size, &shown).map_err(in_file)?;
     let version = parse_header(&frame.header).map_err(in_file)?;
-    let (footer, raw) = frame.index.map_err(in_file)?;
-    let index = ShardIndex::parse(raw, version, footer.index_offset).map_err(in_file)?;
+    let (footer, section) = frame.index.map_err(in_file)?;
+    let index =
+      ShardIndex::parse_section(section, Some(version), footer.index_offset).map_err(in_file)?;
     Ok(ShardFile {
       path,
       identity,

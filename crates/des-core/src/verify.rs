@@ -517,7 +517,7 @@ fn verify_open_file(
     Err(e) => return Err(e),
   };
   let header = frame.header;
-  let (footer, raw) = match frame.index {
+  let (footer, section) = match frame.index {
     Ok(found) => found,
     Err(e) => {
       report.problem(Region::Footer, None, e);
@@ -526,10 +526,7 @@ fn verify_open_file(
   };
   // A damaged header is reported by the stream pass; the index layout is
   // then recognised from the index itself.
-  let parsed = match parse_header(&header) {
-    Ok(version) => ShardIndex::parse(raw, version, footer.index_offset),
-    Err(_) => ShardIndex::parse_any_version(raw, footer.index_offset),
-  };
+  let parsed = ShardIndex::parse_section(section, parse_header(&header).ok(), footer.index_offset);
   let index = match parsed {
     Ok(index) => Arc::new(index),
     Err(e) => {

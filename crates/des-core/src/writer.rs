@@ -148,7 +148,7 @@ pub struct ShardWriter {
 }
 
 /// How a finished shard reaches its target.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Landing {
   /// Renamed over whatever is there (a shard we hold the turn on, or an
   /// explicit `create`).
@@ -159,6 +159,20 @@ enum Landing {
   /// The temp file holds only new payloads: they, a new index and a new
   /// footer are written after the old shard's end, in place.
   InPlace(OldEnd),
+}
+
+/// True when more than half of the file would be dead bytes once an append
+/// in place retired its index too: then the shard is compacted instead.
+/// Each append in place leaves the old index behind, so without this a shard
+/// of many small entries appended to often would grow with the square of its
+/// appends; compacting when dead bytes pass the live ones keeps the file
+/// under twice its live size at a cost, spread over the appends between two
+/// compactions, of about two index writes each.
+fn mostly_dead(old: &ShardFile) -> bool {
+  let index = old.index();
+  let retired: u64 = index.retired().iter().map(|r| r.length).sum();
+  let dead = retired + index.index_size() + crate::format::FOOTER_SIZE;
+  dead.saturating_mul(2) > old.size()
 }
 
 /// Shards we wrote (v2, with checksums) are appended to in place; others are
@@ -246,20 +260,23 @@ impl ShardWriter {
       Turn::Absent(None) => (None, Landing::CreateNew),
     };
     let opened = match &lock {
-      Some(_) if matches!(landing, Landing::Replace) && target.exists() => {
-        Some(ShardFile::open_held(&target))
+      Some(held) if matches!(landing, Landing::Replace) && target.exists() => {
+        Some((ShardFile::open_held(&target), held))
       }
       _ => None,
     };
     let mut w = match opened {
-      Some(Ok(old)) if appends_in_place(old.index()) => {
-        let end = append::prepare(&target, old.index())?;
+      Some((Ok(old), _)) if old.index().has_checksums() && mostly_dead(&old) => {
+        ShardWriter::compacting(target.clone(), &old, opts)?
+      }
+      Some((Ok(old), held)) if appends_in_place(old.index()) => {
+        let end = append::prepare(&target, old.index(), held.file())?;
         let mut w = ShardWriter::empty(target.clone(), opts, end.end)?;
         w.carry(old.index())?;
         w.landing = Landing::InPlace(end);
         w
       }
-      Some(Ok(old)) => {
+      Some((Ok(old), _)) => {
         let data_end = old.index().data_end();
         let mut w = ShardWriter::empty(target.clone(), opts, 0)?;
         // The header is rewritten as v2; the data section is copied as is, so
@@ -286,12 +303,37 @@ impl ShardWriter {
         }
         w
       }
-      Some(Err(e)) => return Err(e),
+      Some((Err(e), _)) => return Err(e),
       None => ShardWriter::create(&target, opts)?,
     };
     w._lock = lock;
     if !matches!(w.landing, Landing::InPlace(_)) {
       w.landing = landing;
+    }
+    Ok(w)
+  }
+
+  /// A new file with only `old`'s live entries, their stored bytes moved up
+  /// to close the space old indexes and replaced entries left, each checked
+  /// against its CRC on the way (nothing damaged is carried). Offsets change:
+  /// a reader holding the old index finds a new file (`Changed`) and reads
+  /// its index again.
+  fn compacting(target: PathBuf, old: &ShardFile, opts: WriterOptions) -> Result<ShardWriter> {
+    let mut w = ShardWriter::empty(target, opts, 0)?;
+    w.emit(&header_bytes())?;
+    let file = old.reopen()?;
+    w.entries.reserve(old.index().len());
+    for mut entry in old.index().entries() {
+      if let Body::Inline { .. } = entry.body {
+        let stored = old.read_stored_from(&file, &entry)?;
+        let at = w.pos;
+        w.emit(&stored)?;
+        if let Body::Inline { offset, .. } = &mut entry.body {
+          *offset = at;
+        }
+      }
+      w.by_uid.insert(entry.uid.clone(), w.entries.len());
+      w.entries.push(entry);
     }
     Ok(w)
   }
@@ -507,7 +549,10 @@ impl ShardWriter {
   /// Writes index and footer, syncs, and renames the temp file over the
   /// target (or, appending in place, writes them after the old shard's end).
   pub fn finish(mut self) -> Result<WriteSummary> {
-    if let Landing::InPlace(old) = self.landing {
+    if let Landing::InPlace(_) = self.landing {
+      let Landing::InPlace(old) = std::mem::replace(&mut self.landing, Landing::Replace) else {
+        unreachable!()
+      };
       return self.finish_in_place(old);
     }
     let index = encode_index(&self.entries, &self.retired)?;
@@ -561,6 +606,19 @@ impl ShardWriter {
   /// new index and the footer go after the old end (see `append`).
   fn finish_in_place(mut self, old: OldEnd) -> Result<WriteSummary> {
     let shown = self.target.display().to_string();
+    if self.added == 0 {
+      // Nothing to add: the shard stays as it is (no dead index left behind).
+      return Ok(WriteSummary {
+        path: self.target.clone(),
+        entries: self.entries.len() as u64,
+        added: 0,
+        file_size: old.end,
+        index_size: old.end - old.index_at - crate::format::FOOTER_SIZE,
+        bytes_in: 0,
+        bytes_stored: 0,
+        bigfiles: 0,
+      });
+    }
     let staged = self
       .tmp
       .take()

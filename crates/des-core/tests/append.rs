@@ -20,14 +20,27 @@ fn opts() -> WriterOptions {
   }
 }
 
-/// The payload of a uid: derived from it, so any reader can check it.
+/// The payload of a uid: derived from it, so any reader can check it; bytes
+/// no codec shrinks, so live data outweighs an index as in real shards.
 fn payload_of(uid: &str) -> Vec<u8> {
-  let seed = uid
+  noise(seed_of(uid), 50 + (seed_of(uid) % 3000) as usize)
+}
+
+fn seed_of(uid: &str) -> u32 {
+  uid
     .bytes()
-    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-  let len = 50 + (seed % 3000) as usize;
+    .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+}
+
+fn noise(seed: u32, len: usize) -> Vec<u8> {
+  let mut x = seed | 1;
   (0..len)
-    .map(|i| uid.as_bytes()[i % uid.len()] ^ ((seed >> (i % 24)) as u8 & 0x0f))
+    .map(|_| {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      x as u8
+    })
     .collect()
 }
 
@@ -307,4 +320,166 @@ fn a_kill_at_any_write_leaves_the_old_or_the_new_shard() {
   append(&path, &batch("last", 2));
   let report = verify_file(&path, None).unwrap();
   assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn an_append_that_adds_nothing_leaves_the_shard_as_it_was() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  append(&path, &batch("old", 30));
+  let before = std::fs::read(&path).unwrap();
+  ShardWriter::append(&path, opts())
+    .unwrap()
+    .finish()
+    .unwrap();
+  assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn old_indexes_never_outweigh_the_live_bytes() {
+  // Many small entries: each append in place leaves an index much bigger
+  // than what it adds, so the shard is compacted now and then.
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  let tiny = |uid: &str| noise(seed_of(uid), 100);
+  let mut w = ShardWriter::append(&path, opts()).unwrap();
+  for i in 0..2000 {
+    w.add(&format!("t-{i}"), tiny(&format!("t-{i}")), None)
+      .unwrap();
+  }
+  w.finish().unwrap();
+  let (mut in_place, mut compacted) = (0, 0);
+  for round in 0..60 {
+    #[cfg(unix)]
+    let ino = inode(&path);
+    let mut w = ShardWriter::append(&path, opts()).unwrap();
+    w.add(
+      &format!("late-{round}"),
+      tiny(&format!("late-{round}")),
+      None,
+    )
+    .unwrap();
+    w.finish().unwrap();
+    #[cfg(unix)]
+    if inode(&path) == ino {
+      in_place += 1;
+    } else {
+      compacted += 1;
+    }
+    let shard = ShardFile::open(&path).unwrap();
+    let live: u64 = shard
+      .index()
+      .entries()
+      .map(|e| e.stored_size())
+      .sum::<u64>()
+      + shard.index().index_size()
+      + 20;
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+      size <= 3 * live,
+      "round {round}: {size} bytes for {live} live"
+    );
+    for entry in shard.index().entries() {
+      assert_eq!(
+        shard.read(&entry.uid, "_bigFiles").unwrap(),
+        tiny(&entry.uid)
+      );
+    }
+  }
+  #[cfg(unix)]
+  assert!(
+    in_place > 0 && compacted > 0,
+    "{in_place} in place, {compacted} compacted"
+  );
+  let report = verify_file(&path, None).unwrap();
+  assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_huge_unfinished_append_reads_only_the_old_index_and_is_cut_off() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  append(&path, &batch("old", 20));
+  let old_len = std::fs::metadata(&path).unwrap().len();
+  let old_index_at = ShardFile::open(&path).unwrap().index().data_end();
+  // Step 1 of an append of 5 GiB, killed there (a sparse file): its section
+  // is larger than any index this reader accepts, its old index is not.
+  let footer_at = old_len + (5 << 30);
+  {
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+      &file,
+      &footer_bytes(footer_at - old_index_at),
+      footer_at,
+    )
+    .unwrap();
+  }
+  let shard = ShardFile::open(&path).unwrap();
+  assert_eq!(shard.index().unfinished_append(), 5 << 30);
+  assert_eq!(read_all(&path).unwrap().len(), 20);
+  append(&path, &batch("next", 2));
+  assert!(std::fs::metadata(&path).unwrap().len() < old_len + 64 * 1024);
+  assert_eq!(read_all(&path).unwrap().len(), 22);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_reader_that_meets_an_append_at_work_reads_its_result() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  append(&path, &batch("old", 10));
+  let old = std::fs::read(&path).unwrap();
+  let old_index_at = ShardFile::open(&path).unwrap().index().data_end();
+  append(&path, &batch("new", 3));
+  let new = std::fs::read(&path).unwrap();
+  let new_uids = read_all(&path).unwrap();
+  std::fs::write(&path, &old).unwrap();
+  let (ready, wait) = std::sync::mpsc::channel();
+  std::thread::scope(|s| {
+    // A writer in its turn: leaves step 2 on disk, lets the reader in, then
+    // writes step 3 and ends its turn.
+    s.spawn(|| {
+      let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+      file.lock().unwrap();
+      let step2 = unfinished(&old, &new, old_index_at, new.len() - 12 - old.len());
+      std::os::unix::fs::FileExt::write_all_at(&file, &step2[old.len()..], old.len() as u64)
+        .unwrap();
+      ready.send(()).unwrap();
+      std::os::unix::fs::FileExt::write_all_at(
+        &file,
+        &new[new.len() - 12..],
+        new.len() as u64 - 12,
+      )
+      .unwrap();
+      file.unlock().unwrap();
+    });
+    wait.recv().unwrap();
+    // Whenever it opens, the reader must end up with the finished shard: an
+    // index read from the unfinished one would never be noticed as stale
+    // (the last step changes neither size nor inode).
+    let shard = ShardFile::open(&path).unwrap();
+    let uids: BTreeSet<String> = shard.index().entries().map(|e| e.uid).collect();
+    assert_eq!(uids, new_uids);
+  });
+}
+
+#[test]
+fn a_shard_put_in_its_place_meanwhile_is_not_written_into() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  append(&path, &batch("ours", 10));
+  let other = dir.path().join("other.des");
+  append(&other, &batch("theirs", 10));
+  let theirs = std::fs::read(&other).unwrap();
+  let mut w = ShardWriter::append(&path, opts()).unwrap();
+  w.add("late", payload_of("late"), None).unwrap();
+  // Outside the writers' turns (a restore, a manual mv).
+  std::fs::rename(&other, &path).unwrap();
+  let err = w.finish().unwrap_err();
+  assert!(matches!(err, DesError::Changed(_)), "{err}");
+  assert_eq!(std::fs::read(&path).unwrap(), theirs);
 }
