@@ -41,6 +41,8 @@ use std::path::Path;
 /// so a power cut cannot tear one either; pages (4 KiB and up, what readers
 /// and kills see whole or not at all) are multiples of it.
 const PAGE: u64 = 512;
+/// The most padding `footer_pad` adds before an index.
+pub(crate) const MAX_PAD: u64 = PAGE - 1;
 /// Bytes one retired range adds to the checksum block.
 const RETIRED_RANGE_BYTES: u64 = 20;
 /// Copy buffer for the new bytes (they come from the writer's temp file).
@@ -240,7 +242,7 @@ mod tests {
           (footer_at + 11) / PAGE,
           "{data_end} {index_len} pad {pad}"
         );
-        assert!(pad < PAGE);
+        assert!(pad <= MAX_PAD);
         assert!(footer_at / 4096 == (footer_at + 11) / 4096, "a page");
       }
     }

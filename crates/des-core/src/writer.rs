@@ -439,9 +439,13 @@ impl ShardWriter {
     self.by_uid.contains_key(uid)
   }
 
-  /// Bytes the shard would have if finished now (data so far, no index).
+  /// Bytes the shard's data section may take if finished now (data so far,
+  /// no index; appending in place, with the most padding `finish` may add).
   pub fn data_size(&self) -> u64 {
-    self.pos
+    match self.landing {
+      Landing::InPlace(_) => self.pos + append::MAX_PAD,
+      _ => self.pos,
+    }
   }
 
   /// Compresses and appends one payload.
