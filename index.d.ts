@@ -182,6 +182,26 @@ export declare class ShardWriter {
   abort(): void
 }
 
+/**
+ * Shards written but not yet synced nor in place, committed together: one
+ * sync for the group instead of one per shard (`des_core::commit`).
+ */
+export declare class StagedGroup {
+  constructor()
+  /**
+   * Writes the writer's index and footer (or an append's new bytes) into
+   * the group; the writer is used up, its turn on the shard kept.
+   */
+  stage(writer: ShardWriter): Promise<void>
+  /** Shards staged and not yet committed. */
+  get size(): number
+  /**
+   * Syncs the group's shards together, puts each in place, and empties the
+   * group; one outcome per shard, in the order they were staged.
+   */
+  commit(): Promise<Array<CommitOutcome>>
+}
+
 /** What `addFiles` did. */
 export interface AddFilesResult {
   /** How many of the given files went in (a prefix); the rest would pass `maxDataSize`. */
@@ -192,6 +212,17 @@ export interface AddFilesResult {
 
 /** Codec names by their byte, as `entryRow` gives codecs. */
 export declare function codecNames(): Array<string>
+
+/**
+ * What one shard of a `StagedGroup` came to: its summary, or its error
+ * (a coded message, as thrown errors carry).
+ */
+export interface CommitOutcome {
+  /** The shard's path, as the writer was opened with it. */
+  path: string
+  summary?: ShardWriteSummary
+  error?: string
+}
 
 /** One index entry as JS sees it. */
 export interface EntryInfo {

@@ -839,6 +839,7 @@ module.exports.PayloadCache = nativeBinding.PayloadCache
 module.exports.ShardReader = nativeBinding.ShardReader
 module.exports.ShardVerifier = nativeBinding.ShardVerifier
 module.exports.ShardWriter = nativeBinding.ShardWriter
+module.exports.StagedGroup = nativeBinding.StagedGroup
 module.exports.codecNames = nativeBinding.codecNames
 module.exports.footerFromTail = nativeBinding.footerFromTail
 module.exports.locateShard = nativeBinding.locateShard

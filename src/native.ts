@@ -301,6 +301,10 @@ export class ShardReader {
   }
 }
 
+/** Shards staged by `ShardWriter.stageInto` and committed together (one sync for the group). */
+export type StagedGroup = Native.StagedGroup
+export const StagedGroup = addon.StagedGroup
+
 /** Writes one v2 shard; await each call before the next. */
 export class ShardWriter {
   private constructor(private readonly inner: Native.ShardWriter) {}
@@ -352,6 +356,10 @@ export class ShardWriter {
   /** Writes index and footer, syncs, and renames into place. */
   finish(): Promise<ShardWriteSummary> {
     return later(() => this.inner.finish())
+  }
+  /** @internal `finish` without the sync and the putting in place, into `group` (see `StagedGroup`); the writer is used up. */
+  stageInto(group: StagedGroup): Promise<void> {
+    return later(() => group.stage(this.inner))
   }
   /** Drops the writer: its temp file is removed, the target is untouched. */
   abort(): void {

@@ -3,13 +3,15 @@
 // turn on the part (a lock on the shard file itself, no lock file in the
 // store) so concurrent runs never lose each other's files, stages the new
 // payloads in a temp file beside it (never named `.des`), and then creates
-// the part with a rename or appends to it in place (docs/FORMAT.md, Appending).
+// the part with a rename or appends to it in place (docs/FORMAT.md,
+// Appending); parts are made durable in groups (commit-group.ts).
 
 import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
 import { ShardReader, ShardWriter } from '../native'
+import { CommitGroup } from './commit-group'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import type { KeyPlan, PlannedInput } from './plan'
@@ -30,6 +32,12 @@ export interface ShardSink {
   writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite>
   /** Why keys of `shardIndex` cannot be written here (zones: an index in no zone); undefined when they can. */
   refuses?(shardIndex: number): string | undefined
+  /**
+   * Present when parts are stored in groups: a part's `done` then resolves
+   * only when its group is committed, and this commits what is left (the run
+   * calls it once no more parts come).
+   */
+  flush?(): Promise<void>
 }
 
 /** The part was not touched: everything is left for the next one. */
@@ -51,10 +59,16 @@ function sizeOf(file: string): number | null {
 }
 
 export class LocalTarget implements ShardSink {
+  private readonly group = new CommitGroup()
+
   constructor(
     readonly dir: string,
     private readonly settings: WriterSettings,
   ) {}
+
+  flush(): Promise<void> {
+    return this.group.commit()
+  }
 
   async check(dryRun = false): Promise<void> {
     if (dryRun) {
@@ -86,6 +100,8 @@ export class LocalTarget implements ShardSink {
 
   async writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite> {
     const file = this.partPath(plan, part)
+    // A part staged earlier in this run holds the shard's turn: commit it first.
+    if (this.group.holds(file)) await this.group.commit()
     if (maxShardSize !== undefined) {
       const size = sizeOf(file)
       if (size !== null && size >= maxShardSize) return untouched(items)
@@ -108,8 +124,9 @@ export class LocalTarget implements ShardSink {
       writer.abort()
       return { fill, done: Promise.resolve(null) }
     }
-    // The finish (index, fsync, rename) overlaps the next part's packing.
-    const done = writer.finish().then((s) => ({
+    // Stored with its group (one sync for many parts); reported once committed.
+    const { done: committed } = await this.group.stage(writer, file)
+    const done = committed.then((s) => ({
       key: shardKeyIn(this.settings.layout ?? 'nested', plan, part),
       files: fill.added.length,
       uids: fill.added.map((p) => p.input.uid),

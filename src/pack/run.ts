@@ -205,6 +205,10 @@ async function packPlan(
   // A worker packs one key at a time. Two of them keep both cores busy through
   // each key's serial steps (opening, index, fsync) and overlap S3 uploads
   // with packing; each lets one part finish while its next part packs.
+  // A sink that stores parts in groups (flush) reports them only when it
+  // commits: its workers go on without waiting, and the run flushes at the end.
+  const grouped = sink.flush !== undefined
+  const finishings: Array<Promise<void>> = []
   const worker = async () => {
     let finishing: Promise<void> = Promise.resolve()
     const settle = async (w: PartWrite, rank: number) => {
@@ -219,7 +223,7 @@ async function packPlan(
           },
         ),
       )
-      await prev
+      if (!grouped) await prev
       if (failure) throw failure
     }
     try {
@@ -254,9 +258,18 @@ async function packPlan(
     } catch (err) {
       failure ??= err
     }
-    await finishing
+    if (grouped) finishings.push(finishing)
+    else await finishing
   }
   await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, plan.keys.length) }, worker))
+  if (grouped) {
+    // What was staged is complete: commit it even after a failure (as parts
+    // finished before a failure always were), then collect every outcome.
+    await sink.flush!().catch((err) => {
+      failure ??= err
+    })
+    await Promise.all(finishings)
+  }
   if (failure) {
     const written = shards.length
     if (written > 0 && failure instanceof DesError) {

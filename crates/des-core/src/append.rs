@@ -19,7 +19,8 @@
 //! the old shard, and the original Python reader parses `entry_count` entries
 //! and ignores the rest, so it reads the old shard too. Step 2 fills the
 //! space below `P` (the file does not grow) and is synced; step 3 rewrites
-//! `P`'s size to `I1`'s and is synced. `I0`, `F0` and the padding become a
+//! `P`'s size to `I1`'s and is synced. (The syncs are the caller's: a run
+//! syncs all its staged shards at once, `writer::commit`.) `I0`, `F0` and the padding become a
 //! retired range of the new shard, so every byte stays covered by a checksum.
 //! The footer never straddles a 4 KiB page (`pad`, zero bytes, moves it), so each footer
 //! write lands in one page: neither a reader nor a kill sees half of it.
@@ -115,7 +116,7 @@ fn same_file(a: &File, b: &File) -> Result<bool> {
 /// Fails with `Changed` unless `path` still names the shard being written:
 /// a file put there outside the writers' turns must not be written into,
 /// nor an append to a file no longer in the store be reported as stored.
-fn check_still_at(path: &Path, file: &File) -> Result<()> {
+pub(crate) fn check_still_at(path: &Path, file: &File) -> Result<()> {
   let shown = path.display().to_string();
   let at_path = File::open(path).map_err(|e| match e.kind() {
     std::io::ErrorKind::NotFound => DesError::Changed(shown.clone()),
@@ -159,10 +160,12 @@ pub(crate) fn old_end_range(old: &OldEnd) -> Retired {
   }
 }
 
-/// Writes the append: `new_len` bytes of `staged` (from its start) go at
-/// `old.end`, then `index` and its footer after `pad` zero bytes, in the
-/// three steps described above. Returns the new file size.
-pub(crate) fn write_in_place(
+/// Steps 1 and 2 of an append: `new_len` bytes of `staged` (from its start)
+/// go at `old.end`, then `index` after `pad` zero bytes, below a footer that
+/// still names the old index. Nothing is synced: the caller syncs (a group of
+/// shards at once, see `writer::commit`) before `write_footer`. Returns where
+/// the footer is.
+pub(crate) fn write_below_footer(
   path: &Path,
   old: &OldEnd,
   staged: &File,
@@ -192,8 +195,7 @@ pub(crate) fn write_in_place(
       write_at(file, &buf[..n], old.end + done).map_err(io("write"))?;
       done += n as u64;
     }
-    write_at(file, index, index_at).map_err(io("write index of"))?;
-    file.sync_data().map_err(io("sync"))
+    write_at(file, index, index_at).map_err(io("write index of"))
   };
   if let Err(e) = steps_1_and_2() {
     // A full disk or an I/O error: give the old end back (best effort; a
@@ -201,11 +203,26 @@ pub(crate) fn write_in_place(
     let _ = file.set_len(old.end).and_then(|_| file.sync_data());
     return Err(e);
   }
-  // Step 3: the footer names the new index.
-  write_at(file, &footer_bytes(index.len() as u64), footer_at).map_err(io("write footer of"))?;
-  file.sync_data().map_err(io("sync"))?;
-  check_still_at(path, file)?;
-  Ok(footer_at + FOOTER_SIZE)
+  Ok(footer_at)
+}
+
+/// Step 3, once steps 1 and 2 are synced: the footer names the new index
+/// (`index_len` bytes). The caller syncs again before calling it stored.
+pub(crate) fn write_footer(
+  path: &Path,
+  old: &OldEnd,
+  footer_at: u64,
+  index_len: u64,
+) -> Result<()> {
+  let shown = path.display().to_string();
+  write_at(&old.file, &footer_bytes(index_len), footer_at)
+    .map_err(|e| DesError::io(format!("write footer of {shown}"), e))?;
+  check_still_at(path, &old.file)
+}
+
+/// The shard file, for syncing.
+pub(crate) fn file_of(old: &OldEnd) -> &File {
+  &old.file
 }
 
 #[cfg(unix)]

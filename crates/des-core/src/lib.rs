@@ -51,4 +51,6 @@ pub use routing::{
 };
 pub use timestamp::{parse_iso8601, utc_date_dir};
 pub use verify::{check_bigfile_file, verify_file, Problem, Region, StreamVerifier, VerifyReport};
-pub use writer::{prepare, Prepared, PreparedKind, ShardWriter, WriteSummary, WriterOptions};
+pub use writer::{
+  commit, prepare, Prepared, PreparedKind, ShardWriter, Staged, WriteSummary, WriterOptions,
+};

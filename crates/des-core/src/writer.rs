@@ -550,78 +550,73 @@ impl ShardWriter {
     Ok(())
   }
 
-  /// Writes index and footer, syncs, and renames the temp file over the
-  /// target (or, appending in place, writes them after the old shard's end).
-  pub fn finish(mut self) -> Result<WriteSummary> {
+  /// Writes index and footer, syncs, and puts the shard in place: renamed
+  /// over the target, or, appending in place, its footer rewritten (see
+  /// `append`). `stage` and `commit` do the same for many shards at once.
+  pub fn finish(self) -> Result<WriteSummary> {
+    let staged = self.stage()?;
+    commit(vec![staged])
+      .pop()
+      .unwrap_or_else(|| Err(DesError::BadArg("nothing was committed".to_string())))
+  }
+
+  /// Writes everything but makes nothing durable or visible yet: the index
+  /// and footer go into the temp file, or, appending in place, the new bytes
+  /// go below a footer that still names the old index (readers read the old
+  /// shard). `commit` finishes it. The writer's turn on the shard is held
+  /// until then; a `Staged` dropped uncommitted leaves the target as it was.
+  pub fn stage(mut self) -> Result<Staged> {
+    let shown = self.target.display().to_string();
     if let Landing::InPlace(_) = self.landing {
       let Landing::InPlace(old) = std::mem::replace(&mut self.landing, Landing::Replace) else {
         unreachable!()
       };
-      return self.finish_in_place(old);
+      return self.stage_in_place(old);
     }
     let index = encode_index(&self.entries, &self.retired)?;
     self.emit(&index)?;
     self.emit(&footer_bytes(index.len() as u64))?;
-    let target = self.target.clone();
-    let shown = target.display().to_string();
     let tmp = self
       .tmp
       .take()
       .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
       .into_inner()
       .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))?;
-    tmp
-      .as_file()
-      .sync_all()
-      .map_err(|e| DesError::io(format!("sync {shown}"), e))?;
-    match self.landing {
-      Landing::Replace | Landing::InPlace(_) => {
-        tmp
-          .persist(&target)
-          .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
-      }
-      Landing::CreateNew => match tmp.persist_noclobber(&target) {
-        Ok(_) => {}
-        // Another writer created the shard since we looked: add to theirs.
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
-          return self.append_to_winner(e.file);
-        }
-        Err(e) => return Err(DesError::io(format!("rename into {shown}"), e.error)),
-      },
-    }
-    self.created_dir = None;
-    sync_dir(&target);
-    Ok(WriteSummary {
-      path: target,
-      entries: self.entries.len() as u64,
-      added: self.added,
-      file_size: self.pos - self.emit_base,
+    let file_size = self.pos - self.emit_base;
+    let staged = Staged(State::Pending {
+      how: StagedHow::Temp(tmp),
       index_size: index.len() as u64,
-      bytes_in: self.bytes_in,
-      bytes_stored: self.bytes_stored,
-      bigfiles: self.bigfiles,
-    })
+      file_size,
+      writer: Box::new(self),
+    });
+    if staged.creates() {
+      // A new shard is created now, on its own: which of two writers creating
+      // it at once wins is settled while the loser still holds its own turn
+      // and adds to the winner's, as before; deferred to a group commit, the
+      // race would stay open for the whole run.
+      let path = staged.path().to_path_buf();
+      let result = commit(vec![staged]).pop();
+      let result =
+        result.unwrap_or_else(|| Err(DesError::BadArg("nothing was committed".to_string())));
+      return Ok(Staged(State::Done { path, result }));
+    }
+    Ok(staged)
   }
-}
 
-impl ShardWriter {
   /// The old shard's index and footer become a retired range (with any
-  /// padding that keeps the footer inside one page); the staged payloads, the
-  /// new index and the footer go after the old end (see `append`).
-  fn finish_in_place(mut self, old: OldEnd) -> Result<WriteSummary> {
+  /// padding that keeps the footer inside one sector); the staged payloads
+  /// and the new index go after the old end (steps 1 and 2 of `append`).
+  fn stage_in_place(mut self, old: OldEnd) -> Result<Staged> {
     let shown = self.target.display().to_string();
     if self.added == 0 {
       // Nothing to add: the shard stays as it is (no dead index left behind).
-      return Ok(WriteSummary {
-        path: self.target.clone(),
-        entries: self.entries.len() as u64,
-        added: 0,
+      let index_size = old.end - old.index_at - crate::format::FOOTER_SIZE;
+      return Ok(Staged(State::Pending {
+        how: StagedHow::Unchanged,
+        index_size,
         file_size: old.end,
-        index_size: old.end - old.index_at - crate::format::FOOTER_SIZE,
-        bytes_in: 0,
-        bytes_stored: 0,
-        bigfiles: 0,
-      });
+        writer: Box::new(self),
+      }));
     }
     let staged = self
       .tmp
@@ -637,7 +632,7 @@ impl ShardWriter {
       self.retired.push(append::pad_range(data_end, pad));
       index = encode_index(&self.entries, &self.retired)?;
     }
-    let file_size = append::write_in_place(
+    let footer_at = append::write_below_footer(
       &self.target,
       &old,
       staged.as_file(),
@@ -645,18 +640,248 @@ impl ShardWriter {
       pad,
       &index,
     )?;
-    Ok(WriteSummary {
-      path: self.target.clone(),
-      entries: self.entries.len() as u64,
-      added: self.added,
-      file_size,
+    Ok(Staged(State::Pending {
+      how: StagedHow::InPlace { old, footer_at },
       index_size: index.len() as u64,
-      bytes_in: self.bytes_in,
-      bytes_stored: self.bytes_stored,
-      bigfiles: self.bigfiles,
-    })
+      file_size: footer_at + crate::format::FOOTER_SIZE,
+      writer: Box::new(self),
+    }))
+  }
+}
+
+/// A shard written by `ShardWriter::stage`: not yet durable nor in place,
+/// or, a new shard, already created (see `stage`). `commit` finishes it.
+pub struct Staged(State);
+
+enum State {
+  Pending {
+    /// (Dropped before the writer: an uncommitted temp file goes before the
+    /// writer removes the folders it made.)
+    how: StagedHow,
+    writer: Box<ShardWriter>,
+    index_size: u64,
+    file_size: u64,
+  },
+  Done {
+    path: PathBuf,
+    result: Result<WriteSummary>,
+  },
+}
+
+/// How a pending shard is put in place.
+enum StagedHow {
+  /// The whole shard in a temp file, to rename into place.
+  Temp(NamedTempFile),
+  /// An append in place after its steps 1 and 2; step 3 writes the footer.
+  InPlace { old: OldEnd, footer_at: u64 },
+  /// An append that added nothing.
+  Unchanged,
+}
+
+/// What `land` left for the last sync.
+enum Landed {
+  /// Done already (committed when staged, or nothing to do).
+  Nothing,
+  Renamed,
+  Footer(OldEnd),
+  /// Lost the race to create the shard: our temp file, to append from.
+  Appended(NamedTempFile),
+}
+
+impl Staged {
+  /// Where the shard goes.
+  pub fn path(&self) -> &Path {
+    match &self.0 {
+      State::Pending { writer, .. } => &writer.target,
+      State::Done { path, .. } => path,
+    }
   }
 
+  /// True for a new shard (created with a no-clobber rename).
+  fn creates(&self) -> bool {
+    matches!(
+      &self.0,
+      State::Pending { how: StagedHow::Temp(_), writer, .. } if matches!(writer.landing, Landing::CreateNew)
+    )
+  }
+
+  /// The file whose bytes must reach the disk before the shard is in place.
+  fn file(&self) -> Option<&File> {
+    match &self.0 {
+      State::Pending {
+        how: StagedHow::Temp(tmp),
+        ..
+      } => Some(tmp.as_file()),
+      State::Pending {
+        how: StagedHow::InPlace { old, .. },
+        ..
+      } => Some(append::file_of(old)),
+      _ => None,
+    }
+  }
+
+  /// Puts a pending shard in place (its bytes are synced): renamed over the
+  /// target, or its footer rewritten. Returns what still has to reach the
+  /// disk: the folder of a rename, or the file of a rewritten footer.
+  fn land(&mut self) -> Result<Landed> {
+    let State::Pending {
+      how,
+      writer,
+      index_size,
+      ..
+    } = &mut self.0
+    else {
+      return Ok(Landed::Nothing);
+    };
+    let target = writer.target.clone();
+    let shown = target.display().to_string();
+    match std::mem::replace(how, StagedHow::Unchanged) {
+      StagedHow::Unchanged => Ok(Landed::Nothing),
+      StagedHow::InPlace { old, footer_at } => {
+        append::write_footer(&target, &old, footer_at, *index_size)?;
+        Ok(Landed::Footer(old))
+      }
+      StagedHow::Temp(tmp) => {
+        // The shard whose turn we hold must still be the one at the target:
+        // a file put there outside the writers' turns is not overwritten.
+        #[cfg(unix)]
+        if let Some(lock) = &writer._lock {
+          append::check_still_at(&target, lock.file())?;
+        }
+        match writer.landing {
+          Landing::CreateNew => match tmp.persist_noclobber(&target) {
+            Ok(_) => {}
+            // Another writer created the shard since we looked: add to theirs.
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+              return Ok(Landed::Appended(e.file));
+            }
+            Err(e) => return Err(DesError::io(format!("rename into {shown}"), e.error)),
+          },
+          _ => {
+            tmp
+              .persist(&target)
+              .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
+          }
+        }
+        writer.created_dir = None;
+        Ok(Landed::Renamed)
+      }
+    }
+  }
+
+  /// The outcome, once landed and synced.
+  fn outcome(self, landed: Landed) -> Result<WriteSummary> {
+    match self.0 {
+      State::Done { result, .. } => result,
+      State::Pending {
+        writer,
+        index_size,
+        file_size,
+        ..
+      } => match landed {
+        Landed::Appended(ours) => (*writer).append_to_winner(ours),
+        _ => Ok(WriteSummary {
+          path: writer.target.clone(),
+          entries: writer.entries.len() as u64,
+          added: writer.added,
+          file_size,
+          index_size,
+          bytes_in: writer.bytes_in,
+          bytes_stored: writer.bytes_stored,
+          bigfiles: writer.bigfiles,
+        }),
+      },
+    }
+  }
+}
+
+/// Shards staged at least this many at a time are synced with one sync of
+/// their filesystem instead of one per file.
+const GROUP_SYNC_MIN: usize = 8;
+
+/// Makes staged shards durable and puts them in place, together: every
+/// staged byte is synced (one sync of the filesystem for a group, so many
+/// appends pay one journal commit, not two each), then each shard is renamed
+/// into place or its footer rewritten, then those footers and one sync per
+/// folder follow. A shard is reported stored only when all of that is on
+/// disk. Results come in the order given.
+pub fn commit(mut staged: Vec<Staged>) -> Vec<Result<WriteSummary>> {
+  let synced = {
+    let files: Vec<&File> = staged.iter().filter_map(Staged::file).collect();
+    sync_together(&files)
+  };
+  if let Err(e) = synced {
+    let msg = e.to_string();
+    return staged
+      .iter()
+      .map(|_| {
+        Err(DesError::io(
+          msg.clone(),
+          std::io::Error::other("sync failed"),
+        ))
+      })
+      .collect();
+  }
+  let landed: Vec<Result<Landed>> = staged.iter_mut().map(Staged::land).collect();
+  let footers: Vec<&File> = landed
+    .iter()
+    .filter_map(|l| match l {
+      Ok(Landed::Footer(old)) => Some(append::file_of(old)),
+      _ => None,
+    })
+    .collect();
+  let footers_synced = sync_together(&footers).map_err(|e| e.to_string());
+  let mut dirs = std::collections::BTreeSet::new();
+  for (s, l) in staged.iter().zip(&landed) {
+    if let Ok(Landed::Renamed) = l {
+      dirs.extend(s.path().parent().map(Path::to_path_buf));
+    }
+  }
+  for dir in dirs {
+    sync_dir(&dir);
+  }
+  staged
+    .into_iter()
+    .zip(landed)
+    .map(|(s, l)| match l? {
+      Landed::Footer(_) => match &footers_synced {
+        Ok(()) => s.outcome(Landed::Nothing),
+        Err(msg) => Err(DesError::io(
+          msg.clone(),
+          std::io::Error::other("sync failed"),
+        )),
+      },
+      landed => s.outcome(landed),
+    })
+    .collect()
+}
+
+/// Syncs the data of `files`: each alone for a few, else one sync of each
+/// filesystem they are on (Linux `syncfs`).
+fn sync_together(files: &[&File]) -> Result<()> {
+  let io = |e| DesError::io("sync staged shards".to_string(), e);
+  #[cfg(target_os = "linux")]
+  if files.len() >= GROUP_SYNC_MIN {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
+    let mut devices = std::collections::BTreeSet::new();
+    for file in files {
+      if devices.insert(file.metadata().map_err(io)?.dev()) {
+        // SAFETY: a valid open descriptor; syncfs only reads it.
+        if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+          return Err(io(std::io::Error::last_os_error()));
+        }
+      }
+    }
+    return Ok(());
+  }
+  for file in files {
+    file.sync_data().map_err(io)?;
+  }
+  Ok(())
+}
+
+impl ShardWriter {
   /// Our new shard lost the race to create `target`: append our entries to
   /// the shard the other writer created (in turn, under its lock), reading
   /// our stored bytes back from our own finished file.
@@ -701,12 +926,11 @@ impl ShardWriter {
 
 impl Drop for ShardWriter {
   fn drop(&mut self) {
-    // Unfinished: the temp file goes first, then any folder we made for it.
-    if let Some(tmp) = self.tmp.take() {
-      drop(tmp);
-      if let Some(dir) = self.created_dir.take() {
-        remove_empty_dirs(&dir, self.target.parent());
-      }
+    // Unfinished (or staged and never committed): the temp file goes first,
+    // then any folder we made for it. A landed shard clears `created_dir`.
+    drop(self.tmp.take());
+    if let Some(dir) = self.created_dir.take() {
+      remove_empty_dirs(&dir, self.target.parent());
     }
   }
 }
@@ -723,11 +947,10 @@ fn remove_empty_dirs(top: &Path, from: Option<&Path>) {
   }
 }
 
-/// Makes the rename durable. Best effort: not every platform can sync a directory.
-fn sync_dir(path: &Path) {
-  if let Some(dir) = path.parent() {
-    if let Ok(d) = File::open(dir) {
-      let _ = d.sync_all();
-    }
+/// Makes the renames in `dir` durable. Best effort: not every platform can
+/// sync a directory.
+fn sync_dir(dir: &Path) {
+  if let Ok(d) = File::open(dir) {
+    let _ = d.sync_all();
   }
 }

@@ -156,6 +156,19 @@ impl Task for AddFilesTask {
   }
 }
 
+fn summary_of(s: des_core::WriteSummary) -> ShardWriteSummary {
+  ShardWriteSummary {
+    path: s.path.display().to_string(),
+    entries: s.entries as i64,
+    added: s.added as i64,
+    file_size: s.file_size as i64,
+    index_size: s.index_size as i64,
+    bytes_in: s.bytes_in as i64,
+    bytes_stored: s.bytes_stored as i64,
+    bigfiles: s.bigfiles as i64,
+  }
+}
+
 /// Writes index and footer, syncs and renames, off the event loop.
 pub struct FinishTask {
   shared: Shared,
@@ -171,17 +184,7 @@ impl Task for FinishTask {
       .map_err(|_| bad_arg("writer is unusable after a panic"))?
       .take()
       .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
-    let s = writer.finish().napi()?;
-    Ok(ShardWriteSummary {
-      path: s.path.display().to_string(),
-      entries: s.entries as i64,
-      added: s.added as i64,
-      file_size: s.file_size as i64,
-      index_size: s.index_size as i64,
-      bytes_in: s.bytes_in as i64,
-      bytes_stored: s.bytes_stored as i64,
-      bigfiles: s.bigfiles as i64,
-    })
+    Ok(summary_of(writer.finish().napi()?))
   }
   fn resolve(&mut self, _env: Env, s: ShardWriteSummary) -> napi::Result<ShardWriteSummary> {
     Ok(s)
@@ -386,5 +389,132 @@ impl ShardWriter {
     if let Ok(mut guard) = self.shared.lock() {
       guard.take();
     }
+  }
+}
+
+/// What one shard of a `StagedGroup` came to: its summary, or its error
+/// (a coded message, as thrown errors carry).
+#[napi(object)]
+pub struct CommitOutcome {
+  /// The shard's path, as the writer was opened with it.
+  pub path: String,
+  pub summary: Option<ShardWriteSummary>,
+  pub error: Option<String>,
+}
+
+type StagedList = Arc<Mutex<Vec<des_core::Staged>>>;
+
+/// Stages a writer's shard into a group, off the event loop.
+pub struct StageTask {
+  writer: Shared,
+  group: StagedList,
+}
+
+impl Task for StageTask {
+  type Output = ();
+  type JsValue = ();
+  fn compute(&mut self) -> napi::Result<()> {
+    let writer = self
+      .writer
+      .lock()
+      .map_err(|_| bad_arg("writer is unusable after a panic"))?
+      .take()
+      .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
+    let staged = writer.stage().napi()?;
+    self
+      .group
+      .lock()
+      .map_err(|_| bad_arg("group is unusable after a panic"))?
+      .push(staged);
+    Ok(())
+  }
+  fn resolve(&mut self, _env: Env, _: ()) -> napi::Result<()> {
+    Ok(())
+  }
+}
+
+/// Commits a group, off the event loop.
+pub struct CommitTask {
+  group: StagedList,
+}
+
+impl Task for CommitTask {
+  type Output = Vec<CommitOutcome>;
+  type JsValue = Vec<CommitOutcome>;
+  fn compute(&mut self) -> napi::Result<Vec<CommitOutcome>> {
+    let staged = std::mem::take(
+      &mut *self
+        .group
+        .lock()
+        .map_err(|_| bad_arg("group is unusable after a panic"))?,
+    );
+    let paths: Vec<String> = staged
+      .iter()
+      .map(|s| s.path().display().to_string())
+      .collect();
+    Ok(
+      des_core::commit(staged)
+        .into_iter()
+        .zip(paths)
+        .map(|(r, path)| match r {
+          Ok(s) => CommitOutcome {
+            path,
+            summary: Some(summary_of(s)),
+            error: None,
+          },
+          Err(e) => CommitOutcome {
+            path,
+            summary: None,
+            error: Some(crate::error::to_napi(e).reason),
+          },
+        })
+        .collect(),
+    )
+  }
+  fn resolve(&mut self, _env: Env, r: Vec<CommitOutcome>) -> napi::Result<Vec<CommitOutcome>> {
+    Ok(r)
+  }
+}
+
+/// Shards written but not yet synced nor in place, committed together: one
+/// sync for the group instead of one per shard (`des_core::commit`).
+#[napi]
+pub struct StagedGroup {
+  staged: StagedList,
+}
+
+#[napi]
+impl StagedGroup {
+  #[napi(constructor)]
+  #[allow(clippy::new_without_default)]
+  pub fn new() -> StagedGroup {
+    StagedGroup {
+      staged: Arc::new(Mutex::new(Vec::new())),
+    }
+  }
+
+  /// Writes the writer's index and footer (or an append's new bytes) into
+  /// the group; the writer is used up, its turn on the shard kept.
+  #[napi(ts_return_type = "Promise<void>")]
+  pub fn stage(&self, writer: &ShardWriter) -> AsyncTask<StageTask> {
+    AsyncTask::new(StageTask {
+      writer: writer.shared.clone(),
+      group: self.staged.clone(),
+    })
+  }
+
+  /// Shards staged and not yet committed.
+  #[napi(getter)]
+  pub fn size(&self) -> u32 {
+    self.staged.lock().map(|g| g.len() as u32).unwrap_or(0)
+  }
+
+  /// Syncs the group's shards together, puts each in place, and empties the
+  /// group; one outcome per shard, in the order they were staged.
+  #[napi(ts_return_type = "Promise<Array<CommitOutcome>>")]
+  pub fn commit(&self) -> AsyncTask<CommitTask> {
+    AsyncTask::new(CommitTask {
+      group: self.staged.clone(),
+    })
   }
 }
