@@ -42,8 +42,11 @@ async function write(dir) {
   const file = path.join(dir, 'ours-unfinished.des')
   const w = ShardWriter.create(file, { codec: 'zstd' })
   const files = {}
+  // Bytes no codec shrinks: live data outweighs the index, so the append
+  // goes in place (a shard mostly index would be compacted instead).
+  const noise = (i) => Buffer.concat(Array.from({ length: 64 }, (_, j) => createHash('sha256').update(`${i}/${j}`).digest()))
   for (let i = 0; i < 4; i++) {
-    const data = Buffer.from(`before the append ${i} `.repeat(40 * i + 1))
+    const data = noise(i)
     await w.add(`u-${i}`, data)
     files[`u-${i}`] = sha(data)
   }
@@ -54,10 +57,12 @@ async function write(dir) {
   await a.add('u-lost', Buffer.from('never finished '.repeat(200)))
   await a.finish()
   const done = fs.readFileSync(file)
-  const unfinished = Buffer.alloc(done.length)
+  // Step 2 part-way: the new bytes partly written, the pending footer just
+  // past where the new shard ends, naming the old index.
+  const unfinished = Buffer.alloc(done.length + 12)
   done.copy(unfinished, 0, 0, old.length + 100)
-  unfinished.write('DESI', done.length - 12, 'latin1')
-  unfinished.writeBigUInt64LE(BigInt(done.length - 12 - oldIndexAt), done.length - 8)
+  unfinished.write('DESI', done.length, 'latin1')
+  unfinished.writeBigUInt64LE(BigInt(done.length - oldIndexAt), done.length + 4)
   fs.writeFileSync(file, unfinished)
   expect['ours-unfinished.des'] = files
   fs.writeFileSync(path.join(dir, 'expect.json'), JSON.stringify(expect))

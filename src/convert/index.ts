@@ -320,6 +320,8 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
       for (let part = Math.max(0, parts - 1); rest.length > 0; part++) {
         const w: PartWrite = await store.sink.writePart(plan, part, rest, opts.maxShardSize, ctx)
         rest = w.fill.rest
+        // Each part is checked at its new key before the flat copy goes: store it now.
+        await store.sink.flush?.()
         await w.done
       }
     }

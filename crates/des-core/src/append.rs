@@ -6,29 +6,32 @@
 //! footer at every moment, whoever reads it and whenever the writer is killed:
 //!
 //! ```text
-//! before   [H][old data][I0][F0]                                   old shard
-//! step 1   [H][old data][I0][F0][ zeros ...          ][P ]    still the old shard
-//! step 2   [H][old data][I0][F0][new data][pad][I1  ][P ]    still the old shard
-//! step 3   [H][old data][I0][F0][new data][pad][I1  ][F1]    the new shard
+//! before   [H][old data][I0][F0]                                      old shard, size S
+//! step 1   [H][old data][I0][F0][ zeros ...                ][P ]      old shard, size E + 12
+//! step 2   [H][old data][I0][F0][new data][pad][I1][zeros  ][P ]      old shard (synced)
+//! step 3   [H][old data][I0][F0][new data][pad][I1][F1]               new shard, size E
 //! ```
 //!
-//! Step 1 extends the file with one 12-byte write: a footer `P` whose index
-//! section runs from `I0` to just before `P`. Such a section is the old index,
-//! its own footer `F0`, then bytes that are not part of it; readers here
-//! recognise exactly that shape (`ShardIndex::unfinished_append`) and read
-//! the old shard, and the original Python reader parses `entry_count` entries
-//! and ignores the rest, so it reads the old shard too. Step 2 fills the
-//! space below `P` (the file does not grow) and is synced; step 3 rewrites
-//! `P`'s size to `I1`'s and is synced. (The syncs are the caller's: a run
-//! syncs all its staged shards at once, `writer::commit`.) `I0`, `F0` and the padding become a
-//! retired range of the new shard, so every byte stays covered by a checksum.
-//! The footer never straddles a 4 KiB page (`pad`, zero bytes, moves it), so each footer
-//! write lands in one page: neither a reader nor a kill sees half of it.
+//! Step 1 extends the file with one 12-byte write: a footer `P`, just past
+//! where the new shard will end (E), whose index section runs from `I0` to
+//! just before `P`. Such a section is the old index, its own footer `F0`,
+//! then bytes that are not part of it; readers here recognise exactly that
+//! shape (`ShardIndex::unfinished_append`) and read the old shard, and the
+//! original Python reader parses `entry_count` entries and ignores the rest,
+//! so it reads the old shard too. Step 2 fills the space below `P` (the file
+//! does not grow) and is synced. Step 3 writes the new footer `F1` below `P`
+//! (still unseen) and then cuts the file at E, so `F1` becomes the last 12
+//! bytes at once; it is synced. Each step after the first changes the file's
+//! size, so a reader holding an index knows it is no longer current.
+//! `I0`, `F0` and the padding become retired ranges of the new shard, so
+//! every byte stays covered by a checksum. Neither footer straddles a
+//! 512-byte sector (`pad`, zero bytes, moves them): each lands whole or not at
+//! all, for a reader, a kill or a power cut.
 //!
 //! A writer that was killed leaves step 1 or 2 behind; the next writer of the
-//! shard cuts the file back to the old end before it appends (`recover`).
-//! Writers take turns on the shard with `lock`; a reader that meets a footer
-//! being rewritten waits for the writer's turn to end and reads again.
+//! shard cuts the file back to the old end before it appends (`prepare`).
+//! Writers take turns on the shard with `lock`. (The syncs are the caller's:
+//! a run syncs all its staged shards at once, `writer::commit`.)
 
 use crate::checksum::{crc32c, Retired};
 use crate::error::{DesError, Result};
@@ -129,16 +132,19 @@ pub(crate) fn check_still_at(path: &Path, file: &File) -> Result<()> {
   }
 }
 
-/// Padding before the index so that the footer of a shard whose data ends
-/// at `data_end`, with an index of `index_len` bytes (before any padding
-/// range is added), does not cross a page. Padding adds one retired range.
+/// Padding before the index so that neither the footer of a shard whose data
+/// ends at `data_end`, with an index of `index_len` bytes (before any padding
+/// range is added), nor the pending footer right after it crosses a sector.
+/// Padding adds one retired range.
 pub(crate) fn footer_pad(data_end: u64, index_len: u64) -> u64 {
-  let crosses = |footer_at: u64| footer_at / PAGE != (footer_at + FOOTER_SIZE - 1) / PAGE;
-  if !crosses(data_end + index_len) {
+  // The shard ends at `end`: `[end - 12, end)` and `[end, end + 12)` both lie
+  // in the sector of `end` when it sits at least 12 bytes from either edge.
+  let fits = |end: u64| (FOOTER_SIZE..=PAGE - FOOTER_SIZE).contains(&(end % PAGE));
+  if fits(data_end + index_len + FOOTER_SIZE) {
     return 0;
   }
   (1..=PAGE)
-    .find(|pad| !crosses(data_end + pad + index_len + RETIRED_RANGE_BYTES))
+    .find(|pad| fits(data_end + pad + index_len + RETIRED_RANGE_BYTES + FOOTER_SIZE))
     .unwrap_or(PAGE)
 }
 
@@ -183,9 +189,10 @@ pub(crate) fn write_below_footer(
   let index_at = old.end + new_len + pad;
   let footer_at = index_at + index.len() as u64;
   let steps_1_and_2 = || -> Result<()> {
-    // Step 1: the file grows to its final size, still ending in a footer
-    // that names the old index.
-    write_at(file, &footer_bytes(footer_at - old.index_at), footer_at).map_err(io("extend"))?;
+    // Step 1: the file grows past its final size, ending in a footer that
+    // names the old index.
+    let end = footer_at + FOOTER_SIZE;
+    write_at(file, &footer_bytes(end - old.index_at), end).map_err(io("extend"))?;
     // Step 2: everything below that footer.
     let mut buf = vec![0u8; COPY_CHUNK.min(new_len as usize)];
     let mut done = 0;
@@ -206,8 +213,9 @@ pub(crate) fn write_below_footer(
   Ok(footer_at)
 }
 
-/// Step 3, once steps 1 and 2 are synced: the footer names the new index
-/// (`index_len` bytes). The caller syncs again before calling it stored.
+/// Step 3, once steps 1 and 2 are synced: the footer naming the new index
+/// (`index_len` bytes) goes below the pending one, then the file is cut just
+/// after it. The caller syncs again before calling it stored.
 pub(crate) fn write_footer(
   path: &Path,
   old: &OldEnd,
@@ -216,6 +224,7 @@ pub(crate) fn write_footer(
 ) -> Result<()> {
   let shown = path.display().to_string();
   write_at(&old.file, &footer_bytes(index_len), footer_at)
+    .and_then(|_| old.file.set_len(footer_at + FOOTER_SIZE))
     .map_err(|e| DesError::io(format!("write footer of {shown}"), e))?;
   check_still_at(path, &old.file)
 }
@@ -249,26 +258,26 @@ mod tests {
   use super::*;
 
   #[test]
-  fn the_footer_never_straddles_a_page() {
+  fn neither_footer_straddles_a_sector_or_a_page() {
     for data_end in (8u64..5000).chain([8180, 1 << 30]) {
       for index_len in [0u64, 1, 11, 12, 100, 4095, 4096] {
         let pad = footer_pad(data_end, index_len);
-        let footer_at = data_end + pad + index_len + if pad > 0 { RETIRED_RANGE_BYTES } else { 0 };
-        assert_eq!(
-          footer_at / PAGE,
-          (footer_at + 11) / PAGE,
-          "{data_end} {index_len} pad {pad}"
-        );
+        let range = if pad > 0 { RETIRED_RANGE_BYTES } else { 0 };
+        let end = data_end + pad + index_len + range + 12;
+        for footer_at in [end - 12, end] {
+          let what = format!("{data_end} {index_len} pad {pad}");
+          assert_eq!(footer_at / PAGE, (footer_at + 11) / PAGE, "{what}");
+          assert_eq!(footer_at / 4096, (footer_at + 11) / 4096, "a page: {what}");
+        }
         assert!(pad <= MAX_PAD);
-        assert!(footer_at / 4096 == (footer_at + 11) / 4096, "a page");
       }
     }
   }
 
   #[test]
-  fn no_padding_when_the_footer_fits() {
+  fn no_padding_when_the_footers_fit() {
     assert_eq!(footer_pad(100, 100), 0);
-    assert_eq!(footer_pad(500 - 50, 50), 0);
-    assert!(footer_pad(501 - 50, 50) > 0);
+    assert_eq!(footer_pad(500 - 62, 50), 0);
+    assert!(footer_pad(501 - 62, 50) > 0);
   }
 }

@@ -216,8 +216,8 @@ pub(crate) fn read_frame(file: &File, size: u64, shown: &str) -> Result<Frame> {
 }
 
 /// What identifies one version of a file: a file renamed over it differs,
-/// and so does one appended to in place (its size, and its modification time
-/// should an append ever end at the size it started from).
+/// and so does one appended to in place (every step of an append changes its
+/// size; the modification time too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileIdentity {
   len: u64,
@@ -264,15 +264,15 @@ impl ShardFile {
     let path = path.as_ref().to_path_buf();
     let shown = path.display().to_string();
     let file = File::open(&path).map_err(|e| DesError::io(format!("open {shown}"), e))?;
-    // An append in place may be at work: what it has not finished (a footer
-    // caught while rewritten, a file being cut back, an index it is about to
-    // replace) is read again once the writer's turn is over, so no index is
-    // kept that the append then changes without changing the file's size.
-    // Never taken by a writer on its own shard (`open_held`): it would wait
-    // for itself.
+    // An append in place may be at work: a file caught while being cut back
+    // (or anything else that does not read as a shard) is read again once
+    // the writer's turn is over. (An unfinished append reads as the old
+    // shard, and its last step changes the file's size, so the index read
+    // from it is known stale from then on.) Never taken by a writer on its
+    // own shard (`open_held`): it would wait for itself.
     let first = ShardFile::read_index(path.clone(), &file);
     let again = match &first {
-      Ok(shard) => shard.index.unfinished_append() > 0,
+      Ok(_) => false,
       Err(DesError::Corrupt(_) | DesError::Truncated { .. }) => true,
       Err(DesError::Io { source, .. }) => source.kind() == std::io::ErrorKind::UnexpectedEof,
       Err(_) => false,

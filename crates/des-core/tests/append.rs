@@ -111,12 +111,12 @@ fn an_append_writes_only_what_it_adds() {
 }
 
 /// The file an append leaves when it has written `filled` bytes of its new
-/// region below the footer that still names the old index.
+/// region below the pending footer, which names the old index from just past
+/// where the new shard ends.
 fn unfinished(old: &[u8], new: &[u8], old_index_at: u64, filled: usize) -> Vec<u8> {
-  let footer_at = new.len() - 12;
   let mut bytes = new[..old.len() + filled].to_vec();
-  bytes.resize(footer_at, 0);
-  bytes.extend_from_slice(&footer_bytes(footer_at as u64 - old_index_at));
+  bytes.resize(new.len(), 0);
+  bytes.extend_from_slice(&footer_bytes(new.len() as u64 - old_index_at));
   bytes
 }
 
@@ -131,9 +131,11 @@ fn every_state_of_an_append_reads_as_the_old_or_the_new_shard() {
   append(&path, &batch("new", 5));
   let new = std::fs::read(&path).unwrap();
   let new_uids = read_all(&path).unwrap();
+  assert!(new_uids.len() > old_uids.len());
   let probe = dir.path().join("probe.des");
-  // Every byte of the new region written or not, in order: the old shard.
-  for filled in 0..=(new.len() - 12 - old.len()) {
+  // Steps 1 and 2, every byte of the new region written or not, in order,
+  // and step 3's footer written below the pending one: the old shard.
+  for filled in 0..=(new.len() - old.len()) {
     std::fs::write(&probe, unfinished(&old, &new, old_index_at, filled)).unwrap();
     assert_eq!(
       read_all(&probe).unwrap(),
@@ -143,25 +145,12 @@ fn every_state_of_an_append_reads_as_the_old_or_the_new_shard() {
     let shard = ShardFile::open(&probe).unwrap();
     assert_eq!(
       shard.index().unfinished_append() as usize,
-      new.len() - old.len() - 12
+      new.len() - old.len()
     );
   }
-  // The last step rewrites the footer's size: any mix of old and new bytes
-  // is refused or reads as one of the two shards, never as wrong bytes.
-  let pending = unfinished(&old, &new, old_index_at, new.len() - 12 - old.len());
-  for mask in 1u32..(1 << 8) {
-    let mut mixed = pending.clone();
-    for b in 0..8 {
-      if mask & (1 << b) != 0 {
-        let at = new.len() - 8 + b;
-        mixed[at] = new[at];
-      }
-    }
-    std::fs::write(&probe, &mixed).unwrap();
-    if let Ok(uids) = read_all(&probe) {
-      assert!(uids == old_uids || uids == new_uids, "mask {mask:#x}");
-    }
-  }
+  // Cut at the new end: the new shard.
+  std::fs::write(&probe, &new).unwrap();
+  assert_eq!(read_all(&probe).unwrap(), new_uids);
 }
 
 #[test]
@@ -424,7 +413,7 @@ fn a_huge_unfinished_append_reads_only_the_old_index_and_is_cut_off() {
 
 #[cfg(unix)]
 #[test]
-fn a_reader_that_meets_an_append_at_work_reads_its_result() {
+fn an_index_read_during_an_append_is_known_stale_once_it_ends() {
   let dir = tempfile::tempdir().unwrap();
   let path = dir.path().join("0A.des");
   append(&path, &batch("old", 10));
@@ -432,39 +421,32 @@ fn a_reader_that_meets_an_append_at_work_reads_its_result() {
   let old_index_at = ShardFile::open(&path).unwrap().index().data_end();
   append(&path, &batch("new", 3));
   let new = std::fs::read(&path).unwrap();
-  let new_uids = read_all(&path).unwrap();
-  std::fs::write(&path, &old).unwrap();
-  let (ready, wait) = std::sync::mpsc::channel();
-  std::thread::scope(|s| {
-    // A writer in its turn: leaves step 2 on disk, lets the reader in, then
-    // writes step 3 and ends its turn.
-    s.spawn(|| {
-      let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-      file.lock().unwrap();
-      let step2 = unfinished(&old, &new, old_index_at, new.len() - 12 - old.len());
-      std::os::unix::fs::FileExt::write_all_at(&file, &step2[old.len()..], old.len() as u64)
-        .unwrap();
-      ready.send(()).unwrap();
-      std::os::unix::fs::FileExt::write_all_at(
-        &file,
-        &new[new.len() - 12..],
-        new.len() as u64 - 12,
-      )
-      .unwrap();
-      file.unlock().unwrap();
-    });
-    wait.recv().unwrap();
-    // Whenever it opens, the reader must end up with the finished shard: an
-    // index read from the unfinished one would never be noticed as stale
-    // (the last step changes neither size nor inode).
-    let shard = ShardFile::open(&path).unwrap();
-    let uids: BTreeSet<String> = shard.index().entries().map(|e| e.uid).collect();
-    assert_eq!(uids, new_uids);
-  });
+  std::fs::write(
+    &path,
+    unfinished(&old, &new, old_index_at, new.len() - old.len()),
+  )
+  .unwrap();
+  // A reader opens the shard while the append is at step 2: the old shard.
+  let during = ShardFile::open(&path).unwrap();
+  assert_eq!(during.index().len(), 10);
+  assert!(during.reopen().is_ok());
+  // Step 3 (the footer below the pending one, then the cut): that index is
+  // no longer current, so its reader reads the new one.
+  // Modification times are put back: the size alone must tell (where
+  // timestamps are coarse, two writes can share one).
+  let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+  let mtime = file.metadata().unwrap().modified().unwrap();
+  std::os::unix::fs::FileExt::write_all_at(&file, &new[new.len() - 12..], new.len() as u64 - 12)
+    .unwrap();
+  file.set_modified(mtime).unwrap();
+  assert!(
+    during.reopen().is_ok(),
+    "the pending footer still ends the file"
+  );
+  file.set_len(new.len() as u64).unwrap();
+  file.set_modified(mtime).unwrap();
+  assert!(matches!(during.reopen(), Err(DesError::Changed(_))));
+  assert_eq!(ShardFile::open(&path).unwrap().index().len(), 13);
 }
 
 #[test]
@@ -482,4 +464,63 @@ fn a_shard_put_in_its_place_meanwhile_is_not_written_into() {
   let err = w.finish().unwrap_err();
   assert!(matches!(err, DesError::Changed(_)), "{err}");
   assert_eq!(std::fs::read(&path).unwrap(), theirs);
+}
+
+#[test]
+fn staged_appends_read_as_before_until_their_group_is_committed() {
+  let dir = tempfile::tempdir().unwrap();
+  let paths: Vec<_> = (0..10)
+    .map(|i| dir.path().join(format!("{i:02X}.des")))
+    .collect();
+  for p in &paths {
+    append(p, &batch("old", 5));
+  }
+  let mut group = Vec::new();
+  for (i, p) in paths.iter().enumerate() {
+    let mut w = ShardWriter::append(p, opts()).unwrap();
+    w.add(&format!("new-{i}"), payload_of(&format!("new-{i}")), None)
+      .unwrap();
+    group.push(w.stage().unwrap());
+  }
+  // Staged: written below a footer that still names the old index.
+  for p in &paths {
+    assert_eq!(read_all(p).unwrap().len(), 5);
+  }
+  let results = des_core::commit(group);
+  assert_eq!(results.len(), 10);
+  for (i, (p, r)) in paths.iter().zip(results).enumerate() {
+    assert_eq!(r.unwrap().path, *p);
+    assert!(read_all(p).unwrap().contains(&format!("new-{i}")));
+    let report = verify_file(p, None).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+  }
+}
+
+#[test]
+fn a_staged_group_dropped_uncommitted_leaves_every_shard_as_it_was() {
+  let dir = tempfile::tempdir().unwrap();
+  let old = dir.path().join("0A.des");
+  append(&old, &batch("old", 5));
+  let before = std::fs::read(&old).unwrap();
+  let fresh = dir.path().join("new/0B.des");
+  let mut group = Vec::new();
+  let mut w = ShardWriter::append(&old, opts()).unwrap();
+  w.add("late", payload_of("late"), None).unwrap();
+  group.push(w.stage().unwrap());
+  let mut w = ShardWriter::create(&fresh, opts()).unwrap();
+  w.add("first", payload_of("first"), None).unwrap();
+  group.push(w.stage().unwrap());
+  drop(group);
+  // The append's bytes are cut off by the next writer; the new shard (a
+  // replacing create, so deferred) never appeared, nor its folder's temp file.
+  assert_eq!(read_all(&old).unwrap().len(), 5);
+  append(&old, &batch("next", 1));
+  assert_eq!(&std::fs::read(&old).unwrap()[..before.len()], &before[..]);
+  assert!(!fresh.exists());
+  assert_eq!(
+    std::fs::read_dir(dir.path().join("new"))
+      .map(|d| d.count())
+      .unwrap_or(0),
+    0
+  );
 }
