@@ -26,7 +26,7 @@ import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
 import { assignToParts, named } from './plan'
 import { Plan, Planner } from './planner'
-import { S3Target } from './s3-target'
+import type { S3Target } from './s3-target'
 import { ZonedTarget } from './zoned-target'
 import { mapLimit } from './sources'
 import type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, S3SourceOptions } from './types'
@@ -78,7 +78,10 @@ function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtra
     if (!target.bucket) throw new DesError('DES_BAD_ARG', 'S3 target needs a bucket')
     const p = (target.prefix ?? '').replace(/^\/+/, '')
     const prefix = p === '' || p.endsWith('/') ? p : `${p}/`
-    return new S3Target(target.client, target.bucket, prefix, settings, extras.s3Hooks, extras.tmpDir)
+    // Loaded here: it brings the AWS SDK, which a local run never needs.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { S3Target: Target } = require('./s3-target') as typeof import('./s3-target')
+    return new Target(target.client, target.bucket, prefix, settings, extras.s3Hooks, extras.tmpDir)
   }
   if (target?.kind === 'zones') {
     // A zone's range means shard indexes of its n_bits: another routing would put keys in the wrong zones.

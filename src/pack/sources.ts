@@ -2,12 +2,12 @@
 // s3:// objects (fetched here with retries and backoff, counted in the
 // des_s3_source_* metrics). Every source is checked before anything is written.
 
-import { GetObjectCommand } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { sourceBytesDownloaded, sourceBytesDownloadedTotal, sourceReadSeconds, sourceReadsTotal } from '../metrics'
 import type { PackFile } from '../native'
 import { isTransientKind, s3ErrorKind } from '../storage/s3-errors'
 import { mapLimit } from '../storage/map-limit'
+import { s3Sdk } from '../storage/s3-sdk'
 import { parseS3Url } from '../storage/s3-url'
 import { checkSources as checkSourceRefs, parseSourceRef, type SourceCheck, type SourceRef } from '../storage/source-check'
 import { withContentType } from './content-type'
@@ -100,7 +100,7 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
   const started = process.hrtime.bigint()
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   try {
-    const res = await s3.client.send(new GetObjectCommand({ Bucket: uri.bucket, Key: uri.key })).catch((err: unknown) => {
+    const res = await s3.client.send(new (s3Sdk().GetObjectCommand)({ Bucket: uri.bucket, Key: uri.key })).catch((err: unknown) => {
       countRetries(err)
       throw err
     })

@@ -6,7 +6,8 @@
 // S3 objects by a HEAD, a few at a time.
 
 import * as fs from 'node:fs'
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import type { S3Client } from '@aws-sdk/client-s3'
+import { s3Sdk } from './s3-sdk'
 import { mapLimit } from './map-limit'
 import { s3ErrorKind } from './s3-errors'
 import { isS3Url, parseS3Url } from './s3-url'
@@ -52,7 +53,7 @@ async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undef
   const name = `s3://${ref.bucket}/${ref.key}`
   if (!s3) return { ok: false, why: 'disabled', reason: `source ${name}: no S3 source client is configured` }
   try {
-    const head = await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
+    const head = await s3.send(new (s3Sdk().HeadObjectCommand)({ Bucket: ref.bucket, Key: ref.key }))
     return { ok: true, size: Number(head.ContentLength ?? 0) }
   } catch (err) {
     const kind = s3ErrorKind(err)
