@@ -10,7 +10,7 @@ import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
-import { ShardReader, ShardWriter } from '../native'
+import { ShardReader, ShardWriter, type ShardWriteSummary } from '../native'
 import { CommitGroup } from './commit-group'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
@@ -102,10 +102,8 @@ export class LocalTarget implements ShardSink {
     const file = this.partPath(plan, part)
     // A part staged earlier in this run holds the shard's turn: commit it first.
     if (this.group.holds(file)) await this.group.commit()
-    if (maxShardSize !== undefined) {
-      const size = sizeOf(file)
-      if (size !== null && size >= maxShardSize) return untouched(items)
-    }
+    const size = sizeOf(file)
+    if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return untouched(items)
     const prefix = this.settings.bigfilesPrefix
     const writer = await ShardWriter.append(file, {
       ...this.settings.writer,
@@ -125,7 +123,16 @@ export class LocalTarget implements ShardSink {
       return { fill, done: Promise.resolve(null) }
     }
     // Stored with its group (one sync for many parts); reported once committed.
-    const { done: committed } = await this.group.stage(writer, file)
+    // A new part is created at once: if another run created it meanwhile with
+    // no room for these files, they go on to the next part instead.
+    let committed: Promise<ShardWriteSummary>
+    try {
+      committed = (await this.group.stage(writer, file)).done
+    } catch (err) {
+      if (!(err instanceof DesError && err.code === 'DES_CHANGED' && size === null && maxShardSize !== undefined)) throw err
+      ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
+      return untouched(items)
+    }
     const done = committed.then((s) => ({
       key: shardKeyIn(this.settings.layout ?? 'nested', plan, part),
       files: fill.added.length,

@@ -123,6 +123,7 @@ pub fn pack_into(
     }
   }
   drop(seen);
+  writer.set_size_limit(max_data_size);
   let mut progress = PackProgress::default();
   let mut rest = items.into_iter().peekable();
   while rest.peek().is_some() {

@@ -138,6 +138,10 @@ pub struct ShardWriter {
   bytes_in: u64,
   bytes_stored: u64,
   bigfiles: u64,
+  /// The data-section size the caller fills up to (`pack_into`'s limit):
+  /// a writer that lost the race to create its shard adds to the winner's
+  /// only within it.
+  size_limit: Option<u64>,
   /// How `finish` puts the file at the target.
   landing: Landing,
   /// Held until finished or dropped, so writers of one shard take turns.
@@ -235,6 +239,7 @@ impl ShardWriter {
       bytes_in: 0,
       bytes_stored: 0,
       bigfiles: 0,
+      size_limit: None,
       landing: Landing::Replace,
       _lock: None,
       created_dir,
@@ -439,6 +444,11 @@ impl ShardWriter {
     self.by_uid.contains_key(uid)
   }
 
+  /// Sets the data-section size the caller fills up to (see `size_limit`).
+  pub fn set_size_limit(&mut self, limit: Option<u64>) {
+    self.size_limit = limit;
+  }
+
   /// Bytes the shard's data section may take if finished now (data so far,
   /// no index; appending in place, with the most padding `finish` may add).
   pub fn data_size(&self) -> u64 {
@@ -598,7 +608,10 @@ impl ShardWriter {
       let result = commit(vec![staged]).pop();
       let result =
         result.unwrap_or_else(|| Err(DesError::BadArg("nothing was committed".to_string())));
-      return Ok(Staged(State::Done { path, result }));
+      // Its failure (such as losing the race with no room in the winner's)
+      // is the caller's to handle now, not at a later commit.
+      let summary = result?;
+      return Ok(Staged(State::Done { path, summary }));
     }
     Ok(staged)
   }
@@ -664,7 +677,7 @@ enum State {
   },
   Done {
     path: PathBuf,
-    result: Result<WriteSummary>,
+    summary: WriteSummary,
   },
 }
 
@@ -772,7 +785,7 @@ impl Staged {
   /// The outcome, once landed and synced.
   fn outcome(self, landed: Landed) -> Result<WriteSummary> {
     match self.0 {
-      State::Done { result, .. } => result,
+      State::Done { summary, .. } => Ok(summary),
       State::Pending {
         writer,
         index_size,
@@ -888,6 +901,14 @@ impl ShardWriter {
   fn append_to_winner(mut self, ours: NamedTempFile) -> Result<WriteSummary> {
     let shown = self.target.display().to_string();
     let mut w = ShardWriter::append(&self.target, self.opts.clone())?;
+    if let Some(limit) = self.size_limit {
+      if !w.entries.is_empty() && w.data_size() + self.bytes_stored > limit {
+        // Nothing of ours is added: the caller puts these files elsewhere.
+        return Err(DesError::Changed(format!(
+          "{shown} (another writer created it meanwhile, with no room for these files)"
+        )));
+      }
+    }
     for entry in std::mem::take(&mut self.entries) {
       let kind = match entry.body {
         Body::Inline {

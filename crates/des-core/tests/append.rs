@@ -524,3 +524,34 @@ fn a_staged_group_dropped_uncommitted_leaves_every_shard_as_it_was() {
     0
   );
 }
+
+#[test]
+fn a_writer_that_loses_the_race_to_create_a_shard_adds_to_it_only_within_its_limit() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  let start = |uids: &[String], limit: Option<u64>| {
+    let mut w = ShardWriter::append(&path, opts()).unwrap();
+    w.set_size_limit(limit);
+    for uid in uids {
+      w.add(uid, payload_of(uid), None).unwrap();
+    }
+    w
+  };
+  // Both start while there is no shard; the first to finish creates it.
+  let winner = start(&batch("a", 5), None);
+  let no_room = start(&batch("b", 5), Some(4096));
+  let room = start(&batch("c", 5), Some(1 << 20));
+  winner.finish().unwrap();
+  let created = std::fs::read(&path).unwrap();
+  let err = no_room.finish().unwrap_err();
+  assert!(matches!(err, DesError::Changed(_)), "{err}");
+  assert_eq!(
+    std::fs::read(&path).unwrap(),
+    created,
+    "nothing of the loser was added"
+  );
+  room.finish().unwrap();
+  let uids = read_all(&path).unwrap();
+  assert_eq!(uids.len(), 10);
+  assert!(uids.iter().all(|u| !u.starts_with('b')));
+}
