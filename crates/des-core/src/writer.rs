@@ -576,7 +576,6 @@ impl ShardWriter {
   /// shard). `commit` finishes it. The writer's turn on the shard is held
   /// until then; a `Staged` dropped uncommitted leaves the target as it was.
   pub fn stage(mut self) -> Result<Staged> {
-    let shown = self.target.display().to_string();
     if let Landing::InPlace(_) = self.landing {
       let Landing::InPlace(old) = std::mem::replace(&mut self.landing, Landing::Replace) else {
         unreachable!()
@@ -586,12 +585,7 @@ impl ShardWriter {
     let index = encode_index(&self.entries, &self.retired)?;
     self.emit(&index)?;
     self.emit(&footer_bytes(index.len() as u64))?;
-    let tmp = self
-      .tmp
-      .take()
-      .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
-      .into_inner()
-      .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))?;
+    let tmp = self.take_staged_file()?;
     let file_size = self.pos - self.emit_base;
     let staged = Staged(State::Pending {
       how: StagedHow::Temp(tmp),
@@ -616,11 +610,21 @@ impl ShardWriter {
     Ok(staged)
   }
 
+  /// The temp file, its buffer flushed; the writer is finished with it.
+  fn take_staged_file(&mut self) -> Result<NamedTempFile> {
+    let shown = self.target.display().to_string();
+    self
+      .tmp
+      .take()
+      .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
+      .into_inner()
+      .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))
+  }
+
   /// The old shard's index and footer become a retired range (with any
   /// padding that keeps the footer inside one sector); the staged payloads
   /// and the new index go after the old end (steps 1 and 2 of `append`).
   fn stage_in_place(mut self, old: OldEnd) -> Result<Staged> {
-    let shown = self.target.display().to_string();
     if self.added == 0 {
       // Nothing to add: the shard stays as it is (no dead index left behind).
       let index_size = old.end - old.index_at - crate::format::FOOTER_SIZE;
@@ -631,12 +635,7 @@ impl ShardWriter {
         writer: Box::new(self),
       }));
     }
-    let staged = self
-      .tmp
-      .take()
-      .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
-      .into_inner()
-      .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))?;
+    let staged = self.take_staged_file()?;
     let data_end = self.pos;
     self.retired.push(append::old_end_range(&old));
     let mut index = encode_index(&self.entries, &self.retired)?;

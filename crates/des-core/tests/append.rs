@@ -110,33 +110,60 @@ fn an_append_writes_only_what_it_adds() {
   assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
-/// The file an append leaves when it has written `filled` bytes of its new
-/// region below the pending footer, which names the old index from just past
-/// where the new shard ends.
-fn unfinished(old: &[u8], new: &[u8], old_index_at: u64, filled: usize) -> Vec<u8> {
-  let mut bytes = new[..old.len() + filled].to_vec();
-  bytes.resize(new.len(), 0);
-  bytes.extend_from_slice(&footer_bytes(new.len() as u64 - old_index_at));
-  bytes
+/// A shard before and after one append in place: its bytes both times and
+/// where its old index starts.
+struct Appended {
+  old: Vec<u8>,
+  old_index_at: u64,
+  new: Vec<u8>,
+}
+
+/// Writes `old_n` entries to `path`, then appends `new_n` more named `tag-N`.
+fn appended(path: &Path, old_n: usize, tag: &str, new_n: usize) -> Appended {
+  append(path, &batch("old", old_n));
+  let old = std::fs::read(path).unwrap();
+  let old_index_at = ShardFile::open(path).unwrap().index().data_end();
+  append(path, &batch(tag, new_n));
+  let new = std::fs::read(path).unwrap();
+  assert_eq!(
+    &new[..old.len() - 12],
+    &old[..old.len() - 12],
+    "appended in place"
+  );
+  Appended {
+    old,
+    old_index_at,
+    new,
+  }
+}
+
+impl Appended {
+  /// The file the append leaves when it has written `filled` bytes of its
+  /// new region below the pending footer, which names the old index from
+  /// just past where the new shard ends.
+  fn unfinished(&self, filled: usize) -> Vec<u8> {
+    let mut bytes = self.new[..self.old.len() + filled].to_vec();
+    bytes.resize(self.new.len(), 0);
+    bytes.extend_from_slice(&footer_bytes(self.new.len() as u64 - self.old_index_at));
+    bytes
+  }
 }
 
 #[test]
 fn every_state_of_an_append_reads_as_the_old_or_the_new_shard() {
   let dir = tempfile::tempdir().unwrap();
   let path = dir.path().join("0A.des");
-  append(&path, &batch("old", 20));
-  let old = std::fs::read(&path).unwrap();
-  let old_uids = read_all(&path).unwrap();
-  let old_index_at = ShardFile::open(&path).unwrap().index().data_end();
-  append(&path, &batch("new", 5));
-  let new = std::fs::read(&path).unwrap();
+  let shard = appended(&path, 20, "new", 5);
+  let (old, new) = (&shard.old, &shard.new);
   let new_uids = read_all(&path).unwrap();
-  assert!(new_uids.len() > old_uids.len());
   let probe = dir.path().join("probe.des");
+  std::fs::write(&probe, old).unwrap();
+  let old_uids = read_all(&probe).unwrap();
+  assert!(new_uids.len() > old_uids.len());
   // Steps 1 and 2, every byte of the new region written or not, in order,
   // and step 3's footer written below the pending one: the old shard.
   for filled in 0..=(new.len() - old.len()) {
-    std::fs::write(&probe, unfinished(&old, &new, old_index_at, filled)).unwrap();
+    std::fs::write(&probe, shard.unfinished(filled)).unwrap();
     assert_eq!(
       read_all(&probe).unwrap(),
       old_uids,
@@ -149,7 +176,7 @@ fn every_state_of_an_append_reads_as_the_old_or_the_new_shard() {
     );
   }
   // Cut at the new end: the new shard.
-  std::fs::write(&probe, &new).unwrap();
+  std::fs::write(&probe, new).unwrap();
   assert_eq!(read_all(&probe).unwrap(), new_uids);
 }
 
@@ -157,12 +184,9 @@ fn every_state_of_an_append_reads_as_the_old_or_the_new_shard() {
 fn an_interrupted_append_is_reported_and_cut_off_by_the_next() {
   let dir = tempfile::tempdir().unwrap();
   let path = dir.path().join("0A.des");
-  append(&path, &batch("old", 20));
-  let old = std::fs::read(&path).unwrap();
-  let old_index_at = ShardFile::open(&path).unwrap().index().data_end();
-  append(&path, &batch("lost", 5));
-  let new = std::fs::read(&path).unwrap();
-  std::fs::write(&path, unfinished(&old, &new, old_index_at, 100)).unwrap();
+  let shard = appended(&path, 20, "lost", 5);
+  let old = &shard.old;
+  std::fs::write(&path, shard.unfinished(100)).unwrap();
 
   let report = verify_file(&path, None).unwrap();
   assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -416,16 +440,9 @@ fn a_huge_unfinished_append_reads_only_the_old_index_and_is_cut_off() {
 fn an_index_read_during_an_append_is_known_stale_once_it_ends() {
   let dir = tempfile::tempdir().unwrap();
   let path = dir.path().join("0A.des");
-  append(&path, &batch("old", 10));
-  let old = std::fs::read(&path).unwrap();
-  let old_index_at = ShardFile::open(&path).unwrap().index().data_end();
-  append(&path, &batch("new", 3));
-  let new = std::fs::read(&path).unwrap();
-  std::fs::write(
-    &path,
-    unfinished(&old, &new, old_index_at, new.len() - old.len()),
-  )
-  .unwrap();
+  let shard = appended(&path, 10, "new", 3);
+  let (old, new) = (&shard.old, &shard.new);
+  std::fs::write(&path, shard.unfinished(new.len() - old.len())).unwrap();
   // A reader opens the shard while the append is at step 2: the old shard.
   let during = ShardFile::open(&path).unwrap();
   assert_eq!(during.index().len(), 10);
