@@ -329,8 +329,16 @@ pub(crate) fn index_reach(raw: &[u8]) -> IndexReach {
 /// by `parse_block` as for any index.)
 fn unfinished_index_end(raw: &[u8], block_at: usize) -> Option<usize> {
   let end = block_at.checked_add(block_len_at(raw, block_at)?)?;
-  let footer = raw.get(end..end.checked_add(FOOTER_SIZE as usize)?)?;
-  (footer == footer_bytes(end as u64)).then_some(end)
+  own_footer_at(raw, end).then_some(end)
+}
+
+/// True if `raw` holds, at `end`, the footer of an index `end` bytes long:
+/// what follows an old index in the section of an unfinished append.
+pub(crate) fn own_footer_at(raw: &[u8], end: usize) -> bool {
+  end
+    .checked_add(FOOTER_SIZE as usize)
+    .and_then(|to| raw.get(end..to))
+    .is_some_and(|footer| footer == footer_bytes(end as u64))
 }
 
 fn record_uid<'a>(raw: &'a [u8], rec: &Record) -> &'a str {

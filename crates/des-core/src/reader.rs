@@ -7,9 +7,9 @@ use crate::codec::{check_ceiling, decompress};
 use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{
-  check_index_size, footer_bytes, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
+  check_index_size, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
 };
-use crate::index::{index_reach, IndexReach, ShardIndex};
+use crate::index::{index_reach, own_footer_at, IndexReach, ShardIndex};
 use crate::lock::wait_for_writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -175,7 +175,7 @@ fn read_section(file: &File, footer: &Footer, shown: &str) -> Result<Section> {
           size
         } else if (raw.len() as u64) < with_footer {
           with_footer
-        } else if raw[end..with_footer as usize] == footer_bytes(end as u64) {
+        } else if own_footer_at(&raw, end) {
           raw.truncate(with_footer as usize);
           return Ok(Section {
             raw,

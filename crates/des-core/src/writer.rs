@@ -564,10 +564,7 @@ impl ShardWriter {
   /// over the target, or, appending in place, its footer rewritten (see
   /// `append`). `stage` and `commit` do the same for many shards at once.
   pub fn finish(self) -> Result<WriteSummary> {
-    let staged = self.stage()?;
-    commit(vec![staged])
-      .pop()
-      .unwrap_or_else(|| Err(DesError::BadArg("nothing was committed".to_string())))
+    commit_one(self.stage()?)
   }
 
   /// Writes everything but makes nothing durable or visible yet: the index
@@ -599,12 +596,9 @@ impl ShardWriter {
       // and adds to the winner's, as before; deferred to a group commit, the
       // race would stay open for the whole run.
       let path = staged.path().to_path_buf();
-      let result = commit(vec![staged]).pop();
-      let result =
-        result.unwrap_or_else(|| Err(DesError::BadArg("nothing was committed".to_string())));
       // Its failure (such as losing the race with no room in the winner's)
       // is the caller's to handle now, not at a later commit.
-      let summary = result?;
+      let summary = commit_one(staged)?;
       return Ok(Staged(State::Done { path, summary }));
     }
     Ok(staged)
@@ -824,15 +818,7 @@ pub fn commit(mut staged: Vec<Staged>) -> Vec<Result<WriteSummary>> {
   };
   if let Err(e) = synced {
     let msg = e.to_string();
-    return staged
-      .iter()
-      .map(|_| {
-        Err(DesError::io(
-          msg.clone(),
-          std::io::Error::other("sync failed"),
-        ))
-      })
-      .collect();
+    return staged.iter().map(|_| Err(sync_failed(&msg))).collect();
   }
   let landed: Vec<Result<Landed>> = staged.iter_mut().map(Staged::land).collect();
   let footers: Vec<&File> = landed
@@ -858,14 +844,24 @@ pub fn commit(mut staged: Vec<Staged>) -> Vec<Result<WriteSummary>> {
     .map(|(s, l)| match l? {
       Landed::Footer(_) => match &footers_synced {
         Ok(()) => s.outcome(Landed::Nothing),
-        Err(msg) => Err(DesError::io(
-          msg.clone(),
-          std::io::Error::other("sync failed"),
-        )),
+        Err(msg) => Err(sync_failed(msg)),
       },
       landed => s.outcome(landed),
     })
     .collect()
+}
+
+/// `commit` of one shard.
+fn commit_one(staged: Staged) -> Result<WriteSummary> {
+  let mut results = commit(vec![staged]);
+  results
+    .pop()
+    .unwrap_or_else(|| Err(DesError::BadArg("nothing was committed".to_string())))
+}
+
+/// The error of every shard whose sync failed (the error itself is not Clone).
+fn sync_failed(msg: &str) -> DesError {
+  DesError::io(msg.to_string(), std::io::Error::other("sync failed"))
 }
 
 /// Syncs the data of `files`: each alone for a few, else one sync of each

@@ -106,6 +106,15 @@ fn with_writer<T>(
   f(writer)
 }
 
+/// Takes the writer out for an operation that uses it up (finish, stage).
+fn take_writer(shared: &Shared) -> napi::Result<des_core::ShardWriter> {
+  shared
+    .lock()
+    .map_err(|_| bad_arg("writer is unusable after a panic"))?
+    .take()
+    .ok_or_else(|| bad_arg("writer is already finished or aborted"))
+}
+
 /// Compresses and appends one payload off the event loop.
 pub struct AddTask {
   shared: Shared,
@@ -178,13 +187,7 @@ impl Task for FinishTask {
   type Output = ShardWriteSummary;
   type JsValue = ShardWriteSummary;
   fn compute(&mut self) -> napi::Result<ShardWriteSummary> {
-    let writer = self
-      .shared
-      .lock()
-      .map_err(|_| bad_arg("writer is unusable after a panic"))?
-      .take()
-      .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
-    Ok(summary_of(writer.finish().napi()?))
+    Ok(summary_of(take_writer(&self.shared)?.finish().napi()?))
   }
   fn resolve(&mut self, _env: Env, s: ShardWriteSummary) -> napi::Result<ShardWriteSummary> {
     Ok(s)
@@ -414,13 +417,7 @@ impl Task for StageTask {
   type Output = ();
   type JsValue = ();
   fn compute(&mut self) -> napi::Result<()> {
-    let writer = self
-      .writer
-      .lock()
-      .map_err(|_| bad_arg("writer is unusable after a panic"))?
-      .take()
-      .ok_or_else(|| bad_arg("writer is already finished or aborted"))?;
-    let staged = writer.stage().napi()?;
+    let staged = take_writer(&self.writer)?.stage().napi()?;
     self
       .group
       .lock()
