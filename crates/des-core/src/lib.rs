@@ -42,7 +42,9 @@ pub use format::{
 };
 pub use index::{encode_index, ShardIndex, MAX_STATED_SIZE};
 pub use meta::canonical_meta;
-pub use pack::{pack_into, PackItem, PackProgress, PackSource, BATCH_BYTES};
+pub use pack::{
+  pack_into, pack_parts, PackItem, PackProgress, PackSource, PartJob, PartOutcome, BATCH_BYTES,
+};
 pub use payload::{check_fetched, read_payload, KeepIn, PayloadForm, ShardSource};
 pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};
 pub use reader::{check_stored, decode_payload, footer_from_tail, index_from_tail, ShardFile};

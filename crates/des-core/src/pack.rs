@@ -2,7 +2,9 @@
 //! order. Memory stays bounded by the batch budget, whatever the shard size.
 
 use crate::error::{DesError, Result};
-use crate::writer::{prepare, Prepared, PreparedKind, ShardWriter, WriterOptions};
+use crate::writer::{
+  commit, prepare, Prepared, PreparedKind, ShardWriter, Staged, WriteSummary, WriterOptions,
+};
 use rayon::prelude::*;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -158,6 +160,108 @@ pub fn pack_into(
   Ok(progress)
 }
 
+/// One part of a `pack_parts` batch: files to add to the shard at `target`
+/// (created if absent).
+#[derive(Debug)]
+pub struct PartJob {
+  pub target: PathBuf,
+  pub items: Vec<PackItem>,
+  /// A uid already in the shard is skipped; otherwise it is an error.
+  pub skip_existing: bool,
+  /// As in `pack_into`: the part takes files while its data stays within this.
+  pub max_data_size: Option<u64>,
+  /// BigFiles of this part go here (else the options' folder).
+  pub bigfiles_dir: Option<PathBuf>,
+}
+
+/// What one part of a batch came to.
+#[derive(Debug)]
+pub struct PartOutcome {
+  /// Positions (in the job's items) of the uids skipped as already stored.
+  pub skipped: Vec<usize>,
+  /// How many of the other items went in, in order (a prefix of them); the
+  /// rest did not fit under `max_data_size`.
+  pub consumed: usize,
+  /// The stored part; None when nothing was added (it was left as it was).
+  pub summary: Option<WriteSummary>,
+}
+
+/// Packs many parts with one call: each part is filled on a thread of the
+/// pool (its turn taken, its sources read and compressed, its bytes staged),
+/// then all of them are committed together (`commit`: one sync for the
+/// group, then each put in place). A part's failure is its own; the others
+/// are still stored. Outcomes come in the order of the jobs.
+pub fn pack_parts(jobs: Vec<PartJob>, opts: &WriterOptions) -> Vec<Result<PartOutcome>> {
+  let filled: Vec<Result<(Option<Staged>, PartOutcome)>> = jobs
+    .into_par_iter()
+    .map(|job| fill_part(job, opts))
+    .collect();
+  let mut staged = Vec::new();
+  // Each part's outcome, with where its staged shard is in `staged`.
+  let waiting: Vec<Result<(Option<usize>, PartOutcome)>> = filled
+    .into_iter()
+    .map(|r| {
+      r.map(|(s, outcome)| {
+        let at = s.map(|s| {
+          staged.push(s);
+          staged.len() - 1
+        });
+        (at, outcome)
+      })
+    })
+    .collect();
+  let mut committed: Vec<Option<Result<WriteSummary>>> =
+    commit(staged).into_iter().map(Some).collect();
+  waiting
+    .into_iter()
+    .map(|r| {
+      let (at, mut outcome) = r?;
+      if let Some(i) = at {
+        let summary = committed[i]
+          .take()
+          .unwrap_or_else(|| Err(DesError::BadArg("part committed twice".to_string())))?;
+        outcome.summary = Some(summary);
+      }
+      Ok(outcome)
+    })
+    .collect()
+}
+
+/// Fills one part and stages it (nothing staged when nothing was added).
+fn fill_part(job: PartJob, opts: &WriterOptions) -> Result<(Option<Staged>, PartOutcome)> {
+  let mut opts = opts.clone();
+  if job.bigfiles_dir.is_some() {
+    opts.bigfiles_dir = job.bigfiles_dir;
+  }
+  let mut writer = ShardWriter::append(&job.target, opts.clone())?;
+  let mut skipped = Vec::new();
+  let mut items = job.items;
+  if job.skip_existing && !opts.replace && !writer.entries().is_empty() {
+    let mut kept = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+      if writer.contains(&item.uid) {
+        skipped.push(i);
+      } else {
+        kept.push(item);
+      }
+    }
+    items = kept;
+  }
+  let progress = pack_into(&mut writer, items, &opts, job.max_data_size)?;
+  let outcome = PartOutcome {
+    skipped,
+    consumed: progress.consumed,
+    summary: None,
+  };
+  // Nothing added: the writer is dropped, the part stays as it was.
+  let staged = if progress.consumed > 0 {
+    Some(writer.stage_deferred()?)
+  } else {
+    None
+  };
+  Ok((staged, outcome))
+}
+
 /// Adds one prepared payload, unless it would take a shard that holds
 /// something past `max_data_size` (then false: the caller stops there).
 fn place(
@@ -249,6 +353,121 @@ mod tests {
       let p = pack_into(&mut w, items(sub.path(), n, size), &opts, Some(max)).unwrap();
       assert_eq!(p.consumed, 3, "{n} files of {size} bytes");
     }
+  }
+
+  fn job(target: PathBuf, items: Vec<PackItem>) -> PartJob {
+    PartJob {
+      target,
+      items,
+      skip_existing: false,
+      max_data_size: None,
+      bigfiles_dir: None,
+    }
+  }
+
+  fn uids_in(path: &Path) -> Vec<String> {
+    let shard = ShardFile::open(path).unwrap();
+    shard.index().entries().map(|e| e.uid).collect()
+  }
+
+  #[test]
+  fn a_batch_of_parts_stores_each_and_a_failing_part_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let opts = WriterOptions::default();
+    // An existing shard, appended to by the batch.
+    let old = dir.path().join("d/01.des");
+    let mut w = ShardWriter::append(&old, opts.clone()).unwrap();
+    w.add("old", b"old bytes".to_vec(), None).unwrap();
+    w.finish().unwrap();
+
+    let mut jobs = Vec::new();
+    for k in 0..5 {
+      let items = (0..3)
+        .map(|i| file_item(&src, &format!("k{k}-{i}"), &[k as u8; 100], Some(100)))
+        .collect();
+      jobs.push(job(dir.path().join(format!("d/1{k}.des")), items));
+    }
+    jobs.push(job(
+      old.clone(),
+      vec![file_item(&src, "new", b"new", Some(3))],
+    ));
+    // A source whose size is not the declared one: its part fails, alone.
+    let bad_target = dir.path().join("d/20.des");
+    jobs.push(job(
+      bad_target.clone(),
+      vec![
+        file_item(&src, "fine", b"fine", Some(4)),
+        file_item(&src, "short", b"abc", Some(10)),
+      ],
+    ));
+    let outcomes = pack_parts(jobs, &opts);
+    assert_eq!(outcomes.len(), 7);
+    for (k, o) in outcomes[..5].iter().enumerate() {
+      let o = o.as_ref().unwrap();
+      assert_eq!((o.consumed, o.skipped.len()), (3, 0));
+      let s = o.summary.as_ref().unwrap();
+      assert_eq!((s.added, s.bytes_in), (3, 300));
+      let path = dir.path().join(format!("d/1{k}.des"));
+      assert_eq!(
+        uids_in(&path),
+        (0..3).map(|i| format!("k{k}-{i}")).collect::<Vec<_>>()
+      );
+    }
+    assert_eq!(outcomes[5].as_ref().unwrap().consumed, 1);
+    assert_eq!(uids_in(&old), vec!["old".to_string(), "new".to_string()]);
+    let err = outcomes[6].as_ref().unwrap_err();
+    assert_eq!((err.code(), err.uid()), ("DES_BAD_ARG", Some("short")));
+    assert!(!bad_target.exists(), "a failed new part is not created");
+    // Nothing but shards is left in the folder (no temp files).
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("d"))
+      .unwrap()
+      .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+      .collect();
+    names.sort();
+    assert_eq!(
+      names,
+      vec!["01.des", "10.des", "11.des", "12.des", "13.des", "14.des"]
+    );
+  }
+
+  #[test]
+  fn a_batch_part_skips_or_refuses_stored_uids_and_stops_at_its_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions::default();
+    let target = dir.path().join("0C.des");
+    let mut w = ShardWriter::append(&target, opts.clone()).unwrap();
+    w.add("b", b"stored".to_vec(), None).unwrap();
+    w.finish().unwrap();
+    let stored = std::fs::read(&target).unwrap();
+    let three = |tag: &str| {
+      ["a", "b", "c"]
+        .iter()
+        .map(|u| file_item(dir.path(), u, format!("{tag}{u}").as_bytes(), Some(2)))
+        .collect::<Vec<_>>()
+    };
+    // Without skip_existing, a stored uid fails the part and changes nothing.
+    let refused = pack_parts(vec![job(target.clone(), three("x"))], &opts);
+    let err = refused[0].as_ref().unwrap_err();
+    assert_eq!((err.code(), err.uid()), ("DES_DUPLICATE", Some("b")));
+    assert_eq!(std::fs::read(&target).unwrap(), stored);
+    // With it, "b" is skipped (its position reported) and the others go in.
+    let mut skipping = job(target.clone(), three("y"));
+    skipping.skip_existing = true;
+    let o = pack_parts(vec![skipping], &opts).pop().unwrap().unwrap();
+    assert_eq!((o.skipped, o.consumed), (vec![1], 2));
+    assert_eq!(uids_in(&target), vec!["b", "a", "c"]);
+    // A limit the shard has already reached: nothing goes in, nothing is written.
+    let before = std::fs::read(&target).unwrap();
+    let mut full = job(
+      target.clone(),
+      vec![file_item(dir.path(), "d", b"dd", Some(2))],
+    );
+    full.max_data_size = Some(1);
+    let o = pack_parts(vec![full], &opts).pop().unwrap().unwrap();
+    assert_eq!((o.consumed, o.summary.is_none()), (0, true));
+    assert_eq!(std::fs::read(&target).unwrap(), before);
   }
 
   #[test]

@@ -572,7 +572,25 @@ impl ShardWriter {
   /// go below a footer that still names the old index (readers read the old
   /// shard). `commit` finishes it. The writer's turn on the shard is held
   /// until then; a `Staged` dropped uncommitted leaves the target as it was.
-  pub fn stage(mut self) -> Result<Staged> {
+  pub fn stage(self) -> Result<Staged> {
+    let staged = self.stage_deferred()?;
+    if staged.creates() {
+      // A new shard is created now, on its own: which of two writers creating
+      // it at once wins is settled while the loser still holds its own turn
+      // and adds to the winner's, as before; deferred to a group commit held
+      // open for a whole run, the race would stay open that long.
+      let path = staged.path().to_path_buf();
+      // Its failure (such as losing the race with no room in the winner's)
+      // is the caller's to handle now, not at a later commit.
+      let summary = commit_one(staged)?;
+      return Ok(Staged(State::Done { path, summary }));
+    }
+    Ok(staged)
+  }
+
+  /// `stage`, leaving a new shard to the commit too: for a group committed
+  /// right away (`pack_parts`), where the race stays as short as one commit.
+  pub(crate) fn stage_deferred(mut self) -> Result<Staged> {
     if let Landing::InPlace(_) = self.landing {
       let Landing::InPlace(old) = std::mem::replace(&mut self.landing, Landing::Replace) else {
         unreachable!()
@@ -584,24 +602,12 @@ impl ShardWriter {
     self.emit(&footer_bytes(index.len() as u64))?;
     let tmp = self.take_staged_file()?;
     let file_size = self.pos - self.emit_base;
-    let staged = Staged(State::Pending {
+    Ok(Staged(State::Pending {
       how: StagedHow::Temp(tmp),
       index_size: index.len() as u64,
       file_size,
       writer: Box::new(self),
-    });
-    if staged.creates() {
-      // A new shard is created now, on its own: which of two writers creating
-      // it at once wins is settled while the loser still holds its own turn
-      // and adds to the winner's, as before; deferred to a group commit, the
-      // race would stay open for the whole run.
-      let path = staged.path().to_path_buf();
-      // Its failure (such as losing the race with no room in the winner's)
-      // is the caller's to handle now, not at a later commit.
-      let summary = commit_one(staged)?;
-      return Ok(Staged(State::Done { path, summary }));
-    }
-    Ok(staged)
+    }))
   }
 
   /// The temp file, its buffer flushed; the writer is finished with it.
