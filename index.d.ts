@@ -163,12 +163,7 @@ export declare class ShardWriter {
    * section past `maxDataSize`; `consumed` says how many went in.
    */
   addFiles(files: Array<PackFile>, maxDataSize?: number | undefined | null): Promise<AddFilesResult>
-  /**
-   * `addFiles` for local files given as parallel arrays, which cross from
-   * JS far more cheaply than one object per file: `uids[i]` is read from
-   * `paths[i]`, which must be `sizes[i]` bytes; `metas[i]` is its meta JSON
-   * object text (or null).
-   */
+  /** `addFiles` for local files given as parallel arrays (`path_items`). */
   addPaths(uids: Array<string>, paths: Array<string>, sizes: Array<number>, metas?: Array<string | undefined | null> | undefined | null, maxDataSize?: number | undefined | null): Promise<AddFilesResult>
   /** True if the uid is already in the shard being written. */
   has(uid: string): boolean
@@ -271,8 +266,43 @@ export interface PackFile {
   meta?: string
 }
 
+/**
+ * Fills, stages and commits many parts off the event loop, in parallel;
+ * one result per part, in order. A part's failure is its own.
+ */
+export declare function packParts(parts: Array<PartFiles>, options?: ShardWriterOptions | undefined | null): Promise<Array<PartResult>>
+
 /** Seconds since the Unix epoch of an ISO-8601 timestamp (no offset = UTC). */
 export declare function parseTimestamp(createdAt: string): number
+
+/** One part: local files (as `addPaths` takes them) for the shard at `path`. */
+export interface PartFiles {
+  path: string
+  uids: Array<string>
+  paths: Array<string>
+  sizes: Array<number>
+  metas?: Array<string | undefined | null>
+  /** A uid already in the shard is skipped instead of refused. */
+  skipExisting?: boolean
+  /** The part takes files while its data section stays within this. */
+  maxDataSize?: number
+  /** BigFiles of this part go here. */
+  bigfilesDir?: string
+}
+
+/**
+ * What one part came to: its error (a coded message, as thrown errors
+ * carry), or the files it skipped and took and the stored shard.
+ */
+export interface PartResult {
+  /** Positions of the files skipped as already in the shard. */
+  skipped: Array<number>
+  /** How many of the other files went in, in order. */
+  consumed: number
+  /** The stored part; absent when nothing was added. */
+  summary?: ShardWriteSummary
+  error?: string
+}
 
 /** Counters of a payload cache. */
 export interface PayloadCacheStats {

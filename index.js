@@ -844,6 +844,7 @@ module.exports.codecNames = nativeBinding.codecNames
 module.exports.footerFromTail = nativeBinding.footerFromTail
 module.exports.locateShard = nativeBinding.locateShard
 module.exports.locateShardRow = nativeBinding.locateShardRow
+module.exports.packParts = nativeBinding.packParts
 module.exports.parseTimestamp = nativeBinding.parseTimestamp
 module.exports.payloadCeiling = nativeBinding.payloadCeiling
 module.exports.setPayloadCeiling = nativeBinding.setPayloadCeiling

@@ -3,6 +3,7 @@
 
 mod entry;
 mod error;
+mod pack;
 mod payload_cache;
 mod reader;
 mod routing;
@@ -10,6 +11,7 @@ mod verify;
 mod writer;
 
 pub use entry::*;
+pub use pack::*;
 pub use payload_cache::*;
 pub use reader::*;
 pub use routing::*;

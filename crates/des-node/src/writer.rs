@@ -32,7 +32,7 @@ pub struct ShardWriterOptions {
   pub replace: Option<bool>,
 }
 
-fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<WriterOptions> {
+pub(crate) fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<WriterOptions> {
   let o = o.unwrap_or_default();
   let mut opts = WriterOptions::default();
   let mut policy = CompressionPolicy::default();
@@ -67,6 +67,42 @@ pub struct PackFile {
   pub data: Option<Buffer>,
   /// Meta JSON object text.
   pub meta: Option<String>,
+}
+
+/// Local files given as parallel arrays (far cheaper to pass from JS than
+/// one object per file): `uids[i]` is read from `paths[i]`, which must be
+/// `sizes[i]` bytes; `metas[i]` is its meta JSON object text (or null).
+pub(crate) fn path_items(
+  uids: Vec<String>,
+  paths: Vec<String>,
+  sizes: Vec<i64>,
+  metas: Option<Vec<Option<String>>>,
+) -> napi::Result<Vec<PackItem>> {
+  let n = uids.len();
+  if paths.len() != n || sizes.len() != n || metas.as_ref().is_some_and(|m| m.len() != n) {
+    return Err(bad_arg(format!(
+      "{n} uids, {} paths, {} sizes, {} metas: the arrays must have one entry per file",
+      paths.len(),
+      sizes.len(),
+      metas.as_ref().map_or(n, |m| m.len())
+    )));
+  }
+  let mut metas = metas.map(|m| m.into_iter());
+  Ok(
+    uids
+      .into_iter()
+      .zip(paths)
+      .zip(sizes)
+      .map(|((uid, path), size)| PackItem {
+        uid,
+        meta: metas.as_mut().and_then(|m| m.next()).flatten(),
+        source: PackSource::Path {
+          path: PathBuf::from(path),
+          expected_size: Some(size.max(0) as u64),
+        },
+      })
+      .collect(),
+  )
 }
 
 /// What `addFiles` did.
@@ -165,7 +201,7 @@ impl Task for AddFilesTask {
   }
 }
 
-fn summary_of(s: des_core::WriteSummary) -> ShardWriteSummary {
+pub(crate) fn summary_of(s: des_core::WriteSummary) -> ShardWriteSummary {
   ShardWriteSummary {
     path: s.path.display().to_string(),
     entries: s.entries as i64,
@@ -321,10 +357,7 @@ impl ShardWriter {
     Ok(self.add_files_task(items, max_data_size))
   }
 
-  /// `addFiles` for local files given as parallel arrays, which cross from
-  /// JS far more cheaply than one object per file: `uids[i]` is read from
-  /// `paths[i]`, which must be `sizes[i]` bytes; `metas[i]` is its meta JSON
-  /// object text (or null).
+  /// `addFiles` for local files given as parallel arrays (`path_items`).
   #[napi(ts_return_type = "Promise<AddFilesResult>")]
   pub fn add_paths(
     &self,
@@ -334,29 +367,7 @@ impl ShardWriter {
     metas: Option<Vec<Option<String>>>,
     max_data_size: Option<i64>,
   ) -> napi::Result<AsyncTask<AddFilesTask>> {
-    let n = uids.len();
-    if paths.len() != n || sizes.len() != n || metas.as_ref().is_some_and(|m| m.len() != n) {
-      return Err(bad_arg(format!(
-        "addPaths: {n} uids, {} paths, {} sizes, {} metas: the arrays must have one entry per file",
-        paths.len(),
-        sizes.len(),
-        metas.as_ref().map_or(n, |m| m.len())
-      )));
-    }
-    let mut metas = metas.map(|m| m.into_iter());
-    let items = uids
-      .into_iter()
-      .zip(paths)
-      .zip(sizes)
-      .map(|((uid, path), size)| PackItem {
-        uid,
-        meta: metas.as_mut().and_then(|m| m.next()).flatten(),
-        source: PackSource::Path {
-          path: PathBuf::from(path),
-          expected_size: Some(size.max(0) as u64),
-        },
-      })
-      .collect();
+    let items = path_items(uids, paths, sizes, metas)?;
     Ok(self.add_files_task(items, max_data_size))
   }
 

@@ -1,0 +1,101 @@
+//! `packParts`: many local parts filled, staged and committed with one call
+//! (`des_core::pack_parts`).
+
+use crate::error::bad_arg;
+use crate::writer::{core_options, path_items, summary_of, ShardWriteSummary, ShardWriterOptions};
+use des_core::PartJob;
+use napi::bindgen_prelude::AsyncTask;
+use napi::{Env, Task};
+use napi_derive::napi;
+use std::path::PathBuf;
+
+/// One part: local files (as `addPaths` takes them) for the shard at `path`.
+#[napi(object)]
+pub struct PartFiles {
+  pub path: String,
+  pub uids: Vec<String>,
+  pub paths: Vec<String>,
+  pub sizes: Vec<i64>,
+  pub metas: Option<Vec<Option<String>>>,
+  /// A uid already in the shard is skipped instead of refused.
+  pub skip_existing: Option<bool>,
+  /// The part takes files while its data section stays within this.
+  pub max_data_size: Option<i64>,
+  /// BigFiles of this part go here.
+  pub bigfiles_dir: Option<String>,
+}
+
+/// What one part came to: its error (a coded message, as thrown errors
+/// carry), or the files it skipped and took and the stored shard.
+#[napi(object)]
+pub struct PartResult {
+  /// Positions of the files skipped as already in the shard.
+  pub skipped: Vec<u32>,
+  /// How many of the other files went in, in order.
+  pub consumed: u32,
+  /// The stored part; absent when nothing was added.
+  pub summary: Option<ShardWriteSummary>,
+  pub error: Option<String>,
+}
+
+pub struct PackPartsTask {
+  jobs: Vec<PartJob>,
+  opts: des_core::WriterOptions,
+}
+
+impl Task for PackPartsTask {
+  type Output = Vec<PartResult>;
+  type JsValue = Vec<PartResult>;
+  fn compute(&mut self) -> napi::Result<Vec<PartResult>> {
+    let jobs = std::mem::take(&mut self.jobs);
+    Ok(
+      des_core::pack_parts(jobs, &self.opts)
+        .into_iter()
+        .map(|r| match r {
+          Ok(o) => PartResult {
+            skipped: o.skipped.into_iter().map(|i| i as u32).collect(),
+            consumed: o.consumed as u32,
+            summary: o.summary.map(summary_of),
+            error: None,
+          },
+          Err(e) => PartResult {
+            skipped: Vec::new(),
+            consumed: 0,
+            summary: None,
+            error: Some(crate::error::to_napi(e).reason),
+          },
+        })
+        .collect(),
+    )
+  }
+  fn resolve(&mut self, _env: Env, r: Vec<PartResult>) -> napi::Result<Vec<PartResult>> {
+    Ok(r)
+  }
+}
+
+/// Fills, stages and commits many parts off the event loop, in parallel;
+/// one result per part, in order. A part's failure is its own.
+#[napi(ts_return_type = "Promise<Array<PartResult>>")]
+pub fn pack_parts(
+  parts: Vec<PartFiles>,
+  options: Option<ShardWriterOptions>,
+) -> napi::Result<AsyncTask<PackPartsTask>> {
+  let opts = core_options(options)?;
+  let mut jobs = Vec::with_capacity(parts.len());
+  for p in parts {
+    let max_data_size = match p.max_data_size {
+      Some(m) => {
+        Some(u64::try_from(m).map_err(|_| bad_arg(format!("maxDataSize must be >= 0, got {m}")))?)
+      }
+      None => None,
+    };
+    jobs.push(PartJob {
+      target: PathBuf::from(p.path),
+      items: path_items(p.uids, p.paths, p.sizes, p.metas)?,
+      skip_existing: p.skip_existing.unwrap_or(false),
+      max_data_size,
+      bigfiles_dir: p.bigfiles_dir.map(PathBuf::from),
+    });
+  }
+  Ok(AsyncTask::new(PackPartsTask { jobs, opts }))
+}
