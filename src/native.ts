@@ -302,6 +302,14 @@ export class ShardReader {
 }
 
 /** Shards staged by `ShardWriter.stageInto` and committed together (one sync for the group). */
+export type PartFiles = Native.PartFiles
+export type PartResult = Native.PartResult
+
+/** Fills, stages and commits many local parts with one call (des-core `pack_parts`); a part's `error` is a coded message (`decodeError`). */
+export function packParts(parts: PartFiles[], options?: ShardWriterOptions): Promise<PartResult[]> {
+  return later(() => addon.packParts(parts, options))
+}
+
 export type StagedGroup = Native.StagedGroup
 export const StagedGroup = addon.StagedGroup
 

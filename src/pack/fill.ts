@@ -47,21 +47,26 @@ export interface FillResult {
   reportedBytes: number
 }
 
-/** Local files go as parallel arrays (cheap to pass), fetched bytes as objects. */
+/** Local files as the addon takes them: parallel arrays, far cheaper to pass than an object each. */
+export function pathArrays(files: PackFile[]): { uids: string[]; paths: string[]; sizes: number[]; metas?: Array<string | null> } {
+  const metas = files.some((f) => f.meta !== undefined) ? files.map((f) => f.meta ?? null) : undefined
+  return { uids: files.map((f) => f.uid), paths: files.map((f) => f.path!), sizes: files.map((f) => f.size!), ...(metas ? { metas } : {}) }
+}
+
+/** Local files go as parallel arrays, fetched bytes as objects. */
 function addBatch(writer: ShardWriter, batch: PackFile[], maxDataSize: number | undefined): Promise<{ consumed: number }> {
   if (batch.some((f) => f.data !== undefined)) return writer.addFiles(batch, maxDataSize)
-  const metas = batch.some((f) => f.meta !== undefined) ? batch.map((f) => f.meta ?? null) : undefined
-  return writer.addPaths(
-    batch.map((f) => f.uid),
-    batch.map((f) => f.path!),
-    batch.map((f) => f.size!),
-    metas,
-    maxDataSize,
-  )
+  const a = pathArrays(batch)
+  return writer.addPaths(a.uids, a.paths, a.sizes, a.metas, maxDataSize)
+}
+
+/** A uid already in the part it would go to, without --skip-existing. */
+export function alreadyStored(p: PlannedInput): DesError {
+  return new DesError('DES_DUPLICATE', `${named(p)} is already in its shard; use --replace to overwrite it`, { uid: p.input.uid })
 }
 
 /** A Rust error about one file carries its uid: add where it is in the manifest. */
-function withLabel(err: unknown, items: PlannedInput[]): unknown {
+export function withLabel(err: unknown, items: PlannedInput[]): unknown {
   if (!(err instanceof DesError) || err.uid === undefined) return err
   const item = items.find((p) => p.input.uid === err.uid)
   const named = `uid ${JSON.stringify(err.uid)}`
@@ -94,7 +99,7 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
     const lookup = !ctx.replace && writer.entryCount > out.added.length
     for (const p of chunk) {
       if (lookup && writer.has(p.input.uid)) {
-        if (!ctx.skipExisting) throw new DesError('DES_DUPLICATE', `${named(p)} is already in its shard; use --replace to overwrite it`)
+        if (!ctx.skipExisting) throw alreadyStored(p)
         skipped.push(p)
       } else toAdd.push(p)
     }

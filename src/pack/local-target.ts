@@ -4,16 +4,19 @@
 // store) so concurrent runs never lose each other's files, stages the new
 // payloads in a temp file beside it (never named `.des`), and then creates
 // the part with a rename or appends to it in place (docs/FORMAT.md,
-// Appending); parts are made durable in groups (commit-group.ts).
+// Appending); parts are made durable in groups (commit-group.ts). Small
+// parts of local files go to Rust many at a time (part-batch.ts).
 
 import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
-import { ShardReader, ShardWriter, type ShardWriteSummary } from '../native'
+import { decodeError, ShardReader, ShardWriter, type ShardWriteSummary } from '../native'
 import { CommitGroup } from './commit-group'
+import { PartBatch, BATCH_PARTS } from './part-batch'
+import { loadChunk } from './sources'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
-import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
+import { alreadyStored, fillWriter, pathArrays, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { PackedShard } from './types'
 
@@ -32,6 +35,8 @@ export interface ShardSink {
   writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite>
   /** Why keys of `shardIndex` cannot be written here (zones: an index in no zone); undefined when they can. */
   refuses?(shardIndex: number): string | undefined
+  /** Keys the run packs at once (default 3). */
+  keysAtOnce?: number
   /**
    * Present when parts are stored in groups: a part's `done` then resolves
    * only when its group is committed, and this commits what is left (the run
@@ -58,13 +63,42 @@ function sizeOf(file: string): number | null {
   }
 }
 
+/**
+ * A part goes through the batch when it is small and its files are all local
+ * (no S3 source to fetch) and it only adds (replacing takes the one-by-one
+ * path). A large part gains nothing from batching; through the writer its
+ * progress is reported chunk by chunk.
+ */
+const BATCH_MAX_BYTES = 16 << 20
+const BATCH_MAX_FILES = 1024
+/** Parts written through their own writer at once (the run's keys at once before batching). */
+const WRITERS_AT_ONCE = 3
+
+function batchable(items: PlannedInput[], ctx: FillContext): boolean {
+  if (ctx.replace || items.length > BATCH_MAX_FILES) return false
+  let bytes = 0
+  for (const p of items) {
+    if (p.onS3 || p.load) return false
+    bytes += p.size
+  }
+  return bytes <= BATCH_MAX_BYTES
+}
+
 export class LocalTarget implements ShardSink {
   private readonly group = new CommitGroup()
+  private readonly batch: PartBatch
+  /** Parts being written through their own writer, and those waiting for one. */
+  private writing = 0
+  private readonly writerFree: Array<() => void> = []
+  /** Enough keys that two batches fill while the parts of others are written. */
+  readonly keysAtOnce = 2 * BATCH_PARTS
 
   constructor(
     readonly dir: string,
     private readonly settings: WriterSettings,
-  ) {}
+  ) {
+    this.batch = new PartBatch(settings.writer)
+  }
 
   flush(): Promise<void> {
     return this.group.commit()
@@ -104,13 +138,29 @@ export class LocalTarget implements ShardSink {
     if (this.group.holds(file)) await this.group.commit()
     const size = sizeOf(file)
     if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return untouched(items)
-    const prefix = this.settings.bigfilesPrefix
-    const writer = await ShardWriter.append(file, {
-      ...this.settings.writer,
-      replace: Boolean(ctx.replace),
-      // The writer's default is `_bigFiles` beside the shard: right for both layouts (a flat shard sits at the root).
-      ...(prefix !== DEFAULT_BIGFILES_PREFIX ? { bigfilesDir: path.join(this.dir, bigfileDirIn(this.settings.layout ?? 'nested', plan.dateDir, prefix)) } : {}),
-    })
+    if (batchable(items, ctx)) return this.writeInBatch(plan, part, file, size, items, maxShardSize, ctx)
+    // Large parts one writer each, a few at a time (their chunks are large).
+    while (this.writing >= WRITERS_AT_ONCE) await new Promise<void>((resolve) => this.writerFree.push(resolve))
+    this.writing++
+    try {
+      return await this.writeOne(plan, part, file, size, items, maxShardSize, ctx)
+    } finally {
+      this.writing--
+      this.writerFree.shift()?.()
+    }
+  }
+
+  /** A part through its own writer: filled chunk by chunk, then staged into the commit group. */
+  private async writeOne(
+    plan: KeyPlan,
+    part: number,
+    file: string,
+    size: number | null,
+    items: PlannedInput[],
+    maxShardSize: number | undefined,
+    ctx: FillContext,
+  ): Promise<PartWrite> {
+    const writer = await ShardWriter.append(file, { ...this.settings.writer, replace: Boolean(ctx.replace), ...this.bigfilesDir(plan) })
     let fill: FillResult
     try {
       fill = await fillWriter(writer, items, maxShardSize, ctx)
@@ -133,13 +183,59 @@ export class LocalTarget implements ShardSink {
       ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
       return untouched(items)
     }
-    const done = committed.then((s) => ({
+    return { fill, done: committed.then((s) => this.packed(plan, part, fill, s)) }
+  }
+
+  /** A small part of local files, packed and committed with others (part-batch.ts). */
+  private async writeInBatch(
+    plan: KeyPlan,
+    part: number,
+    file: string,
+    size: number | null,
+    items: PlannedInput[],
+    maxShardSize: number | undefined,
+    ctx: FillContext,
+  ): Promise<PartWrite> {
+    const r = await this.batch.pack({
+      path: file,
+      ...pathArrays(await loadChunk(items)),
+      skipExisting: Boolean(ctx.skipExisting),
+      ...(maxShardSize !== undefined ? { maxDataSize: maxShardSize } : {}),
+      ...this.bigfilesDir(plan),
+    })
+    if (r.error !== undefined && r.error !== null) {
+      const err = decodeError(new Error(r.error))
+      // Another run created this part meanwhile, with no room for these files: on to the next part.
+      if (err instanceof DesError && err.code === 'DES_CHANGED' && size === null && maxShardSize !== undefined) return untouched(items)
+      const dup = err instanceof DesError && err.code === 'DES_DUPLICATE' ? items.find((p) => p.input.uid === err.uid) : undefined
+      throw dup ? alreadyStored(dup) : withLabel(err, items)
+    }
+    const skipped = r.skipped.map((i) => items[i])
+    const others = skipped.length > 0 ? items.filter((_, i) => !r.skipped.includes(i)) : items
+    const fill: FillResult = { added: others.slice(0, r.consumed), skipped, rest: others.slice(r.consumed), reportedFiles: 0, reportedBytes: 0 }
+    for (const done of [skipped, fill.added]) {
+      const bytes = done.reduce((s, p) => s + p.size, 0)
+      fill.reportedFiles += done.length
+      fill.reportedBytes += bytes
+      if (done.length > 0) ctx.progress(done.length, bytes)
+    }
+    return { fill, done: Promise.resolve(r.summary ? this.packed(plan, part, fill, r.summary) : null) }
+  }
+
+  /** The writer's BigFile folder when it is not its default, `_bigFiles` beside the shard (right for both layouts: a flat shard sits at the root). */
+  private bigfilesDir(plan: KeyPlan): { bigfilesDir?: string } {
+    const prefix = this.settings.bigfilesPrefix
+    return prefix !== DEFAULT_BIGFILES_PREFIX ? { bigfilesDir: path.join(this.dir, bigfileDirIn(this.settings.layout ?? 'nested', plan.dateDir, prefix)) } : {}
+  }
+
+  /** What the run reports of a stored part. */
+  private packed(plan: KeyPlan, part: number, fill: FillResult, s: ShardWriteSummary): PackedShard {
+    return {
       key: shardKeyIn(this.settings.layout ?? 'nested', plan, part),
       files: fill.added.length,
       uids: fill.added.map((p) => p.input.uid),
       bytesIn: s.bytesIn,
       bytesStored: s.bytesStored,
-    }))
-    return { fill, done }
+    }
   }
 }

@@ -32,7 +32,7 @@ import { mapLimit } from './sources'
 import type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, S3SourceOptions } from './types'
 
 const CODECS = ['zstd', 'lz4', 'none'] as const
-/** Keys packed at once (see `worker` in runPack). */
+/** Keys packed at once unless the sink says (see `worker` in runPack). */
 const KEY_WORKERS = 3
 /** Keys whose existing parts are read at once before writing (S3: tail GETs). */
 const PREPASS_CONCURRENCY = 16
@@ -205,9 +205,11 @@ async function packPlan(
   let failure: unknown
   let nextKey = 0
   const ctxBase = { s3Source: sourceS3, skipExisting: opts.skipExisting, progress, knownPart: extras.knownPart, readBackByCaller: extras.readBackByCaller }
-  // A worker packs one key at a time. Two of them keep both cores busy through
-  // each key's serial steps (opening, index, fsync) and overlap S3 uploads
-  // with packing; each lets one part finish while its next part packs.
+  // A worker packs one key at a time. A few of them keep both cores busy
+  // through each key's serial steps (opening, index, fsync) and overlap S3
+  // uploads with packing; each lets one part finish while its next part
+  // packs. A local sink takes many keys at once: it packs small parts in
+  // batches (part-batch.ts).
   // A sink that stores parts in groups (flush) reports them only when it
   // commits: its workers go on without waiting, and the run flushes at the end.
   const grouped = sink.flush !== undefined
@@ -264,7 +266,7 @@ async function packPlan(
     if (grouped) finishings.push(finishing)
     else await finishing
   }
-  await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, plan.keys.length) }, worker))
+  await Promise.all(Array.from({ length: Math.min(sink.keysAtOnce ?? KEY_WORKERS, plan.keys.length) }, worker))
   if (grouped) {
     // What was staged is complete: commit it even after a failure (as parts
     // finished before a failure always were), then collect every outcome.
