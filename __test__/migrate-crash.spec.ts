@@ -11,6 +11,8 @@ import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig
 import { FAULT_POINTS } from '../src/config/migrate'
 import { LocalSource } from '../src/storage/local'
 
+const N_BITS = 8
+
 /** What must hold at any moment, crash or not. */
 async function checkSafe(t: { true: (v: boolean, m?: string) => void }, tb: TestTable, rows: TestRow[], outDir: string) {
   const store = new LocalSource(outDir)
@@ -18,7 +20,7 @@ async function checkSafe(t: { true: (v: boolean, m?: string) => void }, tb: Test
   for (const r of rows) {
     const sourceGone = !fs.existsSync(r.location)
     if (!sourceGone && !archived.get(r.uid)) continue
-    const got = await readBack(store, r.uid, r.createdAt, 4)
+    const got = await readBack(store, r.uid, r.createdAt, N_BITS)
     t.true(got.data !== null && got.data.equals(r.data!), `${r.uid} (${sourceGone ? 'source deleted' : 'archived'}) is stored with its bytes`)
   }
 }
@@ -27,26 +29,28 @@ for (const fault of FAULT_POINTS) {
   test(`kill -9 at ${fault}, then a rerun: every row archived once, readable, no source lost`, async (t) => {
     const tb = await freshTable(`crash_${fault}`)
     t.teardown(() => tb.close())
-    const rows = makeFiles(tb.dir, 60)
+    // 300 rows over some 280 keys: more than four batches of 64 parts, so a
+    // kill when half the files are packed comes with parts still unwritten.
+    const rows = makeFiles(tb.dir, 300, { maxSize: 600 })
     await tb.insert(rows)
     const outDir = path.join(tb.dir, 'out')
-    const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { batch_size: 1000, delete_source_files: true } }), 'yaml')
+    const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { batch_size: 1000, delete_source_files: true }, packer: { n_bits: N_BITS } }), 'yaml')
 
     const killed = await runCli(['migrate', '--config', cfg], { env: { DES_TEST_FAULT: fault } })
     t.is(killed.code, -1, `killed by SIGKILL (stderr: ${killed.stderr})`)
     const archivedAfterCrash = [...(await tb.archived()).values()].filter(Boolean).length
     const committed = fault === 'after-mark' || fault === 'mid-delete'
-    t.is(archivedAfterCrash, committed ? 60 : 0, 'the claim rolls back unless the commit happened')
+    t.is(archivedAfterCrash, committed ? rows.length : 0, 'the claim rolls back unless the commit happened')
     await checkSafe(t, tb, rows, outDir)
     const storedAfterCrash = allStoredUids(outDir).size
-    if (fault === 'in-pack') t.true(storedAfterCrash > 0 && storedAfterCrash < 60, `killed half-way: ${storedAfterCrash} of 60 stored`)
-    else t.is(storedAfterCrash, 60)
+    if (fault === 'in-pack') t.true(storedAfterCrash > 0 && storedAfterCrash < rows.length, `killed half-way: ${storedAfterCrash} of ${rows.length} stored`)
+    else t.is(storedAfterCrash, rows.length)
 
     const rerun = await runCli(['migrate', '--config', cfg, '--json'])
     t.is(rerun.code, 0, rerun.stderr)
     const report = JSON.parse(rerun.stdout.toString())
     t.deepEqual(report.bad, [])
-    t.is(report.migrated, committed ? 0 : 60)
+    t.is(report.migrated, committed ? 0 : rows.length)
     // A rerun after packing finds the uids stored (skipExisting) and verifies them like new ones.
     if (!committed) t.is(report.already_stored, storedAfterCrash)
     const archived = await tb.archived()
@@ -57,7 +61,7 @@ for (const fault of FAULT_POINTS) {
       [],
       'every uid stored exactly once',
     )
-    t.is(stored.size, 60, 'nothing else stored')
+    t.is(stored.size, rows.length, 'nothing else stored')
     await checkSafe(t, tb, rows, outDir)
     if (!committed) t.true(rows.every((r) => !fs.existsSync(r.location)), 'sources deleted after the rerun')
   })

@@ -5,7 +5,7 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { packFiles, parseManifest, type PackInput } from '../src/pack'
+import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
 import { locateShard, ShardReader } from '../src/native'
 import { errorCode } from '../src/errors'
 import { asInputs, makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
@@ -294,14 +294,19 @@ test('a source that changes after the checks fails its part only: named with its
   const out = path.join(dir, 'out')
   let truncated = false
   const err = await t.throwsAsync(
-    packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, {
-      nBits: 4,
-      onProgress: () => {
-        // Keys go in manifest order, a few at a time: the last starts after this.
-        if (!truncated) fs.truncateSync(corpus.rows[5].source_path, 10)
-        truncated = true
+    runPack(
+      asInputs(corpus.rows),
+      { kind: 'local', dir: out },
+      { nBits: 4 },
+      {
+        // Asked for each key's existing parts after every source was checked, before anything is written.
+        existingParts: () => {
+          if (!truncated) fs.truncateSync(corpus.rows[5].source_path, 10)
+          truncated = true
+          return undefined
+        },
       },
-    }),
+    ),
   )
   t.is(errorCode(err), 'DES_BAD_ARG')
   t.regex(err!.message, /uid "22" \(input 6\): source .* is 10 bytes, the manifest says 1000/)
@@ -309,4 +314,28 @@ test('a source that changes after the checks fails its part only: named with its
   t.deepEqual(shardFiles(out), ['20240301/1.des', '20240301/2.des', '20240301/3.des', '20240301/4.des', '20240301/5.des'])
   const stored = await readLocalStore(out)
   for (const uid of ['17', '18', '19', '20', '21']) t.is(stored.get(uid)!.sha256, corpus.shas.get(uid))
+})
+
+test('small parts (packed many per call) and a large part (its own writer) in one run: every file stored once, in its key', async (t) => {
+  const dir = tempDir()
+  const at = '2024-03-01T12:00:00Z'
+  const out = path.join(dir, 'out')
+  // Two runs into one store (the second appends to the first's parts), each with
+  // three uids of one key, 6 MiB each: 18 MiB is past the batch's part size, so
+  // that part has a writer of its own; 30 small files take the batch.
+  for (const run of ['a', 'b']) {
+    const bigUids: string[] = []
+    const bigIndex = locateShard(`${run}-big0`, at, 4).shardIndex
+    for (let i = 0; bigUids.length < 3; i++) if (locateShard(`${run}-big${i}`, at, 4).shardIndex === bigIndex) bigUids.push(`${run}-big${i}`)
+    const specs = [...bigUids.map((uid) => ({ uid, size: 6 << 20 })), ...Array.from({ length: 30 }, (_, i) => ({ uid: `${run}-small${i}`, size: 500 + i }))]
+    const corpus = makeCorpus(path.join(dir, run), specs)
+    const result = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4 })
+    t.is(result.files, specs.length)
+    const stored = await readLocalStore(out)
+    for (const [uid, sha] of corpus.shas) {
+      t.is(stored.get(uid)?.sha256, sha, uid)
+      t.is(stored.get(uid)?.key, `20240301/${locateShard(uid, at, 4).shardHex}.des`, uid)
+    }
+  }
+  t.is((await readLocalStore(out)).size, 66)
 })
