@@ -4,7 +4,6 @@
 
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
-import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { availableCpus } from './cpus'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
@@ -19,6 +18,7 @@ import {
   MAX_N_BITS,
   MIN_N_BITS,
 } from './defaults'
+import { parseYaml } from './yaml'
 
 export type Backend = 'local' | 's3' | 'multi_s3'
 export type Layout = 'nested' | 'flat'
@@ -275,7 +275,7 @@ export function apiKeysFromEnv(raw: string | undefined): ApiKey[] {
 export function apiKeysFromFile(file: string): ApiKey[] {
   let doc: unknown
   try {
-    doc = YAML.parse(fs.readFileSync(file, 'utf8'))
+    doc = parseYaml(fs.readFileSync(file, 'utf8'))
   } catch (err) {
     throw new DesError('DES_CONFIG', `DES_API_KEYS_FILE=${file}: ${(err as Error).message}`)
   }

@@ -7,12 +7,12 @@
 
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import type { Codec } from '../native'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
 import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, type Layout } from './env'
+import { parseYaml } from './yaml'
 
 type Env = Record<string, string | undefined>
 
@@ -305,7 +305,7 @@ export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
   let doc: unknown
   try {
     // YAML is a superset of JSON, but JSON.parse gives clearer errors for .json files.
-    doc = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text)
+    doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text)
   } catch (err) {
     throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(err as Error).message}`)
   }

@@ -4,11 +4,11 @@
 // `uncovered` (a warning at start-up) and a read of one is not found.
 
 import * as fs from 'node:fs'
-import * as YAML from 'yaml'
 import { DesError } from '../errors'
 import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
 import { DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { enumVar, type S3Settings } from './env'
+import { parseYaml } from './yaml'
 
 export interface Zone {
   name: string
@@ -39,7 +39,7 @@ function int(file: string, v: unknown, what: string): number {
 export function parseZones(text: string, file: string, defaultNBits: number): ZonesConfig {
   let doc: any
   try {
-    doc = YAML.parse(text) // YAML is a superset of JSON
+    doc = parseYaml(text) // YAML is a superset of JSON
   } catch (err) {
     throw fail(file, `not valid YAML/JSON: ${(err as Error).message}`)
   }
