@@ -27,7 +27,6 @@ import type { ManifestEntry } from './manifest'
 import { assignToParts, named } from './plan'
 import { Plan, Planner } from './planner'
 import type { S3Target } from './s3-target'
-import { ZonedTarget } from './zoned-target'
 import { mapLimit } from './sources'
 import type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, S3SourceOptions } from './types'
 
@@ -87,6 +86,8 @@ function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtra
     // A zone's range means shard indexes of its n_bits: another routing would put keys in the wrong zones.
     if (target.nBits !== nBits) throw new DesError('DES_BAD_ARG', `the zones file routes with n_bits ${target.nBits}, this run with ${nBits}`)
     const zones = target.zones.map((z) => ({ zone: z, sink: sinkFor({ kind: 's3', bucket: z.bucket, prefix: z.prefix, client: z.client }, settings, extras, nBits) as S3Target }))
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { ZonedTarget } = require('./zoned-target') as typeof import('./zoned-target')
     return new ZonedTarget(nBits, zones)
   }
   throw new DesError('DES_BAD_ARG', 'target must be {kind: "local", dir}, {kind: "s3", bucket, prefix, client} or {kind: "zones", nBits, zones}')
