@@ -233,6 +233,15 @@ export class ManifestScanner {
     let entryStart = this.inEntry ? from : -1
     const n = chunk.length
     for (let i = from; i < n; i++) {
+      if (this.inString && !this.escaped) {
+        // Most bytes of a manifest are inside strings: skip to the next one that matters.
+        while (i < n) {
+          const c = chunk[i]
+          if (c === QUOTE || c === BACKSLASH || c < 0x20) break
+          i++
+        }
+        if (i === n) break
+      }
       const b = chunk[i]
       if (this.inString) {
         if (this.escaped) this.escaped = false
