@@ -43,7 +43,8 @@ pub use format::{
 pub use index::{encode_index, ShardIndex, MAX_STATED_SIZE};
 pub use meta::canonical_meta;
 pub use pack::{
-  pack_into, pack_parts, PackItem, PackProgress, PackSource, PartJob, PartOutcome, BATCH_BYTES,
+  pack_into, pack_parts, stat_sources, PackItem, PackProgress, PackSource, PartJob, PartOutcome,
+  SourceStat, BATCH_BYTES,
 };
 pub use payload::{check_fetched, read_payload, KeepIn, PayloadForm, ShardSource};
 pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};

@@ -99,6 +99,41 @@ fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
   Ok(data)
 }
 
+/// What a look at a local source found (`stat_sources`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceStat {
+  /// A regular file (symlinks followed) of this many bytes.
+  File(u64),
+  /// Nothing there (or a path through something that is not a folder).
+  Missing,
+  NotFile,
+  /// Any other failure (permissions, I/O), in words.
+  Unreadable(String),
+}
+
+/// Looks at many local sources on every core, without reading them: the
+/// checks a run makes before it writes anything. Results in order.
+pub fn stat_sources(paths: &[PathBuf]) -> Vec<SourceStat> {
+  paths
+    .par_iter()
+    .with_min_len(256)
+    .map(|path| match std::fs::metadata(path) {
+      Ok(m) if m.is_file() => SourceStat::File(m.len()),
+      Ok(_) => SourceStat::NotFile,
+      // A path through a file (ENOTDIR) is as good as missing.
+      Err(e)
+        if matches!(
+          e.kind(),
+          std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+        ) =>
+      {
+        SourceStat::Missing
+      }
+      Err(e) => SourceStat::Unreadable(e.to_string()),
+    })
+    .collect()
+}
+
 /// What one `pack_into` call did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PackProgress {
@@ -468,6 +503,28 @@ mod tests {
     let o = pack_parts(vec![full], &opts).pop().unwrap().unwrap();
     assert_eq!((o.consumed, o.summary.is_none()), (0, true));
     assert_eq!(std::fs::read(&target).unwrap(), before);
+  }
+
+  #[test]
+  fn sources_are_stated_in_order_as_files_missing_or_not_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"12345").unwrap();
+    let paths = vec![
+      file.clone(),
+      dir.path().join("absent"),
+      dir.path().to_path_buf(),
+      file.join("through-a-file"),
+    ];
+    assert_eq!(
+      stat_sources(&paths),
+      vec![
+        SourceStat::File(5),
+        SourceStat::Missing,
+        SourceStat::NotFile,
+        SourceStat::Missing
+      ]
+    );
   }
 
   #[test]
