@@ -365,6 +365,13 @@ export interface ShardWriteSummary {
   bigfiles: number
 }
 
+/**
+ * The size of each local source, in order, or why it cannot be read: -1
+ * missing, -2 not a regular file, -3 another failure (stat it again to say
+ * which). Numbers, not objects: they cross into JS far more cheaply.
+ */
+export declare function statSources(paths: Array<string>): Promise<Array<number>>
+
 /** Where the footer says the index lies. */
 export interface TailFooter {
   indexOffset: number

@@ -848,5 +848,6 @@ module.exports.packParts = nativeBinding.packParts
 module.exports.parseTimestamp = nativeBinding.parseTimestamp
 module.exports.payloadCeiling = nativeBinding.payloadCeiling
 module.exports.setPayloadCeiling = nativeBinding.setPayloadCeiling
+module.exports.statSources = nativeBinding.statSources
 module.exports.verifyBigfile = nativeBinding.verifyBigfile
 module.exports.verifyShardFile = nativeBinding.verifyShardFile

@@ -310,6 +310,11 @@ export function packParts(parts: PartFiles[], options?: ShardWriterOptions): Pro
   return later(() => addon.packParts(parts, options))
 }
 
+/** Each local source's size, in order, or why not: -1 missing, -2 not a regular file, -3 another failure. Looked at on every core. */
+export function statSources(paths: string[]): Promise<number[]> {
+  return later(() => addon.statSources(paths))
+}
+
 export type StagedGroup = Native.StagedGroup
 export const StagedGroup = addon.StagedGroup
 

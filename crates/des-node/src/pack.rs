@@ -1,5 +1,6 @@
-//! `packParts`: many local parts filled, staged and committed with one call
-//! (`des_core::pack_parts`).
+//! The packer's batch calls: `packParts` (many local parts filled, staged
+//! and committed with one call, `des_core::pack_parts`) and `statSources`
+//! (its checks of local sources, `des_core::stat_sources`).
 
 use crate::error::bad_arg;
 use crate::writer::{core_options, path_items, summary_of, ShardWriteSummary, ShardWriterOptions};
@@ -98,4 +99,40 @@ pub fn pack_parts(
     });
   }
   Ok(AsyncTask::new(PackPartsTask { jobs, opts }))
+}
+
+/// Looks at local sources on every core, off the event loop.
+pub struct StatSourcesTask {
+  paths: Vec<PathBuf>,
+}
+
+impl Task for StatSourcesTask {
+  type Output = Vec<f64>;
+  type JsValue = Vec<f64>;
+  fn compute(&mut self) -> napi::Result<Vec<f64>> {
+    Ok(
+      des_core::stat_sources(&self.paths)
+        .into_iter()
+        .map(|s| match s {
+          des_core::SourceStat::File(size) => size as f64,
+          des_core::SourceStat::Missing => -1.0,
+          des_core::SourceStat::NotFile => -2.0,
+          des_core::SourceStat::Unreadable(_) => -3.0,
+        })
+        .collect(),
+    )
+  }
+  fn resolve(&mut self, _env: Env, r: Vec<f64>) -> napi::Result<Vec<f64>> {
+    Ok(r)
+  }
+}
+
+/// The size of each local source, in order, or why it cannot be read: -1
+/// missing, -2 not a regular file, -3 another failure (stat it again to say
+/// which). Numbers, not objects: they cross into JS far more cheaply.
+#[napi(ts_return_type = "Promise<Array<number>>")]
+pub fn stat_sources(paths: Vec<String>) -> AsyncTask<StatSourcesTask> {
+  AsyncTask::new(StatSourcesTask {
+    paths: paths.into_iter().map(PathBuf::from).collect(),
+  })
 }
