@@ -72,6 +72,12 @@ const isSpace = (b: number) => b === 0x20 || b === NL || b === 0x0d || b === 0x0
 const CLOSER: Record<number, number> = { 0x7b: 0x7d, 0x5b: 0x5d }
 const BOM = [0xef, 0xbb, 0xbf]
 
+/** Where the next `byte` is in `chunk` from `from`, or its length when there is none. */
+function nextOf(chunk: Buffer, byte: number, from: number): number {
+  const at = chunk.indexOf(byte, from)
+  return at < 0 ? chunk.length : at
+}
+
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
@@ -232,14 +238,17 @@ export class ManifestScanner {
   private scanArray(chunk: Buffer, from: number): void {
     let entryStart = this.inEntry ? from : -1
     const n = chunk.length
+    // Most bytes of a manifest are inside strings: a string is skipped to its
+    // next quote, backslash or newline, found natively (where each next one
+    // is, kept while it lies ahead); any other control byte in a string is
+    // JSON.parse's to refuse.
+    let nextBackslash = -1
+    let nextNewline = -1
     for (let i = from; i < n; i++) {
       if (this.inString && !this.escaped) {
-        // Most bytes of a manifest are inside strings: skip to the next one that matters.
-        while (i < n) {
-          const c = chunk[i]
-          if (c === QUOTE || c === BACKSLASH || c < 0x20) break
-          i++
-        }
+        if (nextBackslash < i) nextBackslash = nextOf(chunk, BACKSLASH, i)
+        if (nextNewline < i) nextNewline = nextOf(chunk, NL, i)
+        i = Math.min(nextOf(chunk, QUOTE, i), nextBackslash, nextNewline)
         if (i === n) break
       }
       const b = chunk[i]
