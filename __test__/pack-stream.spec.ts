@@ -6,7 +6,7 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { ManifestScanner, parseManifest, readManifest } from '../src/pack/manifest'
+import { ManifestScanner, parseManifest, readManifest, readManifestBatches } from '../src/pack/manifest'
 import { runPack, type PackInput } from '../src/pack'
 import { errorCode } from '../src/errors'
 import { runCli } from './helpers/cli'
@@ -75,7 +75,7 @@ test('a malformed manifest is refused with the line where it goes wrong', (t) =>
   }
 })
 
-test('readManifest streams a file; a missing one is DES_NOT_FOUND', async (t) => {
+test('readManifest streams a file (readManifestBatches a chunk at a time); a missing one is DES_NOT_FOUND', async (t) => {
   const dir = tempDir()
   const file = path.join(dir, 'm.jsonl')
   fs.writeFileSync(file, Array.from({ length: 30_000 }, (_, i) => JSON.stringify(row(`u${i}`))).join('\n'))
@@ -86,6 +86,14 @@ test('readManifest streams a file; a missing one is DES_NOT_FOUND', async (t) =>
     n++
   }
   t.is(n, 30_000)
+  // In batches: the same entries in the same order, more than one batch (chunks of 256 KiB).
+  const batches: string[][] = []
+  for await (const batch of readManifestBatches(file)) batches.push(batch.map((e) => `${e.input.uid}@${e.label}`))
+  t.true(batches.length > 1)
+  t.deepEqual(
+    batches.flat(),
+    Array.from({ length: 30_000 }, (_, i) => `u${i}@line ${i + 1}`),
+  )
   const gone = readManifest(path.join(dir, 'nope.json'))
   const err = await t.throwsAsync(gone.next())
   t.is(errorCode(err), 'DES_NOT_FOUND')

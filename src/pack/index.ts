@@ -4,7 +4,7 @@
 
 export { packFiles, runPack } from './run'
 export type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, PackZone, KnownPart, S3Hooks, S3SourceOptions, WorkerSlice } from './types'
-export { manifestEntriesHint, parseManifest, readManifest, type Manifest, type ManifestEntry } from './manifest'
+export { manifestEntriesHint, parseManifest, readManifest, readManifestBatches, type Manifest, type ManifestEntry } from './manifest'
 export { formatBytes, progressBar } from './progress'
 export { DEFAULT_MEMORY_ENTRIES } from './planner'
 export { zonesPackTarget } from './zoned-target'

@@ -343,9 +343,12 @@ export class Planner {
    * Plans every entry. The first problem in manifest order is the one
    * thrown: a bad entry, or a uid whose second occurrence comes before it.
    */
-  async run(entries: Iterable<ManifestEntry> | AsyncIterable<ManifestEntry>): Promise<Plan> {
+  async run(entries: Iterable<ManifestEntry> | AsyncIterable<ManifestEntry | ManifestEntry[]>): Promise<Plan> {
     try {
-      for await (const e of entries) this.add(e.input, e.label)
+      for await (const e of entries) {
+        if (Array.isArray(e)) for (const one of e) this.add(one.input, one.label)
+        else this.add(e.input, e.label)
+      }
     } catch (err) {
       const dup = this.uids.spilled ? this.uids.firstDuplicate(this.total) : null
       throw dup ? duplicateError(dup) : err

@@ -8,9 +8,10 @@
 // completion on the old ETag), so a failure leaves each shard as it was or
 // wholly written, never partial.
 //
-// Inputs come as an array or as a manifest stream (readManifest); the plan
-// (planner.ts) spills to temp files past `memoryEntries`, so a run of
-// millions of files holds a bucket of keys at a time, not the manifest.
+// Inputs come as an array or as a manifest stream (readManifest, or
+// readManifestBatches a chunk's entries at a time); the plan (planner.ts)
+// spills to temp files past `memoryEntries`, so a run of millions of files
+// holds a bucket of keys at a time, not the manifest.
 // `worker` splits one manifest's keys between processes (an Indexed Job).
 
 //
@@ -102,7 +103,7 @@ function* labelled(inputs: PackInput[], label: (i: number) => string): Generator
   for (let i = 0; i < inputs.length; i++) yield { input: inputs[i], label: label(i) }
 }
 
-function isAsyncIterable(x: unknown): x is AsyncIterable<ManifestEntry> {
+function isAsyncIterable(x: unknown): x is AsyncIterable<ManifestEntry | ManifestEntry[]> {
   return typeof (x as AsyncIterable<unknown>)?.[Symbol.asyncIterator] === 'function'
 }
 
@@ -112,7 +113,7 @@ function isAsyncIterable(x: unknown): x is AsyncIterable<ManifestEntry> {
  * seams. A stream's result lists no uids per shard (they would be the whole
  * manifest in memory).
  */
-export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry>, target: PackTarget, opts: PackOptions = {}, extras: PackExtras = {}): Promise<PackResult> {
+export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry | ManifestEntry[]>, target: PackTarget, opts: PackOptions = {}, extras: PackExtras = {}): Promise<PackResult> {
   const started = process.hrtime.bigint()
   const fromArray = Array.isArray(inputs)
   if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')

@@ -73,7 +73,7 @@ export function register(y: Argv): Argv {
         .example('DES_BACKEND=multi_s3 DES_ZONES_CONFIG=zones.yaml $0 pack --input-json manifest.jsonl', 'each shard to the zone (bucket, prefix) that serves its shard index'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
-      const { formatBytes, manifestEntriesHint, progressBar, readManifest, runPack, zonesPackTarget } = await import('../../pack')
+      const { formatBytes, manifestEntriesHint, progressBar, readManifestBatches, runPack, zonesPackTarget } = await import('../../pack')
       const { writeZonesFromEnv } = await import('../../config/zones')
       // The S3 client brings the AWS SDK (~80 ms to load): only when S3 is used.
       type S3ClientModule = typeof import('../../storage/s3-client')
@@ -135,7 +135,7 @@ export function register(y: Argv): Argv {
       let result: PackResult
       try {
         const manifest = argv['input-json']
-        result = await runPack(readManifest(manifest), target, opts, { memoryEntries, expectedEntries: await manifestEntriesHint(manifest) })
+        result = await runPack(readManifestBatches(manifest), target, opts, { memoryEntries, expectedEntries: await manifestEntriesHint(manifest) })
       } finally {
         bar?.stop()
       }
