@@ -244,6 +244,28 @@ export interface EntryInfo {
 export declare function footerFromTail(tail: Buffer, objectSize: number): TailFooter
 
 /**
+ * `locateShard` for many rows at once: what a packer's plan needs of each
+ * (shard index, date folder, hex), with the folders and hexes given once
+ * each and referred to by position (far fewer strings cross into JS).
+ */
+export interface LocatedRows {
+  /**
+   * The shard index of each row; 4294967295 where `created_at` is not a
+   * timestamp (`locateShard` of that row says why).
+   */
+  indexes: Uint32Array
+  /** Each row's date folder, as a position in `dates`. */
+  dateOf: Uint32Array
+  dates: Array<string>
+  /** Each row's shard hex, as a position in `hexes`. */
+  hexOf: Uint32Array
+  hexes: Array<string>
+}
+
+/** Routes `uids[i]` created at `createdAts[i]` for every row. */
+export declare function locateRows(uids: Array<string>, createdAts: Array<string>, nBits: number): LocatedRows
+
+/**
  * Routes a uid created at an ISO-8601 instant (no offset = UTC) to its shard.
  * `nBits` (default 8) must be 4..16.
  */

@@ -842,6 +842,7 @@ module.exports.ShardWriter = nativeBinding.ShardWriter
 module.exports.StagedGroup = nativeBinding.StagedGroup
 module.exports.codecNames = nativeBinding.codecNames
 module.exports.footerFromTail = nativeBinding.footerFromTail
+module.exports.locateRows = nativeBinding.locateRows
 module.exports.locateShard = nativeBinding.locateShard
 module.exports.locateShardRow = nativeBinding.locateShardRow
 module.exports.packParts = nativeBinding.packParts

@@ -3,7 +3,7 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { locateShard, ShardReader } from '../src/native'
+import { locateShard, locateShards, ShardReader } from '../src/native'
 import { errorCode } from '../src/errors'
 import { GOLDEN, SHARED_GOLDEN, goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -45,6 +45,33 @@ test('every line of routing.jsonl routes to the same key as the reference', (t) 
     }
   }
   t.pass()
+})
+
+test('routing.jsonl routed many rows at a time (a plan\'s batch) gives each row its own route; a row that does not route gives null', (t) => {
+  const cases = fs
+    .readFileSync(goldenPath('routing.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line) as { uid: string; created_at: string; n_bits: number; error?: string; shard_index: number; shard_hex: string; object_key: string })
+  for (const nBits of new Set(cases.map((c) => c.n_bits))) {
+    const rows = cases.filter((c) => c.n_bits === nBits)
+    if (nBits < 4 || nBits > 16) {
+      // n_bits is the batch's: out of range, the whole call is refused.
+      t.is(errorCode(t.throws(() => locateShards([rows[0].uid], [rows[0].created_at], nBits))), 'DES_BAD_ARG')
+      continue
+    }
+    const routes = locateShards(
+      rows.map((c) => c.uid),
+      rows.map((c) => c.created_at),
+      nBits,
+    )
+    t.is(routes.length, rows.length)
+    rows.forEach((c, i) => {
+      const r = routes[i]
+      if (c.error) t.is(r, null, JSON.stringify(c))
+      else if (!r || `${r.dateDir}/${r.shardHex}.des` !== c.object_key || r.shardIndex !== c.shard_index || r.shardHex !== c.shard_hex) t.fail(`${JSON.stringify(c)} -> ${JSON.stringify(r)}`)
+    })
+  }
 })
 
 for (const { file, expect } of goldenShards()) {

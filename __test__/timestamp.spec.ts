@@ -5,7 +5,7 @@
 
 import test from 'ava'
 import { locateShard } from '../src/native'
-import { locateIn, lookupsFor } from '../src/store/layout'
+import { locateIn, locateManyIn, lookupsFor } from '../src/store/layout'
 import { readTimestamp } from '../src/store/timestamp'
 import { errorCode } from '../src/errors'
 
@@ -67,6 +67,20 @@ for (const [createdAt, written, utc] of CASES) {
     t.is(locateIn('nested', '7', createdAt, 8).dateDir, utc)
   })
 }
+
+test('every created_at case routed in one batch (locateManyIn) gets the date of its layout, or null where it is refused', (t) => {
+  for (const layout of ['flat', 'nested'] as const) {
+    const routes = locateManyIn(
+      layout,
+      CASES.map(() => '7'),
+      CASES.map(([createdAt]) => createdAt),
+      8,
+    )
+    CASES.forEach(([createdAt, written, utc], i) => {
+      t.is(routes[i]?.dateDir ?? null, written === null ? null : layout === 'flat' ? written : utc, `${layout} ${JSON.stringify(createdAt)}`)
+    })
+  }
+})
 
 test('the flat layout names shards <date as written>_<HEX>_0000.des; the nested one <UTC date>/<HEX>.des; shard index and hex are the same', (t) => {
   const flat = locateIn('flat', 'doc-1', '2024-03-01T23:30:00-05:00', 8)

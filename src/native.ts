@@ -79,6 +79,20 @@ export function locateShard(uid: string | number, createdAt: string, nBits = 8):
   return { uid: id, dateDir: row[0], shardIndex: row[1], shardHex: row[2], objectKey: row[3] }
 }
 
+/** A row's route without its uid and key: what a plan needs. */
+export type ShardRoute = Pick<ShardLocation, 'dateDir' | 'shardIndex' | 'shardHex'>
+
+/** `locateShard` of many rows in one call; null for a row whose createdAt does not parse (locateShard says why). */
+export function locateShards(uids: string[], createdAts: string[], nBits = 8): Array<ShardRoute | null> {
+  const r = sync(() => addon.locateRows(uids, createdAts, nBits))
+  const out = new Array<ShardRoute | null>(uids.length)
+  for (let i = 0; i < uids.length; i++) {
+    const shardIndex = r.indexes[i]
+    out[i] = shardIndex === 0xffffffff ? null : { dateDir: r.dates[r.dateOf[i]], shardIndex, shardHex: r.hexes[r.hexOf[i]] }
+  }
+  return out
+}
+
 /** Seconds since the epoch of an ISO-8601 timestamp. Throws DES_BAD_ARG. */
 export function parseTimestamp(createdAt: string): number {
   return sync(() => addon.parseTimestamp(createdAt))

@@ -18,7 +18,8 @@ import { DesError } from '../errors'
 import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { isS3Url } from '../storage/s3-url'
-import { locateIn } from '../store/layout'
+import { locateIn, locateManyIn } from '../store/layout'
+import type { ShardRoute } from '../native'
 import type { PackInput, WorkerSlice } from './types'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
@@ -346,7 +347,7 @@ export class Planner {
   async run(entries: Iterable<ManifestEntry> | AsyncIterable<ManifestEntry | ManifestEntry[]>): Promise<Plan> {
     try {
       for await (const e of entries) {
-        if (Array.isArray(e)) for (const one of e) this.add(one.input, one.label)
+        if (Array.isArray(e)) this.addBatch(e)
         else this.add(e.input, e.label)
       }
     } catch (err) {
@@ -369,7 +370,19 @@ export class Planner {
     )
   }
 
-  private add(input: PackInput, where: string): void {
+  /** A manifest's batch: routed in one call, then added one by one. */
+  private addBatch(batch: ManifestEntry[]): void {
+    const routes = locateManyIn(
+      this.settings.layout ?? 'nested',
+      batch.map((e) => String(e.input.uid)),
+      batch.map((e) => String(e.input.createdAt)),
+      this.settings.nBits,
+    )
+    batch.forEach((e, i) => this.add(e.input, e.label, routes[i] ?? undefined))
+  }
+
+  /** Plans one input; `route`, when given, is its route (else it is routed here, or fails with why). */
+  private add(input: PackInput, where: string, route?: ShardRoute): void {
     if (this.mem && this.total >= this.memoryEntries) this.spill()
     const index = this.total
     if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
@@ -380,7 +393,7 @@ export class Planner {
     }
     const before = this.uids.add(input.uid, index, where)
     if (before !== undefined) throw duplicateError({ uid: input.uid, first: before, second: where, index })
-    let loc = input.location
+    let loc: ShardRoute | undefined = input.location ?? route
     if (!loc) {
       try {
         loc = locateIn(this.settings.layout ?? 'nested', input.uid, String(input.createdAt), this.settings.nBits)

@@ -7,7 +7,7 @@
 
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
-import { locateShard, type ShardLocation } from '../native'
+import { locateShard, locateShards, type ShardLocation, type ShardRoute } from '../native'
 import { readTimestamp } from './timestamp'
 
 /**
@@ -64,6 +64,22 @@ export function locateIn(layout: Layout, uid: string, createdAt: string, nBits: 
   const loc = locateShard(uid, ts.canonical, nBits)
   if (layout === 'nested') return loc
   return withDate(layout, loc, ts.writtenDate)
+}
+
+/**
+ * `locateIn` of many rows in one call (a plan's batch of a manifest): each
+ * row's route, or null where its createdAt is not a timestamp (`locateIn`
+ * of that row throws the error).
+ */
+export function locateManyIn(layout: Layout, uids: string[], createdAts: string[], nBits: number): Array<ShardRoute | null> {
+  const stamps = createdAts.map(readTimestamp)
+  const routes = locateShards(
+    uids,
+    stamps.map((ts) => ts.canonical),
+    nBits,
+  )
+  if (layout === 'nested') return routes
+  return routes.map((r, i) => r && { dateDir: stamps[i].writtenDate, shardIndex: r.shardIndex, shardHex: r.shardHex })
 }
 
 function withDate(layout: Layout, loc: ShardLocation, dateDir: string): ShardLocation {
