@@ -7,12 +7,18 @@
 import * as path from 'node:path'
 import { lookup } from 'mime-types'
 
+/** Types by lower-case extension, as looked up so far (a run of thousands of files has a few extensions). */
+const typeByExtension = new Map<string, string | undefined>()
+
 /** The type the extension of `name` (a path, an `s3://` URI or a uid) says, or undefined. */
 export function typeFromName(name: string): string | undefined {
-  const base = path.posix.basename(name.replace(/[?#].*$/, ''))
-  if (!path.posix.extname(base)) return undefined
-  const type = lookup(base)
-  return type === false ? undefined : type
+  const ext = path.posix.extname(path.posix.basename(name.replace(/[?#].*$/, ''))).toLowerCase()
+  if (!ext) return undefined
+  if (!typeByExtension.has(ext)) {
+    const type = lookup(ext)
+    typeByExtension.set(ext, type === false ? undefined : type)
+  }
+  return typeByExtension.get(ext)
 }
 
 /**
