@@ -26,7 +26,8 @@ import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
 import { assignToParts, named } from './plan'
-import { Plan, Planner } from './planner'
+import { InputBudget } from './in-flight'
+import { Plan, Planner, type KeyInfo } from './planner'
 import type { S3Target } from './s3-target'
 import { mapLimit } from './sources'
 import type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, PackedShard, S3SourceOptions } from './types'
@@ -34,6 +35,8 @@ import type { PackExtras, PackInput, PackOptions, PackResult, PackTarget, Packed
 const CODECS = ['zstd', 'lz4', 'none'] as const
 /** Keys packed at once unless the sink says (see `worker` in runPack). */
 const KEY_WORKERS = 3
+/** Inputs of the keys being packed at once, at most (a larger key is packed alone). */
+const INPUTS_IN_HAND = 8_192
 /** Keys whose existing parts are read at once before writing (S3: tail GETs). */
 const PREPASS_CONCURRENCY = 16
 
@@ -216,6 +219,36 @@ async function packPlan(
   // commits: its workers go on without waiting, and the run flushes at the end.
   const grouped = sink.flush !== undefined
   const finishings: Array<Promise<void>> = []
+  // One key: its replaced uids, then its new files part by part. A function
+  // of its own, so that what a key held is let go when it returns.
+  const packKey = async (key: KeyInfo, settle: (w: PartWrite, rank: number) => Promise<void>) => {
+    const keyPlan = await plan.keyPlan(key)
+    // Keys are written in order of first appearance (by bucket when spilled), parts in order.
+    const rank = (part: number) => key.ordinal * 1e6 + part
+    let fresh = keyPlan.items
+    let parts = key.parts
+    if (key.hits) {
+      const readers: Array<ShardReader | null> = await sink.existingParts(keyPlan)
+      const assign = assignToParts(keyPlan.items, readers, opts)
+      parts = readers.length
+      if (assign.skipped.length) {
+        skipped += assign.skipped.length
+        progress(assign.skipped.length, assign.skipped.reduce((s, p) => s + p.size, 0))
+      }
+      for (const [part, list] of assign.replacements) {
+        await settle(await sink.writePart(keyPlan, part, list, undefined, { ...ctxBase, replace: true }), rank(part))
+      }
+      fresh = assign.fresh
+    }
+    let rest = fresh
+    for (let part = firstPart(parts); rest.length > 0; part++) {
+      const w = await sink.writePart(keyPlan, part, rest, opts.maxShardSize, ctxBase)
+      skipped += w.fill.skipped.length
+      rest = w.fill.rest
+      await settle(w, rank(part))
+    }
+  }
+  const inHand = new InputBudget(INPUTS_IN_HAND)
   const worker = async () => {
     let finishing: Promise<void> = Promise.resolve()
     const settle = async (w: PartWrite, rank: number) => {
@@ -236,30 +269,11 @@ async function packPlan(
     try {
       while (!failure && nextKey < plan.keys.length) {
         const key = plan.keys[nextKey++]
-        const keyPlan = await plan.keyPlan(key)
-        // Keys are written in order of first appearance (by bucket when spilled), parts in order.
-        const rank = (part: number) => key.ordinal * 1e6 + part
-        let fresh = keyPlan.items
-        let parts = key.parts
-        if (key.hits) {
-          const readers: Array<ShardReader | null> = await sink.existingParts(keyPlan)
-          const assign = assignToParts(keyPlan.items, readers, opts)
-          parts = readers.length
-          if (assign.skipped.length) {
-            skipped += assign.skipped.length
-            progress(assign.skipped.length, assign.skipped.reduce((s, p) => s + p.size, 0))
-          }
-          for (const [part, list] of assign.replacements) {
-            await settle(await sink.writePart(keyPlan, part, list, undefined, { ...ctxBase, replace: true }), rank(part))
-          }
-          fresh = assign.fresh
-        }
-        let rest = fresh
-        for (let part = firstPart(parts); rest.length > 0; part++) {
-          const w = await sink.writePart(keyPlan, part, rest, opts.maxShardSize, ctxBase)
-          skipped += w.fill.skipped.length
-          rest = w.fill.rest
-          await settle(w, rank(part))
+        const release = await inHand.take(key.files)
+        try {
+          await packKey(key, settle)
+        } finally {
+          release()
         }
       }
     } catch (err) {
