@@ -242,15 +242,18 @@ export class ManifestScanner {
     const n = chunk.length
     // Most bytes of a manifest are inside strings: a string is skipped to its
     // next quote, backslash or newline, found natively (where each next one
-    // is, kept while it lies ahead); any other control byte in a string is
-    // JSON.parse's to refuse.
+    // is, kept while it lies ahead: a string of many escapes is not searched
+    // again to its end after each one); any other control byte in a string
+    // is JSON.parse's to refuse.
+    let nextQuote = -1
     let nextBackslash = -1
     let nextNewline = -1
     for (let i = from; i < n; i++) {
       if (this.inString && !this.escaped) {
+        if (nextQuote < i) nextQuote = nextOf(chunk, QUOTE, i)
         if (nextBackslash < i) nextBackslash = nextOf(chunk, BACKSLASH, i)
         if (nextNewline < i) nextNewline = nextOf(chunk, NL, i)
-        i = Math.min(nextOf(chunk, QUOTE, i), nextBackslash, nextNewline)
+        i = Math.min(nextQuote, nextBackslash, nextNewline)
         if (i === n) break
       }
       const b = chunk[i]
