@@ -37,30 +37,44 @@ pub(crate) enum Turn {
   Absent(Option<ShardLock>),
 }
 
-/// Takes this writer's turn on `target`, waiting for any other writer.
+/// Takes this writer's turn on `target`: waiting for any other writer, or,
+/// without `wait`, None at once when another writer holds it. A process
+/// that holds other shards' turns must not wait (two runs each holding what
+/// the other waits for would wait for ever): it tries, and waits only once
+/// it holds nothing.
 #[cfg(unix)]
-pub(crate) fn take_turn(target: &Path) -> Result<Turn> {
+pub(crate) fn take_turn(target: &Path, wait: bool) -> Result<Option<Turn>> {
   use std::os::unix::fs::MetadataExt;
   let shown = || target.display().to_string();
   loop {
     let file = match File::open(target) {
       Ok(f) => f,
-      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Turn::Absent(None)),
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Turn::Absent(None))),
       Err(e) => return Err(DesError::io(format!("open {}", shown()), e)),
     };
-    file
-      .lock()
-      .map_err(|e| DesError::io(format!("lock {}", shown()), e))?;
+    if wait {
+      file
+        .lock()
+        .map_err(|e| DesError::io(format!("lock {}", shown()), e))?;
+    } else {
+      match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+          return Err(DesError::io(format!("lock {}", shown()), e))
+        }
+      }
+    }
     let held = file
       .metadata()
       .map_err(|e| DesError::io(format!("stat {}", shown()), e))?;
     match std::fs::metadata(target) {
       Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => {
-        return Ok(Turn::Existing(ShardLock { _file: file }))
+        return Ok(Some(Turn::Existing(ShardLock { _file: file })))
       }
       // Replaced (or removed) while we waited: take our turn on what is there now.
       Ok(_) => continue,
-      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Turn::Absent(None)),
+      Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Turn::Absent(None))),
       Err(e) => return Err(DesError::io(format!("stat {}", shown()), e)),
     }
   }
@@ -81,9 +95,10 @@ pub(crate) fn wait_for_writer(file: &File) -> bool {
   }
 }
 
-/// Takes this writer's turn on `target` through a `<target>.lock` file.
+/// Takes this writer's turn on `target` through a `<target>.lock` file
+/// (`wait` as on Unix).
 #[cfg(not(unix))]
-pub(crate) fn take_turn(target: &Path) -> Result<Turn> {
+pub(crate) fn take_turn(target: &Path, wait: bool) -> Result<Option<Turn>> {
   let mut name = target.file_name().unwrap_or_default().to_os_string();
   name.push(".lock");
   let lock_path = target.with_file_name(name);
@@ -97,13 +112,23 @@ pub(crate) fn take_turn(target: &Path) -> Result<Turn> {
     .write(true)
     .open(&lock_path)
     .map_err(|e| DesError::io(format!("open {}", lock_path.display()), e))?;
-  file
-    .lock()
-    .map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))?;
+  if wait {
+    file
+      .lock()
+      .map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))?;
+  } else {
+    match file.try_lock() {
+      Ok(()) => {}
+      Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+      Err(std::fs::TryLockError::Error(e)) => {
+        return Err(DesError::io(format!("lock {}", lock_path.display()), e))
+      }
+    }
+  }
   let lock = ShardLock { _file: file };
-  Ok(if target.exists() {
+  Ok(Some(if target.exists() {
     Turn::Existing(lock)
   } else {
     Turn::Absent(Some(lock))
-  })
+  }))
 }

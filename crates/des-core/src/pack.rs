@@ -207,6 +207,10 @@ pub struct PartJob {
   pub max_data_size: Option<u64>,
   /// BigFiles of this part go here (else the options' folder).
   pub bigfiles_dir: Option<PathBuf>,
+  /// Wait for the shard's turn when another writer holds it. Only a part
+  /// alone in its batch waits (holding no other turn); in a batch of more,
+  /// a part whose turn is held elsewhere comes back `busy`.
+  pub wait: bool,
 }
 
 /// What one part of a batch came to.
@@ -219,6 +223,9 @@ pub struct PartOutcome {
   pub consumed: usize,
   /// The stored part; None when nothing was added (it was left as it was).
   pub summary: Option<WriteSummary>,
+  /// Another writer held the shard's turn: nothing was done; the caller
+  /// packs this part again, alone (`wait`), once it holds no other turn.
+  pub busy: bool,
 }
 
 /// Packs many parts with one call: each part is filled on a thread of the
@@ -227,10 +234,20 @@ pub struct PartOutcome {
 /// group, then each put in place). A part's failure is its own; the others
 /// are still stored. Outcomes come in the order of the jobs.
 pub fn pack_parts(jobs: Vec<PartJob>, opts: &WriterOptions) -> Vec<Result<PartOutcome>> {
-  let filled: Vec<Result<(Option<Staged>, PartOutcome)>> = jobs
-    .into_par_iter()
-    .map(|job| fill_part(job, opts))
-    .collect();
+  // A part alone is filled on this thread: if it waits for its turn, it
+  // does not hold one of the pool's threads while it waits.
+  let alone = jobs.len() == 1;
+  let filled: Vec<Result<(Option<Staged>, PartOutcome)>> = if alone {
+    jobs
+      .into_iter()
+      .map(|job| fill_part(job, opts, true))
+      .collect()
+  } else {
+    jobs
+      .into_par_iter()
+      .map(|job| fill_part(job, opts, false))
+      .collect()
+  };
   let mut staged = Vec::new();
   // Each part's outcome, with where its staged shard is in `staged`.
   let waiting: Vec<Result<(Option<usize>, PartOutcome)>> = filled
@@ -263,12 +280,29 @@ pub fn pack_parts(jobs: Vec<PartJob>, opts: &WriterOptions) -> Vec<Result<PartOu
 }
 
 /// Fills one part and stages it (nothing staged when nothing was added).
-fn fill_part(job: PartJob, opts: &WriterOptions) -> Result<(Option<Staged>, PartOutcome)> {
+fn fill_part(
+  job: PartJob,
+  opts: &WriterOptions,
+  alone: bool,
+) -> Result<(Option<Staged>, PartOutcome)> {
   let mut opts = opts.clone();
   if job.bigfiles_dir.is_some() {
     opts.bigfiles_dir = job.bigfiles_dir;
   }
-  let mut writer = ShardWriter::append(&job.target, opts.clone())?;
+  let writer = if job.wait && alone {
+    Some(ShardWriter::append(&job.target, opts.clone())?)
+  } else {
+    ShardWriter::try_append(&job.target, opts.clone())?
+  };
+  let Some(mut writer) = writer else {
+    let busy = PartOutcome {
+      skipped: Vec::new(),
+      consumed: 0,
+      summary: None,
+      busy: true,
+    };
+    return Ok((None, busy));
+  };
   let mut skipped = Vec::new();
   let mut items = job.items;
   if job.skip_existing && !opts.replace && !writer.entries().is_empty() {
@@ -287,6 +321,7 @@ fn fill_part(job: PartJob, opts: &WriterOptions) -> Result<(Option<Staged>, Part
     skipped,
     consumed: progress.consumed,
     summary: None,
+    busy: false,
   };
   // Nothing added: the writer is dropped, the part stays as it was.
   let staged = if progress.consumed > 0 {
@@ -397,6 +432,7 @@ mod tests {
       skip_existing: false,
       max_data_size: None,
       bigfiles_dir: None,
+      wait: false,
     }
   }
 
@@ -465,6 +501,54 @@ mod tests {
       names,
       vec!["01.des", "10.des", "11.des", "12.des", "13.des", "14.des"]
     );
+  }
+
+  #[test]
+  fn a_part_whose_turn_is_held_comes_back_busy_in_a_batch_and_waits_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions::default();
+    let held = dir.path().join("0E.des");
+    let mut w = ShardWriter::append(&held, opts.clone()).unwrap();
+    w.add("old", b"old".to_vec(), None).unwrap();
+    w.finish().unwrap();
+    let before = std::fs::read(&held).unwrap();
+    // Another writer holds the shard's turn.
+    let holder = ShardWriter::append(&held, opts.clone()).unwrap();
+    let free = dir.path().join("0F.des");
+    let mut waiting = job(
+      held.clone(),
+      vec![file_item(dir.path(), "a", b"aa", Some(2))],
+    );
+    waiting.wait = true; // not alone: it does not wait
+    let outcomes = pack_parts(
+      vec![
+        waiting,
+        job(
+          free.clone(),
+          vec![file_item(dir.path(), "b", b"bb", Some(2))],
+        ),
+      ],
+      &opts,
+    );
+    let busy = outcomes[0].as_ref().unwrap();
+    assert!(busy.busy && busy.consumed == 0 && busy.summary.is_none());
+    assert_eq!(
+      std::fs::read(&held).unwrap(),
+      before,
+      "nothing written to the held shard"
+    );
+    assert_eq!(uids_in(&free), vec!["b"]);
+    // Alone and told to wait, it gets its turn when the holder lets go.
+    let mut alone = job(
+      held.clone(),
+      vec![file_item(dir.path(), "a", b"aa", Some(2))],
+    );
+    alone.wait = true;
+    let later = std::thread::spawn(move || pack_parts(vec![alone], &WriterOptions::default()));
+    drop(holder);
+    let o = later.join().unwrap().pop().unwrap().unwrap();
+    assert!(!o.busy && o.consumed == 1);
+    assert_eq!(uids_in(&held), vec!["old", "a"]);
   }
 
   #[test]

@@ -258,8 +258,23 @@ impl ShardWriter {
   /// until finished or dropped, so concurrent writers of one shard never lose
   /// each other's files (see `lock`); nothing but the shard is left beside it.
   pub fn append(target: impl AsRef<Path>, opts: WriterOptions) -> Result<ShardWriter> {
-    let target = target.as_ref().to_path_buf();
-    let (lock, landing) = match take_turn(&target)? {
+    let writer = ShardWriter::append_when(target.as_ref(), opts, true)?;
+    writer.ok_or_else(|| DesError::BadArg("a waiting turn came back empty".to_string()))
+  }
+
+  /// `append`, or None at once when another writer holds the shard's turn:
+  /// for a caller that holds other shards' turns, which must not wait (see
+  /// `lock::take_turn`).
+  pub fn try_append(target: impl AsRef<Path>, opts: WriterOptions) -> Result<Option<ShardWriter>> {
+    ShardWriter::append_when(target.as_ref(), opts, false)
+  }
+
+  fn append_when(target: &Path, opts: WriterOptions, wait: bool) -> Result<Option<ShardWriter>> {
+    let target = target.to_path_buf();
+    let Some(turn) = take_turn(&target, wait)? else {
+      return Ok(None);
+    };
+    let (lock, landing) = match turn {
       Turn::Existing(lock) => (Some(lock), Landing::Replace),
       Turn::Absent(Some(lock)) => (Some(lock), Landing::Replace),
       Turn::Absent(None) => (None, Landing::CreateNew),
@@ -315,7 +330,7 @@ impl ShardWriter {
     if !matches!(w.landing, Landing::InPlace(_)) {
       w.landing = landing;
     }
-    Ok(w)
+    Ok(Some(w))
   }
 
   /// A new file with only `old`'s live entries, their stored bytes moved up
@@ -588,8 +603,9 @@ impl ShardWriter {
     Ok(staged)
   }
 
-  /// `stage`, leaving a new shard to the commit too: for a group committed
-  /// right away (`pack_parts`), where the race stays as short as one commit.
+  /// `stage`, leaving a new shard to the commit too: for a group committed as
+  /// soon as it is filled (`pack_parts`); the race to create the shard stays
+  /// open that long, and its loser adds to the winner's at the commit.
   pub(crate) fn stage_deferred(mut self) -> Result<Staged> {
     if let Landing::InPlace(_) = self.landing {
       let Landing::InPlace(old) = std::mem::replace(&mut self.landing, Landing::Replace) else {
@@ -662,7 +678,7 @@ impl ShardWriter {
 }
 
 /// A shard written by `ShardWriter::stage`: not yet durable nor in place,
-/// or, a new shard, already created (see `stage`). `commit` finishes it.
+/// or, a new shard staged by `stage`, already created. `commit` finishes it.
 pub struct Staged(State);
 
 enum State {
@@ -844,16 +860,31 @@ pub fn commit(mut staged: Vec<Staged>) -> Vec<Result<WriteSummary>> {
   for dir in dirs {
     sync_dir(&dir);
   }
-  staged
-    .into_iter()
-    .zip(landed)
-    .map(|(s, l)| match l? {
-      Landed::Footer(_) => match &footers_synced {
+  // Every shard but those that lost the race to be created is finished (its
+  // turn let go) before those add to the winners': adding waits for the
+  // winner's turn, and waiting while holding turns can wait for ever.
+  let mut results: Vec<Option<Result<WriteSummary>>> = Vec::with_capacity(staged.len());
+  let mut losers = Vec::new();
+  for (i, (s, l)) in staged.into_iter().zip(landed).enumerate() {
+    results.push(match l {
+      Err(e) => Some(Err(e)),
+      Ok(Landed::Footer(_)) => Some(match &footers_synced {
         Ok(()) => s.outcome(Landed::Nothing),
         Err(msg) => Err(sync_failed(msg)),
-      },
-      landed => s.outcome(landed),
-    })
+      }),
+      Ok(lost @ Landed::Appended(_)) => {
+        losers.push((i, s, lost));
+        None
+      }
+      Ok(landed) => Some(s.outcome(landed)),
+    });
+  }
+  for (i, s, lost) in losers {
+    results[i] = Some(s.outcome(lost));
+  }
+  results
+    .into_iter()
+    .map(|r| r.unwrap_or_else(|| Err(DesError::BadArg("a shard was not committed".to_string()))))
     .collect()
 }
 
