@@ -144,11 +144,13 @@ export declare class ShardWriter {
   /** A new shard at `path`, replacing whatever is there on `finish`. */
   static create(path: string, options?: ShardWriterOptions | undefined | null): ShardWriter
   /**
-   * A writer that adds to the shard at `path` (or starts it): waits for
-   * the shard's lock (concurrent appenders, other processes too, take
-   * turns) and copies its data, off the event loop.
+   * A writer that adds to the shard at `path` (or starts it), off the
+   * event loop: waits for the shard's turn (concurrent appenders, other
+   * processes too, take turns), or, with `wait` false, resolves to null at
+   * once when another writer holds it (a caller holding other turns must
+   * not wait).
    */
-  static append(path: string, options?: ShardWriterOptions | undefined | null): Promise<ShardWriter>
+  static append(path: string, options?: ShardWriterOptions | undefined | null, wait?: boolean | undefined | null): Promise<ShardWriter | null>
   /**
    * A writer that emits only what follows `old`'s data section (new data,
    * merged index, footer) to `tailPath`: the final object is the old
@@ -310,6 +312,11 @@ export interface PartFiles {
   maxDataSize?: number
   /** BigFiles of this part go here. */
   bigfilesDir?: string
+  /**
+   * Wait for the shard's turn if another writer holds it (only for a part
+   * alone in its call; see `busy`).
+   */
+  wait?: boolean
 }
 
 /**
@@ -324,6 +331,11 @@ export interface PartResult {
   /** The stored part; absent when nothing was added. */
   summary?: ShardWriteSummary
   error?: string
+  /**
+   * Another writer held the shard's turn: nothing was done; pack the part
+   * again, alone and with `wait`, once no other turn is held.
+   */
+  busy: boolean
 }
 
 /** Counters of a payload cache. */

@@ -24,6 +24,9 @@ pub struct PartFiles {
   pub max_data_size: Option<i64>,
   /// BigFiles of this part go here.
   pub bigfiles_dir: Option<String>,
+  /// Wait for the shard's turn if another writer holds it (only for a part
+  /// alone in its call; see `busy`).
+  pub wait: Option<bool>,
 }
 
 /// What one part came to: its error (a coded message, as thrown errors
@@ -37,6 +40,9 @@ pub struct PartResult {
   /// The stored part; absent when nothing was added.
   pub summary: Option<ShardWriteSummary>,
   pub error: Option<String>,
+  /// Another writer held the shard's turn: nothing was done; pack the part
+  /// again, alone and with `wait`, once no other turn is held.
+  pub busy: bool,
 }
 
 pub struct PackPartsTask {
@@ -58,12 +64,14 @@ impl Task for PackPartsTask {
             consumed: o.consumed as u32,
             summary: o.summary.map(summary_of),
             error: None,
+            busy: o.busy,
           },
           Err(e) => PartResult {
             skipped: Vec::new(),
             consumed: 0,
             summary: None,
             error: Some(crate::error::to_napi(e).reason),
+            busy: false,
           },
         })
         .collect(),
@@ -92,7 +100,8 @@ pub fn pack_parts(
     };
     jobs.push(PartJob {
       target: PathBuf::from(p.path),
-      items: path_items(p.uids, p.paths, p.sizes, p.metas)?,
+      items: path_items("packParts", p.uids, p.paths, p.sizes, p.metas)?,
+      wait: p.wait.unwrap_or(false),
       skip_existing: p.skip_existing.unwrap_or(false),
       max_data_size,
       bigfiles_dir: p.bigfiles_dir.map(PathBuf::from),

@@ -73,6 +73,7 @@ pub struct PackFile {
 /// one object per file): `uids[i]` is read from `paths[i]`, which must be
 /// `sizes[i]` bytes; `metas[i]` is its meta JSON object text (or null).
 pub(crate) fn path_items(
+  what: &str,
   uids: Vec<String>,
   paths: Vec<String>,
   sizes: Vec<i64>,
@@ -81,7 +82,7 @@ pub(crate) fn path_items(
   let n = uids.len();
   if paths.len() != n || sizes.len() != n || metas.as_ref().is_some_and(|m| m.len() != n) {
     return Err(bad_arg(format!(
-      "{n} uids, {} paths, {} sizes, {} metas: the arrays must have one entry per file",
+      "{what}: {n} uids, {} paths, {} sizes, {} metas: the arrays must have one entry per file",
       paths.len(),
       sizes.len(),
       metas.as_ref().map_or(n, |m| m.len())
@@ -234,19 +235,29 @@ impl Task for FinishTask {
 pub struct AppendTask {
   path: PathBuf,
   opts: WriterOptions,
+  wait: bool,
 }
 
 impl Task for AppendTask {
-  type Output = des_core::ShardWriter;
-  type JsValue = ShardWriter;
-  fn compute(&mut self) -> napi::Result<des_core::ShardWriter> {
-    des_core::ShardWriter::append(&self.path, self.opts.clone()).napi()
+  type Output = Option<des_core::ShardWriter>;
+  type JsValue = Option<ShardWriter>;
+  fn compute(&mut self) -> napi::Result<Option<des_core::ShardWriter>> {
+    if self.wait {
+      return des_core::ShardWriter::append(&self.path, self.opts.clone())
+        .map(Some)
+        .napi();
+    }
+    des_core::ShardWriter::try_append(&self.path, self.opts.clone()).napi()
   }
-  fn resolve(&mut self, _env: Env, w: des_core::ShardWriter) -> napi::Result<ShardWriter> {
-    Ok(ShardWriter {
+  fn resolve(
+    &mut self,
+    _env: Env,
+    w: Option<des_core::ShardWriter>,
+  ) -> napi::Result<Option<ShardWriter>> {
+    Ok(w.map(|w| ShardWriter {
       shared: Arc::new(Mutex::new(Some(w))),
       opts: self.opts.clone(),
-    })
+    }))
   }
 }
 
@@ -271,17 +282,21 @@ impl ShardWriter {
     })
   }
 
-  /// A writer that adds to the shard at `path` (or starts it): waits for
-  /// the shard's lock (concurrent appenders, other processes too, take
-  /// turns) and copies its data, off the event loop.
-  #[napi(ts_return_type = "Promise<ShardWriter>")]
+  /// A writer that adds to the shard at `path` (or starts it), off the
+  /// event loop: waits for the shard's turn (concurrent appenders, other
+  /// processes too, take turns), or, with `wait` false, resolves to null at
+  /// once when another writer holds it (a caller holding other turns must
+  /// not wait).
+  #[napi(ts_return_type = "Promise<ShardWriter | null>")]
   pub fn append(
     path: String,
     options: Option<ShardWriterOptions>,
+    wait: Option<bool>,
   ) -> napi::Result<AsyncTask<AppendTask>> {
     Ok(AsyncTask::new(AppendTask {
       path: PathBuf::from(path),
       opts: core_options(options)?,
+      wait: wait.unwrap_or(true),
     }))
   }
 
@@ -367,7 +382,7 @@ impl ShardWriter {
     metas: Option<Vec<Option<String>>>,
     max_data_size: Option<i64>,
   ) -> napi::Result<AsyncTask<AddFilesTask>> {
-    let items = path_items(uids, paths, sizes, metas)?;
+    let items = path_items("addPaths", uids, paths, sizes, metas)?;
     Ok(self.add_files_task(items, max_data_size))
   }
 
