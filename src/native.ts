@@ -315,11 +315,10 @@ export class ShardReader {
   }
 }
 
-/** Shards staged by `ShardWriter.stageInto` and committed together (one sync for the group). */
 export type PartFiles = Native.PartFiles
 export type PartResult = Native.PartResult
 
-/** Fills, stages and commits many local parts with one call (des-core `pack_parts`); a part's `error` is a coded message (`decodeError`). */
+/** Fills, stages and commits many local parts with one call (des-core `pack_parts`); a part's `error` is a coded message (`decodeError`); a `busy` part was left alone (another writer held its turn). */
 export function packParts(parts: PartFiles[], options?: ShardWriterOptions): Promise<PartResult[]> {
   return later(() => addon.packParts(parts, options))
 }
@@ -329,6 +328,7 @@ export function statSources(paths: string[]): Promise<number[]> {
   return later(() => addon.statSources(paths))
 }
 
+/** Shards staged by `ShardWriter.stageInto` and committed together (one sync for the group). */
 export type StagedGroup = Native.StagedGroup
 export const StagedGroup = addon.StagedGroup
 
@@ -341,9 +341,17 @@ export class ShardWriter {
     return new ShardWriter(sync(() => addon.ShardWriter.create(path, options)))
   }
 
-  /** Adds to the shard at `path` (or starts it), holding its lock until finish/abort. */
+  /** Adds to the shard at `path` (or starts it), waiting for its turn and holding it until finish/abort. */
   static async append(path: string, options?: ShardWriterOptions): Promise<ShardWriter> {
-    return new ShardWriter(await later(() => addon.ShardWriter.append(path, options)))
+    const inner = await later(() => addon.ShardWriter.append(path, options, true))
+    if (!inner) throw new DesError('DES_IO', `no turn on ${path}`)
+    return new ShardWriter(inner)
+  }
+
+  /** `append`, or null at once when another writer holds the shard's turn (a caller holding other turns must not wait for one). */
+  static async tryAppend(path: string, options?: ShardWriterOptions): Promise<ShardWriter | null> {
+    const inner = await later(() => addon.ShardWriter.append(path, options, false))
+    return inner ? new ShardWriter(inner) : null
   }
 
   /** Emits only the bytes that follow `old`'s data section into `tailPath`. */

@@ -74,7 +74,9 @@ export function withLabel(err: unknown, items: PlannedInput[]): unknown {
   return err
 }
 
-function report(out: FillResult, ctx: FillContext, done: PlannedInput[]): void {
+/** Reports inputs a part handled (added or skipped) to the run's progress, and counts them in `out`. */
+export function report(out: FillResult, ctx: FillContext, done: PlannedInput[]): void {
+  if (done.length === 0) return
   const bytes = done.reduce((s, p) => s + p.size, 0)
   out.reportedFiles += done.length
   out.reportedBytes += bytes

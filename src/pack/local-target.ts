@@ -11,12 +11,12 @@ import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
-import { decodeError, ShardReader, ShardWriter, type ShardWriteSummary } from '../native'
+import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary } from '../native'
 import { CommitGroup } from './commit-group'
 import { PartBatch, BATCH_PARTS } from './part-batch'
-import { loadChunk } from './sources'
+import { isLocal, loadChunk } from './sources'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
-import { alreadyStored, fillWriter, pathArrays, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
+import { alreadyStored, fillWriter, pathArrays, report, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { PackedShard } from './types'
 
@@ -74,11 +74,19 @@ const BATCH_MAX_FILES = 1024
 /** Parts written through their own writer at once (the run's keys at once before batching). */
 const WRITERS_AT_ONCE = 3
 
+/**
+ * The part was to be created, another run created it meanwhile, and these
+ * files do not fit in it under `maxShardSize`: they go on to the next part.
+ */
+function lostCreateRace(err: unknown, size: number | null, maxShardSize: number | undefined): boolean {
+  return err instanceof DesError && err.code === 'DES_CHANGED' && size === null && maxShardSize !== undefined
+}
+
 function batchable(items: PlannedInput[], ctx: FillContext): boolean {
   if (ctx.replace || items.length > BATCH_MAX_FILES) return false
   let bytes = 0
   for (const p of items) {
-    if (p.onS3 || p.load) return false
+    if (!isLocal(p)) return false
     bytes += p.size
   }
   return bytes <= BATCH_MAX_BYTES
@@ -160,7 +168,15 @@ export class LocalTarget implements ShardSink {
     maxShardSize: number | undefined,
     ctx: FillContext,
   ): Promise<PartWrite> {
-    const writer = await ShardWriter.append(file, { ...this.settings.writer, replace: Boolean(ctx.replace), ...this.bigfilesDir(plan) })
+    const options = { ...this.settings.writer, replace: Boolean(ctx.replace), ...this.bigfilesDir(plan) }
+    // Waiting for a turn while this run's group holds others could wait for
+    // ever (another run waiting for those): try, and wait only once the
+    // group is committed.
+    let writer = await ShardWriter.tryAppend(file, options)
+    if (!writer) {
+      await this.group.commit()
+      writer = await ShardWriter.append(file, options)
+    }
     let fill: FillResult
     try {
       fill = await fillWriter(writer, items, maxShardSize, ctx)
@@ -179,7 +195,7 @@ export class LocalTarget implements ShardSink {
     try {
       committed = (await this.group.stage(writer, file)).done
     } catch (err) {
-      if (!(err instanceof DesError && err.code === 'DES_CHANGED' && size === null && maxShardSize !== undefined)) throw err
+      if (!lostCreateRace(err, size, maxShardSize)) throw err
       ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
       return untouched(items)
     }
@@ -196,29 +212,31 @@ export class LocalTarget implements ShardSink {
     maxShardSize: number | undefined,
     ctx: FillContext,
   ): Promise<PartWrite> {
-    const r = await this.batch.pack({
+    const files: PartFiles = {
       path: file,
       ...pathArrays(await loadChunk(items)),
       skipExisting: Boolean(ctx.skipExisting),
       ...(maxShardSize !== undefined ? { maxDataSize: maxShardSize } : {}),
       ...this.bigfilesDir(plan),
-    })
+    }
+    let r = await this.batch.pack(files)
+    if (r.busy) {
+      // Another writer holds this shard's turn: wait for it alone, holding no other.
+      await this.group.commit()
+      r = await this.batch.packAlone({ ...files, wait: true })
+    }
     if (r.error !== undefined && r.error !== null) {
       const err = decodeError(new Error(r.error))
-      // Another run created this part meanwhile, with no room for these files: on to the next part.
-      if (err instanceof DesError && err.code === 'DES_CHANGED' && size === null && maxShardSize !== undefined) return untouched(items)
+      if (lostCreateRace(err, size, maxShardSize)) return untouched(items)
       const dup = err instanceof DesError && err.code === 'DES_DUPLICATE' ? items.find((p) => p.input.uid === err.uid) : undefined
       throw dup ? alreadyStored(dup) : withLabel(err, items)
     }
+    const skippedAt = new Set(r.skipped)
     const skipped = r.skipped.map((i) => items[i])
-    const others = skipped.length > 0 ? items.filter((_, i) => !r.skipped.includes(i)) : items
+    const others = skipped.length > 0 ? items.filter((_, i) => !skippedAt.has(i)) : items
     const fill: FillResult = { added: others.slice(0, r.consumed), skipped, rest: others.slice(r.consumed), reportedFiles: 0, reportedBytes: 0 }
-    for (const done of [skipped, fill.added]) {
-      const bytes = done.reduce((s, p) => s + p.size, 0)
-      fill.reportedFiles += done.length
-      fill.reportedBytes += bytes
-      if (done.length > 0) ctx.progress(done.length, bytes)
-    }
+    report(fill, ctx, skipped)
+    report(fill, ctx, fill.added)
     return { fill, done: Promise.resolve(r.summary ? this.packed(plan, part, fill, r.summary) : null) }
   }
 

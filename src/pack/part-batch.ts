@@ -28,6 +28,15 @@ export class PartBatch {
 
   constructor(private readonly options: ShardWriterOptions) {}
 
+  /**
+   * Packs one part on its own, now: for a part whose shard's turn another
+   * writer held (`busy`), sent with `wait` once the caller holds no other
+   * turn, so it can wait for that one.
+   */
+  packAlone(part: PartFiles): Promise<PartResult> {
+    return packParts([part], this.options).then(([r]) => r)
+  }
+
   /** Packs one part with others; resolves once it is stored (or with its error). */
   pack(part: PartFiles): Promise<PartResult> {
     return new Promise<PartResult>((resolve, reject) => {

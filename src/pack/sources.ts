@@ -137,13 +137,18 @@ function metaText(p: PlannedInput): string | undefined {
  */
 export async function loadChunk(items: PlannedInput[], s3?: S3SourceOptions): Promise<PackFile[]> {
   // Only local files: nothing to wait for (a promise per file would cost more than the rest of its way here).
-  if (!items.some((p) => p.onS3 || p.load)) return items.map(localFile)
+  if (items.every(isLocal)) return items.map(localFile)
   return mapLimit(items, 8, async (p) => {
     if (p.load) return p.load()
     if (!p.onS3) return localFile(p)
     if (!s3) throw new DesError('DES_CONFIG', `${named(p)}: no S3 source client is configured`)
     return { uid: p.input.uid, data: await readS3Source(p, s3), meta: metaText(p) }
   })
+}
+
+/** A local file, which the Rust pack loop reads itself (not an s3:// source, nor bytes a caller loads). */
+export function isLocal(p: PlannedInput): boolean {
+  return !p.onS3 && !p.load
 }
 
 function localFile(p: PlannedInput): PackFile {
@@ -170,6 +175,6 @@ export function chunks(items: PlannedInput[], maxBytes: number, maxFiles: number
 
 /** Chunk sizes: local chunks are cheap (paths only); s3 chunks are held in memory. */
 export function chunkLimits(items: PlannedInput[]): { maxBytes: number; maxFiles: number } {
-  const anyS3 = items.some((p) => p.onS3 || p.load)
+  const anyS3 = !items.every(isLocal)
   return anyS3 ? { maxBytes: 16 << 20, maxFiles: 256 } : { maxBytes: 64 << 20, maxFiles: 4096 }
 }

@@ -44,9 +44,17 @@ function statLocal(path: string): SourceCheck {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOTDIR') return { ok: false, why: 'unreadable', reason: `source ${path}: ${(err as Error).message}` }
   }
-  if (!st) return { ok: false, why: 'missing', reason: `source ${path} does not exist` }
-  if (!st.isFile()) return { ok: false, why: 'not-file', reason: `source ${path} is not a regular file` }
+  if (!st) return missing(path)
+  if (!st.isFile()) return notFile(path)
   return { ok: true, size: st.size }
+}
+
+function missing(path: string): SourceCheck {
+  return { ok: false, why: 'missing', reason: `source ${path} does not exist` }
+}
+
+function notFile(path: string): SourceCheck {
+  return { ok: false, why: 'not-file', reason: `source ${path} is not a regular file` }
 }
 
 /** HEAD of an S3 source; a failure that is not the source's own (network, 5xx after the client's retries) is thrown. */
@@ -67,8 +75,8 @@ async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undef
 /** What `statSources` says of a path, in words (a failure it does not name is looked at again, for its reason). */
 function localCheck(path: string, stat: number): SourceCheck {
   if (stat >= 0) return { ok: true, size: stat }
-  if (stat === -1) return { ok: false, why: 'missing', reason: `source ${path} does not exist` }
-  if (stat === -2) return { ok: false, why: 'not-file', reason: `source ${path} is not a regular file` }
+  if (stat === -1) return missing(path)
+  if (stat === -2) return notFile(path)
   return statLocal(path)
 }
 
