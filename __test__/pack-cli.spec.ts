@@ -155,6 +155,29 @@ test('two des pack processes on the same keys at once: every file of both is pre
   for (const f of shardFiles(out)) t.true((await ShardReader.open(path.join(out, f))).dataEnd <= 40000, f)
 })
 
+test('two des pack processes appending to the same existing parts at once never wait for each other for ever', async (t) => {
+  const dir = tempDir()
+  const out = path.join(dir, 'out')
+  // 256 parts (n_bits 8, one day) that both runs then add to, in batches, each taking the parts' turns.
+  const files = (tag: string) => Array.from({ length: 1024 }, (_, i) => ({ uid: `${tag}-${i}`, size: 100 + (i % 50) }))
+  const base = makeCorpus(path.join(dir, 'base'), files('base'))
+  const args = (m: string) => ['pack', '--input-json', m, '--output-dir', out, '--n-bits', '8', '--json']
+  t.is((await runCli(args(base.manifestPath))).code, 0)
+  const all = new Map(base.shas)
+  // A few rounds: the two runs meet in another order each time.
+  for (let round = 0; round < 3; round++) {
+    const a = makeCorpus(path.join(dir, `a${round}`), files(`a${round}`))
+    const b = makeCorpus(path.join(dir, `b${round}`), files(`b${round}`))
+    const [ra, rb] = await Promise.all([runCli(args(a.manifestPath), { killAfterMs: 60_000 }), runCli(args(b.manifestPath), { killAfterMs: 60_000 })])
+    t.is(ra.code, 0, `round ${round}, run a (-1: killed after waiting 60 s): ${ra.stderr}`)
+    t.is(rb.code, 0, `round ${round}, run b (-1: killed after waiting 60 s): ${rb.stderr}`)
+    for (const c of [a, b]) for (const [uid, sha] of c.shas) all.set(uid, sha)
+  }
+  const stored = await readLocalStore(out) // throws if a uid is in two parts
+  t.is(stored.size, all.size)
+  for (const [uid, sha] of all) t.is(stored.get(uid)?.sha256, sha, uid)
+})
+
 test('kill -9 in the middle of a run: the old shard is intact and no temp file looks like a shard', async (t) => {
   const dir = tempDir()
   const uids = sameShard(400, 6)

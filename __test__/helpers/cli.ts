@@ -11,12 +11,15 @@ export interface CliResult {
 }
 
 /** Runs `bin/<bin>` with args (and optional stdin); resolves when it exits. */
-export function runCli(args: string[], opts: { stdin?: string; env?: NodeJS.ProcessEnv; bin?: string; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(args: string[], opts: { stdin?: string; env?: NodeJS.ProcessEnv; bin?: string; cwd?: string; killAfterMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', opts.bin ?? 'des.js'), ...args], {
       env: { ...process.env, DEBUG: '', ...opts.env },
       cwd: opts.cwd ?? ROOT,
     })
+    // A bound on a run that should end (one that hangs is killed: code -1), never a wait for something to happen.
+    const watchdog = opts.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs)
+    child.on('close', () => clearTimeout(watchdog))
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (d: Buffer) => out.push(d))
