@@ -10,6 +10,12 @@ import { decodeError, StagedGroup, type ShardWriter, type ShardWriteSummary } fr
 
 /** Parts staged before a group is committed: bounds the turns and files held open. */
 export const GROUP_PARTS = 64
+/**
+ * Files in the parts staged before a group is committed: a part is reported
+ * (and what the run kept of its inputs let go) only once committed, so 64
+ * parts of thousands of files each would hold hundreds of thousands.
+ */
+export const GROUP_FILES = 8_192
 
 interface Waiter {
   resolve(s: ShardWriteSummary): void
@@ -21,6 +27,8 @@ export class CommitGroup {
   /** By shard path; set before a part is staged, so every committed part finds its waiter. */
   private readonly waiting = new Map<string, Waiter>()
   private committing: Promise<void> = Promise.resolve()
+  /** Files in the parts staged since the last commit. */
+  private files = 0
 
   /** True while a part at `file` is staged or being staged: its writer holds the shard's turn. */
   holds(file: string): boolean {
@@ -28,10 +36,11 @@ export class CommitGroup {
   }
 
   /**
-   * Stages `writer`'s part at `file`. Resolves once staged (committing the
-   * group when it is full), with `done`: the part's summary once committed.
+   * Stages `writer`'s part at `file`, which adds `files` files. Resolves once
+   * staged (committing the group when it is full), with `done`: the part's
+   * summary once committed.
    */
-  async stage(writer: ShardWriter, file: string): Promise<{ done: Promise<ShardWriteSummary> }> {
+  async stage(writer: ShardWriter, file: string, files: number): Promise<{ done: Promise<ShardWriteSummary> }> {
     let waiter!: Waiter
     const done = new Promise<ShardWriteSummary>((resolve, reject) => (waiter = { resolve, reject }))
     this.waiting.set(file, waiter)
@@ -41,12 +50,14 @@ export class CommitGroup {
       this.waiting.delete(file)
       throw err
     }
-    if (this.native.size >= GROUP_PARTS) await this.commit()
+    this.files += files
+    if (this.native.size >= GROUP_PARTS || this.files >= GROUP_FILES) await this.commit()
     return { done }
   }
 
   /** Commits every part staged so far. */
   commit(): Promise<void> {
+    this.files = 0
     this.committing = this.committing.then(async () => {
       if (this.native.size === 0) return
       for (const o of await this.native.commit()) {

@@ -193,7 +193,7 @@ export class LocalTarget implements ShardSink {
     // no room for these files, they go on to the next part instead.
     let committed: Promise<ShardWriteSummary>
     try {
-      committed = (await this.group.stage(writer, file)).done
+      committed = (await this.group.stage(writer, file, fill.added.length)).done
     } catch (err) {
       if (!lostCreateRace(err, size, maxShardSize)) throw err
       ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
