@@ -13,7 +13,7 @@ import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
 import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary } from '../native'
 import { CommitGroup } from './commit-group'
-import { PartBatch, BATCH_PARTS } from './part-batch'
+import { BATCHES_AT_ONCE, BATCH_PARTS, PartBatch } from './part-batch'
 import { isLocal, loadChunk } from './sources'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
 import { alreadyStored, fillWriter, pathArrays, report, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
@@ -98,8 +98,8 @@ export class LocalTarget implements ShardSink {
   /** Parts being written through their own writer, and those waiting for one. */
   private writing = 0
   private readonly writerFree: Array<() => void> = []
-  /** Enough keys that two batches fill while the parts of others are written. */
-  readonly keysAtOnce = 2 * BATCH_PARTS
+  /** Enough keys to fill the batches in flight (the run's budget of inputs in hand still applies). */
+  readonly keysAtOnce = BATCHES_AT_ONCE * BATCH_PARTS
 
   constructor(
     readonly dir: string,

@@ -5,15 +5,16 @@
 // round trips (the per-key overhead of a run over thousands of keys).
 //
 // Parts wait here until the event loop turns (every key worker has queued
-// what it has), then go to Rust in batches; two batches run at once, so one
-// is filled on the cores while the other's commit waits on the disk.
+// what it has), then go to Rust in batches; three batches run at once, so
+// one is filled on the cores while another's commit waits on the disk and
+// the third's results come back to the run.
 
 import { packParts, type PartFiles, type PartResult, type ShardWriterOptions } from '../native'
 
 /** Parts handed to Rust at once. */
 export const BATCH_PARTS = 64
 /** Batches in Rust at once. */
-const BATCHES_AT_ONCE = 2
+export const BATCHES_AT_ONCE = 3
 
 interface Queued {
   part: PartFiles
