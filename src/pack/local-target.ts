@@ -45,6 +45,17 @@ export interface ShardSink {
   flush?(): Promise<void>
 }
 
+/** One part to write: where it goes, its size now (null: none yet), what goes in. */
+interface PartTask {
+  plan: KeyPlan
+  part: number
+  file: string
+  size: number | null
+  items: PlannedInput[]
+  maxShardSize: number | undefined
+  ctx: FillContext
+}
+
 /** The part was not touched: everything is left for the next one. */
 export function untouched(items: PlannedInput[]): PartWrite {
   return { fill: { added: [], skipped: [], rest: items, reportedFiles: 0, reportedBytes: 0 }, done: Promise.resolve(null) }
@@ -146,12 +157,13 @@ export class LocalTarget implements ShardSink {
     if (this.group.holds(file)) await this.group.commit()
     const size = sizeOf(file)
     if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return untouched(items)
-    if (batchable(items, ctx)) return this.writeInBatch(plan, part, file, size, items, maxShardSize, ctx)
+    const task: PartTask = { plan, part, file, size, items, maxShardSize, ctx }
+    if (batchable(items, ctx)) return this.writeInBatch(task)
     // Large parts one writer each, a few at a time (their chunks are large).
     while (this.writing >= WRITERS_AT_ONCE) await new Promise<void>((resolve) => this.writerFree.push(resolve))
     this.writing++
     try {
-      return await this.writeOne(plan, part, file, size, items, maxShardSize, ctx)
+      return await this.writeOne(task)
     } finally {
       this.writing--
       this.writerFree.shift()?.()
@@ -159,15 +171,7 @@ export class LocalTarget implements ShardSink {
   }
 
   /** A part through its own writer: filled chunk by chunk, then staged into the commit group. */
-  private async writeOne(
-    plan: KeyPlan,
-    part: number,
-    file: string,
-    size: number | null,
-    items: PlannedInput[],
-    maxShardSize: number | undefined,
-    ctx: FillContext,
-  ): Promise<PartWrite> {
+  private async writeOne({ plan, part, file, size, items, maxShardSize, ctx }: PartTask): Promise<PartWrite> {
     const options = { ...this.settings.writer, replace: Boolean(ctx.replace), ...this.bigfilesDir(plan) }
     // Waiting for a turn while this run's group holds others could wait for
     // ever (another run waiting for those): try, and wait only once the
@@ -203,15 +207,7 @@ export class LocalTarget implements ShardSink {
   }
 
   /** A small part of local files, packed and committed with others (part-batch.ts). */
-  private async writeInBatch(
-    plan: KeyPlan,
-    part: number,
-    file: string,
-    size: number | null,
-    items: PlannedInput[],
-    maxShardSize: number | undefined,
-    ctx: FillContext,
-  ): Promise<PartWrite> {
+  private async writeInBatch({ plan, part, file, size, items, maxShardSize, ctx }: PartTask): Promise<PartWrite> {
     const files: PartFiles = {
       path: file,
       ...pathArrays(await loadChunk(items)),
