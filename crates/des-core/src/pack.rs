@@ -289,6 +289,7 @@ fn fill_part(
   if job.bigfiles_dir.is_some() {
     opts.bigfiles_dir = job.bigfiles_dir;
   }
+  opts.skip_existing = job.skip_existing;
   let writer = if job.wait && alone {
     Some(ShardWriter::append(&job.target, opts.clone())?)
   } else {

@@ -33,6 +33,10 @@ pub struct WriterOptions {
   /// When appending, a uid already in the shard replaces the old entry
   /// instead of failing.
   pub replace: bool,
+  /// A uid that turns out to be in the shard already is skipped instead of
+  /// failing: where a writer finds a shard it did not open (it lost the race
+  /// to create it and adds to the winner's).
+  pub skip_existing: bool,
 }
 
 impl Default for WriterOptions {
@@ -42,6 +46,7 @@ impl Default for WriterOptions {
       big_file_threshold: DEFAULT_BIG_FILE_THRESHOLD,
       bigfiles_dir: None,
       replace: false,
+      skip_existing: false,
     }
   }
 }
@@ -942,6 +947,9 @@ impl ShardWriter {
       }
     }
     for entry in std::mem::take(&mut self.entries) {
+      if self.opts.skip_existing && !self.opts.replace && w.contains(&entry.uid) {
+        continue;
+      }
       let kind = match entry.body {
         Body::Inline {
           offset,

@@ -572,3 +572,48 @@ fn a_writer_that_loses_the_race_to_create_a_shard_adds_to_it_only_within_its_lim
   assert_eq!(uids.len(), 10);
   assert!(uids.iter().all(|u| !u.starts_with('b')));
 }
+
+#[test]
+fn a_writer_that_loses_the_race_skips_the_uids_the_winner_holds_when_told_to() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0B.des");
+  let start = |uids: &[&str], skip: bool| {
+    let mut o = opts();
+    o.skip_existing = skip;
+    let mut w = ShardWriter::append(&path, o).unwrap();
+    for uid in uids {
+      w.add(uid, format!("{uid} from {skip}").into_bytes(), None)
+        .unwrap();
+    }
+    w
+  };
+  // Both start while there is no shard; both have "same".
+  let winner = start(&["same", "w"], false);
+  let refusing = start(&["same", "r"], false);
+  let skipping = start(&["same", "s"], true);
+  winner.finish().unwrap();
+  let created = std::fs::read(&path).unwrap();
+  let err = refusing.finish().unwrap_err();
+  assert!(
+    matches!(err, DesError::Duplicate(ref u) if u == "same"),
+    "{err}"
+  );
+  assert_eq!(
+    std::fs::read(&path).unwrap(),
+    created,
+    "nothing of the refused writer was added"
+  );
+  let summary = skipping.finish().unwrap();
+  assert_eq!(summary.added, 1, "only the uid the winner did not hold");
+  let shard = des_core::ShardFile::open(&path).unwrap();
+  assert_eq!(
+    shard.read("same", "_bigFiles").unwrap(),
+    b"same from false".to_vec(),
+    "the winner's bytes stay"
+  );
+  assert_eq!(
+    shard.read("s", "_bigFiles").unwrap(),
+    b"s from true".to_vec()
+  );
+  assert!(shard.read("r", "_bigFiles").is_err());
+}
