@@ -385,6 +385,11 @@ export interface ShardWriterOptions {
   bigfilesDir?: string
   /** Appending: replace an existing uid instead of failing. */
   replace?: boolean
+  /**
+   * Appending to a shard another writer created meanwhile: skip a uid it
+   * already holds instead of failing.
+   */
+  skipExisting?: boolean
 }
 
 /** What `finish` wrote. */

@@ -172,7 +172,7 @@ export class LocalTarget implements ShardSink {
 
   /** A part through its own writer: filled chunk by chunk, then staged into the commit group. */
   private async writeOne({ plan, part, file, size, items, maxShardSize, ctx }: PartTask): Promise<PartWrite> {
-    const options = { ...this.settings.writer, replace: Boolean(ctx.replace), ...this.bigfilesDir(plan) }
+    const options = { ...this.settings.writer, replace: Boolean(ctx.replace), skipExisting: Boolean(ctx.skipExisting), ...this.bigfilesDir(plan) }
     // Waiting for a turn while this run's group holds others could wait for
     // ever (another run waiting for those): try, and wait only once the
     // group is committed.

@@ -30,6 +30,9 @@ pub struct ShardWriterOptions {
   pub bigfiles_dir: Option<String>,
   /// Appending: replace an existing uid instead of failing.
   pub replace: Option<bool>,
+  /// Appending to a shard another writer created meanwhile: skip a uid it
+  /// already holds instead of failing.
+  pub skip_existing: Option<bool>,
 }
 
 pub(crate) fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<WriterOptions> {
@@ -55,6 +58,7 @@ pub(crate) fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<Writer
   }
   opts.bigfiles_dir = o.bigfiles_dir.map(PathBuf::from);
   opts.replace = o.replace.unwrap_or(false);
+  opts.skip_existing = o.skip_existing.unwrap_or(false);
   Ok(opts)
 }
 
