@@ -328,7 +328,7 @@ export function statSources(paths: string[]): Promise<number[]> {
   return later(() => addon.statSources(paths))
 }
 
-/** Shards staged by `ShardWriter.stageInto` and committed together (one sync for the group). */
+/** Shards staged by `ShardWriter.stageInto` and committed together (their syncs overlapping). */
 export type StagedGroup = Native.StagedGroup
 export const StagedGroup = addon.StagedGroup
 

@@ -1,7 +1,7 @@
 // Parts of a local run made durable together: each part is staged (written,
 // its turn on the shard kept, nothing synced nor put in place yet) and a
-// group of them is committed at once: one sync of the filesystem instead of
-// one per part, then each part renamed into place or its footer rewritten,
+// group of them is committed at once: their syncs started together and
+// overlapping, then each part renamed into place or its footer rewritten,
 // then one sync per folder (des-core `writer::commit`). A part counts as
 // stored only when its group's commit has returned it.
 

@@ -192,7 +192,7 @@ export class LocalTarget implements ShardSink {
       writer.abort()
       return { fill, done: Promise.resolve(null) }
     }
-    // Stored with its group (one sync for many parts); reported once committed.
+    // Stored with its group (their syncs overlapping); reported once committed.
     // A new part is created at once: if another run created it meanwhile with
     // no room for these files, they go on to the next part instead.
     let committed: Promise<ShardWriteSummary>

@@ -1,7 +1,7 @@
 // Small local parts packed many per call (des-core `pack_parts`): the parts
-// of many keys are filled on every core and committed with one sync,
-// instead of an open, a fill and a stage through the addon for each part,
-// then one sync per group. A key of a few files costs its bytes, not those
+// of many keys are filled on every core and committed together (their syncs
+// overlapping), instead of an open, a fill and a stage through the addon for
+// each part. A key of a few files costs its bytes, not those
 // round trips (the per-key overhead of a run over thousands of keys).
 //
 // Parts wait here until the event loop turns (every key worker has queued

@@ -230,8 +230,8 @@ pub struct PartOutcome {
 
 /// Packs many parts with one call: each part is filled on a thread of the
 /// pool (its turn taken, its sources read and compressed, its bytes staged),
-/// then all of them are committed together (`commit`: one sync for the
-/// group, then each put in place). A part's failure is its own; the others
+/// then all of them are committed together (`commit`: their syncs started
+/// together and overlapping, then each put in place). A part's failure is its own; the others
 /// are still stored. Outcomes come in the order of the jobs.
 pub fn pack_parts(jobs: Vec<PartJob>, opts: &WriterOptions) -> Vec<Result<PartOutcome>> {
   // A part alone is filled on this thread: if it waits for its turn, it

@@ -828,13 +828,9 @@ impl Staged {
   }
 }
 
-/// Shards staged at least this many at a time are synced with one sync of
-/// their filesystem instead of one per file.
-const GROUP_SYNC_MIN: usize = 8;
-
 /// Makes staged shards durable and puts them in place, together: every
-/// staged byte is synced (one sync of the filesystem for a group, so many
-/// appends pay one journal commit, not two each), then each shard is renamed
+/// staged byte is synced (`sync_together`: their syncs overlap, so many
+/// appends share journal commits), then each shard is renamed
 /// into place or its footer rewritten, then those footers and one sync per
 /// folder follow. A shard is reported stored only when all of that is on
 /// disk. Results come in the order given.
@@ -906,29 +902,42 @@ fn sync_failed(msg: &str) -> DesError {
   DesError::io(msg.to_string(), std::io::Error::other("sync failed"))
 }
 
-/// Syncs the data of `files`: each alone for a few, else one sync of each
-/// filesystem they are on (Linux `syncfs`).
+/// Threads that sync a group's files at once (see `sync_together`).
+const SYNC_THREADS: usize = 32;
+
+/// Syncs the data of `files`, together: the writeback of every file is
+/// started first (Linux `sync_file_range`), then the files are synced a few
+/// threads at a time, so their waits overlap and the journal commits them
+/// together. Threads of their own, not the pool's: a sync waits, it does not
+/// compute. Only these files are synced: a sync of the whole filesystem
+/// (`syncfs`, used before) also waited for everything else written to it (a
+/// database beside the store, the sources a migration had just been given)
+/// and made a migration's first cycle four times slower.
 fn sync_together(files: &[&File]) -> Result<()> {
   let io = |e| DesError::io("sync staged shards".to_string(), e);
   #[cfg(target_os = "linux")]
-  if files.len() >= GROUP_SYNC_MIN {
-    use std::os::unix::fs::MetadataExt;
-    use std::os::unix::io::AsRawFd;
-    let mut devices = std::collections::BTreeSet::new();
-    for file in files {
-      if devices.insert(file.metadata().map_err(io)?.dev()) {
-        // SAFETY: a valid open descriptor; syncfs only reads it.
-        if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
-          return Err(io(std::io::Error::last_os_error()));
-        }
-      }
-    }
-    return Ok(());
-  }
   for file in files {
-    file.sync_data().map_err(io)?;
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a valid open descriptor; this only starts writeback of its pages.
+    unsafe {
+      libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
   }
-  Ok(())
+  let per_thread = files.len().div_ceil(SYNC_THREADS).max(1);
+  if files.len() <= 1 {
+    return files.iter().try_for_each(|f| f.sync_data()).map_err(io);
+  }
+  std::thread::scope(|scope| {
+    let running: Vec<_> = files
+      .chunks(per_thread)
+      .map(|some| scope.spawn(move || some.iter().try_for_each(|f| f.sync_data())))
+      .collect();
+    running.into_iter().try_for_each(|t| {
+      t.join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")))
+    })
+  })
+  .map_err(io)
 }
 
 impl ShardWriter {
