@@ -52,18 +52,8 @@ pub(crate) fn take_turn(target: &Path, wait: bool) -> Result<Option<Turn>> {
       Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Turn::Absent(None))),
       Err(e) => return Err(DesError::io(format!("open {}", shown()), e)),
     };
-    if wait {
-      file
-        .lock()
-        .map_err(|e| DesError::io(format!("lock {}", shown()), e))?;
-    } else {
-      match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => {
-          return Err(DesError::io(format!("lock {}", shown()), e))
-        }
-      }
+    if !lock(&file, wait).map_err(|e| DesError::io(format!("lock {}", shown()), e))? {
+      return Ok(None);
     }
     let held = file
       .metadata()
@@ -77,6 +67,19 @@ pub(crate) fn take_turn(target: &Path, wait: bool) -> Result<Option<Turn>> {
       Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(Turn::Absent(None))),
       Err(e) => return Err(DesError::io(format!("stat {}", shown()), e)),
     }
+  }
+}
+
+/// Locks `file` exclusively: waiting for it, or, without `wait`, false at
+/// once when another holds it.
+fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
+  if wait {
+    return file.lock().map(|()| true);
+  }
+  match file.try_lock() {
+    Ok(()) => Ok(true),
+    Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+    Err(std::fs::TryLockError::Error(e)) => Err(e),
   }
 }
 
@@ -112,18 +115,8 @@ pub(crate) fn take_turn(target: &Path, wait: bool) -> Result<Option<Turn>> {
     .write(true)
     .open(&lock_path)
     .map_err(|e| DesError::io(format!("open {}", lock_path.display()), e))?;
-  if wait {
-    file
-      .lock()
-      .map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))?;
-  } else {
-    match file.try_lock() {
-      Ok(()) => {}
-      Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-      Err(std::fs::TryLockError::Error(e)) => {
-        return Err(DesError::io(format!("lock {}", lock_path.display()), e))
-      }
-    }
+  if !lock(&file, wait).map_err(|e| DesError::io(format!("lock {}", lock_path.display()), e))? {
+    return Ok(None);
   }
   let lock = ShardLock { _file: file };
   Ok(Some(if target.exists() {

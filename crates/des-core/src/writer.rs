@@ -923,13 +923,13 @@ fn sync_together(files: &[&File]) -> Result<()> {
       libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
   }
-  let per_thread = files.len().div_ceil(SYNC_THREADS).max(1);
+  // One file (a single writer's finish) is synced here, without a thread.
   if files.len() <= 1 {
     return files.iter().try_for_each(|f| f.sync_data()).map_err(io);
   }
   std::thread::scope(|scope| {
     let running: Vec<_> = files
-      .chunks(per_thread)
+      .chunks(files.len().div_ceil(SYNC_THREADS))
       .map(|some| scope.spawn(move || some.iter().try_for_each(|f| f.sync_data())))
       .collect();
     running.into_iter().try_for_each(|t| {
