@@ -12,6 +12,7 @@ import * as path from 'node:path'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
 import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary } from '../native'
+import { Budget } from './budget'
 import { CommitGroup } from './commit-group'
 import { BATCHES_AT_ONCE, BATCH_PARTS, PartBatch } from './part-batch'
 import { isLocal, loadChunk } from './sources'
@@ -106,9 +107,8 @@ function batchable(items: PlannedInput[], ctx: FillContext): boolean {
 export class LocalTarget implements ShardSink {
   private readonly group = new CommitGroup()
   private readonly batch: PartBatch
-  /** Parts being written through their own writer, and those waiting for one. */
-  private writing = 0
-  private readonly writerFree: Array<() => void> = []
+  /** Parts written through a writer of their own at once. */
+  private readonly writers = new Budget(WRITERS_AT_ONCE)
   /** Enough keys to fill the batches in flight (the run's budget of inputs in hand still applies). */
   readonly keysAtOnce = BATCHES_AT_ONCE * BATCH_PARTS
 
@@ -160,13 +160,11 @@ export class LocalTarget implements ShardSink {
     const task: PartTask = { plan, part, file, size, items, maxShardSize, ctx }
     if (batchable(items, ctx)) return this.writeInBatch(task)
     // Large parts one writer each, a few at a time (their chunks are large).
-    while (this.writing >= WRITERS_AT_ONCE) await new Promise<void>((resolve) => this.writerFree.push(resolve))
-    this.writing++
+    const release = await this.writers.take(1)
     try {
       return await this.writeOne(task)
     } finally {
-      this.writing--
-      this.writerFree.shift()?.()
+      release()
     }
   }
 

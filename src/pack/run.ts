@@ -26,7 +26,7 @@ import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
 import { assignToParts, named } from './plan'
-import { InputBudget } from './in-flight'
+import { Budget } from './budget'
 import { Plan, Planner, type KeyInfo } from './planner'
 import type { S3Target } from './s3-target'
 import { mapLimit } from './sources'
@@ -248,7 +248,7 @@ async function packPlan(
       await settle(w, rank(part))
     }
   }
-  const inHand = new InputBudget(INPUTS_IN_HAND)
+  const inHand = new Budget(INPUTS_IN_HAND)
   const worker = async () => {
     let finishing: Promise<void> = Promise.resolve()
     const settle = async (w: PartWrite, rank: number) => {

@@ -1,9 +1,10 @@
-// How many inputs a run holds in its hands at once. A local run packs many
-// keys at a time (their small parts go to Rust in batches), and each key in
-// hand holds its inputs; a budget of inputs, not of keys, keeps that memory
-// the same whether a key has 16 files or 16,000.
+// A count of something a run holds at once, taken and given back, with
+// the takers that do not fit waiting in order: the inputs of the keys in
+// hand (a local run packs many keys at a time, and a budget of inputs, not
+// of keys, keeps memory the same whether a key has 16 files or 16,000), and
+// the large parts being written through a writer each.
 
-export class InputBudget {
+export class Budget {
   private free: number
   private readonly waiting: Array<{ n: number; go: () => void }> = []
 
@@ -11,7 +12,7 @@ export class InputBudget {
     this.free = total
   }
 
-  /** Waits until `n` inputs fit (a key larger than the whole budget waits for all of it), then takes them; returns their release. */
+  /** Waits until `n` fit (more than the whole budget waits for all of it), then takes them; returns their release. */
   async take(n: number): Promise<() => void> {
     const want = Math.min(Math.max(n, 1), this.total)
     if (this.waiting.length > 0 || this.free < want) await new Promise<void>((go) => this.waiting.push({ n: want, go }))

@@ -1,10 +1,10 @@
-// The packer's budget of inputs in hand (src/pack/in-flight.ts).
+// The packer's budgets: inputs in hand, writers at once (src/pack/budget.ts).
 
 import test from 'ava'
-import { InputBudget } from '../src/pack/in-flight'
+import { Budget } from '../src/pack/budget'
 
-test('inputs are taken while they fit, later takers wait in order, and a key larger than the budget takes all of it', async (t) => {
-  const budget = new InputBudget(10)
+test('units are taken while they fit, later takers wait in order, and one larger than the budget takes all of it', async (t) => {
+  const budget = new Budget(10)
   const order: string[] = []
   const a = await budget.take(6)
   const b = await budget.take(4)
