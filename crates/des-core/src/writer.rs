@@ -612,23 +612,30 @@ impl ShardWriter {
   /// soon as it is filled (`pack_parts`); the race to create the shard stays
   /// open that long, and its loser adds to the winner's at the commit.
   pub(crate) fn stage_deferred(mut self) -> Result<Staged> {
-    if let Landing::InPlace(_) = self.landing {
+    let staged = if let Landing::InPlace(_) = self.landing {
       let Landing::InPlace(old) = std::mem::replace(&mut self.landing, Landing::Replace) else {
         unreachable!()
       };
-      return self.stage_in_place(old);
+      self.stage_in_place(old)?
+    } else {
+      let index = encode_index(&self.entries, &self.retired)?;
+      self.emit(&index)?;
+      self.emit(&footer_bytes(index.len() as u64))?;
+      let tmp = self.take_staged_file()?;
+      let file_size = self.pos - self.emit_base;
+      Staged(State::Pending {
+        how: StagedHow::Temp(tmp),
+        index_size: index.len() as u64,
+        file_size,
+        writer: Box::new(self),
+      })
+    };
+    // The disk writes this part while the other parts of its batch are
+    // filled; their commit then waits for what is left.
+    if let Some(file) = staged.file() {
+      start_writeback(file);
     }
-    let index = encode_index(&self.entries, &self.retired)?;
-    self.emit(&index)?;
-    self.emit(&footer_bytes(index.len() as u64))?;
-    let tmp = self.take_staged_file()?;
-    let file_size = self.pos - self.emit_base;
-    Ok(Staged(State::Pending {
-      how: StagedHow::Temp(tmp),
-      index_size: index.len() as u64,
-      file_size,
-      writer: Box::new(self),
-    }))
+    Ok(staged)
   }
 
   /// The temp file, its buffer flushed; the writer is finished with it.
@@ -915,13 +922,8 @@ const SYNC_THREADS: usize = 32;
 /// and made a migration's first cycle four times slower.
 fn sync_together(files: &[&File]) -> Result<()> {
   let io = |e| DesError::io("sync staged shards".to_string(), e);
-  #[cfg(target_os = "linux")]
   for file in files {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: a valid open descriptor; this only starts writeback of its pages.
-    unsafe {
-      libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
+    start_writeback(file);
   }
   // One file (a single writer's finish) is synced here, without a thread.
   if files.len() <= 1 {
@@ -938,6 +940,22 @@ fn sync_together(files: &[&File]) -> Result<()> {
     })
   })
   .map_err(io)
+}
+
+/// Starts the writeback of a file's dirty pages, without waiting for it
+/// (Linux `sync_file_range`; elsewhere nothing): a sync that comes later
+/// then finds most of them written.
+fn start_writeback(file: &File) {
+  #[cfg(target_os = "linux")]
+  {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a valid open descriptor; this only starts writeback of its pages.
+    unsafe {
+      libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+  }
+  #[cfg(not(target_os = "linux"))]
+  let _ = file;
 }
 
 impl ShardWriter {
