@@ -15,9 +15,9 @@ import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteS
 import { Budget } from './budget'
 import { CommitGroup } from './commit-group'
 import { BATCHES_AT_ONCE, BATCH_PARTS, PartBatch } from './part-batch'
-import { isLocal, loadChunk } from './sources'
+import { isLocal, localArrays } from './sources'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
-import { alreadyStored, fillWriter, pathArrays, report, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
+import { alreadyStored, fillWriter, report, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { PackedShard } from './types'
 
@@ -46,7 +46,7 @@ export interface ShardSink {
   flush?(): Promise<void>
 }
 
-/** One part to write: where it goes, its size now (null: none yet), what goes in. */
+/** One part to write: where it goes, its size now (null: none yet, or no `maxShardSize` to hold it to), what goes in. */
 interface PartTask {
   plan: KeyPlan
   part: number
@@ -155,7 +155,8 @@ export class LocalTarget implements ShardSink {
     const file = this.partPath(plan, part)
     // A part staged earlier in this run holds the shard's turn: commit it first.
     if (this.group.holds(file)) await this.group.commit()
-    const size = sizeOf(file)
+    // The size matters only against a limit (a stat per part is a stall on a busy disk).
+    const size = maxShardSize === undefined ? null : sizeOf(file)
     if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return untouched(items)
     const task: PartTask = { plan, part, file, size, items, maxShardSize, ctx }
     if (batchable(items, ctx)) return this.writeInBatch(task)
@@ -208,7 +209,7 @@ export class LocalTarget implements ShardSink {
   private async writeInBatch({ plan, part, file, size, items, maxShardSize, ctx }: PartTask): Promise<PartWrite> {
     const files: PartFiles = {
       path: file,
-      ...pathArrays(await loadChunk(items)),
+      ...localArrays(items),
       skipExisting: Boolean(ctx.skipExisting),
       ...(maxShardSize !== undefined ? { maxDataSize: maxShardSize } : {}),
       ...this.bigfilesDir(plan),

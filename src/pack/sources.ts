@@ -9,7 +9,7 @@ import { mapLimit } from '../storage/map-limit'
 import { s3Sdk } from '../storage/s3-sdk'
 import { parseS3Url } from '../storage/s3-url'
 import { checkSources as checkSourceRefs, parseSourceRef, type SourceCheck, type SourceRef } from '../storage/source-check'
-import { withContentType } from './content-type'
+import { metaText as metaTextOf } from './content-type'
 import type { S3SourceOptions } from './types'
 import { named, type PlannedInput } from './plan'
 
@@ -127,8 +127,7 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
 }
 
 function metaText(p: PlannedInput): string | undefined {
-  const meta = withContentType(p.input.meta, p.input.source, p.input.uid)
-  return meta && Object.keys(meta).length > 0 ? JSON.stringify(meta) : undefined
+  return metaTextOf(p.input.meta, p.input.source, p.input.uid)
 }
 
 /**
@@ -153,6 +152,26 @@ export function isLocal(p: PlannedInput): boolean {
 
 function localFile(p: PlannedInput): PackFile {
   return { uid: p.input.uid, path: p.input.source, size: p.size, meta: metaText(p) }
+}
+
+/** Local inputs as the addon's batch call takes them: parallel arrays, built in one pass (no object per file). */
+export function localArrays(items: PlannedInput[]): { uids: string[]; paths: string[]; sizes: number[]; metas?: Array<string | null> } {
+  const n = items.length
+  const uids = new Array<string>(n)
+  const paths = new Array<string>(n)
+  const sizes = new Array<number>(n)
+  const metas = new Array<string | null>(n)
+  let anyMeta = false
+  for (let i = 0; i < n; i++) {
+    const p = items[i]
+    uids[i] = p.input.uid
+    paths[i] = p.input.source
+    sizes[i] = p.size
+    const meta = metaText(p)
+    metas[i] = meta ?? null
+    if (meta !== undefined) anyMeta = true
+  }
+  return anyMeta ? { uids, paths, sizes, metas } : { uids, paths, sizes }
 }
 
 /** Splits inputs into chunks of at most `maxBytes` (of source size) / `maxFiles`. */
