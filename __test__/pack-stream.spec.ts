@@ -9,6 +9,7 @@ import * as path from 'node:path'
 import { ManifestScanner, parseManifest, readManifest, readManifestBatches } from '../src/pack/manifest'
 import { runPack, type PackInput } from '../src/pack'
 import { errorCode } from '../src/errors'
+import { locateShard } from '../src/native'
 import { runCli } from './helpers/cli'
 import { asInputs, makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
 
@@ -175,6 +176,50 @@ test('spilled or not, the first problem in manifest order is the one reported, a
       t.deepEqual(fs.readdirSync(tmp), [], `${name}: spill files removed`)
     }
   }
+})
+
+test('sources of a manifest read in many chunks are checked as it is read: the first bad one in manifest order is reported, nothing is written; another worker\'s bad source is not this worker\'s', async (t) => {
+  const dir = tempDir()
+  const n = 3000
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: n }, (_, i) => ({ uid: `c${i}`, size: 10 + (i % 7) })))
+  // A long meta per entry: the manifest spans several 256 KiB chunks (several batches of early stats).
+  const rows = corpus.rows.map((r) => ({ ...r, meta: { note: 'n'.repeat(300) } }))
+  const write = (name: string, list: unknown[]) => {
+    const file = path.join(dir, name)
+    fs.writeFileSync(file, JSON.stringify(list, null, 1))
+    t.true(fs.statSync(file).size > 3 * 256 * 1024, `${name} spans several chunks`)
+    return file
+  }
+  const missingAt = (i: number) => ({ ...rows[i], source_path: path.join(dir, `gone-${i}`) })
+  const folderAt = (i: number) => ({ ...rows[i], source_path: dir })
+  const resizedAt = (i: number) => ({ ...rows[i], size_bytes: rows[i].size_bytes + 1 })
+  const replaced = (changes: Record<number, unknown>) => rows.map((r, i) => changes[i] ?? r)
+  const lineOf = (i: number) => 2 + i * 9 // JSON.stringify(list, null, 1): nine lines an entry (its meta takes three), from line 2
+  const cases: Array<[string, unknown[], string, RegExp]> = [
+    ['missing late, a folder later', replaced({ 2500: missingAt(2500), 2800: folderAt(2800) }), 'DES_NOT_FOUND', new RegExp(`^uid "c2500" \\(line ${lineOf(2500)}\\): source .*gone-2500 does not exist$`)],
+    ['a size in the first chunk, a missing one later', replaced({ 40: resizedAt(40), 2500: missingAt(2500) }), 'DES_BAD_ARG', new RegExp(`^uid "c40" \\(line ${lineOf(40)}\\): source .* is \\d+ bytes, the manifest says \\d+$`)],
+    ['a folder in the middle', replaced({ 1500: folderAt(1500) }), 'DES_BAD_ARG', /^uid "c1500" \(line \d+\): source .* is not a regular file$/],
+  ]
+  const tmp = path.join(dir, 'tmp')
+  fs.mkdirSync(tmp)
+  const out = path.join(dir, 'out')
+  for (const [name, list, code, message] of cases) {
+    const manifest = write(`${name.replace(/\W+/g, '-')}.json`, list)
+    for (const memoryEntries of [undefined, 0]) {
+      const err = await t.throwsAsync(runPack(readManifestBatches(manifest), { kind: 'local', dir: out }, {}, { memoryEntries, tmpDir: tmp }))
+      t.is(errorCode(err), code, `${name}, memoryEntries ${memoryEntries}`)
+      t.regex(err!.message, message, `${name}, memoryEntries ${memoryEntries}`)
+      t.deepEqual(shardFiles(out), [], `${name}: nothing written`)
+    }
+  }
+
+  // Worker 0 of 2 packs its keys; a missing source among worker 1's keys is not checked by it.
+  const otherWorkers = rows.findIndex((r) => locateShard(r.uid, r.created_at, 8).shardIndex % 2 === 1)
+  const manifest = write('other-worker.json', replaced({ [otherWorkers]: missingAt(otherWorkers) }))
+  const r = await runPack(readManifestBatches(manifest), { kind: 'local', dir: out }, { worker: { index: 0, count: 2 } })
+  const mine = rows.filter((row) => locateShard(row.uid, row.created_at, 8).shardIndex % 2 === 0)
+  t.is(r.files, mine.length)
+  t.deepEqual([...(await readLocalStore(out)).keys()].sort(), mine.map((row) => row.uid).sort())
 })
 
 test('des pack --dry-run checks the manifest, the sources and the store, and writes nothing', async (t) => {

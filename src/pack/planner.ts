@@ -24,6 +24,7 @@ import type { PackInput, WorkerSlice } from './types'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources } from './sources'
+import { statSources } from '../native'
 import type { S3SourceOptions } from './types'
 
 export type { WorkerSlice }
@@ -221,6 +222,8 @@ export class Plan {
     private readonly mem: PlannedInput[] | null,
     private readonly buckets: SpillFiles | undefined,
     private readonly byOrdinal: KeyInfo[],
+    /** Local sources stat'ed while the plan was made (in memory only). */
+    private readonly early: EarlyStats[] = [],
   ) {}
 
   /** True when the plan is in temp files. */
@@ -295,7 +298,7 @@ export class Plan {
       const unknown = items.some((p) => p.size < 0)
       // The caller (des migrate) checked every source and gave its size: not checked twice.
       if (checkedByCaller) for (const p of items) p.size = p.input.sizeBytes!
-      else await checkSources(items, s3)
+      else await checkSources(items, s3, await stated(this.early))
       for (const p of items) {
         this.bytes += p.size
         this.byOrdinal[ordinalOf(p)].bytes += p.size
@@ -304,6 +307,23 @@ export class Plan {
       this.cache.delete(b)
     }
   }
+}
+
+/** A batch of local sources stat'ed as it was planned: their `statSources` codes, null if that call failed. */
+interface EarlyStats {
+  items: PlannedInput[]
+  stats: Promise<number[] | null>
+}
+
+/** What the early stats found, by input (those whose call failed are checked again). */
+async function stated(early: EarlyStats[]): Promise<Map<PlannedInput, number> | undefined> {
+  if (early.length === 0) return undefined
+  const found = new Map<PlannedInput, number>()
+  for (const { items, stats } of early) {
+    const codes = await stats
+    if (codes) items.forEach((p, i) => found.set(p, codes[i]))
+  }
+  return found
 }
 
 const ORDINAL = Symbol('ordinal')
@@ -330,6 +350,12 @@ export class Planner {
   private mem: PlannedInput[] | null = []
   private buckets?: SpillFiles
   private readonly uids = new UidCheck()
+  /**
+   * Local sources of each batch, stat'ed on Rust threads while the next
+   * batch is read and planned (the checks before writing then wait for
+   * little); given up when the plan spills (it checks a bucket at a time).
+   */
+  private early: EarlyStats[] | null = []
   private dir?: string
   private total = 0
   private files = 0
@@ -367,6 +393,7 @@ export class Planner {
       this.mem,
       this.buckets,
       this.byOrdinal,
+      this.early ?? [],
     )
   }
 
@@ -378,11 +405,18 @@ export class Planner {
       batch.map((e) => String(e.input.createdAt)),
       this.settings.nBits,
     )
-    batch.forEach((e, i) => this.add(e.input, e.label, routes[i] ?? undefined))
+    const local: PlannedInput[] = []
+    batch.forEach((e, i) => {
+      const item = this.add(e.input, e.label, routes[i] ?? undefined)
+      if (item && !item.onS3) local.push(item)
+    })
+    if (this.early && local.length > 0) {
+      this.early.push({ items: local, stats: statSources(local.map((p) => p.input.source)).catch(() => null) })
+    }
   }
 
-  /** Plans one input; `route`, when given, is its route (else it is routed here, or fails with why). */
-  private add(input: PackInput, where: string, route?: ShardRoute): void {
+  /** Plans one input; `route`, when given, is its route (else it is routed here, or fails with why). Returns it, unless it is another worker's. */
+  private add(input: PackInput, where: string, route?: ShardRoute): PlannedInput | undefined {
     if (this.mem && this.total >= this.memoryEntries) this.spill()
     const index = this.total
     if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
@@ -403,7 +437,7 @@ export class Planner {
     }
     this.total++
     const worker = this.settings.worker
-    if (worker && loc.shardIndex % worker.count !== worker.index) return
+    if (worker && loc.shardIndex % worker.count !== worker.index) return undefined
     const name = `${loc.dateDir}/${loc.shardHex}`
     let key = this.keys.get(name)
     if (!key) {
@@ -419,6 +453,7 @@ export class Planner {
     item[ORDINAL] = key.ordinal
     if (this.mem) this.mem.push(item)
     else this.buckets!.append(key.ordinal % this.buckets!.count, spillLine(item))
+    return item
   }
 
   private spill(): void {
@@ -427,6 +462,7 @@ export class Planner {
     const buckets = (this.buckets = new SpillFiles(this.dir, 'plan', spillCount(expected, BUCKET_INPUTS, MAX_BUCKETS)))
     for (const item of this.mem!) buckets.append(ordinalOf(item) % buckets.count, spillLine(item))
     this.mem = null
+    this.early = null
     if (!this.uids.spilled) this.uids.spill(this.dir, spillCount(expected, PART_UIDS, MAX_UID_PARTS))
   }
 

@@ -8,7 +8,7 @@ import { isTransientKind, s3ErrorKind } from '../storage/s3-errors'
 import { mapLimit } from '../storage/map-limit'
 import { s3Sdk } from '../storage/s3-sdk'
 import { parseS3Url } from '../storage/s3-url'
-import { checkSources as checkSourceRefs, parseSourceRef, type SourceCheck, type SourceRef } from '../storage/source-check'
+import { checkSources as checkSourceRefs, localCheck, parseSourceRef, type SourceCheck, type SourceRef } from '../storage/source-check'
 import { metaText as metaTextOf } from './content-type'
 import type { S3SourceOptions } from './types'
 import { named, type PlannedInput } from './plan'
@@ -42,8 +42,10 @@ function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
  * as des migrate does): local files exist, are files and have the manifest's
  * size; s3:// objects exist (HEAD) with that size. Fills in `size` where the
  * manifest gave none. Local sources are all checked before any S3 one.
+ * `stated` holds what `statSources` already said of some local sources
+ * (the planner asks while the manifest is still being read).
  */
-export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions): Promise<void> {
+export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions, stated?: ReadonlyMap<PlannedInput, number>): Promise<void> {
   const local: PlannedInput[] = []
   const remote: Array<{ p: PlannedInput; ref: SourceRef }> = []
   for (const p of items) {
@@ -55,8 +57,14 @@ export async function checkSources(items: PlannedInput[], s3?: S3SourceOptions):
     if (!ref || ref.kind !== 's3') throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is not s3://bucket/key`)
     remote.push({ p, ref })
   }
-  const localChecks = await checkSourceRefs(local.map((p) => ({ kind: 'local' as const, path: p.input.source })), undefined)
-  local.forEach((p, i) => checkSize(p, checked(p, localChecks[i])))
+  const unstated = stated ? local.filter((p) => !stated.has(p)) : local
+  const checks = await checkSourceRefs(unstated.map((p) => ({ kind: 'local' as const, path: p.input.source })), undefined)
+  // In manifest order, so the first bad source is the one reported.
+  let next = 0
+  for (const p of local) {
+    const stat = stated?.get(p)
+    checkSize(p, checked(p, stat !== undefined ? localCheck(p.input.source, stat) : checks[next++]))
+  }
   if (remote.length === 0) return
   if (!s3) throw new DesError('DES_CONFIG', `${named(remote[0].p)}: source ${remote[0].p.input.source} is on S3 but no S3 source client is configured`)
   await mapLimit(remote, 32, async ({ p, ref }) => {

@@ -73,7 +73,7 @@ async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undef
 }
 
 /** What `statSources` says of a path, in words (a failure it does not name is looked at again, for its reason). */
-function localCheck(path: string, stat: number): SourceCheck {
+export function localCheck(path: string, stat: number): SourceCheck {
   if (stat >= 0) return { ok: true, size: stat }
   if (stat === -1) return missing(path)
   if (stat === -2) return notFile(path)
