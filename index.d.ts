@@ -9,6 +9,18 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Finds the entries of a manifest fed in chunks (see `feed`). */
+export declare class ManifestScan {
+  constructor()
+  /**
+   * Scans `buf` from `from`: `buf` is the bytes kept from the last call
+   * (`keepFrom` on) followed by the next chunk, `from` their length.
+   */
+  feed(buf: Buffer, from: number): ManifestFound
+  /** The input has ended; `buf` is what was kept. */
+  end(buf: Buffer): ManifestFound
+}
+
 export declare class PayloadCache {
   /**
    * A cache of at most `maxBytes`; payloads over `maxEntryBytes` (default
@@ -207,6 +219,13 @@ export interface AddFilesResult {
   bytesStored: number
 }
 
+/** An entry that cannot be JSON: what was read of it, for the JSON parser to say why. */
+export interface BadManifestEntry {
+  text: string
+  line: number
+  entry: number
+}
+
 /** Codec names by their byte, as `entryRow` gives codecs. */
 export declare function codecNames(): Array<string>
 
@@ -279,6 +298,23 @@ export declare function locateShard(uid: string, createdAt: string, nBits?: numb
  * an object with named properties.
  */
 export declare function locateShardRow(uid: string, createdAt: string, nBits?: number | undefined | null): [string, number, string, string]
+
+/** What one `feed` or `end` found, in order: the entries, then any problem. */
+export interface ManifestFound {
+  /**
+   * Four numbers an entry: start and end (byte offsets in the bytes
+   * given), the line it starts on, its number in the array (0 in JSON lines).
+   */
+  spans: Uint32Array
+  /**
+   * Where the entry still open at the end begins (give the bytes from
+   * there first next time); -1 when none is open.
+   */
+  keepFrom: number
+  /** Why the manifest is refused, in words. */
+  refused?: string
+  badEntry?: BadManifestEntry
+}
 
 /** One file for `addFiles`: a local `path` (with the `size` it must have) or `data`. */
 export interface PackFile {

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ManifestScan = nativeBinding.ManifestScan
 module.exports.PayloadCache = nativeBinding.PayloadCache
 module.exports.ShardReader = nativeBinding.ShardReader
 module.exports.ShardVerifier = nativeBinding.ShardVerifier

@@ -328,6 +328,11 @@ export function statSources(paths: string[]): Promise<number[]> {
   return later(() => addon.statSources(paths))
 }
 
+/** Finds where the entries of a manifest fed in chunks start and end (des-core `ManifestScanner`; src/pack/manifest.ts parses them). */
+export type ManifestScan = Native.ManifestScan
+export type ManifestFound = Native.ManifestFound
+export const ManifestScan = addon.ManifestScan
+
 /** Shards staged by `ShardWriter.stageInto` and committed together (their syncs overlapping). */
 export type StagedGroup = Native.StagedGroup
 export const StagedGroup = addon.StagedGroup

@@ -4,13 +4,14 @@
 // entries never sits in memory whole; every error names the line (and the uid
 // when there is one).
 //
-// Hand-written rather than stream-json or @streamparser/json: those build each
-// value token by token in JS and report no line numbers. Here a byte scanner
-// only finds where each top-level entry starts and ends (strings, escapes,
-// nesting), and V8's own JSON.parse reads the entry.
+// Not stream-json or @streamparser/json: those build each value token by
+// token in JS and report no line numbers. Here des-core's byte scanner only
+// finds where each top-level entry starts and ends (strings, escapes,
+// nesting), and V8's own JSON.parse reads the entries.
 
 import { promises as fsp } from 'node:fs'
 import { DesError } from '../errors'
+import { ManifestScan, type ManifestFound } from '../native'
 import type { PackInput } from './types'
 
 /** A parsed manifest: the inputs and, for each, the line it starts on. */
@@ -25,9 +26,6 @@ export interface ManifestEntry {
   input: PackInput
   label: string
 }
-
-/** An entry longer than this is refused (a string that never closes would otherwise swallow the file). */
-const MAX_ENTRY_BYTES = 16 * 1024 * 1024
 
 /** The first of the names the object has (not undefined); no rest array: this runs for every entry. */
 function field(obj: Record<string, unknown>, a: string, b: string, c?: string): unknown {
@@ -66,20 +64,6 @@ export function manifestEntry(value: unknown, where: string): PackInput {
   }
 }
 
-const NL = 0x0a
-const QUOTE = 0x22
-const BACKSLASH = 0x5c
-const COMMA = 0x2c
-const isSpace = (b: number) => b === 0x20 || b === NL || b === 0x0d || b === 0x09
-const CLOSER: Record<number, number> = { 0x7b: 0x7d, 0x5b: 0x5d }
-const BOM = [0xef, 0xbb, 0xbf]
-
-/** Where the next `byte` is in `chunk` from `from`, or its length when there is none. */
-function nextOf(chunk: Buffer, byte: number, from: number): number {
-  const at = chunk.indexOf(byte, from)
-  return at < 0 ? chunk.length : at
-}
-
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
@@ -88,245 +72,112 @@ function syntax(where: string): DesError {
   return new DesError('DES_BAD_ARG', `manifest is not valid JSON: ${where}`)
 }
 
+const EMPTY = Buffer.alloc(0)
+const OPEN_BRACE = 0x7b
+
 /**
  * Splits manifest bytes, fed in chunks of any size, into entries: the
  * elements of a top-level JSON array (each with the line it starts on) or
- * the non-blank lines of JSON lines. The format is told by the first byte
- * that is not white space (`[` or `{`).
+ * the non-blank lines of JSON lines. Where each entry starts and ends is
+ * found by des-core's scanner (strings, escapes, nesting, the lines; a
+ * byte loop here was the largest part of planning a small run); the entries
+ * are parsed here, those of an array in one JSON.parse per chunk.
  */
 export class ManifestScanner {
-  private mode: 'start' | 'array' | 'lines' | 'done' = 'start'
-  private line = 1
-  /** Entries seen so far (1-based number of the current one). */
-  private entry = 0
-  /** Bytes of a UTF-8 byte order mark matched at the very start (-1: none there). */
-  private bomAt = 0
-  // Array mode.
-  private expect: 'first' | 'value' | 'comma' = 'first'
-  private inEntry = false
-  /** The entry is a bare scalar (number, true, ...): it ends at white space, `,` or `]`. */
-  private bare = false
-  private inString = false
-  private escaped = false
-  /** Closing brackets still expected inside the current entry. */
-  private closers: number[] = []
-  private entryLine = 0
-  // Both modes: bytes of the current entry (or line) from earlier chunks.
-  private pieces: Buffer[] = []
-  private pieceBytes = 0
+  private readonly scan = new ManifestScan()
+  /** The bytes of the entry (or line) still open at the end of the last chunk. */
+  private kept: Buffer = EMPTY
 
   constructor(private readonly emit: (input: PackInput, line: number) => void) {}
 
   /** Scans one chunk; throws DES_BAD_ARG at the first problem. */
   feed(chunk: Buffer): void {
-    let from = 0
-    if (this.mode === 'start') from = this.start(chunk, 0)
-    if (this.mode === 'array') this.scanArray(chunk, from)
-    else if (this.mode === 'lines') this.scanLines(chunk, from)
-    else if (this.mode === 'done') this.scanAfter(chunk, from)
+    const buf = this.kept.length > 0 ? Buffer.concat([this.kept, chunk]) : chunk
+    const found = this.scan.feed(buf, this.kept.length)
+    // A copy: a slice would keep the whole chunk alive.
+    this.kept = found.keepFrom >= 0 ? Buffer.from(buf.subarray(found.keepFrom)) : EMPTY
+    this.take(buf, found)
   }
 
   /** The input has ended: emits the last line, or throws if the array is not closed. */
   end(): void {
-    if (this.mode === 'start') throw new DesError('DES_BAD_ARG', 'manifest is empty')
-    if (this.mode === 'lines') {
-      this.lineDone(Buffer.alloc(0), 0, 0)
+    const kept = this.kept
+    this.kept = EMPTY
+    this.take(kept, this.scan.end(kept))
+  }
+
+  /** Emits what was found, in order, then throws its problem, if any. */
+  private take(buf: Buffer, found: ManifestFound): void {
+    const spans = found.spans
+    if (spans.length > 0) {
+      // Entries of an array (the number is not 0) that are all objects: one parse.
+      if (spans[3] !== 0 && this.allObjects(buf, spans)) this.emitArray(buf, spans)
+      else for (let k = 0; k < spans.length; k += 4) this.entryDone(buf, spans[k], spans[k + 1], spans[k + 2], spans[k + 3])
+    }
+    const bad = found.badEntry
+    if (bad) {
+      let why = 'not a JSON value'
+      try {
+        JSON.parse(bad.text)
+      } catch (err) {
+        why = messageOf(err)
+      }
+      throw syntax(`line ${bad.line} (entry ${bad.entry}): ${why}`)
+    }
+    if (found.refused) throw new DesError('DES_BAD_ARG', found.refused)
+  }
+
+  private allObjects(buf: Buffer, spans: Uint32Array): boolean {
+    for (let k = 0; k < spans.length; k += 4) if (buf[spans[k]] !== OPEN_BRACE) return false
+    return true
+  }
+
+  /**
+   * Entries of an array as one JSON array: the scanner found each object's
+   * end as JSON.parse does (strings, escapes, nesting) and only commas and
+   * white space between them, so the elements are the entries. Should the
+   * text not parse, entry by entry finds the one that does not and says why.
+   */
+  private emitArray(buf: Buffer, spans: Uint32Array): void {
+    const n = spans.length / 4
+    let values: unknown[] | undefined
+    try {
+      values = JSON.parse(`[${buf.toString('utf8', spans[0], spans[spans.length - 3])}]`) as unknown[]
+    } catch {
+      values = undefined
+    }
+    if (!values || values.length !== n) {
+      for (let k = 0; k < spans.length; k += 4) this.entryDone(buf, spans[k], spans[k + 1], spans[k + 2], spans[k + 3])
       return
     }
-    if (this.mode !== 'array') return
-    if (this.inEntry && this.bare) {
-      this.entryDone(Buffer.alloc(0), 0, 0)
-    } else if (this.inEntry) {
-      this.failEntry(Buffer.alloc(0), 0, 0)
+    for (let i = 0; i < n; i++) {
+      const line = spans[i * 4 + 2]
+      this.emit(manifestEntry(values[i], `line ${line} (entry ${spans[i * 4 + 3]})`), line)
     }
-    throw syntax(`line ${this.line}: the manifest ends before its array is closed (after entry ${this.entry})`)
   }
 
-  private start(chunk: Buffer, i: number): number {
-    for (; i < chunk.length; i++) {
-      const b = chunk[i]
-      if (this.bomAt >= 0 && this.bomAt < 3 && b === BOM[this.bomAt]) {
-        this.bomAt++
-        continue
+  /** One entry: an element of the array (its number is not 0) or a line. */
+  private entryDone(buf: Buffer, start: number, end: number, line: number, entry: number): void {
+    const raw = buf.toString('utf8', start, end)
+    if (entry === 0) {
+      // A line of other white space than JSON's (the scanner skips JSON's).
+      if (raw.trim() === '') return
+      let value: unknown
+      try {
+        value = JSON.parse(raw)
+      } catch (err) {
+        throw new DesError('DES_BAD_ARG', `manifest line ${line} is not valid JSON: ${messageOf(err)}`)
       }
-      if (this.bomAt === 1 || this.bomAt === 2) throw new DesError('DES_BAD_ARG', 'manifest must be a JSON array of objects (or JSON lines)')
-      this.bomAt = -1
-      if (b === NL) this.line++
-      else if (!isSpace(b)) {
-        if (b === 0x5b) {
-          this.mode = 'array'
-          return i + 1
-        }
-        if (b === 0x7b) {
-          this.mode = 'lines'
-          return i
-        }
-        throw new DesError('DES_BAD_ARG', 'manifest must be a JSON array of objects (or JSON lines)')
-      }
+      this.emit(manifestEntry(value, `line ${line}`), line)
+      return
     }
-    return i
-  }
-
-  private keep(chunk: Buffer, start: number, end: number): void {
-    if (end <= start) return
-    this.pieces.push(chunk.subarray(start, end))
-    this.pieceBytes += end - start
-    if (this.pieceBytes > MAX_ENTRY_BYTES) {
-      const what = this.mode === 'lines' ? `line ${this.line}` : `line ${this.entryLine} (entry ${this.entry})`
-      throw syntax(`${what}: an entry longer than ${MAX_ENTRY_BYTES} bytes`)
-    }
-  }
-
-  private text(chunk: Buffer, start: number, end: number): string {
-    if (this.pieces.length === 0) return chunk.toString('utf8', start, end)
-    this.keep(chunk, start, end)
-    const text = Buffer.concat(this.pieces, this.pieceBytes).toString('utf8')
-    this.pieces = []
-    this.pieceBytes = 0
-    return text
-  }
-
-  private scanLines(chunk: Buffer, from: number): void {
-    let start = from
-    for (;;) {
-      const nl = chunk.indexOf(NL, start)
-      if (nl < 0) {
-        this.keep(chunk, start, chunk.length)
-        return
-      }
-      this.lineDone(chunk, start, nl)
-      this.line++
-      start = nl + 1
-    }
-  }
-
-  private lineDone(chunk: Buffer, start: number, end: number): void {
-    const raw = this.text(chunk, start, end)
-    if (raw.trim() === '') return
     let value: unknown
     try {
       value = JSON.parse(raw)
     } catch (err) {
-      throw new DesError('DES_BAD_ARG', `manifest line ${this.line} is not valid JSON: ${messageOf(err)}`)
+      throw syntax(`line ${line} (entry ${entry}): ${messageOf(err)}`)
     }
-    this.entry++
-    this.emit(manifestEntry(value, `line ${this.line}`), this.line)
-  }
-
-  private entryDone(chunk: Buffer, start: number, end: number): void {
-    const raw = this.text(chunk, start, end)
-    this.inEntry = false
-    let value: unknown
-    try {
-      value = JSON.parse(raw)
-    } catch (err) {
-      throw syntax(`line ${this.entryLine} (entry ${this.entry}): ${messageOf(err)}`)
-    }
-    this.emit(manifestEntry(value, `line ${this.entryLine} (entry ${this.entry})`), this.entryLine)
-  }
-
-  /** The entry so far cannot be JSON (a stray bracket, a raw control character): JSON.parse says why. */
-  private failEntry(chunk: Buffer, start: number, end: number): never {
-    const raw = this.text(chunk, start, end)
-    let why = 'not a JSON value'
-    try {
-      JSON.parse(raw)
-    } catch (err) {
-      why = messageOf(err)
-    }
-    throw syntax(`line ${this.entryLine} (entry ${this.entry}): ${why}`)
-  }
-
-  private scanArray(chunk: Buffer, from: number): void {
-    let entryStart = this.inEntry ? from : -1
-    const n = chunk.length
-    // Most bytes of a manifest are inside strings: a string is skipped to its
-    // next quote, backslash or newline, found natively (where each next one
-    // is, kept while it lies ahead: a string of many escapes is not searched
-    // again to its end after each one); any other control byte in a string
-    // is JSON.parse's to refuse.
-    let nextQuote = -1
-    let nextBackslash = -1
-    let nextNewline = -1
-    for (let i = from; i < n; i++) {
-      if (this.inString && !this.escaped) {
-        if (nextQuote < i) nextQuote = nextOf(chunk, QUOTE, i)
-        if (nextBackslash < i) nextBackslash = nextOf(chunk, BACKSLASH, i)
-        if (nextNewline < i) nextNewline = nextOf(chunk, NL, i)
-        i = Math.min(nextQuote, nextBackslash, nextNewline)
-        if (i === n) break
-      }
-      const b = chunk[i]
-      if (this.inString) {
-        if (this.escaped) this.escaped = false
-        else if (b === BACKSLASH) this.escaped = true
-        else if (b === QUOTE) {
-          this.inString = false
-          if (this.closers.length === 0) {
-            // A string entry: it ends with its quote.
-            this.entryDone(chunk, entryStart, i + 1)
-            this.expect = 'comma'
-          }
-        } else if (b < 0x20) this.failEntry(chunk, entryStart, i + 1)
-        continue
-      }
-      if (b === NL) this.line++
-      if (this.inEntry) {
-        if (!this.bare) {
-          if (b === QUOTE) this.inString = true
-          else if (b === 0x7b || b === 0x5b) this.closers.push(CLOSER[b])
-          else if (b === 0x7d || b === 0x5d) {
-            if (this.closers.pop() !== b) this.failEntry(chunk, entryStart, i + 1)
-            if (this.closers.length === 0) {
-              this.entryDone(chunk, entryStart, i + 1)
-              this.expect = 'comma'
-            }
-          }
-          continue
-        }
-        if (!isSpace(b) && b !== COMMA && b !== 0x5d) continue
-        this.entryDone(chunk, entryStart, i)
-        this.expect = 'comma'
-        // This byte ends the bare entry and is read again below as a separator.
-      }
-      if (isSpace(b)) continue
-      if (this.expect === 'comma') {
-        if (b === COMMA) this.expect = 'value'
-        else if (b === 0x5d) {
-          this.mode = 'done'
-          this.scanAfter(chunk, i + 1)
-          return
-        } else throw syntax(`line ${this.line}: expected "," or "]" after entry ${this.entry}, found ${JSON.stringify(String.fromCharCode(b))}`)
-        continue
-      }
-      if (b === 0x5d) {
-        if (this.expect === 'first') {
-          this.mode = 'done'
-          this.scanAfter(chunk, i + 1)
-          return
-        }
-        throw syntax(`line ${this.line}: an entry is expected after "," (entry ${this.entry}), found "]"`)
-      }
-      // An entry starts here.
-      this.entry++
-      this.entryLine = this.line
-      this.inEntry = true
-      entryStart = i
-      this.bare = false
-      if (b === QUOTE) this.inString = true
-      else if (b === 0x7b || b === 0x5b) this.closers.push(CLOSER[b])
-      else if (b === 0x7d || b === COMMA) this.failEntry(chunk, i, i + 1)
-      else this.bare = true
-    }
-    if (this.inEntry) this.keep(chunk, entryStart, n)
-  }
-
-  private scanAfter(chunk: Buffer, from: number): void {
-    for (let i = from; i < chunk.length; i++) {
-      const b = chunk[i]
-      if (b === NL) this.line++
-      else if (!isSpace(b)) throw syntax(`line ${this.line}: text after the closing "]" of the array`)
-    }
+    this.emit(manifestEntry(value, `line ${line} (entry ${entry})`), line)
   }
 }
 

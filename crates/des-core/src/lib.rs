@@ -16,6 +16,7 @@ mod format;
 mod index;
 mod lock;
 mod lz4frame;
+mod manifest;
 mod meta;
 mod pack;
 mod payload;
@@ -41,6 +42,7 @@ pub use format::{
   VERSION_1, VERSION_2,
 };
 pub use index::{encode_index, ShardIndex, MAX_STATED_SIZE};
+pub use manifest::{Found, ManifestScanner, ScanError, Span, MAX_ENTRY_BYTES};
 pub use meta::canonical_meta;
 pub use pack::{
   pack_into, pack_parts, stat_sources, PackItem, PackProgress, PackSource, PartJob, PartOutcome,

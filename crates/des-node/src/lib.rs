@@ -3,6 +3,7 @@
 
 mod entry;
 mod error;
+mod manifest;
 mod pack;
 mod payload_cache;
 mod reader;
@@ -11,6 +12,7 @@ mod verify;
 mod writer;
 
 pub use entry::*;
+pub use manifest::*;
 pub use pack::*;
 pub use payload_cache::*;
 pub use reader::*;
