@@ -293,8 +293,8 @@ export class Plan {
   async checkSources(s3: S3SourceOptions | undefined, checkedByCaller = false): Promise<void> {
     const count = this.buckets?.count ?? 1
     for (let b = 0; b < count; b++) {
-      const byKey = await this.load(b)
-      const items = [...byKey.values()].flat().sort((x, y) => x.index - y.index)
+      // In memory the inputs are in manifest order already (and stay grouped for the writing).
+      const items = this.mem ?? [...(await this.load(b)).values()].flat().sort((x, y) => x.index - y.index)
       const unknown = items.some((p) => p.size < 0)
       // The caller (des migrate) checked every source and gave its size: not checked twice.
       if (checkedByCaller) for (const p of items) p.size = p.input.sizeBytes!
@@ -303,8 +303,10 @@ export class Plan {
         this.bytes += p.size
         this.byOrdinal[ordinalOf(p)].bytes += p.size
       }
-      if (unknown && this.buckets) this.buckets.rewrite(b, items.map(spillLine))
-      this.cache.delete(b)
+      if (this.buckets) {
+        if (unknown) this.buckets.rewrite(b, items.map(spillLine))
+        this.cache.delete(b)
+      }
     }
   }
 }
