@@ -307,6 +307,11 @@ export interface ManifestFound {
    */
   spans: Uint32Array
   /**
+   * Every entry found is an element of the array that is an object: they
+   * may be parsed as one array (see `des_core::Found`).
+   */
+  allObjects: boolean
+  /**
    * Where the entry still open at the end begins (give the bytes from
    * there first next time); -1 when none is open.
    */

@@ -6,7 +6,7 @@
 import test from 'ava'
 import { locateShard } from '../src/native'
 import { locateIn, locateManyIn, lookupsFor } from '../src/store/layout'
-import { readTimestamp } from '../src/store/timestamp'
+import { canonicalTimestamp, readTimestamp } from '../src/store/timestamp'
 import { errorCode } from '../src/errors'
 
 /** [created_at, date as written, UTC date], or [created_at, null] when the reference refuses it. */
@@ -94,6 +94,8 @@ test('the flat layout names shards <date as written>_<HEX>_0000.des; the nested 
 test('a timestamp in the native form is passed on as it is; another form as the same instant in UTC', (t) => {
   t.deepEqual(readTimestamp('2024-03-01T23:30:00-05:00'), { canonical: '2024-03-01T23:30:00-05:00', writtenDate: '20240301' })
   t.deepEqual(readTimestamp('20240301T233000-0500'), { canonical: '2024-03-02T04:30:00Z', writtenDate: '20240301' })
+  // The canonical form alone (what the nested layout routes by) is the same for every case.
+  for (const [createdAt] of CASES) t.is(canonicalTimestamp(createdAt), readTimestamp(createdAt).canonical, JSON.stringify(createdAt))
 })
 
 test('lookups: nested under the UTC date, then under the date as written when it differs; flat under the date as written', (t) => {

@@ -422,10 +422,10 @@ export class Planner {
     if (this.mem && this.total >= this.memoryEntries) this.spill()
     const index = this.total
     if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
-    const p = { input, label: where }
-    if (typeof input.source !== 'string' || input.source === '') throw new DesError('DES_BAD_ARG', `${named(p)}: source must be a local path or s3://bucket/key`)
+    const p = () => named({ input, label: where })
+    if (typeof input.source !== 'string' || input.source === '') throw new DesError('DES_BAD_ARG', `${p()}: source must be a local path or s3://bucket/key`)
     if (input.sizeBytes !== undefined && !(Number.isSafeInteger(input.sizeBytes) && input.sizeBytes >= 0)) {
-      throw new DesError('DES_BAD_ARG', `${named(p)}: sizeBytes must be a whole number of bytes, got ${input.sizeBytes}`)
+      throw new DesError('DES_BAD_ARG', `${p()}: sizeBytes must be a whole number of bytes, got ${input.sizeBytes}`)
     }
     const before = this.uids.add(input.uid, index, where)
     if (before !== undefined) throw duplicateError({ uid: input.uid, first: before, second: where, index })
@@ -434,7 +434,7 @@ export class Planner {
       try {
         loc = locateIn(this.settings.layout ?? 'nested', input.uid, String(input.createdAt), this.settings.nBits)
       } catch (err) {
-        throw new DesError('DES_BAD_ARG', `${named(p)}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
+        throw new DesError('DES_BAD_ARG', `${p()}: created_at ${JSON.stringify(input.createdAt)}: ${err instanceof Error ? err.message : String(err)}`)
       }
     }
     this.total++

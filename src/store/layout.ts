@@ -8,7 +8,7 @@
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { locateShard, locateShards, type ShardLocation, type ShardRoute } from '../native'
-import { readTimestamp } from './timestamp'
+import { canonicalTimestamp, readTimestamp } from './timestamp'
 
 /**
  * Key of shard `part` of a location: part 0 is `<date>/<HEX>.des`, later parts
@@ -72,13 +72,13 @@ export function locateIn(layout: Layout, uid: string, createdAt: string, nBits: 
  * of that row throws the error).
  */
 export function locateManyIn(layout: Layout, uids: string[], createdAts: string[], nBits: number): Array<ShardRoute | null> {
+  if (layout === 'nested') return locateShards(uids, createdAts.map(canonicalTimestamp), nBits)
   const stamps = createdAts.map(readTimestamp)
   const routes = locateShards(
     uids,
     stamps.map((ts) => ts.canonical),
     nBits,
   )
-  if (layout === 'nested') return routes
   return routes.map((r, i) => r && { dateDir: stamps[i].writtenDate, shardIndex: r.shardIndex, shardHex: r.shardHex })
 }
 

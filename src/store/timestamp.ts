@@ -171,3 +171,8 @@ export function readTimestamp(createdAt: string): ReadTimestamp {
   if (m) return { canonical: createdAt, writtenDate: `${Number(m[1])}${m[2]}${m[3]}` }
   return readReferenceTimestamp(createdAt) ?? { canonical: createdAt, writtenDate: '' }
 }
+
+/** `readTimestamp(createdAt).canonical`, without the written date (all the nested layout needs). */
+export function canonicalTimestamp(createdAt: string): string {
+  return NATIVE.test(createdAt) ? createdAt : (readReferenceTimestamp(createdAt)?.canonical ?? createdAt)
+}

@@ -68,14 +68,28 @@ pub struct Span {
 }
 
 /// What one `feed` (or `end`) found, in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Found {
   pub spans: Vec<Span>,
+  /// Every span is an element of the array that is an object (its first
+  /// byte `{`): the caller may parse them as one array.
+  pub all_objects: bool,
   /// Where the entry (or line) still open at the end begins: the caller
   /// gives `buf[keep_from..]` again at the front of the next `feed`.
   pub keep_from: Option<usize>,
   /// The first problem, after the entries before it.
   pub error: Option<ScanError>,
+}
+
+impl Default for Found {
+  fn default() -> Self {
+    Found {
+      spans: Vec::new(),
+      all_objects: true,
+      keep_from: None,
+      error: None,
+    }
+  }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +125,8 @@ pub struct ManifestScanner {
   /// Closing brackets still expected inside the current entry.
   closers: Vec<u8>,
   entry_line: u32,
+  /// The current entry starts with `{`.
+  entry_is_object: bool,
 }
 
 impl Default for ManifestScanner {
@@ -127,6 +143,7 @@ impl Default for ManifestScanner {
       escaped: false,
       closers: Vec::new(),
       entry_line: 0,
+      entry_is_object: false,
     }
   }
 }
@@ -277,6 +294,7 @@ impl ManifestScanner {
       return Ok(());
     }
     self.entry += 1;
+    found.all_objects = false;
     found.spans.push(Span {
       start,
       end,
@@ -295,6 +313,7 @@ impl ManifestScanner {
   ) -> Result<(), ScanError> {
     self.check_length(start, end, carried)?;
     self.in_entry = false;
+    found.all_objects &= self.entry_is_object;
     found.spans.push(Span {
       start,
       end,
@@ -414,6 +433,7 @@ impl ManifestScanner {
       entry_start = i;
       carried = false;
       self.bare = false;
+      self.entry_is_object = b == b'{';
       match b {
         b'"' => self.in_string = true,
         b'{' => self.closers.push(b'}'),

@@ -196,3 +196,17 @@ fn an_entry_or_line_past_the_limit_is_refused_once_it_spans_chunks() {
   let (_, err) = scan(open.as_bytes(), 1 << 20);
   assert!(refused(&err).ends_with("an entry longer than 16777216 bytes"));
 }
+
+#[test]
+fn all_objects_says_whether_every_entry_found_is_an_object_of_an_array() {
+  let mut scanner = ManifestScanner::new();
+  let f = scanner.feed(br#"[{"a": 1}, {"b": [2]}"#, 0);
+  assert_eq!((f.spans.len(), f.all_objects), (2, true));
+  let f = scanner.feed(br#", "text", {"c": 3}, 4"#, 0);
+  assert_eq!((f.spans.len(), f.all_objects), (2, false));
+  let f = scanner.end(b"4");
+  assert!(!f.all_objects);
+  let mut lines = ManifestScanner::new();
+  let f = lines.feed(b"{\"a\": 1}\n{\"b\": 2}\n", 0);
+  assert_eq!((f.spans.len(), f.all_objects), (2, false));
+}

@@ -23,6 +23,9 @@ pub struct ManifestFound {
   /// Four numbers an entry: start and end (byte offsets in the bytes
   /// given), the line it starts on, its number in the array (0 in JSON lines).
   pub spans: Uint32Array,
+  /// Every entry found is an element of the array that is an object: they
+  /// may be parsed as one array (see `des_core::Found`).
+  pub all_objects: bool,
   /// Where the entry still open at the end begins (give the bytes from
   /// there first next time); -1 when none is open.
   pub keep_from: i64,
@@ -51,6 +54,7 @@ fn found_of(f: des_core::Found) -> ManifestFound {
   };
   ManifestFound {
     spans: spans.into(),
+    all_objects: f.all_objects,
     keep_from: f.keep_from.map_or(-1, |k| k as i64),
     refused,
     bad_entry,
