@@ -18,6 +18,7 @@
 # runs des pack with it (NAPI_RS_NATIVE_LIBRARY_PATH, as bench/pack.sh), and
 # the TS (`npx tsc -p tsconfig.json`). Files are read from the page cache.
 # des pack fsyncs every shard and its folder; tar and the original do not sync.
+# Every run's output is kept until the end: about 1 GB of disk a round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -52,35 +53,45 @@ console.log(new Set(m.map((r) => r.created_at.slice(0, 10) + '/' + require('$ROO
 tar -cf - -C "$CORPUS" -T "$CORPUS/files.txt" >/dev/null
 
 # The tools: a name, its output (removed before each run), the command.
+# The tools: a name, its output (a name under the round's folder, $DEST in the command), the command.
 NAMES=() OUTS=() CMDS=()
 tool() { NAMES+=("$1"); OUTS+=("$2"); CMDS+=("$3"); }
-tool 'tar | zstd -3 -T0' "$OUT/corpus.tar.zst" "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o '$OUT/corpus.tar.zst'"
-tool 'tar' "$OUT/corpus.tar" "tar -cf '$OUT/corpus.tar' -C '$CORPUS' -T '$CORPUS/files.txt'"
+tool 'tar | zstd -3 -T0' corpus.tar.zst "tar -cf - -C '$CORPUS' -T '$CORPUS/files.txt' | zstd -3 -T0 -q -o \"\$DEST\""
+tool 'tar' corpus.tar "tar -cf \"\$DEST\" -C '$CORPUS' -T '$CORPUS/files.txt'"
 for codec in zstd none; do
-  tool "des pack --codec $codec" "$OUT/des-$codec" "node bin/des.js pack --input-json '$CORPUS/manifest.json' --output-dir '$OUT/des-$codec' --codec $codec --n-bits $N_BITS --no-progress"
+  tool "des pack --codec $codec" "des-$codec" "node bin/des.js pack --input-json '$CORPUS/manifest.json' --output-dir \"\$DEST\" --codec $codec --n-bits $N_BITS --no-progress"
 done
 if [ -n "$REF_DIR" ]; then
   REF_PYTHON=${REF_PYTHON:-$REF_DIR-venv/bin/python}
   [ -x "$REF_PYTHON" ] || REF_PYTHON=python3
   [ -d "$REF_DIR/src" ] || { echo "REF_DIR=$REF_DIR has no src/ (a checkout of the original DES)" >&2; exit 2; }
-  tool 'original packer' "$OUT/ref" "cd '$REF_DIR' && PYTHONPATH='$REF_DIR/src' '$REF_PYTHON' -m des_core.cli_packer --input-json '$CORPUS/manifest.json' --output-dir '$OUT/ref' --n-bits $N_BITS"
+  tool 'original packer' ref "cd '$REF_DIR' && PYTHONPATH='$REF_DIR/src' '$REF_PYTHON' -m des_core.cli_packer --input-json '$CORPUS/manifest.json' --output-dir \"\$DEST\" --n-bits $N_BITS"
 fi
 
 printf '\n%s files, %.1f MiB, %s keys (n_bits %s), %s rounds, %s cores, load %s\n' "$FILES" "$(echo "$input_bytes/1048576" | bc -l)" \
   "$keys" "$N_BITS" "$ROUNDS" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 for i in "${!NAMES[@]}"; do : >"$OUT/t$i"; done
-# `sync` (untimed) after every run and removal: tar leaves ~250 MiB unwritten
+# Every run writes into a folder of its own, and all of them are removed at
+# the end, not between runs: ext4 skips inodes freed in the last minutes one
+# by one when it places new files (recently_deleted()), so a tool that
+# creates 768 files just after 768 were removed pays for the removal (11–12%
+# of the CPU of a des pack run in `perf record`; its wall time 0.83 s after
+# `rm -rf` of its last output, 0.71 s into a new folder, medians of 9
+# alternating runs). The shard-writing tools are the ones it hits.
+# `sync` (untimed) after every run: tar leaves ~250 MiB unwritten
 # in the page cache, and the next tool that syncs may pay for writing it out
 # (des pack --codec zstd: 2.79 s median without these syncs, 2.11 s with them,
 # two 5-round runs back to back on a loaded machine).
+RUNS=$OUT/runs
+rm -rf "$RUNS" && sync
 for ((round = 0; round < ROUNDS; round++)); do
+  mkdir -p "$RUNS/$round"
   for i in "${!NAMES[@]}"; do
-    rm -rf "${OUTS[$i]}" && sync
-    /usr/bin/time -f '%e %U %S' -a -o "$OUT/t$i" bash -c "${CMDS[$i]}" >/dev/null
+    DEST="$RUNS/$round/${OUTS[$i]}" /usr/bin/time -f '%e %U %S' -a -o "$OUT/t$i" bash -c "${CMDS[$i]}" >/dev/null
     sync
   done
-  for i in "${!NAMES[@]}"; do rm -rf "${OUTS[$i]}"; done
 done
+rm -rf "$RUNS"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 declare -A WALL CPU
@@ -100,5 +111,5 @@ if [ -n "$REF_DIR" ]; then
   printf 'original / des pack none: %.2fx wall, %.2fx cpu (target >= 3x)\n' \
     "$(ratio "${WALL['original packer']}" "${WALL['des pack --codec none']}")" "$(ratio "${CPU['original packer']}" "${CPU['des pack --codec none']}")"
 fi
-echo "command: node bin/des.js pack --input-json $CORPUS/manifest.json --output-dir $OUT/des-<codec> --codec <codec> --n-bits $N_BITS --no-progress"
-[ -z "$REF_DIR" ] || echo "original: cd $REF_DIR && PYTHONPATH=$REF_DIR/src $REF_PYTHON -m des_core.cli_packer --input-json $CORPUS/manifest.json --output-dir $OUT/ref --n-bits $N_BITS"
+echo "command: node bin/des.js pack --input-json $CORPUS/manifest.json --output-dir $RUNS/<round>/des-<codec> --codec <codec> --n-bits $N_BITS --no-progress"
+[ -z "$REF_DIR" ] || echo "original: cd $REF_DIR && PYTHONPATH=$REF_DIR/src $REF_PYTHON -m des_core.cli_packer --input-json $CORPUS/manifest.json --output-dir $RUNS/<round>/ref --n-bits $N_BITS"
