@@ -9,6 +9,7 @@ import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
 import { locateShard, ShardReader } from '../src/native'
 import { errorCode } from '../src/errors'
 import { asInputs, makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
+import { foldersNaming } from '../src/pack/local-target'
 
 /** Numeric uids that all route to shard `shard` with n_bits 4: 16k + shard. */
 function sameShardUids(n: number, shard = 3, from = 0): string[] {
@@ -338,4 +339,13 @@ test('small parts (packed many per call) and a large part (its own writer) in on
     }
   }
   t.is((await readLocalStore(out)).size, 66)
+})
+
+test('a store folder made by the run is named durably: the folders above each one made are the ones synced', (t) => {
+  // mkdir made /s (the store's parent folder existed): / names it.
+  t.deepEqual(foldersNaming('/s', '/s'), ['/'])
+  // It made /data/a, /data/a/b and the store /data/a/b/store: /data/a/b, /data/a and /data name them.
+  t.deepEqual(foldersNaming('/data/a', '/data/a/b/store'), ['/data/a/b', '/data/a', '/data'])
+  // Relative paths are resolved first.
+  t.deepEqual(foldersNaming('out', 'out/store'), [path.resolve('out'), process.cwd()])
 })

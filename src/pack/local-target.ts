@@ -57,6 +57,29 @@ interface PartTask {
   ctx: FillContext
 }
 
+/**
+ * The folders that name the ones `mkdir` made, from `first` down to `dir`:
+ * each made folder is named in the one above it (the store's own entries
+ * are the writer's to sync).
+ */
+export function foldersNaming(first: string, dir: string): string[] {
+  const top = path.dirname(path.resolve(first))
+  const out: string[] = []
+  for (let at = path.dirname(path.resolve(dir)); ; at = path.dirname(at)) {
+    out.push(at)
+    if (at === top || at === path.dirname(at)) return out
+  }
+}
+
+/** Syncs each folder (best effort: not every platform syncs a folder). */
+async function syncFolders(folders: string[]): Promise<void> {
+  for (const at of folders) {
+    const folder = await fsp.open(at, 'r').catch(() => null)
+    await folder?.sync().catch(() => undefined)
+    await folder?.close()
+  }
+}
+
 /** The part was not touched: everything is left for the next one. */
 export function untouched(items: PlannedInput[]): PartWrite {
   return { fill: { added: [], skipped: [], rest: items, reportedFiles: 0, reportedBytes: 0 }, done: Promise.resolve(null) }
@@ -131,8 +154,10 @@ export class LocalTarget implements ShardSink {
       return
     }
     try {
-      await fsp.mkdir(this.dir, { recursive: true })
+      const made = await fsp.mkdir(this.dir, { recursive: true })
       await fsp.access(this.dir, fsp.constants.W_OK)
+      // A store made now is durable before its first shard is.
+      if (made !== undefined) await syncFolders(foldersNaming(made, this.dir))
     } catch (err) {
       throw new DesError('DES_IO', `output dir ${this.dir} is not writable: ${(err as Error).message}`)
     }

@@ -569,6 +569,7 @@ impl ShardWriter {
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
       return Ok(());
     }
+    let made = first_missing(&self.bigfiles_dir);
     let mut tmp = temp_beside(&path)?;
     tmp
       .write_all(data)
@@ -577,6 +578,10 @@ impl ShardWriter {
     tmp
       .persist(&path)
       .map_err(|e| DesError::io(format!("rename BigFile {}", path.display()), e.error))?;
+    // Its name is durable before any shard that refers to it is committed.
+    folders_to_sync(&path, made.as_deref())
+      .iter()
+      .for_each(|d| sync_dir(d));
     Ok(())
   }
 
@@ -722,7 +727,8 @@ enum StagedHow {
 enum Landed {
   /// Done already (committed when staged, or nothing to do).
   Nothing,
-  Renamed,
+  /// Renamed into place; with the first folder the writer made for it.
+  Renamed(Option<PathBuf>),
   Footer(OldEnd),
   /// Lost the race to create the shard: our temp file, to append from.
   Appended(NamedTempFile),
@@ -803,8 +809,7 @@ impl Staged {
               .map_err(|e| DesError::io(format!("rename into {shown}"), e.error))?;
           }
         }
-        writer.created_dir = None;
-        Ok(Landed::Renamed)
+        Ok(Landed::Renamed(writer.created_dir.take()))
       }
     }
   }
@@ -861,8 +866,8 @@ pub fn commit(mut staged: Vec<Staged>) -> Vec<Result<WriteSummary>> {
   let footers_synced = sync_together(&footers).map_err(|e| e.to_string());
   let mut dirs = std::collections::BTreeSet::new();
   for (s, l) in staged.iter().zip(&landed) {
-    if let Ok(Landed::Renamed) = l {
-      dirs.extend(s.path().parent().map(Path::to_path_buf));
+    if let Ok(Landed::Renamed(made)) = l {
+      dirs.extend(folders_to_sync(s.path(), made.as_deref()));
     }
   }
   for dir in dirs {
@@ -1035,10 +1040,67 @@ fn remove_empty_dirs(top: &Path, from: Option<&Path>) {
   }
 }
 
+/// The folders a new shard's rename changed: its own, and, when the writer
+/// made folders for it (`made`: the first of them), the folder that names
+/// each one it made, up to the one above `made`.
+fn folders_to_sync(shard: &Path, made: Option<&Path>) -> Vec<PathBuf> {
+  let named = |p: &Path| {
+    if p.as_os_str().is_empty() {
+      PathBuf::from(".")
+    } else {
+      p.to_path_buf()
+    }
+  };
+  let Some(folder) = shard.parent() else {
+    return Vec::new();
+  };
+  let mut out = vec![named(folder)];
+  if let Some(top) = made.filter(|top| folder.starts_with(top)) {
+    for dir in folder.ancestors().skip(1) {
+      out.push(named(dir));
+      if Some(dir) == top.parent() {
+        break;
+      }
+    }
+  }
+  out
+}
+
 /// Makes the renames in `dir` durable. Best effort: not every platform can
 /// sync a directory.
 fn sync_dir(dir: &Path) {
   if let Ok(d) = File::open(dir) {
     let _ = d.sync_all();
+  }
+}
+
+#[cfg(test)]
+mod folders {
+  use super::folders_to_sync;
+  use std::path::{Path, PathBuf};
+
+  fn synced(shard: &str, made: Option<&str>) -> Vec<PathBuf> {
+    folders_to_sync(Path::new(shard), made.map(Path::new))
+  }
+
+  #[test]
+  fn a_new_shard_syncs_its_folder_and_the_folder_naming_each_one_made_for_it() {
+    let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+    assert_eq!(synced("/s/20240101/AB.des", None), p(&["/s/20240101"]));
+    assert_eq!(
+      synced("/s/20240101/AB.des", Some("/s/20240101")),
+      p(&["/s/20240101", "/s"])
+    );
+    assert_eq!(
+      synced("/s/20240101/AB.des", Some("/s")),
+      p(&["/s/20240101", "/s", "/"])
+    );
+    assert_eq!(
+      synced("out/d/AB.des", Some("out")),
+      p(&["out/d", "out", "."])
+    );
+    assert_eq!(synced("AB.des", None), p(&["."]));
+    // A folder made elsewhere (not above the shard) adds nothing.
+    assert_eq!(synced("/s/d/AB.des", Some("/t")), p(&["/s/d"]));
   }
 }
