@@ -109,7 +109,7 @@ export class ManifestScanner {
     if (spans.length > 0) {
       // Entries of an array that are all objects: one parse.
       if (found.allObjects) this.emitArray(buf, spans)
-      else for (let k = 0; k < spans.length; k += 4) this.entryDone(buf, spans[k], spans[k + 1], spans[k + 2], spans[k + 3])
+      else this.emitEach(buf, spans)
     }
     const bad = found.badEntry
     if (bad) {
@@ -139,38 +139,37 @@ export class ManifestScanner {
       values = undefined
     }
     if (!values || values.length !== n) {
-      for (let k = 0; k < spans.length; k += 4) this.entryDone(buf, spans[k], spans[k + 1], spans[k + 2], spans[k + 3])
+      this.emitEach(buf, spans)
       return
     }
     for (let i = 0; i < n; i++) {
       const line = spans[i * 4 + 2]
-      this.emit(manifestEntry(values[i], `line ${line} (entry ${spans[i * 4 + 3]})`), line)
+      this.emit(manifestEntry(values[i], where(line, spans[i * 4 + 3])), line)
     }
   }
 
-  /** One entry: an element of the array (its number is not 0) or a line. */
-  private entryDone(buf: Buffer, start: number, end: number, line: number, entry: number): void {
-    const raw = buf.toString('utf8', start, end)
-    if (entry === 0) {
+  /** The entries one by one: an element of the array (its number is not 0) or a line each. */
+  private emitEach(buf: Buffer, spans: Uint32Array): void {
+    for (let k = 0; k < spans.length; k += 4) {
+      const [line, entry] = [spans[k + 2], spans[k + 3]]
+      const raw = buf.toString('utf8', spans[k], spans[k + 1])
       // A line of other white space than JSON's (the scanner skips JSON's).
-      if (raw.trim() === '') return
+      if (entry === 0 && raw.trim() === '') continue
       let value: unknown
       try {
         value = JSON.parse(raw)
       } catch (err) {
-        throw new DesError('DES_BAD_ARG', `manifest line ${line} is not valid JSON: ${messageOf(err)}`)
+        if (entry === 0) throw new DesError('DES_BAD_ARG', `manifest line ${line} is not valid JSON: ${messageOf(err)}`)
+        throw syntax(`${where(line, entry)}: ${messageOf(err)}`)
       }
-      this.emit(manifestEntry(value, `line ${line}`), line)
-      return
+      this.emit(manifestEntry(value, where(line, entry)), line)
     }
-    let value: unknown
-    try {
-      value = JSON.parse(raw)
-    } catch (err) {
-      throw syntax(`line ${line} (entry ${entry}): ${messageOf(err)}`)
-    }
-    this.emit(manifestEntry(value, `line ${line} (entry ${entry})`), line)
   }
+}
+
+/** How errors name an entry: its line, and its number in an array (0 in JSON lines). */
+function where(line: number, entry: number): string {
+  return entry === 0 ? `line ${line}` : `line ${line} (entry ${entry})`
 }
 
 /** Parses manifest text: a JSON array of objects, or one object per line. */

@@ -19,12 +19,11 @@ import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { isS3Url } from '../storage/s3-url'
 import { locateIn, locateManyIn } from '../store/layout'
-import type { ShardRoute } from '../native'
+import { statSources, type ShardRoute } from '../native'
 import type { PackInput, WorkerSlice } from './types'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources } from './sources'
-import { statSources } from '../native'
 import type { S3SourceOptions } from './types'
 
 export type { WorkerSlice }
