@@ -6,7 +6,7 @@ import type { Layout } from '../config/env'
 import { DesError } from '../errors'
 import type { PackFile, ShardWriter, ShardWriterOptions } from '../native'
 import { named, type PlannedInput } from './plan'
-import { chunkLimits, chunks, loadChunk, type S3SourceOptions } from './sources'
+import { chunkLimits, chunks, isLocal, loadChunk, localArrays, type S3SourceOptions } from './sources'
 import type { PackExtras } from './types'
 
 /** How every part of a run is written. */
@@ -47,16 +47,10 @@ export interface FillResult {
   reportedBytes: number
 }
 
-/** Local files as the addon takes them: parallel arrays, far cheaper to pass than an object each. */
-export function pathArrays(files: PackFile[]): { uids: string[]; paths: string[]; sizes: number[]; metas?: Array<string | null> } {
-  const metas = files.some((f) => f.meta !== undefined) ? files.map((f) => f.meta ?? null) : undefined
-  return { uids: files.map((f) => f.uid), paths: files.map((f) => f.path!), sizes: files.map((f) => f.size!), ...(metas ? { metas } : {}) }
-}
-
-/** Local files go as parallel arrays, fetched bytes as objects. */
-function addBatch(writer: ShardWriter, batch: PackFile[], maxDataSize: number | undefined): Promise<{ consumed: number }> {
-  if (batch.some((f) => f.data !== undefined)) return writer.addFiles(batch, maxDataSize)
-  const a = pathArrays(batch)
+/** Local files go as parallel arrays (`localArrays`: far cheaper to pass than an object each), fetched bytes as objects. */
+function addBatch(writer: ShardWriter, toAdd: PlannedInput[], fetched: PackFile[] | null, maxDataSize: number | undefined): Promise<{ consumed: number }> {
+  if (fetched) return writer.addFiles(fetched, maxDataSize)
+  const a = localArrays(toAdd)
   return writer.addPaths(a.uids, a.paths, a.sizes, a.metas, maxDataSize)
 }
 
@@ -109,18 +103,18 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
       out.skipped.push(...skipped)
       report(out, ctx, skipped)
     }
-    const files = await (next ?? loadChunk(toAdd, ctx.s3Source))
+    // Local files are read by Rust; a chunk with s3:// sources is fetched here.
+    const files = toAdd.every(isLocal) ? null : await (next ?? loadChunk(toAdd, ctx.s3Source))
     next = undefined
-    if (c + 1 < parts.length) {
-      // Prefetch the next chunk (only s3:// sources cost anything here); what
-      // the skip filter then drops is just not used.
+    if (c + 1 < parts.length && !parts[c + 1].every(isLocal)) {
+      // Prefetch the next chunk; what the skip filter then drops is just not used.
       next = loadChunk(parts[c + 1], ctx.s3Source)
       next.catch(() => undefined)
     }
-    // `files` is the whole chunk (it may have been fetched before the skip filter ran).
-    const wanted = skipped.length > 0 ? new Set(toAdd.map((p) => p.input.uid)) : undefined
-    const batch = wanted ? files.filter((f) => wanted.has(f.uid)) : files
-    const r = batch.length > 0 ? await addBatch(writer, batch, maxDataSize).catch((err) => Promise.reject(withLabel(err, toAdd))) : { consumed: 0 }
+    // `files` is the whole chunk when it was fetched before the skip filter ran.
+    const wanted = files && skipped.length > 0 ? new Set(toAdd.map((p) => p.input.uid)) : undefined
+    const fetched = files && wanted ? files.filter((f) => wanted.has(f.uid)) : files
+    const r = toAdd.length > 0 ? await addBatch(writer, toAdd, fetched, maxDataSize).catch((err) => Promise.reject(withLabel(err, toAdd))) : { consumed: 0 }
     const added = toAdd.slice(0, r.consumed)
     out.added.push(...added)
     report(out, ctx, added)
