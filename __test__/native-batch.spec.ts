@@ -1,11 +1,12 @@
 // The packer's batch calls into the addon answer malformed input with a
-// clear error and touch nothing: packParts, locateShards, statSources.
+// clear error and touch nothing: packParts, locateShards, statSources, and
+// the manifest scanner.
 
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { errorCode } from '../src/errors'
-import { locateShards, packParts, statSources } from '../src/native'
+import { locateShards, ManifestScan, packParts, statSources } from '../src/native'
 import { tempDir } from './helpers/pack'
 
 test('packParts refuses arrays of different lengths and a negative size limit, naming the call, and writes nothing', async (t) => {
@@ -42,4 +43,20 @@ test('statSources: a file, a missing path, a folder, a path through a file, an e
   const file = path.join(dir, 'f')
   fs.writeFileSync(file, '12345')
   t.deepEqual(await statSources([file, path.join(dir, 'nope'), dir, path.join(file, 'x'), '']), [5, -1, -2, -1, -1])
+})
+
+test('the manifest scanner takes a start past the bytes given as their end, and refuses a binary file in words', (t) => {
+  const scan = new ManifestScan()
+  // A start past the end scans nothing (the bytes are taken as already seen).
+  const none = scan.feed(Buffer.from('[{"uid": "a"}'), 1_000_000)
+  t.deepEqual([...none.spans], [])
+  t.is(none.refused ?? null, null)
+  // Random bytes: refused with a message, no entry.
+  const binary = new ManifestScan().feed(Buffer.from([0x00, 0xff, 0x5b, 0x7b]), 0)
+  t.deepEqual([...binary.spans], [])
+  t.is(binary.refused, 'manifest must be a JSON array of objects (or JSON lines)')
+  // The end of an array never closed names its line.
+  const open = new ManifestScan()
+  open.feed(Buffer.from('[\n{"uid": "a"},\n'), 0)
+  t.regex(open.end(Buffer.alloc(0)).refused ?? '', /^manifest is not valid JSON: line 3: the manifest ends before its array is closed \(after entry 1\)$/)
 })
