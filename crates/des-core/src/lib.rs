@@ -23,6 +23,7 @@ mod payload;
 mod payload_cache;
 mod reader;
 mod routing;
+mod shard_out;
 mod timestamp;
 mod verify;
 mod writer;

@@ -15,10 +15,11 @@ use crate::index::{encode_index, ShardIndex};
 use crate::lock::{take_turn, ShardLock, Turn};
 use crate::meta::canonical_meta;
 use crate::reader::{decode_payload, read_exact_at, ShardFile};
+use crate::shard_out::ShardOut;
 use crate::verify::crc_of_range;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
@@ -37,6 +38,9 @@ pub struct WriterOptions {
   /// failing: where a writer finds a shard it did not open (it lost the race
   /// to create it and adds to the winner's).
   pub skip_existing: bool,
+  /// A new shard file is written past the page cache where the system
+  /// allows (`shard_out`): for a packer whose shards nobody reads back soon.
+  pub write_past_cache: bool,
 }
 
 impl Default for WriterOptions {
@@ -47,6 +51,7 @@ impl Default for WriterOptions {
       bigfiles_dir: None,
       replace: false,
       skip_existing: false,
+      write_past_cache: false,
     }
   }
 }
@@ -126,7 +131,7 @@ pub struct WriteSummary {
 /// Streams a v2 shard to a temp file and renames it over `target` on finish.
 pub struct ShardWriter {
   target: PathBuf,
-  tmp: Option<BufWriter<NamedTempFile>>,
+  tmp: Option<ShardOut>,
   /// Logical position in the final shard of the next payload byte.
   pos: u64,
   /// Where the bytes this writer emits start in the final shard (0, or the
@@ -232,7 +237,7 @@ impl ShardWriter {
     let tmp = temp_beside(&target)?;
     Ok(ShardWriter {
       target,
-      tmp: Some(BufWriter::with_capacity(1 << 20, tmp)),
+      tmp: Some(ShardOut::new(tmp)),
       pos: emit_base,
       emit_base,
       entries: Vec::new(),
@@ -253,7 +258,11 @@ impl ShardWriter {
 
   /// A new shard at `target` (replacing any file there on finish).
   pub fn create(target: impl AsRef<Path>, opts: WriterOptions) -> Result<ShardWriter> {
+    let past_cache = opts.write_past_cache;
     let mut w = ShardWriter::empty(target.as_ref().to_path_buf(), opts, 0)?;
+    if past_cache {
+      w.out()?.go_direct();
+    }
     w.emit(&header_bytes())?;
     Ok(w)
   }
@@ -303,10 +312,9 @@ impl ShardWriter {
       }
       Some((Ok(old), _)) => {
         let data_end = old.index().data_end();
-        let mut w = ShardWriter::empty(target.clone(), opts, 0)?;
         // The header is rewritten as v2; the data section is copied as is, so
         // every old offset stays valid.
-        w.emit(&header_bytes())?;
+        let mut w = ShardWriter::create(&target, opts)?;
         let mut src =
           File::open(&target).map_err(|e| DesError::io(format!("open {}", target.display()), e))?;
         std::io::Seek::seek(&mut src, std::io::SeekFrom::Start(HEADER_SIZE))
@@ -344,8 +352,7 @@ impl ShardWriter {
   /// a reader holding the old index finds a new file (`Changed`) and reads
   /// its index again.
   fn compacting(target: PathBuf, old: &ShardFile, opts: WriterOptions) -> Result<ShardWriter> {
-    let mut w = ShardWriter::empty(target, opts, 0)?;
-    w.emit(&header_bytes())?;
+    let mut w = ShardWriter::create(&target, opts)?;
     let file = old.reopen()?;
     w.entries.reserve(old.index().len());
     for mut entry in old.index().entries() {
@@ -437,7 +444,7 @@ impl ShardWriter {
     Ok(())
   }
 
-  fn out(&mut self) -> Result<&mut BufWriter<NamedTempFile>> {
+  fn out(&mut self) -> Result<&mut ShardOut> {
     self
       .tmp
       .as_mut()
@@ -651,7 +658,7 @@ impl ShardWriter {
       .take()
       .ok_or_else(|| DesError::BadArg("writer already finished".to_string()))?
       .into_inner()
-      .map_err(|e| DesError::io(format!("flush {shown}"), e.into_error()))
+      .map_err(|e| DesError::io(format!("flush {shown}"), e))
   }
 
   /// The old shard's index and footer become a retired range (with any

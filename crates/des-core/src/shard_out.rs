@@ -1,0 +1,222 @@
+//! A new shard's temp file, written past the page cache where the system
+//! allows it (Linux `O_DIRECT`). A packer syncs every shard it writes at once
+//! and reads none of them back, so the cache gains nothing from them: written
+//! through it, a run's bytes are copied once more, evict what readers had
+//! cached, and cost a freshly allocated page each (slow under a hypervisor
+//! that backs guest memory lazily). Bytes are gathered in an aligned buffer
+//! and written in whole blocks; the last partial block is written through the
+//! cache once direct writing is switched off. Where direct writes are refused
+//! (tmpfs, some network filesystems) the file is written through the cache.
+
+use std::io::{self, Write};
+use tempfile::NamedTempFile;
+
+/// Alignment of direct writes, in memory, length and file offset: a
+/// multiple of every logical block size in common use.
+const BLOCK: usize = 4096;
+/// Bytes gathered before they are written.
+const CHUNK: usize = 1 << 20;
+
+/// A temp file with a write buffer, written directly when `go_direct` took.
+pub(crate) struct ShardOut {
+  file: NamedTempFile,
+  /// `buf[skip..]` are the bytes not yet written; `skip` aligns them.
+  buf: Vec<u8>,
+  skip: usize,
+  direct: bool,
+}
+
+impl ShardOut {
+  /// A buffered writer over `file`, not direct.
+  pub(crate) fn new(file: NamedTempFile) -> ShardOut {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + BLOCK);
+    let skip = buf.as_ptr().align_offset(BLOCK).min(BLOCK);
+    buf.resize(skip, 0);
+    ShardOut {
+      file,
+      buf,
+      skip,
+      direct: false,
+    }
+  }
+
+  /// Writes past the page cache from here on, if the file's system allows.
+  /// Only before anything was written out: direct writes start at offset 0.
+  pub(crate) fn go_direct(&mut self) {
+    #[cfg(target_os = "linux")]
+    {
+      use std::os::unix::io::AsRawFd;
+      let fd = self.file.as_file().as_raw_fd();
+      let nothing_written = self.file.as_file().metadata().map(|m| m.len() == 0);
+      if !matches!(nothing_written, Ok(true)) {
+        return;
+      }
+      // SAFETY: fcntl on a descriptor this writer owns; it only sets status flags.
+      self.direct = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) == 0
+      };
+    }
+  }
+
+  /// Back to writes through the cache (for a last partial block, or when a
+  /// direct write was refused).
+  fn go_cached(&mut self) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if self.direct {
+      use std::os::unix::io::AsRawFd;
+      let fd = self.file.as_file().as_raw_fd();
+      // SAFETY: as in go_direct.
+      let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) == 0
+      };
+      if !ok {
+        return Err(io::Error::last_os_error());
+      }
+    }
+    self.direct = false;
+    Ok(())
+  }
+
+  /// Writes the first `n` pending bytes, then keeps the rest at the front.
+  fn write_pending(&mut self, n: usize) -> io::Result<()> {
+    let (mut at, end) = (self.skip, self.skip + n);
+    while at < end {
+      match self.file.as_file().write(&self.buf[at..end]) {
+        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+        Ok(wrote) => at += wrote,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+        // A direct write refused (EINVAL: this filesystem, or a short write
+        // before it left the rest unaligned) wrote nothing: the rest goes
+        // through the cache.
+        Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => self.go_cached()?,
+        Err(e) => return Err(e),
+      }
+    }
+    self.buf.copy_within(end.., self.skip);
+    self.buf.truncate(self.buf.len() - n);
+    Ok(())
+  }
+
+  fn pending(&self) -> usize {
+    self.buf.len() - self.skip
+  }
+
+  /// Everything written; the file, its cursor at the end, no longer direct.
+  pub(crate) fn into_inner(mut self) -> io::Result<NamedTempFile> {
+    let whole = self.pending() / BLOCK * BLOCK;
+    if self.direct && whole > 0 {
+      self.write_pending(whole)?;
+    }
+    self.go_cached()?;
+    let rest = self.pending();
+    if rest > 0 {
+      self.write_pending(rest)?;
+    }
+    Ok(self.file)
+  }
+}
+
+impl Write for ShardOut {
+  fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    let take = data.len().min(CHUNK - self.pending());
+    self.buf.extend_from_slice(&data[..take]);
+    if self.pending() == CHUNK {
+      self.write_pending(CHUNK)?;
+    }
+    Ok(take)
+  }
+
+  /// Nothing: a partial block cannot be written directly, so the bytes wait
+  /// for `into_inner`.
+  fn flush(&mut self) -> io::Result<()> {
+    Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// Bytes that show where each one was (no block repeats another).
+  fn bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ (i / 4096) as u8).collect()
+  }
+
+  fn written(mut out: ShardOut, data: &[u8], piece: usize) -> Vec<u8> {
+    for part in data.chunks(piece.max(1)) {
+      out.write_all(part).unwrap();
+    }
+    let file = out.into_inner().unwrap();
+    std::fs::read(file.path()).unwrap()
+  }
+
+  #[test]
+  fn every_byte_lands_in_order_direct_or_not_whatever_the_sizes() {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let sizes = [
+      0,
+      1,
+      4095,
+      4096,
+      4097,
+      CHUNK - 1,
+      CHUNK,
+      CHUNK + 1,
+      2 * CHUNK + 12345,
+    ];
+    for direct in [false, true] {
+      for size in sizes {
+        for piece in [777, CHUNK + 5] {
+          let data = bytes(size);
+          let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
+          if direct {
+            out.go_direct();
+          }
+          let got = written(out, &data, piece);
+          assert!(
+            got == data,
+            "direct {direct}, {size} bytes in pieces of {piece}"
+          );
+        }
+      }
+    }
+  }
+
+  #[test]
+  fn direct_writing_starts_only_on_an_empty_file() {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let mut file = NamedTempFile::new_in(dir.path()).unwrap();
+    file.write_all(b"already here").unwrap();
+    let mut out = ShardOut::new(file);
+    out.go_direct();
+    assert!(!out.direct);
+    let got = written(out, &bytes(5000), 999);
+    assert_eq!(&got[..12], b"already here");
+    assert!(got[12..] == bytes(5000)[..]);
+  }
+
+  #[test]
+  fn a_refused_direct_write_goes_through_the_cache_and_loses_nothing() {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
+    out.go_direct();
+    let was_direct = out.direct;
+    // Pending bytes that start one byte past the aligned place: a direct
+    // write of them is refused with EINVAL.
+    out.buf.push(0);
+    out.skip += 1;
+    let data = bytes(3 * CHUNK + 100);
+    for part in data.chunks(4096) {
+      out.write_all(part).unwrap();
+    }
+    if was_direct {
+      assert!(!out.direct, "the refused write switched direct writing off");
+    } else {
+      eprintln!("this filesystem takes no direct writes: only the cached path ran");
+    }
+    let file = out.into_inner().unwrap();
+    assert!(std::fs::read(file.path()).unwrap() == data);
+  }
+}
