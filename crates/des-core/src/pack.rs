@@ -228,6 +228,25 @@ pub struct PartOutcome {
   pub busy: bool,
 }
 
+/// The threads a batch of parts is filled on: twice the cores (as the
+/// system allows this process: a cgroup quota included), because a part's
+/// thread waits on the disk for its direct writes (`shard_out`) while
+/// another's compresses; with only as many threads as cores, the cores stood
+/// idle for those waits. None if no pool could be made (the global one is used).
+fn part_pool() -> Option<&'static rayon::ThreadPool> {
+  static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+  POOL
+    .get_or_init(|| {
+      let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+      rayon::ThreadPoolBuilder::new()
+        .num_threads(2 * cores)
+        .thread_name(|i| format!("des-part-{i}"))
+        .build()
+        .ok()
+    })
+    .as_ref()
+}
+
 /// Packs many parts with one call: each part is filled on a thread of the
 /// pool (its turn taken, its sources read and compressed, its bytes staged),
 /// then all of them are committed together (`commit`: their syncs started
@@ -243,10 +262,16 @@ pub fn pack_parts(jobs: Vec<PartJob>, opts: &WriterOptions) -> Vec<Result<PartOu
       .map(|job| fill_part(job, opts, true))
       .collect()
   } else {
-    jobs
-      .into_par_iter()
-      .map(|job| fill_part(job, opts, false))
-      .collect()
+    let fill_all = || {
+      jobs
+        .into_par_iter()
+        .map(|job| fill_part(job, opts, false))
+        .collect()
+    };
+    match part_pool() {
+      Some(pool) => pool.install(fill_all),
+      None => fill_all(),
+    }
   };
   let mut staged = Vec::new();
   // Each part's outcome, with where its staged shard is in `staged`.
