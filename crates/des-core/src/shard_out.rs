@@ -23,11 +23,14 @@ pub(crate) struct ShardOut {
   /// `buf[skip..]` are the bytes not yet written; `skip` aligns them.
   buf: Vec<u8>,
   skip: usize,
-  direct: bool,
+  /// The file's status flags before `O_DIRECT` was added, while it is on.
+  direct: Option<i32>,
+  /// Bytes written to the file so far.
+  written: u64,
 }
 
 impl ShardOut {
-  /// A buffered writer over `file`, not direct.
+  /// A buffered writer over `file` (new and empty), not direct.
   pub(crate) fn new(file: NamedTempFile) -> ShardOut {
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + BLOCK);
     let skip = buf.as_ptr().align_offset(BLOCK).min(BLOCK);
@@ -36,7 +39,8 @@ impl ShardOut {
       file,
       buf,
       skip,
-      direct: false,
+      direct: None,
+      written: 0,
     }
   }
 
@@ -44,18 +48,16 @@ impl ShardOut {
   /// Only before anything was written out: direct writes start at offset 0.
   pub(crate) fn go_direct(&mut self) {
     #[cfg(target_os = "linux")]
-    {
+    if self.written == 0 && self.direct.is_none() {
       use std::os::unix::io::AsRawFd;
       let fd = self.file.as_file().as_raw_fd();
-      let nothing_written = self.file.as_file().metadata().map(|m| m.len() == 0);
-      if !matches!(nothing_written, Ok(true)) {
-        return;
-      }
       // SAFETY: fcntl on a descriptor this writer owns; it only sets status flags.
-      self.direct = unsafe {
+      unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
-        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) == 0
-      };
+        if flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_DIRECT) == 0 {
+          self.direct = Some(flags);
+        }
+      }
     }
   }
 
@@ -63,19 +65,15 @@ impl ShardOut {
   /// direct write was refused).
   fn go_cached(&mut self) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    if self.direct {
+    if let Some(flags) = self.direct {
       use std::os::unix::io::AsRawFd;
       let fd = self.file.as_file().as_raw_fd();
       // SAFETY: as in go_direct.
-      let ok = unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) == 0
-      };
-      if !ok {
+      if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } != 0 {
         return Err(io::Error::last_os_error());
       }
     }
-    self.direct = false;
+    self.direct = None;
     Ok(())
   }
 
@@ -85,12 +83,17 @@ impl ShardOut {
     while at < end {
       match self.file.as_file().write(&self.buf[at..end]) {
         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-        Ok(wrote) => at += wrote,
+        Ok(wrote) => {
+          at += wrote;
+          self.written += wrote as u64;
+        }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
         // A direct write refused (EINVAL: this filesystem, or a short write
         // before it left the rest unaligned) wrote nothing: the rest goes
         // through the cache.
-        Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => self.go_cached()?,
+        Err(e) if self.direct.is_some() && e.raw_os_error() == Some(libc::EINVAL) => {
+          self.go_cached()?
+        }
         Err(e) => return Err(e),
       }
     }
@@ -106,7 +109,7 @@ impl ShardOut {
   /// Everything written; the file, its cursor at the end, no longer direct.
   pub(crate) fn into_inner(mut self) -> io::Result<NamedTempFile> {
     let whole = self.pending() / BLOCK * BLOCK;
-    if self.direct && whole > 0 {
+    if self.direct.is_some() && whole > 0 {
       self.write_pending(whole)?;
     }
     self.go_cached()?;
@@ -185,16 +188,16 @@ mod tests {
   }
 
   #[test]
-  fn direct_writing_starts_only_on_an_empty_file() {
+  fn direct_writing_starts_only_before_anything_was_written() {
     let dir = tempfile::tempdir_in(".").unwrap();
-    let mut file = NamedTempFile::new_in(dir.path()).unwrap();
-    file.write_all(b"already here").unwrap();
-    let mut out = ShardOut::new(file);
+    let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
+    let data = bytes(CHUNK + 5000);
+    out.write_all(&data[..CHUNK + 10]).unwrap();
     out.go_direct();
-    assert!(!out.direct);
-    let got = written(out, &bytes(5000), 999);
-    assert_eq!(&got[..12], b"already here");
-    assert!(got[12..] == bytes(5000)[..]);
+    assert!(out.direct.is_none());
+    out.write_all(&data[CHUNK + 10..]).unwrap();
+    let file = out.into_inner().unwrap();
+    assert!(std::fs::read(file.path()).unwrap() == data);
   }
 
   #[test]
@@ -202,7 +205,7 @@ mod tests {
     let dir = tempfile::tempdir_in(".").unwrap();
     let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
     out.go_direct();
-    let was_direct = out.direct;
+    let was_direct = out.direct.is_some();
     // Pending bytes that start one byte past the aligned place: a direct
     // write of them is refused with EINVAL.
     out.buf.push(0);
@@ -212,7 +215,10 @@ mod tests {
       out.write_all(part).unwrap();
     }
     if was_direct {
-      assert!(!out.direct, "the refused write switched direct writing off");
+      assert!(
+        out.direct.is_none(),
+        "the refused write switched direct writing off"
+      );
     } else {
       eprintln!("this filesystem takes no direct writes: only the cached path ran");
     }
