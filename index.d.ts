@@ -431,6 +431,12 @@ export interface ShardWriterOptions {
    * already holds instead of failing.
    */
   skipExisting?: boolean
+  /**
+   * A new shard file is written past the page cache where the system
+   * allows (Linux `O_DIRECT`): for shards synced at once and not read back
+   * soon, such as a local packer's (default false).
+   */
+  writePastCache?: boolean
 }
 
 /** What `finish` wrote. */

@@ -3,6 +3,7 @@
 // compared by sha256 with the sources.
 
 import test from 'ava'
+import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
@@ -339,6 +340,32 @@ test('small parts (packed many per call) and a large part (its own writer) in on
     }
   }
   t.is((await readLocalStore(out)).size, 66)
+})
+
+test('new parts, batched or through their own writer, are written past the page cache: a fresh store is not left cached', async (t) => {
+  const dir = tempDir()
+  const at = '2024-03-01T12:00:00Z'
+  // One part of three 6 MiB files (its own writer) and 40 files of 64 KiB
+  // over the other keys (batched parts of a few hundred KiB).
+  const bigIndex = locateShard('big0', at, 4).shardIndex
+  const bigUids: string[] = []
+  for (let i = 0; bigUids.length < 3; i++) if (locateShard(`big${i}`, at, 4).shardIndex === bigIndex) bigUids.push(`big${i}`)
+  const specs = [...bigUids.map((uid) => ({ uid, kind: 'random' as const, size: 6 << 20 })), ...Array.from({ length: 40 }, (_, i) => ({ uid: `small${i}`, kind: 'random' as const, size: 64 << 10 }))]
+  const corpus = makeCorpus(path.join(dir, 'src'), specs)
+  const out = path.join(dir, 'out')
+  await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4 })
+  const shards = shardFiles(out).map((f) => path.join(out, f))
+  // fincore: the bytes of each file in the page cache. Written through the
+  // cache, a shard stays there whole after its sync; written directly, at
+  // most its last partial block went through it.
+  const cached = execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', ...shards], { encoding: 'utf8' }).trim().split('\n').map(Number)
+  t.is(cached.length, shards.length)
+  const total = shards.reduce((s, f) => s + fs.statSync(f).size, 0)
+  t.true(total > 20 << 20, `the store holds ${total} bytes`)
+  cached.forEach((bytes, i) => t.true(bytes <= 4096, `${shards[i]}: ${bytes} bytes cached`))
+  // And every byte is there.
+  const stored = await readLocalStore(out)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)?.sha256, sha, uid)
 })
 
 test('a store folder made by the run is named durably: the folders above each one made are the ones synced', (t) => {

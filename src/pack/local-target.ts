@@ -11,7 +11,7 @@ import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { DesError } from '../errors'
-import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary } from '../native'
+import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary, type ShardWriterOptions } from '../native'
 import { Budget } from './budget'
 import { CommitGroup } from './commit-group'
 import { BATCHES_AT_ONCE, BATCH_PARTS, PartBatch } from './part-batch'
@@ -139,7 +139,16 @@ export class LocalTarget implements ShardSink {
     readonly dir: string,
     private readonly settings: WriterSettings,
   ) {
-    this.batch = new PartBatch(settings.writer)
+    this.batch = new PartBatch(this.writerOptions)
+  }
+
+  /**
+   * Every new part is written past the page cache: it is synced at once and
+   * this run does not read it back, so the cache would only cost a second
+   * copy of each byte and evict what readers had cached.
+   */
+  private get writerOptions(): ShardWriterOptions {
+    return { ...this.settings.writer, writePastCache: true }
   }
 
   flush(): Promise<void> {
@@ -196,7 +205,7 @@ export class LocalTarget implements ShardSink {
 
   /** A part through its own writer: filled chunk by chunk, then staged into the commit group. */
   private async writeOne({ plan, part, file, size, items, maxShardSize, ctx }: PartTask): Promise<PartWrite> {
-    const options = { ...this.settings.writer, replace: Boolean(ctx.replace), skipExisting: Boolean(ctx.skipExisting), ...this.bigfilesDir(plan) }
+    const options = { ...this.writerOptions, replace: Boolean(ctx.replace), skipExisting: Boolean(ctx.skipExisting), ...this.bigfilesDir(plan) }
     // Waiting for a turn while this run's group holds others could wait for
     // ever (another run waiting for those): try, and wait only once the
     // group is committed.

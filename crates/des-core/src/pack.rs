@@ -315,8 +315,6 @@ fn fill_part(
     opts.bigfiles_dir = job.bigfiles_dir;
   }
   opts.skip_existing = job.skip_existing;
-  // Parts are synced when committed and not read back by this run.
-  opts.write_past_cache = true;
   let writer = if job.wait && alone {
     Some(ShardWriter::append(&job.target, opts.clone())?)
   } else {

@@ -33,6 +33,10 @@ pub struct ShardWriterOptions {
   /// Appending to a shard another writer created meanwhile: skip a uid it
   /// already holds instead of failing.
   pub skip_existing: Option<bool>,
+  /// A new shard file is written past the page cache where the system
+  /// allows (Linux `O_DIRECT`): for shards synced at once and not read back
+  /// soon, such as a local packer's (default false).
+  pub write_past_cache: Option<bool>,
 }
 
 pub(crate) fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<WriterOptions> {
@@ -59,6 +63,7 @@ pub(crate) fn core_options(o: Option<ShardWriterOptions>) -> napi::Result<Writer
   opts.bigfiles_dir = o.bigfiles_dir.map(PathBuf::from);
   opts.replace = o.replace.unwrap_or(false);
   opts.skip_existing = o.skip_existing.unwrap_or(false);
+  opts.write_past_cache = o.write_past_cache.unwrap_or(false);
   Ok(opts)
 }
 
