@@ -4,9 +4,11 @@
 //! through it, a run's bytes are copied once more, evict what readers had
 //! cached, and cost a freshly allocated page each (slow under a hypervisor
 //! that backs guest memory lazily). Bytes are gathered in an aligned buffer
-//! and written in whole blocks; the last partial block is written through the
-//! cache once direct writing is switched off. Where direct writes are refused
-//! (tmpfs, some network filesystems) the file is written through the cache.
+//! and written in whole blocks; the last partial block, and what the caller
+//! wants cached (the index and footer: read soon after), are written through
+//! the cache once direct writing is switched off. Where direct writes are
+//! refused (tmpfs, some network filesystems) the file is written through the
+//! cache.
 
 use std::io::{self, Write};
 use tempfile::NamedTempFile;
@@ -106,13 +108,20 @@ impl ShardOut {
     self.buf.len() - self.skip
   }
 
-  /// Everything written; the file, its cursor at the end, no longer direct.
-  pub(crate) fn into_inner(mut self) -> io::Result<NamedTempFile> {
+  /// Writes what is pending in whole blocks directly, and everything after
+  /// through the cache: for bytes read back soon (a shard's index and
+  /// footer: a migration's verify and the shard's first reader read them).
+  pub(crate) fn cached_from_here(&mut self) -> io::Result<()> {
     let whole = self.pending() / BLOCK * BLOCK;
     if self.direct.is_some() && whole > 0 {
       self.write_pending(whole)?;
     }
-    self.go_cached()?;
+    self.go_cached()
+  }
+
+  /// Everything written; the file, its cursor at the end, no longer direct.
+  pub(crate) fn into_inner(mut self) -> io::Result<NamedTempFile> {
+    self.cached_from_here()?;
     let rest = self.pending();
     if rest > 0 {
       self.write_pending(rest)?;
@@ -184,6 +193,30 @@ mod tests {
           );
         }
       }
+    }
+  }
+
+  #[test]
+  fn bytes_after_cached_from_here_follow_the_direct_ones_in_order() {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    for (direct_part, cached_part) in [
+      (0, 10),
+      (4096, 1),
+      (CHUNK + 4095, 70_000),
+      (3 * 4096 + 7, 0),
+    ] {
+      let data = bytes(direct_part + cached_part);
+      let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
+      out.go_direct();
+      out.write_all(&data[..direct_part]).unwrap();
+      out.cached_from_here().unwrap();
+      assert!(out.direct.is_none());
+      out.write_all(&data[direct_part..]).unwrap();
+      let file = out.into_inner().unwrap();
+      assert!(
+        std::fs::read(file.path()).unwrap() == data,
+        "{direct_part} + {cached_part} bytes"
+      );
     }
   }
 

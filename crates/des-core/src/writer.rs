@@ -631,6 +631,13 @@ impl ShardWriter {
       self.stage_in_place(old)?
     } else {
       let index = encode_index(&self.entries, &self.retired)?;
+      // Payloads may go past the page cache; the index and footer stay in
+      // it, for whoever reads the new shard first.
+      let shown = self.target.display().to_string();
+      self
+        .out()?
+        .cached_from_here()
+        .map_err(|e| DesError::io(format!("write shard {shown}"), e))?;
       self.emit(&index)?;
       self.emit(&footer_bytes(index.len() as u64))?;
       let tmp = self.take_staged_file()?;
