@@ -29,6 +29,10 @@ pub(crate) struct ShardOut {
   direct: Option<i32>,
   /// Bytes written to the file so far.
   written: u64,
+  /// A write failed: what is in the file is not what was given, and every
+  /// later call fails too (a caller that went on would finish a shard with
+  /// bytes missing or moved).
+  failed: bool,
 }
 
 impl ShardOut {
@@ -43,6 +47,7 @@ impl ShardOut {
       skip,
       direct: None,
       written: 0,
+      failed: false,
     }
   }
 
@@ -79,8 +84,22 @@ impl ShardOut {
     Ok(())
   }
 
+  fn usable(&self) -> io::Result<()> {
+    if self.failed {
+      return Err(io::Error::other("an earlier write to this file failed"));
+    }
+    Ok(())
+  }
+
   /// Writes the first `n` pending bytes, then keeps the rest at the front.
   fn write_pending(&mut self, n: usize) -> io::Result<()> {
+    self.usable()?;
+    let wrote = self.write_out(n);
+    self.failed = wrote.is_err();
+    wrote
+  }
+
+  fn write_out(&mut self, n: usize) -> io::Result<()> {
     let (mut at, end) = (self.skip, self.skip + n);
     while at < end {
       match self.file.as_file().write(&self.buf[at..end]) {
@@ -93,7 +112,7 @@ impl ShardOut {
         // A direct write refused (EINVAL: this filesystem, or a short write
         // before it left the rest unaligned) wrote nothing: the rest goes
         // through the cache.
-        Err(e) if self.direct.is_some() && e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(e) if self.direct.is_some() && e.kind() == io::ErrorKind::InvalidInput => {
           self.go_cached()?
         }
         Err(e) => return Err(e),
@@ -112,6 +131,7 @@ impl ShardOut {
   /// through the cache: for bytes read back soon (a shard's index and
   /// footer: a migration's verify and the shard's first reader read them).
   pub(crate) fn cached_from_here(&mut self) -> io::Result<()> {
+    self.usable()?;
     let whole = self.pending() / BLOCK * BLOCK;
     if self.direct.is_some() && whole > 0 {
       self.write_pending(whole)?;
@@ -132,6 +152,7 @@ impl ShardOut {
 
 impl Write for ShardOut {
   fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+    self.usable()?;
     let take = data.len().min(CHUNK - self.pending());
     self.buf.extend_from_slice(&data[..take]);
     if self.pending() == CHUNK {
@@ -166,7 +187,7 @@ mod tests {
 
   #[test]
   fn every_byte_lands_in_order_direct_or_not_whatever_the_sizes() {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let sizes = [
       0,
       1,
@@ -198,7 +219,7 @@ mod tests {
 
   #[test]
   fn bytes_after_cached_from_here_follow_the_direct_ones_in_order() {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     for (direct_part, cached_part) in [
       (0, 10),
       (4096, 1),
@@ -222,7 +243,7 @@ mod tests {
 
   #[test]
   fn direct_writing_starts_only_before_anything_was_written() {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
     let data = bytes(CHUNK + 5000);
     out.write_all(&data[..CHUNK + 10]).unwrap();
@@ -233,29 +254,70 @@ mod tests {
     assert!(std::fs::read(file.path()).unwrap() == data);
   }
 
+  /// Whether this folder's filesystem refuses misaligned direct writes
+  /// (ext2/3/4 and XFS do; tmpfs takes them): there the fallback must run.
+  #[cfg(target_os = "linux")]
+  fn refuses_misaligned(dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+      return false;
+    };
+    // SAFETY: statfs fills the zeroed struct it is given; c is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+      return false;
+    }
+    matches!(st.f_type as i64, 0xEF53 | 0x5846_5342)
+  }
+  #[cfg(not(target_os = "linux"))]
+  fn refuses_misaligned(_dir: &std::path::Path) -> bool {
+    false
+  }
+
   #[test]
   fn a_refused_direct_write_goes_through_the_cache_and_loses_nothing() {
-    let dir = tempfile::tempdir_in(".").unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let mut out = ShardOut::new(NamedTempFile::new_in(dir.path()).unwrap());
     out.go_direct();
-    let was_direct = out.direct.is_some();
+    let must_fall_back = out.direct.is_some() && refuses_misaligned(dir.path());
     // Pending bytes that start one byte past the aligned place: a direct
-    // write of them is refused with EINVAL.
+    // write of them is refused with EINVAL (where the filesystem checks).
     out.buf.push(0);
     out.skip += 1;
     let data = bytes(3 * CHUNK + 100);
     for part in data.chunks(4096) {
       out.write_all(part).unwrap();
     }
-    if was_direct {
+    if must_fall_back {
       assert!(
         out.direct.is_none(),
         "the refused write switched direct writing off"
       );
     } else {
-      eprintln!("this filesystem takes no direct writes: only the cached path ran");
+      eprintln!("no misaligned direct write was refused here: only the bytes were checked");
     }
     let file = out.into_inner().unwrap();
     assert!(std::fs::read(file.path()).unwrap() == data);
+  }
+
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn after_a_failed_write_every_later_call_fails_so_no_shard_is_finished_short() {
+    let dir = tempfile::tempdir().unwrap();
+    // Writes to /dev/full fail (ENOSPC); the temp path is a file of our own.
+    let full = std::fs::OpenOptions::new()
+      .write(true)
+      .open("/dev/full")
+      .unwrap();
+    let ours = NamedTempFile::new_in(dir.path()).unwrap().into_temp_path();
+    let mut out = ShardOut::new(NamedTempFile::from_parts(full, ours));
+    let data = bytes(CHUNK + 10);
+    assert!(out.write_all(&data).is_err());
+    assert!(out.write_all(b"more").is_err());
+    assert!(out.cached_from_here().is_err());
+    let err = out
+      .into_inner()
+      .expect_err("finishing after a failed write fails");
+    assert!(err.to_string().contains("an earlier write"), "{err}");
   }
 }
