@@ -16,6 +16,7 @@ log=$(mktemp -d)
 echo "== cargo fmt / clippy / test" >&2
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+bash scripts/check-windows-build.sh
 cargo test --workspace 2>&1 | tee "$log/cargo.txt" | grep -E '^(test result|failures|---- )|panicked' || true
 cargo_ok=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log/cargo.txt" | awk '{s+=$4} END {print s+0}')
 if grep -q 'test result: FAILED' "$log/cargo.txt" || ! grep -q 'test result' "$log/cargo.txt"; then
