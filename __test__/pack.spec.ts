@@ -5,6 +5,7 @@
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
 import { locateShard, ShardReader } from '../src/native'
@@ -342,7 +343,24 @@ test('small parts (packed many per call) and a large part (its own writer) in on
   t.is((await readLocalStore(out)).size, 66)
 })
 
-test('new parts, batched or through their own writer, are written past the page cache, all but their index and footer', async (t) => {
+/**
+ * Why the page cache cannot be looked at here, or direct writes would not
+ * skip it (tmpfs keeps every page in memory), or null.
+ */
+function noCacheView(dir: string): string | null {
+  if (process.platform !== 'linux') return 'not Linux'
+  try {
+    execFileSync('fincore', ['--version'], { stdio: 'ignore' })
+  } catch {
+    return 'no fincore'
+  }
+  const fsType = execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim()
+  return ['ext2/ext3', 'xfs'].includes(fsType) ? null : `a ${fsType} filesystem`
+}
+const cacheViewMissing = noCacheView(os.tmpdir())
+if (cacheViewMissing) console.warn(`pack.spec: the page cache test is skipped: ${cacheViewMissing} under ${os.tmpdir()}`)
+
+;(cacheViewMissing ? test.skip : test)('new parts, batched or through their own writer, are written past the page cache, all but their index and footer', async (t) => {
   const dir = tempDir()
   const at = '2024-03-01T12:00:00Z'
   // One part of three 6 MiB files (its own writer) and 40 files of 64 KiB
@@ -368,6 +386,7 @@ test('new parts, batched or through their own writer, are written past the page 
   // whole after its sync; written directly, only the block where its
   // payloads end and its index and footer went through it.
   const cached = execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', ...shards], { encoding: 'utf8' }).trim().split('\n').map(Number)
+  const page = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }))
   t.is(cached.length, shards.length)
   let total = 0
   const indexSizes: number[] = []
@@ -376,9 +395,10 @@ test('new parts, batched or through their own writer, are written past the page 
     indexSizes.push(reader.indexSize)
     const size = fs.statSync(file).size
     total += size
-    const tail = size - Math.floor(reader.dataEnd / 4096) * 4096
+    // The cached part starts on the page where the payloads' last block starts.
+    const tail = size - Math.floor(Math.floor(reader.dataEnd / 4096) * 4096 / page) * page
     t.true(cached[i] >= size - reader.dataEnd, `${file}: index and footer (${size - reader.dataEnd} bytes) cached, ${cached[i]} bytes are`)
-    t.true(cached[i] <= tail + 4096, `${file}: ${cached[i]} bytes cached, of ${size}; payloads end in the block ${tail} bytes from the end`)
+    t.true(cached[i] <= tail + page, `${file}: ${cached[i]} bytes cached, of ${size}; payloads end in the block ${tail} bytes from the end`)
   }
   t.true(total > 20 << 20, `the store holds ${total} bytes`)
   t.true(Math.max(...indexSizes) > 3 * 4096, `an index of several blocks: ${Math.max(...indexSizes)} bytes`)
