@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . scripts/services/lib.sh
 target=x86_64-pc-windows-gnu
 if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
-  if ! rustup target add "$target" >/dev/null 2>&1; then
+  if ! timeout 300 rustup target add "$target" >/dev/null 2>&1; then
     echo "check-windows-build: SKIPPED: the $target target could not be installed (rustup)" >&2
     exit 0
   fi
