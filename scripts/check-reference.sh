@@ -4,8 +4,9 @@
 # REF_DIR is a checkout of the original (it has src/des_core/shard_io.py);
 # nothing of it is copied into this repository. Its Python dependencies go
 # into a virtualenv ($DES_REF_VENV, default /tmp/des-ref-venv).
-#  1. our writer (none, zstd, lz4, BigFiles, an append replacing an entry,
-#     an append in place cut short: it reads as the shard before it)
+#  1. our writer (none, zstd, lz4, BigFiles, a shard written past the page
+#     cache, an append replacing an entry, an append in place cut short: it
+#     reads as the shard before it)
 #     -> the original's ShardReader reads every entry byte-exact;
 #  2. the original's ShardWriter -> our reader byte-exact, `des verify` clean;
 #     then our append to those shards -> the original reads them again.

@@ -1,13 +1,13 @@
 // Our half of the compatibility check, in Node with the built addon:
 // `write DIR` writes shards with ours (every codec, a BigFile, an append with
-// a replaced entry, an append in place left unfinished) and lists their files' sha256 in DIR/expect.json;
+// a replaced entry, one written past the page cache, an append in place left unfinished) and lists their files' sha256 in DIR/expect.json;
 // `read DIR` reads what the original wrote (DIR/expect.json), checks every
 // entry byte-exact and its shard clean under `des verify`, then appends to
 // each with ours and lists the result again for the original to read.
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { createHash } = require('node:crypto')
+const { createHash, randomBytes } = require('node:crypto')
 const { ShardReader, ShardWriter, verifyShardFile } = require('../../index.js')
 
 const THRESHOLD = 4096
@@ -33,6 +33,22 @@ async function write(dir) {
     await a.finish()
     files['o-2'] = sha(again)
     files['o-late'] = sha(Buffer.from('late'))
+    expect[name] = files
+  }
+  // A shard written past the page cache, as des pack writes a local store:
+  // its payloads in whole 1 MiB blocks written directly (O_DIRECT where the
+  // filesystem takes it), its index and footer through the cache.
+  {
+    const name = 'ours-direct.des'
+    const file = path.join(dir, name)
+    const files = {}
+    const w = ShardWriter.create(file, { codec: 'zstd', writePastCache: true })
+    for (let i = 0; i < 6; i++) {
+      const data = i % 2 ? randomBytes(400_000 + i) : Buffer.from(`direct ${i} `.repeat(40_000))
+      await w.add(`d-${i}`, data, JSON.stringify({ i }))
+      files[`d-${i}`] = sha(data)
+    }
+    await w.finish()
     expect[name] = files
   }
   // An append in place caught before its last step (killed, or under way):
