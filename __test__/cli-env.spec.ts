@@ -11,6 +11,7 @@ import { locateShard } from '../src/native'
 import { runCli } from './helpers/cli'
 import { goldenShards, sha256 } from './helpers/golden'
 import { freshTable, makeFiles, writeConfig } from './helpers/migrate'
+import { cachedBytes, makeCorpus, noCacheView, shardFiles } from './helpers/pack'
 import { pgTestUrl } from './helpers/services'
 
 test('des locate routes with DES_N_BITS; --n-bits wins', async (t) => {
@@ -61,6 +62,32 @@ test('des verify SHARD checks BigFiles in DES_BIGFILES_PREFIX; --bigfiles-prefix
   t.not(byDefault.code, 0, 'its BigFile is not in _bigFiles')
   const byFlag = await runCli(['verify', s.file, '--bigfiles-prefix', '_blobs'], { env: { DES_BIGFILES_PREFIX: '_other' } })
   t.is(byFlag.code, 0, byFlag.stderr)
+})
+
+const cacheViewMissing = noCacheView(os.tmpdir())
+
+;(cacheViewMissing ? test.skip : test)('des pack writes a local store past the page cache; DES_WRITE_PAST_CACHE=false writes it through', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-cli-env-'))
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 8 }, (_, i) => ({ uid: `f${i}.bin`, kind: 'random' as const, size: 256 << 10 })))
+  const manifest = path.join(dir, 'manifest.json')
+  fs.writeFileSync(manifest, JSON.stringify(corpus.rows))
+  const cachedIn = async (name: string, env: NodeJS.ProcessEnv) => {
+    const out = path.join(dir, name)
+    const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out, '--n-bits', '4', '--no-progress'], { env })
+    t.is(r.code, 0, r.stderr.toString())
+    const shards = shardFiles(out).map((f) => path.join(out, f))
+    const cached = cachedBytes(shards)
+    return { cached: cached.reduce((a, b) => a + b, 0), size: shards.reduce((a, f) => a + fs.statSync(f).size, 0), shards: shards.length }
+  }
+  const past = await cachedIn('past', { DES_WRITE_PAST_CACHE: '' })
+  const through = await cachedIn('through', { DES_WRITE_PAST_CACHE: 'false' })
+  t.true(past.size > 2 << 20 && past.size === through.size)
+  t.true(past.cached <= past.shards * 8192, `by default ${past.cached} of ${past.size} bytes are cached`)
+  t.true(through.cached >= through.size, `DES_WRITE_PAST_CACHE=false: ${through.cached} of ${through.size} bytes are cached`)
+  const bad = await runCli(['pack', '--input-json', manifest, '--output-dir', path.join(dir, 'bad'), '--no-progress'], { env: { DES_WRITE_PAST_CACHE: 'maybe' } })
+  t.not(bad.code, 0)
+  t.regex(bad.stderr.toString(), /DES_WRITE_PAST_CACHE="maybe" is invalid/)
+  fs.rmSync(dir, { recursive: true, force: true })
 })
 
 test('des stats takes the database from DES_DB_URL or from a migration config (no password on the command line)', async (t) => {

@@ -52,6 +52,7 @@ const expected = {
     bigFileThreshold: undefined,
     bigfilesPrefix: '_bigFiles',
     tailBytes: 64 * 1024,
+    writePastCache: true,
     s3Source: { enabled: true, region: 'eu-west-1', endpoint: 'http://minio:9000', maxRetries: 5, retryDelaySeconds: 2.5 },
   },
 }
@@ -155,6 +156,14 @@ test('packer keys left out take DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES and DES
   const given = parseMigrateConfig({ ...doc, packer: { output_dir: 'out', n_bits: 6, big_file_threshold: 10, bigfiles_prefix: '_big' } }, vars)
   t.deepEqual([given.packer.nBits, given.packer.bigFileThreshold, given.packer.bigfilesPrefix], [6, 10, '_big'])
   t.regex(t.throws(() => parseMigrateConfig(doc, { DES_N_BITS: '40' }))!.message, /DES_N_BITS/)
+})
+
+test('DES_WRITE_PAST_CACHE decides whether the migrator writes new local shards past the page cache (default yes); a bad value is refused', (t) => {
+  const doc = { database: { url: 'postgres://x/y', table_name: 'files' }, packer: { output_dir: 'out' } }
+  t.true(parseMigrateConfig(doc, {}).packer.writePastCache)
+  t.false(parseMigrateConfig(doc, { DES_WRITE_PAST_CACHE: 'false' }).packer.writePastCache)
+  t.true(parseMigrateConfig(doc, { DES_WRITE_PAST_CACHE: '1' }).packer.writePastCache)
+  t.regex(t.throws(() => parseMigrateConfig(doc, { DES_WRITE_PAST_CACHE: 'sometimes' }))!.message, /DES_WRITE_PAST_CACHE/)
 })
 
 test('an S3 target: bucket, prefix (normalised), region_name, endpoint_url (path-style with an endpoint)', (t) => {

@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
 import { locateShard, ShardReader } from '../src/native'
 import { errorCode } from '../src/errors'
-import { asInputs, makeCorpus, readLocalStore, shardFiles, tempDir } from './helpers/pack'
+import { asInputs, cachedBytes, makeCorpus, noCacheView, readLocalStore, shardFiles, tempDir } from './helpers/pack'
 import { foldersNaming } from '../src/pack/local-target'
 
 /** Numeric uids that all route to shard `shard` with n_bits 4: 16k + shard. */
@@ -343,20 +343,6 @@ test('small parts (packed many per call) and a large part (its own writer) in on
   t.is((await readLocalStore(out)).size, 66)
 })
 
-/**
- * Why the page cache cannot be looked at here, or direct writes would not
- * skip it (tmpfs keeps every page in memory), or null.
- */
-function noCacheView(dir: string): string | null {
-  if (process.platform !== 'linux') return 'not Linux'
-  try {
-    execFileSync('fincore', ['--version'], { stdio: 'ignore' })
-  } catch {
-    return 'no fincore'
-  }
-  const fsType = execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim()
-  return ['ext2/ext3', 'xfs'].includes(fsType) ? null : `a ${fsType} filesystem`
-}
 const cacheViewMissing = noCacheView(os.tmpdir())
 if (cacheViewMissing) console.warn(`pack.spec: the page cache test is skipped: ${cacheViewMissing} under ${os.tmpdir()}`)
 
@@ -385,7 +371,7 @@ if (cacheViewMissing) console.warn(`pack.spec: the page cache test is skipped: $
   // anything reads the shards. Written through the cache, a shard stays there
   // whole after its sync; written directly, only the block where its
   // payloads end and its index and footer went through it.
-  const cached = execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', ...shards], { encoding: 'utf8' }).trim().split('\n').map(Number)
+  const cached = cachedBytes(shards)
   const page = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }))
   t.is(cached.length, shards.length)
   let total = 0
@@ -401,6 +387,11 @@ if (cacheViewMissing) console.warn(`pack.spec: the page cache test is skipped: $
     t.true(cached[i] <= tail + page, `${file}: ${cached[i]} bytes cached, of ${size}; payloads end in the block ${tail} bytes from the end`)
   }
   t.true(total > 20 << 20, `the store holds ${total} bytes`)
+  // Set off, the same run leaves its shards in the cache whole.
+  const cachedOut = path.join(dir, 'cached')
+  await packFiles(asInputs(corpus.rows), { kind: 'local', dir: cachedOut }, { nBits: 4, writePastCache: false })
+  const cachedShards = shardFiles(cachedOut).map((f) => path.join(cachedOut, f))
+  cachedBytes(cachedShards).forEach((bytes, i) => t.true(bytes >= fs.statSync(cachedShards[i]).size, `writePastCache false: ${cachedShards[i]} cached whole, ${bytes} bytes are`))
   t.true(Math.max(...indexSizes) > 3 * 4096, `an index of several blocks: ${Math.max(...indexSizes)} bytes`)
   // And every byte is there.
   const stored = await readLocalStore(out)

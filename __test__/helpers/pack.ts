@@ -1,5 +1,6 @@
 // Corpora for packer tests and readers that check what a store really holds.
 
+import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -149,4 +150,25 @@ export async function readS3Store(client: S3Client, bucket: string, prefix = '')
     fs.rmSync(file)
   }
   return out
+}
+
+/**
+ * Why this machine cannot show which bytes of a file are in the page cache, or
+ * direct writes would not skip it (tmpfs keeps every page in memory), for the
+ * folder `dir`; null when it can (Linux, fincore, ext2/3/4 or XFS).
+ */
+export function noCacheView(dir: string): string | null {
+  if (process.platform !== 'linux') return 'not Linux'
+  try {
+    execFileSync('fincore', ['--version'], { stdio: 'ignore' })
+  } catch {
+    return 'no fincore'
+  }
+  const fsType = execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim()
+  return ['ext2/ext3', 'xfs'].includes(fsType) ? null : `a ${fsType} filesystem`
+}
+
+/** Bytes of each file in the page cache (fincore), in order. */
+export function cachedBytes(files: string[]): number[] {
+  return execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', ...files], { encoding: 'utf8' }).trim().split('\n').map(Number)
 }

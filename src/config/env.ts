@@ -63,6 +63,8 @@ export interface DesConfig {
   payloadCacheBytes: number | undefined
   /** Size of the suffix-range GET that fetches footer and index together. */
   tailBytes: number
+  /** A local store's new shards are written past the page cache (DES_WRITE_PAST_CACHE). */
+  writePastCache: boolean
   /**
    * How long a cached shard (its index, and finds and payloads taken from it)
    * is trusted before a request re-checks its version; undefined = 2 s for
@@ -151,6 +153,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', DEFAULT_INDEX_CACHE_BYTES, 0, Number.MAX_SAFE_INTEGER),
     payloadCacheBytes: env.DES_PAYLOAD_CACHE_BYTES?.trim().toLowerCase() === 'auto' ? undefined : optionalIntVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER),
     tailBytes: loadTailBytes(env),
+    writePastCache: loadWritePastCache(env),
     shardRecheckMs: optionalIntVar(env, 'DES_SHARD_RECHECK_MS', 0, 24 * 3600 * 1000),
   }
 }
@@ -163,6 +166,15 @@ export function loadNBits(env: Env = process.env): number {
 /** `DES_TAIL_BYTES` alone: the suffix read that fetches footer and index together (12 B..1 GiB, default 64 KiB). */
 export function loadTailBytes(env: Env = process.env): number {
   return intVar(env, 'DES_TAIL_BYTES', DEFAULT_TAIL_BYTES, 12, 1024 * 1024 * 1024)
+}
+
+/**
+ * `DES_WRITE_PAST_CACHE` alone (default true): whether the packer writes a
+ * local store's new shards past the page cache (O_DIRECT where the
+ * filesystem takes it; docs/FORMAT.md).
+ */
+export function loadWritePastCache(env: Env = process.env): boolean {
+  return boolVar(env, 'DES_WRITE_PAST_CACHE', true)
 }
 
 /** The layout `DES_LAYOUT` says files are written in (its first), for commands that need only that (`des locate`). */

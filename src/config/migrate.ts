@@ -11,7 +11,7 @@ import { DesError } from '../errors'
 import type { Codec } from '../native'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
 import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
-import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, type Layout } from './env'
+import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, loadWritePastCache, type Layout } from './env'
 import { parseYaml } from './yaml'
 
 type Env = Record<string, string | undefined>
@@ -124,6 +124,8 @@ export interface PackerConfig {
   bigfilesPrefix?: string
   /** Suffix read that fetches a shard's footer and index together (DES_TAIL_BYTES). */
   tailBytes: number
+  /** New local shards are written past the page cache (DES_WRITE_PAST_CACHE). */
+  writePastCache: boolean
   s3Source: S3SourceConfig
 }
 
@@ -281,6 +283,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
       (vars.DES_BIG_FILE_THRESHOLD_BYTES?.trim() ? intVar(vars, 'DES_BIG_FILE_THRESHOLD_BYTES', 0, 0, Number.MAX_SAFE_INTEGER) : undefined),
     bigfilesPrefix: bigfilesPrefix ?? loadBigfilesPrefix(vars),
     tailBytes: loadTailBytes(vars),
+    writePastCache: loadWritePastCache(vars),
     s3Source: {
       enabled: bool(src, 'enabled', 'packer.s3_source.enabled', false),
       region: optStr(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,

@@ -278,6 +278,7 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[], parts?: Map<str
     bigFileThreshold: p.bigFileThreshold,
     bigfilesPrefix: p.bigfilesPrefix,
     tailBytes: p.tailBytes,
+    writePastCache: p.writePastCache,
     skipExisting: true,
     sourceS3: deps.sourceS3 ? { client: deps.sourceS3 } : undefined,
     // Half-way through, earlier keys are durably written and later ones not yet.

@@ -19,6 +19,8 @@ export interface WriterSettings {
   layout?: Layout
   /** Suffix read of an existing S3 shard's footer and index (DES_TAIL_BYTES; default 64 KiB). */
   tailBytes?: number
+  /** A local store's new shards are written past the page cache (default true; S3 parts never are). */
+  writePastCache?: boolean
 }
 
 /** What a target needs to fill writers. */

@@ -143,12 +143,13 @@ export class LocalTarget implements ShardSink {
   }
 
   /**
-   * Every new part is written past the page cache: it is synced at once and
-   * this run does not read it back, so the cache would only cost a second
-   * copy of each byte and evict what readers had cached.
+   * Every new part is written past the page cache (unless the settings say
+   * not): it is synced at once and this run does not read its payloads back,
+   * so the cache would only cost a second copy of each byte and evict what
+   * readers had cached.
    */
   private get writerOptions(): ShardWriterOptions {
-    return { ...this.settings.writer, writePastCache: true }
+    return { ...this.settings.writer, writePastCache: this.settings.writePastCache ?? true }
   }
 
   flush(): Promise<void> {

@@ -69,7 +69,7 @@ function writerSettings(opts: PackOptions): WriterSettings {
   if (opts.level !== undefined) writer.level = opts.level
   if (opts.skipExtensions) writer.skipExtensions = opts.skipExtensions
   if (opts.bigFileThreshold !== undefined) writer.bigFileThreshold = opts.bigFileThreshold
-  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested', tailBytes: opts.tailBytes ?? DEFAULT_TAIL_BYTES }
+  return { writer, bigfilesPrefix: opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX, layout: opts.layout ?? 'nested', tailBytes: opts.tailBytes ?? DEFAULT_TAIL_BYTES, writePastCache: opts.writePastCache }
 }
 
 function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtras, nBits: number): ShardSink {

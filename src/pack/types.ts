@@ -73,6 +73,8 @@ export interface PackOptions {
   bigfilesPrefix?: string
   /** Suffix read of an existing S3 shard's footer and index (DES_TAIL_BYTES; default 64 KiB). */
   tailBytes?: number
+  /** A local store's new shards are written past the page cache (DES_WRITE_PAST_CACHE; default true). */
+  writePastCache?: boolean
   /** Extensions stored raw (default .jpg .jpeg .png .gif .gz .zip .bz2 .xz). */
   skipExtensions?: string[]
   /** A uid already stored is replaced (in the part that holds it) instead of refused. */

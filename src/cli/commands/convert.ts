@@ -68,6 +68,7 @@ export function register(y: Argv): Argv {
         },
         bigfilesPrefix: config.bigfilesPrefix,
         tailBytes: config.tailBytes,
+        writePastCache: config.writePastCache,
       }
       let store
       let where: string

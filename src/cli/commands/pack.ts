@@ -100,6 +100,7 @@ export function register(y: Argv): Argv {
         bigFileThreshold: config.bigFileThreshold,
         bigfilesPrefix: config.bigfilesPrefix,
         tailBytes: config.tailBytes,
+        writePastCache: config.writePastCache,
         replace: argv.replace,
         skipExisting: argv['skip-existing'],
         worker: packWorker({ worker: argv.worker, workers: argv.workers }),
