@@ -452,13 +452,16 @@ impl ShardWriter {
   }
 
   fn emit(&mut self, bytes: &[u8]) -> Result<()> {
-    let target = self.target.display().to_string();
-    self
-      .out()?
-      .write_all(bytes)
-      .map_err(|e| DesError::io(format!("write shard {target}"), e))?;
+    let wrote = self.out()?.write_all(bytes);
+    wrote.map_err(|e| self.write_failed(e))?;
     self.pos += bytes.len() as u64;
     Ok(())
+  }
+
+  /// A failed write to the temp file, naming the shard (made only on failure:
+  /// `emit` runs for every payload).
+  fn write_failed(&self, e: std::io::Error) -> DesError {
+    DesError::io(format!("write shard {}", self.target.display()), e)
   }
 
   /// The entries so far (carried and added), in index order.
@@ -633,11 +636,8 @@ impl ShardWriter {
       let index = encode_index(&self.entries, &self.retired)?;
       // Payloads may go past the page cache; the index and footer stay in
       // it, for whoever reads the new shard first.
-      let shown = self.target.display().to_string();
-      self
-        .out()?
-        .cached_from_here()
-        .map_err(|e| DesError::io(format!("write shard {shown}"), e))?;
+      let switched = self.out()?.cached_from_here();
+      switched.map_err(|e| self.write_failed(e))?;
       self.emit(&index)?;
       self.emit(&footer_bytes(index.len() as u64))?;
       let tmp = self.take_staged_file()?;
