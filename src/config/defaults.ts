@@ -10,6 +10,8 @@ export const DEFAULT_BIGFILES_PREFIX = '_bigFiles'
 
 /** Size of the suffix read that fetches footer and index together (`DES_TAIL_BYTES`). */
 export const DEFAULT_TAIL_BYTES = 64 * 1024
+/** A local store's new shards are written past the page cache (`DES_WRITE_PAST_CACHE`). */
+export const DEFAULT_WRITE_PAST_CACHE = true
 
 /** Bytes of parsed indexes kept in memory (`DES_INDEX_CACHE_BYTES`). */
 export const DEFAULT_INDEX_CACHE_BYTES = 256 * 1024 * 1024

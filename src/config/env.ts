@@ -15,6 +15,7 @@ import {
   DEFAULT_N_BITS,
   DEFAULT_S3_REGION,
   DEFAULT_TAIL_BYTES,
+  DEFAULT_WRITE_PAST_CACHE,
   MAX_N_BITS,
   MIN_N_BITS,
 } from './defaults'
@@ -174,7 +175,7 @@ export function loadTailBytes(env: Env = process.env): number {
  * filesystem takes it; docs/FORMAT.md).
  */
 export function loadWritePastCache(env: Env = process.env): boolean {
-  return boolVar(env, 'DES_WRITE_PAST_CACHE', true)
+  return boolVar(env, 'DES_WRITE_PAST_CACHE', DEFAULT_WRITE_PAST_CACHE)
 }
 
 /** The layout `DES_LAYOUT` says files are written in (its first), for commands that need only that (`des locate`). */

@@ -9,7 +9,7 @@
 
 import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
-import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_WRITE_PAST_CACHE } from '../config/defaults'
 import { DesError } from '../errors'
 import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary, type ShardWriterOptions } from '../native'
 import { Budget } from './budget'
@@ -130,6 +130,8 @@ function batchable(items: PlannedInput[], ctx: FillContext): boolean {
 export class LocalTarget implements ShardSink {
   private readonly group = new CommitGroup()
   private readonly batch: PartBatch
+  /** How every part of this run is written (the settings' writer options, and past the cache or not). */
+  private readonly writerOptions: ShardWriterOptions
   /** Parts written through a writer of their own at once. */
   private readonly writers = new Budget(WRITERS_AT_ONCE)
   /** Enough keys to fill the batches in flight (the run's budget of inputs in hand still applies). */
@@ -139,17 +141,12 @@ export class LocalTarget implements ShardSink {
     readonly dir: string,
     private readonly settings: WriterSettings,
   ) {
+    // Every new part is written past the page cache (unless the settings say
+    // not): it is synced at once and this run does not read its payloads
+    // back, so the cache would only cost a second copy of each byte and evict
+    // what readers had cached.
+    this.writerOptions = { ...settings.writer, writePastCache: settings.writePastCache ?? DEFAULT_WRITE_PAST_CACHE }
     this.batch = new PartBatch(this.writerOptions)
-  }
-
-  /**
-   * Every new part is written past the page cache (unless the settings say
-   * not): it is synced at once and this run does not read its payloads back,
-   * so the cache would only cost a second copy of each byte and evict what
-   * readers had cached.
-   */
-  private get writerOptions(): ShardWriterOptions {
-    return { ...this.settings.writer, writePastCache: this.settings.writePastCache ?? true }
   }
 
   flush(): Promise<void> {
