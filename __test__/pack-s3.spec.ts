@@ -7,6 +7,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { packFiles, runPack } from '../src/pack'
+import { LIST_FROM_KEYS } from '../src/pack/s3-target'
 import { locateShard } from '../src/native'
 import { errorCode } from '../src/errors'
 import { registry } from '../src/metrics'
@@ -14,31 +15,12 @@ import { createS3Client } from '../src/storage/s3-client'
 import { runCli } from './helpers/cli'
 import { goldenShards } from './helpers/golden'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
-import { asInputs, content, listKeys, makeCorpus, readS3Store, sha256, tempDir } from './helpers/pack'
+import { asInputs, content, listKeys, makeCorpus, readS3Store, recordCommands, countCalls, sha256, tempDir, uidsByKey } from './helpers/pack'
 
 const sameShard = (n: number, shard: number, from = 0) => Array.from({ length: n }, (_, i) => String(16 * (from + i) + shard))
 
-/** A client that records the name and outcome of every command it sends. */
-function recordingClient(): { client: S3Client; calls: Array<{ name: string; status?: number; range?: string }> } {
-  const client = testS3Client()
-  const calls: Array<{ name: string; status?: number; range?: string }> = []
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      try {
-        const range = (args.input as { Range?: string }).Range
-        const out = await next(args)
-        calls.push({ name: context.commandName as string, range })
-        return out
-      } catch (err) {
-        const range = (args.input as { Range?: string }).Range
-        calls.push({ name: context.commandName as string, range, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
-        throw err
-      }
-    },
-    { step: 'initialize', name: 'recordCalls' },
-  )
-  return { client, calls }
-}
+/** A test client that records the name and outcome of every command it sends. */
+const recordingClient = () => recordCommands(testS3Client())
 
 async function noUploadsLeft(client: S3Client, bucket: string): Promise<boolean> {
   const res = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }))
@@ -212,6 +194,69 @@ test('continuation parts on S3 when maxShardSize would be passed', async (t) => 
   const stored = await readS3Store(client, bucket)
   t.is(stored.size, 12)
   for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
+})
+
+test('a date of many keys is listed once instead of probed key by key; appends and a key made after the listing lose nothing', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'listed')
+  const dir = tempDir()
+  const day = '2024-03-01T12:00:00Z'
+  const many = uidsByKey(LIST_FROM_KEYS + 8, 3, day)
+  // A second date of two keys: too few to list, probed with a GET each as before.
+  const few = uidsByKey(2, 1, '2024-06-01T00:00:00Z', 'few').flat()
+  const first = makeCorpus(path.join(dir, 'first'), [...many.map((u) => ({ uid: u[0], size: 900 })), ...few.map((uid) => ({ uid, size: 700, createdAt: '2024-06-01T00:00:00Z' }))])
+  const target = { kind: 's3' as const, bucket, prefix: 'l/', client }
+  await packFiles(asInputs(first.rows), target, { nBits: 8 })
+  t.is(countCalls(calls, 'ListObjectsV2Command'), 1, 'one listing, of the date with many keys')
+  t.is(countCalls(calls, 'GetObjectCommand', 404), 2 * few.length, 'a missing key of the listed date is never asked for')
+  t.is(countCalls(calls, 'PutObjectCommand'), many.length + few.length)
+  t.is(countCalls(calls, 'GetObjectCommand'), many.length + few.length, 'each new object read back once')
+
+  // Every key of the listed date gets a second file: each tail is read, none is refused as a conflict.
+  calls.length = 0
+  const second = makeCorpus(path.join(dir, 'second'), many.map((u) => ({ uid: u[1], size: 800 })))
+  await packFiles(asInputs(second.rows), target, { nBits: 8 })
+  t.is(countCalls(calls, 'ListObjectsV2Command'), 1)
+  t.deepEqual(calls.filter((c) => c.status !== undefined), [], 'no missing object asked for, no conflict')
+
+  // A new date, listed empty; another writer creates all its keys before our first upload completes.
+  const late = uidsByKey(LIST_FROM_KEYS, 2, '2024-03-02T00:00:00Z', 'late')
+  const ours = makeCorpus(path.join(dir, 'ours'), late.map((u) => ({ uid: u[0], size: 600, createdAt: '2024-03-02T00:00:00Z' })))
+  const theirs = makeCorpus(path.join(dir, 'theirs'), late.map((u) => ({ uid: u[1], size: 500, createdAt: '2024-03-02T00:00:00Z' })))
+  const attempts: number[] = []
+  let other: Promise<unknown> | undefined
+  await runPack(asInputs(ours.rows), target, { nBits: 8 }, {
+    s3Hooks: {
+      async beforeComplete(_key, attempt) {
+        // Once, however many of our uploads are about to complete.
+        other ??= packFiles(asInputs(theirs.rows), target, { nBits: 8 })
+        await other
+        attempts.push(attempt)
+      },
+    },
+  })
+  t.true(attempts.includes(1), 'the keys made after the listing were redone against what is there')
+  const stored = await readS3Store(client, bucket, 'l/')
+  t.is(stored.size, first.rows.length + second.rows.length + ours.rows.length + theirs.rows.length)
+  for (const c of [first, second, ours, theirs]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+})
+
+test('the flat layout is listed by its date prefix: a second run writes each key\'s next shard without a conflict', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'listed-flat')
+  const dir = tempDir()
+  const keys = uidsByKey(LIST_FROM_KEYS, 2, '2024-03-01T12:00:00Z')
+  const target = { kind: 's3' as const, bucket, prefix: 'f/', client }
+  const runs = [0, 1].map((n) => makeCorpus(path.join(dir, `r${n}`), keys.map((u) => ({ uid: u[n], size: 400 + n }))))
+  await packFiles(asInputs(runs[0].rows), target, { nBits: 8, layout: 'flat' })
+  calls.length = 0
+  await packFiles(asInputs(runs[1].rows), target, { nBits: 8, layout: 'flat' })
+  t.is(countCalls(calls, 'ListObjectsV2Command'), 1)
+  t.deepEqual(calls.filter((c) => c.status !== undefined), [], 'no missing object asked for, no conflict')
+  const listed = await listKeys(client, bucket, 'f/')
+  t.is(listed.filter((k) => /^f\/20240301_[0-9A-F]+_0001\.des$/.test(k)).length, keys.length, 'a new shard per key, none rewritten')
+  const stored = await readS3Store(client, bucket, 'f/')
+  for (const c of runs) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
 })
 
 test.serial('s3:// sources are read (with the source metrics); a missing one is refused before any upload', async (t) => {

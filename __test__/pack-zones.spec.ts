@@ -11,7 +11,9 @@ import { loadZones } from '../src/config/zones'
 import { zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
 import { runCli } from './helpers/cli'
-import { content, listKeys, makeCorpus, sha256, tempDir } from './helpers/pack'
+import { asInputs, content, countCalls, listKeys, makeCorpus, readS3Store, recordCommands, sha256, tempDir, uidsByKey } from './helpers/pack'
+import { packFiles } from '../src/pack'
+import { LIST_FROM_KEYS } from '../src/pack/s3-target'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 
 const N_BITS = 4
@@ -136,4 +138,28 @@ test('des pack with zones refuses an --n-bits other than the zones file routes w
   t.is(r.code, 2, r.stderr)
   t.regex(r.stderr, /zones file routes with n_bits 4, this run with 8/)
   t.deepEqual(await listKeys(client, a), [])
+})
+
+test('each zone lists its own keys of a date once (packFiles over two buckets), and every file lands in its zone', async (t) => {
+  const { client, calls } = recordCommands(testS3Client())
+  const [a, b] = [await freshBucket(client, 'des-pz-list-a'), await freshBucket(client, 'des-pz-list-b')]
+  const dir = tempDir()
+  // Enough keys on each side of index 128 for both zones to list.
+  const keys = uidsByKey(4 * LIST_FROM_KEYS, 1, DAY, 'z').flat()
+  const low = keys.filter((uid) => locateShard(uid, DAY, 8).shardIndex < 128).slice(0, LIST_FROM_KEYS)
+  const high = keys.filter((uid) => locateShard(uid, DAY, 8).shardIndex >= 128).slice(0, LIST_FROM_KEYS)
+  t.is(low.length + high.length, 2 * LIST_FROM_KEYS)
+  const corpus = makeCorpus(path.join(dir, 'src'), [...low, ...high].map((uid) => ({ uid, createdAt: DAY, size: 300 })))
+  const zones = [
+    { name: 'low', start: 0, end: 127, bucket: a, prefix: 'z/', client },
+    { name: 'high', start: 128, end: 255, bucket: b, prefix: '', client },
+  ]
+  await packFiles(asInputs(corpus.rows), { kind: 'zones', nBits: 8, zones }, {})
+  t.is(countCalls(calls, 'ListObjectsV2Command'), 2, 'one listing per zone')
+  t.is(countCalls(calls, 'GetObjectCommand', 404), 0, 'no missing key asked for')
+  const stored = [...(await readS3Store(client, a, 'z/')), ...(await readS3Store(client, b))]
+  t.deepEqual(stored.map(([uid]) => uid).sort(), [...low, ...high].sort())
+  const lowStored = new Set((await readS3Store(client, a, 'z/')).keys())
+  for (const uid of low) t.true(lowStored.has(uid), `${uid} in the low zone`)
+  for (const [uid, file] of stored) t.is(file.sha256, corpus.shas.get(uid)!, uid)
 })

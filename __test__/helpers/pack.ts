@@ -6,7 +6,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
-import { ShardReader } from '../../src/native'
+import { locateShard, ShardReader } from '../../src/native'
 
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex')
@@ -171,4 +171,46 @@ export function noCacheView(dir: string): string | null {
 /** Bytes of each file in the page cache (fincore), in order. */
 export function cachedBytes(files: string[]): number[] {
   return execFileSync('fincore', ['--bytes', '--noheadings', '--raw', '--output', 'RES', ...files], { encoding: 'utf8' }).trim().split('\n').map(Number)
+}
+
+/** `keys` lists of `perKey` uids, each list routed to a shard index of its own on `createdAt`'s day (nBits 8). */
+export function uidsByKey(keys: number, perKey: number, createdAt: string, name = 'k'): string[][] {
+  const byIndex = new Map<number, string[]>()
+  const full: string[][] = []
+  for (let i = 0; full.length < keys; i++) {
+    const uid = `${name}${i}`
+    const index = locateShard(uid, createdAt, 8).shardIndex
+    const list = byIndex.get(index) ?? []
+    byIndex.set(index, list)
+    if (list.length === perKey) continue
+    list.push(uid)
+    if (list.length === perKey) full.push(list)
+  }
+  return full
+}
+
+/** `client`, recording the name and outcome of every command it sends. */
+export function recordCommands(client: S3Client): { client: S3Client; calls: Array<{ name: string; status?: number; range?: string }> } {
+  const calls: Array<{ name: string; status?: number; range?: string }> = []
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      try {
+        const range = (args.input as { Range?: string }).Range
+        const out = await next(args)
+        calls.push({ name: context.commandName as string, range })
+        return out
+      } catch (err) {
+        const range = (args.input as { Range?: string }).Range
+        calls.push({ name: context.commandName as string, range, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
+        throw err
+      }
+    },
+    { step: 'initialize', name: 'recordCalls' },
+  )
+  return { client, calls }
+}
+
+/** Commands of one name sent that ended with `status` (undefined: succeeded). */
+export function countCalls(calls: Array<{ name: string; status?: number }>, name: string, status?: number): number {
+  return calls.filter((c) => c.name === name && c.status === status).length
 }

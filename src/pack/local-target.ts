@@ -36,6 +36,8 @@ export interface ShardSink {
   writePart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext): Promise<PartWrite>
   /** Why keys of `shardIndex` cannot be written here (zones: an index in no zone); undefined when they can. */
   refuses?(shardIndex: number): string | undefined
+  /** The keys the run will look at, told before the first (lets a sink list instead of probing each). */
+  expect?(keys: Iterable<Pick<KeyPlan, 'dateDir' | 'shardHex'>>): void
   /** Keys the run packs at once (default 3). */
   keysAtOnce?: number
   /**

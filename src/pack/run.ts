@@ -177,6 +177,7 @@ async function packPlan(
   // have parts need their inputs here; readers are dropped after each key
   // (indexes of a large store do not all fit in memory). What a key needs is
   // worked out again when it is written (another run may have added to it).
+  if (!knownParts) sink.expect?.(plan.keys)
   const skippedPerKey = await mapLimit(plan.keys, PREPASS_CONCURRENCY, async (key) => {
     // Finding the parts takes the key's location only: its inputs are loaded when it has some.
     const readers: Array<ShardReader | null> = knownParts?.(key) ?? (await sink.existingParts({ dateDir: key.dateDir, shardHex: key.shardHex, items: [] }))

@@ -13,7 +13,7 @@
 import { promises as fsp } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3'
+import { HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
@@ -21,7 +21,7 @@ import { ShardReader, ShardWriter } from '../native'
 import { DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { S3Source } from '../storage/s3'
 import type { ByteSource } from '../storage/source'
-import { bigfileKeyIn, shardKeyIn } from '../store/layout'
+import { bigfileKeyIn, shardDatePrefixIn, shardKeyIn } from '../store/layout'
 import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
 import { untouched, type PartWrite, type ShardSink } from './local-target'
@@ -74,6 +74,14 @@ export function s3Failure(what: string, err: unknown): DesError {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/**
+ * A date whose shards this run looks at this many of is listed once (a
+ * ListObjectsV2 a 1,000 keys) instead of a tail GET for every key that turns
+ * out not to exist. Below it a listing of a large date could cost more
+ * requests than it saves.
+ */
+export const LIST_FROM_KEYS = 32
+
 export class S3Target implements ShardSink {
   constructor(
     private readonly client: S3Client,
@@ -94,6 +102,52 @@ export class S3Target implements ShardSink {
 
   /** Shards read as the store reads them (tails and index ranges, counted in des_s3_range_calls_total). */
   private readonly source: ByteSource
+
+  /** Keys of this run by the prefix of their date's shards (`expect`). */
+  private readonly expected = new Map<string, number>()
+  /** The shard keys found under a date's prefix, listed once per run. */
+  private readonly listings = new Map<string, Promise<Set<string>>>()
+
+  /**
+   * The keys this run will write: dates with at least LIST_FROM_KEYS of them
+   * are listed instead of probed key by key. A listing only saves requests:
+   * a key created after it is caught by the conditional write (a conflict,
+   * then the part is redone against the object as it is).
+   */
+  expect(keys: Iterable<Pick<KeyPlan, 'dateDir'>>): void {
+    for (const k of keys) {
+      const prefix = this.prefix + shardDatePrefixIn(this.settings.layout ?? 'nested', k.dateDir)
+      this.expected.set(prefix, (this.expected.get(prefix) ?? 0) + 1)
+    }
+  }
+
+  /** False when the listing of the key's date does not hold it, true when it does; undefined when the date is not listed. */
+  private async listed(plan: Pick<KeyPlan, 'dateDir'>, key: string): Promise<boolean | undefined> {
+    const prefix = this.prefix + shardDatePrefixIn(this.settings.layout ?? 'nested', plan.dateDir)
+    if ((this.expected.get(prefix) ?? 0) < LIST_FROM_KEYS) return undefined
+    let listing = this.listings.get(prefix)
+    if (!listing) {
+      listing = this.listKeys(prefix)
+      this.listings.set(prefix, listing)
+    }
+    return (await listing).has(key)
+  }
+
+  /** Keys directly under `prefix` (not below a further '/': a date's BigFiles are not listed). */
+  private async listKeys(prefix: string): Promise<Set<string>> {
+    const keys = new Set<string>()
+    let token: string | undefined
+    try {
+      do {
+        const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }))
+        for (const o of page.Contents ?? []) if (o.Key !== undefined) keys.add(o.Key)
+        token = page.IsTruncated ? page.NextContinuationToken : undefined
+      } while (token)
+    } catch (err) {
+      throw s3Failure(`list s3://${this.bucket}/${prefix}`, err)
+    }
+    return keys
+  }
 
   /** The bucket answers (else: unreachable, missing or forbidden, said plainly). */
   async check(): Promise<void> {
@@ -130,7 +184,9 @@ export class S3Target implements ShardSink {
   async existingParts(plan: KeyPlan): Promise<ShardReader[]> {
     const readers: ShardReader[] = []
     for (let part = 0; ; part++) {
-      const tail = await this.readTail(this.key(plan, part))
+      const key = this.key(plan, part)
+      if ((await this.listed(plan, key)) === false) return readers
+      const tail = await this.readTail(key)
       if (!tail) return readers
       readers.push(tail.reader)
     }
@@ -154,7 +210,9 @@ export class S3Target implements ShardSink {
   private async tryPart(plan: KeyPlan, part: number, items: PlannedInput[], maxShardSize: number | undefined, ctx: FillContext, attempt: number): Promise<PartWrite> {
     const key = this.key(plan, part)
     // The first try builds on the part as the caller last read it, if it did.
-    const known = attempt === 0 ? ctx.knownPart?.(plan, part) : undefined
+    // A retry reads it again: the conflict says it changed.
+    let known = attempt === 0 ? ctx.knownPart?.(plan, part) : undefined
+    if (attempt === 0 && known === undefined && (await this.listed(plan, key)) === false) known = null
     const old = known !== undefined ? known : await this.readTail(key)
     if (maxShardSize !== undefined && old && old.size >= maxShardSize) return untouched(items)
     const tmp = await fsp.mkdtemp(path.join(this.tmpRoot, 'des-pack-'))

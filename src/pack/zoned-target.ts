@@ -75,6 +75,18 @@ export class ZonedTarget implements ShardSink {
     }
   }
 
+  /** Each zone's sink is told of its own keys (a key in no zone is refused before this). */
+  expect(keys: Iterable<Pick<KeyPlan, 'dateDir' | 'shardHex'>>): void {
+    const byZone = new Map<S3Target, Array<Pick<KeyPlan, 'dateDir' | 'shardHex'>>>()
+    for (const k of keys) {
+      const sink = this.zoneOf(k).sink
+      const own = byZone.get(sink)
+      if (own) own.push(k)
+      else byZone.set(sink, [k])
+    }
+    for (const [sink, own] of byZone) sink.expect(own)
+  }
+
   existingParts(plan: KeyPlan): Promise<ShardReader[]> {
     return this.zoneOf(plan).sink.existingParts(plan)
   }

@@ -33,6 +33,15 @@ export function flatBigfileKey(sha256: string, prefix = DEFAULT_BIGFILES_PREFIX)
   return `${prefix}/${sha256}`
 }
 
+/**
+ * The key prefix every shard of `dateDir` starts with in `layout` and no
+ * shard of another date does (`<date>/` nested, `<date>_` flat): what a
+ * listing of one date's shards asks for.
+ */
+export function shardDatePrefixIn(layout: Layout, dateDir: string): string {
+  return layout === 'flat' ? `${dateDir}_` : `${dateDir}/`
+}
+
 /** Key of shard `part` of a location's chain in `layout`. */
 export function shardKeyIn(layout: Layout, loc: Pick<ShardLocation, 'dateDir' | 'shardHex'>, part = 0): string {
   return layout === 'flat' ? flatShardKey(loc, part) : shardKey(loc, part)
