@@ -432,21 +432,39 @@ test('the packer reads tails of the size it is given (DES_TAIL_BYTES): one large
   t.is(gets.filter((c) => /^bytes=[1-9]\d*-\d+$/.test(c.range ?? '')).length, 0, JSON.stringify(gets))
 })
 
-test('a BigFile already in the bucket with the same size is not uploaded again', async (t) => {
+test('a BigFile already in the bucket with the same bytes is not uploaded again; one of the same size but other bytes is written over', async (t) => {
   const { client, calls } = recordingClient()
   const bucket = await freshBucket(client, 'bigdedup')
   const dir = tempDir()
-  const a = makeCorpus(path.join(dir, 'a'), [{ uid: 'one.bin', kind: 'random', size: 150_000 }])
-  const copy = path.join(dir, 'copy.bin')
-  fs.copyFileSync(a.rows[0].source_path, copy)
+  // One BigFile put whole, one in parts (over 16 MiB): the ETag proves both.
+  const a = makeCorpus(path.join(dir, 'a'), [
+    { uid: 'one.bin', kind: 'random', size: 150_000 },
+    { uid: 'huge.bin', kind: 'random', size: 17 * 1024 * 1024 + 5 },
+  ])
+  const copies = a.rows.map((r) => {
+    const copy = path.join(dir, `copy-${r.uid}`)
+    fs.copyFileSync(r.source_path, copy)
+    return copy
+  })
   const target = { kind: 's3' as const, bucket, prefix: '', client }
   await packFiles(asInputs(a.rows), target, { bigFileThreshold: 100_000 })
-  const bigKey = `20240301/_bigFiles/${a.shas.get('one.bin')}`
+  const bigKey = (uid: string) => `20240301/_bigFiles/${a.shas.get(uid)}`
   calls.length = 0
-  await packFiles([{ uid: 'two.bin', createdAt: '2024-03-01T05:00:00Z', source: copy }], target, { bigFileThreshold: 100_000 })
-  t.true(calls.some((c) => c.name === 'HeadObjectCommand'))
-  t.is(calls.filter((c) => c.name === 'PutObjectCommand').length, 1, 'only the shard is put')
-  t.deepEqual((await listKeys(client, bucket, '20240301/_bigFiles/')), [bigKey])
+  const again = (uid: string, n: number) => ({ uid: `${uid}-${n}`, createdAt: '2024-03-01T05:00:00Z', source: copies[a.rows.findIndex((r) => r.uid === uid)] })
+  await packFiles([again('one.bin', 2), again('huge.bin', 2)], target, { bigFileThreshold: 100_000 })
+  const bigWrites = () => calls.filter((c) => /_bigFiles/.test(c.key ?? '') && /Put|Multipart|UploadPart/.test(c.name))
+  t.is(calls.filter((c) => c.name === 'HeadObjectCommand').length, 2, 'each BigFile looked at')
+  t.deepEqual(bigWrites(), [], 'neither BigFile is uploaded again, the parted one included')
+  t.deepEqual(await listKeys(client, bucket, '20240301/_bigFiles/'), [bigKey('huge.bin'), bigKey('one.bin')].sort())
+
+  // The object is damaged in place (same size): the next file with those bytes puts it again.
+  const damaged = Buffer.from(fs.readFileSync(copies[0]))
+  damaged[100] ^= 0x01
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: bigKey('one.bin'), Body: damaged }))
+  calls.length = 0
+  await packFiles([again('one.bin', 3)], target, { bigFileThreshold: 100_000 })
+  t.deepEqual(bigWrites().map((c) => [c.name, c.key]), [['PutObjectCommand', bigKey('one.bin')]], 'the BigFile is put again')
   const stored = await readS3Store(client, bucket)
-  t.is(stored.get('two.bin')!.sha256, a.shas.get('one.bin'))
+  for (const uid of ['one.bin', 'one.bin-2', 'one.bin-3']) t.is(stored.get(uid)!.sha256, a.shas.get('one.bin'), uid)
+  for (const uid of ['huge.bin', 'huge.bin-2']) t.is(stored.get(uid)!.sha256, a.shas.get('huge.bin'), uid)
 })

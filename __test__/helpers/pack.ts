@@ -190,18 +190,18 @@ export function uidsByKey(keys: number, perKey: number, createdAt: string, name 
 }
 
 /** `client`, recording the name and outcome of every command it sends. */
-export function recordCommands(client: S3Client): { client: S3Client; calls: Array<{ name: string; status?: number; range?: string }> } {
-  const calls: Array<{ name: string; status?: number; range?: string }> = []
+export function recordCommands(client: S3Client): { client: S3Client; calls: Array<{ name: string; status?: number; range?: string; key?: string }> } {
+  const calls: Array<{ name: string; status?: number; range?: string; key?: string }> = []
   client.middlewareStack.add(
     (next, context) => async (args) => {
       try {
-        const range = (args.input as { Range?: string }).Range
+        const { Range: range, Key: key } = args.input as { Range?: string; Key?: string }
         const out = await next(args)
-        calls.push({ name: context.commandName as string, range })
+        calls.push({ name: context.commandName as string, range, key })
         return out
       } catch (err) {
-        const range = (args.input as { Range?: string }).Range
-        calls.push({ name: context.commandName as string, range, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
+        const { Range: range, Key: key } = args.input as { Range?: string; Key?: string }
+        calls.push({ name: context.commandName as string, range, key, status: (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode })
         throw err
       }
     },

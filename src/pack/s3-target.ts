@@ -277,7 +277,7 @@ export class S3Target implements ShardSink {
     }
   }
 
-  /** BigFiles from the writer's temp folder; an object of the same size is kept. */
+  /** BigFiles from the writer's temp folder; an object proven to hold the same bytes (size and ETag) is kept, any other written over. */
   private async uploadBigfiles(plan: KeyPlan, dir: string): Promise<void> {
     let names: string[]
     try {
@@ -289,13 +289,13 @@ export class S3Target implements ShardSink {
       const file = path.join(dir, name)
       const size = (await fsp.stat(file)).size
       const key = `${this.prefix}${bigfileKeyIn(this.settings.layout ?? 'nested', plan.dateDir, name, this.settings.bigfilesPrefix)}`
-      let stored: number | null
+      let same: boolean
       try {
-        stored = await this.uploader.sizeOf(key)
+        same = await this.uploader.holdsFile(key, file, size)
       } catch (err) {
         throw s3Failure(`BigFile s3://${this.bucket}/${key}`, err)
       }
-      if (stored === size) continue
+      if (same) continue
       await this.uploader.putFile(key, file, size, {})
     }
   }

@@ -5,7 +5,8 @@
 // `If-None-Match: *` for a new key). What to write, and what to do when the
 // condition fails, is the caller's (src/pack/s3-target.ts).
 
-import { createWriteStream, promises as fsp } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import {
@@ -68,15 +69,23 @@ export class S3Uploader {
     readonly bucket: string,
   ) {}
 
-  /** Size of the object at `key`, or null when there is none. */
-  async sizeOf(key: string): Promise<number | null> {
+  /**
+   * True when the object at `key` holds the bytes of `file`, as far as S3
+   * can say without reading it: its size, and the ETag uploading the file
+   * here would give it (the MD5 of its bytes, or of its parts' MD5s). An
+   * object put there another way (other part sizes, encryption that changes
+   * ETags) is not proven the same: false, and the caller uploads it again.
+   */
+  async holdsFile(key: string, file: string, size: number): Promise<boolean> {
+    let head
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
-      return head.ContentLength ?? 0
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))
     } catch (err) {
-      if (s3ErrorKind(err) === 'missing') return null
+      if (s3ErrorKind(err) === 'missing') return false
       throw err
     }
+    if (head.ContentLength !== size || !head.ETag) return false
+    return head.ETag.replace(/"/g, '') === (await uploadEtag(file, size))
   }
 
   /** The whole object, as of `etag`, into a local file. */
@@ -170,8 +179,37 @@ export class S3Uploader {
 }
 
 /** Parts of a byte stream of `size`: PART_SIZE each (more if needed to stay under 10 000 parts). */
+/** Bytes of each part (but the last) when `size` bytes are uploaded in parts. */
+function partSizeFor(size: number): number {
+  return Math.max(PART_SIZE, Math.ceil(size / (MAX_PARTS - 10)))
+}
+
+/** The ETag S3 gives `file` uploaded by `putFile`: the MD5 of a single PUT, or of the parts' MD5s and their count. */
+async function uploadEtag(file: string, size: number): Promise<string> {
+  const partSize = size <= SINGLE_PUT_MAX ? size : partSizeFor(size)
+  const parts: Buffer[] = []
+  let part = createHash('md5')
+  let inPart = 0
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    for (let at = 0; at < chunk.length; ) {
+      const take = Math.min(chunk.length - at, partSize - inPart)
+      part.update(chunk.subarray(at, at + take))
+      at += take
+      inPart += take
+      if (inPart === partSize) {
+        parts.push(part.digest())
+        part = createHash('md5')
+        inPart = 0
+      }
+    }
+  }
+  if (inPart > 0 || parts.length === 0) parts.push(part.digest())
+  if (size <= SINGLE_PUT_MAX) return parts[0].toString('hex')
+  return `${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-${parts.length}`
+}
+
 function streamPieces(size: number, read: (offset: number, length: number) => Promise<Buffer>): UploadPiece[] {
-  const partSize = Math.max(PART_SIZE, Math.ceil(size / (MAX_PARTS - 10)))
+  const partSize = partSizeFor(size)
   const pieces: UploadPiece[] = []
   for (let off = 0; off < size; off += partSize) {
     const len = Math.min(partSize, size - off)

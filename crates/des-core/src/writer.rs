@@ -576,7 +576,10 @@ impl ShardWriter {
   /// Content-addressed: an existing object of the right size is kept (dedup).
   fn store_bigfile(&self, sha256: &str, data: &[u8]) -> Result<()> {
     let path = self.bigfiles_dir.join(sha256);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() == data.len() as u64) {
+    // Kept only when it holds these very bytes: one of the same size but
+    // other bytes (damaged, or put there by someone else) is written over,
+    // which also mends every shard that names it.
+    if holds_exactly(&path, data) {
       return Ok(());
     }
     let made = first_missing(&self.bigfiles_dir);
@@ -1052,6 +1055,29 @@ fn remove_empty_dirs(top: &Path, from: Option<&Path>) {
     }
     at = dir.parent();
   }
+}
+
+/// True when the file at `path` holds exactly `data` (compared a block at a
+/// time, never read whole); false when it differs, is missing or unreadable.
+fn holds_exactly(path: &Path, data: &[u8]) -> bool {
+  use std::io::Read;
+  let Ok(mut file) = File::open(path) else {
+    return false;
+  };
+  if !file.metadata().is_ok_and(|m| m.len() == data.len() as u64) {
+    return false;
+  }
+  let mut buf = vec![0u8; (1 << 20).min(data.len().max(1))];
+  let mut at = 0;
+  while at < data.len() {
+    let want = buf.len().min(data.len() - at);
+    if file.read_exact(&mut buf[..want]).is_err() || buf[..want] != data[at..at + want] {
+      return false;
+    }
+    at += want;
+  }
+  // Nothing after it (it did not grow since the size was read).
+  matches!(file.read(&mut [0u8; 1]), Ok(0))
 }
 
 /// The folders a new shard's rename changed: its own, and, when the writer

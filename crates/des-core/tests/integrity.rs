@@ -176,6 +176,34 @@ fn a_flipped_bigfile_is_reported_once_and_never_served() {
 }
 
 #[test]
+fn a_bigfile_of_the_right_size_but_other_bytes_is_written_over_not_reused() {
+  let dir = tempfile::tempdir().unwrap();
+  let (path, expect) = written_shard(dir.path(), Codec::Zstd);
+  let big = std::fs::read_dir(dir.path().join("20240101/_bigFiles"))
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap()
+    .path();
+  let mut bytes = std::fs::read(&big).unwrap();
+  bytes[100] ^= 0x04;
+  std::fs::write(&big, &bytes).unwrap();
+  // The same bytes stored again (another uid, in another shard): the damaged
+  // file of the same size is not taken for them.
+  let other = dir.path().join("20240101/0B.des");
+  let mut w = ShardWriter::create(&other, opts(Codec::Zstd, false)).unwrap();
+  w.add("again.bin", expect["doc-4.txt"].clone(), None)
+    .unwrap();
+  w.finish().unwrap();
+  assert_eq!(std::fs::read(&big).unwrap(), expect["doc-4.txt"]);
+  for shard in [&path, &other] {
+    let report = verify_file(shard, Some("_bigFiles")).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+  }
+  no_wrong_bytes(&path, &expect, "mended BigFile");
+}
+
+#[test]
 fn a_stream_fed_in_any_chunks_finds_what_the_file_pass_finds() {
   let dir = tempfile::tempdir().unwrap();
   let (path, _) = written_shard(dir.path(), Codec::Lz4);
