@@ -222,6 +222,9 @@ test('bad inputs are refused before anything is written, naming the uid', async 
     ['bad date', [...good, { ...good[0], uid: 'd', createdAt: 'yesterday' }], 'DES_BAD_ARG', /uid "d" \(input 3\): created_at "yesterday"/],
     ['source is a directory', [...good, { ...good[0], uid: 'dir', source: dir, sizeBytes: undefined }], 'DES_BAD_ARG', /uid "dir".*not a regular file/],
     ['s3 source without a client', [...good, { uid: 's3', createdAt: '2024-01-01T00:00:00Z', source: 's3://b/k' }], 'DES_CONFIG', /uid "s3"/],
+    // Both would be "\ufffd" in Rust: one uid, or one path, for two different strings.
+    ['a lone surrogate in a uid', [...good, { ...good[0], uid: 'x\ud800' }, { ...good[1], uid: 'x\udfff' }], 'DES_BAD_ARG', /uid "x\\ud800" \(input 3\): uid is not valid Unicode/],
+    ['a lone surrogate in a source', [...good, { ...good[0], uid: 'y', source: good[0].source + '\udc00' }], 'DES_BAD_ARG', /uid "y" \(input 3\): source is not valid Unicode/],
   ]
   for (const [name, inputs, code, message] of cases) {
     const err = await t.throwsAsync(packFiles(inputs, { kind: 'local', dir: out }), undefined, name)
