@@ -254,6 +254,11 @@ export interface EntryInfo {
   offset?: number
   /** sha256 hex of a BigFile's payload. */
   sha256?: string
+  /**
+   * CRC32C of an inline entry's stored bytes, from the shard's checksum
+   * block (null for a BigFile, or a shard written without checksums).
+   */
+  crc32c?: number
   /** The entry's meta, JSON object text (`{}` when none). */
   meta: string
 }

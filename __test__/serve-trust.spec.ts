@@ -125,6 +125,51 @@ ShardReader.prototype.entry = function (this: ShardReader, uid: string) {
 for (const kind of BACKENDS) {
   const title = (s: string) => `[${kind}] ${s}`
 
+  test(title('a shard rebuilt with other bytes at the same place: a new ETag, and never headers of one version over bytes of the other'), async (t) => {
+    const dir = tempDir()
+    const uid = 'same-place'
+    // Same size, same offset, other bytes: only the content tells the versions apart.
+    const version = (text: string) => Buffer.from(text.padEnd(1200, '.'))
+    const [one, two, three] = [version('version-one'), version('VERSION-TWO'), version('version-3')]
+    const rebuild = async (data: Buffer) => {
+      const tmp = tempDir()
+      const [key] = await writeStore(tmp, [{ uid, createdAt: DAY, data }], { writer: { codec: 'none' } })
+      fs.mkdirSync(path.dirname(path.join(dir, key)), { recursive: true })
+      fs.copyFileSync(path.join(tmp, key), path.join(dir, `${key}.new`))
+      fs.renameSync(path.join(dir, `${key}.new`), path.join(dir, key))
+    }
+    await rebuild(one)
+    const b = await openBackend(kind, dir)
+    // A shard is trusted for a minute here: the stale index is what is tested.
+    let now = 0
+    const s = await serve(b.store({ shardRecheckMs: 60_000, clock: () => now }))
+    try {
+      const first = await request(s.url, fileUrl(uid), { method: 'HEAD' })
+      t.is(first.status, 200)
+      const oldTag = first.headers.etag as string
+
+      await rebuild(two)
+      await b.sync()
+      // A client resuming its download of version one gets version two whole, with its own ETag.
+      const resumed = await request(s.url, fileUrl(uid), { headers: { Range: 'bytes=600-', 'If-Range': oldTag } })
+      t.is(resumed.status, 200)
+      t.true(resumed.body.equals(two), 'the new version, whole')
+      t.not(resumed.headers.etag, oldTag)
+      const twoTag = resumed.headers.etag as string
+
+      // Found anew once the minute is over: the ETag moves with the bytes.
+      await rebuild(three)
+      await b.sync()
+      now += 61_000
+      const fresh = await request(s.url, fileUrl(uid), { headers: { 'If-None-Match': twoTag } })
+      t.is(fresh.status, 200, 'not a 304 for bytes that changed')
+      t.true(fresh.body.equals(three))
+      t.not(fresh.headers.etag, twoTag)
+    } finally {
+      await s.close()
+    }
+  })
+
   test.serial(title('a corrupt shard is a 502 naming no path and echoing no bytes, with the request id of its log line; des_corrupt_reads_total counts it'), async (t) => {
     const dir = tempDir()
     const [good, garbageFooter, badFooter, badHeader] = uidsInOtherShards(4, ['a'])

@@ -173,7 +173,7 @@ if (BACKENDS.includes('s3')) {
     t.is(b.sent.length, 1)
   })
 
-  test('[s3] an object replaced between index and payload reads is re-read once (If-Match)', async (t) => {
+  test('[s3] an object replaced between index and payload reads: the stale find is refused (If-Match), a new get reads the new bytes', async (t) => {
     const dir = tempDir()
     await writeStore(dir, [{ uid: '9', createdAt: DAY, data: Buffer.from('old bytes') }])
     const b = await openBackend('s3', dir)
@@ -186,8 +186,11 @@ if (BACKENDS.includes('s3')) {
     ].filter((f) => locateShard(f.uid, DAY).shardIndex === 9 || f.uid === '9'))
     const key = shardKey(locateShard('9', DAY))
     await b.client!.send(new PutObjectCommand({ Bucket: b.bucket, Key: key, Body: fs.readFileSync(path.join(dir2, key)) }))
-    t.is((await store.read(found)).toString(), 'new bytes, elsewhere')
-    t.true(b.sent.some((r) => r.range && !r.range.startsWith('bytes=-')))
+    // What was found (its ETag, its offset) describes the old bytes: never the new bytes under it.
+    const stale = await t.throwsAsync(store.read(found))
+    t.is(errorCode(stale), 'DES_CONFLICT')
+    t.true(b.sent.some((r) => r.range && !r.range.startsWith('bytes=-')), 'the payload GET was made, with If-Match')
+    t.is((await store.get('9', DAY)).toString(), 'new bytes, elsewhere')
   })
 
   test('[s3] a key prefix is honoured', async (t) => {

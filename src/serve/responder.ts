@@ -180,7 +180,14 @@ export class FilesResponder {
     try {
       await this.respond(req, res, path, startMs, id)
     } catch (err) {
-      this.fail(req, res, err, startMs, id)
+      if (errorCode(err) !== 'DES_CONFLICT' || res.headersSent) return this.fail(req, res, err, startMs, id)
+      // The file changed between finding and reading it: answered once more,
+      // all of it (ETag, conditionals, range) from the version there now.
+      try {
+        await this.respond(req, res, path, startMs, id)
+      } catch (again) {
+        this.fail(req, res, again, startMs, id)
+      }
     }
   }
 

@@ -218,7 +218,7 @@ export class Store {
     if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, lookups, ck, shard)
     const entry = shard?.reader.entry(uid) ?? null
     if (shard === undefined || entry === null) return this.search(uid, lookups, shard)
-    const found = { uid, layout, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(layout, 0, entry) }
+    const found = { uid, layout, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(layout, 0, entry, shard) }
     if (memoKey !== undefined) this.remember(memoKey, ck, found)
     return found
   }
@@ -296,7 +296,7 @@ export class Store {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
           entry = shard.reader.entry(uid)
         }
-        if (entry !== null) return { uid, layout, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(layout, part, entry) }
+        if (entry !== null) return { uid, layout, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(layout, part, entry, shard) }
       } catch (err) {
         if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
         const first = this.shardKey(loc, 0, layout)
@@ -306,10 +306,18 @@ export class Store {
     }
   }
 
-  /** A strong ETag: a BigFile's sha256, or where and how big the stored bytes are (and in which layout). */
-  private etagOf(layout: Layout, part: number, entry: EntryInfo): string {
+  /**
+   * A strong ETag, which changes whenever the bytes do: a BigFile's sha256;
+   * for an inline file where and how big its stored bytes are (and in which
+   * layout) with their CRC32C, or, in a shard without checksums, the
+   * version of the shard (a shard rebuilt with other bytes at the same place
+   * must not keep the ETag).
+   */
+  private etagOf(layout: Layout, part: number, entry: EntryInfo, shard: ShardHandle): string {
     if (entry.isBigfile) return `"${entry.sha256}"`
-    return `"${layout === 'flat' ? 'f' : ''}${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}"`
+    const where = `${layout === 'flat' ? 'f' : ''}${part.toString(36)}.${(entry.offset ?? 0).toString(36)}.${entry.storedSize.toString(36)}.${entry.size.toString(36)}`
+    const what = entry.crc32c !== undefined && entry.crc32c !== null ? entry.crc32c.toString(36) : `v${createHash('sha256').update(shard.etag).digest('hex').slice(0, 16)}`
+    return `"${where}.${what}"`
   }
 
   /** A copy of the decoded bytes of an inline entry when the payload cache holds them (no I/O, no wait). */
@@ -359,15 +367,29 @@ export class Store {
       if (!(err instanceof EtagMismatchError)) throw err
       this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
       const again = await this.find(found.uid, { layout: found.layout, loc: found.loc })
-      if (again.entry.isBigfile) throw new DesError('DES_CONFLICT', `uid ${found.uid} changed while it was being read; retry`)
+      // Other bytes now: what the caller worked out from the old version
+      // (ETag, type, range, its answer to If-Range) must not go out with them.
+      if (again.etag !== found.etag) throw new DesError('DES_CONFLICT', `uid ${JSON.stringify(found.uid)} changed while it was being read; retry`, { uid: found.uid })
       return read(again)
     }
   }
 
-  /** Finds and reads an inline file, or streams a BigFile whole (convenience for callers outside HTTP). */
+  /** Finds and reads an inline file, or streams a BigFile whole (convenience for callers outside HTTP); found again once if it changes meanwhile. */
   async get(uid: string, createdAt: string): Promise<Buffer> {
     const found = await this.find(uid, createdAt)
-    if (!found.entry.isBigfile) return this.read(found)
+    if (!found.entry.isBigfile) {
+      return this.read(found).catch(async (err: unknown) => {
+        if ((err as DesError)?.code !== 'DES_CONFLICT') throw err
+        const again = await this.find(uid, createdAt)
+        if (!again.entry.isBigfile) return this.read(again)
+        return this.readBigfile(again)
+      })
+    }
+    return this.readBigfile(found)
+  }
+
+  /** A BigFile's bytes, whole (checked against its sha256 as they stream). */
+  private async readBigfile(found: Found): Promise<Buffer> {
     const { body } = await this.streamBigfile(found)
     const chunks: Buffer[] = []
     for await (const c of body) chunks.push(c as Buffer)

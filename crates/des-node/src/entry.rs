@@ -19,16 +19,25 @@ pub struct EntryInfo {
   pub offset: Option<i64>,
   /// sha256 hex of a BigFile's payload.
   pub sha256: Option<String>,
+  /// CRC32C of an inline entry's stored bytes, from the shard's checksum
+  /// block (null for a BigFile, or a shard written without checksums).
+  #[napi(js_name = "crc32c")]
+  pub crc32c: Option<u32>,
   /// The entry's meta, JSON object text (`{}` when none).
   pub meta: String,
 }
 
 pub(crate) fn entry_info(entry: &Entry) -> EntryInfo {
-  let (codec, offset, sha256) = match &entry.body {
-    Body::Inline { codec, offset, .. } => {
-      (Some(codec.name().to_string()), Some(*offset as i64), None)
-    }
-    Body::BigFile { sha256, .. } => (None, None, Some(sha256.clone())),
+  let (codec, offset, sha256, crc32c) = match &entry.body {
+    Body::Inline {
+      codec, offset, crc, ..
+    } => (
+      Some(codec.name().to_string()),
+      Some(*offset as i64),
+      None,
+      *crc,
+    ),
+    Body::BigFile { sha256, .. } => (None, None, Some(sha256.clone()), None),
   };
   EntryInfo {
     uid: entry.uid.clone(),
@@ -38,6 +47,7 @@ pub(crate) fn entry_info(entry: &Entry) -> EntryInfo {
     stored_size: entry.stored_size() as i64,
     offset,
     sha256,
+    crc32c,
     meta: entry.meta_json().to_string(),
   }
 }
