@@ -454,6 +454,11 @@ export interface ShardWriteSummary {
   bytesIn: number
   bytesStored: number
   bigfiles: number
+  /**
+   * uids the shard already held when this writer's part landed (it lost
+   * the race to create it, with skipExisting): not added by this writer.
+   */
+  skipped: Array<string>
 }
 
 /**

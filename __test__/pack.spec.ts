@@ -207,6 +207,32 @@ test('a payload larger than maxShardSize gets a part of its own', async (t) => {
   t.is((await readLocalStore(out)).size, 3)
 })
 
+test('a full part another run stored a uid in after this run looked: the uid is skipped or refused there, never stored again in the next part', async (t) => {
+  const dir = tempDir()
+  // x and y route to one key; x alone fills its part 0 (12,000 bytes against a 10,000 limit).
+  const y = Array.from({ length: 500 }, (_, i) => `y${i}`).find((uid) => locateShard(uid, '2024-03-01T12:00:00Z', 4).shardIndex === locateShard('x', '2024-03-01T12:00:00Z', 4).shardIndex)!
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'x', kind: 'random', size: 12_000 },
+    { uid: y, size: 300 },
+  ])
+  const [x, yInput] = asInputs(corpus.rows)
+  const out = path.join(dir, 'out')
+  const opts = { nBits: 4, maxShardSize: 10_000 }
+  await packFiles([x], { kind: 'local', dir: out }, opts)
+  t.deepEqual(shardFiles(out), [`20240301/${locateShard('x', x.createdAt, 4).shardHex}.des`])
+  // This run looked before x was stored (it saw no parts): x is in the full part 0 when it writes.
+  const sawNothing = { existingParts: () => [] }
+  const refused = await t.throwsAsync(runPack([x, yInput], { kind: 'local', dir: out }, opts, sawNothing))
+  t.is(errorCode(refused), 'DES_DUPLICATE')
+  const r = await runPack([x, yInput], { kind: 'local', dir: out }, { ...opts, skipExisting: true }, sawNothing)
+  t.is(r.skipped, 1)
+  t.is(r.files, 1)
+  // readLocalStore refuses a uid stored twice.
+  const stored = await readLocalStore(out)
+  t.deepEqual([...stored.keys()].sort(), ['x', y].sort())
+  t.is(stored.get('x')!.sha256, corpus.shas.get('x'))
+})
+
 test('bad inputs are refused before anything is written, naming the uid', async (t) => {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), [

@@ -18,7 +18,7 @@ import { BATCHES_AT_ONCE, BATCH_PARTS, PartBatch } from './part-batch'
 import { isLocal, localArrays } from './sources'
 import { bigfileDirIn, shardKeyIn } from '../store/layout'
 import { alreadyStored, fillWriter, report, withLabel, type FillContext, type FillResult, type WriterSettings } from './fill'
-import type { KeyPlan, PlannedInput } from './plan'
+import { assignToParts, type KeyPlan, type PlannedInput } from './plan'
 import type { PackedShard } from './types'
 
 /** One part written: what went in, and the shard once it is durably stored. */
@@ -85,6 +85,19 @@ async function syncFolders(folders: string[]): Promise<void> {
 /** The part was not touched: everything is left for the next one. */
 export function untouched(items: PlannedInput[]): PartWrite {
   return { fill: { added: [], skipped: [], rest: items, reportedFiles: 0, reportedBytes: 0 }, done: Promise.resolve(null) }
+}
+
+/**
+ * A part found full (or created full by another run meanwhile): the inputs
+ * go on to the next part, but not those another run has stored in this one
+ * since the run looked (skipped with --skip-existing and the same size,
+ * else refused): a uid is in one part of its key only.
+ */
+export function passOver(part: ShardReader, items: PlannedInput[], ctx: FillContext): PartWrite {
+  const { fresh, skipped } = assignToParts(items, [part], { skipExisting: ctx.skipExisting })
+  const fill: FillResult = { added: [], skipped, rest: fresh, reportedFiles: 0, reportedBytes: 0 }
+  report(fill, ctx, skipped)
+  return { fill, done: Promise.resolve(null) }
 }
 
 /**
@@ -191,7 +204,7 @@ export class LocalTarget implements ShardSink {
     if (this.group.holds(file)) await this.group.commit()
     // The size matters only against a limit (a stat per part is a stall on a busy disk).
     const size = maxShardSize === undefined ? null : sizeOf(file)
-    if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return untouched(items)
+    if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return passOver(await ShardReader.open(file), items, ctx)
     const task: PartTask = { plan, part, file, size, items, maxShardSize, ctx }
     if (batchable(items, ctx)) return this.writeInBatch(task)
     // Large parts one writer each, a few at a time (their chunks are large).
@@ -234,7 +247,7 @@ export class LocalTarget implements ShardSink {
     } catch (err) {
       if (!lostCreateRace(err, size, maxShardSize)) throw err
       ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
-      return untouched(items)
+      return passOver(await ShardReader.open(file), items, ctx)
     }
     return { fill, done: committed.then((s) => this.packed(plan, part, fill, s)) }
   }
@@ -256,7 +269,7 @@ export class LocalTarget implements ShardSink {
     }
     if (r.error !== undefined && r.error !== null) {
       const err = decodeError(new Error(r.error))
-      if (lostCreateRace(err, size, maxShardSize)) return untouched(items)
+      if (lostCreateRace(err, size, maxShardSize)) return passOver(await ShardReader.open(file), items, ctx)
       const dup = err instanceof DesError && err.code === 'DES_DUPLICATE' ? items.find((p) => p.input.uid === err.uid) : undefined
       throw dup ? alreadyStored(dup) : withLabel(err, items)
     }
@@ -275,8 +288,18 @@ export class LocalTarget implements ShardSink {
     return prefix !== DEFAULT_BIGFILES_PREFIX ? { bigfilesDir: path.join(this.dir, bigfileDirIn(this.settings.layout ?? 'nested', plan.dateDir, prefix)) } : {}
   }
 
-  /** What the run reports of a stored part. */
-  private packed(plan: KeyPlan, part: number, fill: FillResult, s: ShardWriteSummary): PackedShard {
+  /**
+   * What the run reports of a stored part. uids the part already held when
+   * it landed (another run created it first and stored them: skipped) move
+   * from `fill.added` to `fill.skipped`; null when none of its files is ours.
+   */
+  private packed(plan: KeyPlan, part: number, fill: FillResult, s: ShardWriteSummary): PackedShard | null {
+    if (s.skipped.length > 0) {
+      const theirs = new Set(s.skipped)
+      fill.skipped.push(...fill.added.filter((p) => theirs.has(p.input.uid)))
+      fill.added = fill.added.filter((p) => !theirs.has(p.input.uid))
+      if (fill.added.length === 0) return null
+    }
     return {
       key: shardKeyIn(this.settings.layout ?? 'nested', plan, part),
       files: fill.added.length,
@@ -285,4 +308,5 @@ export class LocalTarget implements ShardSink {
       bytesStored: s.bytesStored,
     }
   }
+
 }

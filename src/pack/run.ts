@@ -244,7 +244,6 @@ async function packPlan(
     let rest = fresh
     for (let part = firstPart(parts); rest.length > 0; part++) {
       const w = await sink.writePart(keyPlan, part, rest, opts.maxShardSize, ctxBase)
-      skipped += w.fill.skipped.length
       rest = w.fill.rest
       await settle(w, rank(part))
     }
@@ -257,6 +256,8 @@ async function packPlan(
       finishing = prev.then(() =>
         w.done.then(
           (s) => {
+            // Counted once stored: a part that lands in one another run created may find some of its files there.
+            skipped += w.fill.skipped.length
             if (s) shards.push({ shard: keepUids ? s : { ...s, uids: [] }, rank })
           },
           (err) => {

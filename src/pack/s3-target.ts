@@ -24,7 +24,7 @@ import type { ByteSource } from '../storage/source'
 import { bigfileKeyIn, shardDatePrefixIn, shardKeyIn } from '../store/layout'
 import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
-import { untouched, type PartWrite, type ShardSink } from './local-target'
+import { passOver, untouched, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { KnownPart, S3Hooks } from './types'
 
@@ -214,7 +214,7 @@ export class S3Target implements ShardSink {
     let known = attempt === 0 ? ctx.knownPart?.(plan, part) : undefined
     if (attempt === 0 && known === undefined && (await this.listed(plan, key)) === false) known = null
     const old = known !== undefined ? known : await this.readTail(key)
-    if (maxShardSize !== undefined && old && old.size >= maxShardSize) return untouched(items)
+    if (maxShardSize !== undefined && old && old.size >= maxShardSize) return passOver(old.reader, items, ctx)
     const tmp = await fsp.mkdtemp(path.join(this.tmpRoot, 'des-pack-'))
     const bigDir = path.join(tmp, 'bigfiles')
     const opts = { ...this.settings.writer, replace: Boolean(ctx.replace), bigfilesDir: bigDir }

@@ -126,6 +126,9 @@ pub struct WriteSummary {
   /// Bytes those payloads take in the shard.
   pub bytes_stored: u64,
   pub bigfiles: u64,
+  /// uids this writer held that the shard already had when it landed (it
+  /// lost the race to create it, with `skip_existing`): not added by it.
+  pub skipped: Vec<String>,
 }
 
 /// Streams a v2 shard to a temp file and renames it over `target` on finish.
@@ -851,6 +854,7 @@ impl Staged {
           bytes_in: writer.bytes_in,
           bytes_stored: writer.bytes_stored,
           bigfiles: writer.bigfiles,
+          skipped: Vec::new(),
         }),
       },
     }
@@ -995,8 +999,10 @@ impl ShardWriter {
         )));
       }
     }
+    let mut skipped = Vec::new();
     for entry in std::mem::take(&mut self.entries) {
       if self.opts.skip_existing && !self.opts.replace && w.contains(&entry.uid) {
+        skipped.push(entry.uid);
         continue;
       }
       let kind = match entry.body {
@@ -1030,7 +1036,9 @@ impl ShardWriter {
       })?;
     }
     drop(ours);
-    w.finish()
+    let mut summary = w.finish()?;
+    summary.skipped = skipped;
+    Ok(summary)
   }
 }
 

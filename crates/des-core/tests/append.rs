@@ -609,6 +609,11 @@ fn a_writer_that_loses_the_race_skips_the_uids_the_winner_holds_when_told_to() {
   );
   let summary = skipping.finish().unwrap();
   assert_eq!(summary.added, 1, "only the uid the winner did not hold");
+  assert_eq!(
+    summary.skipped,
+    vec!["same".to_string()],
+    "the uid it skipped there is named, so its run does not report it as packed"
+  );
   let shard = des_core::ShardFile::open(&path).unwrap();
   assert_eq!(
     shard.read("same", "_bigFiles").unwrap(),

@@ -135,6 +135,9 @@ pub struct ShardWriteSummary {
   pub bytes_in: i64,
   pub bytes_stored: i64,
   pub bigfiles: i64,
+  /// uids the shard already held when this writer's part landed (it lost
+  /// the race to create it, with skipExisting): not added by this writer.
+  pub skipped: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Option<des_core::ShardWriter>>>;
@@ -221,6 +224,7 @@ pub(crate) fn summary_of(s: des_core::WriteSummary) -> ShardWriteSummary {
     bytes_in: s.bytes_in as i64,
     bytes_stored: s.bytes_stored as i64,
     bigfiles: s.bigfiles as i64,
+    skipped: s.skipped,
   }
 }
 
