@@ -417,6 +417,31 @@ test('the Express app and desRouter answer errors in the same shape, with X-Requ
   }
 })
 
+test('a local store that goes away under the server: files answer 503, not 404, naming no path, and 200 again once it is back', async (t) => {
+  const root = tempDir()
+  const dir = path.join(root, 'store')
+  const data = payload(500, 3)
+  await writeStore(dir, [{ uid: 'here', createdAt: DAY, data }])
+  // Found once (index cached), then the whole store is moved away.
+  const srv = await serve((await openBackend('local', dir)).store({ shardRecheckMs: 0 }))
+  try {
+    t.is((await request(srv.url, fileUrl('here'))).status, 200)
+    fs.renameSync(dir, path.join(root, 'moved'))
+    for (const uid of ['here', 'never-stored']) {
+      const r = await request(srv.url, fileUrl(uid))
+      t.is(r.status, 503, uid)
+      t.false(r.body.toString().includes(root), `${uid}: no path in the body`)
+    }
+    fs.renameSync(path.join(root, 'moved'), dir)
+    const back = await request(srv.url, fileUrl('here'))
+    t.is(back.status, 200)
+    t.true(back.body.equals(data))
+    t.is((await request(srv.url, fileUrl('never-stored'))).status, 404)
+  } finally {
+    await srv.close()
+  }
+})
+
 test('/ready when the store is gone: 503 with a fixed message, the path only in the log', async (t) => {
   const missing = path.join(tempDir(), 'no-such-dir')
   const logs = captureLogs()

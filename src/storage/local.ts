@@ -13,11 +13,27 @@ export function statEtag(st: fs.Stats): string {
   return `${st.size}-${Math.trunc(st.mtimeMs * 1000)}-${st.ino}`
 }
 
-function localError(err: unknown, key: string, what: string): unknown {
+/**
+ * A failed look at `key` under `baseDir`, coded: missing is DES_NOT_FOUND
+ * only while the base directory is there (a store gone from under the
+ * server, or unmounted, is unavailable, not an answer that no file exists).
+ */
+function localError(err: unknown, baseDir: string, key: string, what: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code
-  if (code === 'ENOENT' || code === 'ENOTDIR') return new DesError('DES_NOT_FOUND', `no object ${key}`)
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    if (!isDirectory(baseDir)) return new DesError('DES_UNAVAILABLE', `DES_BASE_DIR ${baseDir} is not reachable`)
+    return new DesError('DES_NOT_FOUND', `no object ${key}`)
+  }
   if (err instanceof DesError) return err
   return new DesError('DES_STORAGE', `${what} ${key}: ${code ?? (err as Error)?.message ?? String(err)}`, { cause: err })
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 async function readAt(fh: fsp.FileHandle, offset: number, length: number): Promise<Buffer> {
@@ -51,7 +67,7 @@ export class LocalSource implements ByteSource {
       if (!st.isFile()) throw new DesError('DES_NOT_FOUND', `no object ${key}`)
       return statEtag(st)
     } catch (err) {
-      throw localError(err, key, 'stat')
+      throw localError(err, this.baseDir, key, 'stat')
     }
   }
 
@@ -65,7 +81,7 @@ export class LocalSource implements ByteSource {
       if (bytes.length !== len) throw new DesError('DES_STORAGE', `${key} shrank while its tail was read`)
       return { bytes, objectSize: st.size, etag: statEtag(st) }
     } catch (err) {
-      throw localError(err, key, 'read tail of')
+      throw localError(err, this.baseDir, key, 'read tail of')
     } finally {
       await fh?.close()
     }
@@ -80,7 +96,7 @@ export class LocalSource implements ByteSource {
       if (bytes.length !== length) throw new DesError('DES_CORRUPT', `${key}: range ${offset}+${length} passes the end of the object`)
       return bytes
     } catch (err) {
-      throw localError(err, key, 'read')
+      throw localError(err, this.baseDir, key, 'read')
     } finally {
       await fh?.close()
     }
@@ -97,7 +113,7 @@ export class LocalSource implements ByteSource {
       return { body, objectSize: st.size }
     } catch (err) {
       await fh?.close()
-      throw localError(err, key, 'open')
+      throw localError(err, this.baseDir, key, 'open')
     }
   }
 
