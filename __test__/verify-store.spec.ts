@@ -113,11 +113,13 @@ test('keys are told apart by name: shard parts, BigFiles, locks, temp files, and
   t.like(nested('20240301/5C.12.des'), { type: 'shard', part: 12 })
   t.like(nested('20240301/3FF.des', 10), { type: 'shard', shardIndex: 1023 })
   t.like(nested('20240301/05.des', 10), { type: 'shard', shardIndex: 5 })
+  // Years the packer writes, 0000–0099 included (Date.UTC would take 0042 for 1942).
+  for (const day of ['00000101', '00420601', '00990228', '00040229', '99991231']) t.like(nested(`${day}/5C.des`), { type: 'shard', dateDir: day }, day)
   t.like(nested(`20240301/_bigFiles/${'ab'.repeat(32)}`), { type: 'bigfile' })
   t.like(nested('20240301/5C.des.lock'), { type: 'lock' })
   t.like(nested('20240301/.des-tmp-Xy12.part'), { type: 'temp' })
   t.like(nested('20240301/notes.txt'), { type: 'other' })
-  for (const bad of ['20240301/5c.des', '20240301/5C0.des', '20240301/C.des', '20240230/5C.des', '20240301/5C.0.des', '20240301/5C.01.des', '5C.des', '20240301_5C_0000.des', 'a/b/5C.des']) {
+  for (const bad of ['20240301/5c.des', '20240301/5C0.des', '20240301/C.des', '20240230/5C.des', '01000229/5C.des', '00421301/5C.des', '20240301/5C.0.des', '20240301/5C.01.des', '5C.des', '20240301_5C_0000.des', 'a/b/5C.des']) {
     t.is(nested(bad).type, 'misnamed', bad)
   }
   const flat = (k: string) => classifyKey(k, 'flat', 4, '_bigFiles')

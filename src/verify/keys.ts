@@ -43,8 +43,11 @@ export function parseShardHex(hex: string, nBits: number): number | null {
 function isDate(d: string): boolean {
   const m = /^(\d{4})(\d{2})(\d{2})$/.exec(d)
   if (!m) return false
-  const t = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])))
-  return t.getUTCFullYear() === Number(m[1]) && t.getUTCMonth() === Number(m[2]) - 1 && t.getUTCDate() === Number(m[3])
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])]
+  // setUTCFullYear, not Date.UTC: that one reads years 0–99 as 1900–1999.
+  const t = new Date(0)
+  t.setUTCFullYear(year, month - 1, day)
+  return t.getUTCFullYear() === year && t.getUTCMonth() === month - 1 && t.getUTCDate() === day
 }
 
 const SHA256 = /^[0-9a-f]{64}$/
