@@ -442,6 +442,22 @@ test('a local store that goes away under the server: files answer 503, not 404, 
   }
 })
 
+test('an absolute-form request target (http://host/files/...) is served as its path, as RFC 9112 requires', async (t) => {
+  const dir = tempDir()
+  const data = payload(700, 5)
+  await writeStore(dir, [{ uid: 'abs', createdAt: DAY, data }])
+  const srv = await serve((await openBackend('local', dir)).store())
+  try {
+    const r = await request(srv.url, `http://des.example${fileUrl('abs')}`)
+    t.is(r.status, 200)
+    t.true(r.body.equals(data))
+    t.is((await request(srv.url, 'http://des.example')).status, 404, 'no path: the root, which is no route')
+    t.is((await request(srv.url, `HTTP://DES.EXAMPLE:80/files/missing?created_at=${encodeURIComponent(DAY)}`)).status, 404)
+  } finally {
+    await srv.close()
+  }
+})
+
 test('/ready when the store is gone: 503 with a fixed message, the path only in the log', async (t) => {
   const missing = path.join(tempDir(), 'no-such-dir')
   const logs = captureLogs()

@@ -31,12 +31,26 @@ export interface ServerDeps {
   cacheControl?: string
 }
 
+/**
+ * The origin form of an absolute-form request target, which servers must
+ * accept (RFC 9112 §3.2.2): `http://host/files/x?q` → `/files/x?q`. Any
+ * other target is returned as it is.
+ */
+export function originForm(target: string): string {
+  const authority = /^https?:\/\/[^/?#]*/i.exec(target)
+  if (!authority) return target
+  const rest = target.slice(authority[0].length)
+  return rest.startsWith('/') ? rest : `/${rest}`
+}
+
 /** A server (not listening) for the store: `/files/` → responder, the rest → Express. */
 export function createServer(deps: ServerDeps): http.Server {
   const responder = new FilesResponder(deps)
   const app = createApp({ ...deps, responder, registry: deps.metrics })
   const server = http.createServer((req, res) => {
-    const url = req.url ?? '/'
+    let url = req.url ?? '/'
+    // Routing and auth both go by req.url: an absolute-form target is made origin-form first.
+    if (url.charCodeAt(0) !== 47) url = req.url = originForm(url)
     if (url.startsWith('/files/')) void responder.handle(req, res, url.slice(6))
     else app(req, res)
   })
