@@ -13,7 +13,7 @@ import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as path from 'node:path'
 import { apiKeysFromEnv, loadServeConfig } from '../src/config/env'
-import { corruptReadsTotal } from '../src/metrics'
+import { corruptReadsTotal, retrievalsTotal } from '../src/metrics'
 import { locateShard, ShardReader } from '../src/native'
 import { Auth } from '../src/serve/auth'
 import { createApp } from '../src/serve/app'
@@ -51,6 +51,12 @@ function request(base: string, target: string, opts: { method?: string; headers?
     req.on('error', reject)
     req.end()
   })
+}
+
+/** des_retrievals_total of one backend, status and code. */
+async function retrievals(backend: string, status: string, code: string): Promise<number> {
+  const m = await retrievalsTotal.get()
+  return m.values.filter((v) => v.labels.backend === backend && v.labels.status === status && v.labels.code === code).reduce((s, v) => s + v.value, 0)
 }
 
 async function corruptReads(backend: string): Promise<number> {
@@ -295,6 +301,7 @@ for (const kind of BACKENDS) {
     const srv = await serve((await openBackend(kind, dir)).store(), { logs })
     try {
       const before = await corruptReads(kind)
+      const [okBefore, failedBefore] = [await retrievals(kind, 'ok', '200'), await retrievals(kind, 'error', '502')]
       const r = await request(srv.url, fileUrl(big.uid))
       t.is(r.status, 200) // the status line left before the last byte was hashed
       t.is(r.headers['content-length'], String(big.data.length))
@@ -307,6 +314,9 @@ for (const kind of BACKENDS) {
       t.is(line.err.code, 'DES_CORRUPT')
       t.regex(line.err.message, /sha256/)
       t.is(await corruptReads(kind), before + 1)
+      // A retrieval that failed, though its status line said 200.
+      t.is(await retrievals(kind, 'ok', '200'), okBefore)
+      t.is(await retrievals(kind, 'error', '502'), failedBefore + 1)
       // A flip early in the file: those bytes have gone out, but the body still stops short.
       const early = Buffer.from(big.data)
       early[1000] ^= 1

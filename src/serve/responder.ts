@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import rangeParser from 'range-parser'
-import { DesError, errorCode } from '../errors'
+import { DesError, errorCode, httpStatus } from '../errors'
 import { corruptReadsTotal, retrievalSeconds, retrievalStatus, retrievalsTotal } from '../metrics'
 import type { Found, Store } from '../store/store'
 import type { Auth } from './auth'
@@ -165,7 +165,8 @@ export class FilesResponder {
 
   /** Counts and logs a finished request; `err` only for a failure on our side (see logRequest). */
   private done(req: IncomingMessage, res: ServerResponse, startMs: number, id: string, err?: unknown, bytes = 0): void {
-    this.count(res.statusCode, startMs)
+    // A failure after a success status was sent (a body cut short) counts as the failure it is.
+    this.count(err !== undefined && res.statusCode < 400 ? httpStatus(err) : res.statusCode, startMs)
     if (err !== undefined && errorCode(err) === 'DES_CORRUPT') this.corrupt.inc()
     if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, id, err, bytes)
   }
