@@ -2,6 +2,7 @@
 
 import test from 'ava'
 import * as fs from 'node:fs'
+import { formatBytes } from '../src/progress'
 import { runCli } from './helpers/cli'
 import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
 
@@ -126,4 +127,12 @@ test('a missing file and a bad date are clear errors with distinct exit codes', 
   const date = await runCli(['locate', '1', '--created-at', '2024-02-30T00:00:00Z'])
   t.is(date.code, 2)
   t.regex(date.stderr, /no such calendar date/)
+})
+
+test('byte counts and rates print as whole bytes below a KiB, with two or one decimals above', (t) => {
+  t.is(formatBytes(0), '0 B')
+  t.is(formatBytes(882.7305327021971), '883 B')
+  t.is(formatBytes(1023.4), '1023 B')
+  t.is(formatBytes(1536), '1.50 KiB')
+  t.is(formatBytes(253 * 1024 * 1024), '253.0 MiB')
 })

@@ -13,7 +13,8 @@ export function formatBytes(n: number): string {
     v /= 1024
     u++
   }
-  return u === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`
+  // A rate is a fraction of a byte too: whole bytes only.
+  return u === 0 ? `${Math.round(v)} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`
 }
 
 /** Bytes per second since `startedMs` (performance.now()), as a short string. */

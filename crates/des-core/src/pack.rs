@@ -86,10 +86,12 @@ fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
     .map_err(failed)?;
   let have = data.len() as u64;
   if have != want {
-    // Longer than expected: only `want + 1` bytes were read; the stat says how long.
+    // Longer than expected: only `want + 1` bytes were read; the stat says
+    // how long, unless it says less than was read (a /proc file says 0).
     let size = match file.metadata() {
-      Ok(m) if have > want => m.len(),
-      _ => have,
+      Ok(m) if have > want && m.len() > want => m.len().to_string(),
+      _ if have > want => format!("more than {want}"),
+      _ => have.to_string(),
     };
     return Err(DesError::BadArg(format!(
       "uid {uid:?}: source {} is {size} bytes, the manifest says {want}",
@@ -649,6 +651,27 @@ mod tests {
       assert_eq!(err.code(), "DES_BAD_ARG", "{msg}");
       assert!(
         msg.contains("is 7 bytes") && msg.contains(&format!("says {declared}")),
+        "{msg}"
+      );
+    }
+    // A file whose stat says less than it holds (as /proc files say 0).
+    #[cfg(target_os = "linux")]
+    {
+      let item = PackItem {
+        uid: "proc".into(),
+        meta: None,
+        source: PackSource::Path {
+          path: "/proc/self/status".into(),
+          expected_size: Some(0),
+        },
+      };
+      let target = dir.path().join("proc.des");
+      let mut w = ShardWriter::create(&target, WriterOptions::default()).unwrap();
+      let msg = pack_into(&mut w, vec![item], &WriterOptions::default(), None)
+        .unwrap_err()
+        .to_string();
+      assert!(
+        msg.contains("is more than 0 bytes, the manifest says 0"),
         "{msg}"
       );
     }
