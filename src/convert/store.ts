@@ -15,7 +15,7 @@ import { downloadTo, type ConvertStore } from './index'
 
 /** A store in a local directory. */
 export function localConvertStore(dir: string, settings: WriterSettings): ConvertStore {
-  const source = new LocalSource(dir)
+  const source = new LocalSource(dir, { madeByWriting: true })
   return {
     source,
     sink: new LocalTarget(dir, settings),

@@ -63,7 +63,7 @@ export function createDeps(
       .join(',')}`
   } else if (out.kind === 'local') {
     target = { kind: 'local', dir: out.dir }
-    store = new LocalSource(out.dir)
+    store = new LocalSource(out.dir, { madeByWriting: true })
     lockNamespace = store.id
   } else {
     const client = createS3Client({ region: out.region, endpoint: out.endpoint, forcePathStyle: out.forcePathStyle })

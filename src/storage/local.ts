@@ -14,14 +14,15 @@ export function statEtag(st: fs.Stats): string {
 }
 
 /**
- * A failed look at `key` under `baseDir`, coded: missing is DES_NOT_FOUND
- * only while the base directory is there (a store gone from under the
- * server, or unmounted, is unavailable, not an answer that no file exists).
+ * A failed look at `key`, coded: missing is DES_NOT_FOUND only while
+ * `baseDir` is there (a store gone from under the server, or unmounted, is
+ * unavailable, not an answer that no file exists); without `baseDir` (a
+ * packer's output folder, made by its first write) missing is missing.
  */
-function localError(err: unknown, baseDir: string, key: string, what: string): unknown {
+function localError(err: unknown, baseDir: string | undefined, key: string, what: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code
   if (code === 'ENOENT' || code === 'ENOTDIR') {
-    if (!isDirectory(baseDir)) return new DesError('DES_UNAVAILABLE', `DES_BASE_DIR ${baseDir} is not reachable`)
+    if (baseDir !== undefined && !isDirectory(baseDir)) return new DesError('DES_UNAVAILABLE', `DES_BASE_DIR ${baseDir} is not reachable`)
     return new DesError('DES_NOT_FOUND', `no object ${key}`)
   }
   if (err instanceof DesError) return err
@@ -52,9 +53,13 @@ export class LocalSource implements ByteSource {
   readonly id: string
   readonly baseDir: string
 
-  constructor(baseDir: string) {
+  /** The folder that must be there for a missing file to be missing (not for a packer's output, made as it writes). */
+  private readonly mustExist: string | undefined
+
+  constructor(baseDir: string, opts: { madeByWriting?: boolean } = {}) {
     this.baseDir = path.resolve(baseDir)
     this.id = `file:${this.baseDir}`
+    this.mustExist = opts.madeByWriting ? undefined : this.baseDir
   }
 
   localPath(key: string): string {
@@ -67,7 +72,7 @@ export class LocalSource implements ByteSource {
       if (!st.isFile()) throw new DesError('DES_NOT_FOUND', `no object ${key}`)
       return statEtag(st)
     } catch (err) {
-      throw localError(err, this.baseDir, key, 'stat')
+      throw localError(err, this.mustExist, key, 'stat')
     }
   }
 
@@ -81,7 +86,7 @@ export class LocalSource implements ByteSource {
       if (bytes.length !== len) throw new DesError('DES_STORAGE', `${key} shrank while its tail was read`)
       return { bytes, objectSize: st.size, etag: statEtag(st) }
     } catch (err) {
-      throw localError(err, this.baseDir, key, 'read tail of')
+      throw localError(err, this.mustExist, key, 'read tail of')
     } finally {
       await fh?.close()
     }
@@ -96,7 +101,7 @@ export class LocalSource implements ByteSource {
       if (bytes.length !== length) throw new DesError('DES_CORRUPT', `${key}: range ${offset}+${length} passes the end of the object`)
       return bytes
     } catch (err) {
-      throw localError(err, this.baseDir, key, 'read')
+      throw localError(err, this.mustExist, key, 'read')
     } finally {
       await fh?.close()
     }
@@ -113,7 +118,7 @@ export class LocalSource implements ByteSource {
       return { body, objectSize: st.size }
     } catch (err) {
       await fh?.close()
-      throw localError(err, this.baseDir, key, 'open')
+      throw localError(err, this.mustExist, key, 'open')
     }
   }
 
