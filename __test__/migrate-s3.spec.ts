@@ -27,9 +27,9 @@ async function exists(client: S3Client, bucket: string, key: string): Promise<bo
   return (list.Contents ?? []).some((o) => o.Key === key)
 }
 
-async function checkAll(t: { true: (v: boolean, m?: string) => void; is: (a: unknown, b: unknown, m?: string) => void }, store: S3Source, rows: TestRow[]) {
+async function checkAll(t: { true: (v: boolean, m?: string) => void; is: (a: unknown, b: unknown, m?: string) => void }, store: S3Source, rows: TestRow[], nBits = 4) {
   for (const r of rows) {
-    const got = await readBack(store, r.uid, r.createdAt, 4)
+    const got = await readBack(store, r.uid, r.createdAt, nBits)
     t.is(got.copies, 1, `${r.uid} stored once`)
     t.true(got.data?.equals(r.data!) ?? false, `${r.uid} reads back from S3 with its bytes`)
   }
@@ -69,9 +69,13 @@ test('S3 store: kill -9 half-way through packing, then a rerun archives every ro
   const bucket = await freshBucket(client, 'mig-crash')
   const tb = await freshTable('s3_crash')
   t.teardown(() => tb.close())
-  const rows = makeFiles(tb.dir, 60)
+  // Many more keys than the packer writes to S3 at once (S3_KEYS_AT_ONCE):
+  // half-way through, some keys are stored and others not yet.
+  const rows = makeFiles(tb.dir, 120)
   await tb.insert(rows)
-  const cfg = writeConfig(tb.dir, s3Config(tb, bucket, { delete_source_files: true }), 'json')
+  const doc = s3Config(tb, bucket, { delete_source_files: true }) as { packer: Record<string, unknown> }
+  doc.packer.n_bits = 8
+  const cfg = writeConfig(tb.dir, doc, 'json')
   const env = { S3_ENDPOINT: s3TestEnv().endpoint }
   const killed = await runCli(['migrate', '--config', cfg], { env: { ...env, DES_TEST_FAULT: 'in-pack' } })
   t.is(killed.code, -1, killed.stderr)
@@ -79,11 +83,11 @@ test('S3 store: kill -9 half-way through packing, then a rerun archives every ro
   const rerun = await runCli(['migrate', '--config', cfg, '--json'], { env })
   t.is(rerun.code, 0, rerun.stderr)
   const report = JSON.parse(rerun.stdout.toString())
-  t.is(report.migrated, 60)
+  t.is(report.migrated, 120)
   t.true(report.already_stored > 0, `some were stored before the kill (${report.already_stored})`)
   const archived = await tb.archived()
   t.true(rows.every((x) => archived.get(x.uid)))
-  await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows)
+  await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows, 8)
 })
 
 test('one cycle asks S3 about each s3:// source once (a HEAD) and reads it once (a GET)', async (t) => {

@@ -241,6 +241,42 @@ test('a date of many keys is listed once instead of probed key by key; appends a
   for (const c of [first, second, ours, theirs]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
 })
 
+test('keys are packed into S3 many at once: their uploads overlap', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'overlap')
+  const dir = tempDir()
+  // Well above the three keys at once of before; S3_KEYS_AT_ONCE allows more.
+  const want = 8
+  let inFlight = 0
+  let most = 0
+  let release!: () => void
+  let giveUp: NodeJS.Timeout | undefined
+  const together = new Promise<void>((resolve) => (release = resolve))
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== 'PutObjectCommand') return next(args)
+      most = Math.max(most, ++inFlight)
+      if (inFlight >= want) release()
+      // Each upload waits until `want` are in flight together. The timer only
+      // ends a wait that would otherwise never end (then the count fails the test).
+      if (most === 1) giveUp = setTimeout(release, 5000)
+      await together
+      try {
+        return await next(args)
+      } finally {
+        inFlight--
+      }
+    },
+    { step: 'initialize', name: 'overlap' },
+  )
+  const corpus = makeCorpus(path.join(dir, 'src'), uidsByKey(2 * want, 1, '2024-03-01T12:00:00Z', 'o').flat().map((uid) => ({ uid, size: 200 })))
+  await packFiles(asInputs(corpus.rows), { kind: 's3', bucket, prefix: '', client }, { nBits: 8 })
+  clearTimeout(giveUp)
+  t.true(most >= want, `at most ${most} uploads were in flight together`)
+  const stored = await readS3Store(client, bucket)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+})
+
 test('the flat layout is listed by its date prefix: a second run writes each key\'s next shard without a conflict', async (t) => {
   const { client, calls } = recordingClient()
   const bucket = await freshBucket(client, 'listed-flat')

@@ -18,7 +18,7 @@ import { DesError } from '../errors'
 import { s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
 import { ShardReader, ShardWriter } from '../native'
-import { DEFAULT_TAIL_BYTES } from '../config/defaults'
+import { DEFAULT_TAIL_BYTES, S3_KEYS_AT_ONCE } from '../config/defaults'
 import { S3Source } from '../storage/s3'
 import type { ByteSource } from '../storage/source'
 import { bigfileKeyIn, shardDatePrefixIn, shardKeyIn } from '../store/layout'
@@ -83,6 +83,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 export const LIST_FROM_KEYS = 32
 
 export class S3Target implements ShardSink {
+  readonly keysAtOnce = S3_KEYS_AT_ONCE
   constructor(
     private readonly client: S3Client,
     readonly bucket: string,

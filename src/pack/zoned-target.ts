@@ -15,6 +15,7 @@ import type { FillContext } from './fill'
 import type { PartWrite, ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { S3Target } from './s3-target'
+import { S3_KEYS_AT_ONCE } from '../config/defaults'
 import type { PackZone } from './types'
 
 export type { PackZone }
@@ -27,6 +28,8 @@ export interface ZoneSink {
 }
 
 export class ZonedTarget implements ShardSink {
+  /** Every zone is an S3 bucket: as many keys at once as one. */
+  readonly keysAtOnce = S3_KEYS_AT_ONCE
   /** The sink of every shard index; a hole where no zone serves it. */
   private readonly byIndex: Array<ZoneSink | undefined>
 
