@@ -10,6 +10,7 @@
 #
 #   bash bench/s3-pack.sh REV          # e.g. the commit before a change
 #   ROUNDS=5 bash bench/s3-pack.sh REV
+#   LATENCY_MS=10 bash bench/s3-pack.sh REV   # through bench/latency-proxy.js: 10 ms each way
 #
 # REV is built into a worktree under $OUT once (its release addon and dist/).
 # MinIO runs on the same two cores as the packer: its CPU is not counted in
@@ -28,6 +29,13 @@ command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zst
 [ -f "$CORPUS/manifest.json" ] || node bench/make-corpus.js "$CORPUS" --files 12000 --min-kib 1 --max-kib 100 >&2
 eval "$(bash scripts/services/up.sh)"
 export DES_S3_ENDPOINT_URL=$DES_TEST_S3_ENDPOINT AWS_SECRET_ACCESS_KEY=$MINIO_ROOT_PASSWORD AWS_REGION=${AWS_REGION:-us-east-1}
+if [ -n "${LATENCY_MS:-}" ]; then
+  # MinIO as far away as a region: every chunk held LATENCY_MS each way.
+  coproc PROXY { exec node bench/latency-proxy.js 0 "${DES_TEST_S3_ENDPOINT##*:}" "$LATENCY_MS"; }
+  trap 'kill $PROXY_PID 2>/dev/null || true' EXIT
+  read -r _ proxy_port <&"${PROXY[0]}"
+  DES_S3_ENDPOINT_URL=http://127.0.0.1:$proxy_port
+fi
 
 mkdir -p "$OUT"
 old=$OUT/rev-$(git rev-parse --short "$REV")
@@ -72,7 +80,7 @@ done
 
 wall() { awk '{print $1}' "$OUT/$1.t" | median; }
 cpu() { awk '{print $2+$3}' "$OUT/$1.t" | median; }
-printf '\n12,000 files into s3://%s (MinIO, 127.0.0.1), %s rounds, medians\n' "$bucket" "$ROUNDS"
+printf '\n12,000 files into s3://%s (MinIO, 127.0.0.1, %s ms added each way), %s rounds, medians\n' "$bucket" "${LATENCY_MS:-0}" "$ROUNDS"
 printf '%-30s %8s %8s %9s\n' tool 'wall s' 'cpu s' requests
 printf '%-30s %8.2f %8.2f %9s\n' 'tar | zstd -3 -T0, one PUT' "$(wall tar)" "$(cpu tar)" 1
 for side in new old; do
