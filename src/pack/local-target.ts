@@ -308,5 +308,4 @@ export class LocalTarget implements ShardSink {
       bytesStored: s.bytesStored,
     }
   }
-
 }
