@@ -218,7 +218,10 @@ test('bad rows are reported by uid, skipped and not marked, and do not stop the 
     t.is(row.archived, rows.some((x) => x.uid === row.uid), `row ${row.uid}`)
   }
   t.true(fs.existsSync(keep), "a bad row's source is not deleted")
-  t.true(rows.every((x) => !fs.existsSync(x.location)), 'sources of migrated rows are deleted')
+  // rows[1..7]'s files are named by bad rows too (not archived): kept, and said so.
+  const shared = new Set(rows.slice(1, 8).map((x) => x.uid))
+  t.deepEqual(report.sources_kept.map((k: { uid: string }) => k.uid).sort(), [...shared].sort())
+  t.true(rows.every((x) => fs.existsSync(x.location) === shared.has(x.uid)), 'the other sources of migrated rows are deleted')
   await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
 })
 
@@ -322,4 +325,102 @@ test('continuous: a cycle every interval until SIGTERM, which finishes the cycle
   t.regex(stderr, /SIGTERM: finishing the cycle in flight/)
   await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
   t.deepEqual([...allStoredUids(path.join(tb.dir, 'out')).values()].filter((n) => n !== 1), [])
+})
+
+test('a source two rows name is deleted only once neither waits for it: archived rows keep it while the other is too young', async (t) => {
+  const tb = await freshTable('shared_src')
+  t.teardown(() => tb.close())
+  const [old] = makeFiles(tb.dir, 1)
+  // The same file, named by a row one day old (younger than the 7-day cutoff).
+  const young = { uid: 'young', createdAt: new Date(Date.now() - 86_400_000).toISOString(), location: old.location, size: old.size }
+  await tb.insert([old, young])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { delete_source_files: true } })))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.migrated, 1)
+  t.is(report.deleted, 0)
+  t.deepEqual(report.sourcesKept.map((k) => k.uid), [old.uid])
+  t.true(fs.existsSync(old.location), 'kept for the row still waiting')
+  // Once no row waits for it (the young one archived by hand here), it goes.
+  await tb.knex.raw(`UPDATE ${tb.table} SET archived = true WHERE uid = 'young'`)
+  await tb.insert([{ ...makeFiles(tb.dir, 1, { prefix: 'later' })[0] }])
+  const next = await runCycle(deps)
+  t.is(next.migrated, 1)
+  t.deepEqual(next.sourcesKept, [])
+})
+
+test('a uid stored already with the same size but other bytes is a bad row: not archived, its source kept, the stored file untouched', async (t) => {
+  const tb = await freshTable('same_size_other_bytes')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 3)
+  const outDir = path.join(tb.dir, 'out')
+  const other = path.join(tb.dir, 'other')
+  const otherBytes = Buffer.alloc(rows[0].size, 0x42)
+  fs.writeFileSync(other, otherBytes)
+  await packFiles([{ uid: rows[0].uid, createdAt: rows[0].createdAt, source: other }], { kind: 'local', dir: outDir }, { nBits: 4 })
+  await tb.insert(rows)
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { delete_source_files: true } })))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.migrated, 2)
+  t.deepEqual(report.bad.map((b) => b.uid), [rows[0].uid])
+  t.regex(report.bad[0].reason, /other bytes/)
+  t.false((await tb.archived()).get(rows[0].uid))
+  t.true(fs.existsSync(rows[0].location), 'its source is kept')
+  const got = await readBack(new LocalSource(outDir), rows[0].uid, rows[0].createdAt, 4)
+  t.true(got.data!.equals(otherBytes), 'the stored file is the one that was there')
+  await readAllBack(t, outDir, rows.slice(1), 4)
+})
+
+test('a BigFile damaged between packing and the rerun that finds it stored is not archived, and its source stays', async (t) => {
+  const tb = await freshTable('bigfile_rot')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 2, { maxSize: 3000 }).map((r, i) => (i === 0 ? { ...r, size: 5000, data: Buffer.alloc(5000, 7) } : r))
+  fs.writeFileSync(rows[0].location, rows[0].data!)
+  await tb.insert(rows)
+  const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { delete_source_files: true }, packer: { big_file_threshold: 4000 } }), 'yaml')
+  const killed = await runCli(['migrate', '--config', cfg], { env: { DES_TEST_FAULT: 'after-pack' } })
+  t.is(killed.code, -1, killed.stderr)
+  // Same size, other bytes: only a hash tells.
+  const bigDir = fs.readdirSync(path.join(tb.dir, 'out'), { recursive: true }).map(String).find((p) => p.includes('_bigFiles') && /[0-9a-f]{64}$/.test(p))!
+  const big = path.join(tb.dir, 'out', bigDir)
+  const bytes = fs.readFileSync(big)
+  bytes[100] ^= 0xff
+  fs.writeFileSync(big, bytes)
+  const rerun = await runCli(['migrate', '--config', cfg, '--json'])
+  const report = JSON.parse(rerun.stdout.toString())
+  t.deepEqual(report.bad.map((b: { uid: string }) => b.uid), [rows[0].uid])
+  t.regex(report.bad[0].reason, /sha256/)
+  t.not(rerun.code, 0, 'a stored file that fails its check fails the cycle')
+  t.false((await tb.archived()).get(rows[0].uid))
+  t.true(fs.existsSync(rows[0].location), 'its source is kept')
+  t.true((await tb.archived()).get(rows[1].uid))
+})
+
+test('a row naming a file of the store itself, or a uid too long for a shard, is a bad row; the rest migrate and the store stays whole', async (t) => {
+  const tb = await freshTable('self_source')
+  t.teardown(() => tb.close())
+  const first = makeFiles(tb.dir, 2)
+  await tb.insert(first)
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { delete_source_files: true } })))
+  t.teardown(() => deps.close())
+  t.is((await runCycle(deps)).migrated, 2)
+  const outDir = path.join(tb.dir, 'out')
+  const shard = (fs.readdirSync(outDir, { recursive: true }) as string[]).map(String).find((p) => p.endsWith('.des'))!
+  const shardPath = path.join(outDir, shard)
+  // The shard spelled another way (through "..") and a uid of 70,000 bytes.
+  const spelled = path.join(outDir, 'x', '..', shard)
+  const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })
+  await tb.insert([
+    { uid: 'self', createdAt: first[0].createdAt, location: spelled, size: fs.statSync(shardPath).size },
+    { uid: 'x'.repeat(70_000), createdAt: first[0].createdAt, location: good.location, size: good.size },
+    good,
+  ])
+  const report = await runCycle(deps)
+  t.is(report.migrated, 1)
+  t.deepEqual(report.bad.map((b) => b.uid.slice(0, 10)).sort(), ['self', 'xxxxxxxxxx'])
+  t.true(report.bad.some((b) => /a file of the store/.test(b.reason)))
+  t.true(report.bad.some((b) => /longer than the 65535/.test(b.reason)))
+  t.true(fs.existsSync(shardPath), 'the shard was not deleted')
+  await readAllBack(t, outDir, [...first, good], 4)
 })

@@ -11,18 +11,23 @@
 // run (which finds already-stored uids and skips them: see docs/MIGRATION.md).
 
 import type { Knex } from 'knex'
+import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { performance } from 'node:perf_hooks'
 import { locateShard } from '../native'
 import { DesError, classifyError, describe } from '../errors'
 import type { FaultPoint, MigrateConfig } from '../config/migrate'
+import { classifyKey } from '../verify/keys'
+import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
 import type { ByteSource, ShardSources } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
-import { checkLocations, deleteSource, mapLimit, parseLocation, type SourceRef } from './sources'
+import { checkLocations, deleteSource, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
 
 /** Everything a cycle works with, built once from the config. */
@@ -97,6 +102,8 @@ export interface CycleReport {
   shardKeys: string[]
   deleted: number
   deleteErrors: BadRow[]
+  /** Archived rows whose source was not deleted: a row not archived yet names the same file. */
+  sourcesKept: BadRow[]
   pending?: number
   error?: string
   /**
@@ -173,6 +180,8 @@ export async function claimBatch(
 export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout; sizeFromSource?: boolean } = {}): { good: Omit<GoodRow, 'size'> & { size: number } } | { bad: BadRow } {
   const bad = (reason: string) => ({ bad: { uid: row.uid, ctid: row.ctid, reason } })
   if (row.uid === null || row.uid === '') return bad('uid is NULL or empty')
+  if (row.uid.length > MAX_UID_BYTES / 3 && Buffer.byteLength(row.uid) > MAX_UID_BYTES) return bad(`uid of ${Buffer.byteLength(row.uid)} bytes is longer than the ${MAX_UID_BYTES} a shard can hold`)
+  if (LONE_SURROGATE.test(row.uid)) return bad('uid is not valid Unicode (a lone UTF-16 surrogate)')
   const createdAt = pgTimestampToIso(row.createdAt)
   if (createdAt === null) return bad(row.createdAt === null ? 'created_at is NULL' : `created_at ${JSON.stringify(row.createdAt)} is not a usable timestamp`)
   if (row.location === null || row.location.trim() === '') return bad('file_location is NULL or empty')
@@ -198,6 +207,41 @@ export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout;
   return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
 }
 
+/** The longest uid a shard's index can hold, in UTF-8 bytes (FORMAT.md). */
+const MAX_UID_BYTES = 65535
+/** Half of a UTF-16 surrogate pair without its other half (such a uid cannot be stored as itself). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/**
+ * True when a source is a file of the store being written (one of its
+ * shards or BigFiles, however the path is spelled): once archived, its
+ * source would be deleted, and with it the store's own file.
+ */
+function ofTheStore(ref: SourceRef, packer: MigrateConfig['packer']): boolean {
+  const output = packer.output
+  let key: string
+  if (ref.kind === 'local') {
+    if (output.kind !== 'local') return false
+    key = path.relative(realOrResolved(output.dir), realOrResolved(ref.path))
+    if (key.startsWith('..') || path.isAbsolute(key)) return false
+    key = key.split(path.sep).join('/')
+  } else {
+    if (output.kind !== 's3' || ref.bucket !== output.bucket || !ref.key.startsWith(output.prefix)) return false
+    key = ref.key.slice(output.prefix.length)
+  }
+  const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
+  return kind === 'shard' || kind === 'bigfile'
+}
+
+/** The path with symlinks followed where it exists (else as resolved): the same file spelled another way is the same file. */
+function realOrResolved(p: string): string {
+  try {
+    return fs.realpathSync(p)
+  } catch {
+    return path.resolve(p)
+  }
+}
+
 /** Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others. */
 export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: GoodRow[] = []): Promise<{ good: GoodRow[]; bad: BadRow[] }> {
   const bad: BadRow[] = []
@@ -218,9 +262,14 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `uid appears more than once among the rows to migrate` })
     return false
   })
-  const checks = await checkLocations(unique.map((c) => c.source), deps.sourceS3)
+  const outside = unique.filter((c) => {
+    if (!ofTheStore(c.source, deps.config.packer)) return true
+    bad.push({ uid: c.uid, ctid: c.ctid, reason: `source ${c.location} is a file of the store being written` })
+    return false
+  })
+  const checks = await checkLocations(outside.map((c) => c.source), deps.sourceS3)
   const good: GoodRow[] = []
-  unique.forEach((c, i) => {
+  outside.forEach((c, i) => {
     const check = checks[i]
     if (!check.ok) bad.push({ uid: c.uid, ctid: c.ctid, reason: check.reason })
     else if (c.size < 0) good.push({ ...c, size: check.size })
@@ -252,6 +301,38 @@ export async function precheckStored(deps: CycleDeps, rows: GoodRow[]): Promise<
     else out.bad.push({ uid: r.uid, ctid: r.ctid, reason: `uid already stored in ${stored[0].key} with ${stored[0].entry.size} bytes, source has ${r.size}` })
   }
   return out
+}
+
+/**
+ * Rows found stored already (a rerun after a crash, or another writer's
+ * file under the same uid): the size agreed, but only the bytes say whether
+ * it is this row's file. Each is compared with its source, a BigFile by its
+ * sha256, an inline file byte by byte; a row whose stored file is another
+ * is a bad row, never marked archived, its source never deleted.
+ */
+export async function sameAsSource(deps: CycleDeps, rows: GoodRow[]): Promise<BadRow[]> {
+  if (rows.length === 0) return []
+  const parts = await openKeys(deps.store, groupKeys(rows), 16, deps.config.packer.layout, deps.config.packer.tailBytes)
+  const bad: BadRow[] = []
+  await mapLimit(rows, 8, async (r) => {
+    const part = parts.get(`${r.dateDir}/${r.shardHex}`)!.find((p) => p.reader.has(r.uid))
+    // Not there any more: step 4 (verify) says so.
+    if (!part) return
+    const entry = part.reader.entry(r.uid)!
+    const source = await openLocation(r.source, deps.sourceS3)
+    let same: boolean
+    if (entry.isBigfile) {
+      const hash = createHash('sha256')
+      for await (const chunk of source as AsyncIterable<Buffer>) hash.update(chunk)
+      same = hash.digest('hex') === entry.sha256
+    } else {
+      const chunks: Buffer[] = []
+      for await (const chunk of source as AsyncIterable<Buffer>) chunks.push(chunk)
+      same = Buffer.concat(chunks).equals(await part.read(r.uid, entry))
+    }
+    if (!same) bad.push({ uid: r.uid, ctid: r.ctid, reason: `uid already stored in ${part.key} with other bytes of the same size; the stored file stays, this source is not deleted` })
+  })
+  return bad
 }
 
 /**
@@ -350,10 +431,13 @@ export async function markArchived(deps: CycleDeps, trx: Knex.Transaction, rows:
 }
 
 /** Step 6: deletes the sources of marked, verified rows; a failure is reported, not fatal (the row is archived). */
-export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{ deleted: number; errors: BadRow[] }> {
+export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{ deleted: number; errors: BadRow[]; kept: BadRow[] }> {
   const errors: BadRow[] = []
   let deleted = 0
-  await mapLimit(rows, 32, async (r) => {
+  // A file another row still waits for (two rows, one file) stays until that row is archived too.
+  const named = await deps.table.locationsStillNamed([...new Set(rows.map((r) => r.location))])
+  const kept = rows.filter((r) => named.has(r.location)).map((r) => ({ uid: r.uid, ctid: r.ctid, reason: `source ${r.location} kept: a row not archived yet names it too` }))
+  await mapLimit(rows.filter((r) => !named.has(r.location)), 32, async (r) => {
     try {
       await deleteSource(r.source, deps.sourceS3)
       deleted++
@@ -362,7 +446,7 @@ export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{
       errors.push({ uid: r.uid, ctid: r.ctid, reason: `could not delete source ${r.location}: ${describe(err)}` })
     }
   })
-  return { deleted, errors }
+  return { deleted, errors, kept }
 }
 
 function shardKeysOf(result: PackResult | undefined, rows: GoodRow[], layout: Layout): string[] {
@@ -387,6 +471,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
     shardKeys: [],
     deleted: 0,
     deleteErrors: [],
+    sourcesKept: [],
     timings: clock.t,
   }
   let marked: GoodRow[] = []
@@ -425,8 +510,14 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
           report.shardKeys = shardKeysOf(packed, pre.toPack, deps.config.packer.layout)
         }
         faultPoint(deps, 'after-pack')
-        const { verified, missing } = await clock.time('verify', () => verifyStored(deps, candidates))
+        const { verified: intact, missing } = await clock.time('verify', () => verifyStored(deps, candidates))
         report.bad.push(...missing)
+        const intactSet = new Set(intact)
+        const others = await clock.time('verify', () => sameAsSource(deps, pre.alreadyStored.filter((r) => intactSet.has(r))))
+        // Bad rows like one stored with another size: reported, not marked, the rest go on.
+        report.bad.push(...others)
+        const otherCtids = new Set(others.map((o) => o.ctid))
+        const verified = others.length === 0 ? intact : intact.filter((r) => !otherCtids.has(r.ctid))
         faultPoint(deps, 'after-verify')
         await clock.time('database', () => markArchived(deps, trx, verified))
         faultPoint(deps, 'before-commit')
@@ -449,6 +540,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
       const del = await clock.time('deleteSources', () => deleteSources(deps, marked))
       report.deleted = del.deleted
       report.deleteErrors = del.errors
+      report.sourcesKept = del.kept
     }
     report.pending = await clock.time('database', () => deps.table.pendingCount(cutoffOf(deps.config)))
   } catch (err) {
@@ -464,6 +556,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
   }
   for (const b of report.bad) deps.log?.(`bad row uid=${JSON.stringify(b.uid)} ctid=${b.ctid}: ${b.reason}`)
   for (const b of report.deleteErrors) deps.log?.(`delete failed uid=${JSON.stringify(b.uid)}: ${b.reason}`)
+  for (const b of report.sourcesKept) deps.log?.(`source kept uid=${JSON.stringify(b.uid)}: ${b.reason}`)
   clock.t.total = (performance.now() - started) / 1000
   return report
 }

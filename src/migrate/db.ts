@@ -150,6 +150,19 @@ export class SourceTable {
     return res.rowCount as number
   }
 
+  /**
+   * Of these file locations, those some row not archived yet still names
+   * (whatever its age): its source must not be deleted under it.
+   */
+  async locationsStillNamed(locations: string[]): Promise<Set<string>> {
+    if (locations.length === 0) return new Set()
+    const res = await this.knex.raw(
+      `SELECT DISTINCT ${this.c.location}::text AS l FROM ${this.table} WHERE ${this.c.location} = ANY(?::text[]) AND ${this.c.archived} = false`,
+      [locations],
+    )
+    return new Set((res.rows as Array<{ l: string }>).map((r) => r.l))
+  }
+
   /** Count, total bytes, oldest and newest created_at of what would migrate. */
   async pendingStats(cutoff: Cutoff): Promise<{ count: number; totalBytes: number; oldest: string | null; newest: string | null }> {
     const { createdAt, size } = this.c

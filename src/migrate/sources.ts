@@ -2,8 +2,10 @@
 // exists with the size the row claims (step 2, the check des pack makes,
 // storage/source-check.ts), and deleting it (step 6).
 
+import { createReadStream } from 'node:fs'
 import * as fs from 'node:fs/promises'
-import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import type { Readable } from 'node:stream'
+import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { mapLimit } from '../storage/map-limit'
 import { checkSources, parseSourceRef, sourceName, type SourceRef } from '../storage/source-check'
 
@@ -17,6 +19,14 @@ export const parseLocation = parseSourceRef
 export async function checkLocations(refs: readonly SourceRef[], s3: S3Client | undefined): Promise<Array<{ ok: true; size: number } | { ok: false; reason: string }>> {
   const checks = await checkSources(refs, s3, 64)
   return checks.map((c, i) => (c.ok || c.why !== 'disabled' ? c : { ok: false, reason: `source ${sourceName(refs[i])}: S3 sources are disabled (packer.s3_source.enabled)` }))
+}
+
+/** A source's bytes, as a stream (local file or S3 object). */
+export async function openLocation(ref: SourceRef, s3: S3Client | undefined): Promise<Readable> {
+  if (ref.kind === 'local') return createReadStream(ref.path)
+  if (!s3) throw new Error('S3 sources are disabled')
+  const res = await s3.send(new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
+  return res.Body as Readable
 }
 
 /** Deletes a source; one already gone counts as deleted (a rerun after a crash). */

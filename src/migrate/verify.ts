@@ -3,6 +3,7 @@
 // fetched fresh (never from a cache), so a uid counts as stored only when the
 // durable object's index lists it.
 
+import { createHash } from 'node:crypto'
 import type { ByteSource, ShardSources } from '../storage/source'
 import { openShard, type ShardHandle } from '../store/shard'
 import type { Layout } from '../config/env'
@@ -53,13 +54,35 @@ export function findStored(parts: ShardHandle[], uid: string): StoredEntry[] {
   return found
 }
 
+/**
+ * A BigFile's object read whole and hashed: undefined when it holds the
+ * entry's size and sha256, else what is wrong with it. A size alone would
+ * take a damaged BigFile for a stored one (and its source would be deleted).
+ */
+async function checkBigfile(source: ByteSource, key: string, entry: EntryInfo): Promise<string | undefined> {
+  const { body, objectSize } = await source.stream(key)
+  if (objectSize !== entry.size) {
+    body.destroy()
+    return `BigFile ${key} is ${objectSize} bytes, the index says ${entry.size}`
+  }
+  const hash = createHash('sha256')
+  let seen = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    hash.update(chunk)
+    seen += chunk.length
+  }
+  if (seen !== entry.size) return `BigFile ${key} gave ${seen} bytes, the index says ${entry.size}`
+  const sha256 = hash.digest('hex')
+  return sha256 === entry.sha256 ? undefined : `BigFile ${key} has sha256 ${sha256}, the index says ${entry.sha256}`
+}
+
 /** Stored bytes farther apart than this are fetched by separate range reads. */
 const READ_BACK_GAP = 1 << 20
 
 /**
  * Reads back the stored bytes of `uids` from one opened part and checks each
- * (its checksum, then a decode to its stated size); BigFiles by their object's
- * size. Neighbouring entries share one range read. Returns each failed uid
+ * (its checksum, then a decode to its stated size); BigFiles read whole
+ * (their size and sha256). Neighbouring entries share one range read. Returns each failed uid
  * with the reason; a uid absent from the result was read back intact. The
  * bytes come from the source the part was opened on (`part.source`: with
  * zones, its zone's), BigFiles from beside it.
@@ -75,8 +98,8 @@ export async function readBack(part: ShardHandle, uids: string[], bigfilesPrefix
     else {
       const key = bigfileKeyIn(layout, dateDir, entry.sha256 ?? '', bigfilesPrefix)
       try {
-        const tail = await part.source.getTail(key, 1)
-        if (tail.objectSize !== entry.size) failed.set(uid, `BigFile ${key} is ${tail.objectSize} bytes, the index says ${entry.size}`)
+        const why = await checkBigfile(part.source, key, entry)
+        if (why !== undefined) failed.set(uid, why)
       } catch (err) {
         failed.set(uid, `BigFile ${key}: ${describe(err)}`)
       }

@@ -47,6 +47,7 @@ export function reportJson(r: CycleReport): Record<string, unknown> {
     pending: r.pending ?? null,
     bad: r.bad,
     delete_errors: r.deleteErrors,
+    sources_kept: r.sourcesKept,
     error: r.error ?? null,
     error_code: r.status === 'error' ? (r.errorCode ?? 'DES_INTERNAL') : null,
     timings: {
