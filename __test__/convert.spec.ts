@@ -167,3 +167,48 @@ test('S3 (MinIO): des convert killed twice and resumed moves every file of golde
   const env = { DES_BACKEND: 's3', DES_S3_BUCKET: bucket, DES_S3_PREFIX: prefix, DES_S3_ENDPOINT_URL: s3.endpoint, DES_S3_REGION: s3.region }
   await killedAndResumed(t, [], env, sources, keys)
 })
+
+test('local: a flat BigFile whose bytes are not its sha256 is not copied into the nested layout; its key stays flat and the run fails', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const damaged = golden.files.find((f) => f.size >= 200_000)!
+  const big = path.join(dir, '_bigFiles', damaged.sha256)
+  const bytes = fs.readFileSync(big)
+  bytes[1000] ^= 0x5a
+  fs.writeFileSync(big, bytes)
+  const r = await convert(['--base-dir', dir, '--delete-source'], {})
+  t.is(r.code, 4, r.stderr)
+  const out = report(r)
+  t.true(out.failed.some((f: { reason: string }) => /has sha256 .*its name says/.test(f.reason)), JSON.stringify(out.failed))
+  // No nested file for it, damaged or not: the flat copy (cut short by its check when read) is all there is.
+  const nested = new Store({ sources: singleSource(new LocalSource(dir)), nBits: golden.n_bits, layouts: ['nested'] })
+  const err = await t.throwsAsync(nested.find(damaged.uid, damaged.created_at))
+  t.is((err as { code?: string }).code, 'DES_NOT_FOUND')
+  t.true(fs.existsSync(big), 'the flat BigFile is kept')
+})
+
+test('local: a kept flat key whose first part cannot be read keeps every flat BigFile (a later part may name one); nothing it names is removed', async (t) => {
+  const dir = tempDir('des-convert-')
+  const iso = '2024-03-01T10:00:00Z'
+  const shared = Buffer.alloc(300, 0x33)
+  const opts = { codec: 'none' as const, bigFileThreshold: 100, bigfilesDir: path.join(dir, '_bigFiles') }
+  // Two keys whose files have the same bytes: one BigFile, named by both.
+  const [a, b] = ['a', 'b'].map((p) => Array.from({ length: 100 }, (_, i) => `${p}${i}`).find((u) => locateShard(u, iso, 4).shardHex === (p === 'a' ? '1' : '2'))!)
+  const write = async (name: string, uid: string, data: Buffer) => {
+    const w = ShardWriter.create(path.join(dir, name), opts)
+    await w.add(uid, data)
+    await w.finish()
+  }
+  await write('20240301_1_0000.des', a, shared)
+  await write('20240301_2_0000.des', `${b}-pad`, Buffer.from('small'))
+  await write('20240301_2_0001.des', b, shared)
+  // Key 2's first part is damaged: key 2 is not converted, and its second part (naming the BigFile) stays.
+  const first = path.join(dir, '20240301_2_0000.des')
+  fs.truncateSync(first, fs.statSync(first).size - 3)
+  const r = await runCli(['convert', '--base-dir', dir, '--n-bits', '4', '--delete-source', '--json'], { env: { DES_BIG_FILE_THRESHOLD_BYTES: '100' } })
+  t.is(r.code, 4, r.stderr)
+  t.true(fs.existsSync(path.join(dir, '20240301_2_0001.des')))
+  const name = createHash('sha256').update(shared).digest('hex')
+  t.deepEqual(fs.readdirSync(path.join(dir, '_bigFiles')), [name], 'the flat BigFile the kept part names is still there')
+  t.true(fs.readFileSync(path.join(dir, '_bigFiles', name)).equals(shared))
+})

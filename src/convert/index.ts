@@ -21,7 +21,7 @@
 // known. Readers of the nested layout look there after the UTC date
 // (src/store/layout.ts, lookupsFor).
 
-import { createWriteStream, promises as fsp } from 'node:fs'
+import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { pipeline } from 'node:stream/promises'
@@ -154,6 +154,13 @@ async function listStore(source: ByteSource, prefix: string): Promise<Listing> {
 }
 
 /** sha256 of an object's bytes, streamed. */
+/** sha256 hex of a local file, streamed. */
+async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) hash.update(chunk)
+  return hash.digest('hex')
+}
+
 async function objectSha256(source: ByteSource, key: string): Promise<{ sha: string; size: number }> {
   const { body } = await source.stream(key)
   const h = createHash('sha256')
@@ -215,6 +222,8 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   const verifiedBigfiles = new Set<string>()
   /** BigFiles named by flat shards that are not removed. */
   const stillNamed = new Set<string>()
+  /** A kept flat shard could not be read: what it names is unknown, so no flat BigFile is removed. */
+  let namesUnknown = false
 
   // A few keys at a time: on S3 a key is mostly waiting on requests.
   let next = 0
@@ -235,7 +244,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
       if (opts.deleteSource) {
         // Nothing of this key is removed, nor the BigFiles its shards name.
         for (const p of fk.parts) report.kept.push({ key: p.key, reason: 'its key was not converted' })
-        await namedBigfiles(fk.parts.map((p) => p.key)).catch(() => undefined)
+        await namedBigfiles(fk.parts.map((p) => p.key))
       }
     }
     progress.keys++
@@ -243,11 +252,15 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     opts.onProgress?.(progress)
   }
 
-  /** Notes the BigFiles that flat shards which stay still name. */
+  /** Notes the BigFiles that flat shards which stay still name (every part that reads; one that does not keeps them all). */
   async function namedBigfiles(keys: string[]): Promise<void> {
     for (const key of keys) {
-      const shard = await openShard(store.source, key, tailBytes)
-      for (const e of shard.reader.entries()) if (e.isBigfile && e.sha256) stillNamed.add(e.sha256)
+      try {
+        const shard = await openShard(store.source, key, tailBytes)
+        for (const e of shard.reader.entries()) if (e.isBigfile && e.sha256) stillNamed.add(e.sha256)
+      } catch {
+        namesUnknown = true
+      }
     }
   }
 
@@ -336,8 +349,12 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
           return { uid: f.uid, data, meta }
         }
         const key = flatBigfileKey(f.entry.sha256!, prefix)
-        // The packer reads the file and hashes it again: a BigFile whose bytes are not its sha256 fails verification.
-        return { uid: f.uid, path: await store.localCopy(key, f.entry.size, tmpDir), size: f.entry.size, meta }
+        const copy = await store.localCopy(key, f.entry.size, tmpDir)
+        // A damaged BigFile would go in under the sha256 of its damage, a nested
+        // file that reads back clean: refused here, the key is not converted.
+        const got = await fileSha256(copy)
+        if (got !== f.entry.sha256) throw new DesError('DES_CORRUPT', `flat BigFile ${key} of uid ${JSON.stringify(f.uid)} has sha256 ${got}, its name says ${f.entry.sha256}`)
+        return { uid: f.uid, path: copy, size: f.entry.size, meta }
       }
       return {
         input: { uid: f.uid, createdAt: '', sizeBytes: f.entry.size, source: shard.key },
@@ -431,6 +448,10 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
       const key = flatBigfileKey(sha, prefix)
       if (stillNamed.has(sha)) {
         report.kept.push({ key, reason: 'a flat shard that is kept names it' })
+        continue
+      }
+      if (namesUnknown) {
+        report.kept.push({ key, reason: 'a flat shard that is kept could not be read (it may name it)' })
         continue
       }
       let good = verifiedBigfiles.has(sha)
