@@ -2,14 +2,14 @@
 // its re-check rule, continuations, BigFiles, and what a read costs on S3.
 
 import test from 'ava'
-import { PutObjectCommand } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { errorCode } from '../src/errors'
 import { locateShard, ShardWriter } from '../src/native'
 import { s3RangeCallsTotal } from '../src/metrics'
-import { shardKey } from '../src/store/layout'
+import { flatShardKey, shardKey } from '../src/store/layout'
 import { BACKENDS, describeSent, openBackend } from './helpers/backends'
 import { payload, tempDir, writeStore, type TestFile } from './helpers/store'
 
@@ -32,6 +32,51 @@ async function sampleStore(): Promise<{ dir: string; files: TestFile[]; big: Tes
 
 for (const kind of BACKENDS) {
   const title = (s: string) => `[${kind}] ${s}`
+
+  test(title('a continuation part replaced, then deleted, is seen once a shard\'s trust runs out, payload cache or not'), async (t) => {
+    const dir = tempDir()
+    const part1 = async (data: Buffer) => {
+      // Written beside, then renamed over (as a writer replaces a part).
+      const tmp = tempDir()
+      const [key] = await writeStore(tmp, [{ uid: '263', createdAt: DAY, data }], { part: 1, writer: { codec: 'none' } })
+      fs.mkdirSync(path.dirname(path.join(dir, key)), { recursive: true })
+      fs.copyFileSync(path.join(tmp, key), path.join(dir, `${key}.new`))
+      fs.renameSync(path.join(dir, `${key}.new`), path.join(dir, key))
+      return key
+    }
+    // 263 routes to the same shard as 7 (263 mod 256): 7 in the base part, 263 in part 1.
+    await writeStore(dir, [{ uid: '7', createdAt: DAY, data: Buffer.from('base part') }])
+    const key = await part1(Buffer.from('version A of 263'))
+    const b = await openBackend(kind, dir)
+    let now = 0
+    const store = b.store({ payloadCacheBytes: 1 << 20, shardRecheckMs: 1000, clock: () => now })
+    t.is((await store.get('263', DAY)).toString(), 'version A of 263')
+    t.is((await store.get('263', DAY)).toString(), 'version A of 263', 'from the payload cache')
+    await part1(Buffer.from('version B of 263'))
+    await b.sync((k) => k === key)
+    now += 1500
+    t.is((await store.get('263', DAY)).toString(), 'version B of 263')
+    if (kind === 'local') fs.rmSync(path.join(dir, key))
+    else await b.client!.send(new DeleteObjectCommand({ Bucket: b.bucket, Key: key }))
+    now += 1500
+    const gone = await t.throwsAsync(store.get('263', DAY))
+    t.is(errorCode(gone), 'DES_NOT_FOUND')
+    t.is((await store.get('7', DAY)).toString(), 'base part')
+  })
+
+  // Counted in the GETs S3 answers (locally there is nothing to count).
+  if (kind === 's3') test(title('with layouts nested then flat, a file of the flat layout is read once, then from the caches'), async (t) => {
+    const dir = tempDir()
+    const key = flatShardKey(locateShard('7', DAY), 0)
+    const w = ShardWriter.create(path.join(dir, key), { codec: 'none' })
+    await w.add('7', Buffer.from('flat file'))
+    await w.finish()
+    const b = await openBackend(kind, dir)
+    const store = b.store({ layouts: ['nested', 'flat'], payloadCacheBytes: 1 << 20 })
+    b.sent.length = 0
+    for (let i = 0; i < 5; i++) t.is((await store.get('7', DAY)).toString(), 'flat file')
+    t.is(b.sent.filter((r) => r.key.endsWith(key)).length, 2, `one tail and one payload read of the flat shard: ${describeSent(b.sent)}`)
+  })
 
   test(title('every file reads back byte-exact, BigFile included'), async (t) => {
     const { dir, files, big } = await sampleStore()

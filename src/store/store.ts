@@ -287,12 +287,21 @@ export class Store {
     for (let part = 0; ; part++) {
       const key = this.shardKey(loc, part, layout)
       const ck = this.cacheKey(source, key)
-      let shard = part === 0 ? base : this.indexCache.cached(ck)
-      const wasCached = shard !== undefined
+      // The caller's base shard is current (found or rechecked just now); any
+      // other cached part (a continuation, another layout's base) is trusted
+      // only as long as a base shard is: past that it is checked again, or a
+      // replaced or deleted part would be served from the caches for ever.
+      let shard = part === 0 && base !== undefined ? base : this.indexCache.cached(ck)
+      // A cached index may lack a uid appended since: a miss in it re-checks it once.
+      let mayLack = shard !== undefined
       try {
+        if (shard !== undefined && shard !== base && !this.isCurrent(shard)) {
+          shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
+          mayLack = false
+        }
         if (shard === undefined) shard = await this.indexCache.load(ck, () => this.open(source, key))
         let entry = shard.reader.entry(uid)
-        if (entry === null && wasCached) {
+        if (entry === null && mayLack) {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
           entry = shard.reader.entry(uid)
         }
