@@ -7,6 +7,7 @@
 // runs the rest of a file concurrently, and those would count too).
 
 import test from 'ava'
+import { DeleteObjectCommand } from '@aws-sdk/client-s3'
 import express from 'express'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
@@ -130,6 +131,29 @@ ShardReader.prototype.entry = function (this: ShardReader, uid: string) {
 
 for (const kind of BACKENDS) {
   const title = (s: string) => `[${kind}] ${s}`
+
+  test(title('a shard removed between a find and the read of a file in it: 404 File not found, naming no bucket or folder'), async (t) => {
+    const dir = tempDir()
+    // 7 and 263 share a shard (263 mod 256); the index is cached by the first request.
+    const keys = await writeStore(dir, [
+      { uid: '7', createdAt: DAY, data: payload(300, 1) },
+      { uid: '263', createdAt: DAY, data: payload(300, 2) },
+    ])
+    const b = await openBackend(kind, dir)
+    const s = await serve(b.store({ payloadCacheBytes: 0 }))
+    try {
+      t.is((await request(s.url, fileUrl('7'))).status, 200)
+      if (kind === 'local') fs.rmSync(path.join(dir, keys[0]))
+      else await b.client!.send(new DeleteObjectCommand({ Bucket: b.bucket, Key: keys[0] }))
+      const r = await request(s.url, fileUrl('263'))
+      t.is(r.status, 404)
+      const body = JSON.parse(r.body.toString())
+      t.is(body.detail, 'File not found')
+      for (const leak of [b.bucket ?? dir, dir, 's3://']) t.false(r.body.toString().includes(leak), `${leak} in ${r.body}`)
+    } finally {
+      await s.close()
+    }
+  })
 
   test(title('a shard rebuilt with other bytes at the same place: a new ETag, and never headers of one version over bytes of the other'), async (t) => {
     const dir = tempDir()

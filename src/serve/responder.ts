@@ -132,6 +132,11 @@ function changedMeanwhile(uid: string): DesError {
   return new DesError('DES_CONFLICT', `uid ${JSON.stringify(uid)} changed while it was being read; retry`)
 }
 
+/** A file removed between finding and reading it is not found, in the reference's words. */
+function goneMeanwhile(err: unknown): never {
+  throw errorCode(err) === 'DES_NOT_FOUND' ? withDetail(err, FILE_NOT_FOUND) : err
+}
+
 export class FilesResponder {
   readonly store: Store
   private readonly pool = new BufferPool()
@@ -312,7 +317,7 @@ export class FilesResponder {
         }
         this.pool.give(pooled)
       }
-      const data = await this.store.readPayload(found)
+      const data = await this.store.readPayload(found).catch(goneMeanwhile)
       if (data.length !== size) throw changedMeanwhile(uid)
       res.writeHead(status, headers)
       res.end(status === 206 ? data.subarray(start, end + 1) : data)
@@ -341,7 +346,7 @@ export class FilesResponder {
       this.done(req, res, startMs, id)
       return
     }
-    const data = await this.store.readStored(found)
+    const data = await this.store.readStored(found).catch(goneMeanwhile)
     if (data.length !== length) throw changedMeanwhile(found.uid)
     res.writeHead(200, headers)
     res.end(data)

@@ -373,7 +373,8 @@ export class Store {
     try {
       return await read(found)
     } catch (err) {
-      if (!(err instanceof EtagMismatchError)) throw err
+      // Replaced (If-Match refused) or removed since it was found: found again, or not at all.
+      if (!(err instanceof EtagMismatchError) && (err as DesError)?.code !== 'DES_NOT_FOUND') throw err
       this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
       const again = await this.find(found.uid, { layout: found.layout, loc: found.loc })
       // Other bytes now: what the caller worked out from the old version
