@@ -267,6 +267,32 @@ test('a file that is not valid YAML or JSON is a DES_CONFIG error naming the fil
   t.is((absent as { code?: string }).code, 'DES_NO_FILE', 'a missing file is "not found" (exit 3)')
 })
 
+test('a config that does not parse is named by line and column, never by its text (a database URL holds a password)', (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['leak.yaml', 'database:\n  url: postgres://des:S3cretPW@db:5432/des\n   table_name: x\n', /leak\.yaml is not valid YAML at line 2, column \d+/],
+    ['leak.json', '{"database": {"url": "postgres://des:S3cretPW@db/des", x}}', /leak\.json is not valid JSON at line 1, column \d+$/],
+    ['cut.json', '{"database": {"url": "postgres://des:S3cretPW@db/des"', /cut\.json is not valid JSON at line 1, column \d+$/],
+  ]
+  for (const [name, text, where] of cases) {
+    const file = path.join(dir, name)
+    fs.writeFileSync(file, text)
+    const err = t.throws(() => loadMigrateConfig(file, {}))!
+    t.regex(err.message, where, name)
+    t.false(err.message.includes('S3cretPW'), `${name}: ${err.message}`)
+  }
+})
+
+test('database.url: a port pg would not read (it would quietly connect to 5432) is refused, naming the key and not the password', (t) => {
+  for (const url of ['postgres://des:S3cretPW@127.0.0.1:abc/d', 'postgres://des:S3cretPW@127.0.0.1:99999/d', 'postgres://des:S3cretPW@127.0.0.1:55432:99/d', 'postgres://des:S3c#retPW@db:5432/d']) {
+    const err = t.throws(() => parseMigrateConfig({ database: { url } }))!
+    t.regex(err.message, /database\.url: its port is not a number from 1 to 65535/, url)
+    t.false(err.message.includes('S3c'), url)
+  }
+  for (const url of ['postgresql://u:pw@127.0.0.1:55432/d', 'postgresql:///d?host=/tmp/sock', 'postgresql://u:pw@/d?host=/tmp/sock', 'postgresql://u@[::1]:5432/d', 'postgresql+psycopg://u:pw@db/d']) {
+    t.is(parseMigrateConfig({ database: { url } }).database.url, url)
+  }
+})
+
 test('DES_TEST_FAULT names a known fault point or is refused', (t) => {
   t.is(loadMigrateEnv({ DES_TEST_FAULT: 'after-pack' }).fault, 'after-pack')
   t.is(loadMigrateEnv({}).fault, undefined)

@@ -135,6 +135,23 @@ export interface MigrateConfig {
   packer: PackerConfig
 }
 
+/**
+ * What is wrong with a database URL, or undefined: a postgres:// or
+ * postgresql:// URL (an SQLAlchemy `+driver` allowed) that parses, its port
+ * a number the driver will use (pg takes a port it cannot read for 5432, a
+ * database the URL did not name). Never quotes the URL: it holds a password.
+ */
+export function dbUrlProblem(url: string): string | undefined {
+  const m = /^postgres(?:ql)?(?:\+[a-z0-9]+)?:\/\/([^/?#]*)/i.exec(url)
+  if (!m) return 'expected a postgres:// or postgresql:// URL'
+  // host[:port], after the credentials; an IPv6 host is in brackets. Empty: a socket (?host=/path).
+  const hostPort = m[1].slice(m[1].lastIndexOf('@') + 1)
+  const port = /^(?:\[[0-9a-f:.]*\]|[^:[\]]*)(?::(.*))?$/i.exec(hostPort)
+  if (!port) return 'its host is not a host name, an address or [an IPv6 address]'
+  if (port[1] !== undefined && !(/^\d{1,5}$/.test(port[1]) && Number(port[1]) >= 1 && Number(port[1]) <= 65535)) return 'its port is not a number from 1 to 65535 (or a character of the password such as # / ? is not percent-encoded)'
+  return undefined
+}
+
 function fail(key: string, why: string): DesError {
   return new DesError('DES_CONFIG', `config ${key}: ${why}`)
 }
@@ -222,7 +239,8 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
 
   const db = section(root, 'database', '', ['url', 'table_name', 'uid_column', 'created_at_column', 'file_location_column', 'size_bytes_column', 'archived_column'])
   const url = str(db, 'url', 'database.url')
-  if (!/^postgres(ql)?(\+[a-z0-9]+)?:\/\//i.test(url)) throw fail('database.url', 'expected a postgres:// or postgresql:// URL')
+  const urlProblem = dbUrlProblem(url)
+  if (urlProblem) throw fail('database.url', urlProblem)
   const database: DatabaseConfig = {
     url,
     tableName: ident(db, 'table_name', 'database.table_name', 'files', true),
@@ -295,6 +313,20 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   return { database, migration, packer }
 }
 
+/**
+ * Where a YAML or JSON parser stopped, as line and column: never the
+ * parser's own message, which quotes the text around it (a config file's
+ * database URL holds a password).
+ */
+function whereInText(err: unknown, text: string): string {
+  const yamlAt = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0]
+  if (yamlAt) return `at line ${yamlAt.line}, column ${yamlAt.col}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}`
+  const at = /position (\d+)/.exec((err as Error)?.message ?? '')
+  if (!at) return '(the parser gave no position)'
+  const before = text.slice(0, Number(at[1])).split('\n')
+  return `at line ${before.length}, column ${before[before.length - 1].length + 1}`
+}
+
 /** Reads a `.json`, `.yaml` or `.yml` config file, substitutes `${VAR}`s, validates. */
 export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
   let text: string
@@ -310,7 +342,7 @@ export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
     // YAML is a superset of JSON, but JSON.parse gives clearer errors for .json files.
     doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text)
   } catch (err) {
-    throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(err as Error).message}`)
+    throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'} ${whereInText(err, text)}`)
   }
   return parseMigrateConfig(substituteTree(doc, vars), vars)
 }

@@ -41,6 +41,9 @@ export function register(y: Argv): Argv {
       }
       const url = argv['db-url'] ?? fromConfig?.database.url ?? env.dbUrl
       if (url === undefined) throw new DesError('DES_BAD_ARG', 'no database: give --config FILE, set DES_DB_URL, or --db-url')
+      const { dbUrlProblem } = await import('../../config/migrate')
+      const urlProblem = dbUrlProblem(url)
+      if (urlProblem) throw new DesError('DES_BAD_ARG', `the database URL: ${urlProblem}`)
       const tableName = argv.table ?? fromConfig?.database.tableName
       if (tableName === undefined) throw new DesError('DES_BAD_ARG', '--table is required (or --config FILE)')
       let cutoff = argv.cutoff
