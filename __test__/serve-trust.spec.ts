@@ -476,6 +476,35 @@ test('a local store that goes away under the server: files answer 503, not 404, 
   }
 })
 
+test.serial('a BigFile download the client leaves half-way is logged with the bytes that went out and counted as not answered (499), not as a whole 200', async (t) => {
+  const dir = tempDir()
+  const big = { uid: 'leaving', createdAt: DAY, data: payload(8 << 20, 9) }
+  await writeStore(dir, [big], { writer: { bigFileThreshold: 100_000 } })
+  const logs = captureLogs('info')
+  const srv = await serve((await openBackend('local', dir)).store(), { logs })
+  try {
+    const before = await retrievals('local', 'error', '499')
+    const id = await new Promise<string>((resolve, reject) => {
+      const u = new URL(srv.url)
+      const req = http.request({ host: u.hostname, port: u.port, path: fileUrl(big.uid), agent: false }, (res) => {
+        // Gone after the first chunk.
+        res.once('data', () => {
+          req.destroy()
+          resolve(res.headers['x-request-id'] as string)
+        })
+      })
+      // An error after the deliberate destroy settles nothing: the promise is resolved by then.
+      req.on('error', reject)
+      req.end()
+    })
+    const line = await logs.waitFor((l) => l.request_id === id)
+    t.true((line.bytes as number) < big.data.length, `${line.bytes} bytes logged of ${big.data.length}`)
+    t.is(await retrievals('local', 'error', '499'), before + 1)
+  } finally {
+    await srv.close()
+  }
+})
+
 test('an absolute-form request target (http://host/files/...) is served as its path, as RFC 9112 requires', async (t) => {
   const dir = tempDir()
   const data = payload(700, 5)

@@ -132,6 +132,9 @@ function changedMeanwhile(uid: string): DesError {
   return new DesError('DES_CONFLICT', `uid ${JSON.stringify(uid)} changed while it was being read; retry`)
 }
 
+/** The code a response counts as when its client closed the connection before the end (as nginx logs it). */
+const CLIENT_CLOSED = 499
+
 /** A file removed between finding and reading it is not found, in the reference's words. */
 function goneMeanwhile(err: unknown): never {
   throw errorCode(err) === 'DES_NOT_FOUND' ? withDetail(err, FILE_NOT_FOUND) : err
@@ -169,9 +172,9 @@ export class FilesResponder {
   }
 
   /** Counts and logs a finished request; `err` only for a failure on our side (see logRequest). */
-  private done(req: IncomingMessage, res: ServerResponse, startMs: number, id: string, err?: unknown, bytes = 0): void {
+  private done(req: IncomingMessage, res: ServerResponse, startMs: number, id: string, err?: unknown, bytes = 0, countAs?: number): void {
     // A failure after a success status was sent (a body cut short) counts as the failure it is.
-    this.count(err !== undefined && res.statusCode < 400 ? httpStatus(err) : res.statusCode, startMs)
+    this.count(countAs ?? (err !== undefined && res.statusCode < 400 ? httpStatus(err) : res.statusCode), startMs)
     if (err !== undefined && errorCode(err) === 'DES_CORRUPT') this.corrupt.inc()
     if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, id, err, bytes)
   }
@@ -357,15 +360,18 @@ export class FilesResponder {
     // A wrong object size fails here, before the status line: a 502.
     const { body } = await this.store.streamBigfile(found, status === 206 ? { start, end } : undefined)
     res.writeHead(status, headers)
+    let sent = 0
+    body.on('data', (chunk: Buffer) => (sent += chunk.length))
     pipeline(body, res, (err) => {
       // An error here (a sha256 mismatch found at the end, with the last chunk
       // held back; storage gone mid-way; the client leaving) has already cut
       // the response short of its Content-Length.
       if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
         if (!res.destroyed) res.destroy(err)
-        this.done(req, res, startMs, id, err)
+        this.done(req, res, startMs, id, err, sent)
       } else {
-        this.done(req, res, startMs, id, undefined, end - start + 1)
+        // The client left before the end: counted as not answered (nginx's 499), with what went out.
+        this.done(req, res, startMs, id, undefined, sent, err ? CLIENT_CLOSED : undefined)
       }
     })
   }
