@@ -366,13 +366,20 @@ for (const kind of BACKENDS) {
     const big = { uid: 'video/2', createdAt: DAY, data: payload(300_000, 9) }
     await writeStore(dir, [big], { writer: { bigFileThreshold: 100_000 } })
     fs.writeFileSync(path.join(dir, locateShard(big.uid, DAY).dateDir, '_bigFiles', sha(big.data)), big.data.subarray(0, 299_999))
-    const srv = await serve((await openBackend(kind, dir)).store())
+    const b = await openBackend(kind, dir)
+    const srv = await serve(b.store())
     try {
       for (const headers of [{}, { Range: 'bytes=0-99' }, { Range: 'bytes=-10' }]) {
         const r = await request(srv.url, fileUrl(big.uid), { headers })
         t.is(r.status, 502, JSON.stringify(headers))
         t.deepEqual(JSON.parse(r.body.toString()), { error: INTEGRITY, code: 'DES_CORRUPT', request_id: r.headers['x-request-id'], detail: INTEGRITY })
       }
+      // HEAD answers as the GET would begin: a 502, and for a missing object too.
+      t.is((await request(srv.url, fileUrl(big.uid), { method: 'HEAD' })).status, 502)
+      const object = path.join(dir, locateShard(big.uid, DAY).dateDir, '_bigFiles', sha(big.data))
+      fs.rmSync(object)
+      if (kind === 's3') await b.client!.send(new DeleteObjectCommand({ Bucket: b.bucket, Key: path.relative(dir, object).split(path.sep).join('/') }))
+      t.is((await request(srv.url, fileUrl(big.uid), { method: 'HEAD' })).status, 502)
     } finally {
       await srv.close()
     }

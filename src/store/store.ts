@@ -412,6 +412,23 @@ export class Store {
   }
 
   /**
+   * A BigFile's object is there with the size the index says (one stat, or a
+   * 1-byte GET): what a HEAD checks, so it answers as a GET would begin.
+   */
+  async checkBigfileObject(found: Found): Promise<void> {
+    const key = this.bigfileKey(found)
+    const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
+    let size: number
+    try {
+      size = (await found.shard.source.getTail(key, 1)).objectSize
+    } catch (err) {
+      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
+      throw err
+    }
+    if (size !== found.entry.size) throw new DesError('DES_CORRUPT', `${what} is ${size} bytes, the index says ${found.entry.size}`)
+  }
+
+  /**
    * A BigFile's bytes (or one range of them) streamed from its object, never
    * buffered whole. The object's size must match the index (DES_CORRUPT
    * before any byte). The stream fails if the object delivers more or fewer
