@@ -571,6 +571,19 @@ test('auth decides on the path the router dispatches: no spelling of /metrics se
   }
 })
 
+test('an API key no client could present as written (not printable ASCII, spaces around it) is refused at start-up; a keys file that does not parse is named by line, not quoted', (t) => {
+  const file = path.join(tempDir(), 'keys.yaml')
+  for (const key of ['clé-secrète-42', '  spacedkey99  ', 'tab\tinside-key']) {
+    fs.writeFileSync(file, `keys:\n  - name: odd\n    key: ${JSON.stringify(key)}\n`)
+    t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS_FILE: file }))!.message, /key "odd" is not printable ASCII/, key)
+  }
+  t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS: 'good-key-123,clé-secrète-42' }))!.message, /key #2 is not printable ASCII/)
+  fs.writeFileSync(file, 'keys:\n  - name: broken\n    key: "TopSecretKey99\n   scopes: [read\n')
+  const err = t.throws(() => loadServeConfig({ DES_API_KEYS_FILE: file }))!
+  t.regex(err.message, /not valid YAML\/JSON at line \d+, column \d+/)
+  t.false(err.message.includes('TopSecretKey99'))
+})
+
 test('an API key with no scopes is refused at start-up', (t) => {
   t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS: 'secret-key-1:' }))!.message, /key "#1" has no scopes/)
   const file = path.join(tempDir(), 'keys.yaml')

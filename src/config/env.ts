@@ -19,7 +19,7 @@ import {
   MAX_N_BITS,
   MIN_N_BITS,
 } from './defaults'
-import { parseYaml } from './yaml'
+import { parseYaml, whereParsingStopped } from './yaml'
 
 export type Backend = 'local' | 's3' | 'multi_s3'
 export type Layout = 'nested' | 'flat'
@@ -263,6 +263,16 @@ function parseScopes(name: string, raw: unknown, where: string): string[] {
 }
 
 /**
+ * Why a key could never be presented as it is written, or undefined: a
+ * client sends it in a header, which Node reads as Latin-1 and trims, so a
+ * key outside printable ASCII, or with spaces around it, would never match.
+ */
+function unusableKey(key: string): string | undefined {
+  if (!/^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(key)) return 'is not printable ASCII without spaces around it (a header cannot carry it as it is)'
+  return undefined
+}
+
+/**
  * `DES_API_KEYS`: comma-separated keys, each optionally `key:scope+scope`
  * (default scope `read`). The plain keys are hashed here and not kept.
  */
@@ -276,6 +286,8 @@ export function apiKeysFromEnv(raw: string | undefined): ApiKey[] {
       const colon = item.indexOf(':')
       const key = colon < 0 ? item : item.slice(0, colon)
       if (key.length < 8) throw new DesError('DES_CONFIG', `DES_API_KEYS: key #${i + 1} is shorter than 8 characters`)
+      const why = unusableKey(key)
+      if (why) throw new DesError('DES_CONFIG', `DES_API_KEYS: key #${i + 1} ${why}`)
       const scopes = parseScopes(`#${i + 1}`, colon < 0 ? undefined : item.slice(colon + 1), 'DES_API_KEYS')
       return { hash: sha256(key), scopes, name: `env#${i + 1}` }
     })
@@ -286,11 +298,18 @@ export function apiKeysFromEnv(raw: string | undefined): ApiKey[] {
  * (or the list alone). `sha256` (hex of the key) keeps plain keys out of the file.
  */
 export function apiKeysFromFile(file: string): ApiKey[] {
-  let doc: unknown
+  let text: string
   try {
-    doc = parseYaml(fs.readFileSync(file, 'utf8'))
+    text = fs.readFileSync(file, 'utf8')
   } catch (err) {
     throw new DesError('DES_CONFIG', `DES_API_KEYS_FILE=${file}: ${(err as Error).message}`)
+  }
+  let doc: unknown
+  try {
+    doc = parseYaml(text)
+  } catch (err) {
+    // The parser's message would quote the line: an API key.
+    throw new DesError('DES_CONFIG', `DES_API_KEYS_FILE=${file}: not valid YAML/JSON ${whereParsingStopped(err, text)}`)
   }
   const list = Array.isArray(doc) ? doc : (doc as { keys?: unknown } | null)?.keys
   if (!Array.isArray(list)) throw new DesError('DES_CONFIG', `DES_API_KEYS_FILE=${file}: expected a list of keys or {keys: [...]}`)
@@ -302,6 +321,8 @@ export function apiKeysFromFile(file: string): ApiKey[] {
       if (!/^[0-9a-fA-F]{64}$/.test(k.sha256)) throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)}: sha256 must be 64 hex digits`)
       hash = Buffer.from(k.sha256, 'hex')
     } else if (typeof k?.key === 'string' && k.key.length >= 8) {
+      const why = unusableKey(k.key)
+      if (why) throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)} ${why}`)
       hash = sha256(k.key)
     } else {
       throw new DesError('DES_CONFIG', `${where}: key ${JSON.stringify(name)} needs "key" (8+ characters) or "sha256"`)

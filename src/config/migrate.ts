@@ -12,7 +12,7 @@ import type { Codec } from '../native'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
 import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, loadWritePastCache, type Layout } from './env'
-import { parseYaml } from './yaml'
+import { parseYaml, whereParsingStopped } from './yaml'
 
 type Env = Record<string, string | undefined>
 
@@ -313,20 +313,6 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   return { database, migration, packer }
 }
 
-/**
- * Where a YAML or JSON parser stopped, as line and column: never the
- * parser's own message, which quotes the text around it (a config file's
- * database URL holds a password).
- */
-function whereInText(err: unknown, text: string): string {
-  const yamlAt = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0]
-  if (yamlAt) return `at line ${yamlAt.line}, column ${yamlAt.col}${(err as { code?: string }).code ? ` (${(err as { code?: string }).code})` : ''}`
-  const at = /position (\d+)/.exec((err as Error)?.message ?? '')
-  if (!at) return '(the parser gave no position)'
-  const before = text.slice(0, Number(at[1])).split('\n')
-  return `at line ${before.length}, column ${before[before.length - 1].length + 1}`
-}
-
 /** Reads a `.json`, `.yaml` or `.yml` config file, substitutes `${VAR}`s, validates. */
 export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
   let text: string
@@ -342,7 +328,7 @@ export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
     // YAML is a superset of JSON, but JSON.parse gives clearer errors for .json files.
     doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text)
   } catch (err) {
-    throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'} ${whereInText(err, text)}`)
+    throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'} ${whereParsingStopped(err, text)}`)
   }
   return parseMigrateConfig(substituteTree(doc, vars), vars)
 }

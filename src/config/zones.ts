@@ -8,7 +8,7 @@ import { DesError } from '../errors'
 import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
 import { DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { enumVar, type S3Settings } from './env'
-import { parseYaml } from './yaml'
+import { parseYaml, whereParsingStopped } from './yaml'
 
 export interface Zone {
   name: string
@@ -41,7 +41,7 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
   try {
     doc = parseYaml(text) // YAML is a superset of JSON
   } catch (err) {
-    throw fail(file, `not valid YAML/JSON: ${(err as Error).message}`)
+    throw fail(file, `not valid YAML/JSON ${whereParsingStopped(err, text)}`)
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw fail(file, 'expected an object with n_bits and zones')
   const nBits = doc.n_bits === undefined ? defaultNBits : int(file, doc.n_bits, 'n_bits')
