@@ -233,6 +233,24 @@ test('a full part another run stored a uid in after this run looked: the uid is 
   t.is(stored.get('x')!.sha256, corpus.shas.get('x'))
 })
 
+test('a source that changes size after the run looked at it is refused; without size_bytes the message says the size it had, not what a manifest said', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'grows', size: 100 }])
+  const [declared] = asInputs(corpus.rows)
+  const file = declared.source
+  for (const [input, said] of [
+    [declared, /is 150 bytes, the manifest says 100$/],
+    [{ ...declared, sizeBytes: undefined }, /is 150 bytes, it was 100 bytes when the run began$/],
+  ] as const) {
+    fs.writeFileSync(file, Buffer.alloc(100, 1))
+    // Looked at (stat), then grown before it is read: the prepass of existing parts runs in between.
+    const growing = { existingParts: () => (fs.writeFileSync(file, Buffer.alloc(150, 1)), []) }
+    const err = await t.throwsAsync(runPack([input], { kind: 'local', dir: path.join(dir, 'out') }, {}, growing))
+    t.is(errorCode(err), 'DES_BAD_ARG')
+    t.regex(err!.message, said)
+  }
+})
+
 test('bad inputs are refused before anything is written, naming the uid', async (t) => {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), [

@@ -67,6 +67,8 @@ export function withLabel(err: unknown, items: PlannedInput[]): unknown {
   const item = items.find((p) => p.input.uid === err.uid)
   const named = `uid ${JSON.stringify(err.uid)}`
   if (item) err.message = err.message.includes(named) ? err.message.replace(named, `${named} (${item.label})`) : `${named} (${item.label}): ${err.message}`
+  // A size the manifest left out was the source's own when the run looked at it.
+  if (item && item.input.sizeBytes === undefined) err.message = err.message.replace(/, the manifest says (\d+)$/, ', it was $1 bytes when the run began')
   return err
 }
 
