@@ -62,6 +62,12 @@ for (const kind of BACKENDS) {
     const gone = await t.throwsAsync(store.get('263', DAY))
     t.is(errorCode(gone), 'DES_NOT_FOUND')
     t.is((await store.get('7', DAY)).toString(), 'base part')
+    // Its absence noted by a miss (519 routes there too)...
+    t.is(errorCode(await t.throwsAsync(store.get('519', DAY))), 'DES_NOT_FOUND')
+    // ...and made again at once (the clock not moved): found at once, not after that absence is forgotten.
+    await part1(Buffer.from('version C of 263'))
+    await b.sync((k) => k === key)
+    t.is((await store.get('263', DAY)).toString(), 'version C of 263')
   })
 
   // Counted in the GETs S3 answers (locally there is nothing to count).
@@ -76,6 +82,8 @@ for (const kind of BACKENDS) {
     b.sent.length = 0
     for (let i = 0; i < 5; i++) t.is((await store.get('7', DAY)).toString(), 'flat file')
     t.is(b.sent.filter((r) => r.key.endsWith(key)).length, 2, `one tail and one payload read of the flat shard: ${describeSent(b.sent)}`)
+    const nested = shardKey(locateShard('7', DAY))
+    t.is(b.sent.filter((r) => r.key.endsWith(nested)).length, 1, `the missing nested shard asked for once: ${describeSent(b.sent)}`)
   })
 
   test(title('every file reads back byte-exact, BigFile included'), async (t) => {

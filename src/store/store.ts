@@ -140,6 +140,8 @@ export class Store {
    * the index cache (a handle it lets go is marked retired).
    */
   private readonly recentFinds = new Map<string, RecentFind>()
+  /** Shard keys (cache keys) found missing, and when: not asked for again while a shard is trusted. */
+  private readonly missingSince = new Map<string, number>()
   /** The memo keys each handle's finds are under, to forget them with the handle. */
   private readonly recentKeysOf = new Map<ShardHandle, string[]>()
   readonly shardRecheckMs: number
@@ -243,6 +245,11 @@ export class Store {
     return this.search(uid, lookups, current)
   }
 
+  private noteMissing(ck: string): void {
+    if (this.missingSince.size >= MAX_RECENT_FINDS) this.missingSince.clear()
+    this.missingSince.set(ck, this.clock())
+  }
+
   private remember(memoKey: string, ck: string, found: Found): void {
     if (this.recentFinds.size >= MAX_RECENT_FINDS) {
       this.recentFinds.clear()
@@ -273,16 +280,22 @@ export class Store {
    * `base` is the first lookup's base shard when its index was cached.
    */
   private async search(uid: string, lookups: Lookup[], base: ShardHandle | undefined): Promise<Found> {
-    const missed: string[] = []
-    for (let i = 0; i < lookups.length; i++) {
-      const found = await this.searchChain(uid, lookups[i], i === 0 ? base : undefined, missed)
-      if (found !== undefined) return found
+    for (let attempt = 0; ; attempt++) {
+      const missed: string[] = []
+      const skipped: string[] = []
+      for (let i = 0; i < lookups.length; i++) {
+        const found = await this.searchChain(uid, lookups[i], i === 0 ? base : undefined, missed, skipped)
+        if (found !== undefined) return found
+      }
+      // Before a 404, shards taken for missing are asked for again: one created since (a new part, a
+      // converted key) is found at once, as a uid appended to a cached shard is.
+      if (skipped.length === 0 || attempt > 0) throw new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${missed.join(', ')}`)
+      for (const ck of skipped) this.missingSince.delete(ck)
     }
-    throw new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${missed.join(', ')}`)
   }
 
   /** One chain: parts 0, 1, 2… until one does not exist. Says in `missed` where it looked. */
-  private async searchChain(uid: string, { layout, loc }: Lookup, base: ShardHandle | undefined, missed: string[]): Promise<Found | undefined> {
+  private async searchChain(uid: string, { layout, loc }: Lookup, base: ShardHandle | undefined, missed: string[], skipped: string[]): Promise<Found | undefined> {
     const source = this.sources.sourceFor(loc.shardIndex)
     for (let part = 0; ; part++) {
       const key = this.shardKey(loc, part, layout)
@@ -299,7 +312,21 @@ export class Store {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
           mayLack = false
         }
-        if (shard === undefined) shard = await this.indexCache.load(ck, () => this.open(source, key))
+        if (shard === undefined) {
+          // Known missing a moment ago (another layout's shard, a chain's end): trusted as long as a shard is.
+          const since = this.missingSince.get(ck)
+          if (since !== undefined && this.clock() - since < this.shardRecheckMs) {
+            skipped.push(ck)
+            throw new DesError('DES_NOT_FOUND', `no object ${key}`)
+          }
+          try {
+            shard = await this.indexCache.load(ck, () => this.open(source, key))
+            this.missingSince.delete(ck)
+          } catch (err) {
+            if ((err as DesError)?.code === 'DES_NOT_FOUND') this.noteMissing(ck)
+            throw err
+          }
+        }
         let entry = shard.reader.entry(uid)
         if (entry === null && mayLack) {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
