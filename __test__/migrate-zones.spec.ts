@@ -79,6 +79,15 @@ test('des migrate with DES_BACKEND=multi_s3 writes each row to the zone of its s
   const again = await runCli(['migrate', '--config', cfg, '--json'], { env })
   t.is(again.code, 0, again.stderr)
   t.is(JSON.parse(again.stdout.toString()).migrated, 0)
+
+  // A row naming one of a zone's own shards is a bad row: archiving it would delete that shard.
+  const someShard = [...expected.get('high')!].find((k) => k.endsWith('.des'))!
+  await tb.insert([{ uid: 'self', createdAt: rows[0].createdAt, location: `s3://${b}/${someShard}`, size: 10 }])
+  const third = await runCli(['migrate', '--config', cfg, '--json'], { env })
+  const bad = JSON.parse(third.stdout.toString()).bad as Array<{ uid: string; reason: string }>
+  t.deepEqual(bad.map((x) => x.uid), ['self'])
+  t.regex(bad[0].reason, /a file of the store being written/)
+  t.true((await listKeys(client, b)).includes(someShard))
 })
 
 test('des migrate refuses a zones file whose n_bits is not packer.n_bits', async (t) => {

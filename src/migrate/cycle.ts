@@ -24,6 +24,8 @@ import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
 import type { ByteSource, ShardSources } from '../storage/source'
+import { LocalSource } from '../storage/local'
+import { S3Source } from '../storage/s3'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
@@ -217,20 +219,22 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * shards or BigFiles, however the path is spelled): once archived, its
  * source would be deleted, and with it the store's own file.
  */
-function ofTheStore(ref: SourceRef, packer: MigrateConfig['packer']): boolean {
-  const output = packer.output
-  let key: string
-  if (ref.kind === 'local') {
-    if (output.kind !== 'local') return false
-    key = path.relative(realOrResolved(output.dir), realOrResolved(ref.path))
-    if (key.startsWith('..') || path.isAbsolute(key)) return false
-    key = key.split(path.sep).join('/')
-  } else {
-    if (output.kind !== 's3' || ref.bucket !== output.bucket || !ref.key.startsWith(output.prefix)) return false
-    key = ref.key.slice(output.prefix.length)
-  }
-  const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
-  return kind === 'shard' || kind === 'bigfile'
+function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, packer: MigrateConfig['packer']): boolean {
+  // Every place the store writes: one folder or bucket prefix, or each zone's.
+  const roots = 'all' in store ? store.all() : [store]
+  return roots.some((root) => {
+    let key: string
+    if (ref.kind === 'local' && root instanceof LocalSource) {
+      key = path.relative(realOrResolved(root.baseDir), realOrResolved(ref.path))
+      if (key.startsWith('..') || path.isAbsolute(key)) return false
+      key = key.split(path.sep).join('/')
+    } else if (ref.kind === 's3' && root instanceof S3Source) {
+      if (ref.bucket !== root.bucket || !ref.key.startsWith(root.prefix)) return false
+      key = ref.key.slice(root.prefix.length)
+    } else return false
+    const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
+    return kind === 'shard' || kind === 'bigfile'
+  })
 }
 
 /** The path with symlinks followed where it exists (else as resolved): the same file spelled another way is the same file. */
@@ -263,7 +267,7 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
     return false
   })
   const outside = unique.filter((c) => {
-    if (!ofTheStore(c.source, deps.config.packer)) return true
+    if (!ofTheStore(c.source, deps.store, deps.config.packer)) return true
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `source ${c.location} is a file of the store being written` })
     return false
   })
@@ -513,7 +517,11 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
         const { verified: intact, missing } = await clock.time('verify', () => verifyStored(deps, candidates))
         report.bad.push(...missing)
         const intactSet = new Set(intact)
-        const others = await clock.time('verify', () => sameAsSource(deps, pre.alreadyStored.filter((r) => intactSet.has(r))))
+        // Found stored already: before packing, or by the packer itself (another writer stored the uid
+        // in between, and the packer skipped it): either way, only its bytes say whose file it is.
+        const packedUids = new Set(packed?.shards.flatMap((sh) => sh.uids) ?? [])
+        const storedByOthers = [...pre.alreadyStored, ...pre.toPack.filter((r) => !packedUids.has(r.uid))]
+        const others = await clock.time('verify', () => sameAsSource(deps, storedByOthers.filter((r) => intactSet.has(r))))
         // Bad rows like one stored with another size: reported, not marked, the rest go on.
         report.bad.push(...others)
         const otherCtids = new Set(others.map((o) => o.ctid))

@@ -40,8 +40,9 @@ async function bodyBytes(out: GetObjectCommandOutput): Promise<Buffer> {
 export class S3Source implements ByteSource {
   readonly id: string
   readonly backend: string
-  private readonly prefix: string
-  private readonly bucket: string
+  /** Where the store's keys live: its bucket and key prefix ('' or ending in '/'). */
+  readonly prefix: string
+  readonly bucket: string
   private readonly counters: Record<ReadType, { inc(): void }>
 
   constructor(
