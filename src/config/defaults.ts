@@ -44,7 +44,8 @@ export const DEFAULT_SOURCE_RETRY_DELAY_MS = 200
  * Keys packed into S3 at once. Each key's part costs round trips (its PUT,
  * the read-back; a tail GET when it exists), so against a region 20 ms away
  * three at a time left the run waiting on the network: 12,000 files over 768
- * keys took 18.5 s through bench/latency-proxy.js, 6.4 s with 16. Each holds
- * at most one 16 MiB upload body in memory.
+ * keys took 18.5 s through bench/latency-proxy.js, 6.4 s with 16. The upload
+ * bodies they hold in memory are bounded for the whole process, not per key
+ * (storage/s3-upload.ts, UPLOAD_BODY_BYTES).
  */
 export const S3_KEYS_AT_ONCE = 16

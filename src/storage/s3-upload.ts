@@ -21,6 +21,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
+import { Budget } from '../pack/budget'
 import { mapLimit } from './map-limit'
 import { s3ErrorKind } from './s3-errors'
 import { totalFromContentRange } from './s3-url'
@@ -60,7 +61,25 @@ async function readFileRange(file: string, offset: number, length: number): Prom
 }
 
 /** One part of a multipart upload: a server-side copy or bytes we send. */
-type UploadPiece = { copy: { start: number; end: number } } | { read: () => Promise<Buffer> }
+type UploadPiece = { copy: { start: number; end: number } } | { length: number; read: () => Promise<Buffer> }
+
+/**
+ * Bytes of upload bodies held in memory at once by every uploader of the
+ * process: a packer writes many keys at once, each a PUT body or three
+ * multipart pieces of 16 MiB, and this, not the number of keys, bounds them.
+ */
+export const UPLOAD_BODY_BYTES = 256 * MiB
+const bodies = new Budget(UPLOAD_BODY_BYTES)
+
+/** Holds `bytes` of the body budget while `work` runs. */
+async function holding<T>(bytes: number, work: () => Promise<T>): Promise<T> {
+  const release = await bodies.take(bytes)
+  try {
+    return await work()
+  } finally {
+    release()
+  }
+}
 
 /** Objects of one bucket written from local files. */
 export class S3Uploader {
@@ -103,9 +122,11 @@ export class S3Uploader {
   /** A local file as one object (one PutObject, or a multipart upload). */
   async putFile(key: string, file: string, size: number, cond: WriteCondition, beforeComplete?: () => Promise<void>): Promise<void> {
     if (size <= SINGLE_PUT_MAX) {
-      const body = await fsp.readFile(file)
-      await beforeComplete?.()
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...cond }))
+      await holding(size, async () => {
+        const body = await fsp.readFile(file)
+        await beforeComplete?.()
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: size, ...cond }))
+      })
       return
     }
     await this.multipart(key, streamPieces(size, (off, len) => readFileRange(file, off, len)), cond, undefined, beforeComplete)
@@ -126,10 +147,13 @@ export class S3Uploader {
       return
     }
     if (dataEnd + tailSize <= SINGLE_PUT_MAX) {
-      const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
-      const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
-      await beforeComplete?.()
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
+      // The old bytes, the tail and the two together.
+      await holding(2 * (dataEnd + tailSize), async () => {
+        const prefix = (await this.getRange(key, `bytes=0-${dataEnd - 1}`, old.etag)).body
+        const body = Buffer.concat([prefix, await fsp.readFile(tailFile)])
+        await beforeComplete?.()
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentLength: body.length, ...cond }))
+      })
       return
     }
     // Under 5 MiB of old data cannot be a part of its own: it leads the first part.
@@ -165,9 +189,11 @@ export class S3Uploader {
           )
           return { PartNumber, ETag: res.CopyPartResult?.ETag }
         }
-        const body = await piece.read()
-        const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
-        return { PartNumber, ETag: res.ETag }
+        return holding(piece.length, async () => {
+          const body = await piece.read()
+          const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber, Body: body, ContentLength: body.length }))
+          return { PartNumber, ETag: res.ETag }
+        })
       })
       await beforeComplete?.()
       await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...cond }))
@@ -178,8 +204,7 @@ export class S3Uploader {
   }
 }
 
-/** Parts of a byte stream of `size`: PART_SIZE each (more if needed to stay under 10 000 parts). */
-/** Bytes of each part (but the last) when `size` bytes are uploaded in parts. */
+/** Bytes of each part (but the last) when `size` bytes are uploaded in parts: PART_SIZE (more if needed to stay under 10 000 parts). */
 function partSizeFor(size: number): number {
   return Math.max(PART_SIZE, Math.ceil(size / (MAX_PARTS - 10)))
 }
@@ -208,12 +233,13 @@ async function uploadEtag(file: string, size: number): Promise<string> {
   return `${createHash('md5').update(Buffer.concat(parts)).digest('hex')}-${parts.length}`
 }
 
+/** Parts of a byte stream of `size`, read when their turn comes. */
 function streamPieces(size: number, read: (offset: number, length: number) => Promise<Buffer>): UploadPiece[] {
   const partSize = partSizeFor(size)
   const pieces: UploadPiece[] = []
   for (let off = 0; off < size; off += partSize) {
     const len = Math.min(partSize, size - off)
-    pieces.push({ read: () => read(off, len) })
+    pieces.push({ length: len, read: () => read(off, len) })
   }
   return pieces
 }
