@@ -15,9 +15,11 @@ export function statEtag(st: fs.Stats): string {
 
 /**
  * A failed look at `key`, coded: missing is DES_NOT_FOUND only while
- * `baseDir` is there (a store gone from under the server, or unmounted, is
- * unavailable, not an answer that no file exists); without `baseDir` (a
- * packer's output folder, made by its first write) missing is missing.
+ * `baseDir` is there (a store folder removed or moved from under the server,
+ * or on a mount that went away above it, is unavailable, not an answer that
+ * no file exists; a mount point left empty still looks like a store); without
+ * `baseDir` (a packer's output folder, made by its first write) missing is
+ * missing.
  */
 function localError(err: unknown, baseDir: string | undefined, key: string, what: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code

@@ -439,15 +439,18 @@ export class Store {
   }
 
   /**
-   * A BigFile's object is there with the size the index says (one stat, or a
-   * 1-byte GET): what a HEAD checks, so it answers as a GET would begin.
+   * A BigFile's object is there with the size the index says (a 1-byte
+   * read): what a HEAD checks, so it answers as a GET would begin.
    */
   async checkBigfileObject(found: Found): Promise<void> {
     const key = this.bigfileKey(found)
     const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
     let size: number
     try {
-      size = (await found.shard.source.getTail(key, 1)).objectSize
+      // One byte, counted as a BigFile read (not a shard's tail).
+      const { body, objectSize } = await found.shard.source.stream(key, found.entry.size > 0 ? { start: 0, end: 0 } : undefined, { type: 'bigfile' })
+      body.destroy()
+      size = objectSize
     } catch (err) {
       if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
       throw err
