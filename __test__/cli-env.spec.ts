@@ -113,3 +113,22 @@ test('des stats takes the database from DES_DB_URL or from a migration config (n
     await table.close()
   }
 })
+
+test('DES_MAX_PAYLOAD_BYTES reaches des cat and des verify (the addon\'s ceiling is set for every command, not only serve)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-ceiling-'))
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'five-k', kind: 'random', size: 5000 }])
+  const out = path.join(dir, 'out')
+  t.is((await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out, '--codec', 'none'])).code, 0)
+  const [shard] = shardFiles(out).map((k) => path.join(out, k))
+  // Within the default ceiling: read and checked.
+  const cat = await runCli(['cat', shard, 'five-k'])
+  t.is(cat.code, 0, cat.stderr)
+  t.is(sha256(cat.stdout), corpus.shas.get('five-k'))
+  t.is((await runCli(['verify', shard])).code, 0)
+  // A ceiling below the entry: both refuse it, naming the variable.
+  for (const args of [['cat', shard, 'five-k'], ['verify', shard], ['verify', '--store', '--base-dir', out]]) {
+    const r = await runCli(args, { env: { DES_MAX_PAYLOAD_BYTES: '1000' } })
+    t.is(r.code, 4, `${args[0]}: ${r.stderr}`)
+    t.regex(r.stderr + r.stdout.toString(), /over the payload ceiling of 1000 bytes \(DES_MAX_PAYLOAD_BYTES\)/, args.join(' '))
+  }
+})

@@ -4,7 +4,8 @@
 import yargs, { type Argv } from 'yargs'
 import { DesError, describe, exitCode } from '../errors'
 import { commands } from './commands'
-import { quietAwsSdkNodeWarning } from '../config/env'
+import { loadMaxPayloadBytes, quietAwsSdkNodeWarning } from '../config/env'
+import { setPayloadCeiling } from '../native'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string }
 
@@ -40,6 +41,8 @@ export async function main(argv: string[], scriptName = 'des'): Promise<number> 
       throw err ?? Object.assign(new Error(msg.replace(/\s*\n\s*/g, ' ')), { code: 'DES_BAD_ARG' })
     })
     .help()
+    // Process-wide in the addon: every command's reads (cat, verify, migrate...) take the configured ceiling.
+    .middleware(() => setPayloadCeiling(loadMaxPayloadBytes()))
   for (const c of commands) y = c.register(y)
   // `des` alone: the usage, on stderr (stdout carries only a command's output), and the bad-argument exit.
   if (!argv.some((a) => !a.startsWith('-')) && !argv.some((a) => ['--help', '-h', '--version'].includes(a))) {

@@ -149,7 +149,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     s3: s3FromEnv(env, backend === 's3'),
     zonesConfig,
     bigFileThreshold,
-    maxPayloadBytes: intVar(env, 'DES_MAX_PAYLOAD_BYTES', Math.max(DEFAULT_MAX_PAYLOAD_BYTES, bigFileThreshold), 1, Number.MAX_SAFE_INTEGER),
+    maxPayloadBytes: loadMaxPayloadBytes(env),
     bigfilesPrefix: bigfilesPrefixVar(env),
     indexCacheBytes: intVar(env, 'DES_INDEX_CACHE_BYTES', DEFAULT_INDEX_CACHE_BYTES, 0, Number.MAX_SAFE_INTEGER),
     payloadCacheBytes: env.DES_PAYLOAD_CACHE_BYTES?.trim().toLowerCase() === 'auto' ? undefined : optionalIntVar(env, 'DES_PAYLOAD_CACHE_BYTES', 0, Number.MAX_SAFE_INTEGER),
@@ -160,6 +160,16 @@ export function loadConfig(env: Env = process.env): DesConfig {
 }
 
 /** `DES_N_BITS` alone (4..16, default 8), for commands that need only the routing (`des locate`). */
+/**
+ * `DES_MAX_PAYLOAD_BYTES`: the largest inline payload any read decodes
+ * (default 64 MiB, or the BigFile threshold when that is larger): every
+ * command that reads payloads (serve, cat, verify, migrate, convert) sets it.
+ */
+export function loadMaxPayloadBytes(env: Env = process.env): number {
+  const bigFileThreshold = intVar(env, 'DES_BIG_FILE_THRESHOLD_BYTES', DEFAULT_BIG_FILE_THRESHOLD, 0, Number.MAX_SAFE_INTEGER)
+  return intVar(env, 'DES_MAX_PAYLOAD_BYTES', Math.max(DEFAULT_MAX_PAYLOAD_BYTES, bigFileThreshold), 1, Number.MAX_SAFE_INTEGER)
+}
+
 export function loadNBits(env: Env = process.env): number {
   return intVar(env, 'DES_N_BITS', DEFAULT_N_BITS, MIN_N_BITS, MAX_N_BITS)
 }
