@@ -203,6 +203,17 @@ test('a byte flipped in a codec-none entry is found by its checksum', async (t) 
   t.regex(found(r, 'corrupt')[0].message, /checksum/)
 })
 
+test('a BigFile that never ends (a link to /dev/zero) is reported, not read for ever', async (t) => {
+  if (!fs.existsSync('/dev/zero')) return t.pass('no /dev/zero here')
+  const store = await copyOfStore()
+  const big = bigfileOf(store)
+  fs.rmSync(big)
+  fs.symlinkSync('/dev/zero', big)
+  const r = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  t.is(r.code, 4)
+  t.regex(found(r, 'bigfile-corrupt')[0].message, /more than \d+ bytes, the index says/)
+})
+
 test('a flipped BigFile is one problem on its object, however many entries share it', async (t) => {
   const store = await copyOfStore()
   const big = bigfileOf(store)

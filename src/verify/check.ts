@@ -26,7 +26,7 @@ export interface IndexPages {
 }
 
 export interface ShardCheck {
-  /** Bytes of the object read. */
+  /** Bytes of the object read (past the limit given, reading stopped). */
   bytes: number
   entries: number
   /** Entries (and the index) carry checksums, so a flipped byte in a stored-raw entry is found too. */
@@ -172,7 +172,7 @@ export interface BigfileCheck {
 }
 
 /** Streams a BigFile object through sha256. `sha256: null` when there is no such object. */
-export async function checkBigfile(source: ByteSource, key: string, onBytes: (n: number) => void = () => {}): Promise<BigfileCheck> {
+export async function checkBigfile(source: ByteSource, key: string, onBytes: (n: number) => void = () => {}, limit = Number.MAX_SAFE_INTEGER): Promise<BigfileCheck> {
   let body
   try {
     body = (await source.stream(key, undefined, { type: 'bigfile' })).body
@@ -186,6 +186,11 @@ export async function checkBigfile(source: ByteSource, key: string, onBytes: (n:
     hash.update(chunk as Buffer)
     bytes += (chunk as Buffer).length
     onBytes((chunk as Buffer).length)
+    // Past the size its entry says it is wrong already: not read to the end (a device never ends).
+    if (bytes > limit) {
+      body.destroy()
+      break
+    }
   }
   return { bytes, sha256: hash.digest('hex') }
 }

@@ -28,10 +28,15 @@ pub fn verify_bigfile(entry: &Entry, data: &[u8]) -> Result<()> {
     )));
   };
   if data.len() as u64 != *size {
+    // A read stops one byte past the indexed size: longer is "more than".
+    let is = if data.len() as u64 > *size {
+      format!("more than {size}")
+    } else {
+      data.len().to_string()
+    };
     return Err(DesError::corrupt(format!(
-      "BigFile {sha256} of uid {:?} is {} bytes, the index says {size}",
-      entry.uid,
-      data.len()
+      "BigFile {sha256} of uid {:?} is {is} bytes, the index says {size}",
+      entry.uid
     )));
   }
   let actual = sha256_hex(data);

@@ -20,7 +20,7 @@ const BATCH_ITEMS: usize = 512;
 const PARALLEL_MIN_BYTES: u64 = 1 << 20;
 /// Most a source read reserves up front from its expected size (a wrong
 /// size in the input must not reserve memory the file does not fill).
-const MAX_RESERVE: u64 = 64 << 20;
+pub(crate) const MAX_RESERVE: u64 = 64 << 20;
 
 /// Where a payload comes from.
 #[derive(Debug)]

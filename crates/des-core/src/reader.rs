@@ -413,8 +413,19 @@ impl ShardFile {
       ))),
       Body::BigFile { sha256, .. } => {
         let path = self.bigfile_path(bigfiles_prefix, sha256);
-        let data = std::fs::read(&path)
-          .map_err(|e| DesError::io(format!("read BigFile {}", path.display()), e))?;
+        let failed = |e| DesError::io(format!("read BigFile {}", path.display()), e);
+        // At most one byte past the indexed size is read: a file that does
+        // not end there (a device, a grown file) is refused, never read whole.
+        let want = entry.size();
+        let mut data = Vec::with_capacity(want.min(crate::pack::MAX_RESERVE) as usize + 1);
+        std::io::Read::read_to_end(
+          &mut std::io::Read::take(
+            std::fs::File::open(&path).map_err(failed)?,
+            want.saturating_add(1),
+          ),
+          &mut data,
+        )
+        .map_err(failed)?;
         verify_bigfile(entry, &data)?;
         Ok(data)
       }

@@ -445,8 +445,10 @@ pub fn check_bigfile_file(path: &Path, entry: &Entry) -> Result<()> {
       entry.uid
     )));
   };
-  let mut file = File::open(path)
+  let file = File::open(path)
     .map_err(|e| DesError::io(format!("BigFile {sha256} of uid {:?}", entry.uid), e))?;
+  // One byte past the indexed size at most: a file that does not end there is refused, never read whole.
+  let mut file = file.take(size.saturating_add(1));
   let mut hasher = Sha256::new();
   let mut buf = vec![0u8; 1 << 20];
   let mut total = 0u64;
@@ -461,8 +463,13 @@ pub fn check_bigfile_file(path: &Path, entry: &Entry) -> Result<()> {
     hasher.update(&buf[..n]);
   }
   if total != *size {
+    let is = if total > *size {
+      format!("more than {size}")
+    } else {
+      total.to_string()
+    };
     return Err(DesError::corrupt(format!(
-      "BigFile {sha256} of uid {:?} is {total} bytes, the index says {size}",
+      "BigFile {sha256} of uid {:?} is {is} bytes, the index says {size}",
       entry.uid
     )));
   }

@@ -203,6 +203,36 @@ fn a_bigfile_of_the_right_size_but_other_bytes_is_written_over_not_reused() {
   no_wrong_bytes(&path, &expect, "mended BigFile");
 }
 
+/// A BigFile that never ends (a link to /dev/zero) is refused after one byte
+/// past its indexed size, by a read and by verify: never read whole.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_bigfile_that_does_not_end_at_its_size_is_refused_without_reading_it_whole() {
+  let dir = tempfile::tempdir().unwrap();
+  let (path, _) = written_shard(dir.path(), Codec::Zstd);
+  let big = std::fs::read_dir(dir.path().join("20240101/_bigFiles"))
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap()
+    .path();
+  std::fs::remove_file(&big).unwrap();
+  std::os::unix::fs::symlink("/dev/zero", &big).unwrap();
+  let err = ShardFile::open(&path)
+    .unwrap()
+    .read("doc-4.txt", "_bigFiles")
+    .unwrap_err()
+    .to_string();
+  assert!(err.contains("is more than 5000 bytes"), "{err}");
+  let report = verify_file(&path, Some("_bigFiles")).unwrap();
+  assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+  assert!(
+    report.problems[0].message.contains("more than 5000"),
+    "{:?}",
+    report.problems
+  );
+}
+
 #[test]
 fn a_stream_fed_in_any_chunks_finds_what_the_file_pass_finds() {
   let dir = tempfile::tempdir().unwrap();
