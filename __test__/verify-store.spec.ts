@@ -214,6 +214,15 @@ test('a BigFile that never ends (a link to /dev/zero) is reported, not read for 
   t.regex(found(r, 'bigfile-corrupt')[0].message, /more than \d+ bytes, the index says/)
 })
 
+test('a folder linked back up to one above it is not walked again and again', async (t) => {
+  const store = await copyOfStore()
+  const clean = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  fs.symlinkSync('..', path.join(store, '20240301', 'up'))
+  const r = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  t.is(r.code, clean.code, r.stderr)
+  t.is(r.summary.objects, clean.summary.objects, 'the same objects, none of them through the link')
+})
+
 test('a flipped BigFile is one problem on its object, however many entries share it', async (t) => {
   const store = await copyOfStore()
   const big = bigfileOf(store)

@@ -31,6 +31,11 @@ function localError(err: unknown, baseDir: string | undefined, key: string, what
   return new DesError('DES_STORAGE', `${what} ${key}: ${code ?? (err as Error)?.message ?? String(err)}`, { cause: err })
 }
 
+/** A folder's identity, however it is reached: its device and inode. */
+function dirId(st: fs.Stats): string {
+  return `${st.dev}:${st.ino}`
+}
+
 function isDirectory(dir: string): boolean {
   try {
     return fs.statSync(dir).isDirectory()
@@ -126,15 +131,18 @@ export class LocalSource implements ByteSource {
 
   /** Every regular file under the base directory, depth first, names sorted at each level. */
   async *list(): AsyncIterable<ListedObject> {
+    let root: fs.Stats
     try {
-      if (!(await fsp.stat(this.baseDir)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
+      root = await fsp.stat(this.baseDir)
+      if (!root.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' })
     } catch (err) {
       throw new DesError('DES_UNAVAILABLE', `the store's base directory (DES_BASE_DIR) is not reachable: ${(err as NodeJS.ErrnoException).code ?? err}`)
     }
-    yield* this.walk('')
+    yield* this.walk('', new Set([dirId(root)]))
   }
 
-  private async *walk(dirKey: string): AsyncIterable<ListedObject> {
+  /** `ancestors`: the folders above (device and inode), so a link back up to one of them is not walked again and again. */
+  private async *walk(dirKey: string, ancestors: ReadonlySet<string>): AsyncIterable<ListedObject> {
     let names: fs.Dirent[]
     try {
       names = await fsp.readdir(path.join(this.baseDir, dirKey), { withFileTypes: true })
@@ -154,7 +162,8 @@ export class LocalSource implements ByteSource {
         isDir = st?.isDirectory() ?? false
       }
       if (isDir) {
-        yield* this.walk(key)
+        const dir = st ?? (await fsp.stat(this.localPath(key)).catch(() => undefined))
+        if (dir && !ancestors.has(dirId(dir))) yield* this.walk(key, new Set([...ancestors, dirId(dir)]))
         continue
       }
       if (!d.isFile() && !st?.isFile()) continue
