@@ -478,6 +478,28 @@ test('S3: every byte of every object is read once, in a tail GET and one streame
   t.is(summary.bytes, [...sizes.values()].reduce((a, b) => a + b, 0))
 })
 
+test('S3 zones nested in one bucket (one at the root, one under b/): a clean store verifies, each zone without the other\'s keys', async (t) => {
+  const store = await copyOfStore()
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'des-verify-nested-zones')
+  await uploadDir(client, bucket, store, '', (k) => /\/[0-3](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
+  await uploadDir(client, bucket, store, 'b/', (k) => /\/[4-9A-F](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
+  const zones = path.join(tempDir('des-verify-zones-'), 'zones.yaml')
+  const endpoint = s3TestEnv().endpoint
+  fs.writeFileSync(
+    zones,
+    [
+      `n_bits: ${N_BITS}`,
+      'zones:',
+      `  - {name: a, range: {start: 0, end: 3}, s3: {bucket: ${bucket}, prefix: "", endpoint_url: "${endpoint}"}}`,
+      `  - {name: b, range: {start: 4, end: 15}, s3: {bucket: ${bucket}, prefix: b/, endpoint_url: "${endpoint}"}}`,
+    ].join('\n'),
+  )
+  const r = await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones })
+  t.is(r.code, 0, r.stderr + JSON.stringify(errors(r)))
+  t.false(r.lines.some((l) => l.key.startsWith('b/')), 'zone a does not report zone b\'s keys')
+})
+
 test('S3 zones over two prefixes: a clean store verifies; a shard in the zone that does not own it is named', async (t) => {
   const store = await copyOfStore()
   const client = testS3Client()

@@ -37,12 +37,21 @@ export async function storeRoots(config: DesConfig, opts: S3ClientOptions = {}):
         const place = `${z.s3.endpoint ?? ''}|${z.s3.bucket}|${z.s3.prefix}`
         byPlace.set(place, [...(byPlace.get(place) ?? []), z])
       }
-      const roots = [...byPlace.values()].map((group) => ({
-        zone: group.map((z) => z.name).join('+'),
-        source: new S3Source(createS3Client(group[0].s3, opts), group[0].s3, 'multi_s3'),
-        owns: (i: number) => group.some((z) => z.start <= i && i <= z.end),
-        ownerOf,
-      }))
+      const places = [...byPlace.values()].map((group) => group[0].s3)
+      const roots = [...byPlace.values()].map((group) => {
+        const here = group[0].s3
+        // Another zone's prefix inside this one (same endpoint and bucket): its keys are not this zone's.
+        const others = places
+          .filter((p) => p !== here && (p.endpoint ?? '') === (here.endpoint ?? '') && p.bucket === here.bucket && p.prefix.startsWith(here.prefix) && p.prefix !== here.prefix)
+          .map((p) => p.prefix.slice(here.prefix.length))
+        return {
+          zone: group.map((z) => z.name).join('+'),
+          source: new S3Source(createS3Client(here, opts), here, 'multi_s3'),
+          owns: (i: number) => group.some((z) => z.start <= i && i <= z.end),
+          ownerOf,
+          ...(others.length > 0 ? { others } : {}),
+        }
+      })
       return { roots, nBits: zones.nBits }
     }
   }

@@ -28,6 +28,8 @@ export interface ScrubRoot {
   owns(shardIndex: number): boolean
   /** Which zone readers look in for `shardIndex` (for messages). */
   ownerOf?(shardIndex: number): string | undefined
+  /** Keys under these prefixes (relative to the root) are another root's: zones nested in one bucket. */
+  others?: string[]
 }
 
 export type Severity = 'error' | 'warning' | 'note'
@@ -235,6 +237,7 @@ export class Scrub {
     let batch: ListedObject[] = []
     for await (const obj of root.source.list()) {
       if (this.fatal) break
+      if (root.others?.some((p) => obj.key.startsWith(p))) continue
       this.progress.listed++
       this.progress.listedBytes += obj.size
       const g = groupOf(obj.key, layouts)
