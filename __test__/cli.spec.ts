@@ -2,7 +2,10 @@
 
 import test from 'ava'
 import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
 import { formatBytes } from '../src/progress'
+import { ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
 import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
 
@@ -135,4 +138,20 @@ test('byte counts and rates print as whole bytes below a KiB, with two or one de
   t.is(formatBytes(1023.4), '1023 B')
   t.is(formatBytes(1536), '1.50 KiB')
   t.is(formatBytes(253 * 1024 * 1024), '253.0 MiB')
+})
+
+test('des ls prints one line per entry: a uid with a tab or a newline is quoted, so it cannot forge a column or a line', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-ls-'))
+  const file = path.join(dir, 'x.des')
+  const w = ShardWriter.create(file, { codec: 'none' })
+  await w.add('plain.txt', Buffer.from('a'))
+  await w.add('a\tb\nfake\t999\tnone\t3', Buffer.from('b'))
+  await w.finish()
+  const r = await runCli(['ls', file])
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stdout.toString().trimEnd().split('\n')
+  t.is(lines.length, 2)
+  t.true(lines.every((l) => l.split('\t').length === 4), lines.join(' | '))
+  t.true(lines.includes('"a\\tb\\nfake\\t999\\tnone\\t3"\t1\tnone\t1'), lines.join(' | '))
+  t.true(lines.includes('plain.txt\t1\tnone\t1'))
 })

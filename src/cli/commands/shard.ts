@@ -6,6 +6,11 @@ import { loadBigfilesPrefix } from '../../config/env'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 
+/** A uid for a tab-separated line: as it is, unless a control character (a tab, a newline) would forge a column or a line; then quoted as JSON. */
+function plainUid(uid: string): string {
+  return /[\x00-\x1f\x7f]/.test(uid) ? JSON.stringify(uid) : uid
+}
+
 const PAGE = 10_000
 
 async function* allEntries(reader: ShardReader): AsyncGenerator<EntryInfo> {
@@ -75,7 +80,7 @@ export function register(y: Argv): Argv {
         for await (const e of allEntries(reader)) {
           const line = argv.json
             ? JSON.stringify(entryJson(e))
-            : `${e.uid}\t${e.size}\t${e.isBigfile ? 'bigfile' : e.codec}\t${e.storedSize}`
+            : `${plainUid(e.uid)}\t${e.size}\t${e.isBigfile ? 'bigfile' : e.codec}\t${e.storedSize}`
           await writeOut(line + '\n')
         }
       },
