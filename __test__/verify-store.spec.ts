@@ -223,6 +223,16 @@ test('a folder linked back up to one above it is not walked again and again', as
   t.is(r.summary.objects, clean.summary.objects, 'the same objects, none of them through the link')
 })
 
+test('a shard whose index does not read is corrupt, not counted among the shards without checksums', async (t) => {
+  const store = await copyOfStore()
+  const shard = path.join(store, '20240301', '5.1.des')
+  flipByte(shard, fs.statSync(shard).size - 30)
+  const r = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  t.is(r.code, 4)
+  t.deepEqual(errors(r), ['20240301/5.1.des: corrupt'])
+  t.is(r.summary.unchecksummed_shards, 0)
+})
+
 test('a flipped BigFile is one problem on its object, however many entries share it', async (t) => {
   const store = await copyOfStore()
   const big = bigfileOf(store)

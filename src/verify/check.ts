@@ -26,11 +26,11 @@ export interface IndexPages {
 }
 
 export interface ShardCheck {
-  /** Bytes of the object read (past the limit given, reading stopped). */
+  /** Bytes of the object read. */
   bytes: number
   entries: number
-  /** Entries (and the index) carry checksums, so a flipped byte in a stored-raw entry is found too. */
-  checksummed: boolean
+  /** Entries (and the index) carry checksums, so a flipped byte in a stored-raw entry is found too; null when the index could not be read. */
+  checksummed: boolean | null
   /** Problems of the bytes; BigFile problems excluded (checked once per object, by the caller). */
   problems: ShardProblem[]
   /** The index, when it could be parsed. */
@@ -63,7 +63,7 @@ function unreadableIndex(err: unknown, bytes: number, paths: Array<[string, stri
   const e = err as DesError
   if (!(e instanceof DesError) || !['DES_CORRUPT', 'DES_BAD_ARG', 'DES_NEED_MORE'].includes(e.code)) throw err
   const error = relativise(e.message, paths)
-  return { bytes, entries: 0, checksummed: false, index: null, problems: [{ uid: null, region: regionOf(error), code: 'DES_CORRUPT', error }] }
+  return { bytes, entries: 0, checksummed: null, index: null, problems: [{ uid: null, region: regionOf(error), code: 'DES_CORRUPT', error }] }
 }
 
 /** The report's problems, less those of BigFiles (each BigFile object is checked once, by the caller). */
@@ -92,7 +92,9 @@ async function checkLocalShard(file: string, key: string): Promise<ShardCheck> {
     throw err instanceof DesError ? new DesError(err.code, relativise(err.message, paths), { cause: err }) : err
   }
   const index = report.entries > 0 ? await ShardReader.open(file).catch(() => null) : null
-  return { bytes, entries: report.entries, checksummed: report.checksummed, problems: shardProblems(report, paths), index }
+  // An index that did not read says nothing about checksums.
+  const indexRead = !report.problems.some((p) => p.region === 'index' || p.region === 'footer')
+  return { bytes, entries: report.entries, checksummed: indexRead ? report.checksummed : null, problems: shardProblems(report, paths), index }
 }
 
 /** The index from a tail, fetching the part of a larger index the tail missed (the tail then starts at the index). */
@@ -165,7 +167,7 @@ export async function checkShard(source: ByteSource, key: string, tailBytes: num
 }
 
 export interface BigfileCheck {
-  /** Bytes of the object read. */
+  /** Bytes of the object read (it stops past the limit it was given). */
   bytes: number
   /** null when the object is missing. */
   sha256: string | null

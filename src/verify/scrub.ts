@@ -348,7 +348,8 @@ export class Scrub {
     }
     r.bytes = check.bytes
     r.entries = check.entries
-    r.checksummed = check.checksummed
+    // Unknown for an index that did not read: not counted as a shard without checksums.
+    if (check.checksummed !== null) r.checksummed = check.checksummed
     r.findings.push(...this.corruptFindings(check))
     return r
   }
