@@ -155,3 +155,31 @@ test('des ls prints one line per entry: a uid with a tab or a newline is quoted,
   t.true(lines.includes('"a\\tb\\nfake\\t999\\tnone\\t3"\t1\tnone\t1'), lines.join(' | '))
   t.true(lines.includes('plain.txt\t1\tnone\t1'))
 })
+
+test('des cat streams a BigFile: one that fails its sha256 stops short of its end (exit 4), one that never ends (a link to /dev/zero) is cut at its size', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-cat-'))
+  const file = path.join(dir, '20240301', '05.des')
+  fs.mkdirSync(path.dirname(file))
+  const data = Buffer.alloc(3 << 20, 7)
+  const w = ShardWriter.create(file, { codec: 'none', bigFileThreshold: 1000 })
+  await w.add('big', data)
+  await w.finish()
+  const ok = await runCli(['cat', file, 'big'])
+  t.is(ok.code, 0, ok.stderr)
+  t.true(ok.stdout.equals(data))
+  const big = path.join(dir, '20240301', '_bigFiles', sha256(data))
+  const flipped = Buffer.from(data)
+  flipped[flipped.length - 1] ^= 1
+  fs.writeFileSync(big, flipped)
+  const bad = await runCli(['cat', file, 'big'])
+  t.is(bad.code, 4, bad.stderr)
+  t.regex(bad.stderr, /sha256 .* does not match/)
+  t.true(bad.stdout.length < data.length, 'the last chunk, with the flipped byte, never comes out')
+  if (fs.existsSync('/dev/zero')) {
+    fs.rmSync(big)
+    fs.symlinkSync('/dev/zero', big)
+    const endless = await runCli(['cat', file, 'big'])
+    t.is(endless.code, 4, endless.stderr)
+    t.regex(endless.stderr, /more than the \d+ bytes expected/)
+  }
+})

@@ -75,7 +75,7 @@ interface RecentFind {
  * reaches a client whole: the stream fails instead, and the response stops
  * short of its Content-Length.
  */
-class BigfileCheck extends Transform {
+export class BigfileCheck extends Transform {
   private readonly hash
   private seen = 0
   private held: Buffer | undefined

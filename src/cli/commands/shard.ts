@@ -5,6 +5,27 @@ import { ShardReader, type EntryInfo } from '../../native'
 import { loadBigfilesPrefix } from '../../config/env'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { pipeline } from 'node:stream/promises'
+
+/**
+ * A BigFile to stdout as it is read, never whole in memory: its size checked
+ * before the first byte, its sha256 as it streams (the last chunk held back,
+ * so a file that fails never comes out whole).
+ */
+async function catBigfile(file: string, size: number, sha256: string, what: string): Promise<void> {
+  let st: fs.Stats
+  try {
+    st = await fs.promises.stat(file)
+  } catch (err) {
+    throw new DesError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_CORRUPT' : 'DES_IO', `${what}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message}`)
+  }
+  if (st.isFile() && st.size !== size) throw new DesError('DES_CORRUPT', `${what} is ${st.size} bytes, the index says ${size}`)
+  // Loaded here: every command's start would pay for the store otherwise.
+  const { BigfileCheck } = await import('../../store/store')
+  await pipeline(fs.createReadStream(file), new BigfileCheck(size, sha256, what), process.stdout, { end: false })
+}
 
 /** A uid for a tab-separated line: as it is, unless a control character (a tab, a newline) would forge a column or a line; then quoted as JSON. */
 function plainUid(uid: string): string {
@@ -97,8 +118,10 @@ export function register(y: Argv): Argv {
       async (argv) => {
         const bigfilesPrefix = argv['bigfiles-prefix'] ?? loadBigfilesPrefix()
         const reader = await ShardReader.open(argv.shard)
-        if (!reader.has(argv.uid)) throw new DesError('DES_NOT_FOUND', `not found: uid ${JSON.stringify(argv.uid)} is not in ${argv.shard}`)
-        await writeOut(await reader.read(argv.uid, bigfilesPrefix))
+        const entry = reader.entry(argv.uid)
+        if (entry === null) throw new DesError('DES_NOT_FOUND', `not found: uid ${JSON.stringify(argv.uid)} is not in ${argv.shard}`)
+        if (!entry.isBigfile) return writeOut(await reader.read(argv.uid, bigfilesPrefix))
+        await catBigfile(path.join(path.dirname(argv.shard), bigfilesPrefix, entry.sha256!), entry.size, entry.sha256!, `BigFile of uid ${JSON.stringify(argv.uid)}`)
       },
     )
     .command(
