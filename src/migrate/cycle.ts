@@ -20,6 +20,7 @@ import { locateShard } from '../native'
 import { DesError, classifyError, describe } from '../errors'
 import type { FaultPoint, MigrateConfig } from '../config/migrate'
 import { classifyKey } from '../verify/keys'
+import { hasLoneSurrogate, MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
@@ -182,8 +183,9 @@ export async function claimBatch(
 export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout; sizeFromSource?: boolean } = {}): { good: Omit<GoodRow, 'size'> & { size: number } } | { bad: BadRow } {
   const bad = (reason: string) => ({ bad: { uid: row.uid, ctid: row.ctid, reason } })
   if (row.uid === null || row.uid === '') return bad('uid is NULL or empty')
-  if (row.uid.length > MAX_UID_BYTES / 3 && Buffer.byteLength(row.uid) > MAX_UID_BYTES) return bad(`uid of ${Buffer.byteLength(row.uid)} bytes is longer than the ${MAX_UID_BYTES} a shard can hold`)
-  if (LONE_SURROGATE.test(row.uid)) return bad('uid is not valid Unicode (a lone UTF-16 surrogate)')
+  const uidBytes = uidBytesOverLimit(row.uid)
+  if (uidBytes !== undefined) return bad(`uid of ${uidBytes} bytes is longer than the ${MAX_UID_BYTES} a shard can hold`)
+  if (hasLoneSurrogate(row.uid)) return bad('uid is not valid Unicode (a lone UTF-16 surrogate)')
   const createdAt = pgTimestampToIso(row.createdAt)
   if (createdAt === null) return bad(row.createdAt === null ? 'created_at is NULL' : `created_at ${JSON.stringify(row.createdAt)} is not a usable timestamp`)
   if (row.location === null || row.location.trim() === '') return bad('file_location is NULL or empty')
@@ -208,11 +210,6 @@ export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout;
   }
   return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
 }
-
-/** The longest uid a shard's index can hold, in UTF-8 bytes (FORMAT.md). */
-const MAX_UID_BYTES = 65535
-/** Half of a UTF-16 surrogate pair without its other half (such a uid cannot be stored as itself). */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 
 /**
  * True when a source is a file of the store being written (one of its

@@ -25,6 +25,7 @@ import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources } from './sources'
 import type { S3SourceOptions } from './types'
+import { hasLoneSurrogate } from '../store/uid'
 
 export type { WorkerSlice }
 
@@ -327,9 +328,6 @@ async function stated(early: EarlyStats[]): Promise<Map<PlannedInput, number> | 
   return found
 }
 
-/** Half of a UTF-16 surrogate pair without its other half. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
-
 const ORDINAL = Symbol('ordinal')
 type WithOrdinal = PlannedInput & { [ORDINAL]?: number }
 
@@ -427,9 +425,9 @@ export class Planner {
     const p = () => named({ input, label: where })
     // Such a string reaches Rust with U+FFFD in place of each lone half, so
     // two different uids (or paths) would be one there.
-    if (LONE_SURROGATE.test(input.uid)) throw new DesError('DES_BAD_ARG', `${p()}: uid is not valid Unicode (a lone UTF-16 surrogate)`)
+    if (hasLoneSurrogate(input.uid)) throw new DesError('DES_BAD_ARG', `${p()}: uid is not valid Unicode (a lone UTF-16 surrogate)`)
     if (typeof input.source !== 'string' || input.source === '') throw new DesError('DES_BAD_ARG', `${p()}: source must be a local path or s3://bucket/key`)
-    if (LONE_SURROGATE.test(input.source)) throw new DesError('DES_BAD_ARG', `${p()}: source is not valid Unicode (a lone UTF-16 surrogate)`)
+    if (hasLoneSurrogate(input.source)) throw new DesError('DES_BAD_ARG', `${p()}: source is not valid Unicode (a lone UTF-16 surrogate)`)
     if (input.sizeBytes !== undefined && !(Number.isSafeInteger(input.sizeBytes) && input.sizeBytes >= 0)) {
       throw new DesError('DES_BAD_ARG', `${p()}: sizeBytes must be a whole number of bytes, got ${input.sizeBytes}`)
     }

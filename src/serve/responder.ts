@@ -13,6 +13,7 @@ import type { Auth } from './auth'
 import { BufferPool } from './buffer-pool'
 import { requestId, sendError } from './http-error'
 import { logRequest, silentLogger, type Logger } from './log'
+import { MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
 
 export interface ResponderDeps {
   store: Store
@@ -23,9 +24,6 @@ export interface ResponderDeps {
   /** `Cache-Control` of file responses (200, 206, 304); none when unset (`DES_CACHE_CONTROL`). */
   cacheControl?: string
 }
-
-/** UIDs are at most this many UTF-8 bytes (the index stores the length as u16). */
-const MAX_UID_BYTES = 65535
 
 const OCTET = 'application/octet-stream'
 const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/
@@ -241,7 +239,7 @@ export class FilesResponder {
       if (slash === rawUid.length - 1) return this.redirectWithoutSlash(req, res, startMs, id)
       throw new DesError('DES_NOT_FOUND', 'no such route: a "/" in a uid must be sent as %2F')
     }
-    if (uid.length > MAX_UID_BYTES / 3 && Buffer.byteLength(uid) > MAX_UID_BYTES) throw withDetail(new DesError('DES_NOT_FOUND', `bad uid: longer than ${MAX_UID_BYTES} bytes`), FILE_NOT_FOUND)
+    if (uidBytesOverLimit(uid) !== undefined) throw withDetail(new DesError('DES_NOT_FOUND', `bad uid: longer than ${MAX_UID_BYTES} bytes`), FILE_NOT_FOUND)
     let createdAt: string | undefined
     try {
       createdAt = q < 0 ? undefined : queryParam(path.slice(q + 1), 'created_at')
