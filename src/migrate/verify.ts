@@ -3,8 +3,8 @@
 // fetched fresh (never from a cache), so a uid counts as stored only when the
 // durable object's index lists it.
 
-import { createHash } from 'node:crypto'
 import type { ByteSource, ShardSources } from '../storage/source'
+import { checkBigfile } from '../verify/check'
 import { openShard, type ShardHandle } from '../store/shard'
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
@@ -55,25 +55,16 @@ export function findStored(parts: ShardHandle[], uid: string): StoredEntry[] {
 }
 
 /**
- * A BigFile's object read whole and hashed: undefined when it holds the
- * entry's size and sha256, else what is wrong with it. A size alone would
+ * A BigFile's object read whole and hashed (store-wide verify's check, read
+ * no further than one byte past the entry's size): undefined when it holds
+ * the entry's size and sha256, else what is wrong with it. A size alone would
  * take a damaged BigFile for a stored one (and its source would be deleted).
  */
-async function checkBigfile(source: ByteSource, key: string, entry: EntryInfo): Promise<string | undefined> {
-  const { body, objectSize } = await source.stream(key)
-  if (objectSize !== entry.size) {
-    body.destroy()
-    return `BigFile ${key} is ${objectSize} bytes, the index says ${entry.size}`
-  }
-  const hash = createHash('sha256')
-  let seen = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    hash.update(chunk)
-    seen += chunk.length
-  }
-  if (seen !== entry.size) return `BigFile ${key} gave ${seen} bytes, the index says ${entry.size}`
-  const sha256 = hash.digest('hex')
-  return sha256 === entry.sha256 ? undefined : `BigFile ${key} has sha256 ${sha256}, the index says ${entry.sha256}`
+async function bigfileProblem(source: ByteSource, key: string, entry: EntryInfo): Promise<string | undefined> {
+  const got = await checkBigfile(source, key, undefined, entry.size)
+  if (got.sha256 === null) return `BigFile ${key} is missing`
+  if (got.bytes !== entry.size) return `BigFile ${key} is ${got.bytes > entry.size ? `more than ${entry.size}` : got.bytes} bytes, the index says ${entry.size}`
+  return got.sha256 === entry.sha256 ? undefined : `BigFile ${key} has sha256 ${got.sha256}, the index says ${entry.sha256}`
 }
 
 /** Stored bytes farther apart than this are fetched by separate range reads. */
@@ -98,7 +89,7 @@ export async function readBack(part: ShardHandle, uids: string[], bigfilesPrefix
     else {
       const key = bigfileKeyIn(layout, dateDir, entry.sha256 ?? '', bigfilesPrefix)
       try {
-        const why = await checkBigfile(part.source, key, entry)
+        const why = await bigfileProblem(part.source, key, entry)
         if (why !== undefined) failed.set(uid, why)
       } catch (err) {
         failed.set(uid, `BigFile ${key}: ${describe(err)}`)
