@@ -74,6 +74,16 @@ fn written_shard(dir: &Path, codec: Codec) -> (PathBuf, BTreeMap<String, Vec<u8>
   (path, expect)
 }
 
+/// The one BigFile `written_shard` stores (doc-4.txt).
+fn the_bigfile(dir: &Path) -> PathBuf {
+  std::fs::read_dir(dir.join("20240101/_bigFiles"))
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap()
+    .path()
+}
+
 fn region_of(pos: usize, data_end: usize, len: usize) -> Region {
   if pos < 8 {
     Region::Header
@@ -155,12 +165,7 @@ fn every_single_byte_flip_in_a_written_shard_is_reported_in_its_region() {
 fn a_flipped_bigfile_is_reported_once_and_never_served() {
   let dir = tempfile::tempdir().unwrap();
   let (path, expect) = written_shard(dir.path(), Codec::Zstd);
-  let big = std::fs::read_dir(dir.path().join("20240101/_bigFiles"))
-    .unwrap()
-    .next()
-    .unwrap()
-    .unwrap()
-    .path();
+  let big = the_bigfile(dir.path());
   let mut bytes = std::fs::read(&big).unwrap();
   bytes[100] ^= 0x04;
   std::fs::write(&big, &bytes).unwrap();
@@ -179,12 +184,7 @@ fn a_flipped_bigfile_is_reported_once_and_never_served() {
 fn a_bigfile_of_the_right_size_but_other_bytes_is_written_over_not_reused() {
   let dir = tempfile::tempdir().unwrap();
   let (path, expect) = written_shard(dir.path(), Codec::Zstd);
-  let big = std::fs::read_dir(dir.path().join("20240101/_bigFiles"))
-    .unwrap()
-    .next()
-    .unwrap()
-    .unwrap()
-    .path();
+  let big = the_bigfile(dir.path());
   let mut bytes = std::fs::read(&big).unwrap();
   bytes[100] ^= 0x04;
   std::fs::write(&big, &bytes).unwrap();
@@ -210,12 +210,7 @@ fn a_bigfile_of_the_right_size_but_other_bytes_is_written_over_not_reused() {
 fn a_bigfile_that_does_not_end_at_its_size_is_refused_without_reading_it_whole() {
   let dir = tempfile::tempdir().unwrap();
   let (path, _) = written_shard(dir.path(), Codec::Zstd);
-  let big = std::fs::read_dir(dir.path().join("20240101/_bigFiles"))
-    .unwrap()
-    .next()
-    .unwrap()
-    .unwrap()
-    .path();
+  let big = the_bigfile(dir.path());
   std::fs::remove_file(&big).unwrap();
   std::os::unix::fs::symlink("/dev/zero", &big).unwrap();
   let err = ShardFile::open(&path)
