@@ -10,6 +10,7 @@ import { runCli } from './helpers/cli'
 import { goldenPath } from './helpers/golden'
 import { asInputs, makeCorpus, tempDir } from './helpers/pack'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+import type { S3Client } from '@aws-sdk/client-s3'
 import { recordingClient } from './helpers/backends'
 import { uploadDir } from './helpers/store'
 import { packFiles } from '../src/pack'
@@ -488,23 +489,27 @@ test('S3: every byte of every object is read once, in a tail GET and one streame
   t.is(summary.bytes, [...sizes.values()].reduce((a, b) => a + b, 0))
 })
 
+/**
+ * The store's shards 0..3 (and its BigFile) uploaded under `prefixA`, 4..15
+ * (and the BigFile) under `prefixB` of one bucket; a zones file of those two
+ * zones, a and b.
+ */
+async function twoZones(client: S3Client, bucket: string, store: string, prefixA: string, prefixB: string): Promise<string> {
+  await uploadDir(client, bucket, store, prefixA, (k) => /\/[0-3](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
+  await uploadDir(client, bucket, store, prefixB, (k) => /\/[4-9A-F](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
+  const zones = path.join(tempDir('des-verify-zones-'), 'zones.yaml')
+  const endpoint = s3TestEnv().endpoint
+  const zone = (name: string, start: number, end: number, prefix: string) =>
+    `  - {name: ${name}, range: {start: ${start}, end: ${end}}, s3: {bucket: ${bucket}, prefix: ${JSON.stringify(prefix)}, endpoint_url: "${endpoint}"}}`
+  fs.writeFileSync(zones, [`n_bits: ${N_BITS}`, 'zones:', zone('a', 0, 3, prefixA), zone('b', 4, 15, prefixB)].join('\n'))
+  return zones
+}
+
 test('S3 zones nested in one bucket (one at the root, one under b/): a clean store verifies, each zone without the other\'s keys', async (t) => {
   const store = await copyOfStore()
   const client = testS3Client()
   const bucket = await freshBucket(client, 'des-verify-nested-zones')
-  await uploadDir(client, bucket, store, '', (k) => /\/[0-3](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
-  await uploadDir(client, bucket, store, 'b/', (k) => /\/[4-9A-F](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
-  const zones = path.join(tempDir('des-verify-zones-'), 'zones.yaml')
-  const endpoint = s3TestEnv().endpoint
-  fs.writeFileSync(
-    zones,
-    [
-      `n_bits: ${N_BITS}`,
-      'zones:',
-      `  - {name: a, range: {start: 0, end: 3}, s3: {bucket: ${bucket}, prefix: "", endpoint_url: "${endpoint}"}}`,
-      `  - {name: b, range: {start: 4, end: 15}, s3: {bucket: ${bucket}, prefix: b/, endpoint_url: "${endpoint}"}}`,
-    ].join('\n'),
-  )
+  const zones = await twoZones(client, bucket, store, '', 'b/')
   const r = await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones })
   t.is(r.code, 0, r.stderr + JSON.stringify(errors(r)))
   t.false(r.lines.some((l) => l.key.startsWith('b/')), 'zone a does not report zone b\'s keys')
@@ -515,19 +520,7 @@ test('S3 zones over two prefixes: a clean store verifies; a shard in the zone th
   const client = testS3Client()
   const bucket = await freshBucket(client, 'des-verify-zones')
   // Zone a holds shards 0..3 (1 and 3 here), zone b 4..15 (5 and 7); the BigFile, shared by shards 1 and 7, is in both.
-  await uploadDir(client, bucket, store, 'za/', (k) => /\/[0-3](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
-  await uploadDir(client, bucket, store, 'zb/', (k) => /\/[4-9A-F](\.\d+)?\.des$/.test(k) || k.includes('_bigFiles'))
-  const zones = path.join(tempDir('des-verify-zones-'), 'zones.yaml')
-  const endpoint = s3TestEnv().endpoint
-  fs.writeFileSync(
-    zones,
-    [
-      `n_bits: ${N_BITS}`,
-      'zones:',
-      `  - {name: a, range: {start: 0, end: 3}, s3: {bucket: ${bucket}, prefix: za/, endpoint_url: "${endpoint}"}}`,
-      `  - {name: b, range: {start: 4, end: 15}, s3: {bucket: ${bucket}, prefix: zb/, endpoint_url: "${endpoint}"}}`,
-    ].join('\n'),
-  )
+  const zones = await twoZones(client, bucket, store, 'za/', 'zb/')
   const env = { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones }
   let r = await verifyStore([], env)
   t.is(r.code, 0, r.stderr + JSON.stringify(errors(r)))
