@@ -117,14 +117,19 @@ export class S3Target implements ShardSink {
    */
   expect(keys: Iterable<Pick<KeyPlan, 'dateDir'>>): void {
     for (const k of keys) {
-      const prefix = this.prefix + shardDatePrefixIn(this.settings.layout ?? 'nested', k.dateDir)
+      const prefix = this.datePrefix(k.dateDir)
       this.expected.set(prefix, (this.expected.get(prefix) ?? 0) + 1)
     }
   }
 
+  /** The key prefix of a date's shards in this store (and no other date's). */
+  private datePrefix(dateDir: string): string {
+    return this.prefix + shardDatePrefixIn(this.settings.layout ?? 'nested', dateDir)
+  }
+
   /** False when the listing of the key's date does not hold it, true when it does; undefined when the date is not listed. */
   private async listed(plan: Pick<KeyPlan, 'dateDir'>, key: string): Promise<boolean | undefined> {
-    const prefix = this.prefix + shardDatePrefixIn(this.settings.layout ?? 'nested', plan.dateDir)
+    const prefix = this.datePrefix(plan.dateDir)
     if ((this.expected.get(prefix) ?? 0) < LIST_FROM_KEYS) return undefined
     let listing = this.listings.get(prefix)
     if (!listing) {
