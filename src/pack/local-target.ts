@@ -82,11 +82,6 @@ async function syncFolders(folders: string[]): Promise<void> {
   }
 }
 
-/** The part was not touched: everything is left for the next one. */
-export function untouched(items: PlannedInput[]): PartWrite {
-  return { fill: { added: [], skipped: [], rest: items, reportedFiles: 0, reportedBytes: 0 }, done: Promise.resolve(null) }
-}
-
 /**
  * A part found full (or created full by another run meanwhile): the inputs
  * go on to the next part, but not those another run has stored in this one

@@ -24,7 +24,7 @@ import type { ByteSource } from '../storage/source'
 import { bigfileKeyIn, shardDatePrefixIn, shardKeyIn } from '../store/layout'
 import { openShard } from '../store/shard'
 import { fillWriter, type FillContext, type FillResult, type WriterSettings } from './fill'
-import { passOver, untouched, type PartWrite, type ShardSink } from './local-target'
+import { passOver, type PartWrite, type ShardSink } from './local-target'
 import type { KeyPlan, PlannedInput } from './plan'
 import type { KnownPart, S3Hooks } from './types'
 
