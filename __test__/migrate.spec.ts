@@ -6,7 +6,8 @@
 import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import * as os from 'node:os'
 import { runCli } from './helpers/cli'
 import { ROOT } from './helpers/golden'
 import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
@@ -422,6 +423,42 @@ test('a row naming a file of the store itself, or a uid too long for a shard, is
   t.deepEqual(report.bad.map((b) => b.uid.slice(0, 10)).sort(), ['self', 'xxxxxxxxxx'])
   t.true(report.bad.some((b) => /a file of the store/.test(b.reason)))
   t.true(report.bad.some((b) => /longer than the 65535/.test(b.reason)))
+  t.true(fs.existsSync(shardPath), 'the shard was not deleted')
+  await readAllBack(t, outDir, [...first, good], 4)
+})
+
+/** Mounts `from` a second time at `at` (root only); false where mounting is not allowed. */
+function bindMount(from: string, at: string): boolean {
+  fs.mkdirSync(at, { recursive: true })
+  return spawnSync('mount', ['--bind', from, at]).status === 0
+}
+const canBindMount = (() => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-bind-'))
+  const ok = bindMount(dir, path.join(dir, 'again'))
+  if (ok) spawnSync('umount', [path.join(dir, 'again')])
+  fs.rmSync(dir, { recursive: true, force: true })
+  return ok
+})()
+
+;(canBindMount ? test : test.skip)('a row naming a shard of the store through a second mount of its folder is a bad row; the shard is kept', async (t) => {
+  const tb = await freshTable('self_bind')
+  t.teardown(() => tb.close())
+  const first = makeFiles(tb.dir, 2)
+  await tb.insert(first)
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { delete_source_files: true } })))
+  t.teardown(() => deps.close())
+  t.is((await runCycle(deps)).migrated, 2)
+  const outDir = path.join(tb.dir, 'out')
+  const shard = (fs.readdirSync(outDir, { recursive: true }) as string[]).map(String).find((p) => p.endsWith('.des'))!
+  const shardPath = path.join(outDir, shard)
+  const mounted = path.join(tb.dir, 'mounted')
+  t.true(bindMount(outDir, mounted))
+  t.teardown(() => void spawnSync('umount', [mounted]))
+  const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })
+  await tb.insert([{ uid: 'self', createdAt: first[0].createdAt, location: path.join(mounted, shard), size: fs.statSync(shardPath).size }, good])
+  const report = await runCycle(deps)
+  t.is(report.migrated, 1)
+  t.deepEqual(report.bad.map((b) => [b.uid, /a file of the store being written/.test(b.reason)]), [['self', true]])
   t.true(fs.existsSync(shardPath), 'the shard was not deleted')
   await readAllBack(t, outDir, [...first, good], 4)
 })

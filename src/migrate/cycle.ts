@@ -12,26 +12,21 @@
 
 import type { Knex } from 'knex'
 import { createHash } from 'node:crypto'
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { performance } from 'node:perf_hooks'
 import { locateShard } from '../native'
 import { DesError, classifyError, describe } from '../errors'
 import type { FaultPoint, MigrateConfig } from '../config/migrate'
-import { classifyKey } from '../verify/keys'
 import { hasLoneSurrogate, MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
-import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { shardKeyIn } from '../store/layout'
 import type { ByteSource, ShardSources } from '../storage/source'
-import { LocalSource } from '../storage/local'
-import { S3Source } from '../storage/s3'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { checkLocations, deleteSource, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
+import { FolderKeys, ofTheStore } from './store-guard'
 
 /** Everything a cycle works with, built once from the config. */
 export interface CycleDeps {
@@ -211,38 +206,6 @@ export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout;
   return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
 }
 
-/**
- * True when a source is a file of the store being written (one of its
- * shards or BigFiles, however the path is spelled): once archived, its
- * source would be deleted, and with it the store's own file.
- */
-function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, packer: MigrateConfig['packer']): boolean {
-  // Every place the store writes: one folder or bucket prefix, or each zone's.
-  const roots = 'all' in store ? store.all() : [store]
-  return roots.some((root) => {
-    let key: string
-    if (ref.kind === 'local' && root instanceof LocalSource) {
-      key = path.relative(realOrResolved(root.baseDir), realOrResolved(ref.path))
-      if (key.startsWith('..') || path.isAbsolute(key)) return false
-      key = key.split(path.sep).join('/')
-    } else if (ref.kind === 's3' && root instanceof S3Source) {
-      if (ref.bucket !== root.bucket || !ref.key.startsWith(root.prefix)) return false
-      key = ref.key.slice(root.prefix.length)
-    } else return false
-    const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
-    return kind === 'shard' || kind === 'bigfile'
-  })
-}
-
-/** The path with symlinks followed where it exists (else as resolved): the same file spelled another way is the same file. */
-function realOrResolved(p: string): string {
-  try {
-    return fs.realpathSync(p)
-  } catch {
-    return path.resolve(p)
-  }
-}
-
 /** Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others. */
 export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: GoodRow[] = []): Promise<{ good: GoodRow[]; bad: BadRow[] }> {
   const bad: BadRow[] = []
@@ -263,8 +226,9 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `uid appears more than once among the rows to migrate` })
     return false
   })
+  const folders = new FolderKeys()
   const outside = unique.filter((c) => {
-    if (!ofTheStore(c.source, deps.store, deps.config.packer)) return true
+    if (!ofTheStore(c.source, deps.store, deps.config.packer, folders)) return true
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `source ${c.location} is a file of the store being written` })
     return false
   })
