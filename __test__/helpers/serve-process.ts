@@ -17,6 +17,8 @@ export interface ServeProcess {
   exit: Promise<number | null>
   /** SIGTERM, and the exit code. */
   stop(): Promise<number | null>
+  /** What it wrote to stderr so far. */
+  stderr(): string
 }
 
 /**
@@ -62,7 +64,7 @@ export function startServe(args: string[], env: NodeJS.ProcessEnv, listeners = 1
           child.kill('SIGTERM')
           return exit
         }
-        resolve({ child, url: `http://127.0.0.1:${ports[0]}`, port: ports[0], lines, lineMatching, exit, stop })
+        resolve({ child, url: `http://127.0.0.1:${ports[0]}`, port: ports[0], lines, lineMatching, exit, stop, stderr: () => err })
       }
     })
     void exit.then((code) => reject(new Error(`des serve exited (${code}) before listening: ${err}`)))

@@ -356,10 +356,42 @@ export function loadLogLevel(env: Env = process.env): LogLevel {
   return enumVar<LogLevel>(env, 'DES_LOG_LEVEL', 'info', LOG_LEVELS)
 }
 
+/**
+ * `DES_REQUIRE_AUTHENTICATION`, the original's switch for its signed-request
+ * auth (true as the original reads it: 1, true, yes, y). des serve does not
+ * check those signatures; a server told to require auth serves only with
+ * API keys of ours, never open. A value that is neither yes nor no is
+ * refused: a typo must not serve the archive to anyone.
+ */
+function requiresAuthentication(env: Env): boolean {
+  const raw = env.DES_REQUIRE_AUTHENTICATION
+  if (raw === undefined || raw.trim() === '') return false
+  const v = raw.trim().toLowerCase()
+  if (['1', 'true', 'yes', 'y', 'on'].includes(v)) return true
+  if (['0', 'false', 'no', 'n', 'off'].includes(v)) return false
+  throw bad('DES_REQUIRE_AUTHENTICATION', raw, 'expected true or false')
+}
+
+/** The original's variables for its signed-request auth, which des serve does not read. */
+const ORIGINAL_AUTH_VARS = ['DES_AUTHORIZED_KEYS_PATH', 'DES_VAULT_ADDR'] as const
+
+/** Start-up warnings for the original's auth variables set without effect here (its signed-request headers are not checked). */
+export function originalAuthNotices(env: Env = process.env): string[] {
+  return ORIGINAL_AUTH_VARS.filter((name) => env[name]?.trim()).map(
+    (name) => `${name} is set: des serve does not check the original's signed requests (X-DES-* headers); its auth is API keys (DES_API_KEYS, DES_API_KEYS_FILE)`,
+  )
+}
+
 /** The `des serve` settings from the environment (flags override host/port/workers). */
 export function loadServeConfig(env: Env = process.env): ServeConfig {
   const host = env.DES_HOST?.trim() || '0.0.0.0'
   const apiKeys = [...apiKeysFromEnv(env.DES_API_KEYS), ...(env.DES_API_KEYS_FILE?.trim() ? apiKeysFromFile(env.DES_API_KEYS_FILE.trim()) : [])]
+  if (requiresAuthentication(env) && apiKeys.length === 0) {
+    throw new DesError(
+      'DES_CONFIG',
+      "DES_REQUIRE_AUTHENTICATION is true but no API key is configured: des serve does not check the original's signed requests, and will not serve without auth; give keys with DES_API_KEYS or DES_API_KEYS_FILE (clients send X-API-Key or Authorization: Bearer)",
+    )
+  }
   const open = env.DES_AUTH_OPEN_PATHS
   const authOpenPaths = (open === undefined ? '/health,/ready,/metrics' : open)
     .split(',')

@@ -2,7 +2,7 @@
 // environment; the store flags win over their variables (src/config/store-flags.ts).
 
 import type { Argv } from 'yargs'
-import { loadServeConfig } from '../../config/env'
+import { loadServeConfig, originalAuthNotices } from '../../config/env'
 import { DesError } from '../../errors'
 
 export function register(y: Argv): Argv {
@@ -24,6 +24,7 @@ export function register(y: Argv): Argv {
       const { loadStoreConfig } = await import('../../config/store-flags')
       const config = loadStoreConfig({ backend: argv.backend, baseDir: argv['base-dir'], layout: argv.layout, nBits: argv['n-bits'] })
       const serveConfig = loadServeConfig()
+      for (const notice of originalAuthNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_AUTH' })
       if (argv.host !== undefined) serveConfig.host = argv.host
       if (argv.port !== undefined) {
         if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new DesError('DES_BAD_ARG', `--port ${argv.port}: expected 0..65535`)
