@@ -24,6 +24,7 @@ import type { Found, Store } from '../src/store/store'
 import { BACKENDS, openBackend } from './helpers/backends'
 import { goldenPath } from './helpers/golden'
 import { captureLogs, type CapturedLogs } from './helpers/logs'
+import { startServe } from './helpers/serve-process'
 import { closeServer, listenLocal, payload, tempDir, writeStore } from './helpers/store'
 
 const DAY = '2024-03-01T10:00:00Z'
@@ -525,6 +526,25 @@ test('an absolute-form request target (http://host/files/...) is served as its p
     t.is((await request(srv.url, `HTTP://DES.EXAMPLE:80/files/missing?created_at=${encodeURIComponent(DAY)}`)).status, 404)
   } finally {
     await srv.close()
+  }
+})
+
+test('an entry over DES_MAX_PAYLOAD_BYTES is a 502 for HEAD as for GET (HEAD answers as the GET would begin)', async (t) => {
+  const dir = tempDir()
+  const files = [
+    { uid: 'small', createdAt: DAY, data: payload(100, 1) },
+    { uid: 'large', createdAt: DAY, data: payload(5000, 2) },
+  ]
+  await writeStore(dir, files)
+  // A server of its own: the ceiling is process-wide.
+  const srv = await startServe(['--workers', '1'], { DES_BASE_DIR: dir, DES_MAX_PAYLOAD_BYTES: '1000' })
+  try {
+    for (const method of ['GET', 'HEAD']) {
+      t.is((await request(srv.url, fileUrl('large'), { method })).status, 502, method)
+      t.is((await request(srv.url, fileUrl('small'), { method })).status, 200, method)
+    }
+  } finally {
+    t.is(await srv.stop(), 0)
   }
 })
 

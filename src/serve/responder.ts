@@ -299,8 +299,8 @@ export class FilesResponder {
     headers.push(...this.cacheHeaders)
 
     if (method === 'HEAD') {
-      // A BigFile's object is looked at (a GET would be a 502 without it); an inline file's bytes are in its shard.
-      if (entry.isBigfile) await this.store.checkBigfileObject(found)
+      // Refused as a GET would refuse it: a BigFile without its object, an entry over the payload ceiling.
+      await this.store.checkReadable(found)
       res.writeHead(status, headers)
       res.end()
       this.done(req, res, startMs, id)

@@ -8,7 +8,7 @@ import { pipeline, Transform, type Readable, type TransformCallback } from 'node
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_INDEX_CACHE_BYTES, DEFAULT_SHARD_RECHECK_MS, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { DesError } from '../errors'
-import type { EntryInfo, ShardLocation } from '../native'
+import { payloadCeiling, type EntryInfo, type ShardLocation } from '../native'
 import type { ByteRange, ByteSource, ShardSources } from '../storage/source'
 import { EtagMismatchError } from '../storage/source'
 import { IndexCache } from './index-cache'
@@ -439,10 +439,21 @@ export class Store {
   }
 
   /**
-   * A BigFile's object is there with the size the index says (a 1-byte
-   * read): what a HEAD checks, so it answers as a GET would begin.
+   * What a HEAD checks, so it answers as a GET would begin: an inline entry
+   * within the payload ceiling (as a read refuses it, before any byte), a
+   * BigFile's object there with the size the index says.
    */
-  async checkBigfileObject(found: Found): Promise<void> {
+  async checkReadable(found: Found): Promise<void> {
+    if (found.entry.isBigfile) return this.checkBigfileObject(found)
+    const { size, storedSize } = found.entry
+    const ceiling = payloadCeiling()
+    if (Math.max(size, storedSize) > ceiling) {
+      throw new DesError('DES_CORRUPT', `payload of uid ${JSON.stringify(found.uid)}: ${Math.max(size, storedSize)} bytes is over the payload ceiling of ${ceiling} bytes (DES_MAX_PAYLOAD_BYTES)`)
+    }
+  }
+
+  /** A BigFile's object is there with the size the index says (a 1-byte read). */
+  private async checkBigfileObject(found: Found): Promise<void> {
     const key = this.bigfileKey(found)
     const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
     let size: number
