@@ -16,6 +16,7 @@ import { runCli, type CliResult } from './helpers/cli'
 import { goldenShards, ROOT } from './helpers/golden'
 import { freshTable, makeFiles, writeConfig } from './helpers/migrate'
 import { pgTestUrl } from './helpers/services'
+import { DesError, httpMessage, httpStatus } from '../src/errors'
 
 /** Nothing listens on port 1 of the loopback: connections are refused at once. */
 const DEAD_DB = 'postgres://des:des@127.0.0.1:1/des'
@@ -128,6 +129,16 @@ for (const row of ROWS) {
     }
   })
 }
+
+test('a file that cannot be read (a folder where a shard should be) is a storage error: exit 6 and HTTP 502, not "a bug"', async (t) => {
+  const folder = fs.mkdtempSync(path.join(tmp, 'not-a-shard-'))
+  const r = await runCli(['cat', folder, 'x'])
+  t.is(r.code, 6, r.stderr)
+  t.regex(r.stderr, /Is a directory/)
+  const err = new DesError('DES_IO', 'read failed')
+  t.is(httpStatus(err), 502)
+  t.is(httpMessage(err), 'storage error', 'the body says nothing of the cause')
+})
 
 test('knex\'s "Acquire connection error" goes to stderr as a JSON log line, not to stdout', async (t) => {
   const r = await runCli(['migrate', '--config', deadDbConfig, '--json'])

@@ -49,7 +49,7 @@ const OUTCOMES: Record<string, Outcome> = {
   DES_CORRUPT: { status: 502, exitCode: 4, answer: 'stored data failed its integrity check' },
   DES_STORAGE: { status: 502, exitCode: 6, answer: 'storage error' },
   DES_UNAVAILABLE: { status: 503, exitCode: 6, answer: 'storage unreachable' },
-  DES_IO: { status: 500, exitCode: 1, answer: 'i/o error' },
+  DES_IO: { status: 502, exitCode: 6, answer: 'storage error' },
 }
 
 const UNKNOWN: Outcome = { status: 500, exitCode: 1, answer: 'internal error' }
