@@ -57,6 +57,17 @@ test('a zones file with overlapping or out-of-range ranges is refused at start-u
   t.regex(err!.message, /DES_ZONES_CONFIG=\/nonexistent\/zones.yaml: cannot read it/)
 })
 
+test('a zones file without n_bits is read as 8, as the original reads it, whatever DES_N_BITS says; with another n_bits set it is refused, not guessed', (t) => {
+  const noNBits = zonesYaml([[0, 127], [128, 255]]).replace(/^n_bits: \d+\n/, '')
+  t.is(parseZones(noNBits, 'zones.yaml', 8).nBits, 8)
+  t.deepEqual(parseZones(noNBits, 'zones.yaml', 8).uncovered, [])
+  const err = t.throws(() => parseZones(noNBits, 'zones.yaml', 10))
+  t.is(errorCode(err), 'DES_CONFIG')
+  t.regex(err!.message, /gives no n_bits, which the original reads as 8, while n_bits 10 is set/)
+  // A file that says its n_bits is taken at its word.
+  t.is(parseZones(zonesYaml([[0, 15]]), 'zones.yaml', 10).nBits, 4)
+})
+
 test('a zones file that leaves shard indexes uncovered is accepted (as the reference accepts it) and names the gaps', (t) => {
   t.deepEqual(parseZones(zonesYaml([[0, 6], [8, 13]]), 'zones.yaml', 8).uncovered, [
     { start: 7, end: 7 },

@@ -35,8 +35,17 @@ function int(file: string, v: unknown, what: string): number {
   return v
 }
 
-/** Parses and validates zones text (`file` names it in errors). `defaultNBits` when the file has none. */
-export function parseZones(text: string, file: string, defaultNBits: number): ZonesConfig {
+/** The n_bits of a zones file that gives none: the original reads such a file as 8, whatever DES_N_BITS says. */
+const ZONES_DEFAULT_N_BITS = 8
+
+/**
+ * Parses and validates zones text (`file` names it in errors). `nBits` is
+ * what the rest of the configuration says (DES_N_BITS, --n-bits, the
+ * migration config; 8 when none does). A file without n_bits is read as 8,
+ * as the original reads it; with `nBits` set to another value the store
+ * could have been written either way, so it is refused rather than guessed.
+ */
+export function parseZones(text: string, file: string, nBits: number): ZonesConfig {
   let doc: any
   try {
     doc = parseYaml(text) // YAML is a superset of JSON
@@ -44,10 +53,16 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
     throw fail(file, `not valid YAML/JSON ${whereParsingStopped(err, text)}`)
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw fail(file, 'expected an object with n_bits and zones')
-  const nBits = doc.n_bits === undefined ? defaultNBits : int(file, doc.n_bits, 'n_bits')
-  if (!isNBits(nBits)) throw fail(file, `n_bits must be ${MIN_N_BITS}..${MAX_N_BITS}, got ${nBits}`)
+  if (doc.n_bits === undefined && nBits !== ZONES_DEFAULT_N_BITS) {
+    throw fail(
+      file,
+      `it gives no n_bits, which the original reads as ${ZONES_DEFAULT_N_BITS}, while n_bits ${nBits} is set (DES_N_BITS, --n-bits or the migration config); write "n_bits: ${nBits}" into the zones file if the store was written with ${nBits}`,
+    )
+  }
+  const zonesNBits = doc.n_bits === undefined ? ZONES_DEFAULT_N_BITS : int(file, doc.n_bits, 'n_bits')
+  if (!isNBits(zonesNBits)) throw fail(file, `n_bits must be ${MIN_N_BITS}..${MAX_N_BITS}, got ${zonesNBits}`)
   if (!Array.isArray(doc.zones) || doc.zones.length === 0) throw fail(file, 'zones must be a non-empty list')
-  const max = 2 ** nBits - 1
+  const max = 2 ** zonesNBits - 1
   const names = new Set<string>()
   const zones: Zone[] = doc.zones.map((z: any, i: number) => {
     const name = typeof z?.name === 'string' && z.name.trim() ? z.name.trim() : ''
@@ -57,7 +72,7 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
     const start = int(file, z.range?.start, `zone ${name}: range.start`)
     const end = int(file, z.range?.end, `zone ${name}: range.end`)
     if (start > end) throw fail(file, `zone ${name}: range.start ${start} is after range.end ${end}`)
-    if (start < 0 || end > max) throw fail(file, `zone ${name}: range ${start}..${end} is outside 0..${max} (n_bits ${nBits})`)
+    if (start < 0 || end > max) throw fail(file, `zone ${name}: range ${start}..${end} is outside 0..${max} (n_bits ${zonesNBits})`)
     const bucket = typeof z.s3?.bucket === 'string' ? z.s3.bucket.trim() : ''
     if (!bucket) throw fail(file, `zone ${name}: s3.bucket is required`)
     const endpoint = typeof z.s3.endpoint_url === 'string' && z.s3.endpoint_url.trim() ? z.s3.endpoint_url.trim() : undefined
@@ -87,7 +102,7 @@ export function parseZones(text: string, file: string, defaultNBits: number): Zo
     next = z.end + 1
   }
   if (next <= max) uncovered.push({ start: next, end: max })
-  return { nBits, zones, uncovered }
+  return { nBits: zonesNBits, zones, uncovered }
 }
 
 /** `0..3, 9` : the uncovered ranges in words (for the start-up warning and not-found errors). */
@@ -96,25 +111,25 @@ export function describeRanges(ranges: ZonesConfig['uncovered']): string {
 }
 
 /** Reads and validates a zones file. */
-export function loadZones(file: string, defaultNBits: number): ZonesConfig {
+export function loadZones(file: string, nBits: number): ZonesConfig {
   let text: string
   try {
     text = fs.readFileSync(file, 'utf8')
   } catch (err) {
     throw new DesError('DES_CONFIG', `DES_ZONES_CONFIG=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
-  return parseZones(text, file, defaultNBits)
+  return parseZones(text, file, nBits)
 }
 
 /**
  * The zones that `des pack` (without --output-dir / --s3-bucket) and `des
  * migrate` write to: DES_ZONES_CONFIG read and validated when
- * DES_BACKEND=multi_s3 (n_bits `defaultNBits` unless the file says); undefined
+ * DES_BACKEND=multi_s3 (its n_bits as `parseZones` settles it with `nBits`); undefined
  * for the other backends.
  */
-export function writeZonesFromEnv(defaultNBits: number, env: Record<string, string | undefined> = process.env): { file: string; zones: ZonesConfig } | undefined {
+export function writeZonesFromEnv(nBits: number, env: Record<string, string | undefined> = process.env): { file: string; zones: ZonesConfig } | undefined {
   if (enumVar(env, 'DES_BACKEND', 'local', ['local', 's3', 'multi_s3']) !== 'multi_s3') return undefined
   const file = env.DES_ZONES_CONFIG?.trim()
   if (!file) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
-  return { file, zones: loadZones(file, defaultNBits) }
+  return { file, zones: loadZones(file, nBits) }
 }
