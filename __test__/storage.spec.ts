@@ -7,6 +7,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadConfig, loadServeConfig } from '../src/config/env'
+import { loadStoreConfig } from '../src/config/store-flags'
 import { loadZones, parseZones } from '../src/config/zones'
 import { errorCode } from '../src/errors'
 import { LocalSource } from '../src/storage/local'
@@ -75,6 +76,15 @@ test('a zones file that leaves shard indexes uncovered is accepted (as the refer
   ])
   t.deepEqual(parseZones(zonesYaml([[1, 15]]), 'zones.yaml', 8).uncovered, [{ start: 0, end: 0 }])
   t.deepEqual(parseZones(zonesYaml([[0, 15]]), 'zones.yaml', 8).uncovered, [])
+})
+
+test('DES_S3_BUCKET without DES_BACKEND means the S3 backend, as the original picks it; DES_BACKEND or --base-dir still decide', (t) => {
+  t.is(loadConfig({ DES_S3_BUCKET: 'archive' }).backend, 's3')
+  t.is(loadConfig({ DES_S3_BUCKET: 'archive' }).s3?.bucket, 'archive')
+  t.is(loadConfig({}).backend, 'local')
+  t.is(loadConfig({ DES_S3_BUCKET: ' ' }).backend, 'local')
+  t.is(loadConfig({ DES_S3_BUCKET: 'archive', DES_BACKEND: 'local' }).backend, 'local')
+  t.is(loadStoreConfig({ baseDir: '/data/des' }, { DES_S3_BUCKET: 'archive' }).backend, 'local')
 })
 
 test('serve settings: bad values are refused naming the variable; API keys are kept as hashes', (t) => {

@@ -133,9 +133,17 @@ export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
   }
 }
 
+/**
+ * `DES_BACKEND`; unset, it is `s3` when `DES_S3_BUCKET` names a bucket (as
+ * the original picks S3 then), else `local`.
+ */
+export function backendVar(env: Env = process.env): Backend {
+  return enumVar<Backend>(env, 'DES_BACKEND', env.DES_S3_BUCKET?.trim() ? 's3' : 'local', ['local', 's3', 'multi_s3'])
+}
+
 /** Reads and validates the whole DES environment. */
 export function loadConfig(env: Env = process.env): DesConfig {
-  const backend = enumVar<Backend>(env, 'DES_BACKEND', 'local', ['local', 's3', 'multi_s3'])
+  const backend = backendVar(env)
   const zonesConfig = env.DES_ZONES_CONFIG?.trim() || undefined
   if (backend === 'multi_s3' && !zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
   const layouts = layoutsVar(env, 'DES_LAYOUT')

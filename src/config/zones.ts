@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import { DesError } from '../errors'
 import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
 import { DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
-import { enumVar, type S3Settings } from './env'
+import { backendVar, type S3Settings } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
 
 export interface Zone {
@@ -128,7 +128,7 @@ export function loadZones(file: string, nBits: number): ZonesConfig {
  * for the other backends.
  */
 export function writeZonesFromEnv(nBits: number, env: Record<string, string | undefined> = process.env): { file: string; zones: ZonesConfig } | undefined {
-  if (enumVar(env, 'DES_BACKEND', 'local', ['local', 's3', 'multi_s3']) !== 'multi_s3') return undefined
+  if (backendVar(env) !== 'multi_s3') return undefined
   const file = env.DES_ZONES_CONFIG?.trim()
   if (!file) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
   return { file, zones: loadZones(file, nBits) }

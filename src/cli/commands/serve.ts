@@ -14,7 +14,7 @@ export function register(y: Argv): Argv {
         .option('host', { type: 'string', describe: 'address to listen on (DES_HOST, default 0.0.0.0)' })
         .option('port', { type: 'number', describe: 'port (DES_PORT, default 8000; 0 = any free port)' })
         .option('workers', { type: 'number', describe: 'worker processes sharing the port (DES_WORKERS, default: the CPUs this process may use, cgroup quota included)' })
-        .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: 'where the shards are (DES_BACKEND, default local)' })
+        .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: 'where the shards are (DES_BACKEND; default s3 when DES_S3_BUCKET is set, else local)' })
         .option('base-dir', { type: 'string', describe: 'the local store to serve (DES_BASE_DIR; implies --backend local); must exist' })
         .option('layout', { choices: ['nested', 'flat', 'nested,flat', 'flat,nested'] as const, describe: 'shard names: nested <date>/<HEX>.des, flat <date>_<HEX>_<NNNN>.des (the original\'s), or both in the order to look (DES_LAYOUT, default nested)' })
         .option('n-bits', { type: 'number', describe: 'routing bits 4..16, as the store was written (DES_N_BITS, default 8)' })
