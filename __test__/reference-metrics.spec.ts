@@ -8,18 +8,21 @@
 
 import test from 'ava'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { parseMigrateConfig } from '../src/config/migrate'
+import { loadZones } from '../src/config/zones'
 import { createDeps, runCycles } from '../src/migrate/run'
-import { registry } from '../src/metrics'
+import { registry, zeroServeSeries } from '../src/metrics'
 import { packFiles } from '../src/pack'
 import { createServer } from '../src/serve/server'
 import { LocalSource } from '../src/storage/local'
 import { singleSource } from '../src/storage/source'
+import { zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
 import { baseConfig, freshTable, makeFiles } from './helpers/migrate'
-import { freshBucket, testS3Client } from './helpers/services'
-import { closeServer, listenLocal, payload, tempDir, writeStore } from './helpers/store'
+import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
+import { closeServer, listenLocal, payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
 
 /** Every sample of the exposition, `name{labels}` → value. */
 async function scrape(): Promise<Map<string, number>> {
@@ -112,4 +115,41 @@ test.serial('retrieval and source reads: the reference\'s label values (ok/error
   t.is(moved('des_s3_source_reads_total', { status: 'success' }), 1)
   t.is(moved('des_s3_source_read_seconds_count', { status: 'success' }), 1)
   t.is(moved('des_s3_source_bytes_downloaded_total'), body.length)
+})
+
+test.serial('zones (multi_s3) count as backend="s3" in every retrieval and S3 call metric, as the reference\'s zone retrievers do', async (t) => {
+  const env = s3TestEnv()
+  const client = testS3Client()
+  const [low, high] = [await freshBucket(client, 'refm-za'), await freshBucket(client, 'refm-zb')]
+  const dir = tempDir()
+  const day = '2024-03-01T10:00:00Z'
+  const files: TestFile[] = []
+  for (let i = 0; i < 8; i++) files.push({ uid: `z${i}`, createdAt: day, data: payload(200 + i, i) })
+  await writeStore(dir, files, { nBits: 4 })
+  await uploadDir(client, low, dir, '', (k) => /\/[0-7]\.des$/.test(k))
+  await uploadDir(client, high, dir, '', (k) => /\/[89A-F]\.des$/.test(k))
+  const zonesFile = path.join(dir, 'zones.json')
+  const zone = (name: string, start: number, end: number, bucket: string) => ({ name, range: { start, end }, s3: { bucket, region_name: 'us-east-1', endpoint_url: env.endpoint } })
+  fs.writeFileSync(zonesFile, JSON.stringify({ n_bits: 4, zones: [zone('low', 0, 7, low), zone('high', 8, 15, high)] }))
+  const zones = loadZones(zonesFile, 8)
+  const store = new Store({ sources: zonedS3Sources(zones), nBits: zones.nBits })
+  zeroServeSeries(store.backend, { payloadCache: false })
+  const server = createServer({ store })
+  const url = await listenLocal(server)
+  const before = await scrape()
+  try {
+    for (const f of files) t.is((await fetch(`${url}/files/${f.uid}?created_at=${day}`)).status, 200, f.uid)
+    t.is((await fetch(`${url}/files/gone?created_at=${day}`)).status, 404)
+  } finally {
+    await closeServer(server)
+  }
+  const after = await scrape()
+  const moved = (name: string, labels?: Record<string, string>) => (sum(after, name, labels) ?? NaN) - (sum(before, name, labels) ?? 0)
+  t.is(moved('des_retrievals_total', { backend: 's3', status: 'ok' }), files.length)
+  t.is(moved('des_retrievals_total', { backend: 's3', status: 'error' }), 1)
+  t.is(moved('des_retrieval_seconds_count', { backend: 's3' }), files.length + 1)
+  t.true(moved('des_s3_range_calls_total', { backend: 's3', type: 'payload' }) >= files.length)
+  // `/ready` and the start-up line still say multi_s3: only the metrics speak the reference's label.
+  t.is(store.backend, 'multi_s3')
+  t.deepEqual([...after.keys()].filter((series) => series.includes('backend="multi_s3"')), [])
 })

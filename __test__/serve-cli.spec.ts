@@ -152,8 +152,10 @@ test('des serve with DES_BACKEND=multi_s3: two buckets as two zones', async (t) 
     }
     t.is((await fetch(`${s.url}/ready`)).status, 200)
     const metrics = await (await fetch(`${s.url}/metrics`)).text()
-    t.regex(metrics, /des_s3_range_calls_total\{backend="multi_s3",type="tail"\} 16/)
-    t.regex(metrics, /des_s3_range_calls_total\{backend="multi_s3",type="payload"\} 32/)
+    t.regex(metrics, /des_s3_range_calls_total\{backend="s3",type="tail"\} 16/)
+    t.regex(metrics, /des_s3_range_calls_total\{backend="s3",type="payload"\} 32/)
+    t.regex(metrics, /des_retrievals_total\{backend="s3",status="ok",code="200"\} 32/)
+    t.notRegex(metrics, /backend="multi_s3"/)
   } finally {
     s.child.kill('SIGTERM')
     await s.exit

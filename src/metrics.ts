@@ -1,7 +1,8 @@
 // The Prometheus metrics of SPEC §8 (names and labels are part of the
 // contract), registered once in one registry. Names and label values are the
 // reference's, so its dashboards and alerts keep working: retrievals `ok` /
-// `error`, source reads `success` / `error`, cycles `success` / `failure`.
+// `error`, source reads `success` / `error`, cycles `success` / `failure`,
+// `backend` `s3` for zones too (backendLabel).
 // What we add (labels, metrics, label values) comes on top.
 
 import type { ServerResponse } from 'node:http'
@@ -24,6 +25,16 @@ export async function writeMetrics(res: ServerResponse, source: MetricsSource = 
   res.end(text)
 }
 collectDefaultMetrics({ register: registry })
+
+/**
+ * The `backend` label of the retrieval and S3 metrics for a store's backend,
+ * as the reference sets it: its multi-S3 retriever reads through one S3
+ * retriever per zone, and each of those counts as `s3`, so zones count as
+ * `s3` here too (dashboards filtering on backend="s3" keep seeing them).
+ */
+export function backendLabel(backend: string): string {
+  return backend === 'multi_s3' ? 's3' : backend
+}
 
 export const retrievalsTotal = new Counter({
   name: 'des_retrievals_total',
@@ -166,7 +177,8 @@ export const buildInfo = new Gauge({
 export const KNOWN_RETRIEVAL_STATUSES = ['200', '206', '304', '404', '416', '502', '503'] as const
 
 /** The series of `des serve` with known labels, at 0 (`payloadCache`: only when that cache is on). */
-export function zeroServeSeries(backend: string, opts: { payloadCache: boolean }): void {
+export function zeroServeSeries(storeBackend: string, opts: { payloadCache: boolean }): void {
+  const backend = backendLabel(storeBackend)
   for (const code of KNOWN_RETRIEVAL_STATUSES) retrievalsTotal.labels(backend, retrievalStatus(Number(code)), code).inc(0)
   corruptReadsTotal.labels(backend).inc(0)
   for (const result of ['hit', 'miss']) {

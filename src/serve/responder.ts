@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream'
 import rangeParser from 'range-parser'
 import { DesError, errorCode, httpStatus } from '../errors'
-import { corruptReadsTotal, retrievalSeconds, retrievalStatus, retrievalsTotal } from '../metrics'
+import { backendLabel, corruptReadsTotal, retrievalSeconds, retrievalStatus, retrievalsTotal } from '../metrics'
 import type { Found, Store } from '../store/store'
 import type { Auth } from './auth'
 import { BufferPool } from './buffer-pool'
@@ -150,6 +150,8 @@ export class FilesResponder {
   private readonly seconds
   private readonly corrupt
   private readonly outcomes = new Map<number, { inc(): void }>()
+  /** The store's backend as the metrics name it (zones count as `s3`, as in the reference). */
+  private readonly metricsBackend: string
 
   constructor(deps: ResponderDeps) {
     this.store = deps.store
@@ -158,13 +160,14 @@ export class FilesResponder {
     this.logInfo = this.logger.isLevelEnabled('info')
     this.zstdPassthrough = deps.zstdPassthrough ?? false
     this.cacheHeaders = deps.cacheControl ? ['Cache-Control', deps.cacheControl] : []
-    this.seconds = retrievalSeconds.labels(this.store.backend)
-    this.corrupt = corruptReadsTotal.labels(this.store.backend)
+    this.metricsBackend = backendLabel(this.store.backend)
+    this.seconds = retrievalSeconds.labels(this.metricsBackend)
+    this.corrupt = corruptReadsTotal.labels(this.metricsBackend)
   }
 
   private count(status: number, startMs: number): void {
     let c = this.outcomes.get(status)
-    if (!c) this.outcomes.set(status, (c = retrievalsTotal.labels(this.store.backend, retrievalStatus(status), String(status))))
+    if (!c) this.outcomes.set(status, (c = retrievalsTotal.labels(this.metricsBackend, retrievalStatus(status), String(status))))
     c.inc()
     this.seconds.observe((performance.now() - startMs) / 1000)
   }

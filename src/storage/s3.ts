@@ -7,7 +7,7 @@ import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type GetObje
 import type { Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
-import { s3RangeCallsTotal } from '../metrics'
+import { backendLabel, s3RangeCallsTotal } from '../metrics'
 import { s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
 import { totalFromContentRange } from './s3-url'
 import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
@@ -54,11 +54,13 @@ export class S3Source implements ByteSource {
     this.prefix = settings.prefix
     this.backend = backend
     this.id = `s3:${settings.bucket}/${settings.prefix}`
+    // A zone's source counts as `s3`, as the reference's zone retrievers do.
+    const label = backendLabel(backend)
     this.counters = {
-      tail: s3RangeCallsTotal.labels(backend, 'tail'),
-      index: s3RangeCallsTotal.labels(backend, 'index'),
-      payload: s3RangeCallsTotal.labels(backend, 'payload'),
-      bigfile: s3RangeCallsTotal.labels(backend, 'bigfile'),
+      tail: s3RangeCallsTotal.labels(label, 'tail'),
+      index: s3RangeCallsTotal.labels(label, 'index'),
+      payload: s3RangeCallsTotal.labels(label, 'payload'),
+      bigfile: s3RangeCallsTotal.labels(label, 'bigfile'),
     }
   }
 

@@ -48,7 +48,7 @@ export interface ByteRange {
 }
 
 export interface ByteSource {
-  /** Metric label: `local`, `s3` or `multi_s3`. */
+  /** The backend it is part of, `local`, `s3` or `multi_s3` (the metrics label it with backendLabel). */
   readonly backend: string
   /** Identifies the source in cache keys (bucket + prefix, or base dir). */
   readonly id: string
@@ -85,7 +85,7 @@ export class EtagMismatchError extends DesError {
 
 /** The source that holds the shards of one shard index (multi-S3 splits them into zones). */
 export interface ShardSources {
-  /** Metric label of the whole store. */
+  /** Backend of the whole store, `local`, `s3` or `multi_s3` (`/ready` says it; metrics label it with backendLabel). */
   readonly backend: string
   sourceFor(shardIndex: number): ByteSource
   /** Every distinct source (for /ready). */
