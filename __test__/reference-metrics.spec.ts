@@ -13,7 +13,7 @@ import * as path from 'node:path'
 import { parseMigrateConfig } from '../src/config/migrate'
 import { loadZones } from '../src/config/zones'
 import { createDeps, runCycles } from '../src/migrate/run'
-import { registry, zeroServeSeries } from '../src/metrics'
+import { registry, retrievalSeconds, sourceReadSeconds, zeroServeSeries } from '../src/metrics'
 import { packFiles } from '../src/pack'
 import { createServer } from '../src/serve/server'
 import { LocalSource } from '../src/storage/local'
@@ -45,6 +45,39 @@ function sum(samples: Map<string, number>, name: string, want: Record<string, st
   }
   return total
 }
+
+/** The `le` texts of the reference's histograms, as its client library writes them (its default buckets, or the ones it sets). */
+const REFERENCE_LE = {
+  default: ['0.005', '0.01', '0.025', '0.05', '0.075', '0.1', '0.25', '0.5', '0.75', '1.0', '2.5', '5.0', '7.5', '10.0', '+Inf'],
+  migrationDuration: ['1.0', '5.0', '10.0', '30.0', '60.0', '120.0', '300.0', '+Inf'],
+}
+
+/** The `le` labels of the `_bucket` lines of `name` whose other labels are `others` (as written), in exposition order. */
+function leOf(text: string, name: string, others = ''): string[] {
+  const out: string[] = []
+  for (const line of text.split('\n')) {
+    const m = /^([a-z0-9_]+)\{(.*)\} \S+$/.exec(line)
+    if (!m || m[1] !== `${name}_bucket`) continue
+    const labels = m[2].split(',')
+    const le = labels.find((l) => l.startsWith('le='))!
+    if (labels.filter((l) => l !== le).join(',') === others) out.push(le.slice(4, -1))
+  }
+  return out
+}
+
+test.serial('histograms have the reference\'s buckets, each `le` written as its client writes it ("1.0", "5.0", not "1", "5")', async (t) => {
+  retrievalSeconds.labels('le-check').observe(0.2)
+  sourceReadSeconds.labels('le-check').observe(3)
+  const text = await registry.metrics()
+  t.deepEqual(leOf(text, 'des_retrieval_seconds', 'backend="le-check"'), REFERENCE_LE.default)
+  t.deepEqual(leOf(text, 'des_s3_source_read_seconds', 'status="le-check"'), REFERENCE_LE.default)
+  t.deepEqual(leOf(text, 'des_migration_duration_seconds'), REFERENCE_LE.migrationDuration)
+  t.regex(text, /^des_retrieval_seconds_bucket\{le="0\.25",backend="le-check"\} 1$/m)
+  t.regex(text, /^des_retrieval_seconds_bucket\{le="0\.1",backend="le-check"\} 0$/m)
+  t.regex(text, /^des_s3_source_read_seconds_bucket\{le="5\.0",status="le-check"\} 1$/m)
+  // Every des_ histogram, ours too, writes its bounds the same way.
+  t.deepEqual(text.split('\n').filter((l) => /^des_\w+_bucket\{(?:.*,)?le="\d+"/.test(l)), [])
+})
 
 test.serial('migration: every series the reference\'s example dashboard and alerts query exists and moves with its event', async (t) => {
   const tb = await freshTable('refmetrics')

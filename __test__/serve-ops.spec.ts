@@ -53,7 +53,7 @@ async function sampleStore(): Promise<{ dir: string; files: TestFile[] }> {
   return { dir, files }
 }
 
-test('--workers 2: every scrape of /metrics counts the retrievals of both workers', async (t) => {
+test('--workers 2: every scrape of /metrics counts the retrievals of both workers, histogram buckets written as the reference writes them', async (t) => {
   const { dir, files } = await sampleStore()
   const s = await startServe(['--workers', '2', '--base-dir', dir], {}, 2)
   try {
@@ -72,6 +72,11 @@ test('--workers 2: every scrape of /metrics counts the retrievals of both worker
       t.is(m.get('des_retrievals_total{backend="local",status="ok",code="200"}'), files.length, `scrape ${i}`)
       t.is(m.get('des_retrievals_total{backend="local",status="error",code="404"}'), 1, `scrape ${i}`)
       t.is(m.get('des_retrieval_seconds_count{backend="local"}'), files.length + 1, `scrape ${i}`)
+      // The bounds and `le` text of the reference's des_retrieval_seconds, summed over the workers.
+      const le = [...m.keys()].filter((k) => k.startsWith('des_retrieval_seconds_bucket{')).map((k) => /le="([^"]*)"/.exec(k)![1])
+      t.deepEqual(le, ['0.005', '0.01', '0.025', '0.05', '0.075', '0.1', '0.25', '0.5', '0.75', '1.0', '2.5', '5.0', '7.5', '10.0', '+Inf'], `scrape ${i}`)
+      t.is(m.get('des_retrieval_seconds_bucket{le="10.0",backend="local"}'), files.length + 1, `scrape ${i}`)
+      t.is(m.get('des_migration_duration_seconds_bucket{le="300.0"}'), 0, `scrape ${i}`)
     }
   } finally {
     s.child.kill('SIGTERM')

@@ -2,7 +2,9 @@
 // contract), registered once in one registry. Names and label values are the
 // reference's, so its dashboards and alerts keep working: retrievals `ok` /
 // `error`, source reads `success` / `error`, cycles `success` / `failure`,
-// `backend` `s3` for zones too (backendLabel).
+// `backend` `s3` for zones too (backendLabel), histograms with the reference's
+// buckets and `le` text ("1.0", not "1": withReferenceLe; any histogram of ours
+// goes through it too).
 // What we add (labels, metrics, label values) comes on top.
 
 import type { ServerResponse } from 'node:http'
@@ -27,6 +29,51 @@ export async function writeMetrics(res: ServerResponse, source: MetricsSource = 
 collectDefaultMetrics({ register: registry })
 
 /**
+ * The buckets of the reference's histograms that set none: its client
+ * library's defaults. Bounds are part of the contract (a query of one `le`
+ * series, a quantile computed from them), so ours are the same.
+ */
+const REFERENCE_DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+/** The buckets of the reference's des_migration_duration_seconds. */
+const MIGRATION_DURATION_BUCKETS = [1, 5, 10, 30, 60, 120, 300]
+
+/**
+ * A bucket bound as the reference's client library writes it in `le`: a
+ * float's text, so a whole number keeps its ".0" ("1.0", "300.0"; prom-client
+ * would write "1", "300"). The `le` text is the label value a query matches,
+ * so it must be the same. (That library writes bounds of 1e6 and up with an
+ * exponent; none of ours is that large.)
+ */
+export function leText(bound: number): string {
+  if (bound === Infinity) return '+Inf'
+  return Number.isInteger(bound) ? `${bound}.0` : String(bound)
+}
+
+/** What prom-client's Histogram builds every exposition from (not in its typings). */
+interface HistogramExport {
+  getForPromString(): Promise<{ values: Array<{ labels: Record<string, string | number> }> }>
+}
+
+/**
+ * `histogram`, writing its `le` labels with leText. prom-client makes both
+ * this process's text (Registry.metrics) and what a worker hands the
+ * primary under --workers N (get(), the same values with the labels merged)
+ * from getForPromString(), so one change there covers both.
+ */
+function withReferenceLe<T extends string>(histogram: Histogram<T>): Histogram<T> {
+  const target = histogram as unknown as HistogramExport
+  if (typeof target.getForPromString !== 'function') throw new Error('prom-client: Histogram has no getForPromString() to write le labels through')
+  const values = target.getForPromString.bind(histogram)
+  target.getForPromString = async () => {
+    const data = await values()
+    for (const v of data.values) if (typeof v.labels.le === 'number') v.labels.le = leText(v.labels.le)
+    return data
+  }
+  return histogram
+}
+
+/**
  * The `backend` label of the retrieval and S3 metrics for a store's backend,
  * as the reference sets it: its multi-S3 retriever reads through one S3
  * retriever per zone, and each of those counts as `s3`, so zones count as
@@ -48,13 +95,15 @@ export function retrievalStatus(httpStatus: number): 'ok' | 'error' {
   return httpStatus < 400 ? 'ok' : 'error'
 }
 
-export const retrievalSeconds = new Histogram({
-  name: 'des_retrieval_seconds',
-  help: 'Time to retrieve a file',
-  labelNames: ['backend'] as const,
-  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-  registers: [registry],
-})
+export const retrievalSeconds = withReferenceLe(
+  new Histogram({
+    name: 'des_retrieval_seconds',
+    help: 'Time to retrieve a file',
+    labelNames: ['backend'] as const,
+    buckets: REFERENCE_DEFAULT_BUCKETS,
+    registers: [registry],
+  }),
+)
 
 export const corruptReadsTotal = new Counter({
   name: 'des_corrupt_reads_total',
@@ -91,12 +140,15 @@ export const sourceReadsTotal = new Counter({
   registers: [registry],
 })
 
-export const sourceReadSeconds = new Histogram({
-  name: 'des_s3_source_read_seconds',
-  help: 'Time to read one s3:// source',
-  labelNames: ['status'] as const,
-  registers: [registry],
-})
+export const sourceReadSeconds = withReferenceLe(
+  new Histogram({
+    name: 'des_s3_source_read_seconds',
+    help: 'Time to read one s3:// source',
+    labelNames: ['status'] as const,
+    buckets: REFERENCE_DEFAULT_BUCKETS,
+    registers: [registry],
+  }),
+)
 
 /** The reference's client library exposes its bytes counter with `_total`: this is that series. */
 export const sourceBytesDownloadedTotal = new Counter({
@@ -131,12 +183,14 @@ export const migrationBytesTotal = new Counter({
   registers: [registry],
 })
 
-export const migrationDurationSeconds = new Histogram({
-  name: 'des_migration_duration_seconds',
-  help: 'Duration of one migration cycle',
-  buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
-  registers: [registry],
-})
+export const migrationDurationSeconds = withReferenceLe(
+  new Histogram({
+    name: 'des_migration_duration_seconds',
+    help: 'Duration of one migration cycle',
+    buckets: MIGRATION_DURATION_BUCKETS,
+    registers: [registry],
+  }),
+)
 
 export const migrationPendingFiles = new Gauge({
   name: 'des_migration_pending_files',
