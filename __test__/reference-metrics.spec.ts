@@ -107,7 +107,7 @@ test.serial('migration: every series the reference\'s example dashboard and aler
     t.is(moved('des_migration_cycles_total', { status: 'failure' }), 1)
     t.is(moved('des_migration_cycles_total', { status: 'success' }), 1)
     t.is(moved('des_migration_cycles_total'), 2, 'the denominator of the failure-rate alert counts both')
-    t.is(sum(after, 'des_migration_pending_files'), 5, 'the backlog gauge: rows still waiting after the good cycle')
+    t.is(sum(after, 'des_migration_pending_files'), 12, 'the backlog gauge: rows waiting as the good cycle began (the failed one could not count them)')
     // The example dashboard: cycles by status, files and bytes rates, duration quantiles from buckets.
     t.is(moved('des_migration_files_total'), 7)
     t.is(moved('des_migration_bytes_total'), rows.slice(0, 12).sort((a, b) => (a.createdAt < b.createdAt ? -1 : 1)).slice(0, 7).reduce((n, r) => n + r.size, 0))
@@ -115,6 +115,45 @@ test.serial('migration: every series the reference\'s example dashboard and aler
     t.is(moved('des_migration_duration_seconds_count'), 2)
     // SPEC §8: the configured batch size, not what a cycle selected.
     t.is(sum(after, 'des_migration_batch_size'), 7)
+  } finally {
+    await tb.close()
+  }
+})
+
+test.serial('migration counts as the reference does: files_total is every row a cycle processed, a failed one included; pending is the backlog as the cycle began', async (t) => {
+  const tb = await freshTable('refcount')
+  try {
+    const rows = makeFiles(tb.dir, 4)
+    fs.rmSync(rows[1].location)
+    await tb.insert(rows)
+    const good = rows.filter((_, i) => i !== 1)
+    const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+    try {
+      const before = await scrape()
+      const first = (await runCycles(deps))!
+      t.is(first.status, 'success')
+      t.is(first.migrated, 3)
+      const mid = await scrape()
+      const moved = (from: Map<string, number>, to: Map<string, number>, name: string) => (sum(to, name) ?? NaN) - (sum(from, name) ?? 0)
+      t.is(moved(before, mid, 'des_migration_files_total'), 4, 'the row whose source is missing is counted too')
+      t.is(moved(before, mid, 'des_migration_files_migrated_total'), 3, 'ours: only the rows migrated')
+      t.is(moved(before, mid, 'des_migration_bytes_total'), good.reduce((n, r) => n + r.size, 0))
+      t.is(sum(mid, 'des_migration_pending_files'), 4, 'measured before the cycle: all four were waiting')
+      // The bad row stays unarchived: the next cycle processes it again, and began with it pending.
+      t.is((await runCycles(deps))!.migrated, 0)
+      const after = await scrape()
+      t.is(moved(mid, after, 'des_migration_files_total'), 1)
+      t.is(moved(mid, after, 'des_migration_files_migrated_total'), 0)
+      t.is(sum(after, 'des_migration_pending_files'), 1)
+      t.is(moved(before, after, 'des_migration_duration_seconds_count'), 2)
+      // A dry run (ours) is a `dry_run` cycle and nothing else.
+      t.true((await runCycles(deps, { dryRun: true }))!.dryRun)
+      const dry = await scrape()
+      t.is(sum(dry, 'des_migration_cycles_total', { status: 'dry_run' })! - sum(after, 'des_migration_cycles_total', { status: 'dry_run' })!, 1)
+      for (const name of ['des_migration_files_total', 'des_migration_files_migrated_total', 'des_migration_bytes_total', 'des_migration_duration_seconds_count']) t.is(moved(after, dry, name), 0, name)
+    } finally {
+      await deps.close()
+    }
   } finally {
     await tb.close()
   }

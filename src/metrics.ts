@@ -171,9 +171,17 @@ export const migrationCyclesTotal = new Counter({
   registers: [registry],
 })
 
+/** As the reference counts it: every row a cycle selected and dealt with, the ones that failed included. */
 export const migrationFilesTotal = new Counter({
   name: 'des_migration_files_total',
-  help: 'Files migrated into shards and marked archived',
+  help: 'Rows processed by migration cycles, migrated or failed (as the reference counts them)',
+  registers: [registry],
+})
+
+/** Ours: only the rows migrated (packed, verified readable, marked archived), which des_migration_files_total does not tell apart. */
+export const migrationFilesMigratedTotal = new Counter({
+  name: 'des_migration_files_migrated_total',
+  help: 'Files migrated: packed, verified readable and marked archived',
   registers: [registry],
 })
 
@@ -194,7 +202,7 @@ export const migrationDurationSeconds = withReferenceLe(
 
 export const migrationPendingFiles = new Gauge({
   name: 'des_migration_pending_files',
-  help: 'Rows older than the cutoff still waiting to be archived',
+  help: 'Rows older than the cutoff still waiting to be archived, as the last cycle began',
   registers: [registry],
 })
 

@@ -98,10 +98,24 @@ export interface CycleReport {
   bytes: number
   /** Shard objects written (or, dry run, that would be). */
   shardKeys: string[]
+  /**
+   * Rows the cycle went through, bad ones included: `selected` once its
+   * transaction committed, 0 when it rolled back (those rows wait for the next
+   * cycle) and in a dry run. What des_migration_files_total counts, as the
+   * reference counts the rows it processed.
+   */
+  processed: number
   deleted: number
   deleteErrors: BadRow[]
   /** Archived rows whose source was not deleted: a row not archived yet names the same file. */
   sourcesKept: BadRow[]
+  /**
+   * Rows older than the cutoff not archived yet as the cycle began, bad ones
+   * included (des_migration_pending_files, measured when the reference
+   * measures it); undefined when that count failed, which does not stop the cycle.
+   */
+  pendingBefore?: number
+  /** The same count after the cycle (what `des migrate` reports). */
   pending?: number
   error?: string
   /**
@@ -434,6 +448,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
     migrated: 0,
     bytes: 0,
     shardKeys: [],
+    processed: 0,
     deleted: 0,
     deleteErrors: [],
     sourcesKept: [],
@@ -441,6 +456,11 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
   }
   let marked: GoodRow[] = []
   let committed = false
+  try {
+    report.pendingBefore = await clock.time('database', () => deps.table.pendingCount(cutoffOf(deps.config)))
+  } catch {
+    // As in the reference, a failed count leaves the gauge as it was; the cycle says what failed.
+  }
   try {
     marked = await deps.table.transaction(
       async (trx) => {
@@ -501,6 +521,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
     // Committed: from here on the rows are archived.
     committed = true
     if (!dryRun) {
+      report.processed = report.selected
       report.migrated = marked.length
       report.bytes = marked.reduce((n, r) => n + r.size, 0)
     }

@@ -10,6 +10,7 @@ import {
   migrationBytesTotal,
   migrationCyclesTotal,
   migrationDurationSeconds,
+  migrationFilesMigratedTotal,
   migrationFilesTotal,
   migrationPendingFiles,
   migrationRowsSelected,
@@ -96,17 +97,22 @@ export function createDeps(
 }
 
 /**
- * Counts a finished cycle in the SPEC §8 metrics, with the reference's label
- * values (a failed cycle is `failure`); `batchSize` is the configured one.
+ * Counts a finished cycle in the SPEC §8 metrics, as the reference counts
+ * them: cycles by status (a failed cycle is `failure`), each cycle's duration,
+ * the rows it processed (bad ones included) in des_migration_files_total and
+ * the bytes of those migrated, the backlog as the cycle began; `batchSize` is
+ * the configured one. A dry run (ours) counts only as a `dry_run` cycle and
+ * in the backlog and rows-selected gauges: it migrates nothing.
  */
 export function recordCycle(report: CycleReport, batchSize?: number): void {
   migrationCyclesTotal.labels(report.dryRun ? 'dry_run' : report.status === 'error' ? 'failure' : 'success').inc()
-  migrationDurationSeconds.observe(report.timings.total)
   if (batchSize !== undefined) migrationBatchSize.set(batchSize)
   migrationRowsSelected.set(report.selected)
-  if (report.pending !== undefined) migrationPendingFiles.set(report.pending)
+  if (report.pendingBefore !== undefined) migrationPendingFiles.set(report.pendingBefore)
   if (!report.dryRun) {
-    migrationFilesTotal.inc(report.migrated)
+    migrationDurationSeconds.observe(report.timings.total)
+    migrationFilesTotal.inc(report.processed)
+    migrationFilesMigratedTotal.inc(report.migrated)
     migrationBytesTotal.inc(report.bytes)
   }
 }
