@@ -11,6 +11,7 @@ import { ROOT } from './helpers/golden'
 import { envNamesReadByCode } from './helpers/deploy'
 import { registry } from '../src/metrics'
 import { parseMigrateConfig } from '../src/config/migrate'
+import { locateShard } from '../src/native'
 
 // The modules that register metrics at import time, so the registry is complete.
 import '../src/serve/app'
@@ -196,4 +197,17 @@ test('docs link to each other and to the other engineers\' docs that exist', (t)
     const md = docs(f)
     for (const m of md.matchAll(/\]\(([A-Z_]+\.md)\)/g)) t.true(fs.existsSync(path.join(ROOT, 'docs', m[1])), `${f} links to docs/${m[1]}, which exists`)
   }
+})
+
+test('the shard keys the README and docs show for a locateShard call are the ones it returns', (t) => {
+  const pages = ['README.md', ...fs.readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+  let shown = 0
+  for (const page of pages) {
+    const text = fs.readFileSync(path.join(ROOT, page), 'utf8')
+    for (const m of text.matchAll(/locateShard\('([^']+)',\s*'([^']+)'\)[^\n]*objectKey: '([^']+)'/g)) {
+      t.is(locateShard(m[1], m[2]).objectKey, m[3], `${page}: locateShard('${m[1]}', '${m[2]}')`)
+      shown++
+    }
+  }
+  t.true(shown >= 1, 'the README shows at least one')
 })
