@@ -53,6 +53,14 @@ const CASES: Array<[string, string, string] | [string, null]> = [
   ["2024-W54-1", null],
   ["abc", null],
   ["", null],
+  // White space as Python's strip() takes it (JavaScript's trim() keeps U+0085 and U+001C..U+001F, takes U+FEFF).
+  ["2024-03-01T12:30:00Z\u0085", "20240301", "20240301"],
+  ["\u001c2024-03-01T23:30:00-05:00\u001f", "20240301", "20240302"],
+  ["\u30002024W095\u3000", "20240301", "20240301"],
+  ["\ufeff2024-03-01T12:30:00Z", null],
+  // Year 0 is out of Python's range.
+  ["0000-01-01", null],
+  ["0000-01-01T00:00:00Z", null],
 ]
 
 for (const [createdAt, written, utc] of CASES) {

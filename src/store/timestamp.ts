@@ -28,7 +28,24 @@ export interface ReadTimestamp {
  * and offset (an offset straight after the date is a time of day to Python,
  * and offset minutes of 60 are an hour to it: those go the longer way).
  */
-const NATIVE = /^\s*(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?)?[Zz]?\s*$/
+const NATIVE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:[+-](?:[01]\d|2[0-3])(?::?[0-5]\d)?)?)?[Zz]?$/
+
+/**
+ * What Python's `str.strip()` takes off both ends (its `isspace`
+ * characters), as the reference strips every created_at: JavaScript's
+ * `trim()` differs (it keeps U+001C..U+001F and U+0085, takes U+FEFF).
+ * The addon's parser strips the same set.
+ */
+const PY_SPACE = '\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000'
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g')
+
+/** `s` without Python's white space at its ends (no work for the usual string, which starts and ends with a visible ASCII character). */
+export function pyStrip(s: string): string {
+  const first = s.charCodeAt(0)
+  const last = s.charCodeAt(s.length - 1)
+  if (first > 0x20 && first < 0x7f && last > 0x20 && last < 0x7f) return s
+  return s.replace(PY_STRIP, '')
+}
 
 /**
  * A time of day: `HH`, `HHMM`, `HH:MM`, `HHMMSS`, `HH:MM:SS`, then a fraction
@@ -128,7 +145,7 @@ function readZone(text: string): number | null {
  * strings the native parser refused.
  */
 export function readReferenceTimestamp(createdAt: string): ReadTimestamp | null {
-  let s = createdAt.trim()
+  let s = pyStrip(createdAt)
   if (s.endsWith('Z')) s = s.slice(0, -1) + '+00:00'
   if (s.length < 7) return null
   const date = readDate(s)
@@ -167,12 +184,15 @@ export function readReferenceTimestamp(createdAt: string): ReadTimestamp | null 
  * refuse with its own message.
  */
 export function readTimestamp(createdAt: string): ReadTimestamp {
-  const m = NATIVE.exec(createdAt)
-  if (m) return { canonical: createdAt, writtenDate: `${Number(m[1])}${m[2]}${m[3]}` }
-  return readReferenceTimestamp(createdAt) ?? { canonical: createdAt, writtenDate: '' }
+  const s = pyStrip(createdAt)
+  const m = NATIVE.exec(s)
+  // Year 0000 is no year to Python (nor to the addon): refused below.
+  if (m && m[1] !== '0000') return { canonical: s, writtenDate: `${Number(m[1])}${m[2]}${m[3]}` }
+  return readReferenceTimestamp(s) ?? { canonical: createdAt, writtenDate: '' }
 }
 
 /** `readTimestamp(createdAt).canonical`, without the written date (all the nested layout needs). */
 export function canonicalTimestamp(createdAt: string): string {
-  return NATIVE.test(createdAt) ? createdAt : (readReferenceTimestamp(createdAt)?.canonical ?? createdAt)
+  const s = pyStrip(createdAt)
+  return NATIVE.test(s) ? s : (readReferenceTimestamp(s)?.canonical ?? createdAt)
 }

@@ -65,11 +65,21 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
   )
 }
 
+/// White space as Python's `str.strip()` takes it off (`str.isspace`), as
+/// the reference strips every created_at: Rust's own `trim` keeps
+/// U+001C..U+001F.
+fn is_python_space(c: char) -> bool {
+  c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
 /// Parses `YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|±HH[:MM]]` and returns
 /// the instant as seconds since the Unix epoch. No offset means UTC.
 pub fn parse_iso8601(input: &str) -> Result<i64> {
-  let s = input.trim().as_bytes();
+  let s = input.trim_matches(is_python_space).as_bytes();
   let year = digits(s, 0, 4, input, "year")?;
+  if year == 0 {
+    return Err(bad(input, "year 0000 is not a year (the first is 0001)"));
+  }
   if s.get(4) != Some(&b'-') || s.get(7) != Some(&b'-') {
     return Err(bad(input, "expected YYYY-MM-DD"));
   }
@@ -141,4 +151,32 @@ pub fn utc_date_dir(created_at: &str) -> Result<String> {
     return Err(bad(created_at, "year out of range in UTC"));
   }
   Ok(format!("{y:04}{m:02}{d:02}"))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn strips_the_white_space_python_strips_and_no_other() {
+    let clean = parse_iso8601("2024-03-01T12:00:00Z").unwrap();
+    for padded in [
+      "\u{85}2024-03-01T12:00:00Z",
+      "2024-03-01T12:00:00Z\u{1c}",
+      "\u{1f} 2024-03-01T12:00:00Z\u{3000}",
+      "\t2024-03-01T12:00:00Z\u{a0}",
+    ] {
+      assert_eq!(parse_iso8601(padded).unwrap(), clean, "{padded:?}");
+    }
+    // Not white space to Python: U+FEFF, U+200B.
+    assert!(parse_iso8601("\u{feff}2024-03-01T12:00:00Z").is_err());
+    assert!(parse_iso8601("2024-03-01T12:00:00Z\u{200b}").is_err());
+  }
+
+  #[test]
+  fn year_0000_is_refused_as_python_refuses_it() {
+    let err = parse_iso8601("0000-01-01T00:00:00Z").unwrap_err();
+    assert!(err.to_string().contains("year 0000"), "{err}");
+    assert!(parse_iso8601("0001-01-01T00:00:00Z").is_ok());
+  }
 }
