@@ -111,6 +111,7 @@ impl ShardIndex {
       }
       entries_end = cur.pos();
     }
+    check_distinct_starts(&raw, &records)?;
     let mut unfinished = 0;
     if entries_end != raw.len() {
       let rest = &raw[entries_end..];
@@ -339,6 +340,40 @@ pub(crate) fn own_footer_at(raw: &[u8], end: usize) -> bool {
     .checked_add(FOOTER_SIZE as usize)
     .and_then(|to| raw.get(end..to))
     .is_some_and(|footer| footer == footer_bytes(end as u64))
+}
+
+/// Two entries whose stored bytes start at the same byte are damage (a
+/// writer gives every payload bytes of its own), refused when the index is
+/// read: a payload is then named by its shard and offset alone, which is the
+/// payload cache's key. Empty payloads take no bytes and may share a start.
+fn check_distinct_starts(raw: &[u8], records: &[Record]) -> Result<()> {
+  let stored = |r: &&Record| r.codec != BIGFILE_CODEC && r.length > 0;
+  // Writers list entries in the order of their bytes: one pass, no sort.
+  let mut last = None;
+  let in_order = records.iter().filter(stored).all(|r| {
+    let later = last.is_none_or(|l| r.offset > l);
+    last = Some(r.offset);
+    later
+  });
+  if in_order {
+    return Ok(());
+  }
+  let mut starts: Vec<(u64, usize)> = records
+    .iter()
+    .enumerate()
+    .filter(|(_, r)| stored(r))
+    .map(|(i, r)| (r.offset, i))
+    .collect();
+  starts.sort_unstable();
+  match starts.windows(2).find(|w| w[0].0 == w[1].0) {
+    Some(w) => Err(DesError::corrupt(format!(
+      "index entries of uids {:?} and {:?} both start at byte {}",
+      record_uid(raw, &records[w[0].1]),
+      record_uid(raw, &records[w[1].1]),
+      w[0].0
+    ))),
+    None => Ok(()),
+  }
 }
 
 fn record_uid<'a>(raw: &'a [u8], rec: &Record) -> &'a str {

@@ -377,6 +377,58 @@ fn overlapping_entries_are_reported_even_when_each_checks_out() {
 }
 
 #[test]
+fn two_entries_starting_at_the_same_byte_are_refused_when_the_index_is_read() {
+  let dir = tempfile::tempdir().unwrap();
+  let data = b"abcdefgh";
+  // Out of order but apart: read as they are.
+  let apart = hand_built(
+    dir.path(),
+    data,
+    &[
+      inline("b", 12, &data[4..], 4, Codec::None),
+      inline("a", 8, &data[..4], 4, Codec::None),
+    ],
+  );
+  let file = ShardFile::open(&apart).unwrap();
+  assert_eq!(file.read("a", "_bigFiles").unwrap(), b"abcd");
+  // The same start for two (a payload cache names a payload by its start).
+  let same = hand_built(
+    dir.path(),
+    data,
+    &[
+      inline("a", 8, &data[..4], 4, Codec::None),
+      inline("e", 12, &data[4..4], 0, Codec::None),
+      inline("b", 8, &data[..6], 6, Codec::None),
+    ],
+  );
+  let err = ShardFile::open(&same).err().expect("refused");
+  assert!(
+    err
+      .to_string()
+      .contains(r#"uids "a" and "b" both start at byte 8"#),
+    "{err}"
+  );
+  // Empty payloads take no bytes: they may share a start.
+  let empties = hand_built(
+    dir.path(),
+    data,
+    &[
+      inline("a", 8, &data[..4], 4, Codec::None),
+      inline("e1", 12, &[], 0, Codec::None),
+      inline("e2", 12, &[], 0, Codec::None),
+      inline("b", 12, &data[4..], 4, Codec::None),
+    ],
+  );
+  assert_eq!(
+    ShardFile::open(&empties)
+      .unwrap()
+      .read("b", "_bigFiles")
+      .unwrap(),
+    b"efgh"
+  );
+}
+
+#[test]
 fn a_stated_size_beyond_two_to_the_53_is_refused_when_the_index_is_read() {
   let dir = tempfile::tempdir().unwrap();
   let frame = des_core::compress(Codec::Zstd, 3, b"tiny").unwrap();
