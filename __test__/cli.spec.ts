@@ -7,6 +7,7 @@ import * as path from 'node:path'
 import { formatBytes } from '../src/progress'
 import { ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
+import { refuseRepeatedFlags } from '../src/cli/flags'
 import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
 
 test('des locate prints one JSON object with the routing fields', async (t) => {
@@ -130,6 +131,35 @@ test('a missing file and a bad date are clear errors with distinct exit codes', 
   const date = await runCli(['locate', '1', '--created-at', '2024-02-30T00:00:00Z'])
   t.is(date.code, 2)
   t.regex(date.stderr, /no such calendar date/)
+})
+
+test('a flag that takes one value, given twice, is refused by name with exit 2 by every command', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-twice-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const shard = goldenShards()[0].file
+  const runs: Array<[string, string[]]> = [
+    ['created-at', ['locate', 'doc-0001', '--created-at', '2024-01-01T08:15:00Z', '--created-at', '2024-01-02T08:15:00Z']],
+    ['n-bits', ['locate', 'doc-0001', '--created-at', '2024-01-01T08:15:00Z', '--n-bits', '8', '--n-bits', '9']],
+    ['layout', ['locate', 'doc-0001', '--created-at', '2024-01-01T08:15:00Z', '--layout', 'flat', '--layout', 'nested']],
+    ['base-dir', ['serve', '--port', '0', '--base-dir', dir, '--base-dir', dir]],
+    ['base-dir', ['verify', '--store', '--base-dir', dir, '--base-dir', dir]],
+    ['input-json', ['pack', '--input-json', 'm.json', '--input-json', 'm.json', '--output-dir', dir]],
+    ['bigfiles-prefix', ['cat', shard, 'x', '--bigfiles-prefix', 'a', '--bigfiles-prefix', 'b']],
+    ['table', ['stats', '--table', 't', '--table', 't']],
+    ['config', ['migrate', '--config', 'x', '--config', 'x']],
+    ['base-dir', ['convert', '--base-dir', dir, '--base-dir', dir]],
+  ]
+  for (const [flag, args] of runs) {
+    const r = await runCli(args)
+    t.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+    t.is(r.stdout.length, 0, args.join(' '))
+    t.is(r.stderr, `des: --${flag} was given 2 times: it takes one value\n`, args.join(' '))
+  }
+})
+
+test('a flag declared as an array may be given more than once', (t) => {
+  t.true(refuseRepeatedFlags({ tag: ['a', 'b'] }, { key: { tag: true }, array: ['tag'] }))
+  t.throws(() => refuseRepeatedFlags({ tag: ['a', 'b'] }, { key: { tag: true }, array: [] }), { message: /--tag was given 2 times/ })
 })
 
 test('byte counts and rates print as whole bytes below a KiB, with two or one decimals above', (t) => {

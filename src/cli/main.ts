@@ -6,6 +6,7 @@ import { DesError, describe, exitCode } from '../errors'
 import { commands } from './commands'
 import { loadMaxPayloadBytes, quietAwsSdkNodeWarning } from '../config/env'
 import { setPayloadCeiling } from '../native'
+import { refuseRepeatedFlags, type DeclaredOptions } from './flags'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string }
 
@@ -41,6 +42,8 @@ export async function main(argv: string[], scriptName = 'des'): Promise<number> 
       throw err ?? Object.assign(new Error(msg.replace(/\s*\n\s*/g, ' ')), { code: 'DES_BAD_ARG' })
     })
     .help()
+    // yargs 17 hands a check the running command's options (getOptions()), not the aliases @types/yargs names.
+    .check((argv, options) => refuseRepeatedFlags(argv, options as unknown as DeclaredOptions))
     // Process-wide in the addon: every command's reads (cat, verify, migrate...) take the configured ceiling.
     .middleware(() => setPayloadCeiling(loadMaxPayloadBytes()))
   for (const c of commands) y = c.register(y)
