@@ -157,6 +157,31 @@ test('a flag that takes one value, given twice, is refused by name with exit 2 b
   }
 })
 
+test('a number flag refuses a value it cannot take with exit 2, naming the flag and echoing what was typed', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-numbers-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const config = path.join(dir, 'migration.yaml')
+  fs.writeFileSync(config, `database: {url: "postgres://des:des@127.0.0.1:1/des", table_name: files}\npacker: {output_dir: ${JSON.stringify(dir)}}\n`)
+  const store = ['--base-dir', dir]
+  const runs: Array<[string[], string, string]> = [
+    ...['-1', '70000', 'abc', '1.5'].map((v): [string[], string, string] => [['migrate', '--config', config, '--continuous'], 'metrics-port', v]),
+    [['migrate', '--config', config], 'interval', '0'],
+    [['migrate', '--config', config], 'interval', 'soon'],
+    [['serve', ...store], 'port', 'abc'],
+    [['serve', ...store], 'port', '65536'],
+    [['serve', ...store], 'workers', '0'],
+    [['verify', '--store', ...store], 'parallel', 'abc'],
+    [['pack', '--input-json', 'm.json', '--output-dir', dir], 'workers', '2.5'],
+  ]
+  for (const [args, flag, typed] of runs) {
+    const r = await runCli([...args, `--${flag}`, typed])
+    const run = `${args[0]} --${flag} ${typed}`
+    t.is(r.code, 2, `${run}: ${r.stderr}`)
+    t.is(r.stdout.length, 0, run)
+    t.regex(r.stderr, new RegExp(`^des: --${flag} "${typed.replace('.', '\\.')}": expected `), run)
+  }
+})
+
 test('a flag declared as an array may be given more than once', (t) => {
   t.true(refuseRepeatedFlags({ tag: ['a', 'b'] }, { key: { tag: true }, array: ['tag'] }))
   t.throws(() => refuseRepeatedFlags({ tag: ['a', 'b'] }, { key: { tag: true }, array: [] }), { message: /--tag was given 2 times/ })

@@ -38,6 +38,10 @@ export async function main(argv: string[], scriptName = 'des'): Promise<number> 
     .recommendCommands()
     .epilogue('Exit codes: 0 ok, 1 internal error, 2 bad argument or configuration, 3 not found, 4 corrupt data, 5 conflict, 6 storage or database unavailable (docs/CLI.md).')
     .fail((msg, err) => {
+      // What a flag's coerce throws (src/cli/flags.ts) comes back as a YError
+      // that keeps only the message: a refusal of what was typed, as is each
+      // YError its parser raises.
+      if (err?.name === 'YError') throw new DesError('DES_BAD_ARG', err.message, { cause: err })
       // yargs writes some refusals on several lines ("Invalid values:\n  Argument: ..."): one line here.
       throw err ?? Object.assign(new Error(msg.replace(/\s*\n\s*/g, ' ')), { code: 'DES_BAD_ARG' })
     })

@@ -31,7 +31,8 @@ export interface PackWorker {
   count: number
 }
 
-const MAX_WORKERS = 65536
+/** Most workers one manifest is split between (`--workers`, DES_PACK_WORKERS). */
+export const MAX_PACK_WORKERS = 65536
 
 /**
  * Which worker this `des pack` is: `--worker I/N`, or `--worker I` with the
@@ -40,10 +41,10 @@ const MAX_WORKERS = 65536
  */
 export function packWorker(flags: { worker?: string; workers?: number }, env: Env = process.env): PackWorker | undefined {
   const bad = (why: string) => new DesError('DES_BAD_ARG', why)
-  if (flags.workers !== undefined && !(Number.isSafeInteger(flags.workers) && flags.workers >= 1 && flags.workers <= MAX_WORKERS)) {
-    throw bad(`--workers must be a whole number 1..${MAX_WORKERS}, got ${flags.workers}`)
+  if (flags.workers !== undefined && !(Number.isSafeInteger(flags.workers) && flags.workers >= 1 && flags.workers <= MAX_PACK_WORKERS)) {
+    throw bad(`--workers must be a whole number 1..${MAX_PACK_WORKERS}, got ${flags.workers}`)
   }
-  let count = flags.workers ?? (env.DES_PACK_WORKERS?.trim() ? intVar(env, 'DES_PACK_WORKERS', 1, 1, MAX_WORKERS) : undefined)
+  let count = flags.workers ?? (env.DES_PACK_WORKERS?.trim() ? intVar(env, 'DES_PACK_WORKERS', 1, 1, MAX_PACK_WORKERS) : undefined)
   let index: number | undefined
   if (flags.worker !== undefined) {
     const m = /^\s*(\d+)\s*(?:\/\s*(\d+)\s*)?$/.exec(flags.worker)
@@ -52,11 +53,11 @@ export function packWorker(flags: { worker?: string; workers?: number }, env: En
     if (m[2] !== undefined) {
       const n = Number(m[2])
       if (count !== undefined && n !== count) throw bad(`--worker ${flags.worker} says ${n} workers, but --workers / DES_PACK_WORKERS says ${count}`)
-      if (!(n >= 1 && n <= MAX_WORKERS)) throw bad(`--worker ${flags.worker}: the worker count must be 1..${MAX_WORKERS}`)
+      if (!(n >= 1 && n <= MAX_PACK_WORKERS)) throw bad(`--worker ${flags.worker}: the worker count must be 1..${MAX_PACK_WORKERS}`)
       count = n
     }
   } else if (env.JOB_COMPLETION_INDEX?.trim()) {
-    index = intVar(env, 'JOB_COMPLETION_INDEX', 0, 0, MAX_WORKERS - 1)
+    index = intVar(env, 'JOB_COMPLETION_INDEX', 0, 0, MAX_PACK_WORKERS - 1)
     if (count === undefined) {
       throw new DesError('DES_CONFIG', `JOB_COMPLETION_INDEX=${index} is set (an Indexed Job) but not the worker count: set DES_PACK_WORKERS (or --workers) to the Job's completions`)
     }

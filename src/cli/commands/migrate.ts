@@ -5,6 +5,10 @@ import { loadMigrateEnv } from '../../config/migrate'
 import { DesError } from '../../errors'
 import type { CycleReport } from '../../migrate/cycle'
 import { writeOut } from '../output'
+import { numberFlag, wholeNumberFlag } from '../flags'
+
+/** The longest pause between cycles: setTimeout fires at once past 2^31-1 ms. */
+const MAX_INTERVAL_SECONDS = 2_147_483
 
 function ms(s: number): string {
   return `${(s * 1000).toFixed(0)}ms`
@@ -71,15 +75,14 @@ export function register(y: Argv): Argv {
         .option('config', { type: 'string', demandOption: true, describe: 'config file (.json, .yaml, .yml)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'report what one cycle would do; change nothing' })
         .option('continuous', { type: 'boolean', default: false, describe: 'run a cycle every --interval seconds until SIGTERM' })
-        .option('interval', { type: 'number', default: 3600, describe: 'seconds between cycles with --continuous' })
-        .option('metrics-port', { type: 'number', describe: 'serve Prometheus metrics on this port (0 = any free port)' })
+        .option('interval', { coerce: numberFlag('interval', `a number of seconds above 0, at most ${MAX_INTERVAL_SECONDS}`, (s) => s > 0 && s <= MAX_INTERVAL_SECONDS), default: 3600, describe: 'seconds between cycles with --continuous' })
+        .option('metrics-port', { coerce: wholeNumberFlag('metrics-port', 0, 65535), describe: 'serve Prometheus metrics on this port (0 = any free port)' })
         .option('json', { type: 'boolean', default: false, describe: 'one JSON report per cycle on stdout' })
         .example('$0 migrate --config migration.yaml --dry-run', 'what one cycle would do, changing nothing')
         .example('$0 migrate --config migration.yaml --continuous --interval 600 --metrics-port 9464', 'a cycle every 10 minutes, metrics for Prometheus'),
     async (argv) => {
       const { loadMigrateConfig } = await import('../../config/migrate')
       const { boundPort, createDeps, runCycles, serveMetrics } = await import('../../migrate/run')
-      if (!(argv.interval > 0)) throw new DesError('DES_BAD_ARG', '--interval must be a positive number of seconds')
       if (argv['dry-run'] && argv.continuous) throw new DesError('DES_BAD_ARG', '--dry-run runs one cycle; drop --continuous')
       const env = loadMigrateEnv()
       const config = loadMigrateConfig(argv.config, env.vars)

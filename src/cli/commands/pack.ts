@@ -7,6 +7,8 @@ import { loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import { writeOut } from '../output'
+import { wholeNumberFlag } from '../flags'
+import { MAX_PACK_WORKERS } from '../../config/pack'
 import { DEFAULT_SOURCE_RETRIES, DEFAULT_SOURCE_RETRY_DELAY_MS } from '../../config/defaults'
 
 /** Compression presets (SPEC §3). */
@@ -64,7 +66,7 @@ export function register(y: Argv): Argv {
         .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
         .option('skip-existing', { type: 'boolean', default: false, describe: 'a uid already stored with the same size is skipped (idempotent reruns)' })
         .option('worker', { type: 'string', describe: 'I/N: pack only the keys of worker I of N (shard index mod N = I); default from JOB_COMPLETION_INDEX in an Indexed Job' })
-        .option('workers', { type: 'number', describe: 'worker count N for --worker I or JOB_COMPLETION_INDEX (default DES_PACK_WORKERS)' })
+        .option('workers', { coerce: wholeNumberFlag('workers', 1, MAX_PACK_WORKERS), describe: 'worker count N for --worker I or JOB_COMPLETION_INDEX (default DES_PACK_WORKERS)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'check the manifest, sources and store as a run would, write nothing' })
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })

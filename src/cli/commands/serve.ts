@@ -3,7 +3,7 @@
 
 import type { Argv } from 'yargs'
 import { loadServeConfig, originalAuthNotices } from '../../config/env'
-import { DesError } from '../../errors'
+import { wholeNumberFlag } from '../flags'
 
 export function register(y: Argv): Argv {
   return y.command(
@@ -12,8 +12,8 @@ export function register(y: Argv): Argv {
     (a) =>
       a
         .option('host', { type: 'string', describe: 'address to listen on (DES_HOST, default 0.0.0.0)' })
-        .option('port', { type: 'number', describe: 'port (DES_PORT, default 8000; 0 = any free port)' })
-        .option('workers', { type: 'number', describe: 'worker processes sharing the port (DES_WORKERS, default: the CPUs this process may use, cgroup quota included)' })
+        .option('port', { coerce: wholeNumberFlag('port', 0, 65535), describe: 'port (DES_PORT, default 8000; 0 = any free port)' })
+        .option('workers', { coerce: wholeNumberFlag('workers', 1, 256), describe: 'worker processes sharing the port (DES_WORKERS, default: the CPUs this process may use, cgroup quota included)' })
         .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: 'where the shards are (DES_BACKEND; default s3 when DES_S3_BUCKET is set, else local)' })
         .option('base-dir', { type: 'string', describe: 'the local store to serve (DES_BASE_DIR; implies --backend local); must exist' })
         .option('layout', { choices: ['nested', 'flat', 'nested,flat', 'flat,nested'] as const, describe: 'shard names: nested <date>/<HEX>.des, flat <date>_<HEX>_<NNNN>.des (the original\'s), or both in the order to look (DES_LAYOUT, default nested)' })
@@ -26,14 +26,8 @@ export function register(y: Argv): Argv {
       const serveConfig = loadServeConfig()
       for (const notice of originalAuthNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_AUTH' })
       if (argv.host !== undefined) serveConfig.host = argv.host
-      if (argv.port !== undefined) {
-        if (!Number.isInteger(argv.port) || argv.port < 0 || argv.port > 65535) throw new DesError('DES_BAD_ARG', `--port ${argv.port}: expected 0..65535`)
-        serveConfig.port = argv.port
-      }
-      if (argv.workers !== undefined) {
-        if (!Number.isInteger(argv.workers) || argv.workers < 1 || argv.workers > 256) throw new DesError('DES_BAD_ARG', `--workers ${argv.workers}: expected 1..256`)
-        serveConfig.workers = argv.workers
-      }
+      if (argv.port !== undefined) serveConfig.port = argv.port
+      if (argv.workers !== undefined) serveConfig.workers = argv.workers
       const { serve } = await import('../../serve/server')
       await serve({ config, serve: serveConfig })
     },

@@ -6,6 +6,7 @@ import type { Argv } from 'yargs'
 import { verifyShardFile } from '../../native'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
+import { wholeNumberFlag } from '../flags'
 
 /** Object lines with nothing to say are left out of the text report. */
 function textLines(r: import('../../verify').ObjectReport): string {
@@ -29,7 +30,7 @@ export function register(y: Argv): Argv {
         .option('store', { type: 'boolean', default: false, describe: 'check the whole store that DES_BACKEND etc. (or the flags below) name' })
         .option('json', { type: 'boolean', default: false, describe: 'JSON: the report (one shard), or one line per object and a {"summary"} line (--store)' })
         .option('bigfiles-prefix', { type: 'string', describe: 'BigFile folder name (default DES_BIGFILES_PREFIX, else _bigFiles)' })
-        .option('parallel', { type: 'number', describe: '--store: objects checked at a time (default: the CPUs this process may use, a cgroup quota included)' })
+        .option('parallel', { coerce: wholeNumberFlag('parallel', 1, 1024), describe: '--store: objects checked at a time (default: the CPUs this process may use, a cgroup quota included)' })
         .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: '--store: overrides DES_BACKEND' })
         .option('base-dir', { type: 'string', describe: '--store: the local store (overrides DES_BASE_DIR; implies --backend local)' })
         .option('layout', { type: 'string', describe: '--store: nested or flat (overrides DES_LAYOUT)' })
@@ -84,7 +85,6 @@ async function verifyStore(argv: StoreArgs): Promise<void> {
   const { verifyProgressBar } = await import('../../verify/progress')
   const { availableCpus } = await import('../../config/cpus')
   const parallel = argv.parallel ?? availableCpus()
-  if (!Number.isInteger(parallel) || parallel < 1 || parallel > 1024) throw new DesError('DES_BAD_ARG', `--parallel ${argv.parallel}: expected 1..1024`)
   const config = loadStoreConfig({ backend: argv.backend, baseDir: argv['base-dir'], layout: argv.layout, nBits: argv['n-bits'], bigfilesPrefix: argv['bigfiles-prefix'] })
   const { roots, nBits } = await storeRoots(config, { maxAttempts: 3, connectionTimeoutMs: 5_000 })
   const bar = argv.json || argv.progress === false ? null : verifyProgressBar(process.stderr, argv.progress === true)
