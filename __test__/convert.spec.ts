@@ -212,3 +212,16 @@ test('local: a kept flat key whose first part cannot be read keeps every flat Bi
   t.deepEqual(fs.readdirSync(path.join(dir, '_bigFiles')), [name], 'the flat BigFile the kept part names is still there')
   t.true(fs.readFileSync(path.join(dir, '_bigFiles', name)).equals(shared))
 })
+
+test('des convert refuses a zstd level des pack refuses, in the same words', async (t) => {
+  const dir = tempDir('des-convert-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  for (const level of ['99', '-100', 'abc']) {
+    const r = await runCli(['convert', '--base-dir', dir, '--level', level])
+    const pack = await runCli(['pack', '--input-json', path.join(dir, 'm.json'), '--output-dir', dir, '--level', level])
+    t.is(r.code, 2, r.stderr)
+    t.is(r.stderr, `des: --level "${level}": expected a zstd level -7..22\n`)
+    t.is(pack.code, 2, pack.stderr)
+    t.is(pack.stderr, r.stderr)
+  }
+})

@@ -4,6 +4,8 @@
 // is read from what was typed and refused echoing it.
 
 import { DesError } from '../errors'
+import { isZstdLevel } from '../config/checks'
+import { MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL } from '../config/defaults'
 
 /** What yargs's `check` is given besides argv: the options the running command declared. */
 export interface DeclaredOptions {
@@ -57,3 +59,6 @@ export function numberFlag(flag: string, expected: string, accepts: (n: number) 
 export function wholeNumberFlag(flag: string, min: number, max: number): (typed: unknown) => number {
   return numberFlag(flag, `a whole number ${min}..${max}`, (n) => Number.isInteger(n) && n >= min && n <= max)
 }
+
+/** `--level` of the commands that write shards (pack, convert): checked as the packer and packer.level check it. */
+export const zstdLevelFlag = numberFlag('level', `a zstd level ${MIN_ZSTD_LEVEL}..${MAX_ZSTD_LEVEL}`, isZstdLevel)

@@ -1,7 +1,7 @@
 // The checks more than one setting shares, written once. Each answers yes or
 // no; the caller words the refusal, naming its variable, key or flag.
 
-import { MAX_N_BITS, MIN_N_BITS } from './defaults'
+import { MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from './defaults'
 
 /** An http(s) URL with a host (`DES_S3_ENDPOINT_URL`, `endpoint_url`). */
 export function isEndpointUrl(text: string): boolean {
@@ -19,6 +19,11 @@ export const FOLDER_NAME_EXPECTED = 'expected one folder name (letters, digits, 
 /** A whole number of routing bits in range. */
 export function isNBits(n: number): boolean {
   return Number.isInteger(n) && n >= MIN_N_BITS && n <= MAX_N_BITS
+}
+
+/** A whole zstd level in range. */
+export function isZstdLevel(n: number): boolean {
+  return Number.isInteger(n) && n >= MIN_ZSTD_LEVEL && n <= MAX_ZSTD_LEVEL
 }
 
 /** A key prefix normalised to '' or 'something/'. */

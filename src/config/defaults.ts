@@ -27,6 +27,10 @@ export const DEFAULT_N_BITS = 8
 export const MIN_N_BITS = 4
 export const MAX_N_BITS = 16
 
+/** The zstd levels a shard may be written with (`--level`, `packer.level`): zstd's fast levels down to -7, up to 22. */
+export const MIN_ZSTD_LEVEL = -7
+export const MAX_ZSTD_LEVEL = 22
+
 /** How long a cached shard is trusted before it is re-checked (`DES_SHARD_RECHECK_MS` unset): a stat on local disk, a suffix GET on S3. */
 export const DEFAULT_SHARD_RECHECK_MS = { local: 2_000, s3: 30_000 } as const
 

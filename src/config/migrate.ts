@@ -10,7 +10,7 @@ import * as path from 'node:path'
 import { DesError } from '../errors'
 import type { Codec } from '../native'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
-import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
+import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from './defaults'
 import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, loadWritePastCache, type Layout } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
 
@@ -295,7 +295,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
     // Unset keys take the variables every command reads (DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES, DES_BIGFILES_PREFIX).
     nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), MIN_N_BITS, MAX_N_BITS, true)!,
     codec,
-    level: num(pk, 'level', 'packer.level', undefined, -7, 22, true),
+    level: num(pk, 'level', 'packer.level', undefined, MIN_ZSTD_LEVEL, MAX_ZSTD_LEVEL, true),
     bigFileThreshold:
       num(pk, 'big_file_threshold', 'packer.big_file_threshold', undefined, 0, Number.MAX_SAFE_INTEGER, true) ??
       (vars.DES_BIG_FILE_THRESHOLD_BYTES?.trim() ? intVar(vars, 'DES_BIG_FILE_THRESHOLD_BYTES', 0, 0, Number.MAX_SAFE_INTEGER) : undefined),

@@ -20,8 +20,8 @@
 import { DesError } from '../errors'
 import type { ShardReader, ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
-import { isFolderName, isNBits } from '../config/checks'
-import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, DEFAULT_TAIL_BYTES, MAX_N_BITS, MIN_N_BITS } from '../config/defaults'
+import { isFolderName, isNBits, isZstdLevel } from '../config/checks'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, DEFAULT_TAIL_BYTES, MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from '../config/defaults'
 import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
@@ -48,7 +48,7 @@ function checkOptions(opts: PackOptions): void {
     throw bad(`max shard size must be a positive number of bytes, got ${opts.maxShardSize}`)
   }
   if (opts.codec !== undefined && !CODECS.includes(opts.codec)) throw bad(`codec must be one of ${CODECS.join(', ')}, got ${opts.codec}`)
-  if (opts.level !== undefined && !(Number.isInteger(opts.level) && opts.level >= -7 && opts.level <= 22)) throw bad(`zstd level must be -7..22, got ${opts.level}`)
+  if (opts.level !== undefined && !isZstdLevel(opts.level)) throw bad(`zstd level must be ${MIN_ZSTD_LEVEL}..${MAX_ZSTD_LEVEL}, got ${opts.level}`)
   if (opts.bigFileThreshold !== undefined && !(Number.isSafeInteger(opts.bigFileThreshold) && opts.bigFileThreshold >= 0)) {
     throw bad(`BigFile threshold must be a whole number of bytes, got ${opts.bigFileThreshold}`)
   }

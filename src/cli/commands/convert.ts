@@ -8,6 +8,7 @@ import { loadConvertEnv } from '../../config/convert-env'
 import { DesError, exitCode } from '../../errors'
 import type { ConvertReport } from '../../convert'
 import { writeOut } from '../output'
+import { zstdLevelFlag } from '../flags'
 import { parseSize } from './pack'
 import { isNBits } from '../../config/checks'
 import { MAX_N_BITS, MIN_N_BITS } from '../../config/defaults'
@@ -44,7 +45,7 @@ export function register(y: Argv): Argv {
         .option('delete-source', { type: 'boolean', default: false, describe: 'remove each flat shard (and BigFile) once every file in it is read back from its new key' })
         .option('max-shard-size', { type: 'string', describe: 'continue a nested shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 1G)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'codec of the nested shards (default zstd)' })
-        .option('level', { type: 'number', describe: 'zstd level (default 3)' })
+        .option('level', { coerce: zstdLevelFlag, describe: 'zstd level, -7..22 (default 3)' })
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
         .example('$0 convert --base-dir /data/des --n-bits 8', 'copy every file into the nested layout, verify it, keep the flat shards')

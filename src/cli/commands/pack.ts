@@ -7,7 +7,7 @@ import { loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import { writeOut } from '../output'
-import { wholeNumberFlag } from '../flags'
+import { wholeNumberFlag, zstdLevelFlag } from '../flags'
 import { MAX_PACK_WORKERS } from '../../config/pack'
 import { DEFAULT_SOURCE_RETRIES, DEFAULT_SOURCE_RETRY_DELAY_MS } from '../../config/defaults'
 
@@ -60,7 +60,7 @@ export function register(y: Argv): Argv {
         .option('layout', { choices: ['nested', 'flat'] as const, describe: "nested <UTC date>/<HEX>.des, or flat: the original packer's <date>_<HEX>_<NNNN>.des, a new _NNNN per run (default DES_LAYOUT's first, else nested)" })
         .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
-        .option('level', { type: 'number', describe: 'zstd level (default 3)' })
+        .option('level', { coerce: zstdLevelFlag, describe: 'zstd level, -7..22 (default 3)' })
         .option('profile', { choices: ['aggressive', 'balanced', 'speed'] as const, describe: 'aggressive = zstd 9, balanced = zstd 5, speed = lz4' })
         .option('skip-extensions', { type: 'string', describe: 'comma list of extensions stored raw (default .jpg,.jpeg,.png,.gif,.gz,.zip,.bz2,.xz)' })
         .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
