@@ -32,6 +32,19 @@ test('des locate routes with DES_N_BITS; --n-bits wins', async (t) => {
   t.regex(bad.stderr, /DES_N_BITS="many" is invalid/)
 })
 
+test('des locate refuses --n-bits that DES_N_BITS and des pack refuse, echoing what was typed', async (t) => {
+  const args = ['locate', 'doc-0001', '--created-at', '2024-01-01T08:15:00Z']
+  for (const typed of ['8.5', 'x', '3', '17']) {
+    const r = await runCli([...args, '--n-bits', typed])
+    t.is(r.code, 2, `--n-bits ${typed}: ${r.stdout}`)
+    t.is(r.stdout.length, 0, `--n-bits ${typed}: nothing routed`)
+    t.is(r.stderr, `des: --n-bits "${typed}": expected a whole number 4..16\n`)
+    const pack = await runCli(['pack', '--input-json', 'm.json', '--output-dir', 'out', '--n-bits', typed])
+    t.is(pack.stderr, r.stderr, 'des pack says the same')
+  }
+  t.is((await runCli(args, { env: { DES_N_BITS: '8.5' } })).code, 2)
+})
+
 /** A golden shard with a BigFile, copied beside its BigFiles under another folder name. */
 function shardWithBlobsIn(folder: string): { file: string; uid: string; sha: string } {
   const { file, expect } = goldenShards().find((s) => s.expect.entries.some((e) => e.is_bigfile))!

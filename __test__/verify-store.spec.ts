@@ -380,7 +380,7 @@ test('bad arguments exit 2; an unreachable store exits 6', async (t) => {
   t.is(neither.code, 2)
   const bits = await runCli(['verify', '--store', '--base-dir', store, '--n-bits', '3'])
   t.is(bits.code, 2)
-  t.regex(bits.stderr, /--n-bits 3/)
+  t.regex(bits.stderr, /--n-bits "3"/)
   const layout = await runCli(['verify', '--store', '--base-dir', store, '--layout', 'diagonal'])
   t.is(layout.code, 2)
   const parallel = await runCli(['verify', '--store', '--base-dir', store, '--parallel', '0'])

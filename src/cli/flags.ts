@@ -4,8 +4,8 @@
 // is read from what was typed and refused echoing it.
 
 import { DesError } from '../errors'
-import { isZstdLevel } from '../config/checks'
-import { MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL } from '../config/defaults'
+import { isNBits, isZstdLevel } from '../config/checks'
+import { MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from '../config/defaults'
 
 /** What yargs's `check` is given besides argv: the options the running command declared. */
 export interface DeclaredOptions {
@@ -62,3 +62,6 @@ export function wholeNumberFlag(flag: string, min: number, max: number): (typed:
 
 /** `--level` of the commands that write shards (pack, convert): checked as the packer and packer.level check it. */
 export const zstdLevelFlag = numberFlag('level', `a zstd level ${MIN_ZSTD_LEVEL}..${MAX_ZSTD_LEVEL}`, isZstdLevel)
+
+/** `--n-bits` of every command: checked as DES_N_BITS and packer.n_bits are. */
+export const nBitsFlag = numberFlag('n-bits', `a whole number ${MIN_N_BITS}..${MAX_N_BITS}`, isNBits)

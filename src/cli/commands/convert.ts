@@ -8,10 +8,8 @@ import { loadConvertEnv } from '../../config/convert-env'
 import { DesError, exitCode } from '../../errors'
 import type { ConvertReport } from '../../convert'
 import { writeOut } from '../output'
-import { zstdLevelFlag } from '../flags'
+import { nBitsFlag, zstdLevelFlag } from '../flags'
 import { parseSize } from './pack'
-import { isNBits } from '../../config/checks'
-import { MAX_N_BITS, MIN_N_BITS } from '../../config/defaults'
 
 /** The --json summary (snake_case, as the other commands). */
 export function convertJson(r: ConvertReport, store: string): Record<string, unknown> {
@@ -41,7 +39,7 @@ export function register(y: Argv): Argv {
         .option('base-dir', { type: 'string', describe: 'local store (default DES_BASE_DIR with DES_BACKEND=local)' })
         .option('s3-bucket', { type: 'string', describe: 'S3 store (default DES_S3_BUCKET with DES_BACKEND=s3; endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
         .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
-        .option('n-bits', { type: 'number', describe: 'routing bits the store was written with, 4..16 (default DES_N_BITS or 8)' })
+        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits the store was written with, 4..16 (default DES_N_BITS or 8)' })
         .option('delete-source', { type: 'boolean', default: false, describe: 'remove each flat shard (and BigFile) once every file in it is read back from its new key' })
         .option('max-shard-size', { type: 'string', describe: 'continue a nested shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 1G)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'codec of the nested shards (default zstd)' })
@@ -60,7 +58,6 @@ export function register(y: Argv): Argv {
       if (argv['base-dir'] !== undefined && argv['s3-bucket'] !== undefined) throw new DesError('DES_BAD_ARG', 'give --base-dir or --s3-bucket, not both')
       if (argv['s3-prefix'] !== undefined && argv['s3-bucket'] === undefined && config.backend !== 's3') throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket')
       const nBits = argv['n-bits'] ?? config.nBits
-      if (!isNBits(nBits)) throw new DesError('DES_BAD_ARG', `--n-bits ${nBits}: expected a whole number ${MIN_N_BITS}..${MAX_N_BITS}`)
       const settings = {
         writer: {
           ...(argv.codec ? { codec: argv.codec } : {}),

@@ -9,6 +9,7 @@ import { locateIn } from '../../store/layout'
 import { describe as describeError } from '../../errors'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
+import { nBitsFlag } from '../flags'
 
 function asJson(uid: string, createdAt: string, nBits: number, layout: Layout): string {
   const loc = locateIn(layout, uid, createdAt, nBits)
@@ -45,7 +46,7 @@ export function register(y: Argv): Argv {
       a
         .positional('uid', { type: 'string', describe: 'the file uid' })
         .option('created-at', { type: 'string', describe: 'ISO-8601 creation time (no offset = UTC)' })
-        .option('n-bits', { type: 'number', describe: 'routing bits, 4..16 (default DES_N_BITS, else 8)' })
+        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits, 4..16 (default DES_N_BITS, else 8)' })
         .option('layout', { choices: ['nested', 'flat'] as const, describe: 'the key in this layout (default DES_LAYOUT, else nested); flat dates a timestamp as written' })
         .option('stdin', { type: 'boolean', default: false, describe: 'read JSON lines {uid, created_at, n_bits}; one JSON answer per line' })
         .example('$0 locate invoice-17 --created-at 2024-03-02T09:15:00Z', 'the shard key of one file')

@@ -7,7 +7,7 @@ import { loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import { writeOut } from '../output'
-import { wholeNumberFlag, zstdLevelFlag } from '../flags'
+import { nBitsFlag, wholeNumberFlag, zstdLevelFlag } from '../flags'
 import { MAX_PACK_WORKERS } from '../../config/pack'
 import { DEFAULT_SOURCE_RETRIES, DEFAULT_SOURCE_RETRY_DELAY_MS } from '../../config/defaults'
 
@@ -56,7 +56,7 @@ export function register(y: Argv): Argv {
         .option('output-dir', { type: 'string', describe: 'local store: writes DIR/<YYYYMMDD>/<HEX>.des' })
         .option('s3-bucket', { type: 'string', describe: 'S3 store (endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
         .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
-        .option('n-bits', { type: 'number', describe: 'routing bits, 4..16 (default DES_N_BITS or 8)' })
+        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits, 4..16 (default DES_N_BITS or 8)' })
         .option('layout', { choices: ['nested', 'flat'] as const, describe: "nested <UTC date>/<HEX>.des, or flat: the original packer's <date>_<HEX>_<NNNN>.des, a new _NNNN per run (default DES_LAYOUT's first, else nested)" })
         .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
