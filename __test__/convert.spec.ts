@@ -225,3 +225,12 @@ test('des convert refuses a zstd level des pack refuses, in the same words', asy
     t.is(pack.stderr, r.stderr)
   }
 })
+
+test('local: --base-dir converts the local store even with DES_BACKEND=s3 set, as serve and verify --store take it', async (t) => {
+  const dir = tempDir('des-convert-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const r = await convert(['--base-dir', dir], { DES_BACKEND: 's3', DES_S3_BUCKET: '' })
+  t.is(r.code, 0, r.stderr)
+  t.like(report(r), { store: dir, files: 120, added: 120, verified: 120 })
+})

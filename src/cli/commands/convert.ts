@@ -3,7 +3,7 @@
 // --json; a progress bar on a terminal.
 
 import type { Argv } from 'yargs'
-import { loadConfig } from '../../config/env'
+import { loadStoreConfig } from '../../config/store-flags'
 import { loadConvertEnv } from '../../config/convert-env'
 import { DesError, exitCode } from '../../errors'
 import type { ConvertReport } from '../../convert'
@@ -53,9 +53,10 @@ export function register(y: Argv): Argv {
       const { localConvertStore, s3ConvertStore } = await import('../../convert/store')
       const { createS3Client } = await import('../../storage/s3-client')
       const { s3TargetSettings } = await import('../../config/pack')
-      const config = loadConfig()
-      const env = loadConvertEnv()
       if (argv['base-dir'] !== undefined && argv['s3-bucket'] !== undefined) throw new DesError('DES_BAD_ARG', 'give --base-dir or --s3-bucket, not both')
+      // --base-dir means the local backend, whatever DES_BACKEND says (as for serve and verify --store).
+      const config = loadStoreConfig({ baseDir: argv['base-dir'] })
+      const env = loadConvertEnv()
       if (argv['s3-prefix'] !== undefined && argv['s3-bucket'] === undefined && config.backend !== 's3') throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket')
       const nBits = argv['n-bits'] ?? config.nBits
       const settings = {
