@@ -12,6 +12,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { spawn } from 'node:child_process'
+import * as net from 'node:net'
 import { runCli, type CliResult } from './helpers/cli'
 import { goldenShards, ROOT } from './helpers/golden'
 import { freshTable, makeFiles, writeConfig } from './helpers/migrate'
@@ -41,6 +42,8 @@ interface Row {
   /** The command as docs/CLI.md's table names it. */
   command: string
   case: Case
+  /** Which of several rows of one command and case this is (their test names must differ). */
+  what?: string
   args: string[]
   env?: NodeJS.ProcessEnv
   code: number
@@ -70,6 +73,24 @@ const ROWS: Row[] = [
   { command: 'des pack', case: 'bad flag', args: ['pack', '--input-json', manifest, '--output-dir', path.join(tmp, 'p'), '--codec', 'brotli'], code: 2, stdout: 'nothing', says: /codec/ },
   { command: 'des serve', case: 'missing file', args: ['serve', '--port', '0', '--base-dir', missing], code: 6, stdout: 'nothing', says: /base directory .*absent does not exist/ },
   { command: 'des serve', case: 'bad flag', args: ['serve', '--port', '0', '--n-bits', '40'], code: 2, stdout: 'nothing', says: /--n-bits/ },
+  // A host it cannot listen on is the setting's fault, not storage unavailable: one process, and a primary with workers.
+  { command: 'des serve', case: 'bad flag', what: '--host', args: ['serve', '--host', '999.1.1.1', '--port', '0', '--workers', '1', '--base-dir', tmp], code: 2, stdout: 'nothing', says: /cannot listen on 999\.1\.1\.1:0: .*\(--host or DES_HOST\)/ },
+  { command: 'des serve', case: 'bad flag', what: 'DES_HOST, 2 workers', args: ['serve', '--port', '0', '--base-dir', tmp], env: { DES_HOST: 'nosuch.invalid', DES_WORKERS: '2' }, code: 2, stdout: 'json', says: /cannot listen on nosuch\.invalid:0: .*\(--host or DES_HOST\)/ },
+  {
+    command: 'des serve',
+    case: 'bad flag',
+    what: 'port in use, 2 workers',
+    args: [],
+    code: 2,
+    stdout: 'json',
+    says: /cannot listen on 127\.0\.0\.1:\d+: port \d+ is in use by another process \(--port or DES_PORT\)/,
+    setup: async () => {
+      const taken = net.createServer()
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+      const port = (taken.address() as net.AddressInfo).port
+      return { args: ['serve', '--host', '127.0.0.1', '--port', String(port), '--workers', '2', '--base-dir', tmp], cleanup: () => new Promise<void>((resolve) => taken.close(() => resolve())) }
+    },
+  },
   { command: 'des migrate', case: 'unreachable database', args: ['migrate', '--config', deadDbConfig, '--json'], code: 6, stdout: 'json', says: /migration cycle failed: .*ECONNREFUSED/ },
   {
     command: 'des migrate',
@@ -113,7 +134,7 @@ function checkStreams(t: import('ava').ExecutionContext, row: Row, r: CliResult)
 }
 
 for (const row of ROWS) {
-  test(`${row.command}, ${row.case}: exit ${row.code}`, async (t) => {
+  test(`${row.command}, ${row.case}${row.what ? ` (${row.what})` : ''}: exit ${row.code}`, async (t) => {
     const extra = row.setup ? await row.setup() : undefined
     try {
       const r = await runCli(extra?.args ?? row.args, { env: row.env })

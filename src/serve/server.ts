@@ -131,6 +131,24 @@ function startupText(f: ReturnType<typeof startupFields>): string {
   )
 }
 
+const UNRESOLVED_HOST = new Set(['ENOTFOUND', 'EAI_NONAME', 'EAI_FAIL', 'EAI_AGAIN'])
+
+/**
+ * Why the server could not listen, as the bad setting it is (exit 2, naming
+ * it): a host that does not resolve or is not this machine's, a port taken
+ * or reserved. Left as they are, ENOTFOUND would read as storage unreachable
+ * (exit 6) and the others as a bug (exit 1). Any other error is returned as it is.
+ */
+export function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException | null)?.code ?? ''
+  let why: string | undefined
+  if (UNRESOLVED_HOST.has(code)) why = `the host ${JSON.stringify(host)} does not resolve to an address (--host or DES_HOST)`
+  else if (code === 'EADDRNOTAVAIL') why = `${JSON.stringify(host)} is not an address of this machine (--host or DES_HOST)`
+  else if (code === 'EADDRINUSE') why = `port ${port} is in use by another process (--port or DES_PORT)`
+  else if (code === 'EACCES') why = `port ${port} needs privileges this process does not have (--port or DES_PORT)`
+  return why === undefined ? err : new DesError('DES_BAD_ARG', `cannot listen on ${host}:${port}: ${why}`, { cause: err })
+}
+
 /** Builds the store and listens; resolves to the server once it accepts connections. */
 export async function listen(opts: ServeOptions, logger: Logger): Promise<http.Server> {
   // Unset: an eighth of the memory limit shared by the workers, at most 1 GiB each.
@@ -146,7 +164,7 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
   const metrics = cluster.isWorker ? clusterMetricsSource() : undefined
   const server = createServer({ store, auth, logger, zstdPassthrough: opts.serve.zstdPassthrough, cacheControl: opts.serve.cacheControl, metrics })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    server.once('error', (err) => reject(listenError(err, opts.serve.host, opts.serve.port)))
     server.listen(opts.serve.port, opts.serve.host, () => {
       server.off('error', reject)
       resolve()
@@ -192,9 +210,29 @@ async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 }
 
+/** What a worker that cannot start tells the primary: why, and the exit code it deserves. */
+interface StartFailure {
+  type: typeof START_FAILURE
+  message: string
+  exitCode: number
+}
+const START_FAILURE = 'des:start-failure'
+
 /** The primary of `--workers N`: forks, restarts crashed workers, forwards SIGTERM and exits 0 when all are gone. */
 function superviseWorkers(opts: ServeOptions, logger: Logger): void {
   let stopping = false
+  // The first worker that cannot start (a bad --host, a port in use) says
+  // why: the primary writes it once, however many workers fail alike, and
+  // exits with its code. A worker that dies without saying: exit 1.
+  let startFailure: StartFailure | undefined
+  let failedExitCode: number | undefined
+  cluster.on('message', (_worker, message: Partial<StartFailure>) => {
+    if (message?.type !== START_FAILURE || startFailure) return
+    startFailure = message as StartFailure
+    process.stderr.write(`des: ${startFailure.message}\n`)
+    failedExitCode = startFailure.exitCode
+    stop('SIGTERM')
+  })
   const fork = () => {
     const w = cluster.fork()
     w.once('listening', () => listening.add(w.id))
@@ -207,7 +245,7 @@ function superviseWorkers(opts: ServeOptions, logger: Logger): void {
       if (alive === 0) {
         logger.info('all workers stopped')
         flushLogs(logger)
-        process.exit(process.exitCode ?? 0)
+        process.exit(failedExitCode ?? process.exitCode ?? 0)
       }
       return
     }
@@ -215,8 +253,8 @@ function superviseWorkers(opts: ServeOptions, logger: Logger): void {
       // A worker that never listened will not do better the next time (bad config, port taken).
       logger.fatal({ worker: worker.id, code, signal }, 'worker failed to start; stopping')
       stop('SIGTERM')
-      process.exitCode = 1
-      if (alive === 0) process.exit(1)
+      failedExitCode ??= 1
+      if (alive === 0) process.exit(failedExitCode)
       return
     }
     logger.error({ worker: worker.id, code, signal }, 'worker died, starting another')
@@ -227,7 +265,7 @@ function superviseWorkers(opts: ServeOptions, logger: Logger): void {
     stopping = true
     logger.info({ signal, workers: opts.serve.workers }, 'shutting down workers')
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM')
-    if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(process.exitCode ?? 0)
+    if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failedExitCode ?? process.exitCode ?? 0)
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
@@ -249,8 +287,9 @@ export async function serve(opts: ServeOptions): Promise<void> {
     return serveHere(opts, logger).catch((err) => {
       logger.fatal({ err: { message: describe(err), code: errorCode(err) } }, `worker cannot serve: ${describe(err)}`)
       flushLogs(logger)
-      process.stderr.write(`des: ${describe(err)}\n`)
-      process.exit(exitCode(err))
+      // The primary writes the line (once for all workers) and exits with the code.
+      const failure: StartFailure = { type: START_FAILURE, message: describe(err), exitCode: exitCode(err) }
+      process.send!(failure, () => process.exit(failure.exitCode))
     })
   }
   await serveHere(opts, logger)
