@@ -102,6 +102,18 @@ test('bad inputs with the plan spilled to temp files (DES_PACK_MEMORY_ENTRIES=0)
   t.deepEqual(fs.readdirSync(tmp), [])
 })
 
+test('a temp directory the spilled plan cannot use (TMPDIR) is refused by name with exit 2, nothing written', async (t) => {
+  const dir = tempDir('des-pack-tmpdir-')
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'a', size: 10 }])
+  const out = path.join(dir, 'out')
+  const gone = path.join(dir, 'no-such-tmp')
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out], { env: { DES_PACK_MEMORY_ENTRIES: '0', TMPDIR: gone } })
+  t.is(r.code, 2, r.stderr)
+  t.is(r.stderr, `des: the temp directory ${gone} (TMPDIR) does not exist: set TMPDIR to a writable directory\n`)
+  t.deepEqual(shardFiles(out), [])
+})
+
 /** Every file and folder below `dir`, relative to it, sorted. */
 function tree(dir: string): string[] {
   return (fs.readdirSync(dir, { recursive: true }) as string[]).map((p) => p.split(path.sep).join('/')).sort()

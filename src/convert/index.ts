@@ -22,11 +22,11 @@
 // (src/store/layout.ts, lookupsFor).
 
 import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { createHash } from 'node:crypto'
 import { DesError, describe } from '../errors'
+import { makeTempDir } from '../temp-dir'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { locateShard, type EntryInfo, type PackFile, type ShardReader } from '../native'
 import type { PartWrite, ShardSink } from '../pack/local-target'
@@ -199,7 +199,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   const started = performance.now()
   const prefix = opts.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX
   const tailBytes = opts.tailBytes ?? DEFAULT_TAIL_BYTES
-  const tmpRoot = opts.tmpDir ?? os.tmpdir()
+  const tmpRoot = opts.tmpDir
   const faults = new Faults(opts.fault)
   const listing = await listStore(store.source, prefix)
   const report: ConvertReport = {
@@ -289,7 +289,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     const existing: ShardReader[] = await store.sink.existingParts({ dateDir, shardHex, items: [] })
     const inNested = (uid: string) => existing.some((r) => r.has(uid))
     const readers = shards.map((s) => new EntryReader(s))
-    const tmp = await fsp.mkdtemp(path.join(tmpRoot, 'des-convert-'))
+    const tmp = await makeTempDir('des-convert-', tmpRoot)
     try {
       const items: PlannedInput[] = []
       for (const f of files.values()) {

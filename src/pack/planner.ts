@@ -12,7 +12,6 @@
 // small record per key: it stays flat in the manifest's size.
 
 import * as fs from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { DesError } from '../errors'
 import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
@@ -26,6 +25,7 @@ import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources } from './sources'
 import type { S3SourceOptions } from './types'
 import { hasLoneSurrogate } from '../store/uid'
+import { makeTempDirSync } from '../temp-dir'
 
 export type { WorkerSlice }
 
@@ -463,7 +463,7 @@ export class Planner {
   }
 
   private spill(): void {
-    this.dir = fs.mkdtempSync(path.join(this.settings.tmpDir ?? os.tmpdir(), 'des-pack-plan-'))
+    this.dir = makeTempDirSync('des-pack-plan-', this.settings.tmpDir)
     const expected = this.settings.expectedEntries
     const buckets = (this.buckets = new SpillFiles(this.dir, 'plan', spillCount(expected, BUCKET_INPUTS, MAX_BUCKETS)))
     for (const item of this.mem!) buckets.append(ordinalOf(item) % buckets.count, spillLine(item))

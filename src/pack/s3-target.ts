@@ -11,10 +11,10 @@
 // This file decides what to write; storage/s3-upload.ts how (the requests).
 
 import { promises as fsp } from 'node:fs'
-import * as os from 'node:os'
 import * as path from 'node:path'
 import { HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
+import { makeTempDir } from '../temp-dir'
 import { s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
 import { ShardReader, ShardWriter } from '../native'
@@ -91,7 +91,8 @@ export class S3Target implements ShardSink {
     readonly prefix: string,
     private readonly settings: WriterSettings,
     private readonly hooks: S3Hooks = {},
-    private readonly tmpRoot = os.tmpdir(),
+    /** Where parts are built before upload (default the OS temp dir). */
+    private readonly tmpRoot?: string,
   ) {
     // Keys here carry the prefix already.
     this.source = new S3Source(client, { bucket, prefix: '' })
@@ -221,7 +222,7 @@ export class S3Target implements ShardSink {
     if (attempt === 0 && known === undefined && (await this.listed(plan, key)) === false) known = null
     const old = known !== undefined ? known : await this.readTail(key)
     if (maxShardSize !== undefined && old && old.size >= maxShardSize) return passOver(old.reader, items, ctx)
-    const tmp = await fsp.mkdtemp(path.join(this.tmpRoot, 'des-pack-'))
+    const tmp = await makeTempDir('des-pack-', this.tmpRoot)
     const bigDir = path.join(tmp, 'bigfiles')
     const opts = { ...this.settings.writer, replace: Boolean(ctx.replace), bigfilesDir: bigDir }
     let writer: ShardWriter | undefined
