@@ -6,7 +6,9 @@ use crate::checksum::{append_block, block_len_at, parse_block, starts_block, Che
 use crate::cursor::Cursor;
 use crate::entry::{Body, Codec, Entry};
 use crate::error::{DesError, Result};
-use crate::format::{footer_bytes, FOOTER_SIZE, HEADER_SIZE, VERSION_1, VERSION_2};
+use crate::format::{
+  footer_bytes, parse_footer, FOOTER_MAGIC, FOOTER_SIZE, HEADER_SIZE, VERSION_1, VERSION_2,
+};
 use crate::meta::check_stored;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
@@ -122,7 +124,7 @@ impl ShardIndex {
           data_end + entries_end as u64
         )));
       }
-      if let Some(end) = unfinished_index_end(&raw, entries_end) {
+      if let Some(end) = unfinished_index_end(&raw, entries_end, data_end) {
         unfinished = (raw.len() - end) as u64 - FOOTER_SIZE;
         raw.truncate(end);
         raw.shrink_to_fit();
@@ -325,12 +327,40 @@ pub(crate) fn index_reach(raw: &[u8]) -> IndexReach {
 /// An in-place append first extends the shard with a footer that points at the
 /// old index, so until it finishes the index section is the old index, the
 /// old footer, then the append's bytes. Returns where the old index ends when
-/// `raw` is laid out so: its checksum block ends before `raw` does and is
-/// followed by exactly the footer of an index that long. (Its CRC is checked
-/// by `parse_block` as for any index.)
-fn unfinished_index_end(raw: &[u8], block_at: usize) -> Option<usize> {
+/// `raw` (the section, starting at byte `data_end` of the file) is laid out
+/// so: its checksum block ends before `raw` does, is followed by exactly the
+/// footer of an index that long, and the section ends in a slot an append
+/// leaves (`append_slot_ok`; a reader that read only the old index and its
+/// footer checked that slot itself). (The CRC is checked by `parse_block` as
+/// for any index.)
+fn unfinished_index_end(raw: &[u8], block_at: usize, data_end: u64) -> Option<usize> {
   let end = block_at.checked_add(block_len_at(raw, block_at)?)?;
-  own_footer_at(raw, end).then_some(end)
+  if !own_footer_at(raw, end) {
+    return None;
+  }
+  let old_end = end + FOOTER_SIZE as usize;
+  if raw.len() > old_end {
+    let slot = &raw[raw.len() - FOOTER_SIZE as usize..];
+    let section_end = data_end + raw.len() as u64;
+    if !append_slot_ok(slot, section_end, data_end + old_end as u64) {
+      return None;
+    }
+  }
+  Some(end)
+}
+
+/// The 12 bytes just below the last footer of an append under way (or
+/// interrupted), ending at byte `slot_end`: zeros (the new footer not written
+/// yet), the new footer begun (part of its magic, then zeros) or written,
+/// its index starting past the old footer's end (`old_end`; a size written
+/// in part reads as a smaller one, which still does). Anything else is no
+/// append but a damaged footer: two changed bytes in the last footer of an
+/// appended shard must not roll it back to its old index.
+pub(crate) fn append_slot_ok(slot: &[u8], slot_end: u64, old_end: u64) -> bool {
+  let written = slot.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+  written == 0
+    || (written < FOOTER_MAGIC.len() && slot[..written] == FOOTER_MAGIC[..written])
+    || parse_footer(slot, slot_end).is_ok_and(|f| f.index_offset >= old_end)
 }
 
 /// True if `raw` holds, at `end`, the footer of an index `end` bytes long:

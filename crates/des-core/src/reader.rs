@@ -9,7 +9,7 @@ use crate::error::{DesError, Result};
 use crate::format::{
   check_index_size, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
 };
-use crate::index::{index_reach, own_footer_at, IndexReach, ShardIndex};
+use crate::index::{append_slot_ok, index_reach, own_footer_at, IndexReach, ShardIndex};
 use crate::lock::wait_for_writer;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -175,7 +175,7 @@ fn read_section(file: &File, footer: &Footer, shown: &str) -> Result<Section> {
           size
         } else if (raw.len() as u64) < with_footer {
           with_footer
-        } else if own_footer_at(&raw, end) {
+        } else if own_footer_at(&raw, end) && append_slot_at(file, footer, with_footer, shown)? {
           raw.truncate(with_footer as usize);
           return Ok(Section {
             raw,
@@ -189,6 +189,21 @@ fn read_section(file: &File, footer: &Footer, shown: &str) -> Result<Section> {
       IndexReach::Other => size,
     };
   }
+}
+
+/// Whether the section of `footer`, whose old index and footer take its first
+/// `old_len` bytes, ends in the slot an append leaves (`append_slot_ok`): the
+/// 12 bytes below the last footer, read on their own.
+fn append_slot_at(file: &File, footer: &Footer, old_len: u64, shown: &str) -> Result<bool> {
+  let section_end = footer.index_offset + footer.index_size;
+  let mut slot = [0u8; FOOTER_SIZE as usize];
+  read_exact_at(file, &mut slot, section_end - FOOTER_SIZE)
+    .map_err(|e| DesError::io(format!("read {shown}"), e))?;
+  Ok(append_slot_ok(
+    &slot,
+    section_end,
+    footer.index_offset + old_len,
+  ))
 }
 
 /// Reads the frame of a file of `size` bytes; a file too small for header

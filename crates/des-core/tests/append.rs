@@ -181,6 +181,26 @@ fn every_state_of_an_append_reads_as_the_old_or_the_new_shard() {
 }
 
 #[test]
+fn a_last_footer_changed_to_name_the_old_index_is_damage_not_the_old_shard() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  let shard = appended(&path, 20, "new", 5);
+  // Two bytes of the last footer: its index now runs from the old index to
+  // the footer, the shape of an append under way, but what lies below the
+  // footer is the new index's end, not the slot an append leaves.
+  let mut tampered = shard.new.clone();
+  let at = tampered.len() - 12;
+  let size = (at as u64 - shard.old_index_at).to_le_bytes();
+  tampered[at + 4..].copy_from_slice(&size);
+  let probe = dir.path().join("probe.des");
+  std::fs::write(&probe, &tampered).unwrap();
+  match read_all(&probe) {
+    Err(DesError::Corrupt(_)) => {}
+    other => panic!("read as {other:?}"),
+  }
+}
+
+#[test]
 fn an_interrupted_append_is_reported_and_cut_off_by_the_next() {
   let dir = tempfile::tempdir().unwrap();
   let path = dir.path().join("0A.des");
