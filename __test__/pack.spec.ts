@@ -8,7 +8,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
-import { locateShard, ShardReader } from '../src/native'
+import { locateShard, ShardReader, ShardWriter, StagedGroup, verifyShardFile } from '../src/native'
 import { errorCode } from '../src/errors'
 import { asInputs, cachedBytes, makeCorpus, noCacheView, readLocalStore, shardFiles, tempDir } from './helpers/pack'
 import { foldersNaming } from '../src/pack/local-target'
@@ -191,6 +191,66 @@ test('a key that would pass maxShardSize continues in <HEX>.1.des, <HEX>.2.desâ€
   for (const f of after) t.true((await ShardReader.open(path.join(out, f))).dataEnd <= max)
   // Earlier parts are untouched by the later run, only the last one and new ones change.
   t.true(after.slice(0, files.length - 1).every((f) => files.includes(f)))
+})
+
+/** `part` as an append killed after its first step leaves it: `pad` zero bytes, then a footer naming the old index from past them. */
+function interruptAppend(part: string, pad: number): void {
+  const old = fs.readFileSync(part)
+  const indexAt = old.length - 12 - Number(old.readBigUInt64LE(old.length - 8))
+  const footer = Buffer.alloc(12)
+  footer.write('DESI', 0, 'latin1')
+  footer.writeBigUInt64LE(BigInt(old.length + pad - indexAt), 4)
+  fs.writeFileSync(part, Buffer.concat([old, Buffer.alloc(pad), footer]))
+}
+
+test('a part with an interrupted append whose file (not data) is past maxShardSize is appended to, and the append cuts its tail off', async (t) => {
+  const dir = tempDir()
+  const uids = sameShardUids(2, 7)
+  const corpus = makeCorpus(path.join(dir, 'src'), uids.map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
+  const out = path.join(dir, 'out')
+  const opts = { nBits: 4, maxShardSize: 30_000, codec: 'none' as const }
+  await packFiles(asInputs(corpus.rows.slice(0, 1)), { kind: 'local', dir: out }, opts)
+  const part = path.join(out, '20240301/7.des')
+  interruptAppend(part, 40_000)
+  t.true((await verifyShardFile(part)).problems.some((p) => /interrupted/.test(p.error)))
+  await packFiles(asInputs(corpus.rows.slice(1)), { kind: 'local', dir: out }, opts)
+  t.deepEqual(shardFiles(out), ['20240301/7.des'], 'the second file went into the part, not a new one')
+  const report = await verifyShardFile(part)
+  t.deepEqual(report.problems, [])
+  t.is(report.ok, 2)
+})
+
+/** True once some process waits for a flock on `file` (/proc/locks lists it as "-> FLOCK ..."). */
+function someoneWaitsFor(file: string): boolean {
+  const ino = String(fs.statSync(file).ino)
+  return fs.readFileSync('/proc/locks', 'utf8').split('\n').some((l) => /->\s+FLOCK/.test(l) && l.split(/\s+/).some((f) => f.split(':')[2] === ino))
+}
+
+test('a part another run has an append staged in (file past maxShardSize, its index not yet showing the uids): this run waits for its turn, and a uid both store is in one part', async (t) => {
+  const dir = tempDir()
+  const uids = sameShardUids(2, 7)
+  const corpus = makeCorpus(path.join(dir, 'src'), uids.map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
+  const out = path.join(dir, 'out')
+  const opts = { nBits: 4, maxShardSize: 20_000, codec: 'none' as const }
+  await packFiles(asInputs(corpus.rows.slice(0, 1)), { kind: 'local', dir: out }, opts)
+  const part = path.join(out, '20240301/7.des')
+  // The other run: the second uid added to part 0 and staged, holding the part's turn.
+  const other = (await ShardWriter.tryAppend(part, { codec: 'none' }))!
+  await other.add(uids[1], fs.readFileSync(corpus.rows[1].source_path))
+  const group = new StagedGroup()
+  await other.stageInto(group)
+  t.true(fs.statSync(part).size >= opts.maxShardSize)
+  const run = packFiles(asInputs(corpus.rows.slice(1)), { kind: 'local', dir: out }, { ...opts, skipExisting: true })
+  let settled = false
+  void run.then(() => (settled = true), () => (settled = true))
+  // This run either waits for the part's turn or (wrongly) packs without it.
+  while (!settled && !someoneWaitsFor(part)) await new Promise((r) => setTimeout(r, 5))
+  await group.commit()
+  const res = await run
+  t.is(res.files, 0)
+  const stored = await readLocalStore(out) // throws if a uid is in two parts
+  t.is(stored.size, 2)
+  t.deepEqual(shardFiles(out), ['20240301/7.des'])
 })
 
 test('a payload larger than maxShardSize gets a part of its own', async (t) => {

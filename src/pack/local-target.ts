@@ -197,9 +197,12 @@ export class LocalTarget implements ShardSink {
     const file = this.partPath(plan, part)
     // A part staged earlier in this run holds the shard's turn: commit it first.
     if (this.group.holds(file)) await this.group.commit()
-    // The size matters only against a limit (a stat per part is a stall on a busy disk).
+    // Whether the part exists matters only against a limit (a stat per part is
+    // a stall on a busy disk). Whether it is full is decided by the writer,
+    // holding the part's turn: its file size may count another run's append
+    // in flight (whose uids its index does not show yet) or the tail of an
+    // interrupted one (which the writer cuts off).
     const size = maxShardSize === undefined ? null : sizeOf(file)
-    if (maxShardSize !== undefined && size !== null && size >= maxShardSize) return passOver(await ShardReader.open(file), items, ctx)
     const task: PartTask = { plan, part, file, size, items, maxShardSize, ctx }
     if (batchable(items, ctx)) return this.writeInBatch(task)
     // Large parts one writer each, a few at a time (their chunks are large).
