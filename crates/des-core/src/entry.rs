@@ -70,7 +70,8 @@ pub enum Body {
   },
   /// In `_bigFiles/<sha256>` beside the shard.
   BigFile {
-    /// Lower- or upper-case hex sha256 of the payload, 64 digits.
+    /// Lower-case hex sha256 of the payload, 64 digits (an index holding
+    /// another spelling is refused when read).
     sha256: String,
     size: u64,
   },

@@ -440,9 +440,12 @@ fn parse_record(
     let hash_len = cur.u16("BigFile hash length")? as usize;
     let hash_at = cur.pos() as u32;
     let hash = cur.take(hash_len, "BigFile hash")?;
-    if hash_len != SHA256_HEX_LEN || !hash.iter().all(u8::is_ascii_hexdigit) {
+    // Lower case, as every writer (and Python's hexdigest) writes it: the
+    // hash names the BigFile's object and is compared with its sha256 as text.
+    let lower_hex = |b: &u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
+    if hash_len != SHA256_HEX_LEN || !hash.iter().all(lower_hex) {
       return Err(DesError::corrupt(format!(
-        "{}: BigFile hash is not 64 hex digits ({hash_len} bytes)",
+        "{}: BigFile hash is not 64 lower-case hex digits ({hash_len} bytes)",
         whence()
       )));
     }

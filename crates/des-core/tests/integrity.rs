@@ -454,6 +454,23 @@ fn a_stated_size_beyond_two_to_the_53_is_refused_when_the_index_is_read() {
 }
 
 #[test]
+fn a_bigfile_hash_in_upper_case_is_refused_when_the_index_is_read() {
+  let dir = tempfile::tempdir().unwrap();
+  let bigfile = |sha256: String| Entry {
+    uid: "big".to_string(),
+    body: Body::BigFile { sha256, size: 3 },
+    meta: String::new(),
+  };
+  let lower = des_core::sha256_hex(b"abc");
+  let path = hand_built(dir.path(), b"", &[bigfile(lower.clone())]);
+  assert!(ShardFile::open(&path).is_ok());
+  let path = hand_built(dir.path(), b"", &[bigfile(lower.to_uppercase())]);
+  let err = ShardFile::open(&path).unwrap_err();
+  assert_eq!(err.code(), "DES_CORRUPT");
+  assert!(err.to_string().contains("lower-case hex"), "{err}");
+}
+
+#[test]
 fn a_zstd_frame_whose_stated_size_disagrees_with_the_index_is_not_decoded() {
   let big = vec![0u8; 1 << 20];
   let frame = des_core::compress(Codec::Zstd, 3, &big).unwrap();
