@@ -83,13 +83,33 @@ fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
   }
 }
 
+/// How long a reader that met a footer being rewritten waits for the writer's
+/// turn to end. A footer is rewritten in an instant, then the turn ends with
+/// a sync: anything longer is no writer at work but a lock held by someone
+/// else (any process that may read the file may lock it), and the reader
+/// reports what it read rather than hang.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Waits until no writer holds its turn on `file` (an append in place is then
-/// finished or abandoned), for a reader that met a footer being rewritten.
-/// False where writers do not lock the shard itself (nothing to wait for).
+/// finished or abandoned), for a reader that met a footer being rewritten,
+/// at most `WRITER_WAIT`. False where writers do not lock the shard itself
+/// (nothing to wait for) or the turn did not end in time.
 pub(crate) fn wait_for_writer(file: &File) -> bool {
   #[cfg(unix)]
   {
-    file.lock_shared().is_ok() && file.unlock().is_ok()
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + WRITER_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+      match file.try_lock_shared() {
+        Ok(()) => return file.unlock().is_ok(),
+        Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+          std::thread::sleep(pause);
+          pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        Err(_) => return false,
+      }
+    }
   }
   #[cfg(not(unix))]
   {

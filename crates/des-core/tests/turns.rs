@@ -107,3 +107,23 @@ fn a_dropped_or_refused_writer_leaves_no_folder_and_no_file() {
   assert_eq!(names(dir.path()), ["20240103"]);
   assert_eq!(names(&dir.path().join("20240103")), ["0D.des"]);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_reader_of_a_damaged_shard_someone_holds_locked_reports_the_damage_instead_of_waiting_for_ever()
+{
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  let mut w = ShardWriter::create(&path, WriterOptions::default()).unwrap();
+  w.add("a", b"payload".to_vec(), None).unwrap();
+  w.finish().unwrap();
+  // A damaged footer, and a lock on the file that is never let go (any reader may take one).
+  let mut bytes = std::fs::read(&path).unwrap();
+  let at = bytes.len() - 12;
+  bytes[at] ^= 0xff;
+  std::fs::write(&path, &bytes).unwrap();
+  let holder = std::fs::File::open(&path).unwrap();
+  holder.lock().unwrap();
+  let err = ShardFile::open(&path).err().map(|e| e.code());
+  assert_eq!(err, Some("DES_CORRUPT"));
+}
