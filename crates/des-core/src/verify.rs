@@ -104,17 +104,31 @@ impl Span {
   }
 }
 
-/// A span being read: its bytes so far (entries, to decode them) or just
-/// their running checksum (retired ranges, entries over the ceiling).
+/// A span being read: its running checksum, and for an entry its bytes so
+/// far (to decode them) unless they are not held.
 struct Open {
   span: Span,
   crc: u32,
-  bytes: Option<Vec<u8>>,
+  held: Held,
+}
+
+/// What a span being read keeps of its bytes.
+enum Held {
+  Bytes(Vec<u8>),
+  /// A retired range: its checksum is all there is to check.
+  Nothing,
+  /// An entry over the payload ceiling.
+  OverCeiling,
+  /// An entry overlapping others whose bytes, held at once, would pass the
+  /// ceiling (a crafted index of many entries over one range must not take
+  /// memory in proportion); the overlap is reported as damage already.
+  Overlapping,
 }
 
 /// Checks the bytes `[0, data_end)` of a shard as they stream past, against
 /// an index parsed beforehand. Memory: the entries open at once (one,
-/// unless entries overlap), each at most the payload ceiling.
+/// unless entries overlap), each at most the payload ceiling, all of them
+/// at most twice the ceiling.
 pub struct StreamVerifier {
   index: Arc<ShardIndex>,
   spans: Vec<Span>,
@@ -254,7 +268,7 @@ impl StreamVerifier {
         self.close_gap();
         for o in &mut self.open {
           o.crc = crc32c_append(o.crc, seg);
-          if let Some(bytes) = &mut o.bytes {
+          if let Held::Bytes(bytes) = &mut o.held {
             bytes.extend_from_slice(seg);
           }
         }
@@ -316,17 +330,20 @@ impl StreamVerifier {
         break;
       }
       self.next_span += 1;
-      let bytes = match span.kind {
-        SpanKind::Entry(_) if span.length <= ceiling => {
-          Some(Vec::with_capacity(span.length as usize))
-        }
-        _ => None,
+      // Bytes the entries open now hold (more than one only where entries overlap).
+      let holding: u64 = self
+        .open
+        .iter()
+        .filter(|o| matches!(o.held, Held::Bytes(_)))
+        .map(|o| o.span.length)
+        .sum();
+      let held = match span.kind {
+        SpanKind::Retired(_) => Held::Nothing,
+        SpanKind::Entry(_) if span.length > ceiling => Held::OverCeiling,
+        SpanKind::Entry(_) if holding > 0 && holding + span.length > ceiling => Held::Overlapping,
+        SpanKind::Entry(_) => Held::Bytes(Vec::with_capacity(span.length as usize)),
       };
-      self.open.push(Open {
-        span,
-        crc: 0,
-        bytes,
-      });
+      self.open.push(Open { span, crc: 0, held });
     }
   }
 
@@ -394,7 +411,7 @@ impl StreamVerifier {
       }
       SpanKind::Entry(i) => {
         let entry = self.index.entry(i);
-        match check_entry(&entry, open.crc, open.bytes) {
+        match check_entry(&entry, open.crc, open.held) {
           Ok(size) => {
             self.report.ok += 1;
             self.report.bytes += size;
@@ -407,7 +424,7 @@ impl StreamVerifier {
 }
 
 /// One inline entry: checksum first, then a full decode to its stated size.
-fn check_entry(entry: &Entry, crc: u32, bytes: Option<Vec<u8>>) -> Result<u64> {
+fn check_entry(entry: &Entry, crc: u32, held: Held) -> Result<u64> {
   let Body::Inline {
     codec,
     size,
@@ -425,13 +442,22 @@ fn check_entry(entry: &Entry, crc: u32, bytes: Option<Vec<u8>>) -> Result<u64> {
       )));
     }
   }
-  let Some(bytes) = bytes else {
-    return Err(DesError::corrupt(format!(
-      "payload of uid {:?}: {} stored bytes is over the payload ceiling of {} bytes (DES_MAX_PAYLOAD_BYTES)",
-      entry.uid,
-      entry.stored_size(),
-      payload_ceiling()
-    )));
+  let bytes = match held {
+    Held::Bytes(bytes) => bytes,
+    Held::Overlapping => {
+      return Err(DesError::corrupt(format!(
+        "payload of uid {:?}: not decoded: its bytes overlap other entries held at once past the payload ceiling",
+        entry.uid
+      )))
+    }
+    Held::OverCeiling | Held::Nothing => {
+      return Err(DesError::corrupt(format!(
+        "payload of uid {:?}: {} stored bytes is over the payload ceiling of {} bytes (DES_MAX_PAYLOAD_BYTES)",
+        entry.uid,
+        entry.stored_size(),
+        payload_ceiling()
+      )))
+    }
   };
   decompress(*codec, &bytes, *size, &entry.uid)?;
   Ok(*size)
