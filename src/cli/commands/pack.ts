@@ -62,7 +62,7 @@ export function register(y: Argv): Argv {
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
         .option('level', { coerce: zstdLevelFlag, describe: 'zstd level, -7..22 (default 3)' })
         .option('profile', { choices: ['aggressive', 'balanced', 'speed'] as const, describe: 'aggressive = zstd 9, balanced = zstd 5, speed = lz4' })
-        .option('skip-extensions', { type: 'string', describe: 'comma list of extensions stored raw (default .jpg,.jpeg,.png,.gif,.gz,.zip,.bz2,.xz)' })
+        .option('skip-extensions', { type: 'string', describe: 'comma list of extensions stored raw, matched against the uid as the original does (default .jpg,.jpeg,.png,.gif,.gz,.zip,.bz2,.xz)' })
         .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
         .option('skip-existing', { type: 'boolean', default: false, describe: 'a uid already stored with the same size is skipped (idempotent reruns)' })
         .option('worker', { type: 'string', describe: 'I/N: pack only the keys of worker I of N (shard index mod N = I); default from JOB_COMPLETION_INDEX in an Indexed Job' })
