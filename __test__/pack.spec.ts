@@ -359,6 +359,35 @@ test('the manifest parser names the line of a bad entry, in arrays and JSON line
   t.throws(() => parseManifest('[1]'), { message: /line 1 \(entry 1\): expected an object/ })
 })
 
+test('a uid given as a number becomes the text the original makes of it (str() of what Python\'s json reads): every digit of an integer, a float as Python writes it', (t) => {
+  // Each pair: the uid as the manifest spells it, and Python's str(json.loads(it)).
+  const cases: Array<[string, string]> = [
+    ['7', '7'],
+    ['1.0', '1.0'],
+    ['1e3', '1000.0'],
+    ['1E+2', '100.0'],
+    ['12345678901234567890123', '12345678901234567890123'],
+    ['-5', '-5'],
+    ['-0', '0'],
+    ['-0.0', '-0.0'],
+    ['1e16', '1e+16'],
+    ['1e15', '1000000000000000.0'],
+    ['0.1', '0.1'],
+    ['0.0001', '0.0001'],
+    ['0.00001', '1e-05'],
+    ['1.5e-7', '1.5e-07'],
+    ['123456789012345678.5', '1.2345678901234568e+17'],
+    ['1e400', 'inf'],
+  ]
+  for (const [spelled, text] of cases) {
+    // In an array and as JSON lines; a "uid" inside meta, and a repeated key (the last counts), do not confuse it.
+    const entry = `{"meta": {"uid": 99}, "uid": 0, "created_at": "2024-01-01", "source_path": "/x", "uid" : ${spelled}}`
+    t.is(parseManifest(`[${entry}]`).inputs[0].uid, text, `array: ${spelled}`)
+    t.is(parseManifest(`${entry}\n`).inputs[0].uid, text, `lines: ${spelled}`)
+  }
+  t.throws(() => parseManifest('[{"uid": true, "created_at": "2024-01-01", "source_path": "/x"}]'), { message: /"uid" must be a non-empty string or a number/ })
+})
+
 test('progress reports reach the totals', async (t) => {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 50 }, (_, i) => ({ uid: `p${i}`, size: 1000 + i })))

@@ -11,6 +11,7 @@
 
 import { promises as fsp } from 'node:fs'
 import { DesError } from '../errors'
+import { pythonFloatRepr, pythonNumberText, topLevelMember } from './number-uid'
 import { ManifestScan, type ManifestFound } from '../native'
 import type { PackInput } from './types'
 
@@ -34,16 +35,24 @@ function field(obj: Record<string, unknown>, a: string, b: string, c?: string): 
   return obj[c]
 }
 
-/** Checks one manifest object and turns it into a PackInput. */
-export function manifestEntry(value: unknown, where: string): PackInput {
+/**
+ * Checks one manifest object and turns it into a PackInput. `text` gives
+ * the entry's JSON text, read again only for a uid that is a number.
+ */
+export function manifestEntry(value: unknown, where: string, text?: () => string): PackInput {
   const bad = (why: string) => new DesError('DES_BAD_ARG', `manifest ${where}: ${why}`)
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw bad('expected an object')
   const obj = value as Record<string, unknown>
   const uid = obj.uid
-  if (typeof uid === 'number' && Number.isSafeInteger(uid) && uid >= 0) {
-    // A number becomes its decimal string (SPEC §1).
-  } else if (typeof uid !== 'string' || uid === '') throw bad('"uid" must be a non-empty string or a whole number')
-  const uidText = String(uid)
+  let uidText: string
+  if (typeof uid === 'number') {
+    // A number becomes its text as the original writes it (SPEC §1: str() of what Python's json reads).
+    const raw = text === undefined ? undefined : topLevelMember(text(), 'uid')
+    if (raw !== undefined) uidText = pythonNumberText(raw)
+    else if (Number.isSafeInteger(uid) || !Number.isInteger(uid)) uidText = Number.isInteger(uid) ? String(uid) : pythonFloatRepr(uid)
+    else throw bad(`"uid" ${uid} is a whole number too large to be read exactly; give it as a string`)
+  } else if (typeof uid === 'string' && uid !== '') uidText = uid
+  else throw bad('"uid" must be a non-empty string or a number')
   const badUid = (why: string) => bad(`uid ${JSON.stringify(uidText)}: ${why}`)
   const createdAt = field(obj, 'created_at', 'createdAt')
   if (typeof createdAt !== 'string' || createdAt.trim() === '') throw badUid('"created_at" must be an ISO-8601 string')
@@ -144,7 +153,7 @@ export class ManifestScanner {
     }
     for (let i = 0; i < n; i++) {
       const line = spans[i * 4 + 2]
-      this.emit(manifestEntry(values[i], where(line, spans[i * 4 + 3])), line)
+      this.emit(manifestEntry(values[i], where(line, spans[i * 4 + 3]), () => buf.toString('utf8', spans[i * 4], spans[i * 4 + 1])), line)
     }
   }
 
@@ -162,7 +171,7 @@ export class ManifestScanner {
         if (entry === 0) throw new DesError('DES_BAD_ARG', `manifest line ${line} is not valid JSON: ${messageOf(err)}`)
         throw syntax(`${where(line, entry)}: ${messageOf(err)}`)
       }
-      this.emit(manifestEntry(value, where(line, entry)), line)
+      this.emit(manifestEntry(value, where(line, entry), () => raw), line)
     }
   }
 }
