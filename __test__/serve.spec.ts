@@ -274,6 +274,8 @@ test('a client of the reference gets the reference\'s status and detail for ever
     ['GET', '/nope', 404, 'Not Found'],
     ['POST', `/files/${f.uid}?created_at=${at}`, 405, 'Method Not Allowed'],
     ['PUT', `/files/${f.uid}?created_at=${at}`, 405, 'Method Not Allowed'],
+    ['POST', '/health', 405, 'Method Not Allowed'],
+    ['DELETE', '/metrics', 405, 'Method Not Allowed'],
   ]
   try {
     for (const [method, target, status, detail] of cases) {
@@ -294,6 +296,13 @@ test('a client of the reference gets the reference\'s status and detail for ever
     t.is(slash.status, 307)
     t.is(slash.headers.get('location'), `/files/${f.uid}?created_at=${at}`)
     t.deepEqual(await (await fetch(srv.url + '/health')).json(), { status: 'ok' })
+    // So is one on /health, /ready and /metrics, to the route itself.
+    for (const route of ['/health', '/ready', '/metrics']) {
+      const r = await fetch(`${srv.url}${route}/?x=1`, { redirect: 'manual' })
+      t.is(r.status, 307, route)
+      t.is(r.headers.get('location'), `${route}?x=1`)
+    }
+    t.is((await fetch(srv.url + '/health/')).status, 200, 'followed')
   } finally {
     await srv.close()
   }

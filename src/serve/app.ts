@@ -98,7 +98,19 @@ export function createApp(deps: AppDeps): Express {
     })
   }
 
-  for (const [path, route] of routes) app.get(path, route.handler)
+  for (const [path, route] of routes) {
+    app.get(path, route.handler)
+    // As the original (FastAPI) answers: another method is 405, the path with
+    // a slash a 307 to the path without it (which auth then checks as itself).
+    app.all(path, (req: Request, res: Response) => {
+      res.setHeader('Allow', 'GET, HEAD')
+      sendError(req, res, new DesError('DES_METHOD', `${req.method} is not allowed on ${path}`), res.locals.requestId)
+    })
+    app.get(`${path}/`, (req: Request, res: Response) => {
+      const q = req.originalUrl.indexOf('?')
+      res.redirect(307, q < 0 ? path : path + req.originalUrl.slice(q))
+    })
+  }
   app.use('/files', desRouter(responder))
 
   app.use((req: Request, res: Response) => {
