@@ -7,7 +7,7 @@ use crate::codec::{check_ceiling, decompress};
 use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{
-  check_index_size, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE,
+  check_index_size, parse_footer, parse_header, Footer, FOOTER_SIZE, HEADER_SIZE, VERSION_2,
 };
 use crate::index::{append_slot_ok, index_reach, own_footer_at, IndexReach, ShardIndex};
 use crate::lock::wait_for_writer;
@@ -154,7 +154,11 @@ pub(crate) struct Section {
 /// then all the append has written) costs only its old index.
 const FIRST_SECTION_READ: u64 = 1 << 20;
 
-fn read_section(file: &File, footer: &Footer, shown: &str) -> Result<Section> {
+/// `version` is the header's, when it could be read: a v2 section whose
+/// entries are followed by anything but a checksum block is damage, found
+/// without reading the rest of the section (whose size a damaged footer may
+/// state as gigabytes).
+fn read_section(file: &File, footer: &Footer, version: Option<u8>, shown: &str) -> Result<Section> {
   let size = footer.index_size;
   let mut raw: Vec<u8> = Vec::new();
   let mut want = size.min(FIRST_SECTION_READ);
@@ -186,6 +190,13 @@ fn read_section(file: &File, footer: &Footer, shown: &str) -> Result<Section> {
         }
       }
       IndexReach::NeedMore => want.saturating_mul(2).min(size),
+      IndexReach::Other if version == Some(VERSION_2) => {
+        return Err(DesError::corrupt(format!(
+          "the index at byte {} ({size} bytes, as the footer says) has bytes after its last entry that are not a checksum block",
+          footer.index_offset
+        )))
+      }
+      // A v1 index is not walked: it is read whole.
       IndexReach::Other => size,
     };
   }
@@ -220,7 +231,7 @@ pub(crate) fn read_frame(file: &File, size: u64, shown: &str) -> Result<Frame> {
   let mut last = [0u8; FOOTER_SIZE as usize];
   read_exact_at(file, &mut last, size - FOOTER_SIZE).map_err(io)?;
   let index = match parse_footer(&last, size) {
-    Ok(footer) => match read_section(file, &footer, shown) {
+    Ok(footer) => match read_section(file, &footer, parse_header(&header).ok(), shown) {
       Ok(section) => Ok((footer, section)),
       Err(e @ DesError::Io { .. }) => return Err(e),
       Err(e) => Err(e),

@@ -470,6 +470,26 @@ fn a_bigfile_hash_in_upper_case_is_refused_when_the_index_is_read() {
   assert!(err.to_string().contains("lower-case hex"), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn a_footer_stating_a_huge_index_is_refused_from_the_index_s_first_bytes() {
+  // A header, 256 MiB of hole, and a footer whose index is all of it: the
+  // index's first bytes (no entries, then no checksum block) are damage
+  // enough; the rest of the section is not read.
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("huge.des");
+  let hole = 256u64 << 20;
+  let file = std::fs::File::create(&path).unwrap();
+  std::os::unix::fs::FileExt::write_all_at(&file, &header_bytes(), 0).unwrap();
+  std::os::unix::fs::FileExt::write_all_at(&file, &footer_bytes(hole), 8 + hole).unwrap();
+  drop(file);
+  let Err(err) = ShardFile::open(&path) else {
+    panic!("read as a shard");
+  };
+  assert_eq!(err.code(), "DES_CORRUPT");
+  assert!(err.to_string().contains("not a checksum block"), "{err}");
+}
+
 #[test]
 fn a_zstd_frame_whose_stated_size_disagrees_with_the_index_is_not_decoded() {
   let big = vec![0u8; 1 << 20];
