@@ -4,6 +4,8 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import * as http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { formatBytes } from '../src/progress'
 import { ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
@@ -180,6 +182,20 @@ test('a number flag refuses a value it cannot take with exit 2, naming the flag 
     t.is(r.stdout.length, 0, run)
     t.regex(r.stderr, new RegExp(`^des: --${flag} "${typed.replace('.', '\\.')}": expected `), run)
   }
+})
+
+test('des migrate --metrics-port on a port another process holds exits 2, naming the flag', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-metrics-port-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const config = path.join(dir, 'migration.yaml')
+  fs.writeFileSync(config, `database: {url: "postgres://des:des@127.0.0.1:1/des", table_name: files}\npacker: {output_dir: ${JSON.stringify(dir)}}\n`)
+  const holder = http.createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '0.0.0.0', resolve))
+  t.teardown(() => holder.close())
+  const port = (holder.address() as AddressInfo).port
+  const r = await runCli(['migrate', '--config', config, '--continuous', '--metrics-port', String(port)])
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, new RegExp(`port ${port} is in use by another process \\(--metrics-port\\)`))
 })
 
 test('a flag declared as an array may be given more than once', (t) => {

@@ -28,6 +28,7 @@ import { DesError } from '../errors'
 import type { FaultPoint, MigrateConfig } from '../config/migrate'
 import { createKnex, SourceTable } from './db'
 import { runCycle, type CycleDeps, type CycleReport } from './cycle'
+import { listenError } from '../serve/listen-error'
 
 /**
  * Builds what cycles need; `close()` releases the database pool and clients.
@@ -117,6 +118,9 @@ export function recordCycle(report: CycleReport, batchSize?: number): void {
   }
 }
 
+/** What sets the metrics server's address, for a listen error's message. */
+const METRICS_LISTEN = { host: 'the metrics host', port: '--metrics-port' }
+
 /** Serves `/metrics` (and `/health`) on `port`; resolves once listening. */
 export async function serveMetrics(port: number, host = '0.0.0.0'): Promise<http.Server> {
   const server = http.createServer((req, res) => {
@@ -135,7 +139,7 @@ export async function serveMetrics(port: number, host = '0.0.0.0'): Promise<http
     }
   })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
+    server.once('error', (err) => reject(listenError(err, host, port, METRICS_LISTEN)))
     server.listen(port, host, () => resolve())
   })
   return server

@@ -17,6 +17,7 @@ import { createApp } from './app'
 import { Auth } from './auth'
 import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
 import { createLogger, flushLogs, type Logger } from './log'
+import { listenError } from './listen-error'
 import { FilesResponder } from './responder'
 
 export interface ServerDeps {
@@ -129,24 +130,6 @@ function startupText(f: ReturnType<typeof startupFields>): string {
     `${f.backend} store ${f.store}, ${f.layout} layout, n_bits ${f.nBits}, ${f.workers} worker${f.workers === 1 ? '' : 's'}, ` +
     `index cache ${mib(f.indexCacheBytes)}, payload cache ${mib(f.payloadCacheBytes)}${f.workers > 1 ? ' each' : ''}`
   )
-}
-
-const UNRESOLVED_HOST = new Set(['ENOTFOUND', 'EAI_NONAME', 'EAI_FAIL', 'EAI_AGAIN'])
-
-/**
- * Why the server could not listen, as the bad setting it is (exit 2, naming
- * it): a host that does not resolve or is not this machine's, a port taken
- * or reserved. Left as they are, ENOTFOUND would read as storage unreachable
- * (exit 6) and the others as a bug (exit 1). Any other error is returned as it is.
- */
-export function listenError(err: unknown, host: string, port: number): unknown {
-  const code = (err as NodeJS.ErrnoException | null)?.code ?? ''
-  let why: string | undefined
-  if (UNRESOLVED_HOST.has(code)) why = `the host ${JSON.stringify(host)} does not resolve to an address (--host or DES_HOST)`
-  else if (code === 'EADDRNOTAVAIL') why = `${JSON.stringify(host)} is not an address of this machine (--host or DES_HOST)`
-  else if (code === 'EADDRINUSE') why = `port ${port} is in use by another process (--port or DES_PORT)`
-  else if (code === 'EACCES') why = `port ${port} needs privileges this process does not have (--port or DES_PORT)`
-  return why === undefined ? err : new DesError('DES_BAD_ARG', `cannot listen on ${host}:${port}: ${why}`, { cause: err })
 }
 
 /** Builds the store and listens; resolves to the server once it accepts connections. */
