@@ -88,6 +88,7 @@ fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
 /// a sync: anything longer is no writer at work but a lock held by someone
 /// else (any process that may read the file may lock it), and the reader
 /// reports what it read rather than hang.
+#[cfg(unix)]
 const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Waits until no writer holds its turn on `file` (an append in place is then
