@@ -11,7 +11,8 @@ import { packFiles, parseManifest, runPack, type PackInput } from '../src/pack'
 import { locateShard, ShardReader, ShardWriter, StagedGroup, verifyShardFile } from '../src/native'
 import { errorCode } from '../src/errors'
 import { asInputs, cachedBytes, makeCorpus, noCacheView, readLocalStore, shardFiles, tempDir } from './helpers/pack'
-import { foldersNaming } from '../src/pack/local-target'
+import { foldersNaming, LocalTarget } from '../src/pack/local-target'
+import type { PlannedInput } from '../src/pack/plan'
 
 /** Numeric uids that all route to shard `shard` with n_bits 4: 16k + shard. */
 function sameShardUids(n: number, shard = 3, from = 0): string[] {
@@ -218,6 +219,32 @@ test('a part with an interrupted append whose file (not data) is past maxShardSi
   const report = await verifyShardFile(part)
   t.deepEqual(report.problems, [])
   t.is(report.ok, 2)
+})
+
+test('a part found full hands on the files of later chunks too, but not one it holds already (another run stored it): with --skip-existing it is skipped, without, refused', async (t) => {
+  const dir = tempDir()
+  const src = path.join(dir, 'src')
+  fs.mkdirSync(src)
+  const item = (uid: string, size: number, index: number): PlannedInput => {
+    fs.writeFileSync(path.join(src, uid), Buffer.alloc(size, index % 251))
+    return { input: { uid, createdAt: '2024-03-02T09:15:00Z', source: path.join(src, uid) }, index, label: `input ${index}`, dateDir: '20240302', shardHex: '35', size, onS3: false }
+  }
+  const target = new LocalTarget(path.join(dir, 'out'), { writer: { codec: 'none' }, bigfilesPrefix: '_bigFiles' })
+  await target.check()
+  const plan = { dateDir: '20240302', shardHex: '35', items: [] }
+  // Another run stored "dup" in part 0 and filled it (past the limit of 50 bytes).
+  const other = await target.writePart(plan, 0, [item('dup', 10, 0), item('filler', 100, 1)], undefined, { progress() {} })
+  await other.done
+  await target.flush()
+  // This run planned "dup" too, after more files than one chunk holds (4096 local files).
+  const items = Array.from({ length: 4096 }, (_, i) => item(`f${i}`, 1, i + 2))
+  items.push(item('dup', 10, 5000))
+  const skipping = await target.writePart(plan, 0, items, 50, { progress() {}, skipExisting: true })
+  t.deepEqual(skipping.fill.skipped.map((p) => p.input.uid), ['dup'])
+  t.false(skipping.fill.rest.some((p) => p.input.uid === 'dup'))
+  t.is(skipping.fill.rest.length, 4096)
+  const refused = await t.throwsAsync(target.writePart(plan, 0, items, 50, { progress() {} }))
+  t.is(errorCode(refused), 'DES_DUPLICATE')
 })
 
 /** True once some process waits for a flock on `file` (/proc/locks lists it as "-> FLOCK ..."). */

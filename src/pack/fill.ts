@@ -123,7 +123,19 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
     out.added.push(...added)
     report(out, ctx, added)
     if (r.consumed < toAdd.length) {
-      out.rest = [...toAdd.slice(r.consumed), ...parts.slice(c + 1).flat()]
+      // The part is full. The later chunks' files move on with the rest, but
+      // not one the part holds already (another run stored it): a uid is in
+      // one part of its key.
+      let later = parts.slice(c + 1).flat()
+      const held = ctx.replace || writer.entryCount === 0 ? [] : later.filter((p) => writer.has(p.input.uid))
+      if (held.length > 0) {
+        if (!ctx.skipExisting) throw alreadyStored(held[0])
+        const heldSet = new Set(held)
+        later = later.filter((p) => !heldSet.has(p))
+        out.skipped.push(...held)
+        report(out, ctx, held)
+      }
+      out.rest = [...toAdd.slice(r.consumed), ...later]
       break
     }
   }
