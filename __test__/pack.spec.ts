@@ -12,6 +12,7 @@ import { locateShard, ShardReader, ShardWriter, StagedGroup, verifyShardFile } f
 import { errorCode } from '../src/errors'
 import { asInputs, cachedBytes, makeCorpus, noCacheView, readLocalStore, shardFiles, tempDir } from './helpers/pack'
 import { foldersNaming, LocalTarget } from '../src/pack/local-target'
+import { locateLine } from '../src/cli/commands/locate'
 import type { PlannedInput } from '../src/pack/plan'
 
 /** Numeric uids that all route to shard `shard` with n_bits 4: 16k + shard. */
@@ -413,6 +414,16 @@ test('a uid given as a number becomes the text the original makes of it (str() o
     t.is(parseManifest(`${entry}\n`).inputs[0].uid, text, `lines: ${spelled}`)
   }
   t.throws(() => parseManifest('[{"uid": true, "created_at": "2024-01-01", "source_path": "/x"}]'), { message: /"uid" must be a non-empty string or a number/ })
+  // An earlier "uid" holding an object or array is walked through, not read as a number.
+  for (const earlier of ['{"a": 1, "b": [2]}', '[1, 2]']) {
+    t.is(parseManifest(`[{"uid": ${earlier}, "uid": 7.5, "created_at": "2024-01-01", "source_path": "/x"}]`).inputs[0].uid, '7.5', earlier)
+  }
+  // The same text for des locate --stdin and the library call.
+  const located = locateLine('{"uid": 1e3, "created_at": "2024-03-02T09:15:00Z"}', 8)
+  t.is(JSON.parse(located).uid, '1000.0')
+  t.is(JSON.parse(locateLine('{"uid": 12345678901234567890123, "created_at": "2024-03-02T09:15:00Z"}', 8)).uid, '12345678901234567890123')
+  t.is(locateShard(1.5e-7, '2024-03-02T09:15:00Z').uid, '1.5e-07')
+  t.throws(() => locateShard(2 ** 53 + 2, '2024-03-02T09:15:00Z'), { message: /too large to be read exactly/ })
 })
 
 test('progress reports reach the totals', async (t) => {

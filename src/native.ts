@@ -2,6 +2,7 @@
 // "[DES_CODE] message"; they are turned back into DesError with `code` here.
 
 import { DesError } from './errors'
+import { uidOfNumber } from './store/number-uid'
 import type * as Native from '../index'
 
 const addon: typeof Native = loadAddon()
@@ -73,7 +74,8 @@ export type Codec = 'none' | 'zstd' | 'lz4'
 
 /** Routes a uid to its shard. Throws DES_BAD_ARG for a bad date or n_bits. */
 export function locateShard(uid: string | number, createdAt: string, nBits = 8): ShardLocation {
-  const id = String(uid)
+  // A number as the original makes it text (1.5 → "1.5", 1e16 → "1e+16"); 1.0 is 1 to JavaScript: give such uids as strings.
+  const id = typeof uid === 'number' ? uidOfNumber(uid) : uid
   // A row, made into the object here: much cheaper than an addon-built object.
   const row = sync(() => addon.locateShardRow(id, createdAt, nBits))
   return { uid: id, dateDir: row[0], shardIndex: row[1], shardHex: row[2], objectKey: row[3] }

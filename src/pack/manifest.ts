@@ -10,8 +10,8 @@
 // nesting), and V8's own JSON.parse reads the entries.
 
 import { promises as fsp } from 'node:fs'
-import { DesError } from '../errors'
-import { pythonFloatRepr, pythonNumberText, topLevelMember } from './number-uid'
+import { DesError, describe } from '../errors'
+import { pythonNumberText, topLevelMember, uidOfNumber } from '../store/number-uid'
 import { ManifestScan, type ManifestFound } from '../native'
 import type { PackInput } from './types'
 
@@ -48,9 +48,11 @@ export function manifestEntry(value: unknown, where: string, text?: () => string
   if (typeof uid === 'number') {
     // A number becomes its text as the original writes it (SPEC §1: str() of what Python's json reads).
     const raw = text === undefined ? undefined : topLevelMember(text(), 'uid')
-    if (raw !== undefined) uidText = pythonNumberText(raw)
-    else if (Number.isSafeInteger(uid) || !Number.isInteger(uid)) uidText = Number.isInteger(uid) ? String(uid) : pythonFloatRepr(uid)
-    else throw bad(`"uid" ${uid} is a whole number too large to be read exactly; give it as a string`)
+    try {
+      uidText = raw !== undefined ? pythonNumberText(raw) : uidOfNumber(uid)
+    } catch (err) {
+      throw bad(describe(err))
+    }
   } else if (typeof uid === 'string' && uid !== '') uidText = uid
   else throw bad('"uid" must be a non-empty string or a number')
   const badUid = (why: string) => bad(`uid ${JSON.stringify(uidText)}: ${why}`)

@@ -10,6 +10,7 @@ import { describe as describeError } from '../../errors'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 import { nBitsFlag } from '../flags'
+import { pythonNumberText, topLevelMember } from '../../store/number-uid'
 
 function asJson(uid: string, createdAt: string, nBits: number, layout: Layout): string {
   const loc = locateIn(layout, uid, createdAt, nBits)
@@ -32,7 +33,9 @@ export function locateLine(line: string, defaultNBits: number, layout: Layout = 
     if (typeof uid !== 'string' && typeof uid !== 'number') throw new DesError('DES_BAD_ARG', 'uid must be a string or a number')
     if (typeof createdAt !== 'string') throw new DesError('DES_BAD_ARG', 'created_at must be an ISO-8601 string')
     if (typeof nBits !== 'number' || !Number.isInteger(nBits)) throw new DesError('DES_BAD_ARG', 'n_bits must be an integer')
-    return asJson(String(uid), createdAt, nBits, layout)
+    // A number as the original makes it text, from the line's own digits (JSON.parse loses 1.0 and digits past 2^53).
+    const uidText = typeof uid === 'number' ? pythonNumberText(topLevelMember(line, 'uid') ?? String(uid)) : uid
+    return asJson(uidText, createdAt, nBits, layout)
   } catch (err) {
     return JSON.stringify({ error: describeError(err) })
   }

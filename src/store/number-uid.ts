@@ -1,9 +1,12 @@
-// A number given as a manifest's uid, turned into text as the original
-// turns it: `str()` of what Python's json module reads. An integer keeps
+// A number given as a uid (in a manifest, a `des locate --stdin` line, a
+// library call), turned into text as the original turns it: `str()` of what
+// Python's json module reads. An integer keeps
 // every digit (12345678901234567890123, -5), a number with a fraction or an
 // exponent is a float written as Python writes one (1.0, 1000.0, 1e+16,
 // 1.5e-07). JSON.parse loses both (1.0 is 1; 2^53 + 1 is 2^53), so the uid
 // is read again from the entry's own text.
+
+import { DesError } from '../errors'
 
 /**
  * The text of the last `name` member of the top-level object in `json` (an
@@ -24,6 +27,12 @@ export function topLevelMember(json: string, name: string): string | undefined {
         if (json[at] === ':') {
           at++
           while (/\s/.test(json[at])) at++
+          if (json[at] === '{' || json[at] === '[') {
+            // No number: the loop walks through it, counting its depth.
+            found = undefined
+            i = at
+            continue
+          }
           const valueEnd = valueEndAt(json, at)
           found = json.slice(at, valueEnd)
           i = valueEnd
@@ -47,7 +56,7 @@ function stringEnd(json: string, start: number): number {
   return i + 1
 }
 
-/** Where a scalar value starting at `at` ends (a member's value that is a number, literal or string). */
+/** Where a scalar value starting at `at` ends (a number, literal or string; not an object or array). */
 function valueEndAt(json: string, at: number): number {
   if (json[at] === '"') return stringEnd(json, at)
   let i = at
@@ -82,4 +91,15 @@ export function pythonFloatRepr(x: number): string {
   }
   const expOut = `${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`
   return `${sign}${digits[0]}${digits.length > 1 ? `.${digits.slice(1)}` : ''}e${expOut}`
+}
+
+/**
+ * The uid text of a number that comes without its JSON text (a library
+ * call): a whole number as its digits, another as Python writes the float.
+ * A whole number past 2^53 may not be the one that was meant: refused.
+ */
+export function uidOfNumber(n: number): string {
+  if (!Number.isInteger(n) || !Number.isFinite(n)) return pythonFloatRepr(n)
+  if (!Number.isSafeInteger(n)) throw new DesError('DES_BAD_ARG', `uid ${n} is a whole number too large to be read exactly; give it as a string`)
+  return String(n)
 }
