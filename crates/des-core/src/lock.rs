@@ -88,13 +88,18 @@ fn lock(file: &File, wait: bool) -> std::io::Result<bool> {
 /// a sync: anything longer is no writer at work but a lock held by someone
 /// else (any process that may read the file may lock it), and the reader
 /// reports what it read rather than hang.
-#[cfg(unix)]
+#[cfg(all(unix, not(test)))]
 const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Short in this crate's own tests, which wait it out.
+#[cfg(all(unix, test))]
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Waits until no writer holds its turn on `file` (an append in place is then
 /// finished or abandoned), for a reader that met a footer being rewritten,
-/// at most `WRITER_WAIT`. False where writers do not lock the shard itself
-/// (nothing to wait for) or the turn did not end in time.
+/// at most `WRITER_WAIT`. True when the reader should read again: the turn
+/// ended, or the wait ran out (what the file holds by then is what it
+/// reports). False where writers do not lock the shard itself (nothing to
+/// wait for) or the lock cannot be asked about.
 pub(crate) fn wait_for_writer(file: &File) -> bool {
   #[cfg(unix)]
   {
@@ -108,6 +113,7 @@ pub(crate) fn wait_for_writer(file: &File) -> bool {
           std::thread::sleep(pause);
           pause = (pause * 2).min(Duration::from_millis(50));
         }
+        Err(std::fs::TryLockError::WouldBlock) => return true,
         Err(_) => return false,
       }
     }
@@ -145,4 +151,24 @@ pub(crate) fn take_turn(target: &Path, wait: bool) -> Result<Option<Turn>> {
   } else {
     Turn::Absent(Some(lock))
   }))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn a_reader_reads_again_when_the_turn_ends_and_when_the_wait_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("0A.des");
+    std::fs::write(&path, b"shard").unwrap();
+    let reader = File::open(&path).unwrap();
+    assert!(wait_for_writer(&reader), "no writer: read again at once");
+    let holder = File::open(&path).unwrap();
+    holder.lock().unwrap();
+    assert!(
+      wait_for_writer(&reader),
+      "a turn that does not end: read again all the same"
+    );
+  }
 }
