@@ -10,6 +10,10 @@ import { formatBytes } from '../src/progress'
 import { ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
 import { refuseRepeatedFlags } from '../src/cli/flags'
+import { serveMetrics } from '../src/migrate/run'
+import { listen } from '../src/serve/server'
+import { silentLogger } from '../src/serve/log'
+import { loadConfig, loadServeConfig } from '../src/config/env'
 import { goldenPath, goldenShards, readJson, sha256 } from './helpers/golden'
 
 test('des locate prints one JSON object with the routing fields', async (t) => {
@@ -196,6 +200,17 @@ test('des migrate --metrics-port on a port another process holds exits 2, naming
   const r = await runCli(['migrate', '--config', config, '--continuous', '--metrics-port', String(port)])
   t.is(r.code, 2, r.stderr)
   t.regex(r.stderr, new RegExp(`port ${port} is in use by another process \\(--metrics-port\\)`))
+})
+
+test('the listen-error handlers of des serve and of the migrator\'s metrics server are gone once they listen (a later error is not swallowed)', async (t) => {
+  const metricsServer = await serveMetrics(0, '127.0.0.1')
+  t.is(metricsServer.listenerCount('error'), 0)
+  await new Promise((r) => metricsServer.close(r))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-listen-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const server = await listen({ config: loadConfig({ DES_BASE_DIR: dir }), serve: loadServeConfig({ DES_HOST: '127.0.0.1', DES_PORT: '0', DES_WORKERS: '1' }) }, silentLogger)
+  t.is(server.listenerCount('error'), 0)
+  await new Promise((r) => server.close(r))
 })
 
 test('a flag declared as an array may be given more than once', (t) => {

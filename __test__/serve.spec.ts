@@ -275,6 +275,8 @@ test('a client of the reference gets the reference\'s status and detail for ever
     ['POST', `/files/${f.uid}?created_at=${at}`, 405, 'Method Not Allowed'],
     ['PUT', `/files/${f.uid}?created_at=${at}`, 405, 'Method Not Allowed'],
     ['POST', '/health', 405, 'Method Not Allowed'],
+    // Redirected (307 keeps the method) to /health, which refuses it.
+    ['POST', '/health/', 405, 'Method Not Allowed'],
     ['DELETE', '/metrics', 405, 'Method Not Allowed'],
   ]
   try {

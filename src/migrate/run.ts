@@ -139,8 +139,13 @@ export async function serveMetrics(port: number, host = '0.0.0.0'): Promise<http
     }
   })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(listenError(err, host, port, METRICS_LISTEN)))
-    server.listen(port, host, () => resolve())
+    // Only while listening: a later error is not a listen error, nor swallowed here.
+    const failed = (err: Error) => reject(listenError(err, host, port, METRICS_LISTEN))
+    server.once('error', failed)
+    server.listen(port, host, () => {
+      server.off('error', failed)
+      resolve()
+    })
   })
   return server
 }

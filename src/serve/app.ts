@@ -106,7 +106,7 @@ export function createApp(deps: AppDeps): Express {
       res.setHeader('Allow', 'GET, HEAD')
       sendError(req, res, new DesError('DES_METHOD', `${req.method} is not allowed on ${path}`), res.locals.requestId)
     })
-    app.get(`${path}/`, (req: Request, res: Response) => {
+    app.all(`${path}/`, (req: Request, res: Response) => {
       const q = req.originalUrl.indexOf('?')
       res.redirect(307, q < 0 ? path : path + req.originalUrl.slice(q))
     })

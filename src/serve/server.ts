@@ -147,9 +147,11 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
   const metrics = cluster.isWorker ? clusterMetricsSource() : undefined
   const server = createServer({ store, auth, logger, zstdPassthrough: opts.serve.zstdPassthrough, cacheControl: opts.serve.cacheControl, metrics })
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(listenError(err, opts.serve.host, opts.serve.port)))
+    // Only while listening: a later error is not a listen error, nor swallowed here.
+    const failed = (err: Error) => reject(listenError(err, opts.serve.host, opts.serve.port))
+    server.once('error', failed)
     server.listen(opts.serve.port, opts.serve.host, () => {
-      server.off('error', reject)
+      server.off('error', failed)
       resolve()
     })
   })
