@@ -21,7 +21,7 @@ export function topLevelMember(json: string, name: string): string | undefined {
     const c = json[i]
     if (c === '"') {
       const end = stringEnd(json, i)
-      if (depth === 1 && JSON.parse(json.slice(i, end)) === name) {
+      if (depth === 1 && keyText(json, i, end) === name) {
         let at = end
         while (/\s/.test(json[at])) at++
         if (json[at] === ':') {
@@ -47,6 +47,12 @@ export function topLevelMember(json: string, name: string): string | undefined {
     i++
   }
   return found
+}
+
+/** The text of the string token `json[start..end)`: unescaped only when it holds an escape (most keys do not). */
+function keyText(json: string, start: number, end: number): string {
+  const token = json.slice(start, end)
+  return token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1)
 }
 
 /** Where the string starting at `start` (its opening quote) ends, past its closing quote. */
