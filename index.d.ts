@@ -270,6 +270,13 @@ export interface EntryInfo {
 export declare function footerFromTail(tail: Buffer, objectSize: number): TailFooter
 
 /**
+ * True when the first bytes of a large index section, walked as a v2 index,
+ * are followed by something that is not a checksum block (damage in a v2
+ * shard; see `shardHeaderVersion`).
+ */
+export declare function indexStartIsForeign(prefix: Buffer): boolean
+
+/**
  * `locateShard` for many rows at once: what a packer's plan needs of each
  * (shard index, date folder, hex), with the folders and hexes given once
  * each and referred to by position (far fewer strings cross into JS).
@@ -402,6 +409,12 @@ export declare function payloadCeiling(): number
  * before anything is read or allocated for it.
  */
 export declare function setPayloadCeiling(bytes: number): void
+
+/**
+ * The layout version (1 or 2) a shard's first 8 bytes state; DES_CORRUPT
+ * when they are no shard header.
+ */
+export declare function shardHeaderVersion(header: Buffer): number
 
 /** Where a uid lives. */
 export interface ShardLocation {

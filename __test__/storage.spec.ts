@@ -9,7 +9,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { loadConfig, loadServeConfig } from '../src/config/env'
 import { loadStoreConfig } from '../src/config/store-flags'
 import { loadZones, parseZones } from '../src/config/zones'
-import { errorCode } from '../src/errors'
+import { DesError, errorCode } from '../src/errors'
 import { LocalSource } from '../src/storage/local'
 import { S3Source, s3Error } from '../src/storage/s3'
 import { createS3Client } from '../src/storage/s3-client'
@@ -17,6 +17,8 @@ import { isTransientKind, s3ErrorKind } from '../src/storage/s3-errors'
 import { isS3Url, parseS3Url, totalFromContentRange } from '../src/storage/s3-url'
 import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
+import { openShard } from '../src/store/shard'
+import type { ByteSource } from '../src/storage/source'
 import { createStore } from '../src/store'
 import { locateShard } from '../src/native'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
@@ -214,6 +216,58 @@ test('S3Source: a server that does not answer is DES_UNAVAILABLE', async (t) => 
   t.is(errorCode(err), 'DES_UNAVAILABLE')
   t.regex(err!.message, /unreachable/)
   t.is(errorCode(await t.throwsAsync(src.ping())), 'DES_UNAVAILABLE')
+})
+
+/** An object in memory as a ByteSource, counting the bytes read from it. */
+function bufferSource(key: string, object: Buffer): ByteSource & { fetched: number } {
+  const source = {
+    backend: 's3',
+    id: 'memory',
+    fetched: 0,
+    async getTail(k: string, n: number) {
+      if (k !== key) throw new DesError('DES_NOT_FOUND', `no object ${k}`)
+      const bytes = object.subarray(Math.max(0, object.length - n))
+      source.fetched += bytes.length
+      return { bytes: Buffer.from(bytes), objectSize: object.length, etag: '"1"' }
+    },
+    async getRange(_k: string, offset: number, length: number) {
+      source.fetched += length
+      return Buffer.from(object.subarray(offset, offset + length))
+    },
+    stream: () => Promise.reject(new Error('not used')),
+    list: () => (async function* () {})(),
+    ping: () => Promise.resolve(),
+  }
+  return source
+}
+
+test('an index before the tail is fetched in two steps past 1 MiB: a footer stating 64 MiB of index over zeros is refused from its first MiB, a real large index reads', async (t) => {
+  // Header, zeros, and a footer whose index is all of them.
+  const size = 64 << 20
+  const crafted = Buffer.alloc(size)
+  crafted.write('DES2', 0, 'latin1')
+  crafted[4] = 2
+  crafted.write('DESI', size - 12, 'latin1')
+  crafted.writeBigUInt64LE(BigInt(size - 20), size - 8)
+  const bad = bufferSource('20240301/0A.des', crafted)
+  const err = await t.throwsAsync(openShard(bad, '20240301/0A.des', 64 << 10))
+  t.is(errorCode(err), 'DES_CORRUPT')
+  t.regex(err!.message, /not a checksum block/)
+  t.true(bad.fetched < 2 << 20, `${bad.fetched} bytes fetched`)
+  // A shard whose index is past 1 MiB plus the tail, read the same way.
+  const dir = tempDir()
+  // Digit uids route by value: every one of these to shard 0 of 16.
+  const files = Array.from({ length: 25_000 }, (_, i) => ({ uid: `9${'0'.repeat(30)}${String(i * 16).padStart(8, '0')}`, createdAt: DAY, data: Buffer.from(String(i)) }))
+  await writeStore(dir, files, { nBits: 4 })
+  const keys = (fs.readdirSync(dir, { recursive: true }) as string[]).map(String).filter((f) => f.endsWith('.des'))
+  t.is(keys.length, 1)
+  const key = keys[0]
+  const bytes = fs.readFileSync(path.join(dir, key))
+  const good = bufferSource(key, bytes)
+  const shard = await openShard(good, key, 64 << 10)
+  t.true(shard.reader.indexSize > (1 << 20) + (64 << 10), `index of ${shard.reader.indexSize} bytes`)
+  const someUid = shard.reader.entries()[0].uid
+  t.true(files.some((f) => f.uid === someUid))
 })
 
 test('multi-S3: two buckets as two zones, each shard read from its zone only', async (t) => {

@@ -105,6 +105,16 @@ export function footerFromTail(tail: Buffer, objectSize: number): { indexOffset:
   return sync(() => addon.footerFromTail(tail, objectSize))
 }
 
+/** True when the first bytes of a large index, walked as a v2 index, are followed by something that is not a checksum block. */
+export function indexStartIsForeign(prefix: Buffer): boolean {
+  return addon.indexStartIsForeign(prefix)
+}
+
+/** The layout version (1 or 2) a shard's first 8 bytes state; DES_CORRUPT when they are no header. */
+export function shardHeaderVersion(header: Buffer): number {
+  return sync(() => addon.shardHeaderVersion(header))
+}
+
 export type PayloadCacheStats = Native.PayloadCacheStats
 
 /**

@@ -5,7 +5,7 @@
 // of a larger index the tail missed), then one range GET per payload.
 
 import { DesError } from '../errors'
-import { footerFromTail, ShardReader, type EntryInfo, type KeepIn } from '../native'
+import { footerFromTail, indexStartIsForeign, shardHeaderVersion, ShardReader, type EntryInfo, type KeepIn } from '../native'
 import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/source'
 
 /** Fixed cost of a cached shard besides its index bytes (JS object, key, native handle). */
@@ -121,19 +121,39 @@ async function indexFromTail(source: ByteSource, key: string, tail: ObjectTail):
   } catch (err) {
     if ((err as DesError)?.code !== 'DES_NEED_MORE') throw withKey(err, key)
   }
-  let footer: { indexOffset: number; indexSize: number }
   try {
-    footer = footerFromTail(tail.bytes, tail.objectSize)
+    return await ShardReader.fromTail(await withIndexBefore(source, key, tail), tail.objectSize)
   } catch (err) {
     throw withKey(err, key)
   }
+}
+
+/** Bytes of a large index fetched first, before the rest (as a local reader reads its first MiB). */
+const FIRST_INDEX_FETCH = 1 << 20
+
+/**
+ * A tail that does not reach its index start, with the index before it
+ * fetched: the bytes from the index's start to the object's end. A section
+ * larger than FIRST_INDEX_FETCH is fetched in two steps, so that a damaged
+ * footer stating gigabytes of index over an object of zeros is refused from
+ * the index's first bytes (a v2 index whose entries are followed by
+ * anything but its checksum block), not after fetching all it states.
+ */
+export async function withIndexBefore(source: ByteSource, key: string, tail: ObjectTail): Promise<Buffer> {
+  const footer = footerFromTail(tail.bytes, tail.objectSize)
   const tailStart = tail.objectSize - tail.bytes.length
-  const head = await source.getRange(key, footer.indexOffset, tailStart - footer.indexOffset, 'index', tail.etag)
-  try {
-    return await ShardReader.fromTail(Buffer.concat([head, tail.bytes]), tail.objectSize)
-  } catch (err) {
-    throw withKey(err, key)
+  const before = tailStart - footer.indexOffset
+  if (before <= FIRST_INDEX_FETCH) return Buffer.concat([await source.getRange(key, footer.indexOffset, before, 'index', tail.etag), tail.bytes])
+  const first = await source.getRange(key, footer.indexOffset, FIRST_INDEX_FETCH, 'index', tail.etag)
+  if (indexStartIsForeign(first)) {
+    // The walk is a v2 walk: the header says whether this index is one.
+    const header = await source.getRange(key, 0, 8, 'index', tail.etag)
+    if (shardHeaderVersion(header) === 2) {
+      throw new DesError('DES_CORRUPT', `the index at byte ${footer.indexOffset} (${footer.indexSize} bytes, as the footer says) has bytes after its last entry that are not a checksum block`)
+    }
   }
+  const rest = await source.getRange(key, footer.indexOffset + FIRST_INDEX_FETCH, before - FIRST_INDEX_FETCH, 'index', tail.etag)
+  return Buffer.concat([first, rest, tail.bytes])
 }
 
 /** `shard` was just found to be the current version: trusted anew from now. */

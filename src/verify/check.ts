@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { DesError } from '../errors'
-import { footerFromTail, ShardReader, ShardVerifier, verifyShardFile, type EntryInfo, type VerifyProblem, type VerifyReport } from '../native'
+import { ShardReader, ShardVerifier, verifyShardFile, type EntryInfo, type VerifyProblem, type VerifyReport } from '../native'
 import type { ByteSource, ObjectTail } from '../storage/source'
+import { withIndexBefore } from '../store/shard'
 
 /** Where a shard problem lies (the native report's regions). */
 export type Region = 'header' | 'data' | 'index' | 'footer' | 'entry' | 'bigfile'
@@ -104,10 +105,7 @@ async function fromTail<T>(source: ByteSource, key: string, tail: ObjectTail, pa
   } catch (err) {
     if ((err as DesError)?.code !== 'DES_NEED_MORE') throw err
   }
-  const footer = footerFromTail(tail.bytes, tail.objectSize)
-  const tailStart = tail.objectSize - tail.bytes.length
-  const head = await source.getRange(key, footer.indexOffset, tailStart - footer.indexOffset, 'index', tail.etag)
-  const longer = Buffer.concat([head, tail.bytes])
+  const longer = await withIndexBefore(source, key, tail)
   return { parsed: await parse(longer), tail: longer }
 }
 

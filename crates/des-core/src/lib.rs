@@ -51,7 +51,10 @@ pub use pack::{
 };
 pub use payload::{check_fetched, read_payload, KeepIn, PayloadForm, ShardSource};
 pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};
-pub use reader::{check_stored, decode_payload, footer_from_tail, index_from_tail, ShardFile};
+pub use reader::{
+  check_stored, decode_payload, footer_from_tail, index_from_tail, index_start_is_foreign,
+  ShardFile,
+};
 pub use routing::{
   check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS,
 };

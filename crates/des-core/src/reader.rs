@@ -89,6 +89,16 @@ pub fn index_from_tail(tail: &[u8], object_size: u64) -> Result<ShardIndex> {
   }
 }
 
+/// True when the first bytes of a large index section, walked as a v2 index,
+/// are followed by something that is not a checksum block: a v2 index never
+/// is, so a remote reader that fetched only these bytes (as `read_section`
+/// reads locally) refuses the shard once its header says v2, without
+/// fetching the rest a damaged footer states (up to 4 GiB). A v1 index is
+/// not walked so: it is fetched whole.
+pub fn index_start_is_foreign(prefix: &[u8]) -> bool {
+  matches!(index_reach(prefix), IndexReach::Other)
+}
+
 /// Decodes an entry's stored bytes to its payload (inline entries).
 pub fn decode_payload(entry: &Entry, stored: &[u8]) -> Result<Vec<u8>> {
   match &entry.body {

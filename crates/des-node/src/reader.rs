@@ -28,6 +28,21 @@ pub fn footer_from_tail(tail: Buffer, object_size: i64) -> napi::Result<TailFoot
   })
 }
 
+/// True when the first bytes of a large index section, walked as a v2 index,
+/// are followed by something that is not a checksum block (damage in a v2
+/// shard; see `shardHeaderVersion`).
+#[napi]
+pub fn index_start_is_foreign(prefix: Buffer) -> bool {
+  des_core::index_start_is_foreign(&prefix)
+}
+
+/// The layout version (1 or 2) a shard's first 8 bytes state; DES_CORRUPT
+/// when they are no shard header.
+#[napi]
+pub fn shard_header_version(header: Buffer) -> napi::Result<u32> {
+  Ok(u32::from(des_core::parse_header(&header).napi()?))
+}
+
 fn to_u64(v: i64) -> napi::Result<u64> {
   u64::try_from(v).map_err(|_| bad_arg(format!("expected a non-negative size, got {v}")))
 }
