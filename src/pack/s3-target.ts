@@ -15,7 +15,7 @@ import * as path from 'node:path'
 import { HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { makeTempDir } from '../temp-dir'
-import { s3ErrorKind, s3Status } from '../storage/s3-errors'
+import { noCredentials, s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
 import { ShardReader, ShardWriter } from '../native'
 import { DEFAULT_TAIL_BYTES, S3_KEYS_AT_ONCE } from '../config/defaults'
@@ -53,6 +53,8 @@ export function s3Failure(what: string, err: unknown): DesError {
   const msg = (err as Error)?.message || (err as Error)?.name || String(err)
   const status = s3Status(err)
   switch (s3ErrorKind(err)) {
+    case 'no-credentials':
+      return noCredentials(err)
     case 'conflict':
       return new DesError('DES_CONFLICT', `${what}: the object changed meanwhile (${msg})`, { cause: err })
     case 'local-io':

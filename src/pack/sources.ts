@@ -4,7 +4,7 @@
 
 import { DesError } from '../errors'
 import type { PackFile } from '../native'
-import { isTransientKind, s3ErrorKind } from '../storage/s3-errors'
+import { isTransientKind, noCredentials, s3ErrorKind } from '../storage/s3-errors'
 import { mapLimit } from '../storage/map-limit'
 import { s3Sdk } from '../storage/s3-sdk'
 import { parseS3Url } from '../storage/s3-url'
@@ -32,6 +32,7 @@ function countRetries(outcome: unknown): void {
 function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
   const msg = err instanceof Error ? err.message || err.name : String(err)
   const kind = s3ErrorKind(err)
+  if (kind === 'no-credentials') return noCredentials(err)
   if (kind === 'missing' || kind === 'no-bucket') return new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`, { cause: err })
   const code = isTransientKind(kind) ? 'DES_UNAVAILABLE' : 'DES_STORAGE'
   return new DesError(code, `${named(p)}: ${what} ${p.input.source}: ${msg}`, { cause: err })

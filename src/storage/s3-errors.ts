@@ -3,6 +3,8 @@
 // and picks its code from the kind (a missing object is "not found" to a
 // reader, an unchanged answer to a HEAD before a BigFile upload).
 
+import { DesError } from '../errors'
+
 /** Network failures as Node and the SDK report them (error `code` or `name`). */
 const UNREACHABLE = new Set([
   'ECONNREFUSED',
@@ -21,6 +23,8 @@ const UNREACHABLE = new Set([
 ])
 
 /**
+ * - `no-credentials`: the SDK found no credentials to sign with (none set, no
+ *   profile, no role): nothing was sent
  * - `no-bucket`: the bucket does not exist (NoSuchBucket)
  * - `missing`: no such object (404, NoSuchKey, NotFound)
  * - `conflict`: a condition failed, the object changed (412, 409, PreconditionFailed, ConditionalRequestConflict)
@@ -31,7 +35,7 @@ const UNREACHABLE = new Set([
  * - `server`: another 5xx
  * - `refused`: any other answer (a 4xx)
  */
-export type S3ErrorKind = 'no-bucket' | 'missing' | 'conflict' | 'forbidden' | 'local-io' | 'unreachable' | 'busy' | 'server' | 'refused'
+export type S3ErrorKind = 'no-credentials' | 'no-bucket' | 'missing' | 'conflict' | 'forbidden' | 'local-io' | 'unreachable' | 'busy' | 'server' | 'refused'
 
 interface SdkError {
   name?: string
@@ -52,6 +56,7 @@ export function s3ErrorKind(err: unknown): S3ErrorKind {
   const status = s3Status(err)
   const name = e.name ?? ''
   const code = e.code ?? ''
+  if (name === 'CredentialsProviderError') return 'no-credentials'
   if (name === 'NoSuchBucket') return 'no-bucket'
   if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') return 'missing'
   if (status === 412 || status === 409 || name === 'PreconditionFailed' || name === 'ConditionalRequestConflict') return 'conflict'
@@ -66,6 +71,11 @@ export function s3ErrorKind(err: unknown): S3ErrorKind {
 /** Worth another attempt later: no answer, busy, a 5xx. */
 export function isTransientKind(kind: S3ErrorKind): boolean {
   return kind === 'unreachable' || kind === 'local-io' || kind === 'busy' || kind === 'server'
+}
+
+/** What a `no-credentials` failure says, whoever meets it. */
+export function noCredentials(err: unknown): DesError {
+  return new DesError('DES_CONFIG', `no AWS credentials to sign S3 requests with (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or the pod's role): ${s3ErrorText(err)}`, { cause: err })
 }
 
 /** The error's own words: `code: name: message`, each once. */

@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { backendLabel, s3RangeCallsTotal } from '../metrics'
-import { s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
+import { noCredentials, s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
 import { totalFromContentRange } from './s3-url'
 import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
 
@@ -17,6 +17,8 @@ export function s3Error(err: unknown, bucket: string, key: string): DesError {
   if (err instanceof DesError) return err
   const where = `s3://${bucket}/${key}`
   switch (s3ErrorKind(err)) {
+    case 'no-credentials':
+      return noCredentials(err)
     case 'no-bucket':
       return new DesError('DES_STORAGE', `bucket ${bucket} does not exist`, { cause: err })
     case 'missing':

@@ -10,7 +10,7 @@ import { statSources } from '../native'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { s3Sdk } from './s3-sdk'
 import { mapLimit } from './map-limit'
-import { s3ErrorKind } from './s3-errors'
+import { noCredentials, s3ErrorKind } from './s3-errors'
 import { isS3Url, parseS3Url } from './s3-url'
 
 export type SourceRef = { kind: 'local'; path: string } | { kind: 's3'; bucket: string; key: string }
@@ -66,6 +66,7 @@ async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undef
     return { ok: true, size: Number(head.ContentLength ?? 0) }
   } catch (err) {
     const kind = s3ErrorKind(err)
+    if (kind === 'no-credentials') throw noCredentials(err)
     if (kind === 'missing' || kind === 'no-bucket') return { ok: false, why: 'missing', reason: `source ${name} does not exist` }
     if (kind === 'forbidden') return { ok: false, why: 'forbidden', reason: `source ${name}: access denied` }
     throw err
