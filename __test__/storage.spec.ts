@@ -6,7 +6,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
-import { loadConfig, loadServeConfig } from '../src/config/env'
+import { backendNotices, loadConfig, loadServeConfig } from '../src/config/env'
 import { loadStoreConfig } from '../src/config/store-flags'
 import { loadZones, parseZones } from '../src/config/zones'
 import { DesError, errorCode } from '../src/errors'
@@ -87,6 +87,10 @@ test('DES_S3_BUCKET without DES_BACKEND means the S3 backend, as the original pi
   t.is(loadConfig({ DES_S3_BUCKET: ' ' }).backend, 'local')
   t.is(loadConfig({ DES_S3_BUCKET: 'archive', DES_BACKEND: 'local' }).backend, 'local')
   t.is(loadStoreConfig({ baseDir: '/data/des' }, { DES_S3_BUCKET: 'archive' }).backend, 'local')
+  // Where the original would serve the bucket instead, des serve says so at start-up.
+  t.is(backendNotices({ DES_S3_BUCKET: 'archive', DES_BACKEND: 'Local' }).length, 1)
+  t.deepEqual(backendNotices({ DES_S3_BUCKET: 'archive' }), [])
+  t.deepEqual(backendNotices({ DES_BACKEND: 'local' }), [])
 })
 
 test('serve settings: bad values are refused naming the variable; API keys are kept as hashes', (t) => {

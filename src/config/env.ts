@@ -141,6 +141,17 @@ export function backendVar(env: Env = process.env): Backend {
   return enumVar<Backend>(env, 'DES_BACKEND', env.DES_S3_BUCKET?.trim() ? 's3' : 'local', ['local', 's3', 'multi_s3'])
 }
 
+/**
+ * Start-up warnings for a backend the original would pick otherwise: with
+ * `DES_S3_BUCKET` set, it serves S3 even when `DES_BACKEND=local`.
+ */
+export function backendNotices(env: Env = process.env): string[] {
+  const explicit = env.DES_BACKEND?.trim().toLowerCase()
+  return explicit === 'local' && env.DES_S3_BUCKET?.trim()
+    ? ['DES_BACKEND=local with DES_S3_BUCKET set: serving the local store (the original DES would serve the bucket); unset one of them']
+    : []
+}
+
 /** Reads and validates the whole DES environment. */
 export function loadConfig(env: Env = process.env): DesConfig {
   const backend = backendVar(env)
