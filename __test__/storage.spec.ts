@@ -17,7 +17,7 @@ import { isTransientKind, s3ErrorKind } from '../src/storage/s3-errors'
 import { isS3Url, parseS3Url, totalFromContentRange } from '../src/storage/s3-url'
 import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
-import { openShard } from '../src/store/shard'
+import { DamagedShards, openShard } from '../src/store/shard'
 import type { ByteSource } from '../src/storage/source'
 import { createStore } from '../src/store'
 import { locateShard } from '../src/native'
@@ -223,16 +223,17 @@ test('S3Source: a server that does not answer is DES_UNAVAILABLE', async (t) => 
 })
 
 /** An object in memory as a ByteSource, counting the bytes read from it. */
-function bufferSource(key: string, object: Buffer): ByteSource & { fetched: number } {
+function bufferSource(key: string, object: Buffer): ByteSource & { fetched: number; etag: string } {
   const source = {
     backend: 's3',
     id: 'memory',
     fetched: 0,
+    etag: '"1"',
     async getTail(k: string, n: number) {
       if (k !== key) throw new DesError('DES_NOT_FOUND', `no object ${k}`)
       const bytes = object.subarray(Math.max(0, object.length - n))
       source.fetched += bytes.length
-      return { bytes: Buffer.from(bytes), objectSize: object.length, etag: '"1"' }
+      return { bytes: Buffer.from(bytes), objectSize: object.length, etag: source.etag }
     },
     async getRange(_k: string, offset: number, length: number) {
       source.fetched += length
@@ -258,6 +259,17 @@ test('an index before the tail is fetched in two steps past 1 MiB: a footer stat
   t.is(errorCode(err), 'DES_CORRUPT')
   t.regex(err!.message, /not a checksum block/)
   t.true(bad.fetched < 2 << 20, `${bad.fetched} bytes fetched`)
+  // Found damaged once, that version is refused again from its tail alone; another version is read anew.
+  const damaged = new DamagedShards()
+  await t.throwsAsync(openShard(bad, '20240301/0A.des', 64 << 10, undefined, damaged))
+  bad.fetched = 0
+  const again = await t.throwsAsync(openShard(bad, '20240301/0A.des', 64 << 10, undefined, damaged))
+  t.is(errorCode(again), 'DES_CORRUPT')
+  t.is(bad.fetched, 64 << 10, 'the tail only')
+  bad.etag = '"2"'
+  bad.fetched = 0
+  await t.throwsAsync(openShard(bad, '20240301/0A.des', 64 << 10, undefined, damaged))
+  t.true(bad.fetched > 64 << 10, 'a new version: its index fetched')
   // A shard whose index is past 1 MiB plus the tail, read the same way.
   const dir = tempDir()
   // Digit uids route by value: every one of these to shard 0 of 16.

@@ -4,7 +4,7 @@
 // read as its tail (footer + index in one GET, a second GET only for the part
 // of a larger index the tail missed), then one range GET per payload.
 
-import { DesError } from '../errors'
+import { DesError, errorCode } from '../errors'
 import { footerFromTail, indexStartIsForeign, shardHeaderVersion, ShardReader, type EntryInfo, type KeepIn } from '../native'
 import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/source'
 
@@ -163,11 +163,35 @@ function confirmed(shard: ShardHandle): ShardHandle {
 }
 
 /**
+ * Remote shards found damaged, by key and version (etag), a bounded number:
+ * a request for one of them costs its tail, not its index fetched again.
+ * A new version of the object is read as any other.
+ */
+export class DamagedShards {
+  private readonly known = new Map<string, { etag: string; err: unknown }>()
+
+  constructor(private readonly max = 1024) {}
+
+  get(key: string, etag: string): unknown {
+    const known = this.known.get(key)
+    return known?.etag === etag ? known.err : undefined
+  }
+
+  set(key: string, etag: string, err: unknown): void {
+    this.known.delete(key)
+    this.known.set(key, { etag, err })
+    // The oldest goes first (a Map keeps the order things were set in).
+    if (this.known.size > this.max) this.known.delete(this.known.keys().next().value!)
+  }
+}
+
+/**
  * Opens the shard at `key`; with `previous`, returns `previous` itself when
  * the object has not changed since (the re-check before a 404).
- * DES_NOT_FOUND when there is no such object.
+ * DES_NOT_FOUND when there is no such object. With `damaged`, a remote
+ * version found damaged before is refused again from its tail.
  */
-export async function openShard(source: ByteSource, key: string, tailBytes: number, previous?: ShardHandle): Promise<ShardHandle> {
+export async function openShard(source: ByteSource, key: string, tailBytes: number, previous?: ShardHandle, damaged?: DamagedShards): Promise<ShardHandle> {
   if (source.localPath && source.localEtag) {
     // stat before open: if the file is replaced in between, the stored etag is
     // the older one, so the next miss re-opens (never the reverse).
@@ -187,5 +211,14 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
   }
   const tail = await source.getTail(key, tailBytes)
   if (previous && previous.etag === tail.etag) return confirmed(previous)
-  return new RemoteShard(key, source, await indexFromTail(source, key, tail), tail.etag, tail.objectSize)
+  const known = damaged?.get(key, tail.etag)
+  if (known !== undefined) throw known
+  let reader: ShardReader
+  try {
+    reader = await indexFromTail(source, key, tail)
+  } catch (err) {
+    if (errorCode(err) === 'DES_CORRUPT') damaged?.set(key, tail.etag, err)
+    throw err
+  }
+  return new RemoteShard(key, source, reader, tail.etag, tail.objectSize)
 }

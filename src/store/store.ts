@@ -14,7 +14,7 @@ import { EtagMismatchError } from '../storage/source'
 import { IndexCache } from './index-cache'
 import { PayloadCache } from './payload-cache'
 import { bigfileKeyIn, locateIn, lookupsFor, shardKeyIn, type Lookup } from './layout'
-import { openShard, type ShardHandle } from './shard'
+import { DamagedShards, openShard, type ShardHandle } from './shard'
 
 export interface StoreOptions {
   sources: ShardSources
@@ -161,6 +161,9 @@ export class Store {
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
+  /** Remote shard versions found damaged: refused again from their tail, their index not fetched again. */
+  private readonly damaged = new DamagedShards()
+
   /** Routes a uid in the layout written (DES_BAD_ARG for a bad created_at). */
   locate(uid: string, createdAt: string): ShardLocation {
     return locateIn(this.layout, uid, createdAt, this.nBits)
@@ -182,7 +185,7 @@ export class Store {
 
   /** Opens (or confirms `previous` as) the current version, trusted from now on this store's clock. */
   private async open(source: ByteSource, key: string, previous?: ShardHandle): Promise<ShardHandle> {
-    const shard = await openShard(source, key, this.tailBytes, previous)
+    const shard = await openShard(source, key, this.tailBytes, previous, this.damaged)
     shard.checkedAt = this.clock()
     return shard
   }
