@@ -1,7 +1,7 @@
-// The packer's budgets: inputs in hand, writers at once (src/pack/budget.ts).
+// The packer's budgets: inputs in hand, writers at once (src/budget.ts).
 
 import test from 'ava'
-import { Budget } from '../src/pack/budget'
+import { Budget } from '../src/budget'
 
 test('units are taken while they fit, later takers wait in order, and one larger than the budget takes all of it', async (t) => {
   const budget = new Budget(10)

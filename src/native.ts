@@ -2,7 +2,7 @@
 // "[DES_CODE] message"; they are turned back into DesError with `code` here.
 
 import { DesError } from './errors'
-import { uidOfNumber } from './store/number-uid'
+import { uidOfNumber } from './number-uid'
 import type * as Native from '../index'
 
 const addon: typeof Native = loadAddon()

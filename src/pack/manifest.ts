@@ -11,7 +11,7 @@
 
 import { promises as fsp } from 'node:fs'
 import { DesError, describe } from '../errors'
-import { pythonNumberText, topLevelMember, uidOfNumber } from '../store/number-uid'
+import { pythonNumberText, topLevelMember, uidOfNumber } from '../number-uid'
 import { ManifestScan, type ManifestFound } from '../native'
 import type { PackInput } from './types'
 

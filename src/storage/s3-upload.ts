@@ -21,7 +21,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
-import { Budget } from '../pack/budget'
+import { Budget } from '../budget'
 import { mapLimit } from './map-limit'
 import { s3ErrorKind } from './s3-errors'
 import { totalFromContentRange } from './s3-url'

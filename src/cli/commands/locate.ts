@@ -10,7 +10,7 @@ import { describe as describeError } from '../../errors'
 import { DesError } from '../../errors'
 import { writeOut } from '../output'
 import { nBitsFlag } from '../flags'
-import { pythonNumberText, topLevelMember } from '../../store/number-uid'
+import { pythonNumberText, topLevelMember } from '../../number-uid'
 
 function asJson(uid: string, createdAt: string, nBits: number, layout: Layout): string {
   const loc = locateIn(layout, uid, createdAt, nBits)

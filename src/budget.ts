@@ -1,8 +1,9 @@
-// A count of something a run holds at once, taken and given back, with
-// the takers that do not fit waiting in order: the inputs of the keys in
-// hand (a local run packs many keys at a time, and a budget of inputs, not
-// of keys, keeps memory the same whether a key has 16 files or 16,000), and
-// the large parts being written through a writer each.
+// A count of something held at once, taken and given back, with the takers
+// that do not fit waiting in order: a pack run's inputs of the keys in hand
+// (a local run packs many keys at a time, and a budget of inputs, not of
+// keys, keeps memory the same whether a key has 16 files or 16,000), the
+// large parts being written through a writer each, and the S3 upload bodies
+// held in memory (storage/s3-upload.ts).
 
 export class Budget {
   private free: number

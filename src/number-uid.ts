@@ -6,7 +6,7 @@
 // 1.5e-07). JSON.parse loses both (1.0 is 1; 2^53 + 1 is 2^53), so the uid
 // is read again from the entry's own text.
 
-import { DesError } from '../errors'
+import { DesError } from './errors'
 
 /**
  * The text of the last `name` member of the top-level object in `json` (an
