@@ -211,3 +211,32 @@ test('the shard keys the README and docs show for a locateShard call are the one
   }
   t.true(shown >= 1, 'the README shows at least one')
 })
+
+test('every import in src/ goes to a module on the same or a lower floor of ARCHITECTURE.md\'s table, and every module has a floor', (t) => {
+  // The floors: `| N | `src/a/`, `src/b.ts` | ... |` rows, folders or files.
+  const floors: Array<{ floor: number; path: string }> = []
+  for (const m of docs('ARCHITECTURE.md').matchAll(/^\| (\d+) \| ([^|]+) \|/gm)) {
+    for (const p of m[2].matchAll(/`(src\/[^`]+)`/g)) floors.push({ floor: Number(m[1]), path: p[1] })
+  }
+  t.true(floors.length >= 10, `${floors.length} paths with a floor`)
+  const floorOf = (file: string) => floors.find((f) => (f.path.endsWith('/') ? file.startsWith(f.path) : file === f.path))?.floor
+  const files = (fs.readdirSync(path.join(ROOT, 'src'), { recursive: true }) as string[]).map((f) => `src/${f}`).filter((f) => f.endsWith('.ts'))
+  const wrong: string[] = []
+  for (const file of files) {
+    const from = floorOf(file)
+    if (from === undefined) {
+      wrong.push(`${file} has no floor`)
+      continue
+    }
+    const text = fs.readFileSync(path.join(ROOT, file), 'utf8')
+    // Type-only imports say nothing of what runs first; the addon (../index) is below every floor.
+    for (const m of text.matchAll(/^import (?!type )[^;]*?from '(\.[^']+)'/gm)) {
+      let target = path.posix.normalize(path.posix.join(path.posix.dirname(file), m[1]))
+      if (!target.startsWith('src/')) continue
+      target = fs.existsSync(path.join(ROOT, `${target}.ts`)) ? `${target}.ts` : `${target}/index.ts`
+      const to = floorOf(target)
+      if (to === undefined || to > from) wrong.push(`${file} (floor ${from}) imports ${target} (floor ${to})`)
+    }
+  }
+  t.deepEqual(wrong, [])
+})
