@@ -211,13 +211,15 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
   }
   const tail = await source.getTail(key, tailBytes)
   if (previous && previous.etag === tail.etag) return confirmed(previous)
-  const known = damaged?.get(key, tail.etag)
+  // By source and key: zones and layouts are other sources and keys.
+  const where = `${source.id}\u0000${key}`
+  const known = damaged?.get(where, tail.etag)
   if (known !== undefined) throw known
   let reader: ShardReader
   try {
     reader = await indexFromTail(source, key, tail)
   } catch (err) {
-    if (errorCode(err) === 'DES_CORRUPT') damaged?.set(key, tail.etag, err)
+    if (errorCode(err) === 'DES_CORRUPT') damaged?.set(where, tail.etag, err)
     throw err
   }
   return new RemoteShard(key, source, reader, tail.etag, tail.objectSize)
