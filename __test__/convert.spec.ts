@@ -114,6 +114,15 @@ test('local: without --delete-source nothing is removed, and a rerun adds nothin
   t.deepEqual(await unserved(singleSource(new LocalSource(dir)), ['nested']), [])
 })
 
+test('local: a temp directory that cannot be used (TMPDIR) stops the run once, by name (exit 2), before any key', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const r = await runCli(['convert', '--base-dir', dir, '--json'], { env: { TMPDIR: path.join(dir, 'no-such-folder') } })
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, /the temp directory .*no-such-folder \(TMPDIR\) does not exist/)
+  t.false(fs.readdirSync(dir).some((n) => /^\d{8}$/.test(n)), 'no nested shard written')
+})
+
 test('local: a flat shard whose uid routes elsewhere (wrong --n-bits) converts nothing of its key and fails the run', async (t) => {
   const dir = tempDir('des-convert-')
   fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })

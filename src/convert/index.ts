@@ -225,6 +225,10 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   /** A kept flat shard could not be read: what it names is unknown, so no flat BigFile is removed. */
   let namesUnknown = false
 
+  // Every key takes a temp folder: a root that cannot hold one stops the run
+  // once, before any key (not each key, reported as not converted).
+  if (listing.keys.length > 0) await fsp.rmdir(await makeTempDir('des-convert-', tmpRoot))
+
   // A few keys at a time: on S3 a key is mostly waiting on requests.
   let next = 0
   const worker = async () => {
