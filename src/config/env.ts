@@ -72,6 +72,11 @@ export interface DesConfig {
    * local disk (a stat), 30 s for S3 (a suffix GET).
    */
   shardRecheckMs: number | undefined
+  /**
+   * A Range of a BigFile is served only from an object whose whole bytes
+   * matched its sha256 (read once per version; DES_CHECK_BIGFILE_RANGES).
+   */
+  checkBigfileRanges: boolean
 }
 
 type Env = Record<string, string | undefined>
@@ -175,6 +180,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     tailBytes: loadTailBytes(env),
     writePastCache: loadWritePastCache(env),
     shardRecheckMs: optionalIntVar(env, 'DES_SHARD_RECHECK_MS', 0, 24 * 3600 * 1000),
+    checkBigfileRanges: boolVar(env, 'DES_CHECK_BIGFILE_RANGES', true),
   }
 }
 

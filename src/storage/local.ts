@@ -122,7 +122,7 @@ export class LocalSource implements ByteSource {
       if (opts.etag !== undefined && statEtag(st) !== opts.etag) throw new EtagMismatchError(key)
       const body = fh.createReadStream(range ? { start: range.start, end: range.end, autoClose: true } : { autoClose: true })
       fh = undefined // the stream owns it now
-      return { body, objectSize: st.size }
+      return { body, objectSize: st.size, etag: statEtag(st) }
     } catch (err) {
       await fh?.close()
       throw localError(err, this.mustExist, key, 'open')

@@ -108,7 +108,7 @@ export class S3Source implements ByteSource {
   async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
     const out = await this.get(key, opts.type ?? 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined, opts.etag)
     const objectSize = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0
-    return { body: out.Body as Readable, objectSize }
+    return { body: out.Body as Readable, objectSize, etag: out.ETag }
   }
 
   /** Every object under the prefix (ListObjectsV2, 1,000 keys a page, in bytewise key order). */

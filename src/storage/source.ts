@@ -21,6 +21,8 @@ export interface ObjectStream {
   body: Readable
   /** Size of the whole object (not of the range). */
   objectSize: number
+  /** The version of the object being read (an S3 ETag, a local file's identity and times). */
+  etag?: string
 }
 
 /** One object of a listing. */

@@ -27,5 +27,6 @@ export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store 
     payloadCacheBytes: config.payloadCacheBytes ?? 0,
     tailBytes: config.tailBytes,
     shardRecheckMs: config.shardRecheckMs ?? (config.backend === 'local' ? DEFAULT_SHARD_RECHECK_MS.local : DEFAULT_SHARD_RECHECK_MS.s3),
+    checkBigfileRanges: config.checkBigfileRanges,
   })
 }

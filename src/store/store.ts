@@ -4,12 +4,12 @@
 // payload reads and BigFile streams.
 
 import { createHash } from 'node:crypto'
-import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream'
+import { pipeline, Transform, Writable, type Readable, type TransformCallback } from 'node:stream'
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_INDEX_CACHE_BYTES, DEFAULT_SHARD_RECHECK_MS, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { DesError } from '../errors'
 import { payloadCeiling, type EntryInfo, type ShardLocation } from '../native'
-import type { ByteRange, ByteSource, ShardSources } from '../storage/source'
+import type { ByteRange, ByteSource, ObjectStream, ShardSources } from '../storage/source'
 import { EtagMismatchError } from '../storage/source'
 import { IndexCache } from './index-cache'
 import { PayloadCache } from './payload-cache'
@@ -34,7 +34,15 @@ export interface StoreOptions {
   shardRecheckMs?: number
   /** Milliseconds on a monotonic clock (default `performance.now`); tests pass one they move. */
   clock?: () => number
+  /**
+   * A Range of a BigFile is served only once the object's whole bytes
+   * matched its sha256, read once per version of the object (default true).
+   */
+  checkBigfileRanges?: boolean
 }
+
+/** BigFile versions remembered as checked whole. */
+const CHECKED_BIGFILES = 4096
 
 /** Where a uid was found. */
 export interface Found {
@@ -146,6 +154,9 @@ export class Store {
   private readonly recentKeysOf = new Map<ShardHandle, string[]>()
   readonly shardRecheckMs: number
   private readonly clock: () => number
+  private readonly checkBigfileRanges: boolean
+  /** BigFile versions (source, key, etag) whose whole bytes matched their sha256 (`ok`), or are being read to see. */
+  private readonly checkedBigfiles = new Map<string, { checking: Promise<void>; ok: boolean }>()
 
   constructor(opts: StoreOptions) {
     this.sources = opts.sources
@@ -158,6 +169,7 @@ export class Store {
     this.indexCache = new IndexCache<ShardHandle>(opts.indexCacheBytes ?? DEFAULT_INDEX_CACHE_BYTES, (shard) => this.retire(shard))
     this.shardRecheckMs = opts.shardRecheckMs ?? DEFAULT_SHARD_RECHECK_MS.local
     this.clock = opts.clock ?? (() => performance.now())
+    this.checkBigfileRanges = opts.checkBigfileRanges ?? true
     this.payloadCache = new PayloadCache(opts.payloadCacheBytes ?? 0)
   }
 
@@ -477,28 +489,66 @@ export class Store {
    * buffered whole. The object's size must match the index (DES_CORRUPT
    * before any byte). The stream fails if the object delivers more or fewer
    * bytes than asked; a whole-file stream also checks the sha256 and, on a
-   * mismatch, fails without delivering its last chunk. A range cannot be
-   * checked against the sha256 (only its bytes are read).
+   * mismatch, fails without delivering its last chunk. A range is served
+   * only from a version of the object whose whole bytes matched the sha256
+   * (read through once, then remembered), unless that check is off.
    */
   async streamBigfile(found: Found, range?: ByteRange): Promise<BigfileStream> {
     const key = this.bigfileKey(found)
     const size = found.entry.size
     const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
-    let stream
-    try {
-      stream = await found.shard.source.stream(key, range)
-    } catch (err) {
-      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
-      throw err
-    }
-    if (stream.objectSize !== size) {
-      stream.body.destroy()
-      throw new DesError('DES_CORRUPT', `${what} is ${stream.objectSize} bytes, the index says ${size}`)
+    let stream = await this.openBigfile(found, key, what, range)
+    if (range && this.checkBigfileRanges) {
+      const version = `${found.shard.source.id}\u0000${key}\u0000${stream.etag ?? ''}`
+      if (this.checkedBigfiles.get(version)?.ok !== true) {
+        // Not known whole yet: this range waits for that read (one per version, whoever asks), then opens again.
+        stream.body.destroy()
+        await this.checkedWhole(found, key, what, version, stream.etag)
+        stream = await this.openBigfile(found, key, what, range, stream.etag)
+      }
     }
     const length = range ? range.end - range.start + 1 : size
     const check = new BigfileCheck(length, range ? undefined : found.entry.sha256!, what)
     // pipeline, not pipe: a client that leaves destroys `check`, and with it the object stream (and its file).
     return { body: pipeline(stream.body, check, () => {}), length }
+  }
+
+  /** A BigFile's object (or a range of it) opened, its size checked against the index. */
+  private async openBigfile(found: Found, key: string, what: string, range?: ByteRange, etag?: string): Promise<ObjectStream> {
+    let stream
+    try {
+      stream = await found.shard.source.stream(key, range, { type: 'bigfile', etag })
+    } catch (err) {
+      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
+      throw err
+    }
+    if (stream.objectSize !== found.entry.size) {
+      stream.body.destroy()
+      throw new DesError('DES_CORRUPT', `${what} is ${stream.objectSize} bytes, the index says ${found.entry.size}`)
+    }
+    return stream
+  }
+
+  /** Reads a BigFile version whole through its sha256 check, once: remembered when it matched, forgotten when not. */
+  private checkedWhole(found: Found, key: string, what: string, version: string, etag: string | undefined): Promise<void> {
+    const known = this.checkedBigfiles.get(version)
+    if (known !== undefined) return known.checking
+    const entry = { checking: Promise.resolve(), ok: false }
+    entry.checking = (async () => {
+      const whole = await this.openBigfile(found, key, what, undefined, etag)
+      const check = new BigfileCheck(found.entry.size, found.entry.sha256!, what)
+      await new Promise<void>((resolve, reject) => pipeline(whole.body, check, new Writable({ write: (_chunk, _enc, done) => done() }), (err) => (err ? reject(err) : resolve())))
+    })().then(
+      () => void (entry.ok = true),
+      (err: unknown) => {
+        this.checkedBigfiles.delete(version)
+        throw err
+      },
+    )
+    this.checkedBigfiles.set(version, entry)
+    // The oldest goes first (a Map keeps the order things were set in).
+    if (this.checkedBigfiles.size > CHECKED_BIGFILES) this.checkedBigfiles.delete(this.checkedBigfiles.keys().next().value!)
+    return entry.checking
   }
 
   /** Every source answers (for /ready). */
