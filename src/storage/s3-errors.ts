@@ -24,7 +24,7 @@ const UNREACHABLE = new Set([
 
 /**
  * - `no-credentials`: the SDK found no credentials to sign with (none set, no
- *   profile, no role): nothing was sent
+ *   profile, no role, or its credentials endpoint down): nothing was sent
  * - `no-bucket`: the bucket does not exist (NoSuchBucket)
  * - `missing`: no such object (404, NoSuchKey, NotFound)
  * - `conflict`: a condition failed, the object changed (412, 409, PreconditionFailed, ConditionalRequestConflict)
@@ -70,12 +70,16 @@ export function s3ErrorKind(err: unknown): S3ErrorKind {
 
 /** Worth another attempt later: no answer, busy, a 5xx. */
 export function isTransientKind(kind: S3ErrorKind): boolean {
-  return kind === 'unreachable' || kind === 'local-io' || kind === 'busy' || kind === 'server'
+  return kind === 'unreachable' || kind === 'local-io' || kind === 'busy' || kind === 'server' || kind === 'no-credentials'
 }
 
-/** What a `no-credentials` failure says, whoever meets it. */
+/**
+ * What a `no-credentials` failure says, whoever meets it. Unavailable, not a
+ * bad setting: the SDK says the same when none are set and when the
+ * endpoint that hands a pod its role's credentials is down a moment.
+ */
 export function noCredentials(err: unknown): DesError {
-  return new DesError('DES_CONFIG', `no AWS credentials to sign S3 requests with (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or the pod's role): ${s3ErrorText(err)}`, { cause: err })
+  return new DesError('DES_UNAVAILABLE', `no AWS credentials could be loaded to sign S3 requests (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or the pod's role and its credentials endpoint): ${s3ErrorText(err)}`, { cause: err })
 }
 
 /** The error's own words: `code: name: message`, each once. */

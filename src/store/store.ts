@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { pipeline, Transform, Writable, type Readable, type TransformCallback } from 'node:stream'
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_INDEX_CACHE_BYTES, DEFAULT_SHARD_RECHECK_MS, DEFAULT_TAIL_BYTES } from '../config/defaults'
-import { DesError } from '../errors'
+import { DesError, errorCode } from '../errors'
 import { payloadCeiling, type EntryInfo, type ShardLocation } from '../native'
 import type { ByteRange, ByteSource, ObjectStream, ShardSources } from '../storage/source'
 import { EtagMismatchError } from '../storage/source'
@@ -499,8 +499,14 @@ export class Store {
     const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
     let stream = await this.openBigfile(found, key, what, range)
     if (range && this.checkBigfileRanges) {
-      const version = `${found.shard.source.id}\u0000${key}\u0000${stream.etag ?? ''}`
-      if (this.checkedBigfiles.get(version)?.ok !== true) {
+      // A source that names no version (an S3-compatible server without ETags) is checked every time.
+      const version = stream.etag === undefined ? undefined : `${found.shard.source.id}\u0000${key}\u0000${stream.etag}`
+      const known = version === undefined ? undefined : this.checkedBigfiles.get(version)
+      if (known?.ok === true) {
+        // Recently asked for: the last to be let go.
+        this.checkedBigfiles.delete(version!)
+        this.checkedBigfiles.set(version!, known)
+      } else {
         // Not known whole yet: this range waits for that read (one per version, whoever asks), then opens again.
         stream.body.destroy()
         await this.checkedWhole(found, key, what, version, stream.etag)
@@ -529,9 +535,14 @@ export class Store {
     return stream
   }
 
-  /** Reads a BigFile version whole through its sha256 check, once: remembered when it matched, forgotten when not. */
-  private checkedWhole(found: Found, key: string, what: string, version: string, etag: string | undefined): Promise<void> {
-    const known = this.checkedBigfiles.get(version)
+  /**
+   * Reads a BigFile version whole through its sha256 check, once per
+   * `version`: remembered when it matched, and when it did not (damage: the
+   * next range of that version is refused without reading it again);
+   * forgotten after any other failure (the object changed, S3 did not answer).
+   */
+  private checkedWhole(found: Found, key: string, what: string, version: string | undefined, etag: string | undefined): Promise<void> {
+    const known = version === undefined ? undefined : this.checkedBigfiles.get(version)
     if (known !== undefined) return known.checking
     const entry = { checking: Promise.resolve(), ok: false }
     entry.checking = (async () => {
@@ -541,13 +552,15 @@ export class Store {
     })().then(
       () => void (entry.ok = true),
       (err: unknown) => {
-        this.checkedBigfiles.delete(version)
+        if (version !== undefined && errorCode(err) !== 'DES_CORRUPT' && this.checkedBigfiles.get(version) === entry) this.checkedBigfiles.delete(version)
         throw err
       },
     )
-    this.checkedBigfiles.set(version, entry)
-    // The oldest goes first (a Map keeps the order things were set in).
-    if (this.checkedBigfiles.size > CHECKED_BIGFILES) this.checkedBigfiles.delete(this.checkedBigfiles.keys().next().value!)
+    if (version !== undefined) {
+      this.checkedBigfiles.set(version, entry)
+      // The least recently asked for goes first (a Map keeps the order things were set in).
+      if (this.checkedBigfiles.size > CHECKED_BIGFILES) this.checkedBigfiles.delete(this.checkedBigfiles.keys().next().value!)
+    }
     return entry.checking
   }
 
