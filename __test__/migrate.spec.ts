@@ -3,7 +3,7 @@
 // Each test has its own schema, so the file runs in parallel with the others.
 // CLI tests run the built dist/ (npx tsc -p tsconfig.json first).
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { spawn, spawnSync } from 'node:child_process'
@@ -399,8 +399,9 @@ test('a BigFile damaged between packing and the rerun that finds it stored is no
   t.true((await tb.archived()).get(rows[1].uid))
 })
 
-test('a row naming a file of the store itself, or a uid too long for a shard, is a bad row; the rest migrate and the store stays whole', async (t) => {
-  const tb = await freshTable('self_source')
+/** A table of two rows migrated (sources deleted once stored), and the one shard they went into. */
+async function migratedTwo(t: ExecutionContext, table: string) {
+  const tb = await freshTable(table)
   t.teardown(() => tb.close())
   const first = makeFiles(tb.dir, 2)
   await tb.insert(first)
@@ -409,7 +410,11 @@ test('a row naming a file of the store itself, or a uid too long for a shard, is
   t.is((await runCycle(deps)).migrated, 2)
   const outDir = path.join(tb.dir, 'out')
   const shard = (fs.readdirSync(outDir, { recursive: true }) as string[]).map(String).find((p) => p.endsWith('.des'))!
-  const shardPath = path.join(outDir, shard)
+  return { tb, deps, first, outDir, shard, shardPath: path.join(outDir, shard) }
+}
+
+test('a row naming a file of the store itself, or a uid too long for a shard, is a bad row; the rest migrate and the store stays whole', async (t) => {
+  const { tb, deps, first, outDir, shard, shardPath } = await migratedTwo(t, 'self_source')
   // The shard spelled another way (through "..") and a uid of 70,000 bytes.
   const spelled = path.join(outDir, 'x', '..', shard)
   const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })
@@ -441,16 +446,7 @@ const canBindMount = (() => {
 })()
 
 ;(canBindMount ? test : test.skip)('a row naming a shard of the store through a second mount of its folder is a bad row; the shard is kept', async (t) => {
-  const tb = await freshTable('self_bind')
-  t.teardown(() => tb.close())
-  const first = makeFiles(tb.dir, 2)
-  await tb.insert(first)
-  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { delete_source_files: true } })))
-  t.teardown(() => deps.close())
-  t.is((await runCycle(deps)).migrated, 2)
-  const outDir = path.join(tb.dir, 'out')
-  const shard = (fs.readdirSync(outDir, { recursive: true }) as string[]).map(String).find((p) => p.endsWith('.des'))!
-  const shardPath = path.join(outDir, shard)
+  const { tb, deps, first, outDir, shard, shardPath } = await migratedTwo(t, 'self_bind')
   const mounted = path.join(tb.dir, 'mounted')
   t.true(bindMount(outDir, mounted))
   t.teardown(() => void spawnSync('umount', [mounted]))

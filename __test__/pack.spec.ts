@@ -205,14 +205,19 @@ function interruptAppend(part: string, pad: number): void {
   fs.writeFileSync(part, Buffer.concat([old, Buffer.alloc(pad), footer]))
 }
 
-test('a part with an interrupted append whose file (not data) is past maxShardSize is appended to, and the append cuts its tail off', async (t) => {
+/** Two files of 10 KB for one key (20240301/7), the first packed under `maxShardSize` into its part 0. */
+async function firstOfTwoPacked(maxShardSize: number) {
   const dir = tempDir()
   const uids = sameShardUids(2, 7)
   const corpus = makeCorpus(path.join(dir, 'src'), uids.map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
   const out = path.join(dir, 'out')
-  const opts = { nBits: 4, maxShardSize: 30_000, codec: 'none' as const }
+  const opts = { nBits: 4, maxShardSize, codec: 'none' as const }
   await packFiles(asInputs(corpus.rows.slice(0, 1)), { kind: 'local', dir: out }, opts)
-  const part = path.join(out, '20240301/7.des')
+  return { uids, corpus, out, opts, part: path.join(out, '20240301/7.des') }
+}
+
+test('a part with an interrupted append whose file (not data) is past maxShardSize is appended to, and the append cuts its tail off', async (t) => {
+  const { uids, corpus, out, opts, part } = await firstOfTwoPacked(30_000)
   interruptAppend(part, 40_000)
   t.true((await verifyShardFile(part)).problems.some((p) => /interrupted/.test(p.error)))
   await packFiles(asInputs(corpus.rows.slice(1)), { kind: 'local', dir: out }, opts)
@@ -255,13 +260,7 @@ function someoneWaitsFor(file: string): boolean {
 }
 
 test('a part another run has an append staged in (file past maxShardSize, its index not yet showing the uids): this run waits for its turn, and a uid both store is in one part', async (t) => {
-  const dir = tempDir()
-  const uids = sameShardUids(2, 7)
-  const corpus = makeCorpus(path.join(dir, 'src'), uids.map((uid) => ({ uid, kind: 'random' as const, size: 10_000 })))
-  const out = path.join(dir, 'out')
-  const opts = { nBits: 4, maxShardSize: 20_000, codec: 'none' as const }
-  await packFiles(asInputs(corpus.rows.slice(0, 1)), { kind: 'local', dir: out }, opts)
-  const part = path.join(out, '20240301/7.des')
+  const { uids, corpus, out, opts, part } = await firstOfTwoPacked(20_000)
   // The other run: the second uid added to part 0 and staged, holding the part's turn.
   const other = (await ShardWriter.tryAppend(part, { codec: 'none' }))!
   await other.add(uids[1], fs.readFileSync(corpus.rows[1].source_path))

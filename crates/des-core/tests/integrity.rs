@@ -161,14 +161,20 @@ fn every_single_byte_flip_in_a_written_shard_is_reported_in_its_region() {
   }
 }
 
+/// `written_shard`'s BigFile with one bit of it flipped (the same size, other bytes); its path.
+fn flip_the_bigfile(dir: &Path) -> PathBuf {
+  let big = the_bigfile(dir);
+  let mut bytes = std::fs::read(&big).unwrap();
+  bytes[100] ^= 0x04;
+  std::fs::write(&big, &bytes).unwrap();
+  big
+}
+
 #[test]
 fn a_flipped_bigfile_is_reported_once_and_never_served() {
   let dir = tempfile::tempdir().unwrap();
   let (path, expect) = written_shard(dir.path(), Codec::Zstd);
-  let big = the_bigfile(dir.path());
-  let mut bytes = std::fs::read(&big).unwrap();
-  bytes[100] ^= 0x04;
-  std::fs::write(&big, &bytes).unwrap();
+  let big = flip_the_bigfile(dir.path());
   let report = verify_file(&path, Some("_bigFiles")).unwrap();
   assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
   assert_eq!(report.problems[0].region, Region::BigFile);
@@ -184,10 +190,7 @@ fn a_flipped_bigfile_is_reported_once_and_never_served() {
 fn a_bigfile_of_the_right_size_but_other_bytes_is_written_over_not_reused() {
   let dir = tempfile::tempdir().unwrap();
   let (path, expect) = written_shard(dir.path(), Codec::Zstd);
-  let big = the_bigfile(dir.path());
-  let mut bytes = std::fs::read(&big).unwrap();
-  bytes[100] ^= 0x04;
-  std::fs::write(&big, &bytes).unwrap();
+  let big = flip_the_bigfile(dir.path());
   // The same bytes stored again (another uid, in another shard): the damaged
   // file of the same size is not taken for them.
   let other = dir.path().join("20240101/0B.des");
