@@ -82,6 +82,27 @@ export function report(out: FillResult, ctx: FillContext, done: PlannedInput[]):
 }
 
 /**
+ * `items` without those the part holds already (another run stored them):
+ * skipped with skipExisting (and reported in `out`), else refused. A part
+ * that started empty and holds only what this run added needs no lookups.
+ */
+function notHeld(writer: ShardWriter, items: PlannedInput[], ctx: FillContext, out: FillResult): { fresh: PlannedInput[]; held: PlannedInput[] } {
+  if (ctx.replace || writer.entryCount <= out.added.length) return { fresh: items, held: [] }
+  const fresh: PlannedInput[] = []
+  const held: PlannedInput[] = []
+  for (const p of items) {
+    if (!writer.has(p.input.uid)) fresh.push(p)
+    else if (!ctx.skipExisting) throw alreadyStored(p)
+    else held.push(p)
+  }
+  if (held.length > 0) {
+    out.skipped.push(...held)
+    report(out, ctx, held)
+  }
+  return { fresh, held }
+}
+
+/**
  * Adds `items` to `writer` in order until they run out or the data section
  * would pass `maxDataSize` (a part always takes at least one file when empty).
  */
@@ -93,20 +114,7 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
   for (let c = 0; c < parts.length; c++) {
     const chunk = parts[c]
     // Under the part's lock now: what another run added meanwhile is seen here.
-    const toAdd: PlannedInput[] = []
-    const skipped: PlannedInput[] = []
-    // A part that started empty and holds only what this loop added needs no lookups.
-    const lookup = !ctx.replace && writer.entryCount > out.added.length
-    for (const p of chunk) {
-      if (lookup && writer.has(p.input.uid)) {
-        if (!ctx.skipExisting) throw alreadyStored(p)
-        skipped.push(p)
-      } else toAdd.push(p)
-    }
-    if (skipped.length > 0) {
-      out.skipped.push(...skipped)
-      report(out, ctx, skipped)
-    }
+    const { fresh: toAdd, held: skipped } = notHeld(writer, chunk, ctx, out)
     // Local files are read by Rust; a chunk with s3:// sources is fetched here.
     const files = toAdd.every(isLocal) ? null : await (next ?? loadChunk(toAdd, ctx.s3Source))
     next = undefined
@@ -126,16 +134,7 @@ export async function fillWriter(writer: ShardWriter, items: PlannedInput[], max
       // The part is full. The later chunks' files move on with the rest, but
       // not one the part holds already (another run stored it): a uid is in
       // one part of its key.
-      let later = parts.slice(c + 1).flat()
-      const held = ctx.replace || writer.entryCount === 0 ? [] : later.filter((p) => writer.has(p.input.uid))
-      if (held.length > 0) {
-        if (!ctx.skipExisting) throw alreadyStored(held[0])
-        const heldSet = new Set(held)
-        later = later.filter((p) => !heldSet.has(p))
-        out.skipped.push(...held)
-        report(out, ctx, held)
-      }
-      out.rest = [...toAdd.slice(r.consumed), ...later]
+      out.rest = [...toAdd.slice(r.consumed), ...notHeld(writer, parts.slice(c + 1).flat(), ctx, out).fresh]
       break
     }
   }
