@@ -7,6 +7,7 @@
 import { DesError, errorCode } from '../errors'
 import { footerFromTail, indexStartIsForeign, shardHeaderVersion, ShardReader, type EntryInfo, type KeepIn } from '../native'
 import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/source'
+import { RecentMap } from './recent-map'
 
 /** Fixed cost of a cached shard besides its index bytes (JS object, key, native handle). */
 const OVERHEAD = 512
@@ -168,9 +169,11 @@ function confirmed(shard: ShardHandle): ShardHandle {
  * A new version of the object is read as any other.
  */
 export class DamagedShards {
-  private readonly known = new Map<string, { etag: string; err: unknown }>()
+  private readonly known: RecentMap<string, { etag: string; err: unknown }>
 
-  constructor(private readonly max = 1024) {}
+  constructor(max = 1024) {
+    this.known = new RecentMap(max)
+  }
 
   get(key: string, etag: string): unknown {
     const known = this.known.get(key)
@@ -178,10 +181,7 @@ export class DamagedShards {
   }
 
   set(key: string, etag: string, err: unknown): void {
-    this.known.delete(key)
     this.known.set(key, { etag, err })
-    // The oldest goes first (a Map keeps the order things were set in).
-    if (this.known.size > this.max) this.known.delete(this.known.keys().next().value!)
   }
 }
 

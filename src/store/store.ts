@@ -15,6 +15,7 @@ import { IndexCache } from './index-cache'
 import { PayloadCache } from './payload-cache'
 import { bigfileKeyIn, locateIn, lookupsFor, shardKeyIn, type Lookup } from './layout'
 import { DamagedShards, openShard, type ShardHandle } from './shard'
+import { RecentMap } from './recent-map'
 
 export interface StoreOptions {
   sources: ShardSources
@@ -156,7 +157,7 @@ export class Store {
   private readonly clock: () => number
   private readonly checkBigfileRanges: boolean
   /** BigFile versions (source, key, etag) whose whole bytes matched their sha256 (`ok`), or are being read to see. */
-  private readonly checkedBigfiles = new Map<string, { checking: Promise<void>; ok: boolean }>()
+  private readonly checkedBigfiles = new RecentMap<string, { checking: Promise<void>; ok: boolean }>(CHECKED_BIGFILES)
 
   constructor(opts: StoreOptions) {
     this.sources = opts.sources
@@ -504,7 +505,6 @@ export class Store {
       const known = version === undefined ? undefined : this.checkedBigfiles.get(version)
       if (known?.ok === true) {
         // Recently asked for: the last to be let go.
-        this.checkedBigfiles.delete(version!)
         this.checkedBigfiles.set(version!, known)
       } else {
         // Not known whole yet: this range waits for that read (one per version, whoever asks), then opens again.
@@ -556,11 +556,7 @@ export class Store {
         throw err
       },
     )
-    if (version !== undefined) {
-      this.checkedBigfiles.set(version, entry)
-      // The least recently asked for goes first (a Map keeps the order things were set in).
-      if (this.checkedBigfiles.size > CHECKED_BIGFILES) this.checkedBigfiles.delete(this.checkedBigfiles.keys().next().value!)
-    }
+    if (version !== undefined) this.checkedBigfiles.set(version, entry)
     return entry.checking
   }
 
