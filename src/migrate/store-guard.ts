@@ -8,7 +8,7 @@ import type { MigrateConfig } from '../config/migrate'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
 import { classifyKey } from '../verify/keys'
 import type { ByteSource, ShardSources } from '../storage/source'
-import { LocalSource } from '../storage/local'
+import { dirId, LocalSource } from '../storage/local'
 import { S3Source } from '../storage/s3'
 import type { SourceRef } from './sources'
 
@@ -71,8 +71,8 @@ export class FolderKeys {
   private idOf(folder: string): string | null {
     let id = this.ids.get(folder)
     if (id === undefined) {
-      const st = fs.statSync(folder, { throwIfNoEntry: false, bigint: true })
-      id = st?.isDirectory() ? `${st.dev}:${st.ino}` : null
+      const st = fs.statSync(folder, { throwIfNoEntry: false })
+      id = st?.isDirectory() ? dirId(st) : null
       this.ids.set(folder, id)
     }
     return id

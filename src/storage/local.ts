@@ -32,7 +32,7 @@ function localError(err: unknown, baseDir: string | undefined, key: string, what
 }
 
 /** A folder's identity, however it is reached: its device and inode. */
-function dirId(st: fs.Stats): string {
+export function dirId(st: fs.Stats): string {
   return `${st.dev}:${st.ino}`
 }
 
