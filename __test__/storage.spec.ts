@@ -115,6 +115,9 @@ test('serve settings: bad values are refused naming the variable; API keys are k
   fs.writeFileSync(file, 'keys:\n  - name: bad\n    sha256: xyz\n')
   t.regex(t.throws(() => loadServeConfig({ DES_API_KEYS_FILE: file }))!.message, /key "bad": sha256 must be 64 hex digits/)
   t.regex(t.throws(() => loadConfig({ DES_BACKEND: 'multi_s3' }))!.message, /DES_ZONES_CONFIG is required/)
+  t.true(loadConfig({}).checkBigfileRanges)
+  t.false(loadConfig({ DES_CHECK_BIGFILE_RANGES: 'false' }).checkBigfileRanges)
+  t.regex(t.throws(() => loadConfig({ DES_CHECK_BIGFILE_RANGES: 'sometimes' }))!.message, /DES_CHECK_BIGFILE_RANGES/)
 })
 
 test('S3 errors map to codes: 404 not found, 412 changed, no answer unavailable, the rest storage', (t) => {
