@@ -404,6 +404,14 @@ export interface PayloadCacheStats {
 export declare function payloadCeiling(): number
 
 /**
+ * Removes, in each folder, the writers' temp files (`.des-tmp-*.part`) that
+ * no writer holds and that have not changed for `minAgeMs`: left by a
+ * packer that died. Resolves to how many (none off Unix, where temp files
+ * carry no lock).
+ */
+export declare function removeStaleTemps(dirs: Array<string>, minAgeMs: number): Promise<number>
+
+/**
  * Sets the process-wide payload ceiling (`DES_MAX_PAYLOAD_BYTES`): an inline
  * entry whose stored or decoded size is larger is refused (`DES_CORRUPT`)
  * before anything is read or allocated for it.

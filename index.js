@@ -850,6 +850,7 @@ module.exports.locateShardRow = nativeBinding.locateShardRow
 module.exports.packParts = nativeBinding.packParts
 module.exports.parseTimestamp = nativeBinding.parseTimestamp
 module.exports.payloadCeiling = nativeBinding.payloadCeiling
+module.exports.removeStaleTemps = nativeBinding.removeStaleTemps
 module.exports.setPayloadCeiling = nativeBinding.setPayloadCeiling
 module.exports.shardHeaderVersion = nativeBinding.shardHeaderVersion
 module.exports.statSources = nativeBinding.statSources

@@ -3,7 +3,7 @@
 // compared by sha256 with the sources.
 
 import test from 'ava'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -582,4 +582,60 @@ test('a store folder made by the run is named durably: the folders above each on
   t.deepEqual(foldersNaming('/data/a', '/data/a/b/store'), ['/data/a/b', '/data/a', '/data'])
   // Relative paths are resolved first.
   t.deepEqual(foldersNaming('out', 'out/store'), [path.resolve('out'), process.cwd()])
+})
+
+const flockMissing = (() => {
+  try {
+    execFileSync('flock', ['--version'], { stdio: 'ignore' })
+    return false
+  } catch {
+    return true
+  }
+})()
+
+;(flockMissing ? test.skip : test)('a run removes the temp files dead writers left in the folders it writes to: not a live writer\'s, not a recent one, not elsewhere', async (t) => {
+  const dir = tempDir()
+  const out = path.join(dir, 'out')
+  const at = '2024-03-01T12:00:00Z'
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'a.txt', size: 2000, createdAt: at }, { uid: 'b.txt', size: 3000, createdAt: at }])
+  const day = path.join(out, '20240301')
+  const otherDay = path.join(out, '20240302')
+  const names = {
+    dead: path.join(day, '.des-tmp-dead01.part'),
+    deadBigfile: path.join(day, '_bigFiles', '.des-tmp-dead02.part'),
+    recent: path.join(day, '.des-tmp-recent.part'),
+    live: path.join(day, '.des-tmp-live01.part'),
+    elsewhere: path.join(otherDay, '.des-tmp-dead03.part'),
+  }
+  for (const file of Object.values(names)) {
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    fs.writeFileSync(file, Buffer.alloc(5000, 7))
+  }
+  // A live writer: another process holds the file's lock, as a writer holds its temp file's.
+  const holder = spawn('flock', ['--nonblock', names.live, '--command', 'echo held; exec cat'], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise((r) => holder.on('close', r))
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout.once('data', () => resolve())
+    holder.once('close', (code) => reject(new Error(`flock exited ${code}`)))
+  })
+  const hourAgo = new Date(Date.now() - 61 * 60_000)
+  for (const file of [names.dead, names.deadBigfile, names.live, names.elsewhere]) fs.utimesSync(file, hourAgo, hourAgo)
+  try {
+    const r = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4 })
+    t.is(r.files, 2)
+    t.is(r.tempsRemoved, 2)
+    t.false(fs.existsSync(names.dead))
+    t.false(fs.existsSync(names.deadBigfile))
+    for (const kept of [names.recent, names.live, names.elsewhere]) t.true(fs.existsSync(kept), kept)
+  } finally {
+    holder.stdin.end()
+    await exited
+  }
+  // Its writer gone, the old temp file is a dead one's.
+  const again = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4, skipExisting: true })
+  t.is(again.tempsRemoved, 1)
+  t.false(fs.existsSync(names.live))
+  t.true(fs.existsSync(names.recent) && fs.existsSync(names.elsewhere))
+  const stored = await readLocalStore(out)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)?.sha256, sha, uid)
 })

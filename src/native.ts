@@ -340,6 +340,11 @@ export function statSources(paths: string[]): Promise<number[]> {
   return later(() => addon.statSources(paths))
 }
 
+/** Removes, in each folder, the temp files dead writers left that are older than `minAgeMs` (des-core temps.rs); resolves to how many. */
+export function removeStaleTemps(dirs: string[], minAgeMs: number): Promise<number> {
+  return later(() => addon.removeStaleTemps(dirs, minAgeMs))
+}
+
 /** Finds where the entries of a manifest fed in chunks start and end (des-core `ManifestScanner`; src/pack/manifest.ts parses them). */
 export type ManifestScan = Native.ManifestScan
 export type ManifestFound = Native.ManifestFound

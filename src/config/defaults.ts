@@ -13,6 +13,13 @@ export const DEFAULT_TAIL_BYTES = 64 * 1024
 /** A local store's new shards are written past the page cache (`DES_WRITE_PAST_CACHE`). */
 export const DEFAULT_WRITE_PAST_CACHE = true
 
+/**
+ * A writer's temp file in the store (`.des-tmp-*.part`) unchanged this long,
+ * and held by no writer, was left by one that died: des pack removes it
+ * from the folders it writes to, and des verify --store warns of it.
+ */
+export const STALE_TEMP_MS = 60 * 60 * 1000
+
 /** Bytes of parsed indexes kept in memory (`DES_INDEX_CACHE_BYTES`). */
 export const DEFAULT_INDEX_CACHE_BYTES = 256 * 1024 * 1024
 

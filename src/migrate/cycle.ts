@@ -493,6 +493,8 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
           packed = await clock.time('pack', () => packRows(deps, pre.toPack, pre.parts))
           report.packedFiles = packed.files
           report.shardKeys = shardKeysOf(packed, pre.toPack, deps.config.packer.layout)
+          if (packed.tempsRemoved) deps.log?.(`removed ${packed.tempsRemoved} temp files left by packers that died`)
+          for (const w of packed.warnings ?? []) deps.log?.(`warning: ${w}`)
         }
         faultPoint(deps, 'after-pack')
         const { verified: intact, missing } = await clock.time('verify', () => verifyStored(deps, candidates))

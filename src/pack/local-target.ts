@@ -9,9 +9,9 @@
 
 import { promises as fsp, statSync } from 'node:fs'
 import * as path from 'node:path'
-import { DEFAULT_BIGFILES_PREFIX, DEFAULT_WRITE_PAST_CACHE } from '../config/defaults'
+import { DEFAULT_BIGFILES_PREFIX, DEFAULT_WRITE_PAST_CACHE, STALE_TEMP_MS } from '../config/defaults'
 import { DesError } from '../errors'
-import { decodeError, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary, type ShardWriterOptions } from '../native'
+import { decodeError, removeStaleTemps, ShardReader, ShardWriter, type PartFiles, type ShardWriteSummary, type ShardWriterOptions } from '../native'
 import { Budget } from '../budget'
 import { CommitGroup } from './commit-group'
 import { BATCHES_AT_ONCE, BATCH_PARTS, PartBatch } from './part-batch'
@@ -38,6 +38,11 @@ export interface ShardSink {
   refuses?(shardIndex: number): string | undefined
   /** The keys the run will look at, told before the first (lets a sink list instead of probing each). */
   expect?(keys: Iterable<Pick<KeyPlan, 'dateDir' | 'shardHex'>>): void
+  /**
+   * Removes what writers that died left in the folders the keys are written
+   * to (local: their temp files); resolves to how many files.
+   */
+  tidy?(keys: Iterable<Pick<KeyPlan, 'dateDir' | 'shardHex'>>): Promise<number>
   /** Keys the run packs at once (default 3). */
   keysAtOnce?: number
   /**
@@ -180,8 +185,23 @@ export class LocalTarget implements ShardSink {
     }
   }
 
-  partPath(plan: KeyPlan, part: number): string {
+  partPath(plan: Pick<KeyPlan, 'dateDir' | 'shardHex'>, part: number): string {
     return path.join(this.dir, shardKeyIn(this.settings.layout ?? 'nested', plan, part))
+  }
+
+  /**
+   * Removes the stale temp files (see STALE_TEMP_MS) of the folders these
+   * keys' parts and BigFiles go to: a packer killed mid-write leaves up to a
+   * shard's bytes there, and no later write would use them.
+   */
+  tidy(keys: Iterable<Pick<KeyPlan, 'dateDir' | 'shardHex'>>): Promise<number> {
+    const layout = this.settings.layout ?? 'nested'
+    const dirs = new Set<string>()
+    for (const key of keys) {
+      dirs.add(path.dirname(this.partPath(key, 0)))
+      dirs.add(path.join(this.dir, bigfileDirIn(layout, key.dateDir, this.settings.bigfilesPrefix)))
+    }
+    return removeStaleTemps([...dirs], STALE_TEMP_MS)
   }
 
   async existingParts(plan: KeyPlan): Promise<ShardReader[]> {

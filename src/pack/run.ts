@@ -206,6 +206,11 @@ async function packPlan(
     }
   }
 
+  // Beside the writing: never fails the run, whose files are stored either way.
+  const tidying = (sink.tidy?.(plan.keys) ?? Promise.resolve(0)).then(
+    (removed) => ({ removed, warning: undefined }),
+    (err: unknown) => ({ removed: 0, warning: `temp files left by packers that died were not all removed: ${err instanceof Error ? err.message : String(err)}` }),
+  )
   const shards: Array<{ shard: PackedShard; rank: number }> = []
   let skipped = 0
   let failure: unknown
@@ -293,6 +298,7 @@ async function packPlan(
     })
     await Promise.all(finishings)
   }
+  const tidied = await tidying
   if (failure) {
     const written = shards.length
     if (written > 0 && failure instanceof DesError) {
@@ -321,5 +327,7 @@ async function packPlan(
     bytesIn: list.reduce((s, x) => s + x.bytesIn, 0),
     bytesStored: list.reduce((s, x) => s + x.bytesStored, 0),
     seconds: seconds(),
+    ...(tidied.removed > 0 ? { tempsRemoved: tidied.removed } : {}),
+    ...(tidied.warning ? { warnings: [tidied.warning] } : {}),
   }
 }

@@ -115,6 +115,10 @@ export interface PackResult {
   seconds: number
   /** A dry run: `shards` are the keys that would be written to, `files` what would be added. */
   dryRun?: boolean
+  /** Temp files left by packers that died, removed from the folders written to (when any were). */
+  tempsRemoved?: number
+  /** What went wrong beside the packing, which is complete (removing such temp files). */
+  warnings?: string[]
 }
 
 /** Extras for the CLI and tests: how inputs are named in errors, S3 test seams. */

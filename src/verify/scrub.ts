@@ -10,6 +10,7 @@
 // two parts of one key, missing or damaged BigFiles (each checked once however
 // many entries share it), and files no reader uses.
 
+import { STALE_TEMP_MS } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { DesError, errorCode } from '../errors'
 import { locateShard } from '../native'
@@ -292,7 +293,7 @@ export class Scrub {
     if (type === 'lock') r.findings.push({ severity: 'note', kind: 'lock', message: 'a lock file earlier packers kept beside a shard (harmless; no longer made)' })
     else if (type === 'temp') {
       const ageMs = this.now() - obj.modifiedMs
-      const stale = ageMs > (this.opts.staleTempMs ?? 3_600_000)
+      const stale = ageMs > (this.opts.staleTempMs ?? STALE_TEMP_MS)
       r.findings.push(
         stale
           ? { severity: 'warning', kind: 'stale-temp', message: `a writer's temp file, ${Math.round(ageMs / 60_000)} min old: left by a packer that died; safe to delete when no packer runs` }

@@ -24,6 +24,7 @@ mod payload_cache;
 mod reader;
 mod routing;
 mod shard_out;
+mod temps;
 mod timestamp;
 mod verify;
 mod writer;
@@ -58,6 +59,7 @@ pub use reader::{
 pub use routing::{
   check_n_bits, locate, shard_hex, shard_index, Location, DEFAULT_N_BITS, MAX_N_BITS, MIN_N_BITS,
 };
+pub use temps::{is_temp_name, remove_stale_temps};
 pub use timestamp::{parse_iso8601, utc_date_dir};
 pub use verify::{check_bigfile_file, verify_file, Problem, Region, StreamVerifier, VerifyReport};
 pub use writer::{

@@ -16,6 +16,7 @@ use crate::lock::{take_turn, ShardLock, Turn};
 use crate::meta::canonical_meta;
 use crate::reader::{decode_payload, read_exact_at, ShardFile};
 use crate::shard_out::ShardOut;
+use crate::temps::{self, temp_beside};
 use crate::verify::crc_of_range;
 use std::collections::HashMap;
 use std::fs::File;
@@ -211,21 +212,6 @@ fn first_missing(dir: &Path) -> Option<PathBuf> {
     at = d.parent();
   }
   missing
-}
-
-fn temp_beside(target: &Path) -> Result<NamedTempFile> {
-  let dir = target.parent().unwrap_or_else(|| Path::new("."));
-  std::fs::create_dir_all(dir).map_err(|e| DesError::io(format!("create {}", dir.display()), e))?;
-  // Not ending in ".des": a temp file is never mistaken for a shard.
-  let mut builder = tempfile::Builder::new();
-  builder.prefix(".des-tmp-").suffix(".part");
-  // Shards are read by other users (a server's account): 0644 less the
-  // umask, like any file, not the 0600 of a private temp file.
-  #[cfg(unix)]
-  builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-  builder
-    .tempfile_in(dir)
-    .map_err(|e| DesError::io(format!("create temp file in {}", dir.display()), e))
 }
 
 impl ShardWriter {
@@ -591,6 +577,7 @@ impl ShardWriter {
       .write_all(data)
       .and_then(|_| tmp.as_file().sync_all())
       .map_err(|e| DesError::io(format!("write BigFile {}", path.display()), e))?;
+    temps::release(&tmp);
     tmp
       .persist(&path)
       .map_err(|e| DesError::io(format!("rename BigFile {}", path.display()), e.error))?;
@@ -814,6 +801,7 @@ impl Staged {
         if let Some(lock) = &writer._lock {
           append::check_still_at(&target, lock.file())?;
         }
+        temps::release(&tmp);
         match writer.landing {
           Landing::CreateNew => match tmp.persist_noclobber(&target) {
             Ok(_) => {}

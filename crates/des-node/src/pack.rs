@@ -2,7 +2,7 @@
 //! and committed with one call, `des_core::pack_parts`) and `statSources`
 //! (its checks of local sources, `des_core::stat_sources`).
 
-use crate::error::bad_arg;
+use crate::error::{bad_arg, IntoNapi};
 use crate::writer::{core_options, path_items, summary_of, ShardWriteSummary, ShardWriterOptions};
 use des_core::PartJob;
 use napi::bindgen_prelude::AsyncTask;
@@ -144,4 +144,45 @@ pub fn stat_sources(paths: Vec<String>) -> AsyncTask<StatSourcesTask> {
   AsyncTask::new(StatSourcesTask {
     paths: paths.into_iter().map(PathBuf::from).collect(),
   })
+}
+
+/// Removes the temp files dead writers left in some folders, off the event loop.
+pub struct RemoveStaleTempsTask {
+  dirs: Vec<PathBuf>,
+  min_age: std::time::Duration,
+}
+
+impl Task for RemoveStaleTempsTask {
+  type Output = f64;
+  type JsValue = f64;
+  fn compute(&mut self) -> napi::Result<f64> {
+    let mut removed = 0;
+    for dir in &self.dirs {
+      removed += des_core::remove_stale_temps(dir, self.min_age).napi()?;
+    }
+    Ok(removed as f64)
+  }
+  fn resolve(&mut self, _env: Env, n: f64) -> napi::Result<f64> {
+    Ok(n)
+  }
+}
+
+/// Removes, in each folder, the writers' temp files (`.des-tmp-*.part`) that
+/// no writer holds and that have not changed for `minAgeMs`: left by a
+/// packer that died. Resolves to how many (none off Unix, where temp files
+/// carry no lock).
+#[napi(ts_return_type = "Promise<number>")]
+pub fn remove_stale_temps(
+  dirs: Vec<String>,
+  min_age_ms: f64,
+) -> napi::Result<AsyncTask<RemoveStaleTempsTask>> {
+  if !(min_age_ms.is_finite() && min_age_ms >= 0.0) {
+    return Err(bad_arg(format!(
+      "minAgeMs must be a number of milliseconds, got {min_age_ms}"
+    )));
+  }
+  Ok(AsyncTask::new(RemoveStaleTempsTask {
+    dirs: dirs.into_iter().map(PathBuf::from).collect(),
+    min_age: std::time::Duration::from_millis(min_age_ms as u64),
+  }))
 }

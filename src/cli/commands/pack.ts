@@ -42,6 +42,7 @@ export function summaryJson(r: PackResult, target: string, worker?: { index: num
     ratio: r.bytesStored > 0 ? Number((r.bytesIn / r.bytesStored).toFixed(3)) : null,
     seconds: Number(r.seconds.toFixed(3)),
     mib_per_s: r.seconds > 0 ? Number((r.bytesIn / 1048576 / r.seconds).toFixed(1)) : null,
+    ...(r.tempsRemoved ? { temps_removed: r.tempsRemoved } : {}),
     keys: r.shards.map((s) => ({ key: s.key, files: s.files, bytes_in: s.bytesIn, bytes_stored: s.bytesStored })),
   }
 }
@@ -143,6 +144,7 @@ export function register(y: Argv): Argv {
         bar?.stop()
       }
 
+      for (const warning of result.warnings ?? []) process.stderr.write(`des pack: warning: ${warning}\n`)
       if (argv.json) {
         await writeOut(JSON.stringify(summaryJson(result, where, opts.worker)) + '\n')
         return
@@ -156,9 +158,10 @@ export function register(y: Argv): Argv {
       const rate = result.seconds > 0 ? `${formatBytes(result.bytesIn / result.seconds)}/s` : '-'
       const ratio = result.bytesStored > 0 ? (result.bytesIn / result.bytesStored).toFixed(2) : '-'
       const skipped = result.skipped ? `, ${result.skipped} already stored` : ''
+      const tidied = result.tempsRemoved ? `; removed ${result.tempsRemoved} temp file${result.tempsRemoved === 1 ? '' : 's'} left by packers that died` : ''
       await writeOut(
         `packed ${result.files} files (${formatBytes(result.bytesIn)} → ${formatBytes(result.bytesStored)}, ratio ${ratio}) ` +
-          `into ${result.shards.length} shards in ${where}${of} in ${result.seconds.toFixed(2)} s (${rate})${skipped}\n`,
+          `into ${result.shards.length} shards in ${where}${of} in ${result.seconds.toFixed(2)} s (${rate})${skipped}${tidied}\n`,
       )
     },
   )
