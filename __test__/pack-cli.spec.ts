@@ -71,11 +71,11 @@ async function badInputs(t: ExecutionContext, env: NodeJS.ProcessEnv): Promise<v
   }
   const rows = corpus.rows
   const cases: Array<[string, string, RegExp, number]> = [
-    ['duplicate', write('dup.json', JSON.stringify([rows[0], rows[1], rows[0]], null, 1)), /duplicate uid "ok1": line 2 and line 14/, 5],
-    ['missing source', write('missing.json', JSON.stringify([rows[0], { ...rows[1], uid: 'gone', source_path: path.join(dir, 'nope') }])), /uid "gone" \(line 1\): source .*nope does not exist/, 3],
-    ['size mismatch', write('size.json', JSON.stringify([rows[0], { ...rows[1], size_bytes: 201 }], null, 1)), /uid "ok2" \(line 8\): source .* is 200 bytes, the manifest says 201/, 2],
+    ['duplicate', write('dup.json', JSON.stringify([rows[0], rows[1], rows[0]], null, 1)), /duplicate uid "ok1": line 2, entry 1 and line 14, entry 3/, 5],
+    ['missing source', write('missing.json', JSON.stringify([rows[0], { ...rows[1], uid: 'gone', source_path: path.join(dir, 'nope') }])), /uid "gone" \(line 1, entry 2\): source .*nope does not exist/, 3],
+    ['size mismatch', write('size.json', JSON.stringify([rows[0], { ...rows[1], size_bytes: 201 }], null, 1)), /uid "ok2" \(line 8, entry 2\): source .* is 200 bytes, the manifest says 201/, 2],
     ['malformed manifest', write('bad.json', '[\n' + JSON.stringify(rows[0]) + ',\n{"uid": }\n]'), /manifest is not valid JSON: line 3/, 2],
-    ['malformed date', write('date.json', JSON.stringify([rows[0], { ...rows[1], created_at: '2024-13-45' }], null, 1)), /uid "ok2" \(line 8\): created_at "2024-13-45"/, 2],
+    ['malformed date', write('date.json', JSON.stringify([rows[0], { ...rows[1], created_at: '2024-13-45' }], null, 1)), /uid "ok2" \(line 8, entry 2\): created_at "2024-13-45"/, 2],
     ['missing field', write('field.json', JSON.stringify([{ uid: 'q', created_at: '2024-01-01' }])), /manifest line 1 \(entry 1\): uid "q": "source_path"/, 2],
     ['no manifest', path.join(dir, 'no-such.json'), /cannot read manifest/, 3],
   ]

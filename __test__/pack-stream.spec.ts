@@ -196,9 +196,9 @@ test('sources of a manifest read in many chunks are checked as it is read: the f
   const replaced = (changes: Record<number, unknown>) => rows.map((r, i) => changes[i] ?? r)
   const lineOf = (i: number) => 2 + i * 9 // JSON.stringify(list, null, 1): nine lines an entry (its meta takes three), from line 2
   const cases: Array<[string, unknown[], string, RegExp]> = [
-    ['missing late, a folder later', replaced({ 2500: missingAt(2500), 2800: folderAt(2800) }), 'DES_NOT_FOUND', new RegExp(`^uid "c2500" \\(line ${lineOf(2500)}\\): source .*gone-2500 does not exist$`)],
-    ['a size in the first chunk, a missing one later', replaced({ 40: resizedAt(40), 2500: missingAt(2500) }), 'DES_BAD_ARG', new RegExp(`^uid "c40" \\(line ${lineOf(40)}\\): source .* is \\d+ bytes, the manifest says \\d+$`)],
-    ['a folder in the middle', replaced({ 1500: folderAt(1500) }), 'DES_BAD_ARG', /^uid "c1500" \(line \d+\): source .* is not a regular file$/],
+    ['missing late, a folder later', replaced({ 2500: missingAt(2500), 2800: folderAt(2800) }), 'DES_NOT_FOUND', new RegExp(`^uid "c2500" \\(line ${lineOf(2500)}, entry 2501\\): source .*gone-2500 does not exist$`)],
+    ['a size in the first chunk, a missing one later', replaced({ 40: resizedAt(40), 2500: missingAt(2500) }), 'DES_BAD_ARG', new RegExp(`^uid "c40" \\(line ${lineOf(40)}, entry 41\\): source .* is \\d+ bytes, the manifest says \\d+$`)],
+    ['a folder in the middle', replaced({ 1500: folderAt(1500) }), 'DES_BAD_ARG', /^uid "c1500" \(line \d+, entry 1501\): source .* is not a regular file$/],
   ]
   const tmp = path.join(dir, 'tmp')
   fs.mkdirSync(tmp)

@@ -136,7 +136,7 @@ test('a worker checks the whole manifest: a bad entry in another worker\'s keys 
     const out = path.join(dir, `out-${w.replace('/', '-')}`)
     const r = await runCli(['pack', '--input-json', c.manifestPath, '--output-dir', out, '--n-bits', '4', '--worker', w])
     t.is(r.code, 2, `${w}: ${r.stderr}`)
-    t.regex(r.stderr, /uid "3" \(line \d+\): created_at "not a date"/)
+    t.regex(r.stderr, /uid "3" \(line \d+, entry \d+\): created_at "not a date"/)
     t.deepEqual(shardFiles(out), [], `${w}: nothing written`)
   }
 })

@@ -36,11 +36,13 @@ function field(obj: Record<string, unknown>, a: string, b: string, c?: string): 
 }
 
 /**
- * Checks one manifest object and turns it into a PackInput. `text` gives
- * the entry's JSON text, read again only for a uid that is a number.
+ * Checks one manifest object and turns it into a PackInput. `line` and
+ * `entry` (its number in an array, 0 in JSON lines) name it in errors;
+ * `text` gives the entry's JSON text, read again only for a uid that is a
+ * number.
  */
-export function manifestEntry(value: unknown, where: string, text?: () => string): PackInput {
-  const bad = (why: string) => new DesError('DES_BAD_ARG', `manifest ${where}: ${why}`)
+export function manifestEntry(value: unknown, line: number, entry: number, text?: () => string): PackInput {
+  const bad = (why: string) => new DesError('DES_BAD_ARG', `manifest ${where(line, entry)}: ${why}`)
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw bad('expected an object')
   const obj = value as Record<string, unknown>
   const uid = obj.uid
@@ -96,7 +98,8 @@ export class ManifestScanner {
   /** The bytes of the entry (or line) still open at the end of the last chunk. */
   private kept: Buffer = EMPTY
 
-  constructor(private readonly emit: (input: PackInput, line: number) => void) {}
+  /** `emit` gets each entry, the line it starts on, and how later errors name it (`labelOf`). */
+  constructor(private readonly emit: (input: PackInput, line: number, label: string) => void) {}
 
   /** Scans one chunk; throws DES_BAD_ARG at the first problem. */
   feed(chunk: Buffer): void {
@@ -155,7 +158,8 @@ export class ManifestScanner {
     }
     for (let i = 0; i < n; i++) {
       const line = spans[i * 4 + 2]
-      this.emit(manifestEntry(values[i], where(line, spans[i * 4 + 3]), () => buf.toString('utf8', spans[i * 4], spans[i * 4 + 1])), line)
+      const entry = spans[i * 4 + 3]
+      this.emit(manifestEntry(values[i], line, entry, () => buf.toString('utf8', spans[i * 4], spans[i * 4 + 1])), line, labelOf(line, entry))
     }
   }
 
@@ -173,7 +177,7 @@ export class ManifestScanner {
         if (entry === 0) throw new DesError('DES_BAD_ARG', `manifest line ${line} is not valid JSON: ${messageOf(err)}`)
         throw syntax(`${where(line, entry)}: ${messageOf(err)}`)
       }
-      this.emit(manifestEntry(value, where(line, entry), () => raw), line)
+      this.emit(manifestEntry(value, line, entry, () => raw), line, labelOf(line, entry))
     }
   }
 }
@@ -181,6 +185,15 @@ export class ManifestScanner {
 /** How errors name an entry: its line, and its number in an array (0 in JSON lines). */
 function where(line: number, entry: number): string {
   return entry === 0 ? `line ${line}` : `line ${line} (entry ${entry})`
+}
+
+/**
+ * How the packer's later errors name an entry, in parentheses after its uid
+ * or beside another entry's: its line, and its number in an array (the
+ * entries of a one-line array all start on line 1).
+ */
+function labelOf(line: number, entry: number): string {
+  return entry === 0 ? `line ${line}` : `line ${line}, entry ${entry}`
 }
 
 /** Parses manifest text: a JSON array of objects, or one object per line. */
@@ -217,7 +230,7 @@ export async function* readManifestBatches(file: string): AsyncGenerator<Manifes
     throw new DesError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_NOT_FOUND' : 'DES_IO', `cannot read manifest ${file}: ${(err as Error).message}`)
   }
   let batch: ManifestEntry[] = []
-  const scanner = new ManifestScanner((input, line) => batch.push({ input, label: `line ${line}` }))
+  const scanner = new ManifestScanner((input, _line, label) => batch.push({ input, label }))
   // The stream closes the file when it ends or is destroyed.
   const stream = handle.createReadStream({ highWaterMark: 256 * 1024 })
   try {
