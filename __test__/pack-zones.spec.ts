@@ -119,11 +119,18 @@ test('des pack refuses a manifest with a key in no zone before writing anything 
   ])
   const r = await runCli(['pack', '--input-json', corpus.manifestPath], { env: zonesEnv(zonesFile) })
   t.is(r.code, 2, r.stderr)
-  t.regex(r.stderr, /uid "9" \(line \d+\) routes to shard index 9 .*no zone.*uncovered: 8\.\.11.*nothing was written/)
+  t.regex(r.stderr, /uid "9" \(line \d+, entry 3\) routes to shard index 9 .*no zone.*uncovered: 8\.\.11.*nothing was written/)
   // A dry run says the same.
   const dry = await runCli(['pack', '--input-json', corpus.manifestPath, '--dry-run'], { env: zonesEnv(zonesFile) })
   t.is(dry.code, 2, dry.stderr)
   t.regex(dry.stderr, /uid "9" .* no zone/)
+  // Split between workers (index 9 is worker 0's, 1 and 13 worker 1's, none
+  // worker 2's): every worker refuses, so no worker stores its part alone.
+  for (const worker of ['0/3', '1/3', '2/3']) {
+    const w = await runCli(['pack', '--input-json', corpus.manifestPath, '--worker', worker], { env: zonesEnv(zonesFile) })
+    t.is(w.code, 2, `worker ${worker}: ${w.stderr}`)
+    t.regex(w.stderr, /uid "9" \(line \d+, entry 3\) routes to shard index 9 .*no zone/, worker)
+  }
   t.deepEqual(await listKeys(client, a), [])
   t.deepEqual(await listKeys(client, b), [])
 })

@@ -78,6 +78,14 @@ export interface KeyInfo {
   hits: boolean
 }
 
+/** The first input (in manifest order) that routes to a shard index, and where that index's key is. */
+export interface IndexFirst {
+  uid: string
+  label: string
+  dateDir: string
+  shardHex: string
+}
+
 /**
  * Lines appended to a set of temp files, one append per FLUSH_BYTES (no file
  * is held open: hundreds of them would press on the open-file limit).
@@ -222,6 +230,12 @@ export class Plan {
     private readonly mem: PlannedInput[] | null,
     private readonly buckets: SpillFiles | undefined,
     private readonly byOrdinal: KeyInfo[],
+    /**
+     * Every shard index the manifest routes to, every worker's (at most
+     * 2^n_bits), with the first input that does: a target that cannot hold
+     * one fails every worker, not only the one that would write it.
+     */
+    readonly indexes: ReadonlyMap<number, IndexFirst>,
     /** Local sources stat'ed while the plan was made (in memory only). */
     private readonly early: EarlyStats[] = [],
   ) {}
@@ -349,6 +363,7 @@ function spillLine(p: PlannedInput): string {
 export class Planner {
   private readonly keys = new Map<string, KeyInfo>()
   private readonly byOrdinal: KeyInfo[] = []
+  private readonly indexes = new Map<number, IndexFirst>()
   private mem: PlannedInput[] | null = []
   private buckets?: SpillFiles
   private readonly uids = new UidCheck()
@@ -395,6 +410,7 @@ export class Planner {
       this.mem,
       this.buckets,
       this.byOrdinal,
+      this.indexes,
       this.early ?? [],
     )
   }
@@ -442,6 +458,7 @@ export class Planner {
       }
     }
     this.total++
+    if (!this.indexes.has(loc.shardIndex)) this.indexes.set(loc.shardIndex, { uid: input.uid, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex })
     const worker = this.settings.worker
     if (worker && loc.shardIndex % worker.count !== worker.index) return undefined
     const name = `${loc.dateDir}/${loc.shardHex}`

@@ -164,12 +164,13 @@ async function packPlan(
     opts.onProgress?.({ files: doneFiles, bytes: doneBytes, totalFiles: plan.files, totalBytes: plan.bytes })
   }
 
-  // A key the target cannot hold (zones: an index in no zone) fails the run before anything is read or written.
-  for (const key of plan.keys) {
-    const why = sink.refuses?.(key.shardIndex)
+  // A key the target cannot hold (zones: an index in no zone) fails the run
+  // before anything is read or written; the run of every worker, since each
+  // one would leave the manifest half stored.
+  for (const [index, first] of plan.indexes) {
+    const why = sink.refuses?.(index)
     if (why === undefined) continue
-    const [first] = await plan.items(key)
-    throw new DesError('DES_CONFIG', `${named(first)} routes to shard index ${key.shardIndex} (${key.dateDir}/${key.shardHex}), ${why}; nothing was written`, { uid: first.input.uid })
+    throw new DesError('DES_CONFIG', `${named({ input: first, label: first.label })} routes to shard index ${index} (${first.dateDir}/${first.shardHex}), ${why}; nothing was written`, { uid: first.uid })
   }
 
   // Everything already stored is sorted out before anything is written, so a
