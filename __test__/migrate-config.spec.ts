@@ -59,15 +59,22 @@ const expected = {
 
 const vars = { DB_PASSWORD: 's3cr:t' }
 
+/** `expected` read from `file`: its packer.n_bits is named with the file (for a zones file's refusal of another n_bits). */
+function expectedFrom(file: string) {
+  return { ...expected, packer: { ...expected.packer, nBitsFrom: `packer.n_bits of ${file}` } }
+}
+
 test('every SPEC §10 key is read from a JSON file', (t) => {
-  t.deepEqual(loadMigrateConfig(writeConfig(dir, everyKey, 'json', 'every'), vars), expected)
+  const file = writeConfig(dir, everyKey, 'json', 'every')
+  t.deepEqual(loadMigrateConfig(file, vars), expectedFrom(file))
 })
 
 test('every SPEC §10 key is read from a YAML file, the same as from JSON', (t) => {
-  t.deepEqual(loadMigrateConfig(writeConfig(dir, everyKey, 'yaml', 'every'), vars), expected)
+  const file = writeConfig(dir, everyKey, 'yaml', 'every')
+  t.deepEqual(loadMigrateConfig(file, vars), expectedFrom(file))
   const yml = path.join(dir, 'every.yml')
   fs.copyFileSync(path.join(dir, 'every.yaml'), yml)
-  t.deepEqual(loadMigrateConfig(yml, vars), expected)
+  t.deepEqual(loadMigrateConfig(yml, vars), expectedFrom(yml))
 })
 
 test('defaults are the reference\'s: table files, SPEC column names, 7 days, batch 1000, no deletion, ./des_output, shards up to 1e9 bytes, n_bits 8, S3 sources off with 3 retries 2 s apart; zstd (ours)', (t) => {
@@ -156,6 +163,11 @@ test('packer keys left out take DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES and DES
   const given = parseMigrateConfig({ ...doc, packer: { output_dir: 'out', n_bits: 6, big_file_threshold: 10, bigfiles_prefix: '_big' } }, vars)
   t.deepEqual([given.packer.nBits, given.packer.bigFileThreshold, given.packer.bigfilesPrefix], [6, 10, '_big'])
   t.regex(t.throws(() => parseMigrateConfig(doc, { DES_N_BITS: '40' }))!.message, /DES_N_BITS/)
+  // Where n_bits was set on purpose, or undefined when it is the default (a zones file then decides).
+  t.is(c.packer.nBitsFrom, 'DES_N_BITS')
+  t.is(given.packer.nBitsFrom, 'packer.n_bits')
+  t.is(parseMigrateConfig(doc, {}).packer.nBitsFrom, undefined)
+  t.is(parseMigrateConfig(doc, { DES_N_BITS: '' }).packer.nBitsFrom, undefined)
 })
 
 test('DES_WRITE_PAST_CACHE decides whether the migrator writes new local shards past the page cache (default yes); a bad value is refused', (t) => {

@@ -39,6 +39,12 @@ export interface DesConfig {
   baseDir: string
   nBits: number
   /**
+   * Where `nBits` was set on purpose (`DES_N_BITS`, `--n-bits`); undefined
+   * when it is the default. A zones file routes with its own n_bits, and one
+   * set on purpose that differs is refused (src/config/zones.ts).
+   */
+  nBitsFrom?: string
+  /**
    * Where writers write: `nested` = `<date>/<HEX>.des` (ours), `flat` =
    * `<date>_<HEX>_<NNNN>.des` (the reference packer's). The first of `readLayouts`.
    */
@@ -168,6 +174,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     backend,
     baseDir: env.DES_BASE_DIR?.trim() || './des-data',
     nBits: loadNBits(env),
+    nBitsFrom: nBitsFromVar(env),
     layout: layouts[0],
     readLayouts: layouts,
     s3: s3FromEnv(env, backend === 's3'),
@@ -184,7 +191,6 @@ export function loadConfig(env: Env = process.env): DesConfig {
   }
 }
 
-/** `DES_N_BITS` alone (4..16, default 8), for commands that need only the routing (`des locate`). */
 /**
  * `DES_MAX_PAYLOAD_BYTES`: the largest inline payload any read decodes
  * (default 64 MiB, or the BigFile threshold when that is larger): every
@@ -195,8 +201,25 @@ export function loadMaxPayloadBytes(env: Env = process.env): number {
   return intVar(env, 'DES_MAX_PAYLOAD_BYTES', Math.max(DEFAULT_MAX_PAYLOAD_BYTES, bigFileThreshold), 1, Number.MAX_SAFE_INTEGER)
 }
 
+/** `DES_N_BITS` alone (4..16, default 8), for commands that need only the routing (`des locate`). */
 export function loadNBits(env: Env = process.env): number {
   return intVar(env, 'DES_N_BITS', DEFAULT_N_BITS, MIN_N_BITS, MAX_N_BITS)
+}
+
+/** `'DES_N_BITS'` when the variable sets n_bits, undefined when it is unset or empty (the default applies). */
+export function nBitsFromVar(env: Env = process.env): string | undefined {
+  return env.DES_N_BITS?.trim() ? 'DES_N_BITS' : undefined
+}
+
+/** The n_bits of `config` when it was set on purpose (and where), for the zones file to check against. */
+export function explicitNBits(config: Pick<DesConfig, 'nBits' | 'nBitsFrom'>): ExplicitNBits | undefined {
+  return config.nBitsFrom === undefined ? undefined : { nBits: config.nBits, from: config.nBitsFrom }
+}
+
+/** An n_bits set on purpose, and what set it (`DES_N_BITS`, `--n-bits`, `packer.n_bits of FILE`). */
+export interface ExplicitNBits {
+  nBits: number
+  from: string
 }
 
 /** `DES_TAIL_BYTES` alone: the suffix read that fetches footer and index together (12 B..1 GiB, default 64 KiB). */

@@ -11,7 +11,7 @@ import { DesError } from '../errors'
 import type { Codec } from '../native'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
 import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from './defaults'
-import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, loadWritePastCache, type Layout } from './env'
+import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, loadWritePastCache, nBitsFromVar, type Layout } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
 
 type Env = Record<string, string | undefined>
@@ -118,6 +118,12 @@ export interface PackerConfig {
   layout: Layout
   maxShardSize?: number
   nBits: number
+  /**
+   * Where `nBits` was set on purpose (`packer.n_bits of FILE`, else
+   * `DES_N_BITS`); undefined when it is the default. A zones file routes
+   * with its own n_bits, and one set on purpose that differs is refused.
+   */
+  nBitsFrom?: string
   codec: Codec
   level?: number
   bigFileThreshold?: number
@@ -294,6 +300,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
     maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', DEFAULT_MAX_SHARD_SIZE, 1, Number.MAX_SAFE_INTEGER, true),
     // Unset keys take the variables every command reads (DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES, DES_BIGFILES_PREFIX).
     nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), MIN_N_BITS, MAX_N_BITS, true)!,
+    nBitsFrom: num(pk, 'n_bits', 'packer.n_bits', undefined, MIN_N_BITS, MAX_N_BITS, true) !== undefined ? 'packer.n_bits' : nBitsFromVar(vars),
     codec,
     level: num(pk, 'level', 'packer.level', undefined, MIN_ZSTD_LEVEL, MAX_ZSTD_LEVEL, true),
     bigFileThreshold:
@@ -330,5 +337,8 @@ export function loadMigrateConfig(file: string, vars: Env): MigrateConfig {
   } catch (err) {
     throw new DesError('DES_CONFIG', `config ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'} ${whereParsingStopped(err, text)}`)
   }
-  return parseMigrateConfig(substituteTree(doc, vars), vars)
+  const config = parseMigrateConfig(substituteTree(doc, vars), vars)
+  // Named with its file, for the zones file's refusal of another n_bits.
+  if (config.packer.nBitsFrom === 'packer.n_bits') config.packer.nBitsFrom = `packer.n_bits of ${file}`
+  return config
 }

@@ -57,7 +57,9 @@ export function loadStoreConfig(flags: StoreFlags, env: Env = process.env): DesC
   }
   if (flags.bigfilesPrefix !== undefined) over.DES_BIGFILES_PREFIX = flags.bigfilesPrefix
   try {
-    return loadConfig({ ...env, ...over })
+    const config = loadConfig({ ...env, ...over })
+    if (flags.nBits !== undefined) config.nBitsFrom = '--n-bits'
+    return config
   } catch (err) {
     // A refused override is the flag's fault: say so by its name.
     const m = err instanceof DesError ? /^(DES_[A-Z_]+)=/.exec(err.message) : null
