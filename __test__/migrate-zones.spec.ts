@@ -68,7 +68,7 @@ test('des migrate with DES_BACKEND=multi_s3 writes each row to the zone of its s
   t.deepEqual((await listKeys(client, a)).filter((k) => !k.startsWith('z1/') && !k.startsWith('z2/')), [])
   t.true([...expected.values()].filter((keys) => [...keys].some((k) => k.includes('/_bigFiles/'))).length >= 1)
 
-  const loaded = loadZones(zonesFile, 8)
+  const loaded = loadZones(zonesFile)
   const store = new Store({ sources: zonedS3Sources(loaded), nBits: loaded.nBits })
   for (const row of rows) t.true((await store.get(row.uid, row.createdAt!)).equals(row.data!), row.uid)
 
@@ -90,18 +90,36 @@ test('des migrate with DES_BACKEND=multi_s3 writes each row to the zone of its s
   t.true((await listKeys(client, b)).includes(someShard))
 })
 
-test('des migrate refuses a zones file whose n_bits is not packer.n_bits', async (t) => {
+test('des migrate routes with the zones file\'s n_bits: packer.n_bits or DES_N_BITS set to another is refused naming both, one left at its default is not', async (t) => {
   const client = testS3Client()
   const a = await freshBucket(client, 'des-mz-c')
   const tb = await freshTable('zones-bits')
   t.teardown(() => tb.close())
   const zonesFile = path.join(tb.dir, 'zones.yaml')
   fs.writeFileSync(zonesFile, `n_bits: 6\nzones:\n  - {name: all, range: {start: 0, end: 63}, s3: {bucket: ${a}, endpoint_url: "${s3TestEnv().endpoint}"}}\n`)
-  await tb.insert(makeFiles(tb.dir, 3))
+  const rows = makeFiles(tb.dir, 3)
+  await tb.insert(rows)
+  const env = { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zonesFile, DES_N_BITS: '' }
+  // packer.n_bits 4 (baseConfig's) in the config file.
   const cfg = writeConfig(tb.dir, baseConfig(tb), 'yaml')
-  const r = await runCli(['migrate', '--config', cfg], { env: { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zonesFile, DES_N_BITS: '' } })
+  const r = await runCli(['migrate', '--config', cfg], { env })
   t.is(r.code, 2, r.stderr)
-  t.regex(r.stderr, /zones file routes with n_bits 6, packer.n_bits is 4/)
+  t.regex(r.stderr, /zones file .*zones\.yaml: it routes with n_bits 6, while packer\.n_bits of .*migrate\.yaml sets n_bits 4/)
+  // No packer.n_bits: DES_N_BITS set to another is refused too, not silently overridden.
+  const noKey = writeConfig(tb.dir, baseConfig(tb, { packer: { n_bits: undefined } }), 'json', 'no-n-bits')
+  t.false(fs.readFileSync(noKey, 'utf8').includes('n_bits'))
+  const byVar = await runCli(['migrate', '--config', noKey, '--dry-run'], { env: { ...env, DES_N_BITS: '8' } })
+  t.is(byVar.code, 2, byVar.stderr)
+  t.regex(byVar.stderr, /zones file .*zones\.yaml: it routes with n_bits 6, while DES_N_BITS sets n_bits 8/)
+  t.deepEqual(await listKeys(client, a), [])
+  // Neither set (n_bits left at its default 8), or set alike: the zones file decides.
+  for (const vars of [{}, { DES_N_BITS: '6' }]) {
+    const dry = await runCli(['migrate', '--config', noKey, '--dry-run', '--json'], { env: { ...env, ...vars } })
+    t.is(dry.code, 0, dry.stderr)
+    const report = JSON.parse(dry.stdout.toString())
+    t.is(report.migrated, rows.length)
+    t.deepEqual(report.shard_keys.sort(), [...new Set(rows.map((row) => locateShard(row.uid, row.createdAt!, 6).objectKey))].sort())
+  }
   t.deepEqual(await listKeys(client, a), [])
 })
 

@@ -87,7 +87,7 @@ test('des pack with DES_BACKEND=multi_s3 writes every shard and BigFile to the z
   t.true(listed.get('high')!.some((k) => k.includes('/_bigFiles/')))
 
   // Read back through the zoned sources, every file byte-exact.
-  const loaded = loadZones(zonesFile, 8)
+  const loaded = loadZones(zonesFile)
   const store = new Store({ sources: zonedS3Sources(loaded), nBits: loaded.nBits })
   for (const row of corpus.rows) {
     const data = await store.get(row.uid, row.created_at)
@@ -135,16 +135,33 @@ test('des pack refuses a manifest with a key in no zone before writing anything 
   t.deepEqual(await listKeys(client, b), [])
 })
 
-test('des pack with zones refuses an --n-bits other than the zones file routes with', async (t) => {
+test('des pack with zones routes with the zones file\'s n_bits: --n-bits or DES_N_BITS set to another is refused naming both, one left at its default is not', async (t) => {
   const client = testS3Client()
   const a = await freshBucket(client, 'des-pz-e')
   const dir = tempDir()
   const zonesFile = writeZones(dir, [{ name: 'a', start: 0, end: 15, bucket: a, prefix: '' }])
   const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: '1', createdAt: DAY, size: content('text', 10).length }])
-  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--n-bits', '8'], { env: zonesEnv(zonesFile) })
-  t.is(r.code, 2, r.stderr)
-  t.regex(r.stderr, /zones file routes with n_bits 4, this run with 8/)
+  const pack = (args: string[], env: NodeJS.ProcessEnv = {}) => runCli(['pack', '--input-json', corpus.manifestPath, ...args], { env: { ...zonesEnv(zonesFile), ...env } })
+  const byFlag = await pack(['--n-bits', '8'])
+  t.is(byFlag.code, 2, byFlag.stderr)
+  t.regex(byFlag.stderr, /zones file .*zones\.yaml: it routes with n_bits 4, while --n-bits sets n_bits 8/)
+  // DES_N_BITS is as explicit as the flag: not silently overridden by the zones file.
+  const byVar = await pack(['--dry-run'], { DES_N_BITS: '8' })
+  t.is(byVar.code, 2, byVar.stderr)
+  t.regex(byVar.stderr, /zones file .*zones\.yaml: it routes with n_bits 4, while DES_N_BITS sets n_bits 8/)
+  const flagOverVar = await pack(['--dry-run', '--n-bits', '6'], { DES_N_BITS: '4' })
+  t.is(flagOverVar.code, 2, flagOverVar.stderr)
+  t.regex(flagOverVar.stderr, /n_bits 4, while --n-bits sets n_bits 6/)
   t.deepEqual(await listKeys(client, a), [])
+  // Left at its default (8), or set alike: the zones file decides, no conflict.
+  for (const env of [{}, { DES_N_BITS: '4' }]) {
+    const dry = await pack(['--dry-run', '--json'], env)
+    t.is(dry.code, 0, dry.stderr)
+    t.deepEqual(JSON.parse(dry.stdout.toString()).keys.map((k: { key: string }) => k.key), [locateShard('1', DAY, N_BITS).objectKey])
+  }
+  const agreeing = await pack(['--n-bits', '4'])
+  t.is(agreeing.code, 0, agreeing.stderr)
+  t.deepEqual(await listKeys(client, a), [locateShard('1', DAY, N_BITS).objectKey])
 })
 
 test('each zone lists its own keys of a date once (packFiles over two buckets), and every file lands in its zone', async (t) => {

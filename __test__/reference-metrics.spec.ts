@@ -203,7 +203,7 @@ test.serial('zones (multi_s3) count as backend="s3" in every retrieval and S3 ca
   const zonesFile = path.join(dir, 'zones.json')
   const zone = (name: string, start: number, end: number, bucket: string) => ({ name, range: { start, end }, s3: { bucket, region_name: 'us-east-1', endpoint_url: env.endpoint } })
   fs.writeFileSync(zonesFile, JSON.stringify({ n_bits: 4, zones: [zone('low', 0, 7, low), zone('high', 8, 15, high)] }))
-  const zones = loadZones(zonesFile, 8)
+  const zones = loadZones(zonesFile)
   const store = new Store({ sources: zonedS3Sources(zones), nBits: zones.nBits })
   zeroServeSeries(store.backend, { payloadCache: false })
   const server = createServer({ store })

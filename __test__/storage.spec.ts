@@ -31,21 +31,21 @@ function zonesYaml(ranges: Array<[number, number]>, nBits = 4): string {
 }
 
 test('a zones file covering every shard index once is accepted (YAML and JSON)', (t) => {
-  const z = parseZones(zonesYaml([[8, 15], [0, 7]]), 'zones.yaml', 8)
+  const z = parseZones(zonesYaml([[8, 15], [0, 7]]), 'zones.yaml')
   t.is(z.nBits, 4)
   t.deepEqual(z.zones.map((x) => [x.name, x.start, x.end, x.s3.bucket]), [
     ['z1', 0, 7, 'b1'],
     ['z0', 8, 15, 'b0'],
   ])
   const json = JSON.stringify({ n_bits: 4, zones: [{ name: 'all', range: { start: 0, end: 15 }, s3: { bucket: 'x', endpoint_url: 'http://127.0.0.1:9000', prefix: 'p' } }] })
-  const j = parseZones(json, 'zones.json', 8)
+  const j = parseZones(json, 'zones.json')
   t.is(j.zones[0].s3.prefix, 'p/')
   t.true(j.zones[0].s3.forcePathStyle)
 })
 
 test('a zones file with overlapping or out-of-range ranges is refused at start-up, naming the problem', (t) => {
   const refuse = (text: string, re: RegExp) => {
-    const err = t.throws(() => parseZones(text, 'zones.yaml', 8))
+    const err = t.throws(() => parseZones(text, 'zones.yaml'))
     t.is(errorCode(err), 'DES_CONFIG')
     t.regex(err!.message, re)
   }
@@ -56,28 +56,46 @@ test('a zones file with overlapping or out-of-range ranges is refused at start-u
   refuse('n_bits: 4\nzones: []', /non-empty/)
   refuse('n_bits: 4\nzones:\n  - name: a\n    range: {start: 0, end: 15}\n    s3: {}', /zone a: s3.bucket is required/)
   refuse('zones: [ {', /not valid YAML/)
-  const err = t.throws(() => loadZones('/nonexistent/zones.yaml', 8))
+  const err = t.throws(() => loadZones('/nonexistent/zones.yaml'))
   t.regex(err!.message, /DES_ZONES_CONFIG=\/nonexistent\/zones.yaml: cannot read it/)
 })
 
 test('a zones file without n_bits is read as 8, as the original reads it, whatever DES_N_BITS says; with another n_bits set it is refused, not guessed', (t) => {
   const noNBits = zonesYaml([[0, 127], [128, 255]]).replace(/^n_bits: \d+\n/, '')
-  t.is(parseZones(noNBits, 'zones.yaml', 8).nBits, 8)
-  t.deepEqual(parseZones(noNBits, 'zones.yaml', 8).uncovered, [])
-  const err = t.throws(() => parseZones(noNBits, 'zones.yaml', 10))
+  t.is(parseZones(noNBits, 'zones.yaml').nBits, 8)
+  t.deepEqual(parseZones(noNBits, 'zones.yaml').uncovered, [])
+  t.is(parseZones(noNBits, 'zones.yaml', { nBits: 8, from: 'DES_N_BITS' }).nBits, 8)
+  const err = t.throws(() => parseZones(noNBits, 'zones.yaml', { nBits: 10, from: 'DES_N_BITS' }))
   t.is(errorCode(err), 'DES_CONFIG')
-  t.regex(err!.message, /gives no n_bits, which the original reads as 8, while n_bits 10 is set/)
-  // A file that says its n_bits is taken at its word.
-  t.is(parseZones(zonesYaml([[0, 15]]), 'zones.yaml', 10).nBits, 4)
+  t.regex(err!.message, /zones file zones\.yaml: it gives no n_bits, which the original reads as 8, while DES_N_BITS sets n_bits 10/)
+})
+
+test('a zones file routes with its own n_bits: one set on purpose elsewhere that differs is refused naming both, one left at its default is not', (t) => {
+  const four = zonesYaml([[0, 15]])
+  // Nothing set on purpose (DES_N_BITS unset, no --n-bits, no packer.n_bits): the file decides.
+  t.is(parseZones(four, 'zones.yaml').nBits, 4)
+  t.is(parseZones(four, 'zones.yaml', { nBits: 4, from: '--n-bits' }).nBits, 4)
+  for (const from of ['DES_N_BITS', '--n-bits', 'packer.n_bits of m.yaml']) {
+    const err = t.throws(() => parseZones(four, 'zones.yaml', { nBits: 8, from }))
+    t.is(errorCode(err), 'DES_CONFIG')
+    t.is(err!.message, `zones file zones.yaml: it routes with n_bits 4, while ${from} sets n_bits 8; set them alike, or leave ${from} unset and the zones file decides`)
+  }
+  // The config loaders tell a value set on purpose from the default.
+  t.is(loadConfig({}).nBitsFrom, undefined)
+  t.is(loadConfig({ DES_N_BITS: ' ' }).nBitsFrom, undefined)
+  t.is(loadConfig({ DES_N_BITS: '8' }).nBitsFrom, 'DES_N_BITS')
+  t.is(loadStoreConfig({}, {}).nBitsFrom, undefined)
+  t.is(loadStoreConfig({ nBits: 8 }, { DES_N_BITS: '6' }).nBitsFrom, '--n-bits')
+  t.is(loadStoreConfig({ nBits: 8 }, { DES_N_BITS: '6' }).nBits, 8)
 })
 
 test('a zones file that leaves shard indexes uncovered is accepted (as the reference accepts it) and names the gaps', (t) => {
-  t.deepEqual(parseZones(zonesYaml([[0, 6], [8, 13]]), 'zones.yaml', 8).uncovered, [
+  t.deepEqual(parseZones(zonesYaml([[0, 6], [8, 13]]), 'zones.yaml').uncovered, [
     { start: 7, end: 7 },
     { start: 14, end: 15 },
   ])
-  t.deepEqual(parseZones(zonesYaml([[1, 15]]), 'zones.yaml', 8).uncovered, [{ start: 0, end: 0 }])
-  t.deepEqual(parseZones(zonesYaml([[0, 15]]), 'zones.yaml', 8).uncovered, [])
+  t.deepEqual(parseZones(zonesYaml([[1, 15]]), 'zones.yaml').uncovered, [{ start: 0, end: 0 }])
+  t.deepEqual(parseZones(zonesYaml([[0, 15]]), 'zones.yaml').uncovered, [])
 })
 
 test('DES_S3_BUCKET without DES_BACKEND means the S3 backend, as the original picks it; DES_BACKEND or --base-dir still decide', (t) => {
@@ -310,7 +328,7 @@ test('multi-S3: two buckets as two zones, each shard read from its zone only', a
       `  - {name: high, range: {start: 8, end: 15}, s3: {bucket: ${high}, region_name: us-east-1, endpoint_url: "${env.endpoint}", prefix: z}}`,
     ].join('\n'),
   )
-  const zones = loadZones(file, 8)
+  const zones = loadZones(file)
   const sources: ZonedSources = zonedS3Sources(zones)
   t.is(sources.all().length, 2)
   const store = new Store({ sources, nBits: zones.nBits })

@@ -513,6 +513,15 @@ test('S3 zones nested in one bucket (one at the root, one under b/): a clean sto
   const r = await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones })
   t.is(r.code, 0, r.stderr + JSON.stringify(errors(r)))
   t.false(r.lines.some((l) => l.key.startsWith('b/')), 'zone a does not report zone b\'s keys')
+  // Routed with the zones file's n_bits; one set on purpose that differs is refused naming both, one set alike is not.
+  t.is(r.summary.n_bits, N_BITS)
+  const byFlag = await verifyStore(['--n-bits', '8'], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones })
+  t.is(byFlag.code, 2, byFlag.stderr)
+  t.regex(byFlag.stderr, /zones file .*zones\.yaml: it routes with n_bits 4, while --n-bits sets n_bits 8/)
+  const byVar = await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_N_BITS: '8' })
+  t.is(byVar.code, 2, byVar.stderr)
+  t.regex(byVar.stderr, /zones file .*zones\.yaml: it routes with n_bits 4, while DES_N_BITS sets n_bits 8/)
+  t.is((await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_N_BITS: String(N_BITS) })).code, 0)
 })
 
 test('S3 zones over two prefixes: a clean store verifies; a shard in the zone that does not own it is named', async (t) => {

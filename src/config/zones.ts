@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import { DesError } from '../errors'
 import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
 import { DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
-import { backendVar, type S3Settings } from './env'
+import { backendVar, type ExplicitNBits, type S3Settings } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
 
 export interface Zone {
@@ -39,13 +39,16 @@ function int(file: string, v: unknown, what: string): number {
 const ZONES_DEFAULT_N_BITS = 8
 
 /**
- * Parses and validates zones text (`file` names it in errors). `nBits` is
- * what the rest of the configuration says (DES_N_BITS, --n-bits, the
- * migration config; 8 when none does). A file without n_bits is read as 8,
- * as the original reads it; with `nBits` set to another value the store
- * could have been written either way, so it is refused rather than guessed.
+ * Parses and validates zones text (`file` names it in errors). The zones
+ * file's n_bits is the one routing uses. `explicit` is an n_bits the rest
+ * of the configuration sets on purpose (`DES_N_BITS`, `--n-bits`,
+ * `packer.n_bits`), undefined when it is left at its default: one that
+ * differs from the file's is refused, naming both, rather than one of them
+ * silently winning. A file without n_bits is read as 8, as the original
+ * reads it; with another n_bits set on purpose the store could have been
+ * written either way, so that too is refused rather than guessed.
  */
-export function parseZones(text: string, file: string, nBits: number): ZonesConfig {
+export function parseZones(text: string, file: string, explicit?: ExplicitNBits): ZonesConfig {
   let doc: any
   try {
     doc = parseYaml(text) // YAML is a superset of JSON
@@ -53,14 +56,20 @@ export function parseZones(text: string, file: string, nBits: number): ZonesConf
     throw fail(file, `not valid YAML/JSON ${whereParsingStopped(err, text)}`)
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw fail(file, 'expected an object with n_bits and zones')
-  if (doc.n_bits === undefined && nBits !== ZONES_DEFAULT_N_BITS) {
+  if (doc.n_bits === undefined && explicit && explicit.nBits !== ZONES_DEFAULT_N_BITS) {
     throw fail(
       file,
-      `it gives no n_bits, which the original reads as ${ZONES_DEFAULT_N_BITS}, while n_bits ${nBits} is set (DES_N_BITS, --n-bits or the migration config); write "n_bits: ${nBits}" into the zones file if the store was written with ${nBits}`,
+      `it gives no n_bits, which the original reads as ${ZONES_DEFAULT_N_BITS}, while ${explicit.from} sets n_bits ${explicit.nBits}; write "n_bits: ${explicit.nBits}" into the zones file if the store was written with ${explicit.nBits}`,
     )
   }
   const zonesNBits = doc.n_bits === undefined ? ZONES_DEFAULT_N_BITS : int(file, doc.n_bits, 'n_bits')
   if (!isNBits(zonesNBits)) throw fail(file, `n_bits must be ${MIN_N_BITS}..${MAX_N_BITS}, got ${zonesNBits}`)
+  if (explicit && explicit.nBits !== zonesNBits) {
+    throw fail(
+      file,
+      `it routes with n_bits ${zonesNBits}, while ${explicit.from} sets n_bits ${explicit.nBits}; set them alike, or leave ${explicit.from} unset and the zones file decides`,
+    )
+  }
   if (!Array.isArray(doc.zones) || doc.zones.length === 0) throw fail(file, 'zones must be a non-empty list')
   const max = 2 ** zonesNBits - 1
   const names = new Set<string>()
@@ -110,26 +119,27 @@ export function describeRanges(ranges: ZonesConfig['uncovered']): string {
   return ranges.map((r) => (r.start === r.end ? String(r.start) : `${r.start}..${r.end}`)).join(', ')
 }
 
-/** Reads and validates a zones file. */
-export function loadZones(file: string, nBits: number): ZonesConfig {
+/** Reads and validates a zones file (`explicit`: an n_bits set on purpose elsewhere, as `parseZones` takes it). */
+export function loadZones(file: string, explicit?: ExplicitNBits): ZonesConfig {
   let text: string
   try {
     text = fs.readFileSync(file, 'utf8')
   } catch (err) {
     throw new DesError('DES_CONFIG', `DES_ZONES_CONFIG=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
-  return parseZones(text, file, nBits)
+  return parseZones(text, file, explicit)
 }
 
 /**
  * The zones that `des pack` (without --output-dir / --s3-bucket) and `des
  * migrate` write to: DES_ZONES_CONFIG read and validated when
- * DES_BACKEND=multi_s3 (its n_bits as `parseZones` settles it with `nBits`); undefined
- * for the other backends.
+ * DES_BACKEND=multi_s3 (its n_bits routes; one set on purpose elsewhere,
+ * `explicit`, must agree with it: see `parseZones`); undefined for the
+ * other backends.
  */
-export function writeZonesFromEnv(nBits: number, env: Record<string, string | undefined> = process.env): { file: string; zones: ZonesConfig } | undefined {
+export function writeZonesFromEnv(explicit: ExplicitNBits | undefined, env: Record<string, string | undefined> = process.env): { file: string; zones: ZonesConfig } | undefined {
   if (backendVar(env) !== 'multi_s3') return undefined
   const file = env.DES_ZONES_CONFIG?.trim()
   if (!file) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
-  return { file, zones: loadZones(file, nBits) }
+  return { file, zones: loadZones(file, explicit) }
 }

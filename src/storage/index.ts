@@ -1,6 +1,6 @@
 // Builds the store's byte sources from the typed config.
 
-import type { DesConfig } from '../config/env'
+import { explicitNBits, type DesConfig } from '../config/env'
 import { loadZones } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from './local'
@@ -14,7 +14,10 @@ export { S3Source, s3Error } from './s3'
 export { ZonedSources, zonedS3Sources } from './zones'
 export * from './source'
 
-/** The sources of `config.backend`, plus the n_bits that routing must use (a zones file may fix it). */
+/**
+ * The sources of `config.backend`, plus the n_bits that routing must use: a
+ * zones file's own (one set on purpose that differs is refused).
+ */
 export function createSources(config: DesConfig, opts: S3ClientOptions = {}): { sources: ShardSources; nBits: number } {
   switch (config.backend) {
     case 'local':
@@ -25,7 +28,7 @@ export function createSources(config: DesConfig, opts: S3ClientOptions = {}): { 
     }
     case 'multi_s3': {
       if (!config.zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
-      const zones = loadZones(config.zonesConfig, config.nBits)
+      const zones = loadZones(config.zonesConfig, explicitNBits(config))
       warnUncovered(config.zonesConfig, zones)
       return { sources: zonedS3Sources(zones, opts), nBits: zones.nBits }
     }

@@ -1,6 +1,6 @@
 // The store-wide verify: the roots of the configured store, and the scan.
 
-import type { DesConfig } from '../config/env'
+import { explicitNBits, type DesConfig } from '../config/env'
 import { loadZones } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from '../storage/local'
@@ -28,7 +28,7 @@ export async function storeRoots(config: DesConfig, opts: S3ClientOptions = {}):
       return { roots: [{ source: new S3Source(createS3Client(config.s3, opts), config.s3, 's3'), ...all }], nBits: config.nBits }
     case 'multi_s3': {
       if (!config.zonesConfig) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
-      const zones = loadZones(config.zonesConfig, config.nBits)
+      const zones = loadZones(config.zonesConfig, explicitNBits(config))
       const { warnUncovered } = await import('../storage/zones')
       warnUncovered(config.zonesConfig, zones)
       const ownerOf = (i: number) => zones.zones.find((z) => z.start <= i && i <= z.end)?.name

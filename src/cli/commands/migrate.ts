@@ -1,6 +1,7 @@
 // `des migrate` (alias des-migrate): move files listed in a PostgreSQL table into shards.
 
 import type { Argv } from 'yargs'
+import { explicitNBits } from '../../config/env'
 import { loadMigrateEnv } from '../../config/migrate'
 import { DesError } from '../../errors'
 import type { CycleReport } from '../../migrate/cycle'
@@ -88,7 +89,9 @@ export function register(y: Argv): Argv {
       const config = loadMigrateConfig(argv.config, env.vars)
       // DES_BACKEND=multi_s3: the zones of DES_ZONES_CONFIG take the place of packer.output_dir / packer.s3.
       const { writeZonesFromEnv } = await import('../../config/zones')
-      const zoned = writeZonesFromEnv(config.packer.nBits, env.vars)
+      // Routed with the zones file's n_bits; packer.n_bits or DES_N_BITS set to another is refused.
+      const zoned = writeZonesFromEnv(explicitNBits(config.packer), env.vars)
+      if (zoned) config.packer.nBits = zoned.zones.nBits
       if (zoned) process.stderr.write(`des-migrate: DES_BACKEND=multi_s3: writing to the ${zoned.zones.zones.length} zones of ${zoned.file} (packer.output_dir / packer.s3 are not used)\n`)
       const deps = createDeps(config, { fault: env.fault, log: (line) => process.stderr.write(`des-migrate: ${line}\n`), zones: zoned?.zones })
       const stop = new AbortController()

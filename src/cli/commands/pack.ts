@@ -3,7 +3,7 @@
 // DES_BACKEND=multi_s3, the zones of DES_ZONES_CONFIG. A summary at the end, or --json.
 
 import type { Argv } from 'yargs'
-import { loadConfig } from '../../config/env'
+import { explicitNBits, loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import { writeOut } from '../output'
@@ -57,7 +57,7 @@ export function register(y: Argv): Argv {
         .option('output-dir', { type: 'string', describe: 'local store: writes DIR/<YYYYMMDD>/<HEX>.des' })
         .option('s3-bucket', { type: 'string', describe: 'S3 store (endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
         .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
-        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits, 4..16 (default DES_N_BITS or 8)' })
+        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits, 4..16 (default DES_N_BITS or 8; into zones, the zones file\'s n_bits, and another is refused)' })
         .option('layout', { choices: ['nested', 'flat'] as const, describe: "nested <UTC date>/<HEX>.des, or flat: the original packer's <date>_<HEX>_<NNNN>.des, a new _NNNN per run (default DES_LAYOUT's first, else nested)" })
         .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
@@ -87,8 +87,10 @@ export function register(y: Argv): Argv {
       const config = loadConfig()
       const outputDir = argv['output-dir']
       const bucket = argv['s3-bucket']
-      // Neither flag, DES_BACKEND=multi_s3: each shard to the zone of its shard index (DES_ZONES_CONFIG).
-      const zoned = !outputDir && !bucket ? writeZonesFromEnv(config.nBits) : undefined
+      // Neither flag, DES_BACKEND=multi_s3: each shard to the zone of its shard index (DES_ZONES_CONFIG),
+      // routed with the zones file's n_bits; --n-bits or DES_N_BITS set to another is refused.
+      const nBitsSet = argv['n-bits'] !== undefined ? { nBits: argv['n-bits'], from: '--n-bits' } : explicitNBits(config)
+      const zoned = !outputDir && !bucket ? writeZonesFromEnv(nBitsSet) : undefined
       if (!zoned && !outputDir === !bucket) {
         throw new DesError('DES_BAD_ARG', 'give exactly one of --output-dir DIR or --s3-bucket BUCKET (or neither, with DES_BACKEND=multi_s3 and DES_ZONES_CONFIG: the zones)')
       }
@@ -96,7 +98,7 @@ export function register(y: Argv): Argv {
 
       const profile = argv.profile ? PROFILES[argv.profile] : undefined
       const opts: PackOptions = {
-        nBits: argv['n-bits'] ?? zoned?.zones.nBits ?? config.nBits,
+        nBits: zoned?.zones.nBits ?? argv['n-bits'] ?? config.nBits,
         layout: argv.layout ?? config.layout,
         codec: argv.codec ?? profile?.codec,
         level: argv.level ?? profile?.level,

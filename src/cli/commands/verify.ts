@@ -34,7 +34,7 @@ export function register(y: Argv): Argv {
         .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: '--store: overrides DES_BACKEND' })
         .option('base-dir', { type: 'string', describe: '--store: the local store (overrides DES_BASE_DIR; implies --backend local)' })
         .option('layout', { type: 'string', describe: '--store: nested or flat (overrides DES_LAYOUT)' })
-        .option('n-bits', { coerce: nBitsFlag, describe: '--store: routing bits, overrides DES_N_BITS' })
+        .option('n-bits', { coerce: nBitsFlag, describe: '--store: routing bits, overrides DES_N_BITS (with multi_s3 the zones file\'s n_bits, and another is refused)' })
         .option('progress', { type: 'boolean', describe: '--store: progress bar on stderr (default: when stderr is a terminal and not --json)' })
         .example('$0 verify /data/des/20240302/5C.des', 'every entry of one shard')
         .example('$0 verify --store --base-dir /data/des --json > scrub.jsonl', 'the whole store, a JSON line per object'),
