@@ -143,8 +143,12 @@ test('des serve with DES_BACKEND=multi_s3: two buckets as two zones', async (t) 
       ],
     }),
   )
-  const s = await startServe(['--workers', '1'], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_LOG_LEVEL: 'info' })
+  const s = await startServe(['--workers', '1'], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_N_BITS: '', DES_LOG_LEVEL: 'info' })
   try {
+    // The start-up line names the n_bits routing uses: the zones file's 4, not the default 8.
+    const started = await s.lineMatching(/listening/)
+    t.is(started.nBits, 4)
+    t.regex(String(started.msg), /, n_bits 4,/)
     for (const f of files) {
       const r = await fetch(`${s.url}/files/${f.uid}?created_at=${DAY}`)
       t.is(r.status, 200, f.uid)
@@ -159,6 +163,25 @@ test('des serve with DES_BACKEND=multi_s3: two buckets as two zones', async (t) 
   } finally {
     s.child.kill('SIGTERM')
     await s.exit
+  }
+  // An n_bits set on purpose that differs from the zones file's is refused at start-up, naming both
+  // (killed after 15 s: a server that starts anyway fails the test instead of hanging it).
+  const serve = (args: string[], vars: NodeJS.ProcessEnv) =>
+    runCli(['serve', '--host', '127.0.0.1', '--port', '0', ...args], { env: { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_N_BITS: '', ...vars }, killAfterMs: 15_000 })
+  const byFlag = await serve(['--n-bits', '6'], {})
+  t.is(byFlag.code, 2, byFlag.stderr)
+  t.regex(byFlag.stderr, /zones file .*zones\.json: it routes with n_bits 4, while --n-bits sets n_bits 6/)
+  const byVar = await serve(['--workers', '2'], { DES_N_BITS: '8' })
+  t.is(byVar.code, 2, byVar.stderr)
+  t.regex(byVar.stderr, /zones file .*zones\.json: it routes with n_bits 4, while DES_N_BITS sets n_bits 8/)
+  // Set alike: no conflict; the primary of --workers 2 names the routing n_bits too.
+  const two = await startServe(['--workers', '2', '--n-bits', '4'], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_N_BITS: '', DES_LOG_LEVEL: 'info' }, 2)
+  try {
+    t.is((await two.lineMatching(/des serve starting/)).nBits, 4)
+    const f = files[9]
+    t.is((await fetch(`${two.url}/files/${f.uid}?created_at=${DAY}`)).status, 200)
+  } finally {
+    await two.stop()
   }
 })
 

@@ -108,13 +108,16 @@ export function checkBaseDir(config: DesConfig): void {
   if (!st.isDirectory()) throw new DesError('DES_CONFIG', `the store's base directory ${config.baseDir} is not a directory (DES_BASE_DIR or --base-dir)`)
 }
 
-/** The start-up facts of `des serve`: what it serves and with how much cache. */
-function startupFields(opts: ServeOptions, payloadCacheBytes: number) {
+/**
+ * The start-up facts of `des serve`: what it serves and with how much cache.
+ * `nBits` is the store's, the one routing uses (a zones file's own n_bits).
+ */
+function startupFields(opts: ServeOptions, payloadCacheBytes: number, nBits: number) {
   return {
     backend: opts.config.backend,
     store: storeLabel(opts.config),
     layout: (opts.config.readLayouts ?? [opts.config.layout]).join(','),
-    nBits: opts.config.nBits,
+    nBits,
     workers: opts.serve.workers,
     indexCacheBytes: opts.config.indexCacheBytes,
     payloadCacheBytes,
@@ -157,7 +160,7 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
   })
   const addr = server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
-  const fields = startupFields(opts, payloadCacheBytes)
+  const fields = startupFields(opts, payloadCacheBytes, store.nBits)
   logger.info(
     {
       port: addr.port,
@@ -261,8 +264,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
   const logger = createLogger(opts.serve.logLevel)
   if (cluster.isPrimary) checkBaseDir(opts.config)
   if (opts.serve.workers > 1 && cluster.isPrimary) {
-    createStore(opts.config) // refuse a bad config (zones file...) here, before forking
-    const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers))
+    const store = createStore(opts.config) // refuse a bad config (zones file...) here, before forking
+    const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers), store.nBits)
     logger.info(fields, `des serve starting: ${startupText(fields)}`)
     answerClusterMetrics()
     return superviseWorkers(opts, logger)

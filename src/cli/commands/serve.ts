@@ -17,7 +17,7 @@ export function register(y: Argv): Argv {
         .option('backend', { choices: ['local', 's3', 'multi_s3'] as const, describe: 'where the shards are (DES_BACKEND; default s3 when DES_S3_BUCKET is set, else local)' })
         .option('base-dir', { type: 'string', describe: 'the local store to serve (DES_BASE_DIR; implies --backend local); must exist' })
         .option('layout', { choices: ['nested', 'flat', 'nested,flat', 'flat,nested'] as const, describe: 'shard names: nested <date>/<HEX>.des, flat <date>_<HEX>_<NNNN>.des (the original\'s), or both in the order to look (DES_LAYOUT, default nested)' })
-        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits 4..16, as the store was written (DES_N_BITS, default 8)' })
+        .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits 4..16, as the store was written (DES_N_BITS, default 8; with multi_s3 the zones file\'s n_bits, and another is refused)' })
         .example('$0 serve --base-dir /data/des --port 8000', 'serve a local store')
         .example('DES_BACKEND=s3 DES_S3_BUCKET=my-bucket DES_S3_PREFIX=des/ $0 serve --workers 2', 'serve an S3 store with two worker processes'),
     async (argv) => {
