@@ -71,6 +71,8 @@ const ROWS: Row[] = [
   { command: 'des pack', case: 'unreachable S3', args: ['pack', '--input-json', manifest, '--s3-bucket', 'b', '--json'], env: S3_ENV, code: 6, stdout: 'json', says: /unreachable/ },
   { command: 'des pack', case: 'missing file', args: ['pack', '--input-json', missing, '--output-dir', path.join(tmp, 'p'), '--json'], code: 3, stdout: 'json', says: /cannot read manifest/ },
   { command: 'des pack', case: 'bad flag', args: ['pack', '--input-json', manifest, '--output-dir', path.join(tmp, 'p'), '--codec', 'brotli'], code: 2, stdout: 'nothing', says: /codec/ },
+  // A value starting with a dash and a digit is the flag's value, refused as a worker: not "Unknown argument: 1" (yargs reading -1/3 as flags).
+  { command: 'des pack', case: 'bad flag', what: '--worker -1/3', args: ['pack', '--input-json', manifest, '--output-dir', path.join(tmp, 'p'), '--worker', '-1/3'], code: 2, stdout: 'nothing', says: /^des: --worker: expected I\/N, .*with 0 <= I < N .*got "-1\/3"$/ },
   { command: 'des serve', case: 'missing file', args: ['serve', '--port', '0', '--base-dir', missing], code: 6, stdout: 'nothing', says: /base directory .*absent does not exist/ },
   { command: 'des serve', case: 'bad flag', args: ['serve', '--port', '0', '--n-bits', '40'], code: 2, stdout: 'nothing', says: /--n-bits/ },
   // A host it cannot listen on is the setting's fault, not storage unavailable: one process, and a primary with workers.

@@ -48,7 +48,7 @@ export function packWorker(flags: { worker?: string; workers?: number }, env: En
   let index: number | undefined
   if (flags.worker !== undefined) {
     const m = /^\s*(\d+)\s*(?:\/\s*(\d+)\s*)?$/.exec(flags.worker)
-    if (!m) throw bad(`--worker: expected I/N (this worker's index and the worker count, e.g. 0/4), got ${JSON.stringify(flags.worker)}`)
+    if (!m) throw bad(`--worker: expected I/N, this worker's index I and the worker count N with 0 <= I < N (e.g. 0/4), got ${JSON.stringify(flags.worker)}`)
     index = Number(m[1])
     if (m[2] !== undefined) {
       const n = Number(m[2])

@@ -66,7 +66,9 @@ export function register(y: Argv): Argv {
         .option('skip-extensions', { type: 'string', describe: 'comma list of extensions stored raw, matched against the uid as the original does (default .jpg,.jpeg,.png,.gif,.gz,.zip,.bz2,.xz)' })
         .option('replace', { type: 'boolean', default: false, describe: 'a uid already stored is replaced instead of refused' })
         .option('skip-existing', { type: 'boolean', default: false, describe: 'a uid already stored with the same size is skipped (idempotent reruns)' })
-        .option('worker', { type: 'string', describe: 'I/N: pack only the keys of worker I of N (shard index mod N = I); default from JOB_COMPLETION_INDEX in an Indexed Job' })
+        // nargs 1: the next word is the value even when it starts with a dash and a digit, so
+        // `--worker -1/3` is refused as a worker (packWorker) rather than read as flags -1, -/, -3.
+        .option('worker', { type: 'string', nargs: 1, describe: 'I/N, 0 <= I < N: pack only the keys of worker I of N (shard index mod N = I); default from JOB_COMPLETION_INDEX in an Indexed Job' })
         .option('workers', { coerce: wholeNumberFlag('workers', 1, MAX_PACK_WORKERS), describe: 'worker count N for --worker I or JOB_COMPLETION_INDEX (default DES_PACK_WORKERS)' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'check the manifest, sources and store as a run would, write nothing' })
         .option('progress', { type: 'boolean', describe: 'progress bar (default: when stderr is a terminal)' })
