@@ -357,6 +357,35 @@ test('des pack --s3-bucket uploads with endpoint from DES_S3_ENDPOINT_URL; a mis
   t.regex(missing.stderr, /des: bucket .*-missing does not exist/)
 })
 
+test('des pack with neither --output-dir nor --s3-bucket packs into the bucket and prefix des serve reads (DES_BACKEND=s3, DES_S3_BUCKET, DES_S3_PREFIX)', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'cli-env')
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'a'), [
+    { uid: 'one', size: 1000 },
+    { uid: 'two', kind: 'json', size: 2000 },
+  ])
+  const env = { DES_BACKEND: 's3', DES_S3_BUCKET: bucket, DES_S3_PREFIX: 'des/', DES_S3_ENDPOINT_URL: s3TestEnv().endpoint, DES_S3_REGION: 'us-east-1' }
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--json'], { env })
+  t.is(r.code, 0, r.stderr)
+  t.is(JSON.parse(r.stdout.toString()).target, `s3://${bucket}/des/`)
+  const stored = await readS3Store(client, bucket, 'des/')
+  t.is(stored.size, 2)
+  for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
+  // The store of this environment (the one des serve reads) holds both files and checks out.
+  const scrub = await runCli(['verify', '--store', '--json'], { env })
+  t.is(scrub.code, 0, scrub.stderr)
+  const summary = JSON.parse(scrub.stdout.toString().trim().split('\n').pop()!).summary
+  t.like(summary, { entries: 2, problems: 0 })
+  // --s3-prefix goes with the environment's bucket; DES_S3_BUCKET with DES_BACKEND=local is not taken.
+  const other = await runCli(['pack', '--input-json', corpus.manifestPath, '--s3-prefix', 'other/', '--json'], { env })
+  t.is(other.code, 0, other.stderr)
+  t.is(JSON.parse(other.stdout.toString()).target, `s3://${bucket}/other/`)
+  const local = await runCli(['pack', '--input-json', corpus.manifestPath], { env: { ...env, DES_BACKEND: 'local' } })
+  t.is(local.code, 2, local.stderr)
+  t.regex(local.stderr, /give exactly one of --output-dir DIR or --s3-bucket BUCKET \(or neither, with DES_BACKEND=s3 and DES_S3_BUCKET/)
+})
+
 test('a large append to an object under 5 MiB: the old bytes lead the first uploaded part', async (t) => {
   const { client, calls } = recordingClient()
   const bucket = await freshBucket(client, 'lead')

@@ -1,6 +1,8 @@
 // `des pack` (also `des-pack`): a manifest of small files into shards, on local
-// disk (--output-dir), S3 (--s3-bucket) or, with neither and
-// DES_BACKEND=multi_s3, the zones of DES_ZONES_CONFIG. A summary at the end, or --json.
+// disk (--output-dir), S3 (--s3-bucket) or, with neither, the store the
+// environment names for S3: DES_BACKEND=s3 packs into DES_S3_BUCKET under
+// DES_S3_PREFIX (the bucket `des serve` reads), DES_BACKEND=multi_s3 into the
+// zones of DES_ZONES_CONFIG. A summary at the end, or --json.
 
 import type { Argv } from 'yargs'
 import { explicitNBits, loadConfig } from '../../config/env'
@@ -55,7 +57,7 @@ export function register(y: Argv): Argv {
       a
         .option('input-json', { type: 'string', demandOption: true, describe: 'manifest: JSON array (or lines) of {uid, created_at, size_bytes, source_path, meta?}' })
         .option('output-dir', { type: 'string', describe: 'local store: writes DIR/<YYYYMMDD>/<HEX>.des' })
-        .option('s3-bucket', { type: 'string', describe: 'S3 store (endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
+        .option('s3-bucket', { type: 'string', describe: 'S3 store (default, without --output-dir: DES_S3_BUCKET with DES_BACKEND=s3; endpoint/region from DES_S3_ENDPOINT_URL/DES_S3_REGION)' })
         .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
         .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits, 4..16 (default DES_N_BITS or 8; into zones, the zones file\'s n_bits, and another is refused)' })
         .option('layout', { choices: ['nested', 'flat'] as const, describe: "nested <UTC date>/<HEX>.des, or flat: the original packer's <date>_<HEX>_<NNNN>.des, a new _NNNN per run (default DES_LAYOUT's first, else nested)" })
@@ -75,6 +77,7 @@ export function register(y: Argv): Argv {
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
         .example('$0 pack --input-json manifest.json --output-dir /data/des', 'pack into a local store')
         .example('$0 pack --input-json manifest.jsonl --s3-bucket my-bucket --s3-prefix des/ --skip-existing --json', 'pack into S3; a rerun skips what is stored')
+        .example('DES_BACKEND=s3 DES_S3_BUCKET=my-bucket DES_S3_PREFIX=des/ $0 pack --input-json manifest.jsonl', 'pack into the bucket des serve reads with the same environment')
         .example('DES_BACKEND=multi_s3 DES_ZONES_CONFIG=zones.yaml $0 pack --input-json manifest.jsonl', 'each shard to the zone (bucket, prefix) that serves its shard index'),
     async (argv) => {
       // Loaded here, not at start-up: `des locate` and `des cat` should not pay for the packer and the AWS SDK.
@@ -88,15 +91,20 @@ export function register(y: Argv): Argv {
       const { packMemoryEntries, packWorker, s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
       const config = loadConfig()
       const outputDir = argv['output-dir']
-      const bucket = argv['s3-bucket']
+      // Neither flag, DES_BACKEND=s3 (or DES_S3_BUCKET alone): the bucket des serve reads, so
+      // one setting (a ConfigMap's DES_S3_BUCKET) names the store of every process.
+      const bucket = argv['s3-bucket'] ?? (outputDir === undefined && config.backend === 's3' ? config.s3?.bucket : undefined)
       // Neither flag, DES_BACKEND=multi_s3: each shard to the zone of its shard index (DES_ZONES_CONFIG),
       // routed with the zones file's n_bits; --n-bits or DES_N_BITS set to another is refused.
       const nBitsSet = argv['n-bits'] !== undefined ? { nBits: argv['n-bits'], from: '--n-bits' } : explicitNBits(config)
       const zoned = !outputDir && !bucket ? writeZonesFromEnv(nBitsSet) : undefined
       if (!zoned && !outputDir === !bucket) {
-        throw new DesError('DES_BAD_ARG', 'give exactly one of --output-dir DIR or --s3-bucket BUCKET (or neither, with DES_BACKEND=multi_s3 and DES_ZONES_CONFIG: the zones)')
+        throw new DesError(
+          'DES_BAD_ARG',
+          'give exactly one of --output-dir DIR or --s3-bucket BUCKET (or neither, with DES_BACKEND=s3 and DES_S3_BUCKET: that bucket; with DES_BACKEND=multi_s3 and DES_ZONES_CONFIG: the zones)',
+        )
       }
-      if (argv['s3-prefix'] !== undefined && !bucket) throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket')
+      if (argv['s3-prefix'] !== undefined && !bucket) throw new DesError('DES_BAD_ARG', '--s3-prefix needs --s3-bucket (or DES_BACKEND=s3 and DES_S3_BUCKET)')
 
       const profile = argv.profile ? PROFILES[argv.profile] : undefined
       const opts: PackOptions = {
