@@ -5,7 +5,7 @@
 import { DesError } from '../errors'
 import { DEFAULT_MEMORY_ENTRIES } from './defaults'
 import { normalisePrefix } from './checks'
-import { intVar, s3FromEnv, type S3Settings } from './env'
+import { backendVar, intVar, s3FromEnv, type S3Settings } from './env'
 
 type Env = Record<string, string | undefined>
 
@@ -17,6 +17,19 @@ type Env = Record<string, string | undefined>
 export function s3TargetSettings(bucket: string, prefix: string | undefined, env: Env = process.env): S3Settings {
   const s3 = s3FromEnv({ ...env, DES_S3_BUCKET: bucket }, true)!
   return { ...s3, prefix: prefix === undefined ? s3.prefix : normalisePrefix(prefix) }
+}
+
+/**
+ * The S3 store `des pack` writes, undefined when it is not S3: `--s3-bucket`,
+ * or with neither `--output-dir` nor `--s3-bucket` and the s3 backend
+ * (DES_BACKEND=s3, or DES_S3_BUCKET alone), DES_S3_BUCKET: the bucket `des
+ * serve` reads with the same environment. The prefix is `--s3-prefix`, else
+ * DES_S3_PREFIX.
+ */
+export function packS3Target(flags: { outputDir?: string; s3Bucket?: string; s3Prefix?: string }, env: Env = process.env): S3Settings | undefined {
+  const fromEnv = flags.outputDir === undefined && backendVar(env) === 's3' ? env.DES_S3_BUCKET?.trim() : undefined
+  const bucket = flags.s3Bucket ?? fromEnv
+  return bucket ? s3TargetSettings(bucket, flags.s3Prefix, env) : undefined
 }
 
 /** S3 settings for reading s3:// sources (no bucket of its own). */

@@ -88,12 +88,13 @@ export function register(y: Argv): Argv {
       const createS3Client: S3ClientModule['createS3Client'] = (...args) =>
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         (require('../../storage/s3-client') as S3ClientModule).createS3Client(...args)
-      const { packMemoryEntries, packWorker, s3SourceSettings, s3TargetSettings } = await import('../../config/pack')
+      const { packMemoryEntries, packS3Target, packWorker, s3SourceSettings } = await import('../../config/pack')
       const config = loadConfig()
       const outputDir = argv['output-dir']
-      // Neither flag, DES_BACKEND=s3 (or DES_S3_BUCKET alone): the bucket des serve reads, so
-      // one setting (a ConfigMap's DES_S3_BUCKET) names the store of every process.
-      const bucket = argv['s3-bucket'] ?? (outputDir === undefined && config.backend === 's3' ? config.s3?.bucket : undefined)
+      // --s3-bucket, or neither flag and DES_BACKEND=s3 (or DES_S3_BUCKET alone): the bucket des serve
+      // reads, so one setting (a ConfigMap's DES_S3_BUCKET) names the store of every process.
+      const s3 = packS3Target({ outputDir, s3Bucket: argv['s3-bucket'], s3Prefix: argv['s3-prefix'] })
+      const bucket = s3?.bucket
       // Neither flag, DES_BACKEND=multi_s3: each shard to the zone of its shard index (DES_ZONES_CONFIG),
       // routed with the zones file's n_bits; --n-bits or DES_N_BITS set to another is refused.
       const nBitsSet = argv['n-bits'] !== undefined ? { nBits: argv['n-bits'], from: '--n-bits' } : explicitNBits(config)
@@ -137,8 +138,7 @@ export function register(y: Argv): Argv {
       if (zoned) {
         target = zonesPackTarget(zoned.zones, (s3) => createS3Client(s3))
         where = `the zones of ${zoned.file} (${zoned.zones.zones.map((z) => `${z.name}: s3://${z.s3.bucket}/${z.s3.prefix}`).join(', ')})`
-      } else if (bucket) {
-        const s3 = s3TargetSettings(bucket, argv['s3-prefix'])
+      } else if (bucket && s3) {
         target = { kind: 's3', bucket, prefix: s3.prefix, client: createS3Client(s3) }
         where = `s3://${bucket}/${s3.prefix}`
       } else {
