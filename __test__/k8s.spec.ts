@@ -4,7 +4,9 @@
 // kustomize` where kubectl is installed; every object validates against the
 // Kubernetes schemas offline (kubernetes-models); images, ports, probe paths,
 // commands, environment names and mounts match what the code reads; the
-// documented image override changes every image; nothing is a fixed-name Job.
+// documented image override changes every image; the store (S3 bucket,
+// prefix, region; n_bits) is set once, in des-config, and a changed value
+// reaches every workload; nothing is a fixed-name Job.
 
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
@@ -16,7 +18,7 @@ import { ROOT, readJson } from './helpers/golden'
 import { cliProblems, envNamesReadByCode, flagValue, substitutedNames } from './helpers/deploy'
 import { loadConfig, loadServeConfig } from '../src/config/env'
 import { parseMigrateConfig, substituteTree } from '../src/config/migrate'
-import { packWorker } from '../src/config/pack'
+import { packS3Target, packWorker } from '../src/config/pack'
 
 type Obj = Record<string, any>
 
@@ -155,6 +157,69 @@ function mountFor(container: Obj, p: string): Obj | undefined {
     .sort((a: Obj, b: Obj) => b.mountPath.length - a.mountPath.length)[0]
 }
 
+/** What a Secret would hold, for a variable a container takes from one. */
+const SECRET_VALUES: Record<string, string> = { DES_DB_URL: 'postgres://u:p@db:5432/des' }
+
+/** A container's environment: its ConfigMaps (envFrom), then its env (a Secret's value from SECRET_VALUES). */
+function containerEnv(objs: Obj[], c: Obj): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const ref of c.envFrom ?? []) if (ref.configMapRef) Object.assign(env, configMapData(objs, ref.configMapRef.name))
+  for (const e of c.env ?? []) env[e.name] = e.value ?? (e.valueFrom?.secretKeyRef ? (SECRET_VALUES[e.name] ?? `<secret ${e.name}>`) : `<from ${JSON.stringify(e.valueFrom)}>`)
+  return env
+}
+
+/** The migration config a `des migrate` container reads: its file from the mounted ConfigMap, its ${VAR}s from the container's environment. */
+function migrateConfigOf(objs: Obj[], spec: Obj, c: Obj) {
+  const file = flagValue(c.args, '--config')!
+  const m = mountFor(c, file)!
+  const vol = spec.volumes.find((v: Obj) => v.name === m.name)
+  const text = configMapData(objs, vol.configMap.name)[path.relative(m.mountPath, file)]
+  const env = containerEnv(objs, c)
+  return { text, config: parseMigrateConfig(substituteTree(YAML.parse(text), env), env) }
+}
+
+/**
+ * The store each DES container reads or writes, as the code decides it from
+ * the container's args and environment: where (s3://bucket/prefix and its
+ * region, or local), and the routing bits.
+ */
+function storeOf(objs: Obj[], spec: Obj, c: Obj): { where: string; region?: string; nBits: number } {
+  const env = containerEnv(objs, c)
+  const cmd = c.args[2]
+  const nBitsFlag = flagValue(c.args, '--n-bits')
+  const s3Where = (s3: { bucket: string; prefix: string; region: string }) => ({ where: `s3://${s3.bucket}/${s3.prefix}`, region: s3.region })
+  if (cmd === 'serve' || cmd === 'verify') {
+    const cfg = loadConfig(env)
+    return { ...(cfg.backend === 's3' ? s3Where(cfg.s3!) : { where: `${cfg.backend}:${cfg.baseDir}` }), nBits: nBitsFlag ? Number(nBitsFlag) : cfg.nBits }
+  }
+  if (cmd === 'pack') {
+    const outputDir = flagValue(c.args, '--output-dir')
+    const s3 = packS3Target({ outputDir, s3Bucket: flagValue(c.args, '--s3-bucket'), s3Prefix: flagValue(c.args, '--s3-prefix') }, env)
+    return { ...(s3 ? s3Where(s3) : { where: `local:${outputDir}` }), nBits: nBitsFlag ? Number(nBitsFlag) : loadConfig(env).nBits }
+  }
+  if (cmd === 'migrate') {
+    const { output, nBits } = migrateConfigOf(objs, spec, c).config.packer
+    return { ...(output.kind === 's3' ? s3Where(output) : { where: `local:${output.dir}` }), nBits }
+  }
+  throw new Error(`no store known for des ${cmd}`)
+}
+
+/** A temp copy of k8s/ to edit and render. */
+function k8sCopy(): string {
+  const tree = fs.mkdtempSync(path.join(os.tmpdir(), 'des-k8s-'))
+  fs.cpSync(path.join(ROOT, 'k8s'), path.join(tree, 'k8s'), { recursive: true })
+  return path.join(tree, 'k8s')
+}
+
+/** Sets `NAME=value` of a configMapGenerator literal in a kustomization file; returns the value it had. */
+function setLiteral(file: string, name: string, value: string): string {
+  const text = fs.readFileSync(file, 'utf8')
+  const m = new RegExp(`^(\\s*- ${name}=)(.*)$`, 'm').exec(text)
+  if (!m) throw new Error(`${file} sets no ${name}`)
+  fs.writeFileSync(file, text.replace(m[0], `${m[1]}${value}`))
+  return m[2].trim()
+}
+
 for (const dir of RENDERS) {
   test(`k8s/${dir}: every rendered object validates against the Kubernetes schemas`, async (t) => {
     const objs = rendered.get(dir)!
@@ -276,7 +341,8 @@ for (const dir of RENDERS) {
           t.truthy(m, `${owner}: ${out} is mounted`)
           t.not(m?.readOnly, true, `${owner}: ${out} is writable`)
         } else {
-          t.truthy(flagValue(c.args, '--s3-bucket'), `${owner}: writes to --output-dir or --s3-bucket`)
+          const env = containerEnv(objs, c)
+          t.truthy(packS3Target({ s3Bucket: flagValue(c.args, '--s3-bucket'), s3Prefix: flagValue(c.args, '--s3-prefix') }, env), `${owner}: writes to --output-dir, --s3-bucket or des-config's DES_S3_BUCKET`)
         }
       }
       if (c.args[2] === 'migrate') {
@@ -287,12 +353,13 @@ for (const dir of RENDERS) {
         t.truthy(vol.configMap, `${owner}: the config file comes from a ConfigMap`)
         const text = configMapData(objs, vol.configMap.name)[path.relative(m.mountPath, file)]
         t.truthy(text, `${owner}: the ConfigMap holds ${path.basename(file)}`)
+        // The database URL (a password) from a Secret; every other ${VAR} without a default is set, from des-config or a Secret.
+        t.truthy((c.env ?? []).find((x: Obj) => x.name === 'DES_DB_URL')?.valueFrom?.secretKeyRef, `${owner}: \${DES_DB_URL} comes from a Secret`)
+        const env = containerEnv(objs, c)
         for (const name of substitutedNames(text)) {
-          const e = (c.env ?? []).find((x: Obj) => x.name === name)
-          t.truthy(e?.valueFrom?.secretKeyRef, `${owner}: \${${name}} comes from a Secret`)
+          if (new RegExp(`\\$\\{${name}\\}`).test(text)) t.truthy(env[name], `${owner}: \${${name}} is set in the container's environment`)
         }
-        const doc = substituteTree(YAML.parse(text), { DES_DB_URL: 'postgres://u:p@db:5432/des' })
-        const config = parseMigrateConfig(doc, {})
+        const { config } = migrateConfigOf(objs, spec, c)
         if (config.packer.output.kind === 'local') {
           const out = mountFor(c, config.packer.output.dir)
           t.truthy(out, `${owner}: packer.output_dir ${config.packer.output.dir} is mounted`)
@@ -377,4 +444,66 @@ test('the S3 overlay takes S3 access from IRSA and drops the store PVC', (t) => 
   const dep = find(objs, 'Deployment', 'des-http')
   t.true(dep.spec.template.spec.automountServiceAccountToken !== false, 'the IRSA token is mounted')
   t.is(configMapData(objs, dep.spec.template.spec.containers[0].envFrom[0].configMapRef.name).DES_BACKEND, 's3')
+})
+
+/** The stores of every DES container of a render, by owner. */
+function storesOf(objs: Obj[]): Record<string, { where: string; region?: string; nBits: number }> {
+  const out: Record<string, { where: string; region?: string; nBits: number }> = {}
+  for (const { owner, spec } of podSpecs(objs)) out[owner] = storeOf(objs, spec, spec.containers[0])
+  return out
+}
+
+test('the store is set in one place: DES_S3_BUCKET, DES_S3_PREFIX, DES_S3_REGION of overlays/s3 and DES_N_BITS of base, changed there, reach every workload and nothing keeps the old value', (t) => {
+  const k8s = k8sCopy()
+  const overlay = path.join(k8s, 'overlays', 's3', 'kustomization.yaml')
+  const old = {
+    bucket: setLiteral(overlay, 'DES_S3_BUCKET', 'prod-store'),
+    prefix: setLiteral(overlay, 'DES_S3_PREFIX', 'archive/v2/'),
+    region: setLiteral(overlay, 'DES_S3_REGION', 'ap-south-1'),
+    nBits: setLiteral(path.join(k8s, 'base', 'kustomization.yaml'), 'DES_N_BITS', '6'),
+  }
+  t.not(old.nBits, '6')
+  for (const bin of [kustomize.newest, kustomize['v5.5.0']]) {
+    const s3 = parse(execFileSync(bin, ['build', path.join(k8s, 'overlays', 's3')], { encoding: 'utf8' }))
+    const stores = storesOf(s3)
+    t.deepEqual(
+      Object.keys(stores).sort(),
+      ['CronJob/des-migrate', 'CronJob/des-packer', 'CronJob/des-verify', 'Deployment/des-http', 'Deployment/des-migrate'],
+      'the retriever, the packer, both migrators and the scrub',
+    )
+    for (const [owner, store] of Object.entries(stores)) {
+      t.deepEqual(store, { where: 's3://prod-store/archive/v2/', region: 'ap-south-1', nBits: 6 }, `${path.basename(bin)}: ${owner} takes the overlay's store`)
+    }
+    const text = JSON.stringify(s3)
+    t.false(text.includes(old.bucket), `${path.basename(bin)}: no rendered object still names ${old.bucket}`)
+    t.false(text.includes(old.region), `${path.basename(bin)}: no rendered object still names ${old.region}`)
+    for (const [owner, store] of Object.entries(storesOf(parse(execFileSync(bin, ['build', path.join(k8s, 'base')], { encoding: 'utf8' }))))) {
+      t.is(store.nBits, 6, `${path.basename(bin)}: base ${owner} routes with des-config's DES_N_BITS`)
+    }
+  }
+})
+
+test('the bucket override GETTING_STARTED documents, run in an overlay on overlays/s3, reaches every workload', (t) => {
+  const guide = fs.readFileSync(path.join(ROOT, 'docs', 'GETTING_STARTED.md'), 'utf8')
+  const line = /^kustomize edit add configmap des-config (.+)$/m.exec(guide)
+  t.truthy(line, 'GETTING_STARTED shows `kustomize edit add configmap des-config`')
+  const args = line![1].trim().split(/\s+/)
+  const literal = (name: string) => args.map((a) => new RegExp(`^--from-literal=${name}=(.+)$`).exec(a)?.[1]).find(Boolean)
+  const bucket = literal('DES_S3_BUCKET')
+  t.truthy(bucket, 'the line sets DES_S3_BUCKET')
+  const k8s = k8sCopy()
+  const mine = path.join(k8s, 'overlays', 'mine')
+  fs.mkdirSync(mine)
+  fs.writeFileSync(path.join(mine, 'kustomization.yaml'), 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../s3\n')
+  execFileSync(kustomize.newest, ['edit', 'add', 'configmap', 'des-config', ...args], { cwd: mine })
+  const base = storesOf(rendered.get('overlays/s3')!)['Deployment/des-http']
+  for (const bin of [kustomize.newest, kustomize['v5.5.0']]) {
+    const objs = parse(execFileSync(bin, ['build', mine], { encoding: 'utf8' }))
+    const stores = storesOf(objs)
+    t.is(Object.keys(stores).length, 5)
+    for (const [owner, store] of Object.entries(stores)) {
+      t.is(store.where, `s3://${bucket}/${base.where.split('/').slice(3).join('/')}`, `${path.basename(bin)}: ${owner} writes or reads the overlay's bucket`)
+      t.is(store.region, literal('DES_S3_REGION') ?? base.region, `${path.basename(bin)}: ${owner} region`)
+    }
+  }
 })
