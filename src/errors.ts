@@ -42,6 +42,8 @@ const OUTCOMES: Record<string, Outcome> = {
   DES_NO_FILE: { status: 404, exitCode: 3 },
   DES_RANGE: { status: 416, exitCode: 2 },
   DES_METHOD: { status: 405, exitCode: 2 },
+  // A signed request over its key's max_requests_per_hour (the reference answers 429).
+  DES_RATE_LIMITED: { status: 429, exitCode: 6 },
   DES_DUPLICATE: { status: 409, exitCode: 5, answer: 'already stored' },
   DES_CONFLICT: { status: 409, exitCode: 5, answer: 'the file changed while it was being read; retry' },
   DES_CHANGED: { status: 409, exitCode: 5, answer: 'the file changed while it was being read; retry' },

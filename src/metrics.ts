@@ -218,6 +218,14 @@ export const migrationRowsSelected = new Gauge({
   registers: [registry],
 })
 
+/** The reference's counter of its signed-request checks: success, invalid_sig, expired, rate_limited. */
+export const authRequestsTotal = new Counter({
+  name: 'des_auth_requests_total',
+  help: 'Number of public key auth requests',
+  labelNames: ['result'] as const,
+  registers: [registry],
+})
+
 export const buildInfo = new Gauge({
   name: 'des_build_info',
   help: 'Always 1; the labels say what is running: package version, commit (or unknown), Node.js version',
@@ -238,8 +246,15 @@ export const buildInfo = new Gauge({
 /** Retrieval statuses exported at 0 when `des serve` starts (others appear when first answered). */
 export const KNOWN_RETRIEVAL_STATUSES = ['200', '206', '304', '404', '416', '502', '503'] as const
 
-/** The series of `des serve` with known labels, at 0 (`payloadCache`: only when that cache is on). */
-export function zeroServeSeries(storeBackend: string, opts: { payloadCache: boolean }): void {
+/** The results of des_auth_requests_total, as the reference counts them. */
+export const AUTH_RESULTS = ['success', 'invalid_sig', 'expired', 'rate_limited'] as const
+
+/**
+ * The series of `des serve` with known labels, at 0 (`payloadCache`: only
+ * when that cache is on; `signedRequests`: when authorized keys are configured).
+ */
+export function zeroServeSeries(storeBackend: string, opts: { payloadCache: boolean; signedRequests?: boolean }): void {
+  if (opts.signedRequests) for (const result of AUTH_RESULTS) authRequestsTotal.labels(result).inc(0)
   const backend = backendLabel(storeBackend)
   for (const code of KNOWN_RETRIEVAL_STATUSES) retrievalsTotal.labels(backend, retrievalStatus(Number(code)), code).inc(0)
   corruptReadsTotal.labels(backend).inc(0)

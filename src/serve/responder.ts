@@ -10,6 +10,7 @@ import { DesError, errorCode, httpStatus } from '../errors'
 import { backendLabel, corruptReadsTotal, retrievalSeconds, retrievalStatus, retrievalsTotal } from '../metrics'
 import type { Found, Store } from '../store/store'
 import type { Auth } from './auth'
+import { signedHeadersOf, type SignedRequests } from './signed-requests'
 import { BufferPool } from './buffer-pool'
 import { requestId, sendError } from './http-error'
 import { logRequest, silentLogger, type Logger } from './log'
@@ -18,6 +19,17 @@ import { MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
 export interface ResponderDeps {
   store: Store
   auth?: Auth
+  /**
+   * The original's signed requests (X-DES-* headers): a request carrying any
+   * of them is decided by these checks, not by `auth`.
+   */
+  signedRequests?: SignedRequests
+  /**
+   * DES_REQUIRE_AUTHENTICATION: a request with neither an API key nor a
+   * signature is refused (401 "Authentication required") even when no API
+   * key is configured.
+   */
+  requireAuthentication?: boolean
   logger?: Logger
   /** Send zstd entries as stored, `Content-Encoding: zstd`, to clients that accept it. */
   zstdPassthrough?: boolean
@@ -142,6 +154,8 @@ export class FilesResponder {
   readonly store: Store
   private readonly pool = new BufferPool()
   private readonly auth: Auth | undefined
+  private readonly signedRequests: SignedRequests | undefined
+  private readonly requireAuthentication: boolean
   private readonly logger: Logger
   private readonly logInfo: boolean
   private readonly zstdPassthrough: boolean
@@ -156,6 +170,8 @@ export class FilesResponder {
   constructor(deps: ResponderDeps) {
     this.store = deps.store
     this.auth = deps.auth?.enabled ? deps.auth : undefined
+    this.signedRequests = deps.signedRequests
+    this.requireAuthentication = deps.requireAuthentication ?? false
     this.logger = deps.logger ?? silentLogger
     this.logInfo = this.logger.isLevelEnabled('info')
     this.zstdPassthrough = deps.zstdPassthrough ?? false
@@ -187,14 +203,16 @@ export class FilesResponder {
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const startMs = performance.now()
     const id = requestId(req)
+    // A signed request is admitted once: answered again below, its nonce would be a replay.
+    const admitted = { signed: false }
     try {
-      await this.respond(req, res, path, startMs, id)
+      await this.respond(req, res, path, startMs, id, admitted)
     } catch (err) {
       if (errorCode(err) !== 'DES_CONFLICT' || res.headersSent) return this.fail(req, res, err, startMs, id)
       // The file changed between finding and reading it: answered once more,
       // all of it (ETag, conditionals, range) from the version there now.
       try {
-        await this.respond(req, res, path, startMs, id)
+        await this.respond(req, res, path, startMs, id, admitted)
       } catch (again) {
         this.fail(req, res, again, startMs, id)
       }
@@ -212,15 +230,21 @@ export class FilesResponder {
     this.done(req, res, startMs, id, res.statusCode >= 500 ? err : undefined, bytes)
   }
 
-  private async respond(req: IncomingMessage, res: ServerResponse, path: string, startMs: number, id: string): Promise<void> {
+  private async respond(req: IncomingMessage, res: ServerResponse, path: string, startMs: number, id: string, admitted: { signed: boolean }): Promise<void> {
     const method = req.method
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD')
       throw new DesError('DES_METHOD', `${method} is not allowed on /files`)
     }
-    if (this.auth) {
-      const denied = this.auth.check(req, 'read')
-      if (denied) throw denied
+    // A signed request is checked once its uid and created_at are known (they are what was signed).
+    const signed = this.signedRequests ? signedHeadersOf(req) : undefined
+    if (signed === undefined) {
+      if (this.auth) {
+        const denied = this.auth.check(req, 'read')
+        if (denied) throw denied
+      } else if (this.requireAuthentication) {
+        throw withDetail(new DesError('DES_UNAUTHORIZED', 'authentication required: sign the request (X-DES-* headers)'), 'Authentication required')
+      }
     }
 
     // Statuses as the reference (FastAPI) answers the same request: a path that
@@ -251,6 +275,11 @@ export class FilesResponder {
     }
     if (createdAt === undefined) throw withDetail(new DesError('DES_MISSING_PARAM', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), MISSING_CREATED_AT)
     if (createdAt === '') throw withDetail(new DesError('DES_BAD_ARG', 'created_at is empty (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), BAD_CREATED_AT)
+    if (signed !== undefined && !admitted.signed) {
+      const denied = await this.signedRequests!.check(signed, uid, createdAt, 'read', id)
+      if (denied) throw denied
+      admitted.signed = true
+    }
 
     let found: Found
     try {

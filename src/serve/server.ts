@@ -19,10 +19,15 @@ import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from '
 import { createLogger, flushLogs, type Logger } from './log'
 import { listenError } from './listen-error'
 import { FilesResponder } from './responder'
+import type { SignedRequests } from './signed-requests'
 
 export interface ServerDeps {
   store: Store
   auth?: Auth
+  /** See `ResponderDeps.signedRequests`. */
+  signedRequests?: SignedRequests
+  /** See `ResponderDeps.requireAuthentication`. */
+  requireAuthentication?: boolean
   logger?: Logger
   /** See `ResponderDeps.zstdPassthrough`. */
   zstdPassthrough?: boolean
