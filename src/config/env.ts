@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import { DesError } from '../errors'
+import { authorizedKeysFromFile, type AuthorizedKey } from './authorized-keys'
 import { availableCpus } from './cpus'
 import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
 import {
@@ -289,6 +290,15 @@ export interface ServeConfig {
   logLevel: LogLevel
   /** API keys; auth is off when empty. */
   apiKeys: ApiKey[]
+  /**
+   * The original's authorized keys (DES_AUTHORIZED_KEYS_PATH), by canonical
+   * key; undefined = signed requests are not checked (their headers are ignored).
+   */
+  authorizedKeys?: Map<string, AuthorizedKey>
+  /** DES_REQUIRE_AUTHENTICATION: no request is served without an API key or a signature. */
+  requireAuthentication: boolean
+  /** Nonces of signed requests held at most (DES_AUTH_MAX_NONCES); a new one past that is refused. */
+  maxNonces: number
   /** Paths served without a key even when auth is on. */
   authOpenPaths: string[]
   /** How long SIGTERM waits for in-flight requests before closing connections. */
@@ -406,10 +416,10 @@ export function loadLogLevel(env: Env = process.env): LogLevel {
 
 /**
  * `DES_REQUIRE_AUTHENTICATION`, the original's switch for its signed-request
- * auth (true as the original reads it: 1, true, yes, y). des serve does not
- * check those signatures; a server told to require auth serves only with
- * API keys of ours, never open. A value that is neither yes nor no is
- * refused: a typo must not serve the archive to anyone.
+ * auth (true as the original reads it: 1, true, yes, y). A server told to
+ * require auth serves only with API keys of ours or authorized keys of the
+ * original's, never open. A value that is neither yes nor no is refused: a
+ * typo must not serve the archive to anyone.
  */
 function requiresAuthentication(env: Env): boolean {
   const raw = env.DES_REQUIRE_AUTHENTICATION
@@ -420,26 +430,44 @@ function requiresAuthentication(env: Env): boolean {
   throw bad('DES_REQUIRE_AUTHENTICATION', raw, 'expected true or false')
 }
 
-/** The original's variables for its signed-request auth, which des serve does not read. */
-const ORIGINAL_AUTH_VARS = ['DES_AUTHORIZED_KEYS_PATH', 'DES_VAULT_ADDR'] as const
+/**
+ * Start-up warnings about the original's auth settings: DES_VAULT_ADDR (its
+ * OpenBao/Vault source of authorized keys, which des serve does not read),
+ * and an authorized keys file that lists no key.
+ */
+export function originalAuthNotices(env: Env = process.env, authorizedKeys?: Map<string, AuthorizedKey>): string[] {
+  const notices: string[] = []
+  if (env.DES_VAULT_ADDR?.trim()) {
+    notices.push(
+      `DES_VAULT_ADDR is set: des serve does not read authorized keys from OpenBao/Vault; ${
+        authorizedKeys ? 'signed requests are checked against DES_AUTHORIZED_KEYS_PATH only' : 'signed requests (X-DES-* headers) are not checked'
+      }`,
+    )
+  }
+  if (authorizedKeys?.size === 0) notices.push('DES_AUTHORIZED_KEYS_PATH lists no keys: every signed request will be refused')
+  return notices
+}
 
-/** Start-up warnings for the original's auth variables set without effect here (its signed-request headers are not checked). */
-export function originalAuthNotices(env: Env = process.env): string[] {
-  return ORIGINAL_AUTH_VARS.filter((name) => env[name]?.trim()).map(
-    (name) => `${name} is set: des serve does not check the original's signed requests (X-DES-* headers); its auth is API keys (DES_API_KEYS, DES_API_KEYS_FILE)`,
-  )
+/** Why `des serve` will not start with the auth it was given, or undefined. */
+function authRefusal(env: Env, apiKeys: ApiKey[], authorizedKeys: Map<string, AuthorizedKey> | undefined): string | undefined {
+  if (!requiresAuthentication(env)) return undefined
+  if (env.DES_VAULT_ADDR?.trim()) {
+    return 'DES_REQUIRE_AUTHENTICATION is true and DES_VAULT_ADDR is set: des serve cannot read authorized keys from OpenBao/Vault, so the clients it holds keys for would all be refused; export the keys to a YAML file (DES_AUTHORIZED_KEYS_PATH) and unset DES_VAULT_ADDR'
+  }
+  if (apiKeys.length === 0 && authorizedKeys === undefined) {
+    return 'DES_REQUIRE_AUTHENTICATION is true but no key is configured, and des serve will not serve without auth: give the original\'s authorized keys file (DES_AUTHORIZED_KEYS_PATH; clients sign requests with X-DES-* headers) or API keys (DES_API_KEYS or DES_API_KEYS_FILE; clients send X-API-Key or Authorization: Bearer)'
+  }
+  return undefined
 }
 
 /** The `des serve` settings from the environment (flags override host/port/workers). */
 export function loadServeConfig(env: Env = process.env): ServeConfig {
   const host = env.DES_HOST?.trim() || '0.0.0.0'
   const apiKeys = [...apiKeysFromEnv(env.DES_API_KEYS), ...(env.DES_API_KEYS_FILE?.trim() ? apiKeysFromFile(env.DES_API_KEYS_FILE.trim()) : [])]
-  if (requiresAuthentication(env) && apiKeys.length === 0) {
-    throw new DesError(
-      'DES_CONFIG',
-      "DES_REQUIRE_AUTHENTICATION is true but no API key is configured: des serve does not check the original's signed requests, and will not serve without auth; give keys with DES_API_KEYS or DES_API_KEYS_FILE (clients send X-API-Key or Authorization: Bearer)",
-    )
-  }
+  const authorizedKeysPath = env.DES_AUTHORIZED_KEYS_PATH?.trim()
+  const authorizedKeys = authorizedKeysPath ? authorizedKeysFromFile(authorizedKeysPath) : undefined
+  const refusal = authRefusal(env, apiKeys, authorizedKeys)
+  if (refusal) throw new DesError('DES_CONFIG', refusal)
   const open = env.DES_AUTH_OPEN_PATHS
   const authOpenPaths = (open === undefined ? '/health,/ready,/metrics' : open)
     .split(',')
@@ -453,6 +481,10 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
     workers: env.DES_WORKERS?.trim().toLowerCase() === 'auto' ? Math.min(256, availableCpus()) : intVar(env, 'DES_WORKERS', Math.min(256, availableCpus()), 1, 256),
     logLevel: loadLogLevel(env),
     apiKeys,
+    authorizedKeys,
+    requireAuthentication: requiresAuthentication(env),
+    // About 80 bytes each: the default holds 10 minutes of 800 signed requests a second in some 40 MB.
+    maxNonces: intVar(env, 'DES_AUTH_MAX_NONCES', 500_000, 1, 100_000_000),
     authOpenPaths,
     shutdownTimeoutMs: intVar(env, 'DES_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
     s3ConnectTimeoutMs: intVar(env, 'DES_S3_CONNECT_TIMEOUT_MS', 2_000, 1, 600_000),

@@ -18,8 +18,9 @@ import { Auth } from './auth'
 import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
 import { createLogger, flushLogs, type Logger } from './log'
 import { listenError } from './listen-error'
+import { answerReplayChecks, clusterReplayGuard, ReplayGuard } from './replay-guard'
 import { FilesResponder } from './responder'
-import type { SignedRequests } from './signed-requests'
+import { SignedRequests } from './signed-requests'
 
 export interface ServerDeps {
   store: Store
@@ -150,10 +151,24 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
     requestTimeoutMs: opts.serve.s3RequestTimeoutMs,
   })
   const auth = new Auth(opts.serve.apiKeys, opts.serve.authOpenPaths)
-  zeroServeSeries(store.backend, { payloadCache: payloadCacheBytes > 0 })
+  const authorizedKeys = opts.serve.authorizedKeys
+  // A worker's nonces and rate windows are the primary's, shared by all workers.
+  const signedRequests = authorizedKeys
+    ? new SignedRequests({ keys: authorizedKeys, admitter: cluster.isWorker ? clusterReplayGuard() : new ReplayGuard(opts.serve.maxNonces), logger })
+    : undefined
+  zeroServeSeries(store.backend, { payloadCache: payloadCacheBytes > 0, signedRequests: signedRequests !== undefined })
   // A worker's /metrics is the whole cluster's, collected by the primary.
   const metrics = cluster.isWorker ? clusterMetricsSource() : undefined
-  const server = createServer({ store, auth, logger, zstdPassthrough: opts.serve.zstdPassthrough, cacheControl: opts.serve.cacheControl, metrics })
+  const server = createServer({
+    store,
+    auth,
+    signedRequests,
+    requireAuthentication: opts.serve.requireAuthentication,
+    logger,
+    zstdPassthrough: opts.serve.zstdPassthrough,
+    cacheControl: opts.serve.cacheControl,
+    metrics,
+  })
   await new Promise<void>((resolve, reject) => {
     // Only while listening: a later error is not a listen error, nor swallowed here.
     const failed = (err: Error) => reject(listenError(err, opts.serve.host, opts.serve.port))
@@ -172,6 +187,7 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
       host: addr.address,
       ...fields,
       auth: auth.enabled,
+      authorizedKeys: authorizedKeys?.size,
       worker: cluster.isWorker ? cluster.worker?.id : undefined,
     },
     `des serve listening on http://${host}:${addr.port}: ${startupText(fields)}`,
@@ -273,6 +289,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers), store.nBits)
     logger.info(fields, `des serve starting: ${startupText(fields)}`)
     answerClusterMetrics()
+    if (opts.serve.authorizedKeys) answerReplayChecks(new ReplayGuard(opts.serve.maxNonces))
     return superviseWorkers(opts, logger)
   }
   if (cluster.isWorker) {

@@ -24,7 +24,7 @@ export function register(y: Argv): Argv {
       const { loadStoreConfig } = await import('../../config/store-flags')
       const config = loadStoreConfig({ backend: argv.backend, baseDir: argv['base-dir'], layout: argv.layout, nBits: argv['n-bits'] })
       const serveConfig = loadServeConfig()
-      for (const notice of originalAuthNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_AUTH' })
+      for (const notice of originalAuthNotices(process.env, serveConfig.authorizedKeys)) process.emitWarning(notice, { code: 'DES_ORIGINAL_AUTH' })
       if (argv['base-dir'] === undefined && argv.backend === undefined) for (const notice of backendNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_BACKEND' })
       if (argv.host !== undefined) serveConfig.host = argv.host
       if (argv.port !== undefined) serveConfig.port = argv.port
