@@ -17,7 +17,7 @@
 import * as fs from 'node:fs'
 import { parseSshPublicKey, SshKeyError, type SshPublicKey } from '../auth/ssh-public-key'
 import { DesError } from '../errors'
-import { readReferenceTimestamp } from '../store/timestamp'
+import { parseTimestamp } from '../native'
 import { parseYaml, whereParsingStopped } from './yaml'
 
 /** One entry of the file, validated. */
@@ -34,18 +34,6 @@ export interface AuthorizedKey {
   /** Requests admitted in any sliding hour. */
   maxRequestsPerHour?: number
   comment?: string
-}
-
-/**
- * An ISO-8601 instant as the original reads its timestamps (Python's
- * `fromisoformat` after a final `Z` became `+00:00`; no offset is UTC), in
- * milliseconds, whole seconds (the fraction is dropped); undefined when Python would refuse it.
- */
-export function instantOf(text: string): number | undefined {
-  const read = readReferenceTimestamp(text)
-  if (read === null) return undefined
-  const ms = Date.parse(read.canonical)
-  return Number.isNaN(ms) ? undefined : ms
 }
 
 function isStringList(value: unknown): value is string[] {
@@ -74,8 +62,12 @@ function parseEntry(raw: unknown, where: string): AuthorizedKey {
   let expiresAtMs: number | undefined
   if (entry.expires_at !== undefined && entry.expires_at !== null) {
     if (typeof entry.expires_at !== 'string') throw fail('expires_at must be a string')
-    expiresAtMs = instantOf(entry.expires_at)
-    if (expiresAtMs === undefined) throw fail(`expires_at ${JSON.stringify(entry.expires_at)} is not an ISO-8601 timestamp`)
+    try {
+      // The ISO-8601 forms of created_at (no offset is UTC, as in the original).
+      expiresAtMs = parseTimestamp(entry.expires_at) * 1000
+    } catch {
+      throw fail(`expires_at ${JSON.stringify(entry.expires_at)} is not an ISO-8601 timestamp (e.g. 2026-01-01T00:00:00Z)`)
+    }
   }
   const max = entry.max_requests_per_hour ?? undefined
   if (max !== undefined) {

@@ -10,9 +10,10 @@
 import { createHash, constants, verify } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { parseSshPublicKey, strictBase64, type SshPublicKey } from '../auth/ssh-public-key'
-import { instantOf, type AuthorizedKey } from '../config/authorized-keys'
+import type { AuthorizedKey } from '../config/authorized-keys'
 import { DesError } from '../errors'
 import { authRequestsTotal } from '../metrics'
+import { readReferenceTimestamp } from '../store/timestamp'
 import { silentLogger, type Logger } from './log'
 import type { Admitter } from './replay-guard'
 
@@ -33,6 +34,19 @@ export function signedHeadersOf(req: IncomingMessage): SignedHeaders | undefined
   const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v)
   const headers = { publicKey: one(h['x-des-public-key']), signature: one(h['x-des-signature']), timestamp: one(h['x-des-timestamp']), nonce: one(h['x-des-nonce']) }
   return headers.publicKey || headers.signature || headers.timestamp || headers.nonce ? headers : undefined
+}
+
+/**
+ * X-DES-Timestamp as the original reads it (Python's `fromisoformat` after a
+ * final `Z` became `+00:00`; no offset is UTC), in milliseconds to the whole
+ * second (its fraction dropped: nothing for a 5-minute window); undefined
+ * when Python would refuse it.
+ */
+export function instantOf(text: string): number | undefined {
+  const read = readReferenceTimestamp(text)
+  if (read === null) return undefined
+  const ms = Date.parse(read.canonical)
+  return Number.isNaN(ms) ? undefined : ms
 }
 
 const INVALID_SIGNATURE = 'Invalid signature'
