@@ -6,12 +6,13 @@
 // storage matters. Tests reading des_corrupt_reads_total run serially (ava
 // runs the rest of a file concurrently, and those would count too).
 
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { DeleteObjectCommand } from '@aws-sdk/client-s3'
 import express from 'express'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as net from 'node:net'
 import * as path from 'node:path'
 import { apiKeysFromEnv, loadServeConfig } from '../src/config/env'
 import { corruptReadsTotal, retrievalsTotal } from '../src/metrics'
@@ -20,6 +21,8 @@ import { Auth } from '../src/serve/auth'
 import { createApp } from '../src/serve/app'
 import { desRouter } from '../src/serve/router'
 import { createServer } from '../src/serve/server'
+import { FilesResponder } from '../src/serve/responder'
+import { Budget } from '../src/budget'
 import type { Found, Store } from '../src/store/store'
 import { BACKENDS, openBackend } from './helpers/backends'
 import { goldenPath } from './helpers/golden'
@@ -660,4 +663,105 @@ test('an API key with no scopes is refused at start-up', (t) => {
   t.is((err as { code?: string }).code, 'DES_CONFIG')
   // Leaving scopes out still means read.
   t.deepEqual(loadServeConfig({ DES_API_KEYS: 'secret-key-1' }).apiKeys[0].scopes, ['read'])
+})
+
+/** A Budget that says when a taker got its share (how many responses were over by then) and when one has to wait. */
+class WatchedBudget extends Budget {
+  readonly taken: number[] = []
+  waiters = 0
+  private got = 0
+  constructor(
+    total: number,
+    private readonly over: () => number,
+    private readonly onWait: () => void = () => {},
+  ) {
+    super(total)
+  }
+  override tryTake(n: number) {
+    const release = super.tryTake(n)
+    if (release) this.record()
+    return release
+  }
+  override async take(n: number) {
+    const before = this.got
+    const pending = super.take(n)
+    if (this.got === before) {
+      this.waiters++
+      this.onWait()
+    }
+    const release = await pending
+    if (this.got === before) this.record()
+    return release
+  }
+  private record() {
+    this.got++
+    this.taken.push(this.over())
+  }
+}
+
+/** An in-process server of one FilesResponder under /files, counting the responses that are over. */
+async function budgetServer(t: ExecutionContext, store: Store, budget: (over: () => number) => WatchedBudget, sendIdleMs?: number) {
+  let over = 0
+  const bodies = budget(() => over)
+  const responder = new FilesResponder({ store, bodies, sendIdleMs })
+  const server = http.createServer((req, res) => {
+    res.once('close', () => over++)
+    void responder.handle(req, res, req.url!.slice('/files'.length))
+  })
+  const url = await listenLocal(server)
+  t.teardown(() => closeServer(server))
+  return { bodies, port: Number(new URL(url).port), url }
+}
+
+test('pipelined requests on one connection are answered one after another: the next body is read only once the response before it is over', async (t) => {
+  const dir = tempDir()
+  const big = payload(4 << 20, 11)
+  await writeStore(dir, [{ uid: 'big', createdAt: DAY, data: big }])
+  const store = (await openBackend('local', dir)).store()
+  const { bodies, port } = await budgetServer(t, store, (over) => new WatchedBudget(1 << 30, over))
+  // Three GETs in one write, the last closing the connection; read to the end.
+  const socket = net.connect(port, '127.0.0.1')
+  const get = (close: boolean) => `GET ${fileUrl('big')} HTTP/1.1\r\nHost: x\r\n${close ? 'Connection: close\r\n' : ''}\r\n`
+  socket.write(get(false) + get(false) + get(true))
+  const chunks: Buffer[] = []
+  socket.on('data', (c: Buffer) => chunks.push(c))
+  await new Promise((r) => socket.on('close', r))
+  const received = Buffer.concat(chunks)
+  t.is(received.toString('latin1').split('HTTP/1.1 200 OK').length - 1, 3)
+  t.true(received.length > 3 * big.length)
+  // Each body was taken once the responses before it on the connection were over.
+  t.deepEqual(bodies.taken, [0, 1, 2])
+})
+
+test('bodies held in memory have a budget: a response past it waits for room; a client that takes nothing is cut off, and the one waiting is answered', async (t) => {
+  const dir = tempDir()
+  // Larger than what the loopback's socket buffers take in: the first response cannot be over while its client reads nothing.
+  // Stored in the shard (not a BigFile, which is streamed): read whole, held until sent.
+  const big = payload(24 << 20, 12)
+  await writeStore(dir, [{ uid: 'big', createdAt: DAY, data: big }], { writer: { bigFileThreshold: 32 << 20, codec: 'none' } })
+  const store = (await openBackend('local', dir)).store()
+  let someoneWaits!: () => void
+  const waited = new Promise<void>((r) => (someoneWaits = r))
+  const { bodies, port, url } = await budgetServer(t, store, (over) => new WatchedBudget(big.length, over, () => someoneWaits()), 500)
+  // A client that asks and never reads.
+  const stuck = net.connect(port, '127.0.0.1')
+  stuck.write(`GET ${fileUrl('big')} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  stuck.pause()
+  // A second client: its body does not fit next to the first one's, so it waits...
+  const second = request(url, fileUrl('big'))
+  await waited
+  t.deepEqual(bodies.taken, [0])
+  t.is(bodies.waiters, 1)
+  // ...until the server cuts off the client that takes nothing, then it is answered in full.
+  const r = await second
+  t.is(r.status, 200)
+  t.is(sha(r.body), sha(big))
+  t.deepEqual(bodies.taken, [0, 1])
+  // The client cut off finds its response short of its Content-Length.
+  let got = 0
+  stuck.on('data', (c: Buffer) => (got += c.length))
+  stuck.on('error', () => {})
+  stuck.resume()
+  await new Promise((r) => stuck.on('close', r))
+  t.true(got < big.length, `the client cut off got ${got} bytes of ${big.length}`)
 })

@@ -3,7 +3,8 @@
 // (a local run packs many keys at a time, and a budget of inputs, not of
 // keys, keeps memory the same whether a key has 16 files or 16,000), the
 // large parts being written through a writer each, and the S3 upload bodies
-// held in memory (storage/s3-upload.ts).
+// held in memory (storage/s3-upload.ts), and the bodies of des serve's
+// responses waiting to go out (serve/responder.ts).
 
 export class Budget {
   private free: number
@@ -15,9 +16,26 @@ export class Budget {
 
   /** Waits until `n` fit (more than the whole budget waits for all of it), then takes them; returns their release. */
   async take(n: number): Promise<() => void> {
-    const want = Math.min(Math.max(n, 1), this.total)
-    if (this.waiting.length > 0 || this.free < want) await new Promise<void>((go) => this.waiting.push({ n: want, go }))
-    else this.free -= want
+    const now = this.tryTake(n)
+    if (now) return now
+    const want = this.wanted(n)
+    await new Promise<void>((go) => this.waiting.push({ n: want, go }))
+    return this.releaseOf(want)
+  }
+
+  /** `take` without waiting: the release when `n` fit now (and nobody waits before), else undefined. */
+  tryTake(n: number): (() => void) | undefined {
+    const want = this.wanted(n)
+    if (this.waiting.length > 0 || this.free < want) return undefined
+    this.free -= want
+    return this.releaseOf(want)
+  }
+
+  private wanted(n: number): number {
+    return Math.min(Math.max(n, 1), this.total)
+  }
+
+  private releaseOf(want: number): () => void {
     let released = false
     return () => {
       if (released) return

@@ -4,6 +4,7 @@
 // requests to it.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
 import rangeParser from 'range-parser'
 import { DesError, errorCode, httpStatus } from '../errors'
@@ -15,6 +16,18 @@ import { BufferPool } from './buffer-pool'
 import { requestId, sendError } from './http-error'
 import { logRequest, silentLogger, type Logger } from './log'
 import { MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
+import { Budget } from '../budget'
+
+/**
+ * Bytes of file bodies held in memory until they have gone out, for all
+ * responses of a process together: a file stored in a shard is read whole
+ * (its checksum is checked before its first byte is sent), and a client
+ * that reads slowly or not at all holds its body until then. Past this,
+ * responses wait for room instead of the server running out of memory.
+ */
+export const DEFAULT_BODY_BYTES_IN_FLIGHT = 256 * 1024 * 1024
+/** A response whose client takes nothing for this long is cut off, its connection closed (and its bytes let go). */
+export const DEFAULT_SEND_IDLE_MS = 60_000
 
 export interface ResponderDeps {
   store: Store
@@ -35,6 +48,16 @@ export interface ResponderDeps {
   zstdPassthrough?: boolean
   /** `Cache-Control` of file responses (200, 206, 304); none when unset (`DES_CACHE_CONTROL`). */
   cacheControl?: string
+  /** The room for bodies in memory (default DEFAULT_BODY_BYTES_IN_FLIGHT bytes; tests give their own). */
+  bodies?: Budget
+  /** Default DEFAULT_SEND_IDLE_MS (tests set less). */
+  sendIdleMs?: number
+}
+
+/** Whether a connection's last response has gone out, and when it does. */
+interface LastResponse {
+  over: boolean
+  closed: Promise<void>
 }
 
 const OCTET = 'application/octet-stream'
@@ -166,6 +189,10 @@ export class FilesResponder {
   private readonly outcomes = new Map<number, { inc(): void }>()
   /** The store's backend as the metrics name it (zones count as `s3`, as in the reference). */
   private readonly metricsBackend: string
+  private readonly bodies: Budget
+  private readonly sendIdleMs: number
+  /** Each connection's last response (see `handle`). */
+  private readonly lastOn = new WeakMap<Socket, LastResponse>()
 
   constructor(deps: ResponderDeps) {
     this.store = deps.store
@@ -177,6 +204,8 @@ export class FilesResponder {
     this.zstdPassthrough = deps.zstdPassthrough ?? false
     this.cacheHeaders = deps.cacheControl ? ['Cache-Control', deps.cacheControl] : []
     this.metricsBackend = backendLabel(this.store.backend)
+    this.bodies = deps.bodies ?? new Budget(DEFAULT_BODY_BYTES_IN_FLIGHT)
+    this.sendIdleMs = deps.sendIdleMs ?? DEFAULT_SEND_IDLE_MS
     this.seconds = retrievalSeconds.labels(this.metricsBackend)
     this.corrupt = corruptReadsTotal.labels(this.metricsBackend)
   }
@@ -203,6 +232,14 @@ export class FilesResponder {
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const startMs = performance.now()
     const id = requestId(req)
+    // Requests pipelined on one connection are answered one at a time, each
+    // once the response before it has gone out: a client that sends many and
+    // reads none holds one body in memory, not one per request.
+    const before = this.lastOn.get(req.socket)
+    const last: LastResponse = { over: false, closed: new Promise<void>((done) => res.once('close', done)) }
+    void last.closed.then(() => (last.over = true))
+    this.lastOn.set(req.socket, last)
+    if (before && !before.over) await before.closed
     // A signed request is admitted once: answered again below, its nonce would be a replay.
     const admitted = { signed: false }
     try {
@@ -339,8 +376,9 @@ export class FilesResponder {
       return
     }
     if (!entry.isBigfile) {
-      // A hot file is answered on this tick, without a read or a decode, from
-      // a pooled buffer handed back when the response is over.
+      await this.holdBody(res, size)
+      // A hot file is answered without a read or a decode, from a pooled
+      // buffer handed back when the response is over.
       const pooled = this.store.payloadCache.enabled ? this.pool.take(size) : undefined
       if (pooled !== undefined) {
         if (this.store.copyCachedPayload(found, pooled)) {
@@ -362,6 +400,19 @@ export class FilesResponder {
     await this.sendBigfile(req, res, found, headers, status, start, end, startMs, id)
   }
 
+  /**
+   * Takes room for a body of `bytes` held in memory until the response is
+   * over (at once when there is room, else once there is), and cuts off a
+   * client that stops taking it.
+   */
+  private async holdBody(res: ServerResponse, bytes: number): Promise<void> {
+    const release = this.bodies.tryTake(bytes) ?? (await this.bodies.take(bytes))
+    // A client that left while this waited: its 'close' has been and gone.
+    if (res.closed) release()
+    else res.once('close', release)
+    res.setTimeout(this.sendIdleMs)
+  }
+
   /** `/files/<uid>/`: 307 to `/files/<uid>` with the same query, as the reference (Starlette) answers. */
   private redirectWithoutSlash(req: IncomingMessage, res: ServerResponse, startMs: number, id: string): void {
     const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/'
@@ -381,6 +432,7 @@ export class FilesResponder {
       this.done(req, res, startMs, id)
       return
     }
+    await this.holdBody(res, length)
     const data = await this.store.readStored(found).catch(goneMeanwhile)
     if (data.length !== length) throw changedMeanwhile(found.uid)
     res.writeHead(200, headers)
@@ -391,6 +443,8 @@ export class FilesResponder {
   private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, headers: string[], status: number, start: number, end: number, startMs: number, id: string): Promise<void> {
     // A wrong object size fails here, before the status line: a 502.
     const { body } = await this.store.streamBigfile(found, status === 206 ? { start, end } : undefined)
+    // Streamed as the client takes it; one that stops taking is cut off.
+    res.setTimeout(this.sendIdleMs)
     res.writeHead(status, headers)
     let sent = 0
     body.on('data', (chunk: Buffer) => (sent += chunk.length))
