@@ -36,15 +36,34 @@ const NATIVE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?
  * `trim()` differs (it keeps U+001C..U+001F and U+0085, takes U+FEFF).
  * The addon's parser strips the same set.
  */
-const PY_SPACE = '\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000'
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g')
+function isPySpace(c: number): boolean {
+  return (
+    (c >= 0x09 && c <= 0x0d) ||
+    (c >= 0x1c && c <= 0x20) ||
+    c === 0x85 ||
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000
+  )
+}
 
-/** `s` without Python's white space at its ends (no work for the usual string, which starts and ends with a visible ASCII character). */
+/**
+ * `s` without Python's white space at its ends (no work for the usual
+ * string, which starts and ends with a visible ASCII character). Walked from
+ * each end: a regular expression for the end backtracks over every run of
+ * white space inside, quadratic in a crafted created_at.
+ */
 export function pyStrip(s: string): string {
-  const first = s.charCodeAt(0)
-  const last = s.charCodeAt(s.length - 1)
-  if (first > 0x20 && first < 0x7f && last > 0x20 && last < 0x7f) return s
-  return s.replace(PY_STRIP, '')
+  let start = 0
+  let end = s.length
+  while (start < end && isPySpace(s.charCodeAt(start))) start++
+  while (end > start && isPySpace(s.charCodeAt(end - 1))) end--
+  return start === 0 && end === s.length ? s : s.slice(start, end)
 }
 
 /**
