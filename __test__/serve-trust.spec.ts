@@ -693,9 +693,15 @@ class WatchedBudget extends Budget {
     if (this.got === before) this.record()
     return release
   }
+  private takers: Array<() => void> = []
+  /** Resolves when the next share is taken. */
+  nextTake(): Promise<void> {
+    return new Promise((resolve) => this.takers.push(resolve))
+  }
   private record() {
     this.got++
     this.taken.push(this.over())
+    for (const resolve of this.takers.splice(0)) resolve()
   }
 }
 
@@ -764,4 +770,26 @@ test('bodies held in memory have a budget: a response past it waits for room; a 
   stuck.resume()
   await new Promise((r) => stuck.on('close', r))
   t.true(got < big.length, `the client cut off got ${got} bytes of ${big.length}`)
+})
+
+test('a connection dropped with pipelined requests queued gives back every share of the body budget: later clients are still answered', async (t) => {
+  const dir = tempDir()
+  const big = payload(4 << 20, 13)
+  await writeStore(dir, [{ uid: 'big', createdAt: DAY, data: big }], { writer: { bigFileThreshold: 32 << 20, codec: 'none' } })
+  const store = (await openBackend('local', dir)).store()
+  // Room for four bodies: a share kept by each dropped connection would use it up within six of them.
+  const { bodies, port, url } = await budgetServer(t, store, (over) => new WatchedBudget(4 * big.length, over))
+  for (let i = 0; i < 6; i++) {
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    const gotOne = bodies.nextTake()
+    socket.write(`GET ${fileUrl('big')} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(3))
+    socket.pause()
+    // Dropped once the server holds a body for it, with the rest of its requests queued.
+    await gotOne
+    socket.destroy()
+  }
+  const r = await request(url, fileUrl('big'))
+  t.is(r.status, 200)
+  t.is(sha(r.body), sha(big))
 })

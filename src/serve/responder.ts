@@ -54,10 +54,22 @@ export interface ResponderDeps {
   sendIdleMs?: number
 }
 
-/** Whether a connection's last response has gone out, and when it does. */
+/** Whether a response is over, and when it is. */
 interface LastResponse {
   over: boolean
   closed: Promise<void>
+}
+
+/** One connection: its last response, and what is to run when it goes. */
+interface Connection {
+  last?: LastResponse
+  gone: boolean
+  /**
+   * Run when the connection closes: a response queued behind others on a
+   * connection the client dropped never emits 'close' (one listener on the
+   * socket for all of them, however many requests it carries).
+   */
+  onGone: Set<() => void>
 }
 
 const OCTET = 'application/octet-stream'
@@ -191,8 +203,10 @@ export class FilesResponder {
   private readonly metricsBackend: string
   private readonly bodies: Budget
   private readonly sendIdleMs: number
-  /** Each connection's last response (see `handle`). */
-  private readonly lastOn = new WeakMap<Socket, LastResponse>()
+  /** Each connection's state (see `handle`). */
+  private readonly connections = new WeakMap<Socket, Connection>()
+  /** Responses holding a share of `bodies` (one each, however often they are answered). */
+  private readonly holding = new WeakSet<ServerResponse>()
 
   constructor(deps: ResponderDeps) {
     this.store = deps.store
@@ -235,10 +249,15 @@ export class FilesResponder {
     // Requests pipelined on one connection are answered one at a time, each
     // once the response before it has gone out: a client that sends many and
     // reads none holds one body in memory, not one per request.
-    const before = this.lastOn.get(req.socket)
-    const last: LastResponse = { over: false, closed: new Promise<void>((done) => res.once('close', done)) }
-    void last.closed.then(() => (last.over = true))
-    this.lastOn.set(req.socket, last)
+    const connection = this.connectionOf(req.socket)
+    const before = connection.last
+    let ended!: () => void
+    const last: LastResponse = { over: false, closed: new Promise<void>((done) => (ended = done)) }
+    this.whenOver(connection, res, () => {
+      last.over = true
+      ended()
+    })
+    connection.last = last
     if (before && !before.over) await before.closed
     // A signed request is admitted once: answered again below, its nonce would be a replay.
     const admitted = { signed: false }
@@ -376,7 +395,7 @@ export class FilesResponder {
       return
     }
     if (!entry.isBigfile) {
-      await this.holdBody(res, size)
+      await this.holdBody(req, res, size)
       // A hot file is answered without a read or a decode, from a pooled
       // buffer handed back when the response is over.
       const pooled = this.store.payloadCache.enabled ? this.pool.take(size) : undefined
@@ -405,12 +424,41 @@ export class FilesResponder {
    * over (at once when there is room, else once there is), and cuts off a
    * client that stops taking it.
    */
-  private async holdBody(res: ServerResponse, bytes: number): Promise<void> {
+  private async holdBody(req: IncomingMessage, res: ServerResponse, bytes: number): Promise<void> {
+    // Once per response: answered again (the file changed meanwhile), it keeps its share.
+    if (this.holding.has(res)) return
+    this.holding.add(res)
     const release = this.bodies.tryTake(bytes) ?? (await this.bodies.take(bytes))
-    // A client that left while this waited: its 'close' has been and gone.
-    if (res.closed) release()
-    else res.once('close', release)
+    this.whenOver(this.connectionOf(req.socket), res, release)
     res.setTimeout(this.sendIdleMs)
+  }
+
+  private connectionOf(socket: Socket): Connection {
+    let connection = this.connections.get(socket)
+    if (!connection) {
+      const c: Connection = { gone: socket.destroyed, onGone: new Set() }
+      socket.once('close', () => {
+        c.gone = true
+        for (const run of c.onGone) run()
+        c.onGone.clear()
+      })
+      this.connections.set(socket, (connection = c))
+    }
+    return connection
+  }
+
+  /** Runs `fn` once: when the response is over, or when its connection is gone (whichever comes first; at once if either has). */
+  private whenOver(connection: Connection, res: ServerResponse, fn: () => void): void {
+    if (connection.gone || res.closed) return fn()
+    let ran = false
+    const once = () => {
+      if (ran) return
+      ran = true
+      connection.onGone.delete(once)
+      fn()
+    }
+    connection.onGone.add(once)
+    res.once('close', once)
   }
 
   /** `/files/<uid>/`: 307 to `/files/<uid>` with the same query, as the reference (Starlette) answers. */
@@ -432,7 +480,7 @@ export class FilesResponder {
       this.done(req, res, startMs, id)
       return
     }
-    await this.holdBody(res, length)
+    await this.holdBody(req, res, length)
     const data = await this.store.readStored(found).catch(goneMeanwhile)
     if (data.length !== length) throw changedMeanwhile(found.uid)
     res.writeHead(200, headers)
