@@ -17,7 +17,7 @@ import { SignedRequests } from '../src/serve/signed-requests'
 import { openBackend } from './helpers/backends'
 import { captureLogs } from './helpers/logs'
 import { ROOT } from './helpers/golden'
-import { KEY_KINDS, makeKey, signedHeaders, type TestKey } from './helpers/ssh-keys'
+import { KEY_KINDS, makeKey, signedHeaders, type TestKey, certificateLine } from './helpers/ssh-keys'
 import { closeServer, listenLocal, payload, tempDir, writeStore, type TestFile } from './helpers/store'
 
 const DAY = '2024-03-01T10:00:00Z'
@@ -141,6 +141,31 @@ test('a key is matched by type and blob: the comment it is listed or sent with d
   } finally {
     await s.close()
   }
+})
+
+test('an OpenSSH certificate is the key it certifies, as the original reads it: listed, a plain key signs; sent, it stands for the listed key', async (t) => {
+  for (const kind of ['ed25519', 'rsa', 'p256'] as const) {
+    const user = key(`cert-user-${kind}`, kind)
+    const cert = certificateLine(user, key('cert-ca'))
+    t.regex(cert, new RegExp(`^${parseSshPublicKey(user.line).type}-cert-v01@openssh\\.com `))
+    t.is(parseSshPublicKey(cert).canonical, parseSshPublicKey(user.line).canonical, kind)
+    const listedCert = await serveSigned([{ key: cert }])
+    const listedKey = await serveSigned([{ key: user }])
+    try {
+      t.is((await listedCert.get('plain', signedAt(listedCert, user, 'plain'))).status, 200, kind)
+      t.is((await listedKey.get('plain', signedAt(listedKey, { ...user, line: cert }, 'plain'))).status, 200, kind)
+      // Another key's certificate is not this key.
+      t.is((await listedKey.get('plain', signedAt(listedKey, { ...key('cert-other'), line: certificateLine(key('cert-other'), key('cert-ca')) }, 'plain'))).status, 401, kind)
+    } finally {
+      await listedCert.close()
+      await listedKey.close()
+    }
+  }
+  // A certificate cut short, or with bytes after it, is no key.
+  const [type, blob] = certificateLine(key('cert-user-ed25519'), key('cert-ca')).split(' ')
+  const bytes = Buffer.from(blob, 'base64')
+  t.throws(() => parseSshPublicKey(`${type} ${bytes.subarray(0, bytes.length - 10).toString('base64')}`), { message: /certificate signature/ })
+  t.throws(() => parseSshPublicKey(`${type} ${Buffer.concat([bytes, Buffer.from([0])]).toString('base64')}`), { message: /bytes after/ })
 })
 
 test('refusals in the original’s words: missing headers, bad base64, bad or skewed timestamp, a replayed nonce, a bad signature, a wrong uid', async (t) => {

@@ -97,3 +97,21 @@ export function signedHeaders(key: TestKey, uid: string, createdAt: string, opts
     'X-DES-Nonce': nonce,
   }
 }
+
+/**
+ * The OpenSSH certificate line (`<type>-cert-v01@openssh.com <base64>`) of
+ * `user`'s key, signed by `ca` with `ssh-keygen -s`.
+ */
+export function certificateLine(user: TestKey, ca: TestKey): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-cert-'))
+  try {
+    const caFile = path.join(dir, 'ca')
+    fs.writeFileSync(caFile, privateKeyFile(ca.kind, ca.privateKey), { mode: 0o600 })
+    const userPub = path.join(dir, 'user.pub')
+    fs.writeFileSync(userPub, `${user.line}\n`)
+    execFileSync('/usr/bin/ssh-keygen', ['-q', '-s', caFile, '-I', 'test-id', '-n', 'alice', '-V', '+52w', userPub], { stdio: ['ignore', 'pipe', 'pipe'] })
+    return fs.readFileSync(path.join(dir, 'user-cert.pub'), 'utf8').trim()
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}

@@ -3,9 +3,12 @@
 // key format, so the blob's fields are parsed here and handed over as a JWK.
 //
 // Only the key types the original DES verifies: ssh-ed25519, ssh-rsa and
-// ecdsa-sha2-nistp256/384/521. A key's identity is its type and its
-// canonical blob (the fields re-encoded, the comment dropped), as the
-// original compares keys after `public_bytes(OpenSSH)`.
+// ecdsa-sha2-nistp256/384/521, and OpenSSH certificates of them
+// (`<type>-cert-v01@openssh.com`), read as the key they certify, as the
+// original's reader (`load_ssh_public_key`) reads them: neither the CA's
+// signature nor the validity is looked at, by it or here. A key's identity
+// is its type and its canonical blob (the fields re-encoded, the comment
+// dropped), as the original compares keys after `public_bytes(OpenSSH)`.
 
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
 
@@ -57,6 +60,18 @@ class WireReader {
     return raw.subarray(start)
   }
 
+  /** An SSH `uint64` (skipped: only its presence matters). */
+  uint64(what: string): void {
+    if (this.bytes.length - this.at < 8) throw new SshKeyError(`${what}: truncated`)
+    this.at += 8
+  }
+
+  /** An SSH `uint32` (skipped). */
+  uint32(what: string): void {
+    if (this.bytes.length - this.at < 4) throw new SshKeyError(`${what}: truncated`)
+    this.at += 4
+  }
+
   /** Refuses bytes after the last field. */
   end(): void {
     if (this.at !== this.bytes.length) throw new SshKeyError(`${this.bytes.length - this.at} bytes after the key's fields`)
@@ -86,38 +101,58 @@ function jwkKey(jwk: Record<string, string>): KeyObject {
   }
 }
 
-/** A key from its wire blob (`string type`, then the type's fields); `expectedType` from the line, when there is one. */
-export function parseSshPublicBlob(blob: Buffer, expectedType?: string): SshPublicKey {
-  const r = new WireReader(blob)
-  const type = r.string('key type').toString('latin1')
-  if (expectedType !== undefined && type !== expectedType) throw new SshKeyError('the key type before the key does not match the type inside it')
-  let key: KeyObject
-  let fields: Buffer[]
+const CERT_SUFFIX = '-cert-v01@openssh.com'
+
+/** The fields of a key of `type` off `r`: the KeyObject and the fields re-encoded. */
+function readKeyFields(r: WireReader, type: string): { key: KeyObject; fields: Buffer[] } {
   if (type === 'ssh-ed25519') {
     const point = r.string('Ed25519 key')
     if (point.length !== 32) throw new SshKeyError(`Ed25519 key: ${point.length} bytes, expected 32`)
-    r.end()
-    key = jwkKey({ kty: 'OKP', crv: 'Ed25519', x: b64url(point) })
-    fields = [sshString(point)]
-  } else if (type === 'ssh-rsa') {
+    return { key: jwkKey({ kty: 'OKP', crv: 'Ed25519', x: b64url(point) }), fields: [sshString(point)] }
+  }
+  if (type === 'ssh-rsa') {
     const e = r.positiveMpint('RSA exponent')
     const n = r.positiveMpint('RSA modulus')
-    r.end()
-    key = jwkKey({ kty: 'RSA', e: b64url(e), n: b64url(n) })
-    fields = [sshMpint(e), sshMpint(n)]
-  } else if (type in CURVES) {
+    return { key: jwkKey({ kty: 'RSA', e: b64url(e), n: b64url(n) }), fields: [sshMpint(e), sshMpint(n)] }
+  }
+  if (type in CURVES) {
     const { curve, crv, size } = CURVES[type]
     const name = r.string('curve name').toString('latin1')
     if (name !== curve) throw new SshKeyError(`curve name does not match the key type ${type}`)
     const point = r.string('EC point')
     // OpenSSH writes uncompressed points only (0x04, x, y); so does the original's reader.
     if (point.length !== 1 + 2 * size || point[0] !== 4) throw new SshKeyError(`EC point: expected ${1 + 2 * size} bytes of an uncompressed point`)
-    r.end()
-    key = jwkKey({ kty: 'EC', crv, x: b64url(point.subarray(1, 1 + size)), y: b64url(point.subarray(1 + size)) })
-    fields = [sshString(name), sshString(point)]
-  } else {
-    throw new SshKeyError('unsupported key type (expected ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521)')
+    return { key: jwkKey({ kty: 'EC', crv, x: b64url(point.subarray(1, 1 + size)), y: b64url(point.subarray(1 + size)) }), fields: [sshString(name), sshString(point)] }
   }
+  throw new SshKeyError('unsupported key type (expected ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp256/384/521, or a certificate of one)')
+}
+
+/** The rest of a certificate after its key (PROTOCOL.certkeys): read through, so that it is whole, and not used. */
+function skipCertificateFields(r: WireReader): void {
+  r.uint64('certificate serial')
+  r.uint32('certificate type')
+  for (const what of ['key id', 'principals']) r.string(`certificate ${what}`)
+  r.uint64('certificate valid after')
+  r.uint64('certificate valid before')
+  for (const what of ['critical options', 'extensions', 'reserved', 'signature key', 'signature']) r.string(`certificate ${what}`)
+}
+
+/**
+ * A key from its wire blob (`string type`, then the type's fields; a
+ * certificate's nonce, key fields and the rest of it); `expectedType` from
+ * the line, when there is one.
+ */
+export function parseSshPublicBlob(blob: Buffer, expectedType?: string): SshPublicKey {
+  const r = new WireReader(blob)
+  const blobType = r.string('key type').toString('latin1')
+  if (expectedType !== undefined && blobType !== expectedType) throw new SshKeyError('the key type before the key does not match the type inside it')
+  const certificate = blobType.endsWith(CERT_SUFFIX)
+  const type = certificate ? blobType.slice(0, -CERT_SUFFIX.length) : blobType
+  if (certificate) r.string('certificate nonce')
+  const { key, fields } = readKeyFields(r, type)
+  if (certificate) skipCertificateFields(r)
+  r.end()
+  // A certificate is known by the key it certifies, as the original knows it.
   const canonical = `${type} ${Buffer.concat([sshString(type), ...fields]).toString('base64')}`
   return { type: type as SshKeyType, canonical, fingerprint: fingerprintOf(canonical), key }
 }
