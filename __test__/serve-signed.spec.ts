@@ -5,6 +5,7 @@
 
 import test from 'ava'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
 import * as path from 'node:path'
 import { parseSshPublicKey } from '../src/auth/ssh-public-key'
 import type { AuthorizedKey } from '../src/config/authorized-keys'
@@ -14,6 +15,7 @@ import { Auth } from '../src/serve/auth'
 import { ReplayGuard } from '../src/serve/replay-guard'
 import { createServer } from '../src/serve/server'
 import { SignedRequests } from '../src/serve/signed-requests'
+import { queryParam } from '../src/serve/responder'
 import { openBackend } from './helpers/backends'
 import { captureLogs } from './helpers/logs'
 import { ROOT } from './helpers/golden'
@@ -166,6 +168,38 @@ test('an OpenSSH certificate is the key it certifies, as the original reads it: 
   const bytes = Buffer.from(blob, 'base64')
   t.throws(() => parseSshPublicKey(`${type} ${bytes.subarray(0, bytes.length - 10).toString('base64')}`), { message: /certificate signature/ })
   t.throws(() => parseSshPublicKey(`${type} ${Buffer.concat([bytes, Buffer.from([0])]).toString('base64')}`), { message: /bytes after/ })
+})
+
+test("the query as the original's clients sign it: a space sent as + (as urlencode sends it), a parameter name percent-encoded, a header sent twice read by its first value", async (t) => {
+  // Routing keeps + (an unencoded +02:00 offset), the signed text reads it as a space, as the original does.
+  t.is(queryParam('created_at=2024-03-01+10:00:00Z', 'created_at'), '2024-03-01+10:00:00Z')
+  t.is(queryParam('created_at=2024-03-01+10:00:00Z', 'created_at', true), '2024-03-01 10:00:00Z')
+  t.is(queryParam('created%5Fat=2024-03-01&x=1', 'created_at'), '2024-03-01')
+  t.is(queryParam('created_at=2024-03-01&%63reated_at=later', 'created_at'), 'later')
+  t.is(queryParam('created%ZZat=1', 'created_at'), undefined)
+  const k = key('query-forms')
+  const s = await serveSigned([{ key: k }])
+  try {
+    const spaced = DAY.replace('T', ' ')
+    // What the original's cli_auth sends: created_at urlencoded (space as +), the signature over the text with the space.
+    const headers = signedHeaders(k, 'plain', spaced, { timestamp: new Date(s.clock.now).toISOString() }) as unknown as Record<string, string>
+    const r = await fetch(`${s.url}/files/plain?${new URLSearchParams({ created_at: spaced })}`, { headers })
+    t.is(r.status, 200, await r.clone().text())
+    t.deepEqual(Buffer.from(await r.arrayBuffer()), FILES.find((f) => f.uid === 'plain')!.data)
+    // The nonce twice: the first one is the one signed.
+    const twice = signedHeaders(k, 'plain', DAY, { timestamp: new Date(s.clock.now).toISOString() }) as unknown as Record<string, string>
+    // Two header lines (fetch would join them into one).
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.get(`${s.url}/files/plain?created_at=${encodeURIComponent(DAY)}`, { headers: { ...twice, 'X-DES-Nonce': [twice['X-DES-Nonce'], 'another'] } }, (res) => {
+        res.resume()
+        resolve(res.statusCode!)
+      })
+      req.on('error', reject)
+    })
+    t.is(status, 200)
+  } finally {
+    await s.close()
+  }
 })
 
 test('refusals in the original’s words: missing headers, bad base64, bad or skewed timestamp, a replayed nonce, a bad signature, a wrong uid', async (t) => {

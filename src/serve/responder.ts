@@ -75,12 +75,24 @@ interface Connection {
 const OCTET = 'application/octet-stream'
 const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/
 
+/** A parameter name as the reference reads it (percent-decoded); itself when it cannot be decoded. */
+function paramName(raw: string): string {
+  if (!raw.includes('%')) return raw
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}
+
 /**
- * The value of `name` in a query string (percent-decoded; `+` kept as `+`, so
- * `+00:00` offsets survive unencoded). Given twice, the last one counts, as
- * in the reference (FastAPI).
+ * The value of `name` in a query string, percent-decoded, names too (as the
+ * reference decodes them). `+` is kept as `+`, so `+00:00` offsets survive
+ * unencoded; with `plusIsSpace` it is a space first, as the reference
+ * (Starlette) reads a query: the text the original's clients sign. Given
+ * twice, the last one counts, as in the reference (FastAPI).
  */
-export function queryParam(query: string, name: string): string | undefined {
+export function queryParam(query: string, name: string, plusIsSpace = false): string | undefined {
   let found: string | undefined
   let i = 0
   while (i <= query.length) {
@@ -88,10 +100,16 @@ export function queryParam(query: string, name: string): string | undefined {
     if (amp < 0) amp = query.length
     const eq = query.indexOf('=', i)
     const keyEnd = eq >= 0 && eq < amp ? eq : amp
-    if (keyEnd - i === name.length && query.startsWith(name, i)) found = keyEnd < amp ? query.slice(keyEnd + 1, amp) : ''
+    const percent = query.indexOf('%', i)
+    const encodedName = percent >= 0 && percent < keyEnd
+    if (encodedName ? paramName(query.slice(i, keyEnd)) === name : keyEnd - i === name.length && query.startsWith(name, i)) {
+      found = keyEnd < amp ? query.slice(keyEnd + 1, amp) : ''
+    }
     i = amp + 1
   }
-  return found !== undefined && found.includes('%') ? decodeURIComponent(found) : found
+  if (found === undefined) return undefined
+  if (plusIsSpace) found = found.replace(/\+/g, ' ')
+  return found.includes('%') ? decodeURIComponent(found) : found
 }
 
 /**
@@ -332,7 +350,9 @@ export class FilesResponder {
     if (createdAt === undefined) throw withDetail(new DesError('DES_MISSING_PARAM', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), MISSING_CREATED_AT)
     if (createdAt === '') throw withDetail(new DesError('DES_BAD_ARG', 'created_at is empty (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), BAD_CREATED_AT)
     if (signed !== undefined && !admitted.signed) {
-      const denied = await this.signedRequests!.check(signed, uid, createdAt, 'read', id)
+      // Signed as the original reads the query (`+` a space): the text its clients sign.
+      const signedCreatedAt = queryParam(path.slice(q + 1), 'created_at', true)!
+      const denied = await this.signedRequests!.check(signed, uid, signedCreatedAt, 'read', id)
       if (denied) throw denied
       admitted.signed = true
     }

@@ -28,10 +28,14 @@ export interface SignedHeaders {
   nonce?: string
 }
 
-/** A request's X-DES-* headers, or undefined when it carries none (an empty header counts as none, as in the original). */
+/**
+ * A request's X-DES-* headers, or undefined when it carries none (an empty
+ * header counts as none, as in the original). A header sent twice counts by
+ * its first value, as the original reads it.
+ */
 export function signedHeadersOf(req: IncomingMessage): SignedHeaders | undefined {
-  const h = req.headers
-  const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v.join(', ') : v)
+  const h = req.headersDistinct
+  const one = (v: string[] | undefined) => v?.[0]
   const headers = { publicKey: one(h['x-des-public-key']), signature: one(h['x-des-signature']), timestamp: one(h['x-des-timestamp']), nonce: one(h['x-des-nonce']) }
   return headers.publicKey || headers.signature || headers.timestamp || headers.nonce ? headers : undefined
 }
