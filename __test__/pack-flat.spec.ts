@@ -12,6 +12,9 @@ import { packFiles } from '../src/pack'
 import { S3Source } from '../src/storage/s3'
 import { singleSource } from '../src/storage/source'
 import { Store } from '../src/store/store'
+import { referenceDigits } from '../src/store/layout'
+import { LocalSource } from '../src/storage/local'
+import { locateShard, ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
 import { goldenPath, readJson } from './helpers/golden'
 import { freshBucket, testS3Client } from './helpers/services'
@@ -107,4 +110,24 @@ test('S3 (MinIO): packFiles in the flat layout tops up the reference\'s store in
   for (const f of golden.files) t.is(sha(await store.get(f.uid, f.created_at)), f.sha256, f.uid)
   for (const f of files) t.is(sha(await store.get(f.uid, f.created_at)), sha(f.data), f.uid)
   t.is((await store.find('new-big', files[3].created_at)).entry.isBigfile, true)
+})
+
+test("a uid of other decimal digits in a flat shard of the original's is found where it put it (its int(), ours the CRC), and verify --store does not call it misplaced", async (t) => {
+  const dir = tempDir('des-flat-digits')
+  const at = '2024-03-01T09:17:12Z'
+  // ٤٥٦ is 456 to the original: shard 456 mod 256 = C8. Our routing takes the CRC (another shard).
+  const uid = '\u0664\u0665\u0666'
+  const ours = locateShard(uid, at, 8)
+  t.not(ours.shardHex, 'C8')
+  t.is(referenceDigits(uid), '456')
+  const data = payload(3000, 21)
+  // The shard as the original's packer writes it: at the key its routing gives.
+  const w = ShardWriter.create(path.join(dir, '20240301_C8_0000.des'), {})
+  await w.add(uid, data)
+  await w.finish()
+  const store = new Store({ sources: singleSource(new LocalSource(dir)), nBits: 8, layout: 'flat' })
+  t.deepEqual(await store.read(await store.find(uid, at)), data)
+  const v = await runCli(['verify', '--store', '--base-dir', dir, '--layout', 'flat', '--n-bits', '8', '--json'], { env: { DES_BACKEND: '', DES_LAYOUT: '' } })
+  t.is(v.code, 0, v.stderr + v.stdout.toString())
+  t.notRegex(v.stdout.toString(), /misplaced/)
 })

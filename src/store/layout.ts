@@ -96,6 +96,31 @@ function withDate(layout: Layout, loc: ShardLocation, dateDir: string): ShardLoc
   return { uid: loc.uid, dateDir, shardIndex: loc.shardIndex, shardHex: loc.shardHex, objectKey: shardKeyIn(layout, at, 0) }
 }
 
+const DECIMAL_DIGITS = /^\p{Nd}+$/u
+const ASCII_DIGITS = /^[0-9]+$/
+const DECIMAL_DIGIT = /\p{Nd}/u
+
+/**
+ * The uid's digits in ASCII when it is all decimal digits and not all ASCII
+ * ones ("٤٥٦" is "456"), else undefined. The original routes a uid that
+ * Python's `isdigit()` accepts by `int(uid)` (SPEC §1 (b)); ours routes only
+ * ASCII digits so, and every other uid by its CRC. The flat shards the
+ * original wrote hold such a uid where its ASCII digits route: readers look
+ * there too. A decimal digit's value is its distance from the zero of its
+ * run (Unicode encodes decimal digits in runs of ten, from zero up).
+ */
+export function referenceDigits(uid: string): string | undefined {
+  if (ASCII_DIGITS.test(uid) || !DECIMAL_DIGITS.test(uid)) return undefined
+  let digits = ''
+  for (const ch of uid) {
+    const c = ch.codePointAt(0)!
+    let back = 0
+    while (c - back - 1 >= 0 && DECIMAL_DIGIT.test(String.fromCodePoint(c - back - 1))) back++
+    digits += String(back % 10)
+  }
+  return digits
+}
+
 /** One place a file may be: a layout and its location under that layout's date rule. */
 export interface Lookup {
   layout: Layout
@@ -119,6 +144,12 @@ export function lookupsFor(layouts: readonly Layout[], uid: string, createdAt: s
       if (ts.writtenDate !== utc.dateDir) out.push({ layout, loc: withDate(layout, utc, ts.writtenDate) })
     } else {
       out.push({ layout, loc: withDate(layout, utc, ts.writtenDate) })
+      // Where the original's packer put a uid of other decimal digits (see referenceDigits).
+      const digits = referenceDigits(uid)
+      if (digits !== undefined) {
+        const theirs = locateShard(digits, ts.canonical, nBits)
+        if (theirs.shardIndex !== utc.shardIndex) out.push({ layout, loc: withDate(layout, { ...theirs, uid }, ts.writtenDate) })
+      }
     }
   }
   return out
