@@ -793,3 +793,28 @@ test('a connection dropped with pipelined requests queued gives back every share
   t.is(r.status, 200)
   t.is(sha(r.body), sha(big))
 })
+
+test('a % in a uid that starts no escape is the uid as written, as the original decodes a path (100% is the uid 100%)', async (t) => {
+  const dir = tempDir()
+  const files = [
+    { uid: '100%', createdAt: DAY, data: payload(500, 31) },
+    { uid: 'a%zz', createdAt: DAY, data: payload(600, 32) },
+  ]
+  await writeStore(dir, files)
+  const srv = await serve((await openBackend('local', dir)).store())
+  try {
+    for (const [target, data] of [
+      [`/files/100%?created_at=${encodeURIComponent(DAY)}`, files[0].data],
+      [fileUrl('100%'), files[0].data],
+      [`/files/a%zz?created_at=${encodeURIComponent(DAY)}`, files[1].data],
+    ] as const) {
+      const r = await request(srv.url, target)
+      t.is(r.status, 200, target)
+      t.is(sha(r.body), sha(data), target)
+    }
+    // Bytes that are no UTF-8 become U+FFFD, as in the original: no such uid here.
+    t.is((await request(srv.url, `/files/%E0%A4%A?created_at=${encodeURIComponent(DAY)}`)).status, 404)
+  } finally {
+    await srv.close()
+  }
+})

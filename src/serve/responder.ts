@@ -75,6 +75,32 @@ interface Connection {
 const OCTET = 'application/octet-stream'
 const HEADER_SAFE = /^[\x20-\x7e]{1,256}$/
 
+const HEX = /^[0-9A-Fa-f]{2}$/
+
+/**
+ * `text` percent-decoded as the reference decodes a path (Python's
+ * `unquote`): a `%` not followed by two hex digits stays itself (`100%` is
+ * the uid `100%`), and bytes that are no UTF-8 become U+FFFD.
+ */
+export function unquote(text: string): string {
+  if (!text.includes('%')) return text
+  let out = ''
+  let bytes: number[] = []
+  for (let i = 0; i < text.length; ) {
+    if (text.charCodeAt(i) === 0x25 && HEX.test(text.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(text.slice(i + 1, i + 3), 16))
+      i += 3
+      continue
+    }
+    if (bytes.length > 0) {
+      out += Buffer.from(bytes).toString('utf8')
+      bytes = []
+    }
+    out += text[i++]
+  }
+  return bytes.length > 0 ? out + Buffer.from(bytes).toString('utf8') : out
+}
+
 /** A parameter name as the reference reads it (percent-decoded); itself when it cannot be decoded. */
 function paramName(raw: string): string {
   if (!raw.includes('%')) return raw
@@ -326,14 +352,7 @@ export class FilesResponder {
     // path without the slash, a uid that cannot be stored 404 "File not found".
     const q = path.indexOf('?')
     const rawUid = q < 0 ? path.slice(1) : path.slice(1, q)
-    let uid = rawUid
-    if (rawUid.includes('%')) {
-      try {
-        uid = decodeURIComponent(rawUid)
-      } catch {
-        throw withDetail(new DesError('DES_NOT_FOUND', 'bad uid: invalid percent-encoding'), FILE_NOT_FOUND)
-      }
-    }
+    const uid = unquote(rawUid)
     if (uid === '') throw new DesError('DES_NOT_FOUND', 'no uid: GET /files/<uid>?created_at=<ISO-8601>')
     const slash = rawUid.indexOf('/')
     if (slash >= 0) {
