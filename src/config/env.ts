@@ -460,6 +460,19 @@ function authRefusal(env: Env, apiKeys: ApiKey[], authorizedKeys: Map<string, Au
   return undefined
 }
 
+/**
+ * The S3 client timeouts of every command (`DES_S3_CONNECT_TIMEOUT_MS`,
+ * `DES_S3_REQUEST_TIMEOUT_MS`; the second is how long a connection may carry
+ * nothing): without them a request to an endpoint that accepts and never
+ * answers waits for ever.
+ */
+export function s3TimeoutsFromEnv(env: Env = process.env): { s3ConnectTimeoutMs: number; s3RequestTimeoutMs: number } {
+  return {
+    s3ConnectTimeoutMs: intVar(env, 'DES_S3_CONNECT_TIMEOUT_MS', 2_000, 1, 600_000),
+    s3RequestTimeoutMs: intVar(env, 'DES_S3_REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000),
+  }
+}
+
 /** The `des serve` settings from the environment (flags override host/port/workers). */
 export function loadServeConfig(env: Env = process.env): ServeConfig {
   const host = env.DES_HOST?.trim() || '0.0.0.0'
@@ -487,8 +500,7 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
     maxNonces: intVar(env, 'DES_AUTH_MAX_NONCES', 500_000, 1, 100_000_000),
     authOpenPaths,
     shutdownTimeoutMs: intVar(env, 'DES_SHUTDOWN_TIMEOUT_MS', 10_000, 0, 3_600_000),
-    s3ConnectTimeoutMs: intVar(env, 'DES_S3_CONNECT_TIMEOUT_MS', 2_000, 1, 600_000),
-    s3RequestTimeoutMs: intVar(env, 'DES_S3_REQUEST_TIMEOUT_MS', 30_000, 1, 3_600_000),
+    ...s3TimeoutsFromEnv(env),
     s3MaxAttempts: intVar(env, 'DES_S3_MAX_ATTEMPTS', 3, 1, 20),
     zstdPassthrough: boolVar(env, 'DES_ZSTD_PASSTHROUGH', false),
     cacheControl: cacheControlVar(env),

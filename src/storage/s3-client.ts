@@ -2,7 +2,7 @@
 
 import { S3Client } from '@aws-sdk/client-s3'
 import { ConfiguredRetryStrategy } from '@smithy/core/retry'
-import type { S3Settings } from '../config/env'
+import { s3TimeoutsFromEnv, type S3Settings } from '../config/env'
 
 export interface S3ClientOptions {
   /** Attempts per request, the SDK's standard retry strategy (default 3). */
@@ -13,30 +13,35 @@ export interface S3ClientOptions {
    * request (`packer.s3_source.retry_delay_seconds` for migration sources).
    */
   retryDelayMs?: number
-  /** Give up connecting after this many ms (default: the SDK's, none). */
+  /** Give up connecting after this many ms (default DES_S3_CONNECT_TIMEOUT_MS, 2 s). */
   connectionTimeoutMs?: number
-  /** Fail a request that has not completed after this many ms (default: none). */
+  /** Fail a request whose connection carries nothing for this many ms (default DES_S3_REQUEST_TIMEOUT_MS, 30 s). */
   requestTimeoutMs?: number
 }
 
-/** An S3 client for one bucket's settings. */
+
+
+/**
+ * An S3 client for one bucket's settings. Every client has both timeouts:
+ * without them the SDK waits for ever on an endpoint that accepts and never
+ * answers, and `des pack` / `des migrate` hung instead of failing as
+ * unavailable (exit 6) after their retries. The request timeout is the
+ * connection's idle time, not the request's length: an upload that moves is
+ * never cut.
+ */
 export function createS3Client(s3: Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle'>, opts: S3ClientOptions = {}): S3Client {
-  const timeouts = opts.connectionTimeoutMs !== undefined || opts.requestTimeoutMs !== undefined
+  const fromEnv = opts.connectionTimeoutMs === undefined || opts.requestTimeoutMs === undefined ? s3TimeoutsFromEnv() : undefined
   return new S3Client({
     region: s3.region,
     endpoint: s3.endpoint,
     forcePathStyle: s3.forcePathStyle,
     maxAttempts: opts.maxAttempts ?? 3,
     ...(opts.retryDelayMs !== undefined ? { retryStrategy: retryStrategy(opts.maxAttempts ?? 3, opts.retryDelayMs) } : {}),
-    ...(timeouts
-      ? {
-          requestHandler: {
-            connectionTimeout: opts.connectionTimeoutMs,
-            requestTimeout: opts.requestTimeoutMs,
-            throwOnRequestTimeout: true,
-          },
-        }
-      : {}),
+    requestHandler: {
+      connectionTimeout: opts.connectionTimeoutMs ?? fromEnv!.s3ConnectTimeoutMs,
+      requestTimeout: opts.requestTimeoutMs ?? fromEnv!.s3RequestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   })
 }
 
