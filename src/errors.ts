@@ -71,6 +71,8 @@ export const EXIT_CODES = {
 // host with several addresses, on each error of an AggregateError).
 const UNREACHABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE'])
 
+const PG_CONNECTION_LOST = /^(ROLLBACK - )?(timeout expired|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable)$/
+
 /**
  * A code of ours for an error of a driver or of the network that carries none:
  * the database or the network unreachable (PostgreSQL SQLSTATE class 08
@@ -88,6 +90,9 @@ function foreignCode(err: unknown, depth = 0): string | undefined {
     }
   }
   if (e?.name === 'KnexTimeoutError') return 'DES_UNAVAILABLE'
+  // The connection errors node-postgres raises without a code (a connect
+  // timeout; a connection lost, which a transaction's ROLLBACK then reports).
+  if (err instanceof Error && PG_CONNECTION_LOST.test(err.message)) return 'DES_UNAVAILABLE'
   if (depth < 2 && Array.isArray(e?.errors) && e.errors.length > 0) return foreignCode(e.errors[0], depth + 1)
   return undefined
 }

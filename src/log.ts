@@ -21,9 +21,12 @@ export interface KnexLog {
   deprecate(method: string, alternative: string): void
 }
 
+/** Stack lines (`    at …`), which knex writes into its messages: a command shows a stack only with --verbose. */
+const STACK_LINES = /\n\s+at [^\n]*/g
+
 function text(message: unknown): string {
-  if (typeof message === 'string') return message
-  if (message instanceof Error) return message.stack ?? message.message
+  if (typeof message === 'string') return message.replace(STACK_LINES, '')
+  if (message instanceof Error) return message.message
   try {
     return JSON.stringify(message)
   } catch {

@@ -79,6 +79,10 @@ export function run(argv: string[], scriptName?: string): void {
     (code) => {
       // A command reports failure by throwing; a non-zero code it set itself is kept, never overwritten by 0.
       if (code !== 0 || !process.exitCode) process.exitCode = code
+      // A failed command is over once it has said why: a connection it left
+      // waiting (a database that accepts and never answers) must not keep
+      // the process alive. Its output is flushed first.
+      if (code !== 0) process.stdout.write('', () => process.stderr.write('', () => process.exit(code)))
     },
     (err) => {
       process.stderr.write(`des: ${describe(err)}\n`)

@@ -34,11 +34,19 @@ export function normaliseDbUrl(url: string): string {
   return url.replace(/^postgres(ql)?\+[a-z0-9]+:\/\//i, 'postgresql://')
 }
 
+/**
+ * How long a new connection may take to be ready: a server that accepts and
+ * never answers (a half-dead host, a wrong port) fails the cycle as
+ * unavailable instead of holding it for ever. Queries have no limit: a
+ * cycle may wait on another migrator's locks for as long as its cycle runs.
+ */
+const CONNECT_TIMEOUT_MS = 10_000
+
 /** A Knex pool for a PostgreSQL URL; knex's own log lines go to `log` (default: the stderr logger, never stdout). */
 export function createKnex(url: string, poolMax = 4, log: KnexLog = knexLog()): Knex {
   return knexFactory({
     client: 'pg',
-    connection: normaliseDbUrl(url),
+    connection: { connectionString: normaliseDbUrl(url), connectionTimeoutMillis: CONNECT_TIMEOUT_MS },
     pool: { min: 0, max: poolMax },
     acquireConnectionTimeout: 30_000,
     log,

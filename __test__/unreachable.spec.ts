@@ -1,0 +1,50 @@
+// Dependencies that accept a connection and never answer (a half-dead host,
+// a wrong port): the commands fail as unavailable (exit 6) and exit, never
+// hang. Each run has a bound (killAfterMs): a run that hangs is killed and
+// fails its test.
+
+import test from 'ava'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import * as path from 'node:path'
+import { runCli } from './helpers/cli'
+import { makeCorpus, tempDir } from './helpers/pack'
+
+/** A TCP server on 127.0.0.1 that accepts every connection and says nothing. */
+async function silentServer(t: import('ava').ExecutionContext): Promise<number> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((s) => {
+    sockets.add(s)
+    s.on('error', () => {})
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return (server.address() as net.AddressInfo).port
+}
+
+test('des pack to an S3 endpoint that never answers fails as unavailable (exit 6) after its retries', async (t) => {
+  const port = await silentServer(t)
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'a.txt', size: 100 }])
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--s3-bucket', 'nowhere', '--no-progress'], {
+    env: { DES_S3_ENDPOINT_URL: `http://127.0.0.1:${port}`, DES_S3_REQUEST_TIMEOUT_MS: '300', AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y', AWS_REGION: 'us-east-1', DES_BACKEND: '', DES_S3_BUCKET: '' },
+    killAfterMs: 60_000,
+  })
+  t.is(r.code, 6, r.stderr)
+  t.notRegex(r.stderr, /\n\s+at /)
+})
+
+test('des migrate against a database that never answers fails as unavailable (exit 6) and exits, with no stack and no password', async (t) => {
+  const port = await silentServer(t)
+  const dir = tempDir()
+  const config = path.join(dir, 'migrate.json')
+  fs.writeFileSync(config, JSON.stringify({ database: { url: `postgresql://u:secret-pw@127.0.0.1:${port}/db`, table_name: 't' }, migration: { archive_age_days: 1 }, packer: { output_dir: path.join(dir, 'out') } }))
+  const r = await runCli(['migrate', '--config', config], { env: { DES_DB_URL: '' }, killAfterMs: 90_000 })
+  t.is(r.code, 6, r.stderr)
+  t.regex(r.stderr, /migration cycle failed/)
+  t.notRegex(r.stderr, /\n\s+at |\\n\s+at /)
+  t.notRegex(r.stderr, /secret-pw/)
+})
