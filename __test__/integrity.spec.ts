@@ -7,7 +7,7 @@ import test from 'ava'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { ShardReader, ShardWriter, type Codec } from '../src/native'
-import { errorCode } from '../src/errors'
+import { DesError, errorCode } from '../src/errors'
 import { openShard } from '../src/store/shard'
 import { readBack } from '../src/migrate/verify'
 import { BACKENDS, openBackend } from './helpers/backends'
@@ -159,3 +159,17 @@ for (const kind of BACKENDS) {
     t.regex(failed.get(uid(1))!, /checksum/)
   })
 }
+
+test("the migrator's read-back fails the cycle when the store cannot be read at all (unavailable), and names the file when it is gone", async (t) => {
+  const dir = tempDir('des-integrity')
+  const w = await writeShard(dir, 'zstd')
+  const real = (await openBackend('local', dir)).sources.all()[0]
+  const part = await openShard(real, '20240301/0A.des', 64 * 1024)
+  // The same part, read through a source that fails its range reads as given.
+  const failing = (err: Error) => ({ ...part, source: Object.assign(Object.create(Object.getPrototypeOf(real)), real, { getRange: () => Promise.reject(err) }) })
+  const down = await t.throwsAsync(readBack(failing(new DesError('DES_UNAVAILABLE', 'storage unreachable')), [...w.files.keys()]))
+  t.is(errorCode(down), 'DES_UNAVAILABLE')
+  const gone = await readBack(failing(new DesError('DES_NO_FILE', 'no such object')), [...w.files.keys()])
+  t.deepEqual([...gone.keys()].sort(), [...w.files.keys()].sort())
+  t.regex(gone.get(uid(0))!, /no such object/)
+})

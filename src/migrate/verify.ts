@@ -9,7 +9,7 @@ import { openShard, type ShardHandle } from '../store/shard'
 import type { Layout } from '../config/env'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { bigfileKeyIn, parseFlatShardKey, shardKeyIn } from '../store/layout'
-import { describe } from '../errors'
+import { classifyError, describe } from '../errors'
 import type { EntryInfo } from '../native'
 import { mapLimit } from './sources'
 
@@ -67,6 +67,18 @@ async function bigfileProblem(source: ByteSource, key: string, entry: EntryInfo)
   return got.sha256 === entry.sha256 ? undefined : `BigFile ${key} has sha256 ${got.sha256}, the index says ${entry.sha256}`
 }
 
+/**
+ * `err` when it says something of the stored file (gone, changed, damaged);
+ * thrown when the store could not be read at all (unreachable, a storage
+ * error): then nothing is known of the file, and the cycle fails as
+ * unavailable instead of calling its rows bad.
+ */
+function unlessUnreachable(err: unknown): unknown {
+  const code = classifyError(err)
+  if (code === 'DES_UNAVAILABLE' || code === 'DES_STORAGE' || code === 'DES_IO') throw err
+  return err
+}
+
 /** Stored bytes farther apart than this are fetched by separate range reads. */
 const READ_BACK_GAP = 1 << 20
 
@@ -92,7 +104,7 @@ export async function readBack(part: ShardHandle, uids: string[], bigfilesPrefix
         const why = await bigfileProblem(part.source, key, entry)
         if (why !== undefined) failed.set(uid, why)
       } catch (err) {
-        failed.set(uid, `BigFile ${key}: ${describe(err)}`)
+        failed.set(uid, `BigFile ${key}: ${describe(unlessUnreachable(err))}`)
       }
     }
   }
@@ -110,7 +122,7 @@ export async function readBack(part: ShardHandle, uids: string[], bigfilesPrefix
     try {
       bytes = await part.source.getRange(part.key, start, end - start, 'payload', part.etag)
     } catch (err) {
-      for (let k = i; k < j; k++) failed.set(inline[k].uid, `reading back ${part.key}: ${describe(err)}`)
+      for (let k = i; k < j; k++) failed.set(inline[k].uid, `reading back ${part.key}: ${describe(unlessUnreachable(err))}`)
     }
     for (let k = i; bytes && k < j; k++) {
       const { uid, entry } = inline[k]
