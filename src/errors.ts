@@ -47,6 +47,8 @@ const OUTCOMES: Record<string, Outcome> = {
   DES_DUPLICATE: { status: 409, exitCode: 5, answer: 'already stored' },
   DES_CONFLICT: { status: 409, exitCode: 5, answer: 'the file changed while it was being read; retry' },
   DES_CHANGED: { status: 409, exitCode: 5, answer: 'the file changed while it was being read; retry' },
+  // A source file of a pack or migration that changed between its check and its read.
+  DES_SOURCE_CHANGED: { status: 409, exitCode: 5 },
   DES_CONFIG: { status: 500, exitCode: 2, answer: 'server configuration error' },
   DES_CORRUPT: { status: 502, exitCode: 4, answer: 'stored data failed its integrity check' },
   DES_STORAGE: { status: 502, exitCode: 6, answer: 'storage error' },

@@ -123,7 +123,7 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
     metrics().sourceBytesDownloaded.inc(data.length)
     metrics().sourceBytesDownloadedTotal.inc(data.length)
     if (data.length !== p.size) {
-      throw new DesError('DES_BAD_ARG', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`)
+      throw new DesError('DES_SOURCE_CHANGED', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`)
     }
     metrics().sourceReadsTotal.inc({ status: 'success' })
     metrics().sourceReadSeconds.observe({ status: 'success' }, seconds())

@@ -35,6 +35,9 @@ pub enum DesError {
   /// since its index was read: read the index again.
   #[error("shard {0} was replaced since its index was read")]
   Changed(String),
+  /// A source file is not the size it was checked to be: it changed since.
+  #[error("{0}")]
+  SourceChanged(String),
   /// The operating system refused a file operation.
   #[error("{context}: {source}")]
   Io {
@@ -62,6 +65,7 @@ impl DesError {
       DesError::Duplicate(_) => "DES_DUPLICATE",
       DesError::NeedMore { .. } => "DES_NEED_MORE",
       DesError::Changed(_) => "DES_CHANGED",
+      DesError::SourceChanged(_) => "DES_SOURCE_CHANGED",
       DesError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "DES_NO_FILE",
       DesError::Io { .. } => "DES_IO",
       DesError::ForUid { source, .. } => source.code(),

@@ -93,7 +93,8 @@ fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
       _ if have > want => format!("more than {want}"),
       _ => have.to_string(),
     };
-    return Err(DesError::BadArg(format!(
+    // Its size was checked before anything was written: it changed since.
+    return Err(DesError::SourceChanged(format!(
       "uid {uid:?}: source {} is {size} bytes, the manifest says {want}",
       path.display()
     )));
@@ -517,7 +518,7 @@ mod tests {
     assert_eq!(outcomes[5].as_ref().unwrap().consumed, 1);
     assert_eq!(uids_in(&old), vec!["old".to_string(), "new".to_string()]);
     let err = outcomes[6].as_ref().unwrap_err();
-    assert_eq!((err.code(), err.uid()), ("DES_BAD_ARG", Some("short")));
+    assert_eq!((err.code(), err.uid()), ("DES_SOURCE_CHANGED", Some("short")));
     assert!(!bad_target.exists(), "a failed new part is not created");
     // Nothing but shards is left in the folder (no temp files).
     let mut names: Vec<String> = std::fs::read_dir(dir.path().join("d"))
@@ -640,7 +641,7 @@ mod tests {
   }
 
   #[test]
-  fn a_source_of_another_size_than_declared_is_refused_with_both_sizes() {
+  fn a_source_of_another_size_than_declared_is_refused_as_changed_with_both_sizes() {
     let dir = tempfile::tempdir().unwrap();
     for (uid, declared) in [("short", 10u64), ("long", 3)] {
       let item = file_item(dir.path(), uid, b"0123456", Some(declared));
@@ -648,7 +649,8 @@ mod tests {
       let mut w = ShardWriter::create(&target, WriterOptions::default()).unwrap();
       let err = pack_into(&mut w, vec![item], &WriterOptions::default(), None).unwrap_err();
       let msg = err.to_string();
-      assert_eq!(err.code(), "DES_BAD_ARG", "{msg}");
+      // Its size was checked before the read: it changed since.
+      assert_eq!(err.code(), "DES_SOURCE_CHANGED", "{msg}");
       assert!(
         msg.contains("is 7 bytes") && msg.contains(&format!("says {declared}")),
         "{msg}"
