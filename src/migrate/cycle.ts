@@ -346,6 +346,8 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[], parts?: Map<str
   }
   const partsOf = (k: { dateDir: string; shardHex: string }) => parts?.get(`${k.dateDir}/${k.shardHex}`)
   return runPack(inputs, deps.target, opts, {
+    // A migration finishes by running again: its rows stay unarchived until stored.
+    rerunHint: 'the next cycle finishes them',
     sourcesChecked: true,
     existingParts: parts ? (k) => partsOf(k)?.map((h) => h.reader) : undefined,
     // The pre-check's read of a part is the one before; step 4 is the one after.

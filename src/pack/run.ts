@@ -303,7 +303,7 @@ async function packPlan(
   if (failure) {
     const written = shards.length
     if (written > 0 && failure instanceof DesError) {
-      failure.message += ` (${written} shard${written === 1 ? '' : 's'} written before this are complete; rerun with --skip-existing to finish)`
+      failure.message += ` (${written} shard${written === 1 ? '' : 's'} written before this are complete; ${extras.rerunHint ?? 'rerun with --skip-existing to finish'})`
     }
     throw failure
   }

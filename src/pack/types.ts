@@ -123,6 +123,8 @@ export interface PackResult {
 
 /** Extras for the CLI and tests: how inputs are named in errors, S3 test seams. */
 export interface PackExtras {
+  /** What a failure's message tells to do to finish (default: rerun with --skip-existing). */
+  rerunHint?: string
   /** How error messages name input `i` (default `input <i+1>`). */
   label?: (i: number) => string
   s3Hooks?: S3Hooks
