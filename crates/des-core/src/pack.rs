@@ -518,7 +518,10 @@ mod tests {
     assert_eq!(outcomes[5].as_ref().unwrap().consumed, 1);
     assert_eq!(uids_in(&old), vec!["old".to_string(), "new".to_string()]);
     let err = outcomes[6].as_ref().unwrap_err();
-    assert_eq!((err.code(), err.uid()), ("DES_SOURCE_CHANGED", Some("short")));
+    assert_eq!(
+      (err.code(), err.uid()),
+      ("DES_SOURCE_CHANGED", Some("short"))
+    );
     assert!(!bad_target.exists(), "a failed new part is not created");
     // Nothing but shards is left in the folder (no temp files).
     let mut names: Vec<String> = std::fs::read_dir(dir.path().join("d"))
