@@ -333,7 +333,8 @@ test('a source that changes size after the run looked at it is refused; without 
     // Looked at (stat), then grown before it is read: the prepass of existing parts runs in between.
     const growing = { existingParts: () => (fs.writeFileSync(file, Buffer.alloc(150, 1)), []) }
     const err = await t.throwsAsync(runPack([input], { kind: 'local', dir: path.join(dir, 'out') }, {}, growing))
-    t.is(errorCode(err), 'DES_BAD_ARG')
+    // Checked, then changed: exit 5 (a conflict), not a bad argument.
+    t.is(errorCode(err), 'DES_SOURCE_CHANGED')
     t.regex(err!.message, said)
   }
 })
@@ -484,7 +485,7 @@ test('a source that changes after the checks fails its part only: named with its
       },
     ),
   )
-  t.is(errorCode(err), 'DES_BAD_ARG')
+  t.is(errorCode(err), 'DES_SOURCE_CHANGED')
   t.regex(err!.message, /uid "22" \(input 6\): source .* is 10 bytes, the manifest says 1000/)
   t.regex(err!.message, /\d shards written before this are complete/)
   t.deepEqual(shardFiles(out), ['20240301/1.des', '20240301/2.des', '20240301/3.des', '20240301/4.des', '20240301/5.des'])
