@@ -13,6 +13,8 @@ import { ROOT } from './helpers/golden'
 import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
+import { deleteSources, type CycleDeps } from '../src/migrate/cycle'
+import { parseLocation } from '../src/migrate/sources'
 import { runCycle } from '../src/migrate/cycle'
 import { LocalSource } from '../src/storage/local'
 import { packFiles } from '../src/pack'
@@ -489,4 +491,20 @@ test('a uid another writer stores between the check before packing and the pack 
   t.regex(report.bad[0].reason, /other bytes/)
   t.true(fs.existsSync(mine), 'its source is kept')
   t.false((await tb.archived()).get('u1'))
+})
+
+test('sources of archived rows that cannot be cleared with the database (gone after the commit) are each named in the report, and kept', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-delete-'))
+  const rows = ['a', 'b'].map((uid) => {
+    const location = path.join(dir, uid)
+    fs.writeFileSync(location, uid)
+    return { ctid: `(0,${uid === 'a' ? 1 : 2})`, uid, createdAt: '2024-01-01T00:00:00Z', size: 1, location, source: parseLocation(location)!, dateDir: '20240101', shardHex: '0', shardIndex: 0 }
+  })
+  const table = { locationsStillNamed: () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432')) }
+  const deps = { table } as unknown as CycleDeps
+  const r = await deleteSources(deps, rows)
+  t.is(r.deleted, 0)
+  t.deepEqual(r.errors.map((e) => e.uid), ['a', 'b'])
+  for (const e of r.errors) t.regex(e.reason, new RegExp(`source ${dir}/${e.uid} not deleted: the database could not say .*ECONNREFUSED.*delete it by hand`))
+  t.true(fs.existsSync(rows[0].location) && fs.existsSync(rows[1].location))
 })
