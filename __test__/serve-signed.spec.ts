@@ -202,6 +202,24 @@ test("the query as the original's clients sign it: a space sent as + (as urlenco
   }
 })
 
+test('a signed request is found by the created_at it signs: a + sent unencoded is a space there, as in the original', async (t) => {
+  const k = key('plus-binding')
+  const s = await serveSigned([{ key: k }])
+  try {
+    const at = (text: string) => signedHeaders(k, 'plain', text, { timestamp: new Date(s.clock.now).toISOString() }) as unknown as Record<string, string>
+    const withOffset = DAY.replace('Z', '+00:00')
+    // Encoded (%2B), as the original's client sends it: served.
+    t.is((await fetch(`${s.url}/files/plain?created_at=${encodeURIComponent(withOffset)}`, { headers: at(withOffset) })).status, 200)
+    // Sent unencoded, the + is a space: the signed text is not what is read (401, as the original answers).
+    t.is((await fetch(`${s.url}/files/plain?created_at=${withOffset}`, { headers: at(withOffset) })).status, 401)
+    // Signed with the space and sent with +: the text read is the signed one, which is no timestamp (400), never the file at +00:00.
+    const spaced = withOffset.replace('+', ' ')
+    t.is((await fetch(`${s.url}/files/plain?created_at=${withOffset}`, { headers: at(spaced) })).status, 400)
+  } finally {
+    await s.close()
+  }
+})
+
 test('refusals in the original’s words: missing headers, bad base64, bad or skewed timestamp, a replayed nonce, a bad signature, a wrong uid', async (t) => {
   const k = key('refusals')
   const s = await serveSigned([{ key: k }])

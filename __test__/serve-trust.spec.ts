@@ -706,10 +706,10 @@ class WatchedBudget extends Budget {
 }
 
 /** An in-process server of one FilesResponder under /files, counting the responses that are over. */
-async function budgetServer(t: ExecutionContext, store: Store, budget: (over: () => number) => WatchedBudget, sendIdleMs?: number) {
+async function budgetServer(t: ExecutionContext, store: Store, budget: (over: () => number) => WatchedBudget, sendIdleMs?: number, logs?: CapturedLogs) {
   let over = 0
   const bodies = budget(() => over)
-  const responder = new FilesResponder({ store, bodies, sendIdleMs })
+  const responder = new FilesResponder({ store, bodies, sendIdleMs, logger: logs?.logger })
   const server = http.createServer((req, res) => {
     res.once('close', () => over++)
     void responder.handle(req, res, req.url!.slice('/files'.length))
@@ -817,4 +817,26 @@ test('a % in a uid that starts no escape is the uid as written, as the original 
   } finally {
     await srv.close()
   }
+})
+
+test('requests queued on a connection the client dropped are not read: no body share, no read, each logged with nothing sent', async (t) => {
+  const dir = tempDir()
+  const big = payload(4 << 20, 14)
+  await writeStore(dir, [{ uid: 'big', createdAt: DAY, data: big }], { writer: { bigFileThreshold: 32 << 20, codec: 'none' } })
+  const store = (await openBackend('local', dir)).store()
+  const logs = captureLogs()
+  const { bodies, port } = await budgetServer(t, store, (over) => new WatchedBudget(1 << 30, over), undefined, logs)
+  const socket = net.connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  const first = bodies.nextTake()
+  socket.write(`GET ${fileUrl('big')} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(10))
+  socket.pause()
+  await first
+  socket.destroy()
+  let n = 0
+  await logs.waitFor((l) => l.url === fileUrl('big') && ++n === 10)
+  const lines = logs.lines.filter((l) => l.url === fileUrl('big'))
+  // The first request had its body read; the nine queued behind it were not.
+  t.deepEqual(bodies.taken, [0])
+  t.is(lines.filter((l) => l.bytes === 0).length, 9)
 })

@@ -249,8 +249,8 @@ export class FilesResponder {
   private readonly sendIdleMs: number
   /** Each connection's state (see `handle`). */
   private readonly connections = new WeakMap<Socket, Connection>()
-  /** Responses holding a share of `bodies` (one each, however often they are answered). */
-  private readonly holding = new WeakSet<ServerResponse>()
+  /** Bytes of `bodies` each response holds (one share, however often it is answered). */
+  private readonly holding = new WeakMap<ServerResponse, number>()
 
   constructor(deps: ResponderDeps) {
     this.store = deps.store
@@ -303,6 +303,8 @@ export class FilesResponder {
     })
     connection.last = last
     if (before && !before.over) await before.closed
+    // Its client left while it waited: nothing is read for a response that cannot be sent.
+    if (connection.gone) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
     // A signed request is admitted once: answered again below, its nonce would be a replay.
     const admitted = { signed: false }
     try {
@@ -368,12 +370,16 @@ export class FilesResponder {
     }
     if (createdAt === undefined) throw withDetail(new DesError('DES_MISSING_PARAM', 'created_at is required (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), MISSING_CREATED_AT)
     if (createdAt === '') throw withDetail(new DesError('DES_BAD_ARG', 'created_at is empty (ISO-8601, e.g. 2024-03-01T09:17:12Z)'), BAD_CREATED_AT)
-    if (signed !== undefined && !admitted.signed) {
-      // Signed as the original reads the query (`+` a space): the text its clients sign.
-      const signedCreatedAt = queryParam(path.slice(q + 1), 'created_at', true)!
-      const denied = await this.signedRequests!.check(signed, uid, signedCreatedAt, 'read', id)
-      if (denied) throw denied
-      admitted.signed = true
+    if (signed !== undefined) {
+      // A signed request is read as the original reads its query (`+` a
+      // space): the text its clients sign, and the one the file is found by,
+      // so the signature binds what is read.
+      createdAt = queryParam(path.slice(q + 1), 'created_at', true)!
+      if (!admitted.signed) {
+        const denied = await this.signedRequests!.check(signed, uid, createdAt, 'read', id)
+        if (denied) throw denied
+        admitted.signed = true
+      }
     }
 
     let found: Found
@@ -434,7 +440,7 @@ export class FilesResponder {
       return
     }
     if (!entry.isBigfile) {
-      await this.holdBody(req, res, size)
+      if (!(await this.holdBody(req, res, size))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
       // A hot file is answered without a read or a decode, from a pooled
       // buffer handed back when the response is over.
       const pooled = this.store.payloadCache.enabled ? this.pool.take(size) : undefined
@@ -461,15 +467,23 @@ export class FilesResponder {
   /**
    * Takes room for a body of `bytes` held in memory until the response is
    * over (at once when there is room, else once there is), and cuts off a
-   * client that stops taking it.
+   * client that stops taking it. False when the client has left: the body
+   * is not to be read.
    */
-  private async holdBody(req: IncomingMessage, res: ServerResponse, bytes: number): Promise<void> {
-    // Once per response: answered again (the file changed meanwhile), it keeps its share.
-    if (this.holding.has(res)) return
-    this.holding.add(res)
-    const release = this.bodies.tryTake(bytes) ?? (await this.bodies.take(bytes))
-    this.whenOver(this.connectionOf(req.socket), res, release)
+  private async holdBody(req: IncomingMessage, res: ServerResponse, bytes: number): Promise<boolean> {
+    const connection = this.connectionOf(req.socket)
+    if (connection.gone) return false
+    // Answered again (the file changed meanwhile), a response keeps its share and takes only what the new size adds.
+    const held = this.holding.get(res) ?? 0
+    if (bytes > held) {
+      const more = bytes - held
+      const release = this.bodies.tryTake(more) ?? (await this.bodies.take(more))
+      this.holding.set(res, bytes)
+      this.whenOver(connection, res, release)
+    }
     res.setTimeout(this.sendIdleMs)
+    // A client that left while this waited for room: its share is back already, and nothing is read.
+    return !connection.gone
   }
 
   private connectionOf(socket: Socket): Connection {
@@ -519,7 +533,7 @@ export class FilesResponder {
       this.done(req, res, startMs, id)
       return
     }
-    await this.holdBody(req, res, length)
+    if (!(await this.holdBody(req, res, length))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
     const data = await this.store.readStored(found).catch(goneMeanwhile)
     if (data.length !== length) throw changedMeanwhile(found.uid)
     res.writeHead(200, headers)

@@ -31,12 +31,17 @@ export interface SignedHeaders {
 /**
  * A request's X-DES-* headers, or undefined when it carries none (an empty
  * header counts as none, as in the original). A header sent twice counts by
- * its first value, as the original reads it.
+ * its first value, as the original reads it; otherwise `req.headers` decides
+ * (what a middleware of the app set or removed there counts).
  */
 export function signedHeadersOf(req: IncomingMessage): SignedHeaders | undefined {
-  const h = req.headersDistinct
-  const one = (v: string[] | undefined) => v?.[0]
-  const headers = { publicKey: one(h['x-des-public-key']), signature: one(h['x-des-signature']), timestamp: one(h['x-des-timestamp']), nonce: one(h['x-des-nonce']) }
+  const one = (name: string) => {
+    const sent = req.headersDistinct?.[name]
+    if (sent && sent.length > 1) return sent[0]
+    const v = req.headers[name]
+    return Array.isArray(v) ? v[0] : v
+  }
+  const headers = { publicKey: one('x-des-public-key'), signature: one('x-des-signature'), timestamp: one('x-des-timestamp'), nonce: one('x-des-nonce') }
   return headers.publicKey || headers.signature || headers.timestamp || headers.nonce ? headers : undefined
 }
 
