@@ -130,4 +130,13 @@ test("a uid of other decimal digits in a flat shard of the original's is found w
   const v = await runCli(['verify', '--store', '--base-dir', dir, '--layout', 'flat', '--n-bits', '8', '--json'], { env: { DES_BACKEND: '', DES_LAYOUT: '' } })
   t.is(v.code, 0, v.stderr + v.stdout.toString())
   t.notRegex(v.stdout.toString(), /misplaced/)
+  // Converted to the nested layout, it keeps that shard's key, where nested readers look too.
+  const c = await runCli(['convert', '--base-dir', dir, '--n-bits', '8', '--delete-source'], { env: { DES_BACKEND: '', DES_LAYOUT: '' } })
+  t.is(c.code, 0, c.stderr + c.stdout.toString())
+  t.true(fs.existsSync(path.join(dir, '20240301', 'C8.des')))
+  const nested = new Store({ sources: singleSource(new LocalSource(dir)), nBits: 8, layout: 'nested' })
+  t.deepEqual(await nested.read(await nested.find(uid, at)), data)
+  const vn = await runCli(['verify', '--store', '--base-dir', dir, '--layout', 'nested', '--n-bits', '8', '--json'], { env: { DES_BACKEND: '', DES_LAYOUT: '' } })
+  t.is(vn.code, 0, vn.stderr + vn.stdout.toString())
+  t.notRegex(vn.stdout.toString(), /misplaced/)
 })

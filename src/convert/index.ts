@@ -32,7 +32,7 @@ import { locateShard, type EntryInfo, type PackFile, type ShardReader } from '..
 import type { PartWrite, ShardSink } from '../pack/local-target'
 import type { KeyPlan, PlannedInput } from '../pack/plan'
 import type { ByteSource } from '../storage/source'
-import { bigfileKey, flatBigfileKey, flatShardKey, parseFlatShardKey, shardKey } from '../store/layout'
+import { bigfileKey, flatBigfileKey, flatShardKey, parseFlatShardKey, referenceDigits, shardKey } from '../store/layout'
 import { openShard, type ShardHandle } from '../store/shard'
 import { EntryReader, sha256 } from './entries'
 
@@ -279,7 +279,9 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     shards.forEach((shard, part) => {
       for (const entry of shard.reader.entries()) {
         const routed = locateShard(entry.uid, iso, opts.nBits).shardHex
-        if (routed !== shardHex) {
+        // A uid of other decimal digits sits where the original's int() put it (see referenceDigits); it keeps that key.
+        const digits = routed === shardHex ? undefined : referenceDigits(entry.uid)
+        if (routed !== shardHex && (digits === undefined || locateShard(digits, iso, opts.nBits).shardHex !== shardHex)) {
           throw new DesError('DES_BAD_ARG', `uid ${JSON.stringify(entry.uid)} of ${shard.key} routes to ${routed} with n_bits ${opts.nBits}, not ${shardHex}: give the n_bits the store was written with`)
         }
         const f = { uid: entry.uid, part, entry }

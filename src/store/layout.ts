@@ -105,8 +105,8 @@ const DECIMAL_DIGIT = /\p{Nd}/u
  * ones ("٤٥٦" is "456"), else undefined. The original routes a uid that
  * Python's `isdigit()` accepts by `int(uid)` (SPEC §1 (b)); ours routes only
  * ASCII digits so, and every other uid by its CRC. The flat shards the
- * original wrote hold such a uid where its ASCII digits route: readers look
- * there too. A decimal digit's value is its distance from the zero of its
+ * original wrote hold such a uid where its ASCII digits route, and `des
+ * convert` keeps it in that shard's nested key: readers look there too. A decimal digit's value is its distance from the zero of its
  * run (Unicode encodes decimal digits in runs of ten, from zero up).
  */
 export function referenceDigits(uid: string): string | undefined {
@@ -137,19 +137,20 @@ export interface Lookup {
 export function lookupsFor(layouts: readonly Layout[], uid: string, createdAt: string, nBits: number): Lookup[] {
   const ts = readTimestamp(createdAt)
   const utc = locateShard(uid, ts.canonical, nBits)
+  // Where the original's packer put a uid of other decimal digits (see referenceDigits), and
+  // where `des convert` moves it in the nested layout (its flat key's shard, under the date as written).
+  const digits = referenceDigits(uid)
+  const theirs = digits === undefined ? undefined : { ...locateShard(digits, ts.canonical, nBits), uid }
+  const other = theirs !== undefined && theirs.shardIndex !== utc.shardIndex ? theirs : undefined
   const out: Lookup[] = []
   for (const layout of layouts) {
     if (layout === 'nested') {
       out.push({ layout, loc: utc })
       if (ts.writtenDate !== utc.dateDir) out.push({ layout, loc: withDate(layout, utc, ts.writtenDate) })
+      if (other) out.push({ layout, loc: withDate(layout, other, ts.writtenDate) })
     } else {
       out.push({ layout, loc: withDate(layout, utc, ts.writtenDate) })
-      // Where the original's packer put a uid of other decimal digits (see referenceDigits).
-      const digits = referenceDigits(uid)
-      if (digits !== undefined) {
-        const theirs = locateShard(digits, ts.canonical, nBits)
-        if (theirs.shardIndex !== utc.shardIndex) out.push({ layout, loc: withDate(layout, { ...theirs, uid }, ts.writtenDate) })
-      }
+      if (other) out.push({ layout, loc: withDate(layout, other, ts.writtenDate) })
     }
   }
   return out

@@ -414,8 +414,8 @@ export class Scrub {
     for (let start = 0; start < index.entryCount; start += PAGE) {
       for (const e of index.entries(start, PAGE)) {
         const loc = locateShard(e.uid, ANY_TIME, nBits)
-        // A flat shard of the original's may hold a uid of other decimal digits where its ASCII digits route.
-        const digits = layout === 'flat' && loc.shardIndex !== name.shardIndex ? referenceDigits(e.uid) : undefined
+        // A shard of the original's (or converted from one) may hold a uid of other decimal digits where its ASCII digits route.
+        const digits = loc.shardIndex !== name.shardIndex ? referenceDigits(e.uid) : undefined
         if (loc.shardIndex !== name.shardIndex && (digits === undefined || locateShard(digits, ANY_TIME, nBits).shardIndex !== name.shardIndex)) {
           misplaced++
           if (misplacedExamples.length < EXAMPLES) misplacedExamples.push({ uid: e.uid, shard_hex: loc.shardHex })
