@@ -68,14 +68,13 @@ async function bigfileProblem(source: ByteSource, key: string, entry: EntryInfo)
 }
 
 /**
- * `err` when it says something of the stored file (gone, changed, damaged);
- * thrown when the store could not be read at all (unreachable, a storage
- * error): then nothing is known of the file, and the cycle fails as
- * unavailable instead of calling its rows bad.
+ * `err` when it says something of the stored object (gone, changed,
+ * damaged, unreadable: its rows are bad, the others go on); thrown when the
+ * store could not be reached at all: then nothing is known of any file, and
+ * the cycle fails as unavailable instead of calling its rows bad.
  */
 function unlessUnreachable(err: unknown): unknown {
-  const code = classifyError(err)
-  if (code === 'DES_UNAVAILABLE' || code === 'DES_STORAGE' || code === 'DES_IO') throw err
+  if (classifyError(err) === 'DES_UNAVAILABLE') throw err
   return err
 }
 
