@@ -15,6 +15,8 @@ import { Auth } from '../src/serve/auth'
 import { ReplayGuard } from '../src/serve/replay-guard'
 import { createServer } from '../src/serve/server'
 import { SignedRequests } from '../src/serve/signed-requests'
+import { desRouter } from '../src/serve/router'
+import express from 'express'
 import { queryParam } from '../src/serve/responder'
 import { openBackend } from './helpers/backends'
 import { captureLogs } from './helpers/logs'
@@ -217,6 +219,33 @@ test('a signed request is found by the created_at it signs: a + sent unencoded i
     t.is((await fetch(`${s.url}/files/plain?created_at=${withOffset}`, { headers: at(spaced) })).status, 400)
   } finally {
     await s.close()
+  }
+})
+
+test("under desRouter, the X-DES headers are the ones the app's middleware leaves (set by a gateway under other names)", async (t) => {
+  const k = key('middleware')
+  const dir = await sampleStore()
+  const store = (await openBackend('local', dir)).store()
+  const signedRequests = new SignedRequests({ keys: keyMap([{ key: k }]), admitter: new ReplayGuard(100), clock: () => NOW })
+  const app = express()
+  // A gateway sends the signature as X-GW-*; the app renames them before DES reads them.
+  app.use((req, _res, next) => {
+    for (const name of ['public-key', 'signature', 'timestamp', 'nonce']) {
+      const v = req.headers[`x-gw-${name}`]
+      if (typeof v === 'string') req.headers[`x-des-${name}`] = v
+    }
+    next()
+  })
+  app.use('/files', desRouter({ store, signedRequests, requireAuthentication: true }))
+  const server = http.createServer(app)
+  const url = await listenLocal(server)
+  try {
+    const signed = signedHeaders(k, 'plain', DAY, { timestamp: new Date(NOW).toISOString() }) as unknown as Record<string, string>
+    const renamed = Object.fromEntries(Object.entries(signed).map(([name, v]) => [name.replace(/^X-DES-/, 'X-GW-'), v]))
+    const r = await fetch(`${url}/files/plain?created_at=${encodeURIComponent(DAY)}`, { headers: renamed })
+    t.is(r.status, 200, await r.clone().text())
+  } finally {
+    await closeServer(server)
   }
 })
 
