@@ -11,7 +11,7 @@
 // early: a forgotten nonce could be replayed). A key's window holds at most
 // its limit of times.
 
-import cluster from 'node:cluster'
+import { answerWorkers, askPrimary } from './primary-calls'
 
 /** How long a nonce is remembered (the original's _NONCE_TTL). */
 export const NONCE_TTL_MS = 10 * 60_000
@@ -110,48 +110,16 @@ export class ReplayGuard implements Admitter {
 const ASK = 'des:replay-ask'
 const ANSWER = 'des:replay-answer'
 
-interface Ask extends AdmitQuery {
-  type: typeof ASK
-  id: number
-}
-
-interface Answer extends Admission {
-  type: typeof ANSWER
-  id: number
-}
-
 /** Primary: answers every worker's admissions from one guard. Call once, before forking. */
 export function answerReplayChecks(guard: ReplayGuard): void {
-  cluster.on('message', (worker, message: Partial<Ask>) => {
-    if (message?.type !== ASK || typeof message.id !== 'number') return
-    const admission = guard.admit(message as Ask)
-    if (worker.isConnected()) worker.send({ type: ANSWER, id: message.id, ...admission } satisfies Answer)
-  })
+  answerWorkers(ASK, ANSWER, (query) => ({ ...guard.admit(query as unknown as AdmitQuery) }))
 }
 
 /** Worker: admissions decided by the primary. No answer in `timeoutMs` rejects (the request fails, never passes). */
 export function clusterReplayGuard(timeoutMs = 5_000): Admitter {
-  const pending = new Map<number, { resolve(a: Admission): void; reject(err: Error): void; timer: NodeJS.Timeout }>()
-  let next = 0
-  process.on('message', (message: Partial<Answer>) => {
-    if (message?.type !== ANSWER || typeof message.id !== 'number') return
-    const waiting = pending.get(message.id)
-    if (!waiting) return
-    pending.delete(message.id)
-    clearTimeout(waiting.timer)
-    waiting.resolve({ replayed: message.replayed === true, full: message.full === true, rateLimited: message.rateLimited === true })
-  })
+  const ask = askPrimary(ASK, ANSWER, timeoutMs, 'signed request: the primary did not answer the replay check in time')
   return {
     admit: (query) =>
-      new Promise<Admission>((resolve, reject) => {
-        const id = next++
-        const timer = setTimeout(() => {
-          pending.delete(id)
-          reject(new Error('signed request: the primary did not answer the replay check in time'))
-        }, timeoutMs)
-        timer.unref()
-        pending.set(id, { resolve, reject, timer })
-        process.send!({ type: ASK, id, ...query } satisfies Ask)
-      }),
+      ask({ ...query }).then((a) => ({ replayed: a.replayed === true, full: a.full === true, rateLimited: a.rateLimited === true })),
   }
 }
