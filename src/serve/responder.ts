@@ -62,7 +62,9 @@ interface LastResponse {
 
 /** One connection: its last response, and what is to run when it goes. */
 interface Connection {
+  socket: Socket
   last?: LastResponse
+  /** Set on the socket's 'close'; see `isGone` for the check. */
   gone: boolean
   /**
    * Run when the connection closes: a response queued behind others on a
@@ -70,6 +72,15 @@ interface Connection {
    * socket for all of them, however many requests it carries).
    */
   onGone: Set<() => void>
+}
+
+/**
+ * Whether the client has left. The socket is destroyed a tick before its
+ * 'close': a response cut off by the drop emits 'finish' and 'close' in
+ * between, and the request queued behind it must already see the drop.
+ */
+function isGone(connection: Connection): boolean {
+  return connection.gone || connection.socket.destroyed
 }
 
 const OCTET = 'application/octet-stream'
@@ -304,7 +315,7 @@ export class FilesResponder {
     connection.last = last
     if (before && !before.over) await before.closed
     // Its client left while it waited: nothing is read for a response that cannot be sent.
-    if (connection.gone) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
+    if (isGone(connection)) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
     // A signed request is admitted once: answered again below, its nonce would be a replay.
     const admitted = { signed: false }
     try {
@@ -472,7 +483,7 @@ export class FilesResponder {
    */
   private async holdBody(req: IncomingMessage, res: ServerResponse, bytes: number): Promise<boolean> {
     const connection = this.connectionOf(req.socket)
-    if (connection.gone) return false
+    if (isGone(connection)) return false
     // Answered again (the file changed meanwhile), a response keeps its share and takes only what the new size adds.
     const held = this.holding.get(res) ?? 0
     if (bytes > held) {
@@ -483,13 +494,13 @@ export class FilesResponder {
     }
     res.setTimeout(this.sendIdleMs)
     // A client that left while this waited for room: its share is back already, and nothing is read.
-    return !connection.gone
+    return !isGone(connection)
   }
 
   private connectionOf(socket: Socket): Connection {
     let connection = this.connections.get(socket)
     if (!connection) {
-      const c: Connection = { gone: socket.destroyed, onGone: new Set() }
+      const c: Connection = { socket, gone: socket.destroyed, onGone: new Set() }
       socket.once('close', () => {
         c.gone = true
         for (const run of c.onGone) run()
@@ -502,7 +513,7 @@ export class FilesResponder {
 
   /** Runs `fn` once: when the response is over, or when its connection is gone (whichever comes first; at once if either has). */
   private whenOver(connection: Connection, res: ServerResponse, fn: () => void): void {
-    if (connection.gone || res.closed) return fn()
+    if (isGone(connection) || res.closed) return fn()
     let ran = false
     const once = () => {
       if (ran) return
