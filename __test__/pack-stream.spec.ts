@@ -251,3 +251,28 @@ test('des pack --dry-run checks the manifest, the sources and the store, and wri
     'the store is unchanged',
   )
 })
+
+test('a meta nested deeper than des-core reads is refused by the manifest check, a dry run too, and nothing is written', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'deep', size: 10 }])
+  const nested = (depth: number) => '{"a":'.repeat(depth - 1) + '[1]' + '}'.repeat(depth - 1)
+  const manifest = (depth: number) => {
+    const file = path.join(dir, `deep-${depth}.jsonl`)
+    const { meta: _, ...rest } = corpus.rows[0]
+    fs.writeFileSync(file, JSON.stringify(rest).slice(0, -1) + `,"meta":${nested(depth)}}\n`)
+    return file
+  }
+  const out = path.join(dir, 'out')
+  // 100,000 deep: not a stack overflow (exit 1); 128: what des-core's JSON reader refuses when it writes.
+  for (const depth of [100_000, 128]) {
+    for (const dry of [['--dry-run'], []]) {
+      const run = await runCli(['pack', '--input-json', manifest(depth), '--output-dir', out, ...dry])
+      t.is(run.code, 2, `${depth} ${dry}: ${run.stderr}`)
+      t.regex(run.stderr, /^des: manifest line 1: uid "deep": "meta" nests objects and arrays more than 127 deep\n$/)
+    }
+  }
+  t.false(fs.existsSync(out), 'nothing written')
+  const ok = await runCli(['pack', '--input-json', manifest(127), '--output-dir', out])
+  t.is(ok.code, 0, ok.stderr)
+  t.is((await readLocalStore(out)).get('deep')?.sha256, corpus.shas.get('deep'))
+})

@@ -68,11 +68,36 @@ export function manifestEntry(value: unknown, line: number, entry: number, text?
   }
   const meta = obj.meta
   if (meta !== undefined && meta !== null && (typeof meta !== 'object' || Array.isArray(meta))) throw badUid('"meta" must be a JSON object')
+  if (meta && nestsTooDeep(meta)) throw badUid(`"meta" nests objects and arrays more than ${MAX_META_DEPTH} deep`)
   // Built field by field: spreads would make two objects more per entry.
   const input: PackInput = { uid: uidText, createdAt, source }
   if (typeof size === 'number') input.sizeBytes = size
   if (meta) input.meta = meta as Record<string, unknown>
   return input
+}
+
+/**
+ * The deepest nesting of objects and arrays a meta may have, itself the first:
+ * des-core's JSON reader refuses a 128th level. Checked here so a run (and a
+ * dry run) refuses it before anything is written.
+ */
+const MAX_META_DEPTH = 127
+
+/** Whether `meta` nests deeper than MAX_META_DEPTH; a level at a time, not recursive: a manifest may nest 100,000 deep. */
+function nestsTooDeep(meta: object): boolean {
+  let level: object[] = [meta]
+  for (let depth = 1; level.length > 0; depth++) {
+    if (depth > MAX_META_DEPTH) return true
+    const next: object[] = []
+    for (const value of level) {
+      for (const key in value) {
+        const child = (value as Record<string, unknown>)[key]
+        if (child !== null && typeof child === 'object') next.push(child)
+      }
+    }
+    level = next
+  }
+  return false
 }
 
 function messageOf(err: unknown): string {
