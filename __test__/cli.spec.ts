@@ -10,6 +10,8 @@ import { formatBytes } from '../src/progress'
 import { ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
 import { refuseRepeatedFlags } from '../src/cli/flags'
+import { boundedLines, TOO_LONG } from '../src/cli/lines'
+import { MAX_LINE_BYTES } from '../src/cli/commands/locate'
 import { serveMetrics } from '../src/migrate/run'
 import { listen } from '../src/serve/server'
 import { silentLogger } from '../src/serve/log'
@@ -54,6 +56,28 @@ test('des locate --stdin answers every golden line and reports bad lines without
   t.regex(out[400].error, /JSON/)
   t.regex(out[401].error, /yesterday/)
   t.is(out[402].object_key, JSON.parse(lines[400]).object_key)
+})
+
+test('boundedLines splits where readline does, however the bytes are cut, and gives TOO_LONG for a line past the bound without keeping it', async (t) => {
+  const text = Buffer.from('a\r\nbé\rc\n\n' + 'x'.repeat(12) + '\nlast')
+  const collect = async (size: number) => {
+    const chunks = Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.subarray(i * size, (i + 1) * size))
+    const out: Array<string | typeof TOO_LONG> = []
+    for await (const line of boundedLines((async function* () { yield* chunks })(), 8)) out.push(line)
+    return out
+  }
+  for (const size of [1, 2, 3, 5, text.length]) t.deepEqual(await collect(size), ['a', 'bé', 'c', '', TOO_LONG, 'last'], `chunks of ${size}`)
+})
+
+test('des locate --stdin answers a line past its bound with an error, not a crash, and goes on', async (t) => {
+  const good = JSON.stringify({ uid: 'b', created_at: '2024-01-01T00:00:00Z' })
+  const long = JSON.stringify({ uid: 'a'.repeat(MAX_LINE_BYTES), created_at: '2024-01-01T00:00:00Z' })
+  const r = await runCli(['locate', '--stdin'], { stdin: `${long}\n${good}\n` })
+  t.is(r.code, 0, r.stderr)
+  const out = r.stdout.toString().trim().split('\n').map((l) => JSON.parse(l))
+  t.deepEqual(out[0], { error: `a line longer than ${MAX_LINE_BYTES} bytes` })
+  t.is(out[1].object_key, '20240101/F9.des')
+  t.is(out.length, 2)
 })
 
 test('des ls --json lists every entry with uid, size, codec, is_bigfile, stored_size, meta', async (t) => {

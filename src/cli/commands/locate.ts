@@ -3,7 +3,6 @@
 // reference's flat `<date as written>_<HEX>_0000.des` (its first shard).
 
 import type { Argv } from 'yargs'
-import * as readline from 'node:readline'
 import { loadLayout, loadNBits, type Layout } from '../../config/env'
 import { locateIn } from '../../store/layout'
 import { describe as describeError } from '../../errors'
@@ -11,6 +10,10 @@ import { DesError } from '../../errors'
 import { writeOut } from '../output'
 import { nBitsFlag } from '../flags'
 import { pythonNumberText, topLevelMember } from '../../number-uid'
+import { boundedLines, TOO_LONG } from '../lines'
+
+/** A `--stdin` line longer than this is answered with an error, not read: the longest uid (65535 bytes) fits, written with JSON escapes. */
+export const MAX_LINE_BYTES = 1024 * 1024
 
 function asJson(uid: string, createdAt: string, nBits: number, layout: Layout): string {
   const loc = locateIn(layout, uid, createdAt, nBits)
@@ -58,8 +61,11 @@ export function register(y: Argv): Argv {
       const nBits = argv['n-bits'] ?? loadNBits()
       const layout = argv.layout ?? loadLayout()
       if (argv.stdin) {
-        const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
-        for await (const line of lines) {
+        for await (const line of boundedLines(process.stdin, MAX_LINE_BYTES)) {
+          if (line === TOO_LONG) {
+            await writeOut(JSON.stringify({ error: describeError(new DesError('DES_BAD_ARG', `a line longer than ${MAX_LINE_BYTES} bytes`)) }) + '\n')
+            continue
+          }
           if (line.trim() === '') continue
           await writeOut(locateLine(line, nBits, layout) + '\n')
         }
