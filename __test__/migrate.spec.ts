@@ -434,6 +434,24 @@ test('a row naming a file of the store itself, or a uid too long for a shard, is
   await readAllBack(t, outDir, [...first, good], 4)
 })
 
+test('a uid of megabytes or a file_location longer than any path is a bad row reported by its first characters and its length, never whole', async (t) => {
+  const { tb, deps, first, outDir } = await migratedTwo(t, 'huge_values')
+  const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })
+  await tb.insert([
+    { uid: 'u'.repeat(2_000_000), createdAt: first[0].createdAt, location: good.location, size: good.size },
+    { uid: 'far', createdAt: first[0].createdAt, location: path.join(tb.dir, 'l'.repeat(100_000)), size: 5 },
+    good,
+  ])
+  const report = await runCycle(deps)
+  t.is(report.migrated, 1)
+  const bad = [...report.bad].sort((a, b) => a.reason.localeCompare(b.reason))
+  t.deepEqual(bad.map((b) => [b.uid, b.reason]), [
+    ['far', 'file_location of ' + Buffer.byteLength(path.join(tb.dir, 'l'.repeat(100_000))) + ' bytes is longer than a path or an S3 key can be'],
+    ['u'.repeat(64) + '…', 'uid of 2000000 bytes is longer than the 65535 a shard can hold'],
+  ])
+  await readAllBack(t, outDir, [...first, good], 4)
+})
+
 /** Mounts `from` a second time at `at` (root only); false where mounting is not allowed. */
 function bindMount(from: string, at: string): boolean {
   fs.mkdirSync(at, { recursive: true })

@@ -23,7 +23,7 @@ import { shardKeyIn } from '../store/layout'
 import type { ByteSource, ShardSources } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
-import { pgTimestampToIso, type Cutoff, type SourceRow, type SourceTable } from './db'
+import { MAX_LOCATION_BYTES, pgTimestampToIso, SHOWN_CHARS, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { checkLocations, deleteSource, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
 import { FolderKeys, ofTheStore } from './store-guard'
@@ -192,12 +192,17 @@ export async function claimBatch(
 export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout; sizeFromSource?: boolean } = {}): { good: Omit<GoodRow, 'size'> & { size: number } } | { bad: BadRow } {
   const bad = (reason: string) => ({ bad: { uid: row.uid, ctid: row.ctid, reason } })
   if (row.uid === null || row.uid === '') return bad('uid is NULL or empty')
-  const uidBytes = uidBytesOverLimit(row.uid)
-  if (uidBytes !== undefined) return bad(`uid of ${uidBytes} bytes is longer than the ${MAX_UID_BYTES} a shard can hold`)
+  const uidBytes = row.uidBytes ?? uidBytesOverLimit(row.uid)
+  if (uidBytes !== undefined) {
+    // Reported by its first characters: the ctid finds the row.
+    return { bad: { uid: `${row.uid.slice(0, SHOWN_CHARS)}…`, ctid: row.ctid, reason: `uid of ${uidBytes} bytes is longer than the ${MAX_UID_BYTES} a shard can hold` } }
+  }
   if (hasLoneSurrogate(row.uid)) return bad('uid is not valid Unicode (a lone UTF-16 surrogate)')
   const createdAt = pgTimestampToIso(row.createdAt)
   if (createdAt === null) return bad(row.createdAt === null ? 'created_at is NULL' : `created_at ${JSON.stringify(row.createdAt)} is not a usable timestamp`)
   if (row.location === null || row.location.trim() === '') return bad('file_location is NULL or empty')
+  const locationBytes = row.locationBytes ?? (row.location.length > MAX_LOCATION_BYTES / 3 ? Buffer.byteLength(row.location) : 0)
+  if (locationBytes > MAX_LOCATION_BYTES) return bad(`file_location of ${locationBytes} bytes is longer than a path or an S3 key can be`)
   const source = parseLocation(row.location)
   if (source === null) return bad(`file_location ${JSON.stringify(row.location)} is not a local path or s3://bucket/key`)
   let size = -1

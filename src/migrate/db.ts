@@ -10,6 +10,13 @@
 import knexFactory, { type Knex } from 'knex'
 import { knexLog, type KnexLog } from '../log'
 import type { DatabaseConfig } from '../config/migrate'
+import { MAX_UID_BYTES } from '../store/uid'
+
+/** No local path (PATH_MAX) nor `s3://bucket/key` (a key is at most 1,024 bytes) is longer. */
+export const MAX_LOCATION_BYTES = 4096
+
+/** What a select carries of a value too long to use: enough to find the row by, never megabytes per row. */
+export const SHOWN_CHARS = 64
 
 /** One claimed row, every value as PostgreSQL's text for it (NULL stays null). */
 export interface SourceRow {
@@ -21,6 +28,10 @@ export interface SourceRow {
   location: string | null
   /** null also when the config names no size column. */
   sizeBytes: string | null
+  /** Set when the uid is longer than a shard holds: its length in bytes (`uid` is then its first SHOWN_CHARS characters). */
+  uidBytes?: number
+  /** Set when the location is longer than MAX_LOCATION_BYTES: its length in bytes (`location` is then its first SHOWN_CHARS characters). */
+  locationBytes?: number
   /**
    * `YYYYMMDD` of created_at as the reference's migrator dated it (the flat
    * layout's rule): a timestamptz in the database session's own time zone
@@ -121,19 +132,25 @@ export class SourceTable {
     const written =
       `CASE WHEN pg_typeof(${createdAt}) = 'timestamptz'::regtype THEN to_char(timezone(?, ${createdAt}::timestamptz), 'YYYYMMDD') ` +
       `ELSE to_char(${createdAt}::timestamp, 'YYYYMMDD') END AS written_date`
+    // A value too long to use comes cut, with its length: a batch of uids of megabytes would otherwise fill memory, and every report.
+    const cut = (column: string, max: number, as: string) =>
+      `CASE WHEN octet_length(${column}::text) > ${max} THEN left(${column}::text, ${SHOWN_CHARS}) ELSE ${column}::text END AS ${as}, ` +
+      `CASE WHEN octet_length(${column}::text) > ${max} THEN octet_length(${column}::text) END AS ${as}_bytes`
     const sql =
-      `SELECT ctid::text AS ctid, ${uid}::text AS uid, ${createdAt}::text AS created_at, ` +
-      `${location}::text AS location, ${size ?? 'NULL'}::text AS size_bytes, ${written} ` +
+      `SELECT ctid::text AS ctid, ${cut(uid, MAX_UID_BYTES, 'uid')}, ${createdAt}::text AS created_at, ` +
+      `${cut(location, MAX_LOCATION_BYTES, 'location')}, ${size ?? 'NULL'}::text AS size_bytes, ${written} ` +
       `FROM ${this.table} WHERE ${where.sql}${exclude.length ? ' AND ctid <> ALL(?::tid[])' : ''} ORDER BY ${createdAt} LIMIT ?` +
       (lock ? ' FOR UPDATE SKIP LOCKED' : '')
     const res = await trx.raw(sql, [this.sessionZone.get(trx) ?? 'UTC', ...where.bindings, ...(exclude.length ? [exclude] : []), limit])
-    return (res.rows as Array<Record<string, string | null>>).map((r) => ({
+    return (res.rows as Array<Record<string, string | number | null>>).map((r) => ({
       ctid: r.ctid as string,
-      uid: r.uid,
-      createdAt: r.created_at,
-      location: r.location,
-      sizeBytes: r.size_bytes,
-      writtenDate: r.written_date,
+      uid: r.uid as string | null,
+      createdAt: r.created_at as string | null,
+      location: r.location as string | null,
+      sizeBytes: r.size_bytes as string | null,
+      writtenDate: r.written_date as string | null,
+      ...(r.uid_bytes !== null ? { uidBytes: Number(r.uid_bytes) } : {}),
+      ...(r.location_bytes !== null ? { locationBytes: Number(r.location_bytes) } : {}),
     }))
   }
 
