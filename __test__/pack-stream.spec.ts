@@ -276,3 +276,18 @@ test('a meta nested deeper than des-core reads is refused by the manifest check,
   t.is(ok.code, 0, ok.stderr)
   t.is((await readLocalStore(out)).get('deep')?.sha256, corpus.shas.get('deep'))
 })
+
+test('a uid longer than a shard holds is refused before anything is written, a dry run too, without echoing it', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 30 }, (_, i) => ({ uid: `r${i}`, size: 10 })))
+  const long = { ...corpus.rows[0], uid: 'u'.repeat(70_000) }
+  const manifest = path.join(dir, 'long.jsonl')
+  fs.writeFileSync(manifest, [...corpus.rows, long].map((r) => JSON.stringify(r)).join('\n') + '\n')
+  const out = path.join(dir, 'out')
+  for (const dry of [['--dry-run'], []]) {
+    const run = await runCli(['pack', '--input-json', manifest, '--output-dir', out, ...dry])
+    t.is(run.code, 2, `${dry}: ${run.stderr}`)
+    t.is(run.stderr, 'des: line 31: uid of 70000 bytes is longer than the 65535 a shard can hold\n')
+  }
+  t.false(fs.existsSync(out), 'nothing written')
+})

@@ -24,7 +24,7 @@ import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources } from './sources'
 import type { S3SourceOptions } from './types'
-import { hasLoneSurrogate } from '../store/uid'
+import { hasLoneSurrogate, MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
 import { makeTempDirSync } from '../temp-dir'
 
 export type { WorkerSlice }
@@ -438,6 +438,9 @@ export class Planner {
     if (this.mem && this.total >= this.memoryEntries) this.spill()
     const index = this.total
     if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
+    // Refused here, before anything is written (the writer would refuse it after the shards before it), and not echoed: it may be megabytes.
+    const uidBytes = uidBytesOverLimit(input.uid)
+    if (uidBytes !== undefined) throw new DesError('DES_BAD_ARG', `${where}: uid of ${uidBytes} bytes is longer than the ${MAX_UID_BYTES} a shard can hold`)
     const p = () => named({ input, label: where })
     // Such a string reaches Rust with U+FFFD in place of each lone half, so
     // two different uids (or paths) would be one there.
