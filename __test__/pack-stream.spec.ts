@@ -291,3 +291,17 @@ test('a uid longer than a shard holds is refused before anything is written, a d
   }
   t.false(fs.existsSync(out), 'nothing written')
 })
+
+test('a meta number JSON.parse does not keep (an integer past 2^53, one out of range) is refused, not stored changed', (t) => {
+  const entry = (meta: string) => `{"uid":"m","created_at":"2024-01-01T00:00:00Z","source_path":"/x","meta":${meta}}\n`
+  for (const [meta, at] of [
+    ['{"id":12345678901234567890}', 'id'],
+    ['{"a":[1,{"b":1e400}]}', 'b'],
+    ['{"a":-9007199254740993}', 'a'],
+  ]) {
+    const err = t.throws(() => parseManifest(entry(meta)), undefined, meta)
+    t.is(errorCode(err), 'DES_BAD_ARG')
+    t.is(err!.message, `manifest line 1: uid "m": "meta" holds a number that would not be stored as written (at "${at}"): an integer past 2^53 or out of range; write it as a string`)
+  }
+  t.deepEqual(parseManifest(entry('{"a":9007199254740991,"b":0.1,"c":[-2.5e10]}')).inputs[0].meta, { a: 9007199254740991, b: 0.1, c: [-2.5e10] })
+})

@@ -68,7 +68,8 @@ export function manifestEntry(value: unknown, line: number, entry: number, text?
   }
   const meta = obj.meta
   if (meta !== undefined && meta !== null && (typeof meta !== 'object' || Array.isArray(meta))) throw badUid('"meta" must be a JSON object')
-  if (meta && nestsTooDeep(meta)) throw badUid(`"meta" nests objects and arrays more than ${MAX_META_DEPTH} deep`)
+  const metaWhy = meta ? metaProblem(meta) : undefined
+  if (metaWhy) throw badUid(metaWhy)
   // Built field by field: spreads would make two objects more per entry.
   const input: PackInput = { uid: uidText, createdAt, source }
   if (typeof size === 'number') input.sizeBytes = size
@@ -83,21 +84,31 @@ export function manifestEntry(value: unknown, line: number, entry: number, text?
  */
 const MAX_META_DEPTH = 127
 
-/** Whether `meta` nests deeper than MAX_META_DEPTH; a level at a time, not recursive: a manifest may nest 100,000 deep. */
-function nestsTooDeep(meta: object): boolean {
+/**
+ * Why `meta` cannot be stored as the manifest writes it, or undefined: it
+ * nests deeper than MAX_META_DEPTH, or holds a number JSON.parse did not
+ * keep (an integer past 2^53 comes back rounded, one out of range as
+ * Infinity, which JSON.stringify writes as null), which would be stored
+ * changed. A level at a time, not recursive: a manifest may nest 100,000 deep.
+ */
+function metaProblem(meta: object): string | undefined {
   let level: object[] = [meta]
   for (let depth = 1; level.length > 0; depth++) {
-    if (depth > MAX_META_DEPTH) return true
+    if (depth > MAX_META_DEPTH) return `"meta" nests objects and arrays more than ${MAX_META_DEPTH} deep`
     const next: object[] = []
     for (const value of level) {
       for (const key in value) {
         const child = (value as Record<string, unknown>)[key]
-        if (child !== null && typeof child === 'object') next.push(child)
+        if (typeof child === 'number') {
+          if (!Number.isFinite(child) || (Number.isInteger(child) && !Number.isSafeInteger(child))) {
+            return `"meta" holds a number that would not be stored as written (at ${JSON.stringify(key)}): an integer past 2^53 or out of range; write it as a string`
+          }
+        } else if (child !== null && typeof child === 'object') next.push(child)
       }
     }
     level = next
   }
-  return false
+  return undefined
 }
 
 function messageOf(err: unknown): string {
