@@ -75,10 +75,19 @@ impl PackItem {
 /// size is refused.
 fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
   let failed = |e| DesError::io(format!("uid {uid:?}: read source {}", path.display()), e);
+  let file = open_source(path).map_err(failed)?;
+  // It was a regular file when checked; a FIFO put in its place since would block the read for ever.
+  if !file.metadata().map_err(failed)?.is_file() {
+    return Err(DesError::SourceChanged(format!(
+      "uid {uid:?}: source {} is no longer a regular file",
+      path.display()
+    )));
+  }
   let Some(want) = want else {
-    return std::fs::read(path).map_err(failed);
+    let mut data = Vec::new();
+    (&file).read_to_end(&mut data).map_err(failed)?;
+    return Ok(data);
   };
-  let file = std::fs::File::open(path).map_err(failed)?;
   let mut data = Vec::with_capacity(want.min(MAX_RESERVE) as usize + 1);
   (&file)
     .take(want.saturating_add(1))
@@ -100,6 +109,19 @@ fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
     )));
   }
   Ok(data)
+}
+
+/// Opens a source for reading without waiting: a FIFO (with no writer) would
+/// block the open itself. Reading a regular file is not changed by the flag.
+fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+  let mut options = std::fs::OpenOptions::new();
+  options.read(true);
+  #[cfg(unix)]
+  {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_NONBLOCK);
+  }
+  options.open(path)
 }
 
 /// What a look at a local source found (`stat_sources`).
@@ -678,6 +700,37 @@ mod tests {
       assert!(
         msg.contains("is more than 0 bytes, the manifest says 0"),
         "{msg}"
+      );
+    }
+    // A FIFO put where the checked file was: refused as changed, not waited on for ever.
+    #[cfg(unix)]
+    {
+      use std::io::Write;
+      let fifo = dir.path().join("fifo");
+      let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+      assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+      // A writer holding bytes in it, so that even a read that waits on it ends.
+      let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+      writer.write_all(b"abcd").unwrap();
+      let item = PackItem {
+        uid: "fifo".into(),
+        meta: None,
+        source: PackSource::Path {
+          path: fifo.clone(),
+          expected_size: Some(3),
+        },
+      };
+      let target = dir.path().join("fifo.des");
+      let mut w = ShardWriter::create(&target, WriterOptions::default()).unwrap();
+      let err = pack_into(&mut w, vec![item], &WriterOptions::default(), None).unwrap_err();
+      assert_eq!(err.code(), "DES_SOURCE_CHANGED", "{err}");
+      assert!(
+        err.to_string().contains("is no longer a regular file"),
+        "{err}"
       );
     }
     // No declared size: read whole, whatever its length.
