@@ -452,6 +452,28 @@ test('a uid of megabytes or a file_location longer than any path is a bad row re
   await readAllBack(t, outDir, [...first, good], 4)
 })
 
+test('a row whose location cannot be reached (through a file, a link loop) is a bad row; the rest of the batch migrates', async (t) => {
+  const tb = await freshTable('unreachable_src')
+  t.teardown(() => tb.close())
+  const [good, other] = makeFiles(tb.dir, 2)
+  const loop = path.join(tb.dir, 'loop')
+  fs.symlinkSync(loop, loop)
+  // The store's folder exists (a cycle ran before): each source's folders are looked at.
+  fs.mkdirSync(path.join(tb.dir, 'out'))
+  await tb.insert([
+    { uid: 'through', createdAt: good.createdAt, location: path.join(other.location, 'x', 'y'), size: 1 },
+    { uid: 'looped', createdAt: good.createdAt, location: path.join(loop, 'x', 'y'), size: 1 },
+    good,
+  ])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.migrated, 1)
+  t.deepEqual(report.bad.map((b) => b.uid).sort(), ['looped', 'through'])
+  await readAllBack(t, path.join(tb.dir, 'out'), [good], 4)
+})
+
 /** Mounts `from` a second time at `at` (root only); false where mounting is not allowed. */
 function bindMount(from: string, at: string): boolean {
   fs.mkdirSync(at, { recursive: true })

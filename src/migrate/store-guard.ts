@@ -71,11 +71,24 @@ export class FolderKeys {
   private idOf(folder: string): string | null {
     let id = this.ids.get(folder)
     if (id === undefined) {
-      const st = fs.statSync(folder, { throwIfNoEntry: false })
-      id = st?.isDirectory() ? dirId(st) : null
+      id = folderId(folder)
       this.ids.set(folder, id)
     }
     return id
+  }
+}
+
+/**
+ * A folder's identity; null when it is none: absent, not a folder, or not
+ * reachable (a path through a file, a link loop, too long). A row may name
+ * any of those; its source check says why it is bad, the cycle goes on.
+ */
+function folderId(folder: string): string | null {
+  try {
+    const st = fs.statSync(folder, { throwIfNoEntry: false })
+    return st?.isDirectory() ? dirId(st) : null
+  } catch {
+    return null
   }
 }
 
