@@ -13,7 +13,7 @@ import { ROOT } from './helpers/golden'
 import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
-import { deleteSources, type CycleDeps } from '../src/migrate/cycle'
+import { checkRow, deleteSources, sameAsSource, type CycleDeps } from '../src/migrate/cycle'
 import { parseLocation } from '../src/migrate/sources'
 import { runCycle } from '../src/migrate/cycle'
 import { LocalSource } from '../src/storage/local'
@@ -374,6 +374,26 @@ test('a uid stored already with the same size but other bytes is a bad row: not 
   const got = await readBack(new LocalSource(outDir), rows[0].uid, rows[0].createdAt, 4)
   t.true(got.data!.equals(otherBytes), 'the stored file is the one that was there')
   await readAllBack(t, outDir, rows.slice(1), 4)
+})
+
+test('a source gone between its check and its comparison with the copy stored already is a bad row, not a failed cycle', async (t) => {
+  const tb = await freshTable('gone_before_compare')
+  t.teardown(() => tb.close())
+  const [row] = makeFiles(tb.dir, 1)
+  await tb.insert([row])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  t.is((await runCycle(deps)).migrated, 1)
+  // A second row for the stored uid: checked (step 2), then its source goes before the comparison.
+  const checked = checkRow({ ctid: '(0,9)', uid: row.uid, createdAt: row.createdAt, location: row.location, sizeBytes: String(row.size), writtenDate: null }, 4)
+  if (!('good' in checked)) return t.fail(checked.bad.reason)
+  fs.rmSync(row.location)
+  const bad = await sameAsSource(deps, [checked.good])
+  t.deepEqual(
+    bad.map((b) => b.uid),
+    [row.uid],
+  )
+  t.regex(bad[0].reason, /cannot read source .* to compare it with the stored file/)
 })
 
 test('a BigFile damaged between packing and the rerun that finds it stored is not archived, and its source stays', async (t) => {

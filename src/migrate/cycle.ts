@@ -303,17 +303,25 @@ export async function sameAsSource(deps: CycleDeps, rows: GoodRow[]): Promise<Ba
     // Not there any more: step 4 (verify) says so.
     if (!part) return
     const entry = part.reader.entry(r.uid)!
-    const source = await openLocation(r.source, deps.sourceS3)
-    let same: boolean
-    if (entry.isBigfile) {
-      const hash = createHash('sha256')
-      for await (const chunk of source as AsyncIterable<Buffer>) hash.update(chunk)
-      same = hash.digest('hex') === entry.sha256
-    } else {
-      const chunks: Buffer[] = []
-      for await (const chunk of source as AsyncIterable<Buffer>) chunks.push(chunk)
-      same = Buffer.concat(chunks).equals(await part.read(r.uid, entry))
+    // The source's sha256 (a BigFile) or bytes (inline), as it is now.
+    let read: { sha256: string } | { bytes: Buffer }
+    try {
+      const source = await openLocation(r.source, deps.sourceS3)
+      if (entry.isBigfile) {
+        const hash = createHash('sha256')
+        for await (const chunk of source as AsyncIterable<Buffer>) hash.update(chunk)
+        read = { sha256: hash.digest('hex') }
+      } else {
+        const chunks: Buffer[] = []
+        for await (const chunk of source as AsyncIterable<Buffer>) chunks.push(chunk)
+        read = { bytes: Buffer.concat(chunks) }
+      }
+    } catch (err) {
+      // Gone or unreadable since its check (step 2): this row waits, as a bad one, and the others go on.
+      bad.push({ uid: r.uid, ctid: r.ctid, reason: `cannot read source ${r.location} to compare it with the stored file: ${describe(err)}` })
+      return
     }
+    const same = 'sha256' in read ? read.sha256 === entry.sha256 : read.bytes.equals(await part.read(r.uid, entry))
     if (!same) bad.push({ uid: r.uid, ctid: r.ctid, reason: `uid already stored in ${part.key} with other bytes of the same size; the stored file stays, this source is not deleted` })
   })
   return bad
