@@ -145,3 +145,32 @@ test("a cycle that adds to existing S3 shards reads each part's index once befor
   }
   await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows)
 })
+
+test('a row naming a shard of the S3 store by a key the server cleans to it (/prefix/..., x/../prefix/...) is a bad row; the shard is kept', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'mig-self')
+  const tb = await freshTable('s3_self')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 2)
+  await tb.insert(rows)
+  const doc = s3Config(tb, bucket, { delete_source_files: true }) as { packer: { s3: Record<string, unknown> } }
+  doc.packer.s3.endpoint_url = s3TestEnv().endpoint
+  const deps = createDeps(parseMigrateConfig(doc))
+  t.teardown(() => deps.close())
+  const first = await runCycle(deps)
+  t.is(first.migrated, 2, first.error)
+  const shard = first.shardKeys[0]
+  const size = (await client.send(new GetObjectCommand({ Bucket: bucket, Key: shard }))).ContentLength!
+  await tb.insert([
+    { uid: 'slash', createdAt: rows[0].createdAt, location: `s3://${bucket}//${shard}`, size },
+    { uid: 'dots', createdAt: rows[0].createdAt, location: `s3://${bucket}/x/../${shard}`, size },
+  ])
+  const report = await runCycle(deps)
+  t.is(report.migrated, 0)
+  t.deepEqual(report.bad.map((b) => [b.uid, /a file of the store being written/.test(b.reason)]).sort(), [
+    ['dots', true],
+    ['slash', true],
+  ])
+  t.true(await exists(client, bucket, shard), 'the shard was not deleted')
+  await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows)
+})

@@ -25,12 +25,22 @@ export function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, pac
     if (ref.kind === 'local' && root instanceof LocalSource) {
       key = folders.keyOf(root.baseDir, ref.path)
     } else if (ref.kind === 's3' && root instanceof S3Source) {
-      key = ref.bucket === root.bucket && ref.key.startsWith(root.prefix) ? ref.key.slice(root.prefix.length) : null
+      const reached = keyReached(ref.key)
+      key = ref.bucket === root.bucket && reached.startsWith(root.prefix) ? reached.slice(root.prefix.length) : null
     } else key = null
     if (key === null) return false
     const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
     return kind === 'shard' || kind === 'bigfile'
   })
+}
+
+/**
+ * The object a key may reach: S3-compatible servers clean the request's path
+ * (MinIO serves and deletes `archive/x` for the key `/archive/x`), so leading
+ * slashes, `//`, `.` and `..` are taken as such a server would take them.
+ */
+function keyReached(key: string): string {
+  return path.posix.normalize(key).replace(/^(\.\.?\/|\/)+/, '')
 }
 
 /**
