@@ -174,3 +174,24 @@ test('a row naming a shard of the S3 store by a key the server cleans to it (/pr
   t.true(await exists(client, bucket, shard), 'the shard was not deleted')
   await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), rows)
 })
+
+test('an s3:// source whose key the server refuses (MinIO: a//b) is a bad row; the rest of the batch migrates', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'mig-refused')
+  const tb = await freshTable('s3_refused')
+  t.teardown(() => tb.close())
+  const [good] = makeFiles(tb.dir, 1)
+  await tb.insert([good, { uid: 'refused', createdAt: good.createdAt, location: `s3://${bucket}/in//x`, size: 1 }])
+  const doc = s3Config(tb, bucket) as { packer: { s3: Record<string, unknown> } }
+  doc.packer.s3.endpoint_url = s3TestEnv().endpoint
+  const deps = createDeps(parseMigrateConfig(doc))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.migrated, 1)
+  t.deepEqual(
+    report.bad.map((b) => [b.uid, /refused by S3 \(HTTP 400\)/.test(b.reason)]),
+    [['refused', true]],
+  )
+  await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), [good])
+})

@@ -10,7 +10,7 @@ import { statSources } from '../native'
 import type { S3Client } from '@aws-sdk/client-s3'
 import { s3Sdk } from './s3-sdk'
 import { mapLimit } from './map-limit'
-import { noCredentials, s3ErrorKind } from './s3-errors'
+import { noCredentials, s3ErrorKind, s3Status } from './s3-errors'
 import { isS3Url, parseS3Url } from './s3-url'
 
 export type SourceRef = { kind: 'local'; path: string } | { kind: 's3'; bucket: string; key: string }
@@ -69,6 +69,8 @@ async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undef
     if (kind === 'no-credentials') throw noCredentials(err)
     if (kind === 'missing' || kind === 'no-bucket') return { ok: false, why: 'missing', reason: `source ${name} does not exist` }
     if (kind === 'forbidden') return { ok: false, why: 'forbidden', reason: `source ${name}: access denied` }
+    // An answer about this key (a name the server will not take, such as `a//b` on MinIO): the source's own problem.
+    if (kind === 'refused') return { ok: false, why: 'unreadable', reason: `source ${name}: refused by S3 (HTTP ${s3Status(err)})` }
     throw err
   }
 }
