@@ -269,6 +269,28 @@ test('a uid already in its shard with another size is a bad row; the rest of the
   await readAllBack(t, outDir, rows.slice(1), 4)
 })
 
+test('a created_at or archived column of another type than the table must have fails the cycle as a configuration error (exit 2), nothing archived', async (t) => {
+  const tb = await freshTable('coltype')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 2)
+  await tb.insert(rows)
+  for (const [column, type] of [
+    ['archived', "text USING 'false'"],
+    ['created_at', 'text'],
+  ]) {
+    await tb.knex.raw(`ALTER TABLE ${tb.table} ALTER COLUMN ${column} DROP DEFAULT, ALTER COLUMN ${column} TYPE ${type}`)
+    const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+    try {
+      const report = await runCycle(deps)
+      t.is(report.status, 'error', column)
+      t.is(report.errorCode, 'DES_CONFIG', `${column}: ${report.error}`)
+      t.is(report.migrated, 0)
+    } finally {
+      await deps.close()
+    }
+  }
+})
+
 test('table and column names come from the config and are quoted safely', async (t) => {
   const cols = { uid: 'File "Uid"', createdAt: 'Created At', location: 'loc;drop', size: 'Bytes', archived: 'Is Archived' }
   const tb = await freshTable('names', cols)

@@ -80,7 +80,9 @@ const PG_CONNECTION_LOST = /^(ROLLBACK - )?(timeout expired|Connection terminate
  * the database or the network unreachable (PostgreSQL SQLSTATE class 08
  * connection exception, 53 insufficient resources, 57P0x shutting down; a
  * knex pool timeout) is `DES_UNAVAILABLE`; a login, database, table or column
- * that does not exist (28xxx, 3D000, 42P01, 42703) is `DES_CONFIG`.
+ * that does not exist (28xxx, 3D000, 42P01, 42703), or a column of another type
+ * than the table must have (a `created_at` of text: 42883, no such operator)
+ * is `DES_CONFIG`.
  */
 function foreignCode(err: unknown, depth = 0): string | undefined {
   const e = err as { code?: unknown; name?: unknown; errors?: unknown } | null | undefined
@@ -88,7 +90,7 @@ function foreignCode(err: unknown, depth = 0): string | undefined {
     if (UNREACHABLE_ERRNO.has(e.code)) return 'DES_UNAVAILABLE'
     if (/^[0-9A-Z]{5}$/.test(e.code)) {
       if (/^(08|53|57P0)/.test(e.code)) return 'DES_UNAVAILABLE'
-      if (/^(28|3D)/.test(e.code) || e.code === '42P01' || e.code === '42703') return 'DES_CONFIG'
+      if (/^(28|3D)/.test(e.code) || ['42P01', '42703', '42883'].includes(e.code)) return 'DES_CONFIG'
     }
   }
   if (e?.name === 'KnexTimeoutError') return 'DES_UNAVAILABLE'
