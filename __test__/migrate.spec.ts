@@ -575,6 +575,32 @@ test('a uid another writer stores between the check before packing and the pack 
   t.false((await tb.archived()).get('u1'))
 })
 
+test('a source rewritten after it was read (between the pack and its deletion) is not deleted: its new bytes are stored nowhere', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-delete-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const rows = ['same', 'resized', 'rewritten'].map((uid, i) => {
+    const location = path.join(dir, uid)
+    fs.writeFileSync(location, 'read')
+    return { ctid: `(0,${i + 1})`, uid, createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, dateDir: '20240101', shardHex: '0', shardIndex: 0 }
+  })
+  const readAt = Date.now()
+  // Another writer, while the cycle marks and commits: one file grows, one is rewritten with as many bytes.
+  fs.writeFileSync(rows[1].location, 'new bytes')
+  fs.writeFileSync(rows[2].location, 'newb')
+  fs.utimesSync(rows[2].location, new Date(readAt + 2000), new Date(readAt + 2000))
+  const table = { locationsStillNamed: async () => new Set<string>() }
+  const r = await deleteSources({ table } as unknown as CycleDeps, rows, readAt)
+  t.is(r.deleted, 1)
+  t.false(fs.existsSync(rows[0].location))
+  t.deepEqual(
+    r.errors.map((e) => e.uid),
+    ['resized', 'rewritten'],
+  )
+  t.regex(r.errors[0].reason, /not deleted: it is now 9 bytes, 4 were stored/)
+  t.regex(r.errors[1].reason, /not deleted: it was modified at .*, after the cycle began/)
+  t.true(fs.existsSync(rows[1].location) && fs.existsSync(rows[2].location))
+})
+
 test('sources of archived rows that cannot be cleared with the database (gone after the commit) are each named in the report, and kept', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-delete-'))
   const rows = ['a', 'b'].map((uid) => {

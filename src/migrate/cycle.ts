@@ -24,7 +24,7 @@ import type { ByteSource, ShardSources } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { MAX_LOCATION_BYTES, pgTimestampToIso, SHOWN_CHARS, type Cutoff, type SourceRow, type SourceTable } from './db'
-import { checkLocations, deleteSource, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
+import { changedSince, checkLocations, deleteSource, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
 import { FolderKeys, ofTheStore } from './store-guard'
 
@@ -424,8 +424,11 @@ export async function markArchived(deps: CycleDeps, trx: Knex.Transaction, rows:
   return n
 }
 
-/** Step 6: deletes the sources of marked, verified rows; a failure is reported, not fatal (the row is archived). */
-export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{ deleted: number; errors: BadRow[]; kept: BadRow[] }> {
+/**
+ * Step 6: deletes the sources of marked, verified rows; a failure is reported, not fatal (the row is archived).
+ * `since` (ms since the epoch): when the cycle began; a local source modified after it is not the one read, and stays.
+ */
+export async function deleteSources(deps: CycleDeps, rows: GoodRow[], since = Date.now()): Promise<{ deleted: number; errors: BadRow[]; kept: BadRow[] }> {
   const errors: BadRow[] = []
   let deleted = 0
   // A file another row still waits for (two rows, one file) stays until that row is archived too.
@@ -441,6 +444,12 @@ export async function deleteSources(deps: CycleDeps, rows: GoodRow[]): Promise<{
   const kept = rows.filter((r) => named.has(r.location)).map((r) => ({ uid: r.uid, ctid: r.ctid, reason: `source ${r.location} kept: a row not archived yet names it too` }))
   await mapLimit(rows.filter((r) => !named.has(r.location)), 32, async (r) => {
     try {
+      // Rewritten since it was read: those bytes are stored nowhere.
+      const changed = await changedSince(r.source, r.size, since)
+      if (changed !== undefined) {
+        errors.push({ uid: r.uid, ctid: r.ctid, reason: `source ${r.location} not deleted: ${changed}; the stored copy is the one read before` })
+        return
+      }
       await deleteSource(r.source, deps.sourceS3)
       deleted++
       if (deleted === 1) faultPoint(deps, 'mid-delete')
@@ -461,6 +470,8 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
   const dryRun = Boolean(opts.dryRun)
   const clock = new Clock()
   const started = performance.now()
+  // Wall clock, as file times are: a source modified after this was not the one read.
+  const startedAt = Date.now()
   const report: CycleReport = {
     dryRun,
     status: 'success',
@@ -552,7 +563,7 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
     }
     faultPoint(deps, 'after-mark')
     if (!dryRun && deps.config.migration.deleteSourceFiles && marked.length > 0) {
-      const del = await clock.time('deleteSources', () => deleteSources(deps, marked))
+      const del = await clock.time('deleteSources', () => deleteSources(deps, marked, startedAt))
       report.deleted = del.deleted
       report.deleteErrors = del.errors
       report.sourcesKept = del.kept

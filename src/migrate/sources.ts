@@ -42,3 +42,18 @@ export async function deleteSource(ref: SourceRef, s3: S3Client | undefined): Pr
   if (!s3) throw new Error('S3 sources are disabled')
   await s3.send(new DeleteObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
 }
+
+/**
+ * Why a local source may no longer hold the bytes stored from it: another
+ * size, or modified after `since` (ms since the epoch, when the cycle began).
+ * Undefined when it looks as it was read (or is gone, or is on S3).
+ */
+export async function changedSince(ref: SourceRef, size: number, since: number): Promise<string | undefined> {
+  if (ref.kind !== 'local') return undefined
+  const st = await fs.stat(ref.path).catch(() => undefined)
+  if (st === undefined) return undefined
+  if (st.size !== size) return `it is now ${st.size} bytes, ${size} were stored`
+  // Whole milliseconds, as Date.now() gives the start: a file written in its very millisecond is not after it.
+  if (Math.floor(st.mtimeMs) > since) return `it was modified at ${st.mtime.toISOString()}, after the cycle began`
+  return undefined
+}
