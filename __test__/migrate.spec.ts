@@ -291,6 +291,30 @@ test('a created_at or archived column of another type than the table must have f
   }
 })
 
+test('a partitioned table: a row is marked by its partition and ctid, not every row of another partition at the same ctid', async (t) => {
+  const tb = await freshTable('partitioned')
+  t.teardown(() => tb.close())
+  await tb.knex.raw(`DROP TABLE ${tb.table}`)
+  await tb.knex.raw(`CREATE TABLE ${tb.table} (uid text, created_at timestamptz, file_location text, size_bytes bigint, archived boolean NOT NULL DEFAULT false) PARTITION BY RANGE (created_at)`)
+  await tb.knex.raw(`CREATE TABLE ${tb.schema}.old PARTITION OF ${tb.table} FOR VALUES FROM ('2000-01-01') TO ('2025-01-01')`)
+  await tb.knex.raw(`CREATE TABLE ${tb.schema}.recent PARTITION OF ${tb.table} FOR VALUES FROM ('2025-01-01') TO (MAXVALUE)`)
+  const [old, young] = makeFiles(tb.dir, 2)
+  // Each the first row of its partition: both at ctid (0,1).
+  await tb.insert([old, { ...young, createdAt: new Date(Date.now() - 86_400_000).toISOString() }])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.migrated, 1)
+  t.deepEqual(
+    [...(await tb.archived())].sort(),
+    [
+      [old.uid, true],
+      [young.uid, false],
+    ],
+  )
+})
+
 test('table and column names come from the config and are quoted safely', async (t) => {
   const cols = { uid: 'File "Uid"', createdAt: 'Created At', location: 'loc;drop', size: 'Bytes', archived: 'Is Archived' }
   const tb = await freshTable('names', cols)

@@ -23,7 +23,7 @@ import { shardKeyIn } from '../store/layout'
 import type { ByteSource, ShardSources } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
-import { MAX_LOCATION_BYTES, pgTimestampToIso, SHOWN_CHARS, type Cutoff, type SourceRow, type SourceTable } from './db'
+import { MAX_LOCATION_BYTES, pgTimestampToIso, rowKey, SHOWN_CHARS, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { changedSince, checkLocations, deleteSource, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
 import { FolderKeys, ofTheStore } from './store-guard'
@@ -57,6 +57,8 @@ export interface BadRow {
 /** A row whose source checked out. */
 export interface GoodRow {
   ctid: string
+  /** The partition holding the row (SourceRow.tableoid). */
+  tableoid: string
   uid: string
   createdAt: string
   size: number
@@ -175,7 +177,7 @@ export async function claimBatch(
     const limit = batchSize - good.length
     const rows = await clock.time('database', () => selectRows(deps, trx, lock, limit, seen))
     if (rows.length === 0) break
-    for (const r of rows) seen.push(r.ctid)
+    for (const r of rows) seen.push(rowKey(r))
     const v = await clock.time('sourceChecks', () => validateRows(deps, rows, good))
     good.push(...v.good)
     bad.push(...v.bad)
@@ -220,9 +222,9 @@ export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout;
   if (opts.layout === 'flat' && row.writtenDate !== null && /^\d{8}$/.test(row.writtenDate)) {
     // The packer routes this naive timestamp to the same date as written.
     const w = row.writtenDate
-    return { good: { ctid: row.ctid, uid: row.uid, createdAt: `${w.slice(0, 4)}-${w.slice(4, 6)}-${w.slice(6, 8)}T00:00:00`, size, location: row.location, source, dateDir: w, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
+    return { good: { ctid: row.ctid, tableoid: row.tableoid, uid: row.uid, createdAt: `${w.slice(0, 4)}-${w.slice(4, 6)}-${w.slice(6, 8)}T00:00:00`, size, location: row.location, source, dateDir: w, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
   }
-  return { good: { ctid: row.ctid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
+  return { good: { ctid: row.ctid, tableoid: row.tableoid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
 }
 
 /** Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others. */
@@ -416,10 +418,7 @@ export async function verifyStored(deps: CycleDeps, rows: GoodRow[]): Promise<{ 
 
 /** Step 5: marks exactly the verified rows; any other count rolls the transaction back. */
 export async function markArchived(deps: CycleDeps, trx: Knex.Transaction, rows: GoodRow[]): Promise<number> {
-  const n = await deps.table.markArchived(
-    trx,
-    rows.map((r) => r.ctid),
-  )
+  const n = await deps.table.markArchived(trx, rows)
   if (n !== rows.length) throw new DesError('DES_CONFLICT', `marking archived changed ${n} rows, expected ${rows.length}; rolled back`)
   return n
 }

@@ -22,6 +22,8 @@ export const SHOWN_CHARS = 64
 export interface SourceRow {
   /** Physical row id, stable while our row lock is held: marking uses it so exactly the claimed rows are marked. */
   ctid: string
+  /** The table (partition) holding it, by oid: in a partitioned table each partition has its own ctids. */
+  tableoid: string
   uid: string | null
   /** `created_at::text` with the session in UTC, e.g. `2024-01-02 03:04:05.123+00`. */
   createdAt: string | null
@@ -62,6 +64,14 @@ export function createKnex(url: string, poolMax = 4, log: KnexLog = knexLog()): 
     acquireConnectionTimeout: 30_000,
     log,
   })
+}
+
+/** A row's identity in SQL (`oid:(page,item)`), as rowKey makes it. */
+const ROW_KEY = `(tableoid::text || ':' || ctid::text)`
+
+/** A claimed row's identity: its ctid within its table or partition. */
+export function rowKey(row: Pick<SourceRow, 'ctid' | 'tableoid'>): string {
+  return `${row.tableoid}:${row.ctid}`
 }
 
 /** `name` as a quoted SQL identifier. */
@@ -127,7 +137,7 @@ export class SourceTable {
   async selectBatch(trx: Knex.Transaction, cutoff: Cutoff, limit: number, lock: boolean, exclude: string[] = []): Promise<SourceRow[]> {
     const { uid, createdAt, location, size } = this.c
     const where = this.pendingWhere(cutoff)
-    // `exclude`: rows this transaction has seen already (SKIP LOCKED does not skip our own locks).
+    // `exclude`: rows this transaction has seen already (SKIP LOCKED does not skip our own locks), by rowKey.
     // The date as written: a timestamptz seen in the session's own zone, a timestamp as it is.
     const written =
       `CASE WHEN pg_typeof(${createdAt}) = 'timestamptz'::regtype THEN to_char(timezone(?, ${createdAt}::timestamptz), 'YYYYMMDD') ` +
@@ -137,13 +147,14 @@ export class SourceTable {
       `CASE WHEN octet_length(${column}::text) > ${max} THEN left(${column}::text, ${SHOWN_CHARS}) ELSE ${column}::text END AS ${as}, ` +
       `CASE WHEN octet_length(${column}::text) > ${max} THEN octet_length(${column}::text) END AS ${as}_bytes`
     const sql =
-      `SELECT ctid::text AS ctid, ${cut(uid, MAX_UID_BYTES, 'uid')}, ${createdAt}::text AS created_at, ` +
+      `SELECT ctid::text AS ctid, tableoid::text AS tableoid, ${cut(uid, MAX_UID_BYTES, 'uid')}, ${createdAt}::text AS created_at, ` +
       `${cut(location, MAX_LOCATION_BYTES, 'location')}, ${size ?? 'NULL'}::text AS size_bytes, ${written} ` +
-      `FROM ${this.table} WHERE ${where.sql}${exclude.length ? ' AND ctid <> ALL(?::tid[])' : ''} ORDER BY ${createdAt} LIMIT ?` +
+      `FROM ${this.table} WHERE ${where.sql}${exclude.length ? ` AND ${ROW_KEY} <> ALL(?::text[])` : ''} ORDER BY ${createdAt} LIMIT ?` +
       (lock ? ' FOR UPDATE SKIP LOCKED' : '')
     const res = await trx.raw(sql, [this.sessionZone.get(trx) ?? 'UTC', ...where.bindings, ...(exclude.length ? [exclude] : []), limit])
     return (res.rows as Array<Record<string, string | number | null>>).map((r) => ({
       ctid: r.ctid as string,
+      tableoid: r.tableoid as string,
       uid: r.uid as string | null,
       createdAt: r.created_at as string | null,
       location: r.location as string | null,
@@ -169,9 +180,13 @@ export class SourceTable {
   }
 
   /** Step 5: marks exactly these claimed rows archived; resolves to how many were. */
-  async markArchived(trx: Knex.Transaction, ctids: string[]): Promise<number> {
-    if (ctids.length === 0) return 0
-    const res = await trx.raw(`UPDATE ${this.table} SET ${this.c.archived} = true WHERE ctid = ANY(?::tid[]) AND ${this.c.archived} = false`, [ctids])
+  async markArchived(trx: Knex.Transaction, rows: Array<Pick<SourceRow, 'ctid' | 'tableoid'>>): Promise<number> {
+    if (rows.length === 0) return 0
+    // ctid alone finds the rows fast (a TID scan); with the partition, only ours.
+    const res = await trx.raw(`UPDATE ${this.table} SET ${this.c.archived} = true WHERE ctid = ANY(?::tid[]) AND ${ROW_KEY} = ANY(?::text[]) AND ${this.c.archived} = false`, [
+      rows.map((r) => r.ctid),
+      rows.map(rowKey),
+    ])
     return res.rowCount as number
   }
 
