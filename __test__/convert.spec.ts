@@ -222,6 +222,17 @@ test('local: a kept flat key whose first part cannot be read keeps every flat Bi
   t.true(fs.readFileSync(path.join(dir, '_bigFiles', name)).equals(shared))
 })
 
+test('local: a flat shard whose footer is damaged is named by its store-relative key, never by the machine path of the store', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const victim = fs.readdirSync(dir).find((f) => f.endsWith('_0000.des'))!
+  fs.copyFileSync(goldenPath('corrupt', 'bad-footer-magic.des'), path.join(dir, victim))
+  const r = await runCli(['convert', '--base-dir', dir, '--n-bits', String(golden.n_bits)], { env: { DES_BIG_FILE_THRESHOLD_BYTES: '200000' } })
+  t.is(r.code, 4, r.stderr)
+  t.regex(r.stderr, new RegExp(`shard ${victim}: corrupt shard: bad footer magic`))
+  t.false(r.stderr.includes(dir), r.stderr)
+})
+
 test('des convert refuses a zstd level des pack refuses, in the same words', async (t) => {
   const dir = tempDir('des-convert-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))

@@ -42,6 +42,12 @@ function withKey(err: unknown, key: string): unknown {
   return err
 }
 
+/** A native message names the machine's path of the file; callers know the shard by its key (withKey adds it). */
+function withoutPath(err: unknown, file: string): unknown {
+  if (!(err instanceof DesError) || !err.message.includes(file)) return err
+  return new DesError(err.code, err.message.split(`${file}: `).join('').split(file).join('the shard'), { cause: err })
+}
+
 let openedCount = 0
 
 /** What every opened shard holds: where it is, its index, its version, its cache weight. */
@@ -198,14 +204,15 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
     const etag = await source.localEtag(key)
     if (previous && previous.etag === etag) return confirmed(previous)
     let reader: ShardReader
+    const file = source.localPath(key)
     try {
-      reader = await ShardReader.open(source.localPath(key))
+      reader = await ShardReader.open(file)
     } catch (err) {
       // Gone between the stat and the open: as absent as if the stat had said so.
       if ((err as DesError)?.code === 'DES_NO_FILE') {
         throw new DesError('DES_NOT_FOUND', `no object ${key}`)
       }
-      throw withKey(err, key)
+      throw withKey(withoutPath(err, file), key)
     }
     return new LocalShard(key, source, reader, etag, reader.fileSize ?? reader.dataEnd + reader.indexSize)
   }
