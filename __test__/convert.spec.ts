@@ -233,6 +233,19 @@ test('local: a flat shard whose footer is damaged is named by its store-relative
   t.false(r.stderr.includes(dir), r.stderr)
 })
 
+test('local: a flat shard behind a link whose target is gone keeps its key flat and fails the run (it is not taken for absent)', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  const first = fs.readdirSync(dir).find((f) => f.endsWith('_0000.des') && fs.existsSync(path.join(dir, f.replace('_0000', '_0001'))))!
+  const later = first.replace('_0000', '_0001')
+  fs.rmSync(path.join(dir, first))
+  fs.symlinkSync(path.join(tempDir('des-convert-gone-'), first), path.join(dir, first))
+  const r = await convert(['--base-dir', dir, '--delete-source'], {})
+  t.is(r.code, 4, r.stderr)
+  t.true(report(r).failed.some((f: { key: string }) => first.startsWith(f.key)), JSON.stringify(report(r).failed))
+  t.true(fs.existsSync(path.join(dir, later)), 'the later part of its key is kept')
+})
+
 test('des convert refuses a zstd level des pack refuses, in the same words', async (t) => {
   const dir = tempDir('des-convert-')
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))

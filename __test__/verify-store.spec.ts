@@ -224,6 +224,20 @@ test('a folder linked back up to one above it is not walked again and again', as
   t.is(r.summary.objects, clean.summary.objects, 'the same objects, none of them through the link')
 })
 
+test('a date folder or a shard behind a link whose target is gone (a disk unmounted) is unreadable, not skipped: exit 6', async (t) => {
+  const store = await copyOfStore()
+  const elsewhere = tempDir('des-verify-disk-')
+  fs.renameSync(path.join(store, '20240301'), path.join(elsewhere, '20240301'))
+  fs.symlinkSync(path.join(elsewhere, '20240301'), path.join(store, '20240301'))
+  t.is((await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])).code, 0, 'read through the link while its disk is there')
+  fs.rmSync(elsewhere, { recursive: true })
+  const r = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  t.is(r.code, 6, r.stderr)
+  t.deepEqual(errors(r), ['20240301: unreadable'])
+  t.regex(found(r, 'unreadable')[0].message, /a link whose target cannot be reached \(ENOENT\)/)
+  t.false(JSON.stringify(r.lines).includes(elsewhere), 'the link\'s target is not named')
+})
+
 test('a shard whose index does not read is corrupt, not counted among the shards without checksums', async (t) => {
   const store = await copyOfStore()
   const shard = path.join(store, '20240301', '5.1.des')

@@ -158,7 +158,17 @@ export class LocalSource implements ByteSource {
       let isDir = d.isDirectory()
       let st: fs.Stats | undefined
       if (d.isSymbolicLink()) {
-        st = await fsp.stat(this.localPath(key)).catch(() => undefined)
+        let broken: string | undefined
+        st = await fsp.stat(this.localPath(key)).catch((err: NodeJS.ErrnoException) => {
+          broken = err.code ?? err.message
+          return undefined
+        })
+        // Listed, not skipped: what it stood for cannot be read, and a whole-store check must say so.
+        if (broken !== undefined) {
+          const link = await fsp.lstat(this.localPath(key)).catch(() => undefined)
+          if (link) yield { key, size: 0, modifiedMs: link.mtimeMs, broken }
+          continue
+        }
         isDir = st?.isDirectory() ?? false
       }
       if (isDir) {

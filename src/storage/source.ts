@@ -32,6 +32,11 @@ export interface ListedObject {
   size: number
   /** Last modification, ms since the epoch. */
   modifiedMs: number
+  /**
+   * Local only: a link whose target cannot be reached (why, e.g. ENOENT), a
+   * file or a folder of files no reader can read (a disk behind it unmounted).
+   */
+  broken?: string
 }
 
 /** How a stream is read: the metric label, and the version it must still be. */

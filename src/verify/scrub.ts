@@ -264,6 +264,10 @@ export class Scrub {
     const started: Promise<void>[] = []
     const onError = (err: unknown) => this.fail(err)
     for (const obj of objs) {
+      if (obj.broken !== undefined) {
+        started.push((await this.pool.start(() => this.emit(this.brokenReport(root, obj, obj.broken!)), onError)).done)
+        continue
+      }
       const kind = classifyKeyIn(obj.key, this.layouts, nBits, bigfilesPrefix)
       switch (kind.type) {
         case 'shard': {
@@ -286,6 +290,13 @@ export class Scrub {
       started.push((await this.pool.start(() => this.checkKey(root, parts, setOf(parts[0].name.layout)), onError)).done)
     }
     return { done: Promise.all(started).then(() => this.finishBigfiles(root, nestedBigfiles)) }
+  }
+
+  /** A link whose target cannot be reached: whatever it stood for (a shard, a BigFile, a date folder) cannot be read. */
+  private brokenReport(root: ScrubRoot, obj: ListedObject, why: string): ObjectReport {
+    const r = this.base(root, obj.key, 'other')
+    r.findings.push({ severity: 'error', kind: 'unreadable', code: 'DES_STORAGE', message: `a link whose target cannot be reached (${why}): no reader can read what it stands for` })
+    return r
   }
 
   private otherReport(root: ScrubRoot, obj: ListedObject, type: 'lock' | 'temp' | 'other'): ObjectReport {
