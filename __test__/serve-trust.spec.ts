@@ -558,6 +558,47 @@ test.serial('a BigFile download the client leaves half-way is logged with the by
   }
 })
 
+test.serial('a client that leaves while its file is being read is counted as not answered (499), not as a 200 it never got', async (t) => {
+  const dir = tempDir()
+  const file = { uid: 'slow-read', createdAt: DAY, data: payload(50_000, 4) }
+  await writeStore(dir, [file])
+  const store = (await openBackend('local', dir)).store()
+  // The read waits until the client's connection is closed on the server's side.
+  let reading!: () => void
+  const readStarted = new Promise<void>((r) => (reading = r))
+  let release!: () => void
+  const released = new Promise<void>((r) => (release = r))
+  const read = store.readPayload.bind(store)
+  store.readPayload = async (found: Found) => {
+    reading()
+    await released
+    return read(found)
+  }
+  const logs = captureLogs('info')
+  const server = createServer({ store, logger: logs.logger })
+  const serverSockets: net.Socket[] = []
+  server.on('connection', (s) => serverSockets.push(s))
+  const url = await listenLocal(server)
+  try {
+    const before = await retrievals('local', 'error', '499')
+    const beforeOk = await retrievals('local', 'ok', '200')
+    const u = new URL(url)
+    const req = http.request({ host: u.hostname, port: u.port, path: fileUrl(file.uid), agent: false })
+    req.on('error', () => {}) // destroyed on purpose
+    req.end()
+    await readStarted
+    const closed = new Promise<void>((r) => serverSockets[0].once('close', () => r()))
+    req.destroy()
+    await closed
+    release()
+    await logs.waitFor((l) => l.url === fileUrl(file.uid))
+    t.is(await retrievals('local', 'error', '499'), before + 1)
+    t.is(await retrievals('local', 'ok', '200'), beforeOk)
+  } finally {
+    await closeServer(server)
+  }
+})
+
 test('an absolute-form request target (http://host/files/...) is served as its path, as RFC 9112 requires', async (t) => {
   const dir = tempDir()
   const data = payload(700, 5)

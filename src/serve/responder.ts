@@ -467,6 +467,8 @@ export class FilesResponder {
       }
       const data = await this.store.readPayload(found).catch(goneMeanwhile)
       if (data.length !== size) throw changedMeanwhile(uid)
+      // Its client left while the bytes were read: nothing goes out, and it is not counted as answered.
+      if (isGone(this.connectionOf(req.socket))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
       res.writeHead(status, headers)
       res.end(status === 206 ? data.subarray(start, end + 1) : data)
       this.done(req, res, startMs, id, undefined, end - start + 1)
@@ -547,6 +549,7 @@ export class FilesResponder {
     if (!(await this.holdBody(req, res, length))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
     const data = await this.store.readStored(found).catch(goneMeanwhile)
     if (data.length !== length) throw changedMeanwhile(found.uid)
+    if (isGone(this.connectionOf(req.socket))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
     res.writeHead(200, headers)
     res.end(data)
     this.done(req, res, startMs, id, undefined, length)
