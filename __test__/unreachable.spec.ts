@@ -5,8 +5,12 @@
 
 import test from 'ava'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
 import * as net from 'node:net'
 import * as path from 'node:path'
+import { httpStatus, type DesError } from '../src/errors'
+import { S3Source } from '../src/storage/s3'
+import { createS3Client } from '../src/storage/s3-client'
 import { runCli } from './helpers/cli'
 import { makeCorpus, tempDir } from './helpers/pack'
 
@@ -47,4 +51,39 @@ test('des migrate against a database that never answers fails as unavailable (ex
   t.regex(r.stderr, /migration cycle failed/)
   t.notRegex(r.stderr, /\n\s+at |\\n\s+at /)
   t.notRegex(r.stderr, /secret-pw/)
+})
+
+/** An S3 source on an HTTP server of the test's own, answering every GET with `answer` (no signature is checked). */
+async function sourceOn(t: import('ava').ExecutionContext, answer: http.RequestListener, requestTimeoutMs = 5000): Promise<S3Source> {
+  const sockets = new Set<net.Socket>()
+  const server = http.createServer(answer)
+  server.on('connection', (s) => sockets.add(s))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  process.env.AWS_ACCESS_KEY_ID ||= 'x'
+  process.env.AWS_SECRET_ACCESS_KEY ||= 'y'
+  const endpoint = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 1, connectionTimeoutMs: 1000, requestTimeoutMs })
+  t.teardown(() => {
+    client.destroy()
+    for (const s of sockets) s.destroy()
+    server.close()
+  })
+  return new S3Source(client, { bucket: 'b', prefix: '' })
+}
+
+async function drain(body: AsyncIterable<unknown>): Promise<void> {
+  for await (const _chunk of body) void _chunk
+}
+
+test('an S3 object whose connection drops mid-body fails as unavailable, a BigFile stream too (a 503, not an internal error)', async (t) => {
+  const source = await sourceOn(t, (req, res) => {
+    res.writeHead(200, { 'Content-Length': '1000', 'Content-Range': 'bytes 0-999/1000', ETag: '"v1"' })
+    res.write(Buffer.alloc(10), () => req.socket.destroy())
+  })
+  const read = await t.throwsAsync(source.getRange('k', 0, 1000, 'payload'))
+  t.is((read as DesError).code, 'DES_UNAVAILABLE', read?.message)
+  const { body } = await source.stream('k')
+  const streamed = await t.throwsAsync(drain(body))
+  t.is((streamed as DesError).code, 'DES_UNAVAILABLE', streamed?.message)
+  t.is(httpStatus(streamed), 503)
 })

@@ -4,7 +4,7 @@
 // for `list`, which only the store-wide verify uses).
 
 import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
-import type { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { backendLabel, s3RangeCallsTotal } from '../metrics'
@@ -32,6 +32,19 @@ export function s3Error(err: unknown, bucket: string, key: string): DesError {
     default:
       return new DesError('DES_STORAGE', `storage error reading ${where}: ${s3Status(err)} ${(err as Error)?.name ?? ''}: ${(err as Error)?.message ?? ''}`.trim(), { cause: err })
   }
+}
+
+/**
+ * A GET's body whose failure mid-way (S3 gone, the socket's idle timeout)
+ * is `toOurs(err)`, as a failed request is: a BigFile cut short is then
+ * logged and counted as the storage failure it is, not as an internal error.
+ */
+function bodyWithOurErrors(body: Readable, toOurs: (err: unknown) => DesError): Readable {
+  const out = new PassThrough()
+  body.once('error', (err) => out.destroy(toOurs(err)))
+  // A reader that stops early (a client gone) lets the object's connection go.
+  out.once('close', () => body.destroy())
+  return body.pipe(out)
 }
 
 async function bodyBytes(out: GetObjectCommandOutput): Promise<Buffer> {
@@ -108,7 +121,8 @@ export class S3Source implements ByteSource {
   async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
     const out = await this.get(key, opts.type ?? 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined, opts.etag)
     const objectSize = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0
-    return { body: out.Body as Readable, objectSize, etag: out.ETag }
+    const body = bodyWithOurErrors(out.Body as Readable, (err) => s3Error(err, this.bucket, this.prefix + key))
+    return { body, objectSize, etag: out.ETag }
   }
 
   /** Every object under the prefix (ListObjectsV2, 1,000 keys a page, in bytewise key order). */
