@@ -87,3 +87,46 @@ test('an S3 object whose connection drops mid-body fails as unavailable, a BigFi
   t.is((streamed as DesError).code, 'DES_UNAVAILABLE', streamed?.message)
   t.is(httpStatus(streamed), 503)
 })
+
+test('an S3 object whose body stops mid-way fails as unavailable after DES_S3_REQUEST_TIMEOUT_MS of silence, never hangs', async (t) => {
+  // Headers and 10 bytes of 1000, then nothing: the SDK's request timeout is over once the headers are in.
+  const source = await sourceOn(
+    t,
+    (_req, res) => {
+      res.writeHead(200, { 'Content-Length': '1000', 'Content-Range': 'bytes 0-999/1000', ETag: '"v1"' })
+      res.write(Buffer.alloc(10))
+    },
+    300,
+  )
+  // A payload read (the body read whole) and a BigFile stream (read as it comes).
+  const read = await t.throwsAsync(source.getRange('k', 0, 1000, 'payload'))
+  t.is((read as DesError).code, 'DES_UNAVAILABLE', read?.message)
+  t.regex(String(read?.message), /timed out/)
+  const { body } = await source.stream('k')
+  const streamed = await t.throwsAsync(drain(body))
+  t.is((streamed as DesError).code, 'DES_UNAVAILABLE', streamed?.message)
+})
+
+test('a BigFile stream whose reader stops taking bytes for longer than the S3 timeout is not cut: S3 is not waited on then', async (t) => {
+  const data = Buffer.alloc(8 << 20, 7)
+  const source = await sourceOn(
+    t,
+    (_req, res) => {
+      res.writeHead(200, { 'Content-Length': String(data.length), ETag: '"v1"' })
+      res.end(data)
+    },
+    200,
+  )
+  const { body } = await source.stream('k')
+  let got = 0
+  let paused = false
+  for await (const chunk of body) {
+    got += (chunk as Buffer).length
+    if (!paused) {
+      // A slow client: nothing taken for several times the timeout, while S3 has long sent what the buffers hold.
+      paused = true
+      await new Promise((r) => setTimeout(r, 1000))
+    }
+  }
+  t.is(got, data.length)
+})

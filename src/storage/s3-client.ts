@@ -31,7 +31,8 @@ export interface S3ClientOptions {
  */
 export function createS3Client(s3: Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle'>, opts: S3ClientOptions = {}): S3Client {
   const fromEnv = opts.connectionTimeoutMs === undefined || opts.requestTimeoutMs === undefined ? s3TimeoutsFromEnv() : undefined
-  return new S3Client({
+  const requestTimeoutMs = opts.requestTimeoutMs ?? fromEnv!.s3RequestTimeoutMs
+  const client = new S3Client({
     region: s3.region,
     endpoint: s3.endpoint,
     forcePathStyle: s3.forcePathStyle,
@@ -39,10 +40,24 @@ export function createS3Client(s3: Pick<S3Settings, 'region' | 'endpoint' | 'for
     ...(opts.retryDelayMs !== undefined ? { retryStrategy: retryStrategy(opts.maxAttempts ?? 3, opts.retryDelayMs) } : {}),
     requestHandler: {
       connectionTimeout: opts.connectionTimeoutMs ?? fromEnv!.s3ConnectTimeoutMs,
-      requestTimeout: opts.requestTimeoutMs ?? fromEnv!.s3RequestTimeoutMs,
+      requestTimeout: requestTimeoutMs,
       throwOnRequestTimeout: true,
     },
   })
+  bodyIdleMs.set(client, requestTimeoutMs)
+  return client
+}
+
+/**
+ * The SDK's requestTimeout ends once a response's headers are in: a body
+ * that stops mid-way is watched by its reader (S3Source) for this long, the
+ * client's own request timeout (DES_S3_REQUEST_TIMEOUT_MS for a client made
+ * elsewhere).
+ */
+const bodyIdleMs = new WeakMap<S3Client, number>()
+
+export function bodyIdleMsOf(client: S3Client): number {
+  return bodyIdleMs.get(client) ?? s3TimeoutsFromEnv().s3RequestTimeoutMs
 }
 
 /** The SDK's standard strategy (which errors, how many tries, the retry quota) with our backoff. */

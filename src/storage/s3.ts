@@ -8,6 +8,7 @@ import { PassThrough, type Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { backendLabel, s3RangeCallsTotal } from '../metrics'
+import { bodyIdleMsOf } from './s3-client'
 import { noCredentials, s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
 import { totalFromContentRange } from './s3-url'
 import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
@@ -35,21 +36,62 @@ export function s3Error(err: unknown, bucket: string, key: string): DesError {
 }
 
 /**
- * A GET's body whose failure mid-way (S3 gone, the socket's idle timeout)
- * is `toOurs(err)`, as a failed request is: a BigFile cut short is then
- * logged and counted as the storage failure it is, not as an internal error.
+ * A GET's body, watched: silent for `idleMs` while its reader waits for
+ * bytes (S3 hung or paused, a network dropping packets), it fails as
+ * unreachable. The SDK's requestTimeout ends with the response's headers,
+ * and an idle timeout on the socket would also cut a slow client's download,
+ * whose reads wait on the client, not on S3. A failure mid-way is
+ * `toOurs(err)`, as a failed request is: a BigFile cut short is logged and
+ * counted as the storage failure it is, not as an internal error.
  */
-function bodyWithOurErrors(body: Readable, toOurs: (err: unknown) => DesError): Readable {
+function watchedBody(body: Readable, idleMs: number, toOurs: (err: unknown) => DesError): Readable {
   const out = new PassThrough()
-  body.once('error', (err) => out.destroy(toOurs(err)))
+  let over = false
+  let silence: NodeJS.Timeout | undefined
+  const waitForS3 = () => {
+    if (over) return
+    if (silence) silence.refresh()
+    else silence = setTimeout(() => body.destroy(Object.assign(new Error(`timed out: no byte of the body for ${idleMs} ms`), { name: 'TimeoutError' })), idleMs)
+  }
+  const waitForReader = () => {
+    clearTimeout(silence)
+    silence = undefined
+  }
+  const finish = () => {
+    over = true
+    waitForReader()
+  }
+  body.on('data', (chunk: Buffer) => {
+    if (out.write(chunk)) return waitForS3()
+    // The reader is behind: S3 is not waited on until it takes more.
+    waitForReader()
+    body.pause()
+  })
+  out.on('drain', () => {
+    waitForS3()
+    body.resume()
+  })
+  body.once('end', () => {
+    finish()
+    out.end()
+  })
+  body.once('error', (err) => {
+    finish()
+    out.destroy(toOurs(err))
+  })
   // A reader that stops early (a client gone) lets the object's connection go.
-  out.once('close', () => body.destroy())
-  return body.pipe(out)
+  out.once('close', () => {
+    finish()
+    body.destroy()
+  })
+  waitForS3()
+  return out
 }
 
-async function bodyBytes(out: GetObjectCommandOutput): Promise<Buffer> {
-  const arr = await out.Body!.transformToByteArray()
-  return Buffer.from(arr.buffer, arr.byteOffset, arr.byteLength)
+async function bytesOf(body: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of body) chunks.push(chunk as Buffer)
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
 }
 
 export class S3Source implements ByteSource {
@@ -59,6 +101,8 @@ export class S3Source implements ByteSource {
   readonly prefix: string
   readonly bucket: string
   private readonly counters: Record<ReadType, { inc(): void }>
+  /** How long a body may be silent while it is waited for. */
+  private readonly bodyIdleMs: number
 
   constructor(
     private readonly client: S3Client,
@@ -69,6 +113,7 @@ export class S3Source implements ByteSource {
     this.prefix = settings.prefix
     this.backend = backend
     this.id = `s3:${settings.bucket}/${settings.prefix}`
+    this.bodyIdleMs = bodyIdleMsOf(client)
     // A zone's source counts as `s3`, as the reference's zone retrievers do.
     const label = backendLabel(backend)
     this.counters = {
@@ -79,22 +124,25 @@ export class S3Source implements ByteSource {
     }
   }
 
-  private async get(key: string, type: ReadType, range: string | undefined, etag?: string): Promise<GetObjectCommandOutput> {
+  /** The object's answer, its body watched (see watchedBody). */
+  private async get(key: string, type: ReadType, range: string | undefined, etag?: string): Promise<GetObjectCommandOutput & { body: Readable }> {
     this.counters[type].inc()
+    let out: GetObjectCommandOutput
     try {
-      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range, IfMatch: etag && !etag.startsWith('size:') ? etag : undefined }))
+      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range, IfMatch: etag && !etag.startsWith('size:') ? etag : undefined }))
     } catch (err) {
       if ((err as { name?: string }).name === 'InvalidRange' && type === 'tail') {
         throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.prefix}${key} is empty, not a shard`)
       }
       throw s3Error(err, this.bucket, this.prefix + key)
     }
+    return { ...out, body: watchedBody(out.Body as Readable, this.bodyIdleMs, (err) => s3Error(err, this.bucket, this.prefix + key)) }
   }
 
   async getTail(key: string, n: number): Promise<ObjectTail> {
     const out = await this.get(key, 'tail', `bytes=-${n}`)
     try {
-      const bytes = await bodyBytes(out)
+      const bytes = await bytesOf(out.body)
       const objectSize = totalFromContentRange(out.ContentRange) ?? bytes.length
       // No ETag (some S3-compatible servers): the size tells changes apart, and no If-Match is sent.
       return { bytes, objectSize, etag: out.ETag ?? `size:${objectSize}` }
@@ -108,7 +156,7 @@ export class S3Source implements ByteSource {
     const out = await this.get(key, type, `bytes=${offset}-${offset + length - 1}`, etag)
     let bytes: Buffer
     try {
-      bytes = await bodyBytes(out)
+      bytes = await bytesOf(out.body)
     } catch (err) {
       throw s3Error(err, this.bucket, this.prefix + key)
     }
@@ -121,8 +169,7 @@ export class S3Source implements ByteSource {
   async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
     const out = await this.get(key, opts.type ?? 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined, opts.etag)
     const objectSize = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0
-    const body = bodyWithOurErrors(out.Body as Readable, (err) => s3Error(err, this.bucket, this.prefix + key))
-    return { body, objectSize, etag: out.ETag }
+    return { body: out.body, objectSize, etag: out.ETag }
   }
 
   /** Every object under the prefix (ListObjectsV2, 1,000 keys a page, in bytewise key order). */
