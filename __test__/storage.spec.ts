@@ -4,6 +4,7 @@
 import test from 'ava'
 import { PutObjectCommand } from '@aws-sdk/client-s3'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
 import * as path from 'node:path'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { backendNotices, loadConfig, loadServeConfig } from '../src/config/env'
@@ -18,11 +19,12 @@ import { isS3Url, parseS3Url, totalFromContentRange } from '../src/storage/s3-ur
 import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
 import { Store } from '../src/store/store'
 import { DamagedShards, openShard } from '../src/store/shard'
-import type { ByteSource } from '../src/storage/source'
+import { singleSource, type ByteSource } from '../src/storage/source'
+import { createServer } from '../src/serve/server'
 import { createStore } from '../src/store'
 import { locateShard } from '../src/native'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
-import { payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
+import { closeServer, listenLocal, payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
 
 const DAY = '2024-03-01T10:00:00Z'
 
@@ -241,6 +243,55 @@ test('S3Source: a server that does not answer is DES_UNAVAILABLE', async (t) => 
   t.is(errorCode(err), 'DES_UNAVAILABLE')
   t.regex(err!.message, /unreachable/)
   t.is(errorCode(await t.throwsAsync(src.ping())), 'DES_UNAVAILABLE')
+})
+
+test('a BigFile Range from an S3-compatible server that ignores Range (a 200 with the whole object) is a 502 before any byte, never the object\'s first bytes as the range', async (t) => {
+  const dir = tempDir()
+  const big: TestFile = { uid: 'ranged', createdAt: '2024-03-01T10:00:00Z', data: payload(300_000, 11) }
+  await writeStore(dir, [big], { writer: { bigFileThreshold: 1000 } })
+  // Shards are answered as S3 answers (a suffix or a range: 206); BigFiles whole, Range or not.
+  const server = http.createServer((req, res) => {
+    const key = decodeURIComponent(req.url!.split('?')[0]).split('/').slice(2).join('/')
+    const file = path.join(dir, key)
+    if (!fs.existsSync(file)) {
+      res.writeHead(404, { 'Content-Type': 'application/xml' })
+      return res.end('<Error><Code>NoSuchKey</Code></Error>')
+    }
+    const data = fs.readFileSync(file)
+    const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '')
+    if (m && !key.includes('_bigFiles')) {
+      const start = m[1] === '' ? Math.max(0, data.length - Number(m[2])) : Number(m[1])
+      const end = m[1] === '' || m[2] === '' ? data.length - 1 : Math.min(Number(m[2]), data.length - 1)
+      res.writeHead(206, { 'Content-Length': String(end - start + 1), 'Content-Range': `bytes ${start}-${end}/${data.length}`, ETag: '"v1"' })
+      return res.end(data.subarray(start, end + 1))
+    }
+    res.writeHead(200, { 'Content-Length': String(data.length), ETag: '"v1"' })
+    res.end(data)
+  })
+  const endpoint = await listenLocal(server)
+  t.teardown(() => closeServer(server))
+  // Any credentials: this server checks no signature.
+  process.env.AWS_ACCESS_KEY_ID ||= 'x'
+  process.env.AWS_SECRET_ACCESS_KEY ||= 'y'
+  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 1 })
+  t.teardown(() => client.destroy())
+  for (const checkBigfileRanges of [true, false]) {
+    const store = new Store({ sources: singleSource(new S3Source(client, { bucket: 'bkt', prefix: '' })), nBits: 8, checkBigfileRanges })
+    const srv = createServer({ store })
+    const url = await listenLocal(srv)
+    try {
+      const whole = await fetch(`${url}/files/${big.uid}?created_at=${big.createdAt}`)
+      t.is(whole.status, 200)
+      t.true(Buffer.from(await whole.arrayBuffer()).equals(big.data))
+      // Refused before the status line: the object's first bytes, sent as these, would be a 206
+      // cut short, or (when the first chunk is the range's length) a complete 206 of wrong bytes.
+      const r = await fetch(`${url}/files/${big.uid}?created_at=${big.createdAt}`, { headers: { Range: 'bytes=1000-17383' } }).catch(() => undefined)
+      t.is(r?.status, 502, `checkBigfileRanges ${checkBigfileRanges}`)
+      t.is((await r?.json())?.code, 'DES_STORAGE')
+    } finally {
+      await closeServer(srv)
+    }
+  }
 })
 
 /** An object in memory as a ByteSource, counting the bytes read from it. */

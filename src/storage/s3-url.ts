@@ -1,5 +1,5 @@
 // S3 addresses and S3's answers, parsed once: `s3://bucket/key` and the
-// object size in a Content-Range header.
+// range and object size in a Content-Range header.
 
 /** A bucket and a key, both non-empty. */
 export interface S3Url {
@@ -25,4 +25,10 @@ export function parseS3Url(text: string): S3Url | null {
 export function totalFromContentRange(contentRange: string | undefined): number | undefined {
   const m = contentRange ? /\/(\d+)\s*$/.exec(contentRange) : null
   return m ? Number(m[1]) : undefined
+}
+
+/** `bytes a-b/total` → its first and last byte; undefined when absent or not a range. */
+export function rangeFromContentRange(contentRange: string | undefined): { start: number; end: number } | undefined {
+  const m = contentRange ? /^\s*bytes\s+(\d+)-(\d+)\//.exec(contentRange) : null
+  return m ? { start: Number(m[1]), end: Number(m[2]) } : undefined
 }

@@ -10,7 +10,7 @@ import { DesError } from '../errors'
 import { backendLabel, s3RangeCallsTotal } from '../metrics'
 import { bodyIdleMsOf } from './s3-client'
 import { noCredentials, s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
-import { totalFromContentRange } from './s3-url'
+import { rangeFromContentRange, totalFromContentRange } from './s3-url'
 import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
 
 /** Turns an SDK error into ours: 404 → DES_NOT_FOUND, 412 → EtagMismatchError, unreachable or busy → DES_UNAVAILABLE, else DES_STORAGE. */
@@ -169,6 +169,16 @@ export class S3Source implements ByteSource {
   async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
     const out = await this.get(key, opts.type ?? 'bigfile', range ? `bytes=${range.start}-${range.end}` : undefined, opts.etag)
     const objectSize = totalFromContentRange(out.ContentRange) ?? out.ContentLength ?? 0
+    if (range) {
+      // A server (or a proxy) that ignores Range answers 200 with the whole object: its first
+      // bytes must never go out as the range's. An end short of the asked one is a smaller
+      // object, which the caller's size check refuses.
+      const got = rangeFromContentRange(out.ContentRange)
+      if (got === undefined || got.start !== range.start || got.end !== Math.min(range.end, objectSize - 1)) {
+        out.body.destroy()
+        throw new DesError('DES_STORAGE', `s3://${this.bucket}/${this.prefix}${key}: asked for bytes ${range.start}-${range.end}, answered ${out.ContentRange ?? 'the whole object (Range ignored)'}`)
+      }
+    }
     return { body: out.body, objectSize, etag: out.ETag }
   }
 
