@@ -79,11 +79,12 @@ export declare class ShardReader {
   /**
    * `entry` as a row, for the retriever's hot path (an array crosses into
    * JS much more cheaply than an object with named properties):
-   * `[size, storedSize, offset, codec, meta, sha256]`, where codec is the
-   * codec's byte (its name is `codecNames()[codec]`) or -1 for a BigFile
-   * (then offset is -1 and sha256 is set).
+   * `[size, storedSize, offset, codec, meta, sha256, crc32c]`, where codec
+   * is the codec's byte (its name is `codecNames()[codec]`) or -1 for a
+   * BigFile (then offset is -1 and sha256 is set), and crc32c the stored
+   * bytes' checksum (null for a BigFile or a shard without checksums).
    */
-  entryRow(uid: string): [number, number, number, number, string, string | null] | null
+  entryRow(uid: string): [number, number, number, number, string, string | null, number | null] | null
   /** Entries `start .. start + count` in index order (for listing in pages). */
   entries(start?: number | undefined | null, count?: number | undefined | null): Array<EntryInfo>
   /**

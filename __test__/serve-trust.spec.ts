@@ -159,6 +159,35 @@ for (const kind of BACKENDS) {
     }
   })
 
+  test(title('an append to the shard keeps a file\'s ETag (the CRC32C of its stored bytes): a client\'s copy stays valid, a 304'), async (t) => {
+    const dir = tempDir()
+    // 7 and 263 share a shard (263 mod 256).
+    const seven = payload(1500, 41)
+    await writeStore(dir, [{ uid: '7', createdAt: DAY, data: seven }], { writer: { codec: 'none' } })
+    const b = await openBackend(kind, dir)
+    const s = await serve(b.store({ shardRecheckMs: 0 }))
+    try {
+      const first = await request(s.url, fileUrl('7'))
+      t.is(first.status, 200)
+      const tag = first.headers.etag as string
+      // The checksum's form, not the shard version's (`v…`), which every append changes.
+      t.regex(tag, /^"[0-9a-z]+\.[0-9a-z]+\.[0-9a-z]+\.[0-9a-z]+\.[0-9a-z]+"$/)
+      t.false(/\.v[0-9a-f]{16}"$/.test(tag), tag)
+
+      await writeStore(dir, [{ uid: '263', createdAt: DAY, data: payload(900, 42) }], { append: true })
+      await b.sync()
+      t.is((await request(s.url, fileUrl('263'))).status, 200, 'the append is seen')
+      const again = await request(s.url, fileUrl('7'), { headers: { 'If-None-Match': tag } })
+      t.is(again.status, 304)
+      t.is(again.headers.etag, tag)
+      const whole = await request(s.url, fileUrl('7'))
+      t.is(whole.headers.etag, tag)
+      t.true(whole.body.equals(seven))
+    } finally {
+      await s.close()
+    }
+  })
+
   test(title('a shard rebuilt with other bytes at the same place: a new ETag, and never headers of one version over bytes of the other'), async (t) => {
     const dir = tempDir()
     const uid = 'same-place'

@@ -282,9 +282,10 @@ export class ShardReader {
     // A row, made into the object here: much cheaper than an addon-built object.
     const r = this.inner.entryRow(uid)
     if (r === null) return null
-    const [size, storedSize, offset, codec, meta, sha256] = r
+    const [size, storedSize, offset, codec, meta, sha256, crc32c] = r
     if (codec < 0) return { uid, size, isBigfile: true, storedSize, meta, sha256: sha256 ?? undefined }
-    return { uid, size, codec: CODEC_NAMES[codec], isBigfile: false, storedSize, offset, meta }
+    // The checksum makes the file's ETag (store.ts etagOf): without it every append would change it.
+    return crc32c === null ? { uid, size, codec: CODEC_NAMES[codec], isBigfile: false, storedSize, offset, meta } : { uid, size, codec: CODEC_NAMES[codec], isBigfile: false, storedSize, offset, crc32c, meta }
   }
   /** `count` entries in index order from `start` (default: all); page through large shards. */
   entries(start?: number, count?: number): EntryInfo[] {

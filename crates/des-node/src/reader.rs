@@ -238,23 +238,35 @@ impl ShardReader {
 
   /// `entry` as a row, for the retriever's hot path (an array crosses into
   /// JS much more cheaply than an object with named properties):
-  /// `[size, storedSize, offset, codec, meta, sha256]`, where codec is the
-  /// codec's byte (its name is `codecNames()[codec]`) or -1 for a BigFile
-  /// (then offset is -1 and sha256 is set).
-  #[napi(ts_return_type = "[number, number, number, number, string, string | null] | null")]
-  pub fn entry_row(&self, uid: String) -> Option<(i64, i64, i64, i32, String, Option<String>)> {
+  /// `[size, storedSize, offset, codec, meta, sha256, crc32c]`, where codec
+  /// is the codec's byte (its name is `codecNames()[codec]`) or -1 for a
+  /// BigFile (then offset is -1 and sha256 is set), and crc32c the stored
+  /// bytes' checksum (null for a BigFile or a shard without checksums).
+  #[napi(
+    ts_return_type = "[number, number, number, number, string, string | null, number | null] | null"
+  )]
+  #[allow(clippy::type_complexity)]
+  pub fn entry_row(
+    &self,
+    uid: String,
+  ) -> Option<(i64, i64, i64, i32, String, Option<String>, Option<u32>)> {
     let e = self.source.index().get(&uid)?;
     let meta = e.meta_json().to_string();
     Some(match &e.body {
-      Body::Inline { codec, offset, .. } => (
+      Body::Inline {
+        codec, offset, crc, ..
+      } => (
         e.size() as i64,
         e.stored_size() as i64,
         *offset as i64,
         i32::from(codec.id()),
         meta,
         None,
+        *crc,
       ),
-      Body::BigFile { sha256, .. } => (e.size() as i64, 0, -1, -1, meta, Some(sha256.clone())),
+      Body::BigFile { sha256, .. } => {
+        (e.size() as i64, 0, -1, -1, meta, Some(sha256.clone()), None)
+      }
     })
   }
 
