@@ -11,6 +11,7 @@ import * as path from 'node:path'
 import { httpStatus, type DesError } from '../src/errors'
 import { S3Source } from '../src/storage/s3'
 import { createS3Client } from '../src/storage/s3-client'
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { runCli } from './helpers/cli'
 import { makeCorpus, tempDir } from './helpers/pack'
 
@@ -53,8 +54,8 @@ test('des migrate against a database that never answers fails as unavailable (ex
   t.notRegex(r.stderr, /secret-pw/)
 })
 
-/** An S3 source on an HTTP server of the test's own, answering every GET with `answer` (no signature is checked). */
-async function sourceOn(t: import('ava').ExecutionContext, answer: http.RequestListener, requestTimeoutMs = 5000): Promise<S3Source> {
+/** An S3 client on an HTTP server of the test's own, answering every request with `answer` (no signature is checked). */
+async function clientOn(t: import('ava').ExecutionContext, answer: http.RequestListener, opts: { requestTimeoutMs: number; pacedByReaders?: boolean }): Promise<S3Client> {
   const sockets = new Set<net.Socket>()
   const server = http.createServer(answer)
   server.on('connection', (s) => sockets.add(s))
@@ -62,13 +63,18 @@ async function sourceOn(t: import('ava').ExecutionContext, answer: http.RequestL
   process.env.AWS_ACCESS_KEY_ID ||= 'x'
   process.env.AWS_SECRET_ACCESS_KEY ||= 'y'
   const endpoint = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
-  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 1, connectionTimeoutMs: 1000, requestTimeoutMs })
+  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 1, connectionTimeoutMs: 1000, ...opts })
   t.teardown(() => {
     client.destroy()
     for (const s of sockets) s.destroy()
     server.close()
   })
-  return new S3Source(client, { bucket: 'b', prefix: '' })
+  return client
+}
+
+/** An S3 source as des serve reads one (its bodies paced by its readers), on a server of the test's own. */
+async function sourceOn(t: import('ava').ExecutionContext, answer: http.RequestListener, requestTimeoutMs = 5000): Promise<S3Source> {
+  return new S3Source(await clientOn(t, answer, { requestTimeoutMs, pacedByReaders: true }), { bucket: 'b', prefix: '' })
 }
 
 async function drain(body: AsyncIterable<unknown>): Promise<void> {
@@ -129,4 +135,29 @@ test('a BigFile stream whose reader stops taking bytes for longer than the S3 ti
     }
   }
   t.is(got, data.length)
+})
+
+test('an upload that keeps moving is never cut, however long it takes: the timeout is the connection\'s idle time (a client for des serve\'s reads would cut it)', async (t) => {
+  const body = Buffer.alloc(64 << 20, 3)
+  // S3 on a slow link: it takes the body a chunk every 4 ms (about 4 s in all,
+  // twice the timeout), and answers once it has all of it.
+  const slowS3: http.RequestListener = (req, res) => {
+    let got = 0
+    req.on('data', (chunk: Buffer) => {
+      got += chunk.length
+      req.pause()
+      setTimeout(() => req.resume(), 4)
+    })
+    req.on('end', () => {
+      res.writeHead(got === body.length ? 200 : 400, { ETag: '"e"', 'Content-Length': '0' })
+      res.end()
+    })
+  }
+  const uploads = await clientOn(t, slowS3, { requestTimeoutMs: 2000 })
+  const put = await uploads.send(new PutObjectCommand({ Bucket: 'b', Key: 'k', Body: body }))
+  t.is(put.ETag, '"e"')
+  // The SDK's own requestTimeout runs from the request's start to its answer: the same upload is cut.
+  const reads = await clientOn(t, slowS3, { requestTimeoutMs: 2000, pacedByReaders: true })
+  const cut = await t.throwsAsync(reads.send(new PutObjectCommand({ Bucket: 'b', Key: 'k', Body: body })))
+  t.regex(String(cut?.message), /requestTimeout/)
 })

@@ -17,7 +17,8 @@ export * from './layout'
 export function createStore(config: DesConfig, s3: S3ClientOptions = {}): Store {
   // Process-wide in the addon: every read of this process is bounded by it.
   setPayloadCeiling(config.maxPayloadBytes)
-  const { sources, nBits } = createSources(config, s3)
+  // Its reads may be streamed to slow clients (des serve).
+  const { sources, nBits } = createSources(config, { ...s3, pacedByReaders: true })
   return new Store({
     sources,
     nBits,
