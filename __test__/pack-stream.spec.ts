@@ -305,3 +305,12 @@ test('a meta number JSON.parse does not keep (an integer past 2^53, one out of r
   }
   t.deepEqual(parseManifest(entry('{"a":9007199254740991,"b":0.1,"c":[-2.5e10]}')).inputs[0].meta, { a: 9007199254740991, b: 0.1, c: [-2.5e10] })
 })
+
+test('a meta number past 2^53 written as a float (6.02e23) is kept, as Python json keeps it; an integer literal beside it is still refused', (t) => {
+  const entry = (meta: string) => `{"uid":"m","created_at":"2024-01-01T00:00:00Z","source_path":"/x","meta":${meta}}\n`
+  const meta = parseManifest(entry('{"avogadro":6.02214076e23,"big":-1e300,"c":[2.5E21],"s":"12345678901234567890","f":1.2345678901234567e22}')).inputs[0].meta
+  // What the original's json.dumps (compact) writes for the same manifest.
+  t.is(JSON.stringify(meta), '{"avogadro":6.02214076e+23,"big":-1e+300,"c":[2.5e+21],"s":"12345678901234567890","f":1.2345678901234568e+22}')
+  const err = t.throws(() => parseManifest(entry('{"f":1e20,"i":12345678901234567890}')))
+  t.is(err!.message, 'manifest line 1: uid "m": "meta" holds a number that would not be stored as written (at "i"): an integer past 2^53 or out of range; write it as a string')
+})

@@ -68,7 +68,7 @@ export function manifestEntry(value: unknown, line: number, entry: number, text?
   }
   const meta = obj.meta
   if (meta !== undefined && meta !== null && (typeof meta !== 'object' || Array.isArray(meta))) throw badUid('"meta" must be a JSON object')
-  const metaWhy = meta ? metaProblem(meta) : undefined
+  const metaWhy = meta ? metaProblem(meta, text) : undefined
   if (metaWhy) throw badUid(metaWhy)
   // Built field by field: spreads would make two objects more per entry.
   const input: PackInput = { uid: uidText, createdAt, source }
@@ -90,8 +90,12 @@ const MAX_META_DEPTH = 127
  * keep (an integer past 2^53 comes back rounded, one out of range as
  * Infinity, which JSON.stringify writes as null), which would be stored
  * changed. A level at a time, not recursive: a manifest may nest 100,000 deep.
+ * `text` gives the entry's JSON text, read only when a whole number past 2^53
+ * is met: written as a float (6.02e23), it is one in Python's json too, kept
+ * as JSON.parse keeps it; only an integer literal loses digits.
  */
-function metaProblem(meta: object): string | undefined {
+function metaProblem(meta: object, text?: () => string): string | undefined {
+  let lostIntegers: Set<number> | undefined
   let level: object[] = [meta]
   for (let depth = 1; level.length > 0; depth++) {
     if (depth > MAX_META_DEPTH) return `"meta" nests objects and arrays more than ${MAX_META_DEPTH} deep`
@@ -100,15 +104,29 @@ function metaProblem(meta: object): string | undefined {
       for (const key in value) {
         const child = (value as Record<string, unknown>)[key]
         if (typeof child === 'number') {
-          if (!Number.isFinite(child) || (Number.isInteger(child) && !Number.isSafeInteger(child))) {
-            return `"meta" holds a number that would not be stored as written (at ${JSON.stringify(key)}): an integer past 2^53 or out of range; write it as a string`
-          }
+          if (Number.isSafeInteger(child) || (Number.isFinite(child) && !Number.isInteger(child))) continue
+          if (Number.isFinite(child) && text !== undefined && !(lostIntegers ??= integerLiteralsPastSafe(text())).has(child)) continue
+          return `"meta" holds a number that would not be stored as written (at ${JSON.stringify(key)}): an integer past 2^53 or out of range; write it as a string`
         } else if (child !== null && typeof child === 'object') next.push(child)
       }
     }
     level = next
   }
   return undefined
+}
+
+/** The JSON strings and numbers of a text, in order (a string first, so digits inside one are not taken for a number). */
+const STRING_OR_NUMBER = /"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g
+
+/** What JSON.parse makes of each integer literal (no fraction, no exponent) of `json` that it cannot keep exactly. */
+function integerLiteralsPastSafe(json: string): Set<number> {
+  const lost = new Set<number>()
+  for (const [token] of json.matchAll(STRING_OR_NUMBER)) {
+    if (token[0] === '"' || /[.eE]/.test(token)) continue
+    const n = Number(token)
+    if (!Number.isSafeInteger(n)) lost.add(n)
+  }
+  return lost
 }
 
 function messageOf(err: unknown): string {
