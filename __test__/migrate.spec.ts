@@ -315,6 +315,37 @@ test('a partitioned table: a row is marked by its partition and ctid, not every 
   )
 })
 
+test('a partitioned table: a bad row at the ctid of a good row of another partition does not keep the good one from being archived', async (t) => {
+  const tb = await freshTable('partitioned_bad')
+  t.teardown(() => tb.close())
+  await tb.knex.raw(`DROP TABLE ${tb.table}`)
+  await tb.knex.raw(`CREATE TABLE ${tb.table} (uid text, created_at timestamptz, file_location text, size_bytes bigint, archived boolean NOT NULL DEFAULT false) PARTITION BY RANGE (created_at)`)
+  await tb.knex.raw(`CREATE TABLE ${tb.schema}.early PARTITION OF ${tb.table} FOR VALUES FROM ('2000-01-01') TO ('2024-01-10')`)
+  await tb.knex.raw(`CREATE TABLE ${tb.schema}.late PARTITION OF ${tb.table} FOR VALUES FROM ('2024-01-10') TO (MAXVALUE)`)
+  // f0 (2024-01-10) and f1 (2024-01-09): each the first row of its partition, both at ctid (0,1).
+  const [good, clash] = makeFiles(tb.dir, 2)
+  // f1 is stored already with other bytes of its size: a bad row.
+  const other = path.join(tb.dir, 'other')
+  fs.writeFileSync(other, Buffer.alloc(clash.size, 0x42))
+  await packFiles([{ uid: clash.uid, createdAt: clash.createdAt, source: other }], { kind: 'local', dir: path.join(tb.dir, 'out') }, { nBits: 4 })
+  await tb.insert([good, clash])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.deepEqual(
+    report.bad.map((b) => b.uid),
+    [clash.uid],
+  )
+  t.is(report.migrated, 1)
+  t.deepEqual(
+    [...(await tb.archived())].sort(),
+    [
+      [good.uid, true],
+      [clash.uid, false],
+    ],
+  )
+})
+
 test('table and column names come from the config and are quoted safely', async (t) => {
   const cols = { uid: 'File "Uid"', createdAt: 'Created At', location: 'loc;drop', size: 'Bytes', archived: 'Is Archived' }
   const tb = await freshTable('names', cols)

@@ -540,8 +540,9 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
         const others = await clock.time('verify', () => sameAsSource(deps, storedByOthers.filter((r) => intactSet.has(r))))
         // Bad rows like one stored with another size: reported, not marked, the rest go on.
         report.bad.push(...others)
-        const otherCtids = new Set(others.map((o) => o.ctid))
-        const verified = others.length === 0 ? intact : intact.filter((r) => !otherCtids.has(r.ctid))
+        // By uid, which names one row of a batch (a second one is a bad row before): a ctid repeats in each partition of a table.
+        const otherUids = new Set(others.map((o) => o.uid))
+        const verified = others.length === 0 ? intact : intact.filter((r) => !otherUids.has(r.uid))
         faultPoint(deps, 'after-verify')
         await clock.time('database', () => markArchived(deps, trx, verified))
         faultPoint(deps, 'before-commit')
