@@ -652,8 +652,27 @@ test('a source rewritten after it was read (between the pack and its deletion) i
     ['resized', 'rewritten'],
   )
   t.regex(r.errors[0].reason, /not deleted: it is now 9 bytes, 4 were stored/)
-  t.regex(r.errors[1].reason, /not deleted: it was modified at .*, after the cycle began/)
+  t.regex(r.errors[1].reason, /not deleted: it was changed at .*, after the cycle began/)
   t.true(fs.existsSync(rows[1].location) && fs.existsSync(rows[2].location))
+})
+
+test('a source replaced after it was read by a copy that keeps its origin\'s older times (cp -p, rsync -a) is not deleted either', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-delete-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const location = path.join(dir, 'synced')
+  fs.writeFileSync(location, 'read')
+  const row = { ctid: '(0,1)', tableoid: '1', uid: 'synced', createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, dateDir: '20240101', shardHex: '0', shardIndex: 0 }
+  // Read before now, as if the cycle had begun a minute ago; the copy arrives since, dated a day before.
+  const readAt = Date.now() - 60_000
+  const copy = path.join(dir, 'incoming')
+  fs.writeFileSync(copy, 'newb')
+  fs.utimesSync(copy, new Date(readAt - 86_400_000), new Date(readAt - 86_400_000))
+  fs.renameSync(copy, location)
+  const table = { locationsStillNamed: async () => new Set<string>() }
+  const r = await deleteSources({ table } as unknown as CycleDeps, [row], readAt)
+  t.is(r.deleted, 0)
+  t.regex(r.errors[0]?.reason ?? '', /not deleted: it was changed at .*, after the cycle began/)
+  t.is(fs.readFileSync(location, 'utf8'), 'newb')
 })
 
 test('sources of archived rows that cannot be cleared with the database (gone after the commit) are each named in the report, and kept', async (t) => {

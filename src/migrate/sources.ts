@@ -45,7 +45,8 @@ export async function deleteSource(ref: SourceRef, s3: S3Client | undefined): Pr
 
 /**
  * Why a local source may no longer hold the bytes stored from it: another
- * size, or modified after `since` (ms since the epoch, when the cycle began).
+ * size, or changed (written, or its times set) after `since` (ms since the
+ * epoch, when the cycle began).
  * Undefined when it looks as it was read (or is gone, or is on S3).
  */
 export async function changedSince(ref: SourceRef, size: number, since: number): Promise<string | undefined> {
@@ -53,7 +54,9 @@ export async function changedSince(ref: SourceRef, size: number, since: number):
   const st = await fs.stat(ref.path).catch(() => undefined)
   if (st === undefined) return undefined
   if (st.size !== size) return `it is now ${st.size} bytes, ${size} were stored`
+  // Its ctime too: a copy that keeps its origin's times (cp -p, rsync -a) sets mtime back, never ctime.
+  const changedMs = Math.max(st.mtimeMs, st.ctimeMs)
   // Whole milliseconds, as Date.now() gives the start: a file written in its very millisecond is not after it.
-  if (Math.floor(st.mtimeMs) > since) return `it was modified at ${st.mtime.toISOString()}, after the cycle began`
+  if (Math.floor(changedMs) > since) return `it was changed at ${new Date(changedMs).toISOString()}, after the cycle began`
   return undefined
 }
