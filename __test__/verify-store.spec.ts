@@ -238,6 +238,27 @@ test('a date folder or a shard behind a link whose target is gone (a disk unmoun
   t.false(JSON.stringify(r.lines).includes(elsewhere), 'the link\'s target is not named')
 })
 
+test('a link whose target is gone at a name no reader looks up (an editor\'s lock link) is a note, not an unreadable store', async (t) => {
+  const store = await copyOfStore()
+  fs.symlinkSync('someone@host.4242:1700000000', path.join(store, '.#notes.txt'))
+  fs.symlinkSync(path.join(store, 'gone'), path.join(store, '20240301', 'README'))
+  const r = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  t.is(r.code, 0, r.stderr)
+  t.deepEqual(errors(r), [])
+  t.deepEqual(
+    found(r, 'other')
+      .filter((f) => /link/.test(f.message))
+      .map((f) => [f.key, f.message]),
+    [
+      ['.#notes.txt', 'a link whose target cannot be reached (ENOENT), at a name no reader looks up'],
+      ['20240301/README', 'a link whose target cannot be reached (ENOENT), at a name no reader looks up'],
+    ],
+  )
+  // At a name the store uses, the same link is an unreadable object.
+  fs.symlinkSync(path.join(store, 'gone'), path.join(store, '20240301', 'A.des'))
+  t.deepEqual(errors(await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])), ['20240301/A.des: unreadable'])
+})
+
 test('a shard whose index does not read is corrupt, not counted among the shards without checksums', async (t) => {
   const store = await copyOfStore()
   const shard = path.join(store, '20240301', '5.1.des')

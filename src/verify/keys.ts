@@ -106,6 +106,18 @@ export function classifyKeyIn(key: string, layouts: readonly Layout[], nBits: nu
 }
 
 /**
+ * Whether readers look for objects under the folder `key` in one of
+ * `layouts`: a nested store's date folder or its BigFile folder, a flat
+ * store's BigFile folder.
+ */
+export function isStoreFolder(key: string, layouts: readonly Layout[], bigfilesPrefix: string): boolean {
+  const parts = key.split('/')
+  return layouts.some((layout) =>
+    layout === 'flat' ? key === bigfilesPrefix : isDate(parts[0]) && (parts.length === 1 || (parts.length === 2 && parts[1] === bigfilesPrefix)),
+  )
+}
+
+/**
  * The group a key is scanned with: a nested store's date folder (its shards
  * and BigFiles), a flat store's date (`YYYYMMDD_`), else the key's first
  * folder. Listings are sorted, so the keys of a group arrive together.

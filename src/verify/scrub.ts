@@ -17,7 +17,7 @@ import { locateShard } from '../native'
 import type { ByteSource, ListedObject } from '../storage/source'
 import { checkBigfile, checkShard, type BigfileCheck, type ShardCheck } from './check'
 import { bigfileKeyIn, referenceDigits, shardKeyIn } from '../store/layout'
-import { classifyKeyIn, groupOf, type ShardName } from './keys'
+import { classifyKeyIn, groupOf, isStoreFolder, type KeyKind, type ShardName } from './keys'
 import { Pool } from './pool'
 
 /** One place objects are listed from: the store, or one zone of a multi-S3 store. */
@@ -264,11 +264,11 @@ export class Scrub {
     const started: Promise<void>[] = []
     const onError = (err: unknown) => this.fail(err)
     for (const obj of objs) {
+      const kind = classifyKeyIn(obj.key, this.layouts, nBits, bigfilesPrefix)
       if (obj.broken !== undefined) {
-        started.push((await this.pool.start(() => this.emit(this.brokenReport(root, obj, obj.broken!)), onError)).done)
+        started.push((await this.pool.start(() => this.emit(this.brokenReport(root, obj, obj.broken!, kind)), onError)).done)
         continue
       }
-      const kind = classifyKeyIn(obj.key, this.layouts, nBits, bigfilesPrefix)
       switch (kind.type) {
         case 'shard': {
           const id = `${kind.layout}:${kind.dateDir}/${kind.shardHex}`
@@ -292,9 +292,18 @@ export class Scrub {
     return { done: Promise.all(started).then(() => this.finishBigfiles(root, nestedBigfiles)) }
   }
 
-  /** A link whose target cannot be reached: whatever it stood for (a shard, a BigFile, a date folder) cannot be read. */
-  private brokenReport(root: ScrubRoot, obj: ListedObject, why: string): ObjectReport {
+  /**
+   * A link whose target cannot be reached: whatever it stood for (a shard, a
+   * BigFile, a date folder) cannot be read. One at a name no reader looks up
+   * (an editor's lock link, a stale shortcut) is noted as any other file is.
+   */
+  private brokenReport(root: ScrubRoot, obj: ListedObject, why: string, kind: KeyKind): ObjectReport {
     const r = this.base(root, obj.key, 'other')
+    const ofTheStore = kind.type === 'shard' || kind.type === 'bigfile' || kind.type === 'misnamed' || isStoreFolder(obj.key, this.layouts, this.opts.bigfilesPrefix)
+    if (!ofTheStore) {
+      r.findings.push({ severity: 'note', kind: 'other', message: `a link whose target cannot be reached (${why}), at a name no reader looks up` })
+      return r
+    }
     r.findings.push({ severity: 'error', kind: 'unreadable', code: 'DES_STORAGE', message: `a link whose target cannot be reached (${why}): no reader can read what it stands for` })
     return r
   }
