@@ -245,7 +245,7 @@ test('S3Source: a server that does not answer is DES_UNAVAILABLE', async (t) => 
   t.is(errorCode(await t.throwsAsync(src.ping())), 'DES_UNAVAILABLE')
 })
 
-test('a BigFile Range from an S3-compatible server that ignores Range (a 200 with the whole object) is a 502 before any byte, never the object\'s first bytes as the range', async (t) => {
+test('a BigFile Range from an S3-compatible server that ignores Range (a 200 with the whole object) is a 502 before any byte, never the object\'s first bytes as the range; one from byte 0 (a HEAD\'s probe) is the object\'s first bytes', async (t) => {
   const dir = tempDir()
   const big: TestFile = { uid: 'ranged', createdAt: '2024-03-01T10:00:00Z', data: payload(300_000, 11) }
   await writeStore(dir, [big], { writer: { bigFileThreshold: 1000 } })
@@ -283,6 +283,13 @@ test('a BigFile Range from an S3-compatible server that ignores Range (a 200 wit
       const whole = await fetch(`${url}/files/${big.uid}?created_at=${big.createdAt}`)
       t.is(whole.status, 200)
       t.true(Buffer.from(await whole.arrayBuffer()).equals(big.data))
+      // From the first byte, the whole object starts with the range: a HEAD (its 1-byte probe) and such a range are answered.
+      const head = await fetch(`${url}/files/${big.uid}?created_at=${big.createdAt}`, { method: 'HEAD' })
+      t.is(head.status, 200, `HEAD, checkBigfileRanges ${checkBigfileRanges}`)
+      t.is(head.headers.get('content-length'), String(big.data.length))
+      const first = await fetch(`${url}/files/${big.uid}?created_at=${big.createdAt}`, { headers: { Range: 'bytes=0-999' } })
+      t.is(first.status, 206)
+      t.true(Buffer.from(await first.arrayBuffer()).equals(big.data.subarray(0, 1000)))
       // Refused before the status line: the object's first bytes, sent as these, would be a 206
       // cut short, or (when the first chunk is the range's length) a complete 206 of wrong bytes.
       const r = await fetch(`${url}/files/${big.uid}?created_at=${big.createdAt}`, { headers: { Range: 'bytes=1000-17383' } }).catch(() => undefined)

@@ -4,7 +4,7 @@
 // for `list`, which only the store-wide verify uses).
 
 import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
-import { PassThrough, type Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { backendLabel, s3RangeCallsTotal } from '../metrics'
@@ -86,6 +86,26 @@ function watchedBody(body: Readable, idleMs: number, toOurs: (err: unknown) => D
   })
   waitForS3()
   return out
+}
+
+/** The first `length` bytes of `body`; the object's connection goes once they are read (or the reader leaves). */
+function firstBytes(body: Readable, length: number): Readable {
+  const cut = Readable.from(
+    (async function* () {
+      let left = length
+      if (left === 0) return
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        const part = chunk.length > left ? chunk.subarray(0, left) : chunk
+        left -= part.length
+        yield part
+        if (left === 0) break
+      }
+    })(),
+    { objectMode: false },
+  )
+  // Destroyed before it was read (a HEAD's probe), the generator never ran: the object's connection goes here.
+  cut.once('close', () => body.destroy())
+  return cut
 }
 
 async function bytesOf(body: Readable): Promise<Buffer> {
@@ -174,7 +194,10 @@ export class S3Source implements ByteSource {
       // bytes must never go out as the range's. An end short of the asked one is a smaller
       // object, which the caller's size check refuses.
       const got = rangeFromContentRange(out.ContentRange)
-      if (got === undefined || got.start !== range.start || got.end !== Math.min(range.end, objectSize - 1)) {
+      const end = Math.min(range.end, objectSize - 1)
+      // Asked from its first byte, the whole object starts with the range (a HEAD's 1-byte probe): the rest is not read.
+      if (out.ContentRange === undefined && range.start === 0) return { body: firstBytes(out.body, end + 1), objectSize, etag: out.ETag }
+      if (got === undefined || got.start !== range.start || got.end !== end) {
         out.body.destroy()
         throw new DesError('DES_STORAGE', `s3://${this.bucket}/${this.prefix}${key}: asked for bytes ${range.start}-${range.end}, answered ${out.ContentRange ?? 'the whole object (Range ignored)'}`)
       }
