@@ -473,6 +473,26 @@ test('a source gone between its check and its comparison with the copy stored al
   t.regex(bad[0].reason, /cannot read source .* to compare it with the stored file/)
 })
 
+test('a source replaced by a FIFO between its check and its comparison with the copy stored already is a bad row: the open does not wait for a writer', async (t) => {
+  const tb = await freshTable('fifo_before_compare')
+  t.teardown(() => tb.close())
+  const [row] = makeFiles(tb.dir, 1)
+  await tb.insert([row])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  t.is((await runCycle(deps)).migrated, 1)
+  const checked = checkRow({ ctid: '(0,9)', uid: row.uid, createdAt: row.createdAt, location: row.location, sizeBytes: String(row.size), writtenDate: null }, 4)
+  if (!('good' in checked)) return t.fail(checked.bad.reason)
+  fs.rmSync(row.location)
+  t.is(spawnSync('mkfifo', [row.location]).status, 0)
+  const bad = await sameAsSource(deps, [checked.good])
+  t.deepEqual(
+    bad.map((b) => b.uid),
+    [row.uid],
+  )
+  t.regex(bad[0].reason, /cannot read source .* to compare it with the stored file: it is no longer a regular file/)
+})
+
 test('a BigFile damaged between packing and the rerun that finds it stored is not archived, and its source stays', async (t) => {
   const tb = await freshTable('bigfile_rot')
   t.teardown(() => tb.close())

@@ -314,8 +314,14 @@ export async function sameAsSource(deps: CycleDeps, rows: GoodRow[]): Promise<Ba
         for await (const chunk of source as AsyncIterable<Buffer>) hash.update(chunk)
         read = { sha256: hash.digest('hex') }
       } else {
+        // A byte past the stored size already tells: a source grown to gigabytes is not read whole.
         const chunks: Buffer[] = []
-        for await (const chunk of source as AsyncIterable<Buffer>) chunks.push(chunk)
+        let got = 0
+        for await (const chunk of source as AsyncIterable<Buffer>) {
+          chunks.push(chunk)
+          got += chunk.length
+          if (got > entry.size) break
+        }
         read = { bytes: Buffer.concat(chunks) }
       }
     } catch (err) {

@@ -2,10 +2,11 @@
 // exists with the size the row claims (step 2, the check des pack makes,
 // storage/source-check.ts), and deleting it (step 6).
 
-import { createReadStream } from 'node:fs'
+import { constants as fsConstants } from 'node:fs'
 import * as fs from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DesError } from '../errors'
 import { mapLimit } from '../storage/map-limit'
 import { checkSources, parseSourceRef, sourceName, type SourceRef } from '../storage/source-check'
 
@@ -21,9 +22,25 @@ export async function checkLocations(refs: readonly SourceRef[], s3: S3Client | 
   return checks.map((c, i) => (c.ok || c.why !== 'disabled' ? c : { ok: false, reason: `source ${sourceName(refs[i])}: S3 sources are disabled (packer.s3_source.enabled)` }))
 }
 
-/** A source's bytes, as a stream (local file or S3 object). */
+/**
+ * Opening a local source never waits: a FIFO put where the checked file was
+ * would block the open itself, and the cycle with it (O_NONBLOCK does not
+ * change how a regular file reads). Not on Windows, which has no FIFOs there.
+ */
+const OPEN_WITHOUT_WAITING = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0)
+
+/** A source's bytes, as a stream (local file or S3 object); a local one must still be a regular file. */
 export async function openLocation(ref: SourceRef, s3: S3Client | undefined): Promise<Readable> {
-  if (ref.kind === 'local') return createReadStream(ref.path)
+  if (ref.kind === 'local') {
+    const handle = await fs.open(ref.path, OPEN_WITHOUT_WAITING)
+    try {
+      if (!(await handle.stat()).isFile()) throw new DesError('DES_SOURCE_CHANGED', 'it is no longer a regular file')
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
+    return handle.createReadStream()
+  }
   if (!s3) throw new Error('S3 sources are disabled')
   const res = await s3.send(new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
   return res.Body as Readable
