@@ -62,6 +62,23 @@ test('a zones file with overlapping or out-of-range ranges is refused at start-u
   t.regex(err!.message, /DES_ZONES_CONFIG=\/nonexistent\/zones.yaml: cannot read it/)
 })
 
+test('a zone s3 setting that YAML reads as a number or a word is refused naming it, never taken for no prefix or the default', (t) => {
+  const zone = (s3: string) => `n_bits: 4\nzones:\n  - name: a\n    range: {start: 0, end: 15}\n    s3: {${s3}}`
+  const refuse = (s3: string, re: RegExp) => {
+    const err = t.throws(() => parseZones(zone(s3), 'zones.yaml'))
+    t.is(errorCode(err), 'DES_CONFIG')
+    t.regex(err!.message, re)
+  }
+  // Unquoted, `prefix: 2024` is a number: the original stops on it; it must not mean the bucket root.
+  refuse('bucket: b, prefix: 2024', /zone a: s3.prefix must be a string, got 2024/)
+  refuse('bucket: 123456', /zone a: s3.bucket must be a string, got 123456/)
+  refuse('bucket: b, region_name: 1', /zone a: s3.region_name must be a string/)
+  refuse('bucket: b, endpoint_url: 9000', /zone a: s3.endpoint_url must be a string/)
+  refuse('bucket: b, endpoint_url: "http://127.0.0.1:9000", force_path_style: "false"', /zone a: s3.force_path_style must be true or false/)
+  t.is(parseZones(zone('bucket: "123456", prefix: "2024"'), 'zones.yaml').zones[0].s3.prefix, '2024/')
+  t.is(parseZones(zone('bucket: b, prefix: null'), 'zones.yaml').zones[0].s3.prefix, '')
+})
+
 test('a zones file without n_bits is read as 8, as the original reads it, whatever DES_N_BITS says; with another n_bits set it is refused, not guessed', (t) => {
   const noNBits = zonesYaml([[0, 127], [128, 255]]).replace(/^n_bits: \d+\n/, '')
   t.is(parseZones(noNBits, 'zones.yaml').nBits, 8)

@@ -35,6 +35,19 @@ function int(file: string, v: unknown, what: string): number {
   return v
 }
 
+/**
+ * A text setting of a zone's s3 section, undefined when absent or null. Any
+ * other type is refused: YAML reads `prefix: 2024` as a number, and taking
+ * that for no prefix would read and write the zone's bucket root (the
+ * original stops on it too).
+ */
+function zoneText(file: string, zone: string, s3: Record<string, unknown>, key: string): string | undefined {
+  const v = s3[key]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') throw fail(file, `zone ${zone}: s3.${key} must be a string, got ${JSON.stringify(v)} (quote it in the file)`)
+  return v
+}
+
 /** The n_bits of a zones file that gives none: the original reads such a file as 8, whatever DES_N_BITS says. */
 const ZONES_DEFAULT_N_BITS = 8
 
@@ -82,20 +95,23 @@ export function parseZones(text: string, file: string, explicit?: ExplicitNBits)
     const end = int(file, z.range?.end, `zone ${name}: range.end`)
     if (start > end) throw fail(file, `zone ${name}: range.start ${start} is after range.end ${end}`)
     if (start < 0 || end > max) throw fail(file, `zone ${name}: range ${start}..${end} is outside 0..${max} (n_bits ${zonesNBits})`)
-    const bucket = typeof z.s3?.bucket === 'string' ? z.s3.bucket.trim() : ''
+    const s3: Record<string, unknown> = z.s3 !== null && typeof z.s3 === 'object' && !Array.isArray(z.s3) ? z.s3 : {}
+    const bucket = zoneText(file, name, s3, 'bucket')?.trim()
     if (!bucket) throw fail(file, `zone ${name}: s3.bucket is required`)
-    const endpoint = typeof z.s3.endpoint_url === 'string' && z.s3.endpoint_url.trim() ? z.s3.endpoint_url.trim() : undefined
+    const endpoint = zoneText(file, name, s3, 'endpoint_url')?.trim() || undefined
     if (endpoint && !isEndpointUrl(endpoint)) throw fail(file, `zone ${name}: s3.endpoint_url ${JSON.stringify(endpoint)} is not an http(s) URL`)
+    const forcePathStyle = s3.force_path_style ?? Boolean(endpoint)
+    if (typeof forcePathStyle !== 'boolean') throw fail(file, `zone ${name}: s3.force_path_style must be true or false, got ${JSON.stringify(forcePathStyle)}`)
     return {
       name,
       start,
       end,
       s3: {
         bucket,
-        region: (typeof z.s3.region_name === 'string' && z.s3.region_name.trim()) || DEFAULT_S3_REGION,
+        region: zoneText(file, name, s3, 'region_name')?.trim() || DEFAULT_S3_REGION,
         endpoint,
-        prefix: normalisePrefix(typeof z.s3.prefix === 'string' ? z.s3.prefix : ''),
-        forcePathStyle: typeof z.s3.force_path_style === 'boolean' ? z.s3.force_path_style : Boolean(endpoint),
+        prefix: normalisePrefix(zoneText(file, name, s3, 'prefix') ?? ''),
+        forcePathStyle,
       },
     }
   })
