@@ -214,6 +214,18 @@ test('${VAR}, ${VAR:-default} and the reference\'s ${VAR:default}: set, unset wi
   t.is(substituteEnv('postgresql://${U:app}:${P:-pw}@${H:localhost}:5432', { H: 'db' }, 'k'), 'postgresql://app:pw@db:5432')
 })
 
+test('a ${name} a shell could not name (db-password, app.dir: a Kubernetes env may hold them) is replaced as the reference replaces it, never kept as text', (t) => {
+  const file = writeConfig(dir, { database: { url: 'postgres://u:${db-password}@h/d', table_name: 'f' }, packer: { output_dir: '${archive.dir}/store' } }, 'yaml', 'dashed')
+  const config = loadMigrateConfig(file, { 'db-password': 'pw', 'archive.dir': '/srv/archive' })
+  t.is(config.database.url, 'postgres://u:pw@h/d')
+  t.deepEqual(config.packer.output, { kind: 'local', dir: '/srv/archive/store' })
+  t.is(substituteEnv('${app-dir:-/tmp/x}', {}, 'k'), '/tmp/x')
+  // Unset without a default: refused naming it, not a folder named `${archive.dir}`.
+  const err = t.throws(() => loadMigrateConfig(file, { 'db-password': 'pw' }))
+  t.is((err as { code?: string }).code, 'DES_CONFIG')
+  t.regex(err!.message, /packer\.output_dir: environment variable archive\.dir is not set/)
+})
+
 test('an unset ${VAR} without a default is refused, naming the key and the variable', (t) => {
   const file = writeConfig(dir, { database: { url: 'postgres://u:${NOPE_PASSWORD}@h/d', table_name: 'f' }, packer: { output_dir: '/x' } }, 'yaml', 'unset')
   const err = t.throws(() => loadMigrateConfig(file, {}))

@@ -41,7 +41,10 @@ export function loadMigrateEnv(env: Env = process.env): MigrateEnv {
   return { vars: { ...env }, fault: (raw || undefined) as FaultPoint | undefined, dbUrl: env.DES_DB_URL?.trim() || undefined }
 }
 
-const REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-?)([^}]*))?\}/g
+// The name is everything up to `:` or `}`, as the reference reads it: an
+// environment may hold names a shell cannot (`db-password`, `app.dir` in a
+// Kubernetes env), and a reference left unreplaced would be used as text.
+const REF = /\$\{([^}:]*)(?:(:-?)([^}]*))?\}/g
 
 /**
  * Replaces `${VAR}`, `${VAR:-default}` and `${VAR:default}` in one string
