@@ -79,6 +79,15 @@ test('a zone s3 setting that YAML reads as a number or a word is refused naming 
   t.is(parseZones(zone('bucket: b, prefix: null'), 'zones.yaml').zones[0].s3.prefix, '')
 })
 
+test('a zone without region_name takes the environment\'s region, as the original\'s clients do; its own region_name wins', (t) => {
+  const zone = (s3: string) => `n_bits: 4\nzones:\n  - name: a\n    range: {start: 0, end: 15}\n    s3: {${s3}}`
+  const region = (s3: string, env: Record<string, string>) => parseZones(zone(s3), 'zones.yaml', undefined, env).zones[0].s3.region
+  t.is(region('bucket: b', { AWS_REGION: 'eu-west-1' }), 'eu-west-1')
+  t.is(region('bucket: b', { AWS_DEFAULT_REGION: 'eu-central-1' }), 'eu-central-1')
+  t.is(region('bucket: b', {}), 'us-east-1')
+  t.is(region('bucket: b, region_name: ap-south-1', { AWS_REGION: 'eu-west-1' }), 'ap-south-1')
+})
+
 test('a zones file without n_bits is read as 8, as the original reads it, whatever DES_N_BITS says; with another n_bits set it is refused, not guessed', (t) => {
   const noNBits = zonesYaml([[0, 127], [128, 255]]).replace(/^n_bits: \d+\n/, '')
   t.is(parseZones(noNBits, 'zones.yaml').nBits, 8)

@@ -127,6 +127,15 @@ export function boolVar(env: Env, name: string, def: boolean): boolean {
   throw bad(name, raw, 'expected true or false')
 }
 
+/**
+ * The region of an S3 client whose setting names none: `AWS_REGION`, else
+ * `AWS_DEFAULT_REGION`, else us-east-1 (the original's boto3 clients take the
+ * environment's region too).
+ */
+export function awsDefaultRegion(env: Env = process.env): string {
+  return env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || DEFAULT_S3_REGION
+}
+
 /** S3 settings from DES_S3_* (bucket required when `required`). */
 export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
   const bucket = env.DES_S3_BUCKET?.trim()
@@ -138,7 +147,7 @@ export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
   if (endpoint && !isEndpointUrl(endpoint)) throw bad('DES_S3_ENDPOINT_URL', endpoint, 'expected an http(s) URL')
   return {
     bucket,
-    region: env.DES_S3_REGION?.trim() || env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || DEFAULT_S3_REGION,
+    region: env.DES_S3_REGION?.trim() || awsDefaultRegion(env),
     endpoint,
     prefix: normalisePrefix(env.DES_S3_PREFIX),
     forcePathStyle: boolVar(env, 'DES_S3_FORCE_PATH_STYLE', Boolean(endpoint)),

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs'
 import { DesError } from '../errors'
 import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
-import { DEFAULT_S3_REGION, MAX_N_BITS, MIN_N_BITS } from './defaults'
-import { backendVar, type ExplicitNBits, type S3Settings } from './env'
+import { MAX_N_BITS, MIN_N_BITS } from './defaults'
+import { awsDefaultRegion, backendVar, type ExplicitNBits, type S3Settings } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
 
 export interface Zone {
@@ -59,9 +59,11 @@ const ZONES_DEFAULT_N_BITS = 8
  * differs from the file's is refused, naming both, rather than one of them
  * silently winning. A file without n_bits is read as 8, as the original
  * reads it; with another n_bits set on purpose the store could have been
- * written either way, so that too is refused rather than guessed.
+ * written either way, so that too is refused rather than guessed. A zone
+ * without region_name takes the environment's region (`env`), as the
+ * original's clients do.
  */
-export function parseZones(text: string, file: string, explicit?: ExplicitNBits): ZonesConfig {
+export function parseZones(text: string, file: string, explicit?: ExplicitNBits, env: Record<string, string | undefined> = process.env): ZonesConfig {
   let doc: any
   try {
     doc = parseYaml(text) // YAML is a superset of JSON
@@ -108,7 +110,7 @@ export function parseZones(text: string, file: string, explicit?: ExplicitNBits)
       end,
       s3: {
         bucket,
-        region: zoneText(file, name, s3, 'region_name')?.trim() || DEFAULT_S3_REGION,
+        region: zoneText(file, name, s3, 'region_name')?.trim() || awsDefaultRegion(env),
         endpoint,
         prefix: normalisePrefix(zoneText(file, name, s3, 'prefix') ?? ''),
         forcePathStyle,
@@ -135,15 +137,15 @@ export function describeRanges(ranges: ZonesConfig['uncovered']): string {
   return ranges.map((r) => (r.start === r.end ? String(r.start) : `${r.start}..${r.end}`)).join(', ')
 }
 
-/** Reads and validates a zones file (`explicit`: an n_bits set on purpose elsewhere, as `parseZones` takes it). */
-export function loadZones(file: string, explicit?: ExplicitNBits): ZonesConfig {
+/** Reads and validates a zones file (`explicit` and `env` as `parseZones` takes them). */
+export function loadZones(file: string, explicit?: ExplicitNBits, env: Record<string, string | undefined> = process.env): ZonesConfig {
   let text: string
   try {
     text = fs.readFileSync(file, 'utf8')
   } catch (err) {
     throw new DesError('DES_CONFIG', `DES_ZONES_CONFIG=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
   }
-  return parseZones(text, file, explicit)
+  return parseZones(text, file, explicit, env)
 }
 
 /**
@@ -157,5 +159,5 @@ export function writeZonesFromEnv(explicit: ExplicitNBits | undefined, env: Reco
   if (backendVar(env) !== 'multi_s3') return undefined
   const file = env.DES_ZONES_CONFIG?.trim()
   if (!file) throw new DesError('DES_CONFIG', 'DES_ZONES_CONFIG is required for DES_BACKEND=multi_s3')
-  return { file, zones: loadZones(file, explicit) }
+  return { file, zones: loadZones(file, explicit, env) }
 }
