@@ -470,6 +470,29 @@ function authRefusal(env: Env, apiKeys: ApiKey[], authorizedKeys: Map<string, Au
 }
 
 /**
+ * Why `des serve` will not start with the original's deletion API configured
+ * (DES_DELETE_API_KEY), or undefined. That API marks files deleted in `.meta`
+ * objects beside the shards, which des serve does not read: it would serve
+ * the files deleted through it again.
+ */
+function deletionApiRefusal(env: Env): string | undefined {
+  if (!env.DES_DELETE_API_KEY?.trim()) return undefined
+  return 'DES_DELETE_API_KEY is set: the original DES deletes files by writing tombstones into .meta objects beside its shards, and des serve has no deletion API and does not read those tombstones, so it would serve files deleted there again; make sure no shard of the store has a .meta object beside it, then unset DES_DELETE_API_KEY'
+}
+
+/**
+ * Start-up warnings about the original's extended retention settings
+ * (DES_EXT_RETENTION_BUCKET, DES_EXT_RETENTION_PREFIX): des serve does not
+ * read its copies, which hold the same bytes as the shards they were taken
+ * from; a file whose shard is gone is not found.
+ */
+export function originalRetentionNotices(env: Env = process.env): string[] {
+  const set = ['DES_EXT_RETENTION_BUCKET', 'DES_EXT_RETENTION_PREFIX'].filter((name) => env[name]?.trim())
+  if (set.length === 0) return []
+  return [`${set.join(' and ')} ${set.length > 1 ? 'are' : 'is'} set: des serve does not read the original's extended retention copies (or offer its retention-policy API); files are served from their shards only, and one whose shard is gone is not found`]
+}
+
+/**
  * The S3 client timeouts of every command (`DES_S3_CONNECT_TIMEOUT_MS`,
  * `DES_S3_REQUEST_TIMEOUT_MS`; the second is how long a connection may carry
  * nothing): without them a request to an endpoint that accepts and never
@@ -488,7 +511,7 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
   const apiKeys = [...apiKeysFromEnv(env.DES_API_KEYS), ...(env.DES_API_KEYS_FILE?.trim() ? apiKeysFromFile(env.DES_API_KEYS_FILE.trim()) : [])]
   const authorizedKeysPath = env.DES_AUTHORIZED_KEYS_PATH?.trim()
   const authorizedKeys = authorizedKeysPath ? authorizedKeysFromFile(authorizedKeysPath) : undefined
-  const refusal = authRefusal(env, apiKeys, authorizedKeys)
+  const refusal = deletionApiRefusal(env) ?? authRefusal(env, apiKeys, authorizedKeys)
   if (refusal) throw new DesError('DES_CONFIG', refusal)
   const open = env.DES_AUTH_OPEN_PATHS
   const authOpenPaths = (open === undefined ? '/health,/ready,/metrics' : open)
