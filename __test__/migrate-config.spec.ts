@@ -145,6 +145,31 @@ test('size_bytes_column null or empty means no size column (sizes come from the 
   t.is(parseMigrateConfig({ database: { url: 'postgres://x/y' } }).database.sizeBytesColumn, 'size_bytes')
 })
 
+test('a key the original reads as a number or a name, given empty or null, is refused naming it: never the default n_bits, age or table', (t) => {
+  const url = 'postgres://x/y'
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ database: { url }, packer: { n_bits: '' } }, 'packer.n_bits'],
+    [{ database: { url }, packer: { n_bits: null } }, 'packer.n_bits'],
+    [{ database: { url }, packer: { output_dir: '' } }, 'packer.output_dir'],
+    [{ database: { url }, packer: { max_shard_size: '' } }, 'packer.max_shard_size'],
+    [{ database: { url }, packer: { s3_source: { max_retries: '' } } }, 'packer.s3_source.max_retries'],
+    [{ database: { url }, migration: { archive_age_days: '' } }, 'migration.archive_age_days'],
+    [{ database: { url }, migration: { batch_size: null } }, 'migration.batch_size'],
+    [{ database: { url, table_name: '' } }, 'database.table_name'],
+    [{ database: { url, archived_column: null } }, 'database.archived_column'],
+  ]
+  for (const [doc, key] of cases) {
+    const err = t.throws(() => parseMigrateConfig(doc, { DES_N_BITS: '10' }), undefined, key)
+    t.is((err as { code?: string }).code, 'DES_CONFIG')
+    t.is(err!.message, `config ${key}: is empty (leave the key out for its default)`)
+  }
+  // Through a variable set to empty, as a ConfigMap key left blank gives it.
+  const file = writeConfig(dir, { database: { url, table_name: 'f' }, packer: { output_dir: '/x', n_bits: '${N_BITS}' } }, 'yaml', 'empty-var')
+  t.regex(t.throws(() => loadMigrateConfig(file, { N_BITS: '' }))!.message, /packer\.n_bits: is empty/)
+  // Left out, the defaults apply as before.
+  t.is(parseMigrateConfig({ database: { url } }, {}).packer.nBits, 8)
+})
+
 test('packer.layout, else DES_LAYOUT, decides where the migrator writes', (t) => {
   const doc = { database: { url: 'postgres://x/y' } }
   t.is(parseMigrateConfig(doc, { DES_LAYOUT: 'flat' }).packer.layout, 'flat')

@@ -179,6 +179,18 @@ function section(parent: Obj, key: string, where: string, allowed: readonly stri
   return v as Obj
 }
 
+/**
+ * Refuses keys of `o` given as empty or null (`n_bits: ${N_BITS}` with the
+ * variable set to empty, `n_bits:` left blank). The original stops on them
+ * (`int('')`, a table without a name); taken for the default they would be
+ * a wrong n_bits, age or table, silently.
+ */
+function refuseEmpty(o: Obj, where: string, keys: readonly string[]): void {
+  for (const key of keys) {
+    if (key in o && (o[key] === '' || o[key] === null)) throw fail(`${where}.${key}`, 'is empty (leave the key out for its default)')
+  }
+}
+
 function str(o: Obj, key: string, at: string, def?: string): string {
   const v = o[key]
   if (v === undefined || v === null || v === '') {
@@ -247,6 +259,8 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   const defaultRegion = vars.AWS_REGION || vars.AWS_DEFAULT_REGION || DEFAULT_S3_REGION
 
   const db = section(root, 'database', '', ['url', 'table_name', 'uid_column', 'created_at_column', 'file_location_column', 'size_bytes_column', 'archived_column'])
+  // size_bytes_column is not among them: empty, it means no size column, as in the original.
+  refuseEmpty(db, 'database', ['table_name', 'uid_column', 'created_at_column', 'file_location_column', 'archived_column'])
   const url = str(db, 'url', 'database.url')
   const urlProblem = dbUrlProblem(url)
   if (urlProblem) throw fail('database.url', urlProblem)
@@ -262,6 +276,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   }
 
   const mig = section(root, 'migration', '', ['archive_age_days', 'batch_size', 'delete_source_files'])
+  refuseEmpty(mig, 'migration', ['archive_age_days', 'batch_size'])
   const migration: MigrationConfig = {
     archiveAgeDays: num(mig, 'archive_age_days', 'migration.archive_age_days', 7, 0, 1e6, false)!,
     batchSize: num(mig, 'batch_size', 'migration.batch_size', 1000, 1, 1_000_000, true)!,
@@ -269,6 +284,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   }
 
   const pk = section(root, 'packer', '', ['output_dir', 's3', 'layout', 'max_shard_size', 'n_bits', 'codec', 'level', 'big_file_threshold', 'bigfiles_prefix', 's3_source'])
+  refuseEmpty(pk, 'packer', ['output_dir', 'max_shard_size', 'n_bits'])
   const outputDir = optStr(pk, 'output_dir', 'packer.output_dir')
   const s3 = section(pk, 's3', 'packer', ['bucket', 'prefix', 'region_name', 'endpoint_url', 'force_path_style'])
   const hasS3 = Object.keys(s3).length > 0
@@ -297,6 +313,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   const bigfilesPrefix = optStr(pk, 'bigfiles_prefix', 'packer.bigfiles_prefix')
   if (bigfilesPrefix !== undefined && !isFolderName(bigfilesPrefix)) throw fail('packer.bigfiles_prefix', FOLDER_NAME_EXPECTED)
   const src = section(pk, 's3_source', 'packer', ['enabled', 'region_name', 'endpoint_url', 'max_retries', 'retry_delay_seconds'])
+  refuseEmpty(src, 'packer.s3_source', ['max_retries', 'retry_delay_seconds'])
   const packer: PackerConfig = {
     output,
     layout,
