@@ -13,9 +13,10 @@ import { promisify } from 'node:util'
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
 import { S3Source } from '../src/storage/s3'
 import { createS3Client } from '../src/storage/s3-client'
+import { LocalSource } from '../src/storage/local'
 import { singleSource } from '../src/storage/source'
 import { Store } from '../src/store/store'
-import { createServer } from '../src/serve/server'
+import { createServer, unreadLayoutNotice } from '../src/serve/server'
 import { autoPayloadCacheBytes } from '../src/config/memory'
 import { runCli } from './helpers/cli'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
@@ -91,6 +92,20 @@ test("the original's deletion API key stops des serve (it does not read the orig
     t.is(await s.stop(), 0)
   }
   t.regex(s.stderr(), /DES_EXT_RETENTION_BUCKET and DES_EXT_RETENTION_PREFIX are set: des serve does not read the original's extended retention copies/)
+})
+
+test("a store of the original's flat layout served with DES_LAYOUT left at nested (the original's config has no DES_LAYOUT) is a start-up warning, not a server that answers 404 for every file in silence", async (t) => {
+  const dir = tempDir()
+  fs.writeFileSync(path.join(dir, '20240501_01_0000.des'), 'listed, not read')
+  const sources = singleSource(new LocalSource(dir))
+  t.regex((await unreadLayoutNotice({ sources, layouts: ['nested'] }))!, /the store holds shards of the original's flat layout \(20240501_01_0000\.des\), which DES_LAYOUT=nested does not read.*set DES_LAYOUT=flat/)
+  t.is(await unreadLayoutNotice({ sources, layouts: ['flat'] }), undefined)
+  t.is(await unreadLayoutNotice({ sources, layouts: ['nested', 'flat'] }), undefined)
+  const { dir: nested } = await sampleDir()
+  t.is(await unreadLayoutNotice({ sources: singleSource(new LocalSource(nested)), layouts: ['nested'] }), undefined)
+  const s = await startServe(['--workers', '1'], { DES_BASE_DIR: dir })
+  t.is(await s.stop(), 0)
+  t.regex(s.stderr(), /\[DES_LAYOUT_UNREAD\] Warning: the store holds shards of the original's flat layout/)
 })
 
 test('SIGTERM: stops accepting, finishes the request in flight, exits 0', async (t) => {

@@ -13,6 +13,7 @@ import { DesError, describe, errorCode, exitCode } from '../errors'
 import { zeroServeSeries } from '../metrics'
 import { createStore } from '../store'
 import type { Store } from '../store/store'
+import { parseFlatShardKey } from '../store/layout'
 import { createApp } from './app'
 import { Auth } from './auth'
 import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
@@ -114,6 +115,40 @@ export function checkBaseDir(config: DesConfig): void {
   if (!st.isDirectory()) throw new DesError('DES_CONFIG', `the store's base directory ${config.baseDir} is not a directory (DES_BASE_DIR or --base-dir)`)
 }
 
+/** Objects of each source looked at for a shard of a layout the configuration does not read. */
+const LAYOUT_PROBE_OBJECTS = 100
+
+/**
+ * A warning when the store holds shards of the original's flat layout
+ * (`20240501_01_0000.des` at its root) and DES_LAYOUT does not read it: the
+ * original's configuration has no DES_LAYOUT, and served as nested such a
+ * store answers 404 for every file while /ready says ready. Looks at the
+ * first objects of each source only (a flat store lists them first); a
+ * listing that fails says nothing here, /ready reports the backend.
+ */
+export async function unreadLayoutNotice(store: Pick<Store, 'sources' | 'layouts'>): Promise<string | undefined> {
+  if (store.layouts.includes('flat')) return undefined
+  for (const source of store.sources.all()) {
+    let seen = 0
+    try {
+      for await (const o of source.list()) {
+        if (parseFlatShardKey(o.key)) {
+          return `the store holds shards of the original's flat layout (${o.key}), which DES_LAYOUT=${store.layouts.join(',')} does not read: the files in them are not found; set DES_LAYOUT=flat (nested,flat while it is converted with des convert)`
+        }
+        if (++seen >= LAYOUT_PROBE_OBJECTS) break
+      }
+    } catch {
+      continue
+    }
+  }
+  return undefined
+}
+
+async function warnUnreadLayout(store: Store): Promise<void> {
+  const notice = await unreadLayoutNotice(store)
+  if (notice) process.emitWarning(notice, { code: 'DES_LAYOUT_UNREAD' })
+}
+
 /**
  * The start-up facts of `des serve`: what it serves and with how much cache.
  * `nBits` is the store's, the one routing uses (a zones file's own n_bits).
@@ -150,6 +185,8 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
     connectionTimeoutMs: opts.serve.s3ConnectTimeoutMs,
     requestTimeoutMs: opts.serve.s3RequestTimeoutMs,
   })
+  // Once, in the process that starts the server (workers: the primary did).
+  if (cluster.isPrimary) await warnUnreadLayout(store)
   const auth = new Auth(opts.serve.apiKeys, opts.serve.authOpenPaths)
   const authorizedKeys = opts.serve.authorizedKeys
   // A worker's nonces and rate windows are the primary's, shared by all workers.
@@ -286,6 +323,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
   if (cluster.isPrimary) checkBaseDir(opts.config)
   if (opts.serve.workers > 1 && cluster.isPrimary) {
     const store = createStore(opts.config) // refuse a bad config (zones file...) here, before forking
+    await warnUnreadLayout(store)
     const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers), store.nBits)
     logger.info(fields, `des serve starting: ${startupText(fields)}`)
     answerClusterMetrics()
