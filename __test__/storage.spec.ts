@@ -344,7 +344,8 @@ function bufferSource(key: string, object: Buffer): ByteSource & { fetched: numb
       source.fetched += length
       return Buffer.from(object.subarray(offset, offset + length))
     },
-    stream: () => Promise.reject(new Error('not used')),
+    // Only the shard is there (its sidecar, asked for with the tail, is not).
+    stream: (k: string) => Promise.reject(new DesError('DES_NOT_FOUND', `no object ${k}`)),
     list: () => (async function* () {})(),
     ping: () => Promise.resolve(),
   }

@@ -40,6 +40,8 @@ const OUTCOMES: Record<string, Outcome> = {
   DES_FORBIDDEN: { status: 403, exitCode: 2 },
   DES_NOT_FOUND: { status: 404, exitCode: 3 },
   DES_NO_FILE: { status: 404, exitCode: 3 },
+  // A file the original DES marked deleted (a tombstone in its shard's .meta sidecar): its 410.
+  DES_DELETED: { status: 410, exitCode: 3 },
   DES_RANGE: { status: 416, exitCode: 2 },
   DES_METHOD: { status: 405, exitCode: 2 },
   // A signed request over its key's max_requests_per_hour (the reference answers 429).

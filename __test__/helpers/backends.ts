@@ -85,6 +85,16 @@ export async function openBackend(kind: BackendKind, dir: string, opts: { prefix
   return b
 }
 
+/** The requests of `sent` for shards and BigFiles: not those for the original's deletion sidecars (`.meta`), made with a shard's tail. */
+export function shardGets(sent: SentRequest[]): SentRequest[] {
+  return sent.filter((r) => !r.key.endsWith('.meta'))
+}
+
+/** The requests of `sent` for the original's deletion sidecars beside the shards. */
+export function sidecarGets(sent: SentRequest[]): SentRequest[] {
+  return sent.filter((r) => r.key.endsWith('.meta'))
+}
+
 /** The GETs among `sent` (anything else — HEAD, LIST — would break the contract). */
 export function describeSent(sent: SentRequest[]): string[] {
   return sent.map((r) => `${r.method} ${r.key}${r.range ? ` ${r.range}` : ''}${Object.keys(r.query).length ? ` ?${Object.keys(r.query).join('&')}` : ''}`)

@@ -141,6 +141,7 @@ export class S3Source implements ByteSource {
       index: s3RangeCallsTotal.labels(label, 'index'),
       payload: s3RangeCallsTotal.labels(label, 'payload'),
       bigfile: s3RangeCallsTotal.labels(label, 'bigfile'),
+      meta: { inc: () => {} },
     }
   }
 

@@ -5,8 +5,11 @@
 import type { Readable } from 'node:stream'
 import { DesError } from '../errors'
 
-/** What a metric's `type` label says a GET was for (SPEC §8). */
-export type ReadType = 'tail' | 'index' | 'payload' | 'bigfile'
+/**
+ * What a metric's `type` label says a GET was for (SPEC §8); `meta`, the
+ * original's deletion sidecar beside a shard, is not counted (nor is it by the original).
+ */
+export type ReadType = 'tail' | 'index' | 'payload' | 'bigfile' | 'meta'
 
 /** The last bytes of an object and what identifies this version of it. */
 export interface ObjectTail {

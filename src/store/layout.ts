@@ -125,6 +125,8 @@ export function referenceDigits(uid: string): string | undefined {
 export interface Lookup {
   layout: Layout
   loc: ShardLocation
+  /** The created_at asked for, when a find is given a place rather than the timestamp (its tombstones are keyed by it). */
+  createdAt?: string
 }
 
 /**

@@ -2,12 +2,14 @@
 // payload from it. A local file is opened by the native reader (payload read
 // and decoded by positional reads off the event loop); any other source is
 // read as its tail (footer + index in one GET, a second GET only for the part
-// of a larger index the tail missed), then one range GET per payload.
+// of a larger index the tail missed), then one range GET per payload. The
+// original's deletion sidecar beside it is read at the same time.
 
 import { DesError, errorCode } from '../errors'
 import { footerFromTail, indexStartIsForeign, shardHeaderVersion, ShardReader, type EntryInfo, type KeepIn } from '../native'
 import { EtagMismatchError, type ByteSource, type ObjectTail } from '../storage/source'
 import { RecentMap } from './recent-map'
+import { readSidecar, type Sidecar, type Tombstones } from './tombstones'
 
 /** Fixed cost of a cached shard besides its index bytes (JS object, key, native handle). */
 const OVERHEAD = 512
@@ -27,6 +29,10 @@ export interface ShardHandle {
   retired: boolean
   /** When (performance.now()) this version was last confirmed as the current one. */
   checkedAt: number
+  /** The original's deletion sidecar beside the shard, as last read (with the shard, and at each re-check). */
+  sidecar: Sidecar | undefined
+  /** `sidecar.tombstones`: undefined, the common case, costs a find nothing. */
+  tombstones: Tombstones | undefined
   /** The decoded payload of an inline entry (also kept in `keep` when given). */
   read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer>
   /** The stored (possibly compressed) bytes of an inline entry, as they are in the shard. */
@@ -56,14 +62,17 @@ abstract class OpenedShard implements ShardHandle {
   readonly weight: number
   retired = false
   checkedAt = performance.now()
+  tombstones: Tombstones | undefined
   constructor(
     readonly key: string,
     readonly source: ByteSource,
     readonly reader: ShardReader,
     readonly etag: string,
     readonly objectSize: number,
+    public sidecar: Sidecar | undefined,
   ) {
     this.weight = reader.indexSize + OVERHEAD
+    this.tombstones = sidecar?.tombstones
   }
 
   abstract read(uid: string, entry: EntryInfo, keep?: KeepIn): Promise<Buffer>
@@ -163,10 +172,24 @@ export async function withIndexBefore(source: ByteSource, key: string, tail: Obj
   return Buffer.concat([first, rest, tail.bytes])
 }
 
-/** `shard` was just found to be the current version: trusted anew from now. */
-function confirmed(shard: ShardHandle): ShardHandle {
+/** `shard` was just found to be the current version, its sidecar as read now: trusted anew from now. */
+function confirmed(shard: ShardHandle, sidecar: Sidecar | undefined): ShardHandle {
+  shard.sidecar = sidecar
+  shard.tombstones = sidecar?.tombstones
   shard.checkedAt = performance.now()
   return shard
+}
+
+/**
+ * The shard's own read and its sidecar's, made together (one round trip on
+ * S3): the shard's failure first (a missing shard is not found, whatever its
+ * sidecar), then the sidecar's (storage failing there, the shard is not served).
+ */
+async function withSidecar<T>(shard: Promise<T>, sidecar: Promise<Sidecar | undefined>): Promise<[T, Sidecar | undefined]> {
+  const [a, b] = await Promise.allSettled([shard, sidecar])
+  if (a.status === 'rejected') throw a.reason
+  if (b.status === 'rejected') throw b.reason
+  return [a.value, b.value]
 }
 
 /**
@@ -201,8 +224,8 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
   if (source.localPath && source.localEtag) {
     // stat before open: if the file is replaced in between, the stored etag is
     // the older one, so the next miss re-opens (never the reverse).
-    const etag = await source.localEtag(key)
-    if (previous && previous.etag === etag) return confirmed(previous)
+    const [etag, sidecar] = await withSidecar(source.localEtag(key), readSidecar(source, key, previous?.sidecar))
+    if (previous && previous.etag === etag) return confirmed(previous, sidecar)
     let reader: ShardReader
     const file = source.localPath(key)
     try {
@@ -214,10 +237,10 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
       }
       throw withKey(withoutPath(err, file), key)
     }
-    return new LocalShard(key, source, reader, etag, reader.fileSize ?? reader.dataEnd + reader.indexSize)
+    return new LocalShard(key, source, reader, etag, reader.fileSize ?? reader.dataEnd + reader.indexSize, sidecar)
   }
-  const tail = await source.getTail(key, tailBytes)
-  if (previous && previous.etag === tail.etag) return confirmed(previous)
+  const [tail, sidecar] = await withSidecar(source.getTail(key, tailBytes), readSidecar(source, key, previous?.sidecar))
+  if (previous && previous.etag === tail.etag) return confirmed(previous, sidecar)
   // By source and key: zones and layouts are other sources and keys.
   const where = `${source.id}\u0000${key}`
   const known = damaged?.get(where, tail.etag)
@@ -229,5 +252,5 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
     if (errorCode(err) === 'DES_CORRUPT') damaged?.set(where, tail.etag, err)
     throw err
   }
-  return new RemoteShard(key, source, reader, tail.etag, tail.objectSize)
+  return new RemoteShard(key, source, reader, tail.etag, tail.objectSize, sidecar)
 }

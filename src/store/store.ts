@@ -16,6 +16,7 @@ import { PayloadCache } from './payload-cache'
 import { bigfileKeyIn, locateIn, lookupsFor, shardKeyIn, type Lookup } from './layout'
 import { DamagedShards, openShard, type ShardHandle } from './shard'
 import { RecentMap } from './recent-map'
+import { checkNotDeleted } from './tombstones'
 
 export interface StoreOptions {
   sources: ShardSources
@@ -57,6 +58,8 @@ export interface Found {
   entry: EntryInfo
   /** Strong validator of the file's bytes. */
   etag: string
+  /** The created_at it was found for (a find again checks the original's tombstones by it). */
+  createdAt: string | undefined
 }
 
 /** A BigFile's bytes on their way to a client. */
@@ -208,7 +211,9 @@ export class Store {
    * order only after a miss, then the next place of `lookups` (another
    * layout, or the nested layout under the date as written). A uid missing
    * from a cached index re-checks the object before moving on, so shards
-   * appended since are seen. DES_NOT_FOUND when no shard holds the uid.
+   * appended since are seen. DES_NOT_FOUND when no shard holds the uid;
+   * DES_DELETED when the original DES's sidecar of a shard looked in marks
+   * it deleted (DES_CORRUPT when that sidecar is damaged).
    */
   async find(uid: string, createdAt: string | Lookup): Promise<Found> {
     return this.findNow(uid, createdAt)
@@ -226,17 +231,24 @@ export class Store {
       // uid compared too: "a" + "\nX…" and "a\nX" + "…" make the same key.
       if (recent !== undefined && recent.found.uid === uid && this.isCurrent(recent.found.shard)) {
         // Through the index cache, so a hot shard stays recently used there.
-        if (this.indexCache.cached(recent.ck) === recent.found.shard) return recent.found
+        if (this.indexCache.cached(recent.ck) === recent.found.shard) {
+          // Its sidecar may have been re-read since it was remembered.
+          const tombstones = recent.found.shard.tombstones
+          if (tombstones !== undefined) checkNotDeleted(tombstones, uid, createdAt as string)
+          return recent.found
+        }
       }
     }
+    const when = typeof createdAt === 'string' ? createdAt : createdAt.createdAt
     const lookups = typeof createdAt === 'string' ? this.lookups(uid, createdAt) : [createdAt]
     const { layout, loc } = lookups[0]
     const ck = this.cacheKey(this.sources.sourceFor(loc.shardIndex), this.shardKey(loc, 0, layout))
     const shard = this.indexCache.cached(ck)
-    if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, lookups, ck, shard)
+    if (shard !== undefined && !this.isCurrent(shard)) return this.recheckThenSearch(uid, lookups, ck, shard, when)
     const entry = shard?.reader.entry(uid) ?? null
-    if (shard === undefined || entry === null) return this.search(uid, lookups, shard)
-    const found = { uid, layout, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(layout, 0, entry, shard) }
+    if (shard === undefined || entry === null) return this.search(uid, lookups, shard, when)
+    if (shard.tombstones !== undefined) checkNotDeleted(shard.tombstones, uid, when)
+    const found = { uid, layout, loc, part: 0, shard, entry: checkedEntry(entry, shard.key), etag: this.etagOf(layout, 0, entry, shard), createdAt: when }
     if (memoKey !== undefined) this.remember(memoKey, ck, found)
     return found
   }
@@ -247,7 +259,7 @@ export class Store {
   }
 
   /** Re-checks a cached base shard whose trust ran out (one stat, or one suffix GET), then finds. */
-  private async recheckThenSearch(uid: string, lookups: Lookup[], ck: string, shard: ShardHandle): Promise<Found> {
+  private async recheckThenSearch(uid: string, lookups: Lookup[], ck: string, shard: ShardHandle, when: string | undefined): Promise<Found> {
     const { layout, loc } = lookups[0]
     const source = this.sources.sourceFor(loc.shardIndex)
     const key = this.shardKey(loc, 0, layout)
@@ -258,7 +270,7 @@ export class Store {
       if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
       current = undefined // gone: the search says 404
     }
-    return this.search(uid, lookups, current)
+    return this.search(uid, lookups, current, when)
   }
 
   private noteMissing(ck: string): void {
@@ -293,14 +305,15 @@ export class Store {
 
   /**
    * The walk of `find` over every lookup in turn (its chain of parts);
-   * `base` is the first lookup's base shard when its index was cached.
+   * `base` is the first lookup's base shard when its index was cached;
+   * `when` the created_at asked for.
    */
-  private async search(uid: string, lookups: Lookup[], base: ShardHandle | undefined): Promise<Found> {
+  private async search(uid: string, lookups: Lookup[], base: ShardHandle | undefined, when: string | undefined): Promise<Found> {
     for (let attempt = 0; ; attempt++) {
       const missed: string[] = []
       const skipped: string[] = []
       for (let i = 0; i < lookups.length; i++) {
-        const found = await this.searchChain(uid, lookups[i], i === 0 ? base : undefined, missed, skipped)
+        const found = await this.searchChain(uid, lookups[i], i === 0 ? base : undefined, missed, skipped, when)
         if (found !== undefined) return found
       }
       // Before a 404, shards taken for missing are asked for again: one created since (a new part, a
@@ -311,7 +324,7 @@ export class Store {
   }
 
   /** One chain: parts 0, 1, 2… until one does not exist. Says in `missed` where it looked. */
-  private async searchChain(uid: string, { layout, loc }: Lookup, base: ShardHandle | undefined, missed: string[], skipped: string[]): Promise<Found | undefined> {
+  private async searchChain(uid: string, { layout, loc }: Lookup, base: ShardHandle | undefined, missed: string[], skipped: string[], when: string | undefined): Promise<Found | undefined> {
     const source = this.sources.sourceFor(loc.shardIndex)
     for (let part = 0; ; part++) {
       const key = this.shardKey(loc, part, layout)
@@ -343,12 +356,15 @@ export class Store {
             throw err
           }
         }
+        // As the original: a shard whose sidecar marks the file deleted says so, whether or not its index holds it.
+        if (shard.tombstones !== undefined) checkNotDeleted(shard.tombstones, uid, when)
         let entry = shard.reader.entry(uid)
         if (entry === null && mayLack) {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
+          if (shard.tombstones !== undefined) checkNotDeleted(shard.tombstones, uid, when)
           entry = shard.reader.entry(uid)
         }
-        if (entry !== null) return { uid, layout, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(layout, part, entry, shard) }
+        if (entry !== null) return { uid, layout, loc, part, shard, entry: checkedEntry(entry, key), etag: this.etagOf(layout, part, entry, shard), createdAt: when }
       } catch (err) {
         if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
         const first = this.shardKey(loc, 0, layout)
@@ -419,7 +435,7 @@ export class Store {
       // Replaced (If-Match refused) or removed since it was found: found again, or not at all.
       if (!(err instanceof EtagMismatchError) && (err as DesError)?.code !== 'DES_NOT_FOUND') throw err
       this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
-      const again = await this.find(found.uid, { layout: found.layout, loc: found.loc })
+      const again = await this.find(found.uid, { layout: found.layout, loc: found.loc, createdAt: found.createdAt })
       // Other bytes now: what the caller worked out from the old version
       // (ETag, type, range, its answer to If-Range) must not go out with them.
       if (again.etag !== found.etag) throw new DesError('DES_CONFLICT', `uid ${JSON.stringify(found.uid)} changed while it was being read; retry`, { uid: found.uid })

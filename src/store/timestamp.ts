@@ -159,11 +159,15 @@ function readZone(text: string): number | null {
   return total < DAY_MICROS ? total : null
 }
 
-/**
- * A timestamp in the forms the reference accepts, or null. Only called for
- * strings the native parser refused.
- */
-export function readReferenceTimestamp(createdAt: string): ReadTimestamp | null {
+/** An instant as the reference reads it: its UTC time, the microseconds of its second, its date as written. */
+interface Instant {
+  utc: Date
+  micros: number
+  writtenDate: string
+}
+
+/** A timestamp in the forms the reference accepts as an instant, or null. */
+function readInstant(createdAt: string): Instant | null {
   let s = pyStrip(createdAt)
   if (s.endsWith('Z')) s = s.slice(0, -1) + '+00:00'
   if (s.length < 7) return null
@@ -188,12 +192,39 @@ export function readReferenceTimestamp(createdAt: string): ReadTimestamp | null 
   // The UTC time of day, which may fall on the day before or after (all in exact microseconds).
   const utcMicros = clock - offset
   const dayShift = Math.floor(utcMicros / DAY_MICROS)
-  const seconds = Math.floor((utcMicros - dayShift * DAY_MICROS) / 1e6)
+  const ofDay = utcMicros - dayShift * DAY_MICROS
+  const seconds = Math.floor(ofDay / 1e6)
   const utc = new Date(utcDate(date.y, date.m, date.d).getTime() + dayShift * 86_400_000 + seconds * 1000)
   const y = utc.getUTCFullYear()
   if (y < 0 || y > 9999) return null
-  const canonical = `${String(y).padStart(4, '0')}-${pad2(utc.getUTCMonth() + 1)}-${pad2(utc.getUTCDate())}T${pad2(utc.getUTCHours())}:${pad2(utc.getUTCMinutes())}:${pad2(utc.getUTCSeconds())}Z`
-  return { canonical, writtenDate: `${date.y}${pad2(date.m)}${pad2(date.d)}` }
+  return { utc, micros: ofDay - seconds * 1e6, writtenDate: `${date.y}${pad2(date.m)}${pad2(date.d)}` }
+}
+
+/** `YYYY-MM-DDTHH:MM:SS` of a UTC instant. */
+function utcSeconds(utc: Date): string {
+  return `${String(utc.getUTCFullYear()).padStart(4, '0')}-${pad2(utc.getUTCMonth() + 1)}-${pad2(utc.getUTCDate())}T${pad2(utc.getUTCHours())}:${pad2(utc.getUTCMinutes())}:${pad2(utc.getUTCSeconds())}`
+}
+
+/**
+ * A timestamp in the forms the reference accepts, or null. Only called for
+ * strings the native parser refused.
+ */
+export function readReferenceTimestamp(createdAt: string): ReadTimestamp | null {
+  const at = readInstant(createdAt)
+  return at === null ? null : { canonical: `${utcSeconds(at.utc)}Z`, writtenDate: at.writtenDate }
+}
+
+/**
+ * created_at as the reference writes it in its tombstone keys (its
+ * ShardMetadata.format_timestamp): UTC, `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, the
+ * microseconds only when not zero; undefined when it is no timestamp. A
+ * final lowercase `z`, which we read as UTC, is read so here too.
+ */
+export function referenceUtcIso(createdAt: string): string | undefined {
+  const s = pyStrip(createdAt)
+  const at = readInstant(s.endsWith('z') ? s.slice(0, -1) + 'Z' : s)
+  if (at === null) return undefined
+  return `${utcSeconds(at.utc)}${at.micros === 0 ? '' : '.' + String(at.micros).padStart(6, '0')}Z`
 }
 
 /**
