@@ -470,14 +470,14 @@ function authRefusal(env: Env, apiKeys: ApiKey[], authorizedKeys: Map<string, Au
 }
 
 /**
- * Why `des serve` will not start with the original's deletion API configured
- * (DES_DELETE_API_KEY), or undefined. That API marks files deleted in `.meta`
- * objects beside the shards, which des serve does not read: it would serve
- * the files deleted through it again.
+ * A start-up warning about the original's deletion API key
+ * (DES_DELETE_API_KEY): des serve honours the deletions that API made (the
+ * tombstones in the `.meta` sidecars beside the shards answer 410) but has
+ * no such API itself.
  */
-function deletionApiRefusal(env: Env): string | undefined {
-  if (!env.DES_DELETE_API_KEY?.trim()) return undefined
-  return 'DES_DELETE_API_KEY is set: the original DES deletes files by writing tombstones into .meta objects beside its shards, and des serve has no deletion API and does not read those tombstones, so it would serve files deleted there again; make sure no shard of the store has a .meta object beside it, then unset DES_DELETE_API_KEY'
+export function originalDeletionNotices(env: Env = process.env): string[] {
+  if (!env.DES_DELETE_API_KEY?.trim()) return []
+  return ["DES_DELETE_API_KEY is set: des serve has no deletion API (DELETE /files/... answers 405); files the original DES deleted (tombstones in the .meta sidecars beside its shards) are answered 410 File deleted, and new deletions must be made with the original"]
 }
 
 /**
@@ -511,7 +511,7 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
   const apiKeys = [...apiKeysFromEnv(env.DES_API_KEYS), ...(env.DES_API_KEYS_FILE?.trim() ? apiKeysFromFile(env.DES_API_KEYS_FILE.trim()) : [])]
   const authorizedKeysPath = env.DES_AUTHORIZED_KEYS_PATH?.trim()
   const authorizedKeys = authorizedKeysPath ? authorizedKeysFromFile(authorizedKeysPath) : undefined
-  const refusal = deletionApiRefusal(env) ?? authRefusal(env, apiKeys, authorizedKeys)
+  const refusal = authRefusal(env, apiKeys, authorizedKeys)
   if (refusal) throw new DesError('DES_CONFIG', refusal)
   const open = env.DES_AUTH_OPEN_PATHS
   const authOpenPaths = (open === undefined ? '/health,/ready,/metrics' : open)

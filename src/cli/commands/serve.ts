@@ -2,7 +2,7 @@
 // environment; the store flags win over their variables (src/config/store-flags.ts).
 
 import type { Argv } from 'yargs'
-import { backendNotices, loadServeConfig, originalAuthNotices, originalRetentionNotices } from '../../config/env'
+import { backendNotices, loadServeConfig, originalAuthNotices, originalDeletionNotices, originalRetentionNotices } from '../../config/env'
 import { nBitsFlag, wholeNumberFlag } from '../flags'
 
 export function register(y: Argv): Argv {
@@ -26,6 +26,7 @@ export function register(y: Argv): Argv {
       const serveConfig = loadServeConfig()
       for (const notice of originalAuthNotices(process.env, serveConfig.authorizedKeys)) process.emitWarning(notice, { code: 'DES_ORIGINAL_AUTH' })
       for (const notice of originalRetentionNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_RETENTION' })
+      for (const notice of originalDeletionNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_DELETION' })
       if (argv['base-dir'] === undefined && argv.backend === undefined) for (const notice of backendNotices()) process.emitWarning(notice, { code: 'DES_ORIGINAL_BACKEND' })
       if (argv.host !== undefined) serveConfig.host = argv.host
       if (argv.port !== undefined) serveConfig.port = argv.port
