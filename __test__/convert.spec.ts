@@ -134,6 +134,20 @@ test('local: a flat shard whose uid routes elsewhere (wrong --n-bits) converts n
   t.false(fs.readdirSync(dir).some((n) => /^\d{8}$/.test(n)), 'no nested shard written')
 })
 
+test("local: a flat key whose shard has the original's .meta sidecar (its deletions) is not converted, nor removed; the run fails, and the deleted file stays 410", async (t) => {
+  const dir = tempDir('des-convert-')
+  const fixture = path.join(__dirname, 'fixtures', 'tombstones')
+  for (const name of ['20240301_9_0000.des', '20240301_9_0000.meta']) fs.copyFileSync(path.join(fixture, name), path.join(dir, name))
+  const r = await runCli(['convert', '--base-dir', dir, '--n-bits', '4', '--delete-source', '--json'])
+  t.is(r.code, 4, r.stderr)
+  t.regex(report(r).failed[0].reason, /20240301_9_0000\.des has a \.meta sidecar beside it/)
+  t.false(fs.existsSync(path.join(dir, '20240301')), 'no nested shard written')
+  t.true(fs.existsSync(path.join(dir, '20240301_9_0000.des')), 'the flat shard kept')
+  const store = new Store({ sources: singleSource(new LocalSource(dir)), nBits: 4, layouts: ['nested', 'flat'] })
+  await t.throwsAsync(store.get('doc-1', '2024-03-01T10:00:00.250000+02:00'), { code: 'DES_DELETED' })
+  t.is((await store.get('doc-24', '2024-03-01T11:30:00+02:00')).toString(), 'kept beside it\n')
+})
+
 test('local: a uid stored twice with other bytes (the second copy never served) keeps its flat shards and fails the run; the served copy is converted', async (t) => {
   const dir = tempDir('des-convert-')
   const iso = '2024-03-01T10:00:00Z'

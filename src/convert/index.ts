@@ -272,6 +272,13 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     const { dateDir, shardHex } = fk
     const shards: ShardHandle[] = []
     for (const p of fk.parts) shards.push(await openShard(store.source, p.key, tailBytes))
+    // The original's deletions are kept beside its flat shards, and the nested layout has no place
+    // for them: converted, the files they mark deleted would be served again. The key stays flat
+    // (DES_LAYOUT=nested,flat answers them 410 from there).
+    const deleting = shards.find((shard) => shard.tombstones !== undefined)
+    if (deleting !== undefined) {
+      throw new DesError('DES_CONFLICT', `${deleting.key} has a .meta sidecar beside it (the original DES's deletions, or a damaged one), which the nested layout cannot carry: the key stays in the flat layout`)
+    }
     // The first copy of each uid, in part order (the one the reference's reader finds).
     const files = new Map<string, FlatFile>()
     const shadowed: FlatFile[] = []
