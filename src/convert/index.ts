@@ -271,7 +271,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   async function convertKey(fk: FlatKey): Promise<void> {
     const { dateDir, shardHex } = fk
     const shards: ShardHandle[] = []
-    for (const p of fk.parts) shards.push(await openShard(store.source, p.key, tailBytes))
+    for (const p of fk.parts) shards.push(await openShard(store.source, p.key, tailBytes, undefined, undefined, { deletions: true }))
     // The original's deletions are kept beside its flat shards, and the nested layout has no place
     // for them: converted, the files they mark deleted would be served again. The key stays flat
     // (DES_LAYOUT=nested,flat answers them 410 from there).

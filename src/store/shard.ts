@@ -218,13 +218,17 @@ export class DamagedShards {
  * Opens the shard at `key`; with `previous`, returns `previous` itself when
  * the object has not changed since (the re-check before a 404).
  * DES_NOT_FOUND when there is no such object. With `damaged`, a remote
- * version found damaged before is refused again from its tail.
+ * version found damaged before is refused again from its tail. With
+ * `deletions`, the original's deletion sidecar is read too (by those that
+ * hand files out, or move them: a writer appending, or a read-back of what a
+ * run stored, has no use for it and does not pay its request).
  */
-export async function openShard(source: ByteSource, key: string, tailBytes: number, previous?: ShardHandle, damaged?: DamagedShards): Promise<ShardHandle> {
+export async function openShard(source: ByteSource, key: string, tailBytes: number, previous?: ShardHandle, damaged?: DamagedShards, opts: { deletions?: boolean } = {}): Promise<ShardHandle> {
+  const readDeletions = (): Promise<Sidecar | undefined> => (opts.deletions ? readSidecar(source, key, previous?.sidecar) : Promise.resolve(undefined))
   if (source.localPath && source.localEtag) {
     // stat before open: if the file is replaced in between, the stored etag is
     // the older one, so the next miss re-opens (never the reverse).
-    const [etag, sidecar] = await withSidecar(source.localEtag(key), readSidecar(source, key, previous?.sidecar))
+    const [etag, sidecar] = await withSidecar(source.localEtag(key), readDeletions())
     if (previous && previous.etag === etag) return confirmed(previous, sidecar)
     let reader: ShardReader
     const file = source.localPath(key)
@@ -239,7 +243,7 @@ export async function openShard(source: ByteSource, key: string, tailBytes: numb
     }
     return new LocalShard(key, source, reader, etag, reader.fileSize ?? reader.dataEnd + reader.indexSize, sidecar)
   }
-  const [tail, sidecar] = await withSidecar(source.getTail(key, tailBytes), readSidecar(source, key, previous?.sidecar))
+  const [tail, sidecar] = await withSidecar(source.getTail(key, tailBytes), readDeletions())
   if (previous && previous.etag === tail.etag) return confirmed(previous, sidecar)
   // By source and key: zones and layouts are other sources and keys.
   const where = `${source.id}\u0000${key}`

@@ -201,7 +201,7 @@ export class Store {
 
   /** Opens (or confirms `previous` as) the current version, trusted from now on this store's clock. */
   private async open(source: ByteSource, key: string, previous?: ShardHandle): Promise<ShardHandle> {
-    const shard = await openShard(source, key, this.tailBytes, previous, this.damaged)
+    const shard = await openShard(source, key, this.tailBytes, previous, this.damaged, { deletions: true })
     shard.checkedAt = this.clock()
     return shard
   }
