@@ -453,42 +453,42 @@ test('a uid stored already with the same size but other bytes is a bad row: not 
   await readAllBack(t, outDir, rows.slice(1), 4)
 })
 
-test('a source gone between its check and its comparison with the copy stored already is a bad row, not a failed cycle', async (t) => {
-  const tb = await freshTable('gone_before_compare')
+/**
+ * A uid stored by a first cycle, then a second row for it, checked (step 2),
+ * whose source `change` alters before its comparison with the stored copy:
+ * the rows that comparison finds bad.
+ */
+async function comparedAfter(t: ExecutionContext, name: string, change: (location: string) => void) {
+  const tb = await freshTable(name)
   t.teardown(() => tb.close())
   const [row] = makeFiles(tb.dir, 1)
   await tb.insert([row])
   const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
   t.teardown(() => deps.close())
   t.is((await runCycle(deps)).migrated, 1)
-  // A second row for the stored uid: checked (step 2), then its source goes before the comparison.
   const checked = checkRow({ ctid: '(0,9)', uid: row.uid, createdAt: row.createdAt, location: row.location, sizeBytes: String(row.size), writtenDate: null }, 4)
-  if (!('good' in checked)) return t.fail(checked.bad.reason)
-  fs.rmSync(row.location)
-  const bad = await sameAsSource(deps, [checked.good])
+  if (!('good' in checked)) throw new Error(checked.bad.reason)
+  change(row.location)
+  return { uid: row.uid, bad: await sameAsSource(deps, [checked.good]) }
+}
+
+test('a source gone between its check and its comparison with the copy stored already is a bad row, not a failed cycle', async (t) => {
+  const { uid, bad } = await comparedAfter(t, 'gone_before_compare', (location) => fs.rmSync(location))
   t.deepEqual(
     bad.map((b) => b.uid),
-    [row.uid],
+    [uid],
   )
   t.regex(bad[0].reason, /cannot read source .* to compare it with the stored file/)
 })
 
 test('a source replaced by a FIFO between its check and its comparison with the copy stored already is a bad row: the open does not wait for a writer', async (t) => {
-  const tb = await freshTable('fifo_before_compare')
-  t.teardown(() => tb.close())
-  const [row] = makeFiles(tb.dir, 1)
-  await tb.insert([row])
-  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
-  t.teardown(() => deps.close())
-  t.is((await runCycle(deps)).migrated, 1)
-  const checked = checkRow({ ctid: '(0,9)', uid: row.uid, createdAt: row.createdAt, location: row.location, sizeBytes: String(row.size), writtenDate: null }, 4)
-  if (!('good' in checked)) return t.fail(checked.bad.reason)
-  fs.rmSync(row.location)
-  t.is(spawnSync('mkfifo', [row.location]).status, 0)
-  const bad = await sameAsSource(deps, [checked.good])
+  const { uid, bad } = await comparedAfter(t, 'fifo_before_compare', (location) => {
+    fs.rmSync(location)
+    t.is(spawnSync('mkfifo', [location]).status, 0)
+  })
   t.deepEqual(
     bad.map((b) => b.uid),
-    [row.uid],
+    [uid],
   )
   t.regex(bad[0].reason, /cannot read source .* to compare it with the stored file: it is no longer a regular file/)
 })
