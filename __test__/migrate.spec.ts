@@ -569,6 +569,27 @@ test('a uid of megabytes or a file_location longer than any path is a bad row re
   await readAllBack(t, outDir, [...first, good], 4)
 })
 
+test('a source that checks out but fails as it is read is a bad row, and the rest of the batch migrates: it does not fail every cycle', async (t) => {
+  const tb = await freshTable('fails_in_pack')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 4)
+  // Stat says 0 bytes, as the row says; reading it gives more: a source whose read fails its check.
+  const failing = { uid: 'proc-status', createdAt: rows[0].createdAt, location: '/proc/self/status', size: 0 }
+  await tb.insert([...rows.slice(0, 2), failing, ...rows.slice(2)])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb)))
+  t.teardown(() => deps.close())
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.migrated, rows.length)
+  t.deepEqual(
+    report.bad.map((b) => b.uid),
+    [failing.uid],
+  )
+  t.regex(report.bad[0].reason, /failed as it was read: .*more than 0 bytes/)
+  t.false((await tb.archived()).get(failing.uid))
+  await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
+})
+
 test('a row whose location cannot be reached (through a file, a link loop) is a bad row; the rest of the batch migrates', async (t) => {
   const tb = await freshTable('unreachable_src')
   t.teardown(() => tb.close())

@@ -384,6 +384,39 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[], parts?: Map<str
   })
 }
 
+/** Rows whose source fails while it is packed that a cycle sets aside before it fails itself. */
+const SOURCE_FAILURES_SET_ASIDE = 10
+
+/** Errors of one source read while it was packed (its uid in the error): the row's, not the cycle's. */
+const SOURCE_FAILURES = new Set(['DES_SOURCE_CHANGED', 'DES_IO', 'DES_NOT_FOUND', 'DES_NO_FILE'])
+
+/**
+ * Step 3, past failing sources: a source that checked out but fails while
+ * it is read (an I/O error, a file whose real size is not its stat's) is a
+ * bad row, and the others are packed again without it. Left to fail the
+ * cycle, it would fail every cycle, the batch it heads never getting past
+ * it. What the first run stored stays: the next run skips those uids (they
+ * are then compared with their sources, as any found stored).
+ */
+export async function packPast(deps: CycleDeps, rows: GoodRow[], parts?: Map<string, ShardHandle[]>): Promise<{ packed: PackResult; packedRows: GoodRow[]; bad: BadRow[] }> {
+  const bad: BadRow[] = []
+  let left = rows
+  for (;;) {
+    try {
+      // The parts read before the first run are stale after it: later runs read them afresh.
+      const packed = await packRows(deps, left, bad.length === 0 ? parts : undefined)
+      return { packed, packedRows: left, bad }
+    } catch (err) {
+      const uid = err instanceof DesError && SOURCE_FAILURES.has(err.code) ? err.uid : undefined
+      const row = uid === undefined ? undefined : left.find((r) => r.uid === uid)
+      if (row === undefined || bad.length >= SOURCE_FAILURES_SET_ASIDE) throw err
+      bad.push({ uid: row.uid, ctid: row.ctid, reason: `source ${row.location} failed as it was read: ${describe(err)}` })
+      left = left.filter((r) => r !== row)
+      if (left.length === 0) return { packed: { shards: [], files: 0, skipped: 0, bytesIn: 0, bytesStored: 0, seconds: 0 }, packedRows: left, bad }
+    }
+  }
+}
+
 /**
  * Step 4: re-reads the index of every part of every touched key (fresh, from
  * the store), keeps the rows whose uid is there with the row's size, then
@@ -520,29 +553,34 @@ export async function runCycle(deps: CycleDeps, opts: { dryRun?: boolean } = {})
         const pre = await clock.time('precheck', () => precheckStored(deps, good))
         report.bad.push(...pre.bad)
         report.alreadyStored = pre.alreadyStored.length
-        const candidates = [...pre.toPack, ...pre.alreadyStored]
         if (dryRun) {
+          const candidates = [...pre.toPack, ...pre.alreadyStored]
           report.migrated = candidates.length
           report.bytes = candidates.reduce((n, r) => n + r.size, 0)
           report.shardKeys = shardKeysOf(undefined, pre.toPack, deps.config.packer.layout)
           return []
         }
         let packed: PackResult | undefined
-        if (pre.toPack.length > 0) {
-          packed = await clock.time('pack', () => packRows(deps, pre.toPack, pre.parts))
+        let toPack = pre.toPack
+        if (toPack.length > 0) {
+          const run = await clock.time('pack', () => packPast(deps, pre.toPack, pre.parts))
+          packed = run.packed
+          toPack = run.packedRows
+          report.bad.push(...run.bad)
           report.packedFiles = packed.files
-          report.shardKeys = shardKeysOf(packed, pre.toPack, deps.config.packer.layout)
+          report.shardKeys = shardKeysOf(packed, toPack, deps.config.packer.layout)
           if (packed.tempsRemoved) deps.log?.(`removed ${packed.tempsRemoved} temp files left by packers that died`)
           for (const w of packed.warnings ?? []) deps.log?.(`warning: ${w}`)
         }
         faultPoint(deps, 'after-pack')
+        const candidates = [...toPack, ...pre.alreadyStored]
         const { verified: intact, missing } = await clock.time('verify', () => verifyStored(deps, candidates))
         report.bad.push(...missing)
         const intactSet = new Set(intact)
         // Found stored already: before packing, or by the packer itself (another writer stored the uid
         // in between, and the packer skipped it): either way, only its bytes say whose file it is.
         const packedUids = new Set(packed?.shards.flatMap((sh) => sh.uids) ?? [])
-        const storedByOthers = [...pre.alreadyStored, ...pre.toPack.filter((r) => !packedUids.has(r.uid))]
+        const storedByOthers = [...pre.alreadyStored, ...toPack.filter((r) => !packedUids.has(r.uid))]
         const others = await clock.time('verify', () => sameAsSource(deps, storedByOthers.filter((r) => intactSet.has(r))))
         // Bad rows like one stored with another size: reported, not marked, the rest go on.
         report.bad.push(...others)
