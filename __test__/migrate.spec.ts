@@ -10,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import * as os from 'node:os'
 import { runCli } from './helpers/cli'
 import { ROOT } from './helpers/golden'
-import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
+import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow, type TestTable } from './helpers/migrate'
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
 import { checkRow, deleteSources, sameAsSource, type CycleDeps } from '../src/migrate/cycle'
@@ -291,13 +291,18 @@ test('a created_at or archived column of another type than the table must have f
   }
 })
 
+/** `tb`'s table made again, partitioned by created_at: one partition before `split`, one from it on. */
+async function partitionAt(tb: TestTable, split: string): Promise<void> {
+  await tb.knex.raw(`DROP TABLE ${tb.table}`)
+  await tb.knex.raw(`CREATE TABLE ${tb.table} (uid text, created_at timestamptz, file_location text, size_bytes bigint, archived boolean NOT NULL DEFAULT false) PARTITION BY RANGE (created_at)`)
+  await tb.knex.raw(`CREATE TABLE ${tb.schema}.before_split PARTITION OF ${tb.table} FOR VALUES FROM ('2000-01-01') TO ('${split}')`)
+  await tb.knex.raw(`CREATE TABLE ${tb.schema}.from_split PARTITION OF ${tb.table} FOR VALUES FROM ('${split}') TO (MAXVALUE)`)
+}
+
 test('a partitioned table: a row is marked by its partition and ctid, not every row of another partition at the same ctid', async (t) => {
   const tb = await freshTable('partitioned')
   t.teardown(() => tb.close())
-  await tb.knex.raw(`DROP TABLE ${tb.table}`)
-  await tb.knex.raw(`CREATE TABLE ${tb.table} (uid text, created_at timestamptz, file_location text, size_bytes bigint, archived boolean NOT NULL DEFAULT false) PARTITION BY RANGE (created_at)`)
-  await tb.knex.raw(`CREATE TABLE ${tb.schema}.old PARTITION OF ${tb.table} FOR VALUES FROM ('2000-01-01') TO ('2025-01-01')`)
-  await tb.knex.raw(`CREATE TABLE ${tb.schema}.recent PARTITION OF ${tb.table} FOR VALUES FROM ('2025-01-01') TO (MAXVALUE)`)
+  await partitionAt(tb, '2025-01-01')
   const [old, young] = makeFiles(tb.dir, 2)
   // Each the first row of its partition: both at ctid (0,1).
   await tb.insert([old, { ...young, createdAt: new Date(Date.now() - 86_400_000).toISOString() }])
@@ -318,10 +323,7 @@ test('a partitioned table: a row is marked by its partition and ctid, not every 
 test('a partitioned table: a bad row at the ctid of a good row of another partition does not keep the good one from being archived', async (t) => {
   const tb = await freshTable('partitioned_bad')
   t.teardown(() => tb.close())
-  await tb.knex.raw(`DROP TABLE ${tb.table}`)
-  await tb.knex.raw(`CREATE TABLE ${tb.table} (uid text, created_at timestamptz, file_location text, size_bytes bigint, archived boolean NOT NULL DEFAULT false) PARTITION BY RANGE (created_at)`)
-  await tb.knex.raw(`CREATE TABLE ${tb.schema}.early PARTITION OF ${tb.table} FOR VALUES FROM ('2000-01-01') TO ('2024-01-10')`)
-  await tb.knex.raw(`CREATE TABLE ${tb.schema}.late PARTITION OF ${tb.table} FOR VALUES FROM ('2024-01-10') TO (MAXVALUE)`)
+  await partitionAt(tb, '2024-01-10')
   // f0 (2024-01-10) and f1 (2024-01-09): each the first row of its partition, both at ctid (0,1).
   const [good, clash] = makeFiles(tb.dir, 2)
   // f1 is stored already with other bytes of its size: a bad row.
