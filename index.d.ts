@@ -40,6 +40,20 @@ export declare class PayloadCache {
   clear(): void
 }
 
+export declare class Prefetch {
+  /**
+   * Readers for payloads compressed as `options` says, holding at most
+   * `maxBytes` of them, on `threads` threads of their own.
+   */
+  constructor(options: ShardWriterOptions | undefined | null, maxBytes: number, threads: number)
+  /** Queues local sources (uid, path and the size each must have) to read ahead, in order. */
+  add(uids: Array<string>, paths: Array<string>, sizes: Array<number>): void
+  /** No more reads start; what was made stays for `packParts`. */
+  stop(): void
+  /** Stops and lets go of everything made. */
+  close(): void
+}
+
 /**
  * A shard's parsed index, with payload reads for local files and payload
  * decoding for bytes fetched elsewhere.
@@ -346,9 +360,10 @@ export interface PackFile {
 
 /**
  * Fills, stages and commits many parts off the event loop, in parallel;
- * one result per part, in order. A part's failure is its own.
+ * one result per part, in order. A part's failure is its own. Payloads
+ * `prefetch` made for these files are taken from it.
  */
-export declare function packParts(parts: Array<PartFiles>, options?: ShardWriterOptions | undefined | null): Promise<Array<PartResult>>
+export declare function packParts(parts: Array<PartFiles>, options?: ShardWriterOptions | undefined | null, prefetch?: Prefetch | undefined | null): Promise<Array<PartResult>>
 
 /** Seconds since the Unix epoch of an ISO-8601 timestamp (no offset = UTC). */
 export declare function parseTimestamp(createdAt: string): number

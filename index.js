@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.ManifestScan = nativeBinding.ManifestScan
 module.exports.PayloadCache = nativeBinding.PayloadCache
+module.exports.Prefetch = nativeBinding.Prefetch
 module.exports.ShardReader = nativeBinding.ShardReader
 module.exports.ShardVerifier = nativeBinding.ShardVerifier
 module.exports.ShardWriter = nativeBinding.ShardWriter

@@ -150,6 +150,32 @@ test('a plan spilled to temp files packs what a plan in memory packs, in the sam
   for (const [uid, sha] of corpus.shas) t.is(shas[uid], sha)
 })
 
+test('a manifest\'s sources read ahead while it is planned are stored byte for byte as the same inputs given as an array', async (t) => {
+  // A manifest run reads and compresses its first sources on other threads
+  // while it plans (des-core prefetch.rs); an array run does not. Their
+  // shards must not differ by a byte: kinds that compress and that do not,
+  // BigFiles, an input without a size, metas, several keys.
+  const dir = tempDir()
+  const kinds = ['text', 'json', 'random', 'zeros'] as const
+  const corpus = makeCorpus(
+    path.join(dir, 'src'),
+    Array.from({ length: 300 }, (_, i) => ({ uid: `doc-${i}.${i % 3 === 0 ? 'json' : 'pdf'}`, kind: kinds[i % 4], size: i % 50 === 7 ? 9000 : 200 + ((i * 53) % 3000), createdAt: `2024-05-0${1 + (i % 3)}T08:00:00Z`, ...(i % 9 === 0 ? { meta: { i } } : {}) })),
+  )
+  const rows = corpus.rows.map((r, i) => (i === 11 ? { ...r, size_bytes: undefined } : r))
+  const manifest = path.join(dir, 'm.json')
+  fs.writeFileSync(manifest, JSON.stringify(rows))
+  const opts = { nBits: 4, bigFileThreshold: 8000 }
+  const streamed = await runPack(readManifestBatches(manifest), { kind: 'local', dir: path.join(dir, 'streamed') }, opts)
+  await runPack(asInputs(rows), { kind: 'local', dir: path.join(dir, 'array') }, opts)
+  t.is(streamed.files, 300)
+  const files = shardFiles(path.join(dir, 'array'))
+  t.deepEqual(shardFiles(path.join(dir, 'streamed')), files)
+  t.true(files.filter((f) => f.endsWith('.des')).length > 4)
+  for (const f of files) t.true(fs.readFileSync(path.join(dir, 'streamed', f)).equals(fs.readFileSync(path.join(dir, 'array', f))), f)
+  const { shas } = await storeMap(path.join(dir, 'streamed'))
+  for (const [uid, sha] of corpus.shas) t.is(shas[uid], sha)
+})
+
 test('spilled or not, the first problem in manifest order is the one reported, and nothing is written', async (t) => {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), Array.from({ length: 50 }, (_, i) => ({ uid: `d${i}`, size: 100 })))

@@ -331,10 +331,14 @@ export class ShardReader {
 export type PartFiles = Native.PartFiles
 export type PartResult = Native.PartResult
 
-/** Fills, stages and commits many local parts with one call (des-core `pack_parts`); a part's `error` is a coded message (`decodeError`); a `busy` part was left alone (another writer held its turn). */
-export function packParts(parts: PartFiles[], options?: ShardWriterOptions): Promise<PartResult[]> {
-  return later(() => addon.packParts(parts, options))
+/** Fills, stages and commits many local parts with one call (des-core `pack_parts`); a part's `error` is a coded message (`decodeError`); a `busy` part was left alone (another writer held its turn). Payloads `prefetch` made for these files are taken from it. */
+export function packParts(parts: PartFiles[], options?: ShardWriterOptions, prefetch?: Prefetch): Promise<PartResult[]> {
+  return later(() => addon.packParts(parts, options, prefetch))
 }
+
+/** Local sources read and compressed ahead on threads of their own while a run is planned (des-core prefetch.rs), taken by `packParts`. */
+export type Prefetch = Native.Prefetch
+export const Prefetch = addon.Prefetch
 
 /** Each local source's size, in order, or why not: -1 missing, -2 not a regular file, -3 another failure. Looked at on every core. */
 export function statSources(paths: string[]): Promise<number[]> {

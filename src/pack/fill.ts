@@ -4,7 +4,7 @@
 
 import type { Layout } from '../config/env'
 import { DesError } from '../errors'
-import type { PackFile, ShardWriter, ShardWriterOptions } from '../native'
+import type { PackFile, Prefetch, ShardWriter, ShardWriterOptions } from '../native'
 import { named, type PlannedInput } from './plan'
 import { chunkLimits, chunks, isLocal, loadChunk, localArrays, type S3SourceOptions } from './sources'
 import type { PackExtras } from './types'
@@ -21,6 +21,8 @@ export interface WriterSettings {
   tailBytes?: number
   /** A local store's new shards are written past the page cache (default true; S3 parts never are). */
   writePastCache?: boolean
+  /** Payloads read ahead for this run (made with `writer`), taken by the parts packed in batches. */
+  prefetch?: Prefetch
 }
 
 /** What a target needs to fill writers. */

@@ -161,7 +161,7 @@ export class LocalTarget implements ShardSink {
     // back, so the cache would only cost a second copy of each byte and evict
     // what readers had cached.
     this.writerOptions = { ...settings.writer, writePastCache: settings.writePastCache ?? DEFAULT_WRITE_PAST_CACHE }
-    this.batch = new PartBatch(this.writerOptions)
+    this.batch = new PartBatch(this.writerOptions, settings.prefetch)
   }
 
   flush(): Promise<void> {

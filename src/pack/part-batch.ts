@@ -9,7 +9,7 @@
 // one is filled on the cores while another's commit waits on the disk and
 // the third's results come back to the run.
 
-import { packParts, type PartFiles, type PartResult, type ShardWriterOptions } from '../native'
+import { packParts, type PartFiles, type PartResult, type Prefetch, type ShardWriterOptions } from '../native'
 
 /** Parts handed to Rust at once. */
 export const BATCH_PARTS = 64
@@ -27,7 +27,11 @@ export class PartBatch {
   private running = 0
   private turnPending = false
 
-  constructor(private readonly options: ShardWriterOptions) {}
+  constructor(
+    private readonly options: ShardWriterOptions,
+    /** Payloads read ahead while the run was planned: stopped when the first batch goes (the pool's threads take over), taken by the batches. */
+    private readonly prefetch?: Prefetch,
+  ) {}
 
   /**
    * Packs one part on its own, now: for a part whose shard's turn another
@@ -35,7 +39,7 @@ export class PartBatch {
    * turn, so it can wait for that one.
    */
   packAlone(part: PartFiles): Promise<PartResult> {
-    return packParts([part], this.options).then(([r]) => r)
+    return packParts([part], this.options, this.prefetch).then(([r]) => r)
   }
 
   /** Packs one part with others; resolves once it is stored (or with its error). */
@@ -61,9 +65,11 @@ export class PartBatch {
     if (this.running >= BATCHES_AT_ONCE || this.queue.length === 0) return
     const batch = this.queue.splice(0, BATCH_PARTS)
     this.running++
+    this.prefetch?.stop()
     packParts(
       batch.map((q) => q.part),
       this.options,
+      this.prefetch,
     ).then(
       (results) => batch.forEach((q, i) => q.resolve(results[i])),
       (err: unknown) => batch.forEach((q) => q.reject(err)),

@@ -18,7 +18,7 @@ import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { isS3Url } from '../storage/s3-url'
 import { locateIn, locateManyIn } from '../store/layout'
-import { statSources, type ShardRoute } from '../native'
+import { statSources, type Prefetch, type ShardRoute } from '../native'
 import type { PackInput, WorkerSlice } from './types'
 import type { ManifestEntry } from './manifest'
 import { named, type KeyPlan, type PlannedInput } from './plan'
@@ -53,6 +53,8 @@ export interface PlanSettings {
    * over ~100 bytes): sizes the spill files. Unknown = as for the largest.
    */
   expectedEntries?: number
+  /** Where local sources of a manifest's batches are queued to be read ahead (while the plan is in memory). */
+  prefetch?: Prefetch
 }
 
 /** A power of two near `n / per`, within 1..max. */
@@ -430,7 +432,20 @@ export class Planner {
     })
     if (this.early && local.length > 0) {
       this.early.push({ items: local, stats: statSources(local.map((p) => p.input.source)).catch(() => null) })
+      this.readAhead(local)
     }
+  }
+
+  /** Queues the sources whose size the manifest gives to be read ahead (the others are read when written). */
+  private readAhead(local: PlannedInput[]): void {
+    const prefetch = this.settings.prefetch
+    if (!prefetch) return
+    const sized = local.filter((p) => p.input.sizeBytes !== undefined)
+    prefetch.add(
+      sized.map((p) => p.input.uid),
+      sized.map((p) => p.input.source),
+      sized.map((p) => p.input.sizeBytes!),
+    )
   }
 
   /** Plans one input; `route`, when given, is its route (else it is routed here, or fails with why). Returns it, unless it is another worker's. */
@@ -489,6 +504,7 @@ export class Planner {
     for (const item of this.mem!) buckets.append(ordinalOf(item) % buckets.count, spillLine(item))
     this.mem = null
     this.early = null
+    this.settings.prefetch?.stop()
     if (!this.uids.spilled) this.uids.spill(this.dir, spillCount(expected, PART_UIDS, MAX_UID_PARTS))
   }
 

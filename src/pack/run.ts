@@ -18,7 +18,7 @@
 // The run itself; the types are in types.ts, the public face in index.ts.
 
 import { DesError } from '../errors'
-import type { ShardReader, ShardWriterOptions } from '../native'
+import { Prefetch, type ShardReader, type ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
 import { isFolderName, isNBits, isZstdLevel } from '../config/checks'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, DEFAULT_TAIL_BYTES, MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from '../config/defaults'
@@ -27,6 +27,7 @@ import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
 import type { ManifestEntry } from './manifest'
 import { assignToParts, named } from './plan'
 import { Budget } from '../budget'
+import { availableCpus } from '../config/cpus'
 import { Plan, Planner, type KeyInfo } from './planner'
 import type { S3Target } from './s3-target'
 import { mapLimit } from './sources'
@@ -39,6 +40,8 @@ const KEY_WORKERS = 3
 const INPUTS_IN_HAND = 8_192
 /** Keys whose existing parts are read at once before writing (S3: tail GETs). */
 const PREPASS_CONCURRENCY = 16
+/** Stored bytes of payloads read ahead while a local run is planned, at most. */
+const READ_AHEAD_BYTES = 64 << 20
 
 function checkOptions(opts: PackOptions): void {
   const bad = (what: string) => new DesError('DES_BAD_ARG', what)
@@ -122,6 +125,13 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry 
   if (!fromArray && !isAsyncIterable(inputs)) throw new DesError('DES_BAD_ARG', 'inputs must be an array')
   checkOptions(opts)
   const label = extras.label ?? ((i: number) => `input ${i + 1}`)
+  const settings = writerSettings(opts)
+  // A manifest is planned on this thread alone: the other cores read and
+  // compress its first sources meanwhile (a local run's parts take them).
+  // Not to store them raw: a read ahead then only competes with the plan.
+  if (!fromArray && target?.kind === 'local' && !opts.dryRun && opts.codec !== 'none') {
+    settings.prefetch = new Prefetch(settings.writer, READ_AHEAD_BYTES, Math.max(1, availableCpus() - 1))
+  }
   const planner = new Planner({
     nBits: opts.nBits ?? DEFAULT_N_BITS,
     layout: opts.layout,
@@ -129,16 +139,18 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry 
     memoryEntries: extras.memoryEntries,
     tmpDir: extras.tmpDir,
     expectedEntries: fromArray ? inputs.length : extras.expectedEntries,
+    prefetch: settings.prefetch,
   })
   try {
     const plan = await planner.run(fromArray ? labelled(inputs, label) : inputs)
     const sourceS3 = plan.anyS3 ? (typeof opts.sourceS3 === 'function' ? opts.sourceS3() : opts.sourceS3) : undefined
     await plan.checkSources(sourceS3, extras.sourcesChecked)
-    const sink = sinkFor(target, writerSettings(opts), extras, opts.nBits ?? DEFAULT_N_BITS)
+    const sink = sinkFor(target, settings, extras, opts.nBits ?? DEFAULT_N_BITS)
     await sink.check(opts.dryRun)
     return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras)
   } finally {
     planner.dispose()
+    settings.prefetch?.close()
   }
 }
 

@@ -38,7 +38,7 @@ pub fn payload_ceiling() -> u64 {
 const ONE_SHOT_LIMIT: u64 = 16 << 20;
 
 /// How the writer compresses.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CompressionPolicy {
   pub codec: Codec,
   /// zstd: 1..=22 (default 3); lz4: ignored (fast mode).

@@ -21,6 +21,7 @@ mod meta;
 mod pack;
 mod payload;
 mod payload_cache;
+mod prefetch;
 mod reader;
 mod routing;
 mod shard_out;
@@ -52,6 +53,7 @@ pub use pack::{
 };
 pub use payload::{check_fetched, read_payload, KeepIn, PayloadForm, ShardSource};
 pub use payload_cache::{PayloadCache, PayloadCacheStats, PayloadKey};
+pub use prefetch::{Ahead, Prefetch, MAX_AHEAD_ITEM};
 pub use reader::{
   check_stored, decode_payload, footer_from_tail, index_from_tail, index_start_is_foreign,
   ShardFile,

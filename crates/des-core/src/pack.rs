@@ -2,6 +2,7 @@
 //! order. Memory stays bounded by the batch budget, whatever the shard size.
 
 use crate::error::{DesError, Result};
+use crate::meta::canonical_meta;
 use crate::writer::{
   commit, prepare, Prepared, PreparedKind, ShardWriter, Staged, WriteSummary, WriterOptions,
 };
@@ -59,6 +60,9 @@ impl PackItem {
   }
 
   fn load_and_prepare_inner(self, opts: &WriterOptions) -> Result<Prepared> {
+    if let Some(p) = self.ahead(opts) {
+      return Ok(p);
+    }
     let data = match self.source {
       PackSource::Bytes(b) => b,
       PackSource::Path {
@@ -68,12 +72,41 @@ impl PackItem {
     };
     prepare(&self.uid, data, self.meta.as_deref(), opts)
   }
+
+  /// The payload read ahead for this item (`prefetch`), if one was.
+  fn ahead(&self, opts: &WriterOptions) -> Option<Prepared> {
+    let PackSource::Path {
+      path,
+      expected_size: Some(size),
+    } = &self.source
+    else {
+      return None;
+    };
+    let ready = opts
+      .prefetched
+      .as_ref()?
+      .take(&self.uid, path, *size, &opts.compression)?;
+    if ready.size > opts.big_file_threshold {
+      return None;
+    }
+    let meta = canonical_meta(self.meta.as_deref().unwrap_or("")).ok()?;
+    Some(Prepared {
+      uid: self.uid.clone(),
+      meta,
+      size: ready.size,
+      kind: PreparedKind::Inline {
+        codec: ready.codec,
+        stored: ready.stored,
+        crc: ready.crc,
+      },
+    })
+  }
 }
 
 /// Reads a source file. With `want`, its size is checked by the read itself
 /// (at most `want + 1` bytes are read, no separate stat); a file of another
 /// size is refused.
-fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
+pub(crate) fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
   let failed = |e| DesError::io(format!("uid {uid:?}: read source {}", path.display()), e);
   let file = open_source(path).map_err(failed)?;
   // It was a regular file when checked; a FIFO put in its place since would block the read for ever.
@@ -555,6 +588,77 @@ mod tests {
       names,
       vec!["01.des", "10.des", "11.des", "12.des", "13.des", "14.des"]
     );
+  }
+
+  #[test]
+  fn parts_take_the_payloads_read_ahead_and_store_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let text = |k: usize| {
+      format!(
+        "{{\"invoice\": {k}, \"lines\": [{}]}}",
+        "1, ".repeat(50 + k)
+      )
+      .into_bytes()
+    };
+    let jobs = |store: &str| -> Vec<PartJob> {
+      (0..4)
+        .map(|k| {
+          let items = (0..3)
+            .map(|i| {
+              file_item(
+                &src,
+                &format!("k{k}-{i}.json"),
+                &text(k * 3 + i),
+                Some(text(k * 3 + i).len() as u64),
+              )
+            })
+            .collect();
+          job(dir.path().join(format!("{store}/1{k}.des")), items)
+        })
+        .collect()
+    };
+    let plain = WriterOptions::default();
+    assert!(pack_parts(jobs("plain"), &plain).iter().all(|o| o.is_ok()));
+
+    let ahead = crate::prefetch::Prefetch::start(
+      plain.compression.clone(),
+      plain.big_file_threshold,
+      1 << 20,
+      2,
+    );
+    let sources: Vec<crate::prefetch::Ahead> = (0..12)
+      .map(|n| crate::prefetch::Ahead {
+        uid: format!("k{}-{}.json", n / 3, n % 3),
+        path: src.join(format!("k{}-{}.json", n / 3, n % 3)),
+        expected_size: text(n).len() as u64,
+      })
+      .collect();
+    ahead.add(sources);
+    ahead.settle();
+    assert_eq!(ahead.made().len(), 12);
+    let opts = WriterOptions {
+      prefetched: Some(ahead.clone()),
+      ..WriterOptions::default()
+    };
+    assert!(pack_parts(jobs("ahead"), &opts).iter().all(|o| o.is_ok()));
+    assert!(
+      ahead.made().is_empty(),
+      "every payload read ahead was taken"
+    );
+    for k in 0..4 {
+      let name = format!("1{k}.des");
+      let (a, b) = (
+        dir.path().join("plain").join(&name),
+        dir.path().join("ahead").join(&name),
+      );
+      assert_eq!(
+        std::fs::read(a).unwrap(),
+        std::fs::read(b).unwrap(),
+        "{name}"
+      );
+    }
   }
 
   #[test]

@@ -42,6 +42,9 @@ pub struct WriterOptions {
   /// A new shard file is written past the page cache where the system
   /// allows (`shard_out`): for a packer whose shards nobody reads back soon.
   pub write_past_cache: bool,
+  /// Payloads read and compressed ahead for this run (`prefetch`), taken
+  /// by the items they were made for.
+  pub prefetched: Option<std::sync::Arc<crate::prefetch::Prefetch>>,
 }
 
 impl Default for WriterOptions {
@@ -53,6 +56,7 @@ impl Default for WriterOptions {
       replace: false,
       skip_existing: false,
       write_past_cache: false,
+      prefetched: None,
     }
   }
 }

@@ -3,6 +3,7 @@
 //! (its checks of local sources, `des_core::stat_sources`).
 
 use crate::error::{bad_arg, IntoNapi};
+use crate::prefetch::Prefetch;
 use crate::writer::{core_options, path_items, summary_of, ShardWriteSummary, ShardWriterOptions};
 use des_core::PartJob;
 use napi::bindgen_prelude::AsyncTask;
@@ -83,13 +84,16 @@ impl Task for PackPartsTask {
 }
 
 /// Fills, stages and commits many parts off the event loop, in parallel;
-/// one result per part, in order. A part's failure is its own.
+/// one result per part, in order. A part's failure is its own. Payloads
+/// `prefetch` made for these files are taken from it.
 #[napi(ts_return_type = "Promise<Array<PartResult>>")]
 pub fn pack_parts(
   parts: Vec<PartFiles>,
   options: Option<ShardWriterOptions>,
+  prefetch: Option<&Prefetch>,
 ) -> napi::Result<AsyncTask<PackPartsTask>> {
-  let opts = core_options(options)?;
+  let mut opts = core_options(options)?;
+  opts.prefetched = prefetch.map(Prefetch::shared);
   let mut jobs = Vec::with_capacity(parts.len());
   for p in parts {
     let max_data_size = match p.max_data_size {

@@ -1,0 +1,355 @@
+//! Payloads read and compressed ahead of the writing, on the cores the run
+//! leaves idle while it is still planned on one thread (reading the manifest,
+//! routing, checking): a run's start is otherwise one busy core.
+//!
+//! Purely a head start: a payload is taken only by the item it was made for
+//! (same uid, path, expected size and compression), and anything that fails
+//! here is dropped, to be read again, and reported, by the writer itself.
+
+use crate::checksum::crc32c;
+use crate::codec::CompressionPolicy;
+use crate::entry::Codec;
+use crate::pack::read_source;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// A payload larger than this is not read ahead (it is worth its own read, and would crowd out many small ones).
+pub const MAX_AHEAD_ITEM: u64 = 4 << 20;
+
+/// One source to read ahead.
+#[derive(Debug)]
+pub struct Ahead {
+  pub uid: String,
+  pub path: PathBuf,
+  pub expected_size: u64,
+}
+
+/// A payload made ahead: as `prepare` makes an inline one.
+#[derive(Debug)]
+pub struct Ready {
+  pub codec: Codec,
+  pub stored: Vec<u8>,
+  pub crc: u32,
+  pub size: u64,
+}
+
+#[derive(Debug)]
+struct Made {
+  path: PathBuf,
+  expected_size: u64,
+  ready: Ready,
+}
+
+#[derive(Debug, Default)]
+struct State {
+  queue: VecDeque<Ahead>,
+  made: HashMap<String, Made>,
+  /// Stored bytes held in `made`.
+  held: u64,
+  stopped: bool,
+  /// Sources being read and compressed now.
+  in_flight: usize,
+  /// What is made from now on is dropped: nobody will take it.
+  closed: bool,
+}
+
+/// The payloads read ahead for one run, and the threads that read them.
+#[derive(Debug)]
+pub struct Prefetch {
+  compression: CompressionPolicy,
+  big_file_threshold: u64,
+  budget: u64,
+  state: Mutex<State>,
+  wake: Condvar,
+}
+
+impl Prefetch {
+  /// Starts `threads` readers that hold at most `budget` stored bytes. Items
+  /// whose size passes `big_file_threshold` (BigFiles) are never read ahead.
+  pub fn start(
+    compression: CompressionPolicy,
+    big_file_threshold: u64,
+    budget: u64,
+    threads: usize,
+  ) -> Arc<Prefetch> {
+    let p = Arc::new(Prefetch {
+      compression,
+      big_file_threshold,
+      budget,
+      state: Mutex::new(State::default()),
+      wake: Condvar::new(),
+    });
+    for i in 0..threads.max(1) {
+      let p = Arc::clone(&p);
+      // A thread that cannot be made only means less is read ahead.
+      let _ = std::thread::Builder::new()
+        .name(format!("des-ahead-{i}"))
+        .spawn(move || p.read_ahead());
+    }
+    p
+  }
+
+  /// Queues sources to read ahead, in the order given.
+  pub fn add(&self, items: Vec<Ahead>) {
+    let mut s = self.lock();
+    if s.stopped {
+      return;
+    }
+    let limit = self.big_file_threshold.min(MAX_AHEAD_ITEM);
+    s.queue
+      .extend(items.into_iter().filter(|a| a.expected_size <= limit));
+    drop(s);
+    self.wake.notify_all();
+  }
+
+  /// No more reads start (the writing has begun, or the run ended); what is made stays until taken.
+  pub fn stop(&self) {
+    let mut s = self.lock();
+    s.stopped = true;
+    s.queue.clear();
+    drop(s);
+    self.wake.notify_all();
+  }
+
+  /// Stops, and lets go of everything made.
+  pub fn close(&self) {
+    self.stop();
+    let mut s = self.lock();
+    s.closed = true;
+    s.made.clear();
+    s.held = 0;
+  }
+
+  /// The payload made for this item, if one was, with the same source,
+  /// expected size and compression; it is handed out once.
+  pub fn take(
+    &self,
+    uid: &str,
+    path: &Path,
+    expected_size: u64,
+    compression: &CompressionPolicy,
+  ) -> Option<Ready> {
+    if *compression != self.compression {
+      return None;
+    }
+    let mut s = self.lock();
+    let made = s.made.remove(uid)?;
+    s.held -= made.ready.stored.len() as u64;
+    drop(s);
+    self.wake.notify_all();
+    (made.path == path && made.expected_size == expected_size).then_some(made.ready)
+  }
+
+  /// Waits until nothing is being made and nothing more will be (the queue
+  /// is empty, or the budget is full, or reading stopped).
+  #[cfg(test)]
+  pub(crate) fn settle(&self) {
+    let mut s = self.lock();
+    while s.in_flight > 0 || !(s.queue.is_empty() || s.held >= self.budget || s.stopped) {
+      s = self.wake.wait(s).unwrap();
+    }
+  }
+
+  /// The uids made and not yet taken, sorted.
+  #[cfg(test)]
+  pub(crate) fn made(&self) -> Vec<String> {
+    let mut uids: Vec<String> = self.lock().made.keys().cloned().collect();
+    uids.sort();
+    uids
+  }
+
+  fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    // A reader that panicked left nothing half-done in the state: go on with it.
+    self.state.lock().unwrap_or_else(|e| e.into_inner())
+  }
+
+  fn read_ahead(&self) {
+    loop {
+      let next = {
+        let mut s = self.lock();
+        loop {
+          if s.stopped {
+            return;
+          }
+          if s.held < self.budget {
+            if let Some(a) = s.queue.pop_front() {
+              s.in_flight += 1;
+              break a;
+            }
+          }
+          s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+      };
+      let made = self.make(&next);
+      let mut s = self.lock();
+      s.in_flight -= 1;
+      self.wake.notify_all();
+      let Some(ready) = made else {
+        continue;
+      };
+      if s.closed {
+        return;
+      }
+      s.held += ready.stored.len() as u64;
+      let made = Made {
+        path: next.path,
+        expected_size: next.expected_size,
+        ready,
+      };
+      // The same uid twice (a run that fails on it): the later is kept; `take` checks the path.
+      if let Some(old) = s.made.insert(next.uid, made) {
+        s.held -= old.ready.stored.len() as u64;
+      }
+    }
+  }
+
+  fn make(&self, a: &Ahead) -> Option<Ready> {
+    let data = read_source(&a.uid, &a.path, Some(a.expected_size)).ok()?;
+    let size = data.len() as u64;
+    let (codec, stored) = self.compression.encode_owned(&a.uid, data).ok()?;
+    let crc = crc32c(&stored);
+    Some(Ready {
+      codec,
+      stored,
+      crc,
+      size,
+    })
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::writer::{prepare, PreparedKind, WriterOptions};
+
+  fn source(dir: &Path, name: &str, data: &[u8]) -> Ahead {
+    let path = dir.join(name);
+    std::fs::write(&path, data).unwrap();
+    Ahead {
+      uid: name.to_string(),
+      path,
+      expected_size: data.len() as u64,
+    }
+  }
+
+  fn text(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b"invoice line "[i % 13]).collect()
+  }
+
+  #[test]
+  fn a_payload_read_ahead_is_taken_once_by_its_own_item_as_prepare_makes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions::default();
+    let p = Prefetch::start(
+      opts.compression.clone(),
+      opts.big_file_threshold,
+      1 << 20,
+      1,
+    );
+    let a = source(dir.path(), "a.json", &text(5000));
+    let (path, size) = (a.path.clone(), a.expected_size);
+    p.add(vec![a]);
+    p.settle();
+    let ready = p.take("a.json", &path, size, &opts.compression).unwrap();
+    let PreparedKind::Inline { codec, stored, crc } =
+      prepare("a.json", text(5000), None, &opts).unwrap().kind
+    else {
+      panic!("not inline")
+    };
+    assert_eq!(
+      (ready.codec, &ready.stored, ready.crc, ready.size),
+      (codec, &stored, crc, 5000)
+    );
+    assert!(stored.len() < 5000, "compressed");
+    assert!(p.take("a.json", &path, size, &opts.compression).is_none());
+  }
+
+  #[test]
+  fn another_path_size_or_compression_takes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions::default();
+    let p = Prefetch::start(
+      opts.compression.clone(),
+      opts.big_file_threshold,
+      1 << 20,
+      2,
+    );
+    let items: Vec<Ahead> = ["a", "b", "c"]
+      .iter()
+      .map(|n| source(dir.path(), n, &text(100)))
+      .collect();
+    let paths: Vec<PathBuf> = items.iter().map(|a| a.path.clone()).collect();
+    p.add(items);
+    p.settle();
+    let mut lz4 = opts.compression.clone();
+    lz4.codec = Codec::Lz4;
+    assert!(p.take("a", &paths[0], 100, &lz4).is_none());
+    assert!(
+      p.take("a", &paths[1], 100, &opts.compression).is_none(),
+      "b's path for a"
+    );
+    assert!(
+      p.take("b", &paths[1], 99, &opts.compression).is_none(),
+      "another size"
+    );
+    // A mismatch lets the payload go: it is read again by the writer.
+    assert!(p.take("b", &paths[1], 100, &opts.compression).is_none());
+    assert!(p.take("c", &paths[2], 100, &opts.compression).is_some());
+  }
+
+  #[test]
+  fn a_source_of_another_size_a_bigfile_or_a_missing_one_is_not_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions::default();
+    let p = Prefetch::start(opts.compression.clone(), 1000, 1 << 20, 1);
+    let mut grown = source(dir.path(), "grown", &text(10));
+    grown.expected_size = 9;
+    let big = source(dir.path(), "big", &text(1001));
+    let gone = Ahead {
+      uid: "gone".to_string(),
+      path: dir.path().join("gone"),
+      expected_size: 1,
+    };
+    let (grown_path, big_path) = (grown.path.clone(), big.path.clone());
+    p.add(vec![grown, big, gone]);
+    p.settle();
+    assert!(p.take("grown", &grown_path, 9, &opts.compression).is_none());
+    assert!(p.take("big", &big_path, 1001, &opts.compression).is_none());
+    assert!(p
+      .take("gone", &dir.path().join("gone"), 1, &opts.compression)
+      .is_none());
+  }
+
+  #[test]
+  fn reading_ahead_stops_at_the_budget_and_at_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WriterOptions::default();
+    // Each payload stored raw is 100 bytes: a budget of 150 holds two (the second passes it).
+    let mut raw = opts.compression.clone();
+    raw.codec = Codec::None;
+    let p = Prefetch::start(raw.clone(), opts.big_file_threshold, 150, 1);
+    let items: Vec<Ahead> = (0..5)
+      .map(|i| source(dir.path(), &format!("f{i}"), &text(100)))
+      .collect();
+    let paths: Vec<PathBuf> = items.iter().map(|a| a.path.clone()).collect();
+    p.add(items);
+    p.settle();
+    assert_eq!(
+      p.made(),
+      vec!["f0", "f1"],
+      "nothing past the budget is read"
+    );
+    // Taking makes room: reading goes on.
+    assert!(p.take("f0", &paths[0], 100, &raw).is_some());
+    p.settle();
+    assert_eq!(p.made(), vec!["f1", "f2"]);
+    // Stopped, it does not, and closed, it lets go of what it made.
+    p.stop();
+    assert!(p.take("f1", &paths[1], 100, &raw).is_some());
+    p.settle();
+    assert_eq!(p.made(), vec!["f2"]);
+    p.close();
+    assert!(p.made().is_empty());
+  }
+}
