@@ -10,7 +10,8 @@ import { baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow 
 import { S3Source } from '../src/storage/s3'
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
-import { runCycle } from '../src/migrate/cycle'
+import { deleteSources, runCycle, type CycleDeps } from '../src/migrate/cycle'
+import { checkLocations, parseLocation } from '../src/migrate/sources'
 import { recordingClient } from './helpers/backends'
 
 function s3Config(tb: { table: string; dir: string }, bucket: string, over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -194,4 +195,34 @@ test('an s3:// source whose key the server refuses (MinIO: a//b) is a bad row; t
     [['refused', true]],
   )
   await checkAll(t, new S3Source(client, { bucket, prefix: 'archive/' }), [good])
+})
+
+test('an S3 source overwritten after it was checked and read is not deleted: its new bytes are stored nowhere', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'mig-overwrite')
+  const names = ['same', 'resized', 'rewritten', 'no-etag']
+  for (const n of names) await client.send(new PutObjectCommand({ Bucket: bucket, Key: `in/${n}`, Body: 'read' }))
+  const sources = names.map((n) => parseLocation(`s3://${bucket}/in/${n}`)!)
+  // Step 2's check, as the cycle makes it: the size, and the ETag it had.
+  const checks = await checkLocations(sources, client)
+  const rows = names.map((uid, i) => {
+    const check = checks[i]
+    if (!check.ok) throw new Error(check.reason)
+    const etag = uid === 'no-etag' || check.etag === undefined ? {} : { etag: check.etag }
+    return { ctid: `(0,${i + 1})`, tableoid: '1', uid, createdAt: '2024-01-01T00:00:00Z', size: check.size, location: `s3://${bucket}/in/${uid}`, source: sources[i], dateDir: '20240101', shardHex: '0', shardIndex: 0, ...etag }
+  })
+  t.truthy(rows[0].etag, 'MinIO gives an ETag')
+  // Another writer, after the pack read them: one grows, one is rewritten with as many bytes.
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/resized', Body: 'new bytes' }))
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'in/rewritten', Body: 'newb' }))
+  const table = { locationsStillNamed: async () => new Set<string>() }
+  const r = await deleteSources({ table, sourceS3: client } as unknown as CycleDeps, rows, Date.now())
+  t.is(r.deleted, 1)
+  t.false(await exists(client, bucket, 'in/same'))
+  const reasons = Object.fromEntries(r.errors.map((e) => [e.uid, e.reason]))
+  t.deepEqual(Object.keys(reasons).sort(), ['no-etag', 'resized', 'rewritten'])
+  t.regex(reasons.resized, /not deleted: it is now 9 bytes, 4 were stored/)
+  t.regex(reasons.rewritten, /not deleted: it was overwritten after it was read \(ETag "[0-9a-f]+", was "[0-9a-f]+"\)/)
+  t.regex(reasons['no-etag'], /not deleted: S3 gave no ETag to tell whether it was overwritten/)
+  for (const n of ['resized', 'rewritten', 'no-etag']) t.true(await exists(client, bucket, `in/${n}`), `${n} is kept`)
 })

@@ -68,6 +68,8 @@ export interface GoodRow {
   shardHex: string
   /** The row's shard index (routed once, in checkRow; the packer takes it as is). */
   shardIndex: number
+  /** An S3 source's ETag when it was checked: another one before its deletion means it was overwritten since. */
+  etag?: string
 }
 
 /** Seconds spent per kind of work (the benchmark's split). */
@@ -257,10 +259,11 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
   const good: GoodRow[] = []
   outside.forEach((c, i) => {
     const check = checks[i]
+    const etag = check.ok && check.etag !== undefined ? { etag: check.etag } : {}
     if (!check.ok) bad.push({ uid: c.uid, ctid: c.ctid, reason: check.reason })
-    else if (c.size < 0) good.push({ ...c, size: check.size })
+    else if (c.size < 0) good.push({ ...c, size: check.size, ...etag })
     else if (check.size !== c.size) bad.push({ uid: c.uid, ctid: c.ctid, reason: `size mismatch: source has ${check.size} bytes, size_bytes says ${c.size}` })
-    else good.push(c)
+    else good.push({ ...c, ...etag })
   })
   return { good, bad }
 }
@@ -464,7 +467,8 @@ export async function markArchived(deps: CycleDeps, trx: Knex.Transaction, rows:
 
 /**
  * Step 6: deletes the sources of marked, verified rows; a failure is reported, not fatal (the row is archived).
- * `since` (ms since the epoch): when the cycle began; a local source modified after it is not the one read, and stays.
+ * `since` (ms since the epoch): when the cycle began; a local source modified after it, or an S3 one
+ * overwritten since its check, is not the one read, and stays.
  */
 export async function deleteSources(deps: CycleDeps, rows: GoodRow[], since = Date.now()): Promise<{ deleted: number; errors: BadRow[]; kept: BadRow[] }> {
   const errors: BadRow[] = []
@@ -483,7 +487,7 @@ export async function deleteSources(deps: CycleDeps, rows: GoodRow[], since = Da
   await mapLimit(rows.filter((r) => !named.has(r.location)), 32, async (r) => {
     try {
       // Rewritten since it was read: those bytes are stored nowhere.
-      const changed = await changedSince(r.source, r.size, since)
+      const changed = await changedSince(r.source, r, since, deps.sourceS3)
       if (changed !== undefined) {
         errors.push({ uid: r.uid, ctid: r.ctid, reason: `source ${r.location} not deleted: ${changed}; the stored copy is the one read before` })
         return

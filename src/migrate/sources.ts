@@ -5,10 +5,11 @@
 import { constants as fsConstants } from 'node:fs'
 import * as fs from 'node:fs/promises'
 import type { Readable } from 'node:stream'
-import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { mapLimit } from '../storage/map-limit'
 import { checkSources, parseSourceRef, sourceName, type SourceRef } from '../storage/source-check'
+import { s3ErrorKind } from '../storage/s3-errors'
 
 export type { SourceRef }
 export { mapLimit }
@@ -17,7 +18,7 @@ export { mapLimit }
 export const parseLocation = parseSourceRef
 
 /** Step 2's check of many sources (exists, a file, its size), in order; the reason words a row's report. */
-export async function checkLocations(refs: readonly SourceRef[], s3: S3Client | undefined): Promise<Array<{ ok: true; size: number } | { ok: false; reason: string }>> {
+export async function checkLocations(refs: readonly SourceRef[], s3: S3Client | undefined): Promise<Array<{ ok: true; size: number; etag?: string } | { ok: false; reason: string }>> {
   const checks = await checkSources(refs, s3, 64)
   return checks.map((c, i) => (c.ok || c.why !== 'disabled' ? c : { ok: false, reason: `source ${sourceName(refs[i])}: S3 sources are disabled (packer.s3_source.enabled)` }))
 }
@@ -60,14 +61,23 @@ export async function deleteSource(ref: SourceRef, s3: S3Client | undefined): Pr
   await s3.send(new DeleteObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
 }
 
+/** What a source was when it was checked, before it was read and stored. */
+export interface ReadAs {
+  size: number
+  /** An S3 source's ETag at the check. */
+  etag?: string
+}
+
 /**
- * Why a local source may no longer hold the bytes stored from it: another
- * size, or changed (written, or its times set) after `since` (ms since the
- * epoch, when the cycle began).
- * Undefined when it looks as it was read (or is gone, or is on S3).
+ * Why a source may no longer hold the bytes stored from it: another size, or
+ * changed after it was checked. A local one: written, or its times set, after
+ * `since` (ms since the epoch, when the cycle began). An S3 one: another ETag
+ * than at the check (an overwrite; the server's clock is not ours to compare).
+ * Undefined when it looks as it was read, or is gone.
  */
-export async function changedSince(ref: SourceRef, size: number, since: number): Promise<string | undefined> {
-  if (ref.kind !== 'local') return undefined
+export async function changedSince(ref: SourceRef, was: ReadAs, since: number, s3: S3Client | undefined): Promise<string | undefined> {
+  if (ref.kind === 's3') return s3ChangedSince(ref, was, s3)
+  const size = was.size
   const st = await fs.stat(ref.path).catch(() => undefined)
   if (st === undefined) return undefined
   if (st.size !== size) return `it is now ${st.size} bytes, ${size} were stored`
@@ -75,5 +85,22 @@ export async function changedSince(ref: SourceRef, size: number, since: number):
   const changedMs = Math.max(st.mtimeMs, st.ctimeMs)
   // Whole milliseconds, as Date.now() gives the start: a file written in its very millisecond is not after it.
   if (Math.floor(changedMs) > since) return `it was changed at ${new Date(changedMs).toISOString()}, after the cycle began`
+  return undefined
+}
+
+async function s3ChangedSince(ref: { bucket: string; key: string }, was: ReadAs, s3: S3Client | undefined): Promise<string | undefined> {
+  if (!s3) throw new Error('S3 sources are disabled')
+  let head
+  try {
+    head = await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
+  } catch (err) {
+    if (s3ErrorKind(err) === 'missing') return undefined
+    throw err
+  }
+  const size = Number(head.ContentLength ?? 0)
+  if (size !== was.size) return `it is now ${size} bytes, ${was.size} were stored`
+  // No ETag at the check (a server that gives none): nothing tells an overwrite of the same size; it is not deleted.
+  if (was.etag === undefined || head.ETag === undefined) return 'S3 gave no ETag to tell whether it was overwritten after it was read'
+  if (head.ETag !== was.etag) return `it was overwritten after it was read (ETag ${head.ETag}, was ${was.etag})`
   return undefined
 }

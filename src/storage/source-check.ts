@@ -35,7 +35,7 @@ export function sourceName(ref: SourceRef): string {
  * `not-file`, `forbidden` (S3 403), `disabled` (an S3 source and no client),
  * `unreadable` (a local error other than absence). `reason` says it in words.
  */
-export type SourceCheck = { ok: true; size: number } | { ok: false; why: 'missing' | 'not-file' | 'forbidden' | 'disabled' | 'unreadable'; reason: string }
+export type SourceCheck = { ok: true; size: number; etag?: string } | { ok: false; why: 'missing' | 'not-file' | 'forbidden' | 'disabled' | 'unreadable'; reason: string }
 
 function statLocal(path: string): SourceCheck {
   let st: fs.Stats | undefined
@@ -57,13 +57,13 @@ function notFile(path: string): SourceCheck {
   return { ok: false, why: 'not-file', reason: `source ${path} is not a regular file` }
 }
 
-/** HEAD of an S3 source; a failure that is not the source's own (network, 5xx after the client's retries) is thrown. */
+/** HEAD of an S3 source (its size, and its ETag to tell a later overwrite); a failure that is not the source's own (network, 5xx after the client's retries) is thrown. */
 async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undefined): Promise<SourceCheck> {
   const name = `s3://${ref.bucket}/${ref.key}`
   if (!s3) return { ok: false, why: 'disabled', reason: `source ${name}: no S3 source client is configured` }
   try {
     const head = await s3.send(new (s3Sdk().HeadObjectCommand)({ Bucket: ref.bucket, Key: ref.key }))
-    return { ok: true, size: Number(head.ContentLength ?? 0) }
+    return { ok: true, size: Number(head.ContentLength ?? 0), ...(head.ETag ? { etag: head.ETag } : {}) }
   } catch (err) {
     const kind = s3ErrorKind(err)
     if (kind === 'no-credentials') throw noCredentials(err)
