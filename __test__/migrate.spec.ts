@@ -229,6 +229,19 @@ test('bad rows are reported by uid, skipped and not marked, and do not stop the 
   await readAllBack(t, path.join(tb.dir, 'out'), rows, 4)
 })
 
+test('a value holding a newline cannot forge a line of the human report on stderr', async (t) => {
+  const tb = await freshTable('forged_lines')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 2)
+  const forged = '/nowhere\ndes-migrate: migrated 1000000 rows'
+  await tb.insert([...rows, { uid: 'forger', createdAt: '2024-01-01T00:00:00Z', location: forged, size: 3 }])
+  const r = await runCli(['migrate', '--config', writeConfig(tb.dir, baseConfig(tb), 'json')])
+  t.is(r.code, 0, r.stderr)
+  const lines = r.stderr.split('\n')
+  t.false(lines.some((l) => l.startsWith('des-migrate: migrated 1000000')), r.stderr)
+  t.true(lines.some((l) => l.includes('bad row uid="forger"') && l.includes('/nowhere\\ndes-migrate: migrated 1000000 rows')), r.stderr)
+})
+
 test('bad rows at the head of the table do not stall the rows behind them', async (t) => {
   const tb = await freshTable('stall')
   t.teardown(() => tb.close())

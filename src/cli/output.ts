@@ -6,3 +6,12 @@ import { once } from 'node:events'
 export async function writeOut(text: string | Buffer): Promise<void> {
   if (!process.stdout.write(text)) await once(process.stdout, 'drain')
 }
+
+/**
+ * Text for one line of stderr: its control characters (a newline in a
+ * database value or an S3 key) written as escapes, so that a value cannot
+ * end the line and forge the next one.
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1))
+}

@@ -7,7 +7,7 @@ import { loadStoreConfig } from '../../config/store-flags'
 import { loadConvertEnv } from '../../config/convert-env'
 import { DesError, exitCode } from '../../errors'
 import type { ConvertReport } from '../../convert'
-import { writeOut } from '../output'
+import { oneLine, writeOut } from '../output'
 import { nBitsFlag, zstdLevelFlag } from '../flags'
 import { parseSize } from './pack'
 
@@ -106,9 +106,9 @@ export function register(y: Argv): Argv {
             `(${report.added} added, ${report.alreadyNested} already nested, ${report.verified} verified); ` +
             `removed ${report.deletedShards} flat shards and ${report.deletedBigfiles} BigFiles in ${report.seconds.toFixed(2)} s\n`,
         )
-        for (const f of report.failed) process.stderr.write(`des convert: key ${f.key} not converted: ${f.reason}\n`)
-        for (const p of report.problems) process.stderr.write(`des convert: ${p.key}: ${p.reason}\n`)
-        for (const k of report.kept) process.stderr.write(`des convert: kept ${k.key}: ${k.reason}\n`)
+        for (const f of report.failed) process.stderr.write(`des convert: ${oneLine(`key ${f.key} not converted: ${f.reason}`)}\n`)
+        for (const p of report.problems) process.stderr.write(`des convert: ${oneLine(`${p.key}: ${p.reason}`)}\n`)
+        for (const k of report.kept) process.stderr.write(`des convert: ${oneLine(`kept ${k.key}: ${k.reason}`)}\n`)
       }
       // A key not converted, or a file that did not read back the same, fails the run (what did is kept as it is).
       if (report.failed.length > 0 || report.problems.length > 0) process.exitCode = exitCode(new DesError('DES_CORRUPT', 'not converted'))

@@ -5,7 +5,7 @@ import { explicitNBits } from '../../config/env'
 import { loadMigrateEnv } from '../../config/migrate'
 import { DesError } from '../../errors'
 import type { CycleReport } from '../../migrate/cycle'
-import { writeOut } from '../output'
+import { oneLine, writeOut } from '../output'
 import { numberFlag, wholeNumberFlag } from '../flags'
 
 /** The longest pause between cycles: setTimeout fires at once past 2^31-1 ms. */
@@ -93,7 +93,7 @@ export function register(y: Argv): Argv {
       const zoned = writeZonesFromEnv(explicitNBits(config.packer), env.vars)
       if (zoned) config.packer.nBits = zoned.zones.nBits
       if (zoned) process.stderr.write(`des-migrate: DES_BACKEND=multi_s3: writing to the ${zoned.zones.zones.length} zones of ${zoned.file} (packer.output_dir / packer.s3 are not used)\n`)
-      const deps = createDeps(config, { fault: env.fault, log: (line) => process.stderr.write(`des-migrate: ${line}\n`), zones: zoned?.zones })
+      const deps = createDeps(config, { fault: env.fault, log: (line) => process.stderr.write(`des-migrate: ${oneLine(line)}\n`), zones: zoned?.zones })
       const stop = new AbortController()
       const onSignal = (sig: string) => {
         if (!stop.signal.aborted) process.stderr.write(`des-migrate: ${sig}: finishing the cycle in flight\n`)
