@@ -598,12 +598,15 @@ const flockMissing = (() => {
   const dir = tempDir()
   const out = path.join(dir, 'out')
   const at = '2024-03-01T12:00:00Z'
-  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'a.txt', size: 2000, createdAt: at }, { uid: 'b.txt', size: 3000, createdAt: at }])
+  // Two keys of one day and a key of another: every day written to is tidied.
+  const laterDay = '2024-03-03T08:00:00Z'
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: 'a.txt', size: 2000, createdAt: at }, { uid: 'b.json', size: 3000, createdAt: at }, { uid: 'c.txt', size: 1000, createdAt: laterDay }])
   const day = path.join(out, '20240301')
   const otherDay = path.join(out, '20240302')
   const names = {
     dead: path.join(day, '.des-tmp-dead01.part'),
     deadBigfile: path.join(day, '_bigFiles', '.des-tmp-dead02.part'),
+    deadLaterDay: path.join(out, '20240303', '.des-tmp-dead04.part'),
     recent: path.join(day, '.des-tmp-recent.part'),
     live: path.join(day, '.des-tmp-live01.part'),
     elsewhere: path.join(otherDay, '.des-tmp-dead03.part'),
@@ -620,13 +623,15 @@ const flockMissing = (() => {
     holder.once('close', (code) => reject(new Error(`flock exited ${code}`)))
   })
   const hourAgo = new Date(Date.now() - 61 * 60_000)
-  for (const file of [names.dead, names.deadBigfile, names.live, names.elsewhere]) fs.utimesSync(file, hourAgo, hourAgo)
+  for (const file of [names.dead, names.deadBigfile, names.deadLaterDay, names.live, names.elsewhere]) fs.utimesSync(file, hourAgo, hourAgo)
   try {
     const r = await packFiles(asInputs(corpus.rows), { kind: 'local', dir: out }, { nBits: 4 })
-    t.is(r.files, 2)
-    t.is(r.tempsRemoved, 2)
+    t.is(r.files, 3)
+    t.is(new Set(r.shards.map((s) => s.key)).size, 3, 'three keys, two of them one day\'s')
+    t.is(r.tempsRemoved, 3)
     t.false(fs.existsSync(names.dead))
     t.false(fs.existsSync(names.deadBigfile))
+    t.false(fs.existsSync(names.deadLaterDay))
     for (const kept of [names.recent, names.live, names.elsewhere]) t.true(fs.existsSync(kept), kept)
   } finally {
     holder.stdin.end()

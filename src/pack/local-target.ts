@@ -197,7 +197,11 @@ export class LocalTarget implements ShardSink {
   tidy(keys: Iterable<Pick<KeyPlan, 'dateDir' | 'shardHex'>>): Promise<number> {
     const layout = this.settings.layout ?? 'nested'
     const dirs = new Set<string>()
+    // A key's folders depend on its date alone: each date's once (a run has thousands of keys, a few dates).
+    const dates = new Set<string>()
     for (const key of keys) {
+      if (dates.has(key.dateDir)) continue
+      dates.add(key.dateDir)
       dirs.add(path.dirname(this.partPath(key, 0)))
       dirs.add(path.join(this.dir, bigfileDirIn(layout, key.dateDir, this.settings.bigfilesPrefix)))
     }
