@@ -176,9 +176,13 @@ pub fn compress(codec: Codec, level: i32, data: &[u8]) -> Result<Vec<u8>> {
       );
       std::io::Write::write_all(&mut enc, data)
         .map_err(|e| DesError::io("lz4 frame encoding", e))?;
-      enc
+      let mut out = enc
         .finish()
-        .map_err(|e| DesError::BadArg(format!("lz4 frame encoding: {e}")))
+        .map_err(|e| DesError::BadArg(format!("lz4 frame encoding: {e}")))?;
+      // As for zstd: the buffer was sized for the source, and payloads wait
+      // in memory (read ahead, counted by their stored bytes) until written.
+      out.shrink_to_fit();
+      Ok(out)
     }
   }
 }

@@ -322,6 +322,29 @@ mod tests {
   }
 
   #[test]
+  fn a_payload_held_ahead_takes_the_memory_of_its_stored_bytes_not_more() {
+    // The budget counts stored bytes: a buffer sized for the source (LZ4's
+    // is half of it) held for a payload that compressed to far less would
+    // let many times the budget wait here.
+    let dir = tempfile::tempdir().unwrap();
+    let mut lz4 = WriterOptions::default().compression;
+    lz4.codec = Codec::Lz4;
+    let p = Prefetch::start(lz4.clone(), u64::MAX, 1 << 20, 1);
+    let a = source(dir.path(), "zeros.bin", &vec![0u8; 1 << 20]);
+    let (path, size) = (a.path.clone(), a.expected_size);
+    p.add(vec![a]);
+    p.settle();
+    let ready = p.take("zeros.bin", &path, size, &lz4).unwrap();
+    assert_eq!(ready.codec, Codec::Lz4);
+    assert!(
+      ready.stored.capacity() <= ready.stored.len() + 64,
+      "{} bytes held for {} stored",
+      ready.stored.capacity(),
+      ready.stored.len()
+    );
+  }
+
+  #[test]
   fn reading_ahead_stops_at_the_budget_and_at_stop() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WriterOptions::default();
