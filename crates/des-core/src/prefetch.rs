@@ -50,6 +50,9 @@ struct State {
   stopped: bool,
   /// Sources being read and compressed now.
   in_flight: usize,
+  /// Their sizes: counted against the budget from the start of their read,
+  /// so that readers starting together cannot all pass it.
+  reserved: u64,
   /// What is made from now on is dropped: nobody will take it.
   closed: bool,
 }
@@ -96,7 +99,7 @@ impl Prefetch {
     if s.stopped {
       return;
     }
-    let limit = self.big_file_threshold.min(MAX_AHEAD_ITEM);
+    let limit = self.big_file_threshold.min(MAX_AHEAD_ITEM).min(self.budget);
     s.queue
       .extend(items.into_iter().filter(|a| a.expected_size <= limit));
     drop(s);
@@ -146,7 +149,7 @@ impl Prefetch {
   #[cfg(test)]
   pub(crate) fn settle(&self) {
     let mut s = self.lock();
-    while s.in_flight > 0 || !(s.queue.is_empty() || s.held >= self.budget || s.stopped) {
+    while s.in_flight > 0 || !(s.stopped || s.queue.front().is_none_or(|a| !self.has_room(&s, a))) {
       s = self.wake.wait(s).unwrap();
     }
   }
@@ -157,6 +160,11 @@ impl Prefetch {
     let mut uids: Vec<String> = self.lock().made.keys().cloned().collect();
     uids.sort();
     uids
+  }
+
+  /// Whether the budget holds this source's payload besides what is held and being read.
+  fn has_room(&self, s: &State, a: &Ahead) -> bool {
+    s.held + s.reserved + a.expected_size <= self.budget
   }
 
   fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -172,9 +180,10 @@ impl Prefetch {
           if s.stopped {
             return;
           }
-          if s.held < self.budget {
+          if s.queue.front().is_some_and(|a| self.has_room(&s, a)) {
             if let Some(a) = s.queue.pop_front() {
               s.in_flight += 1;
+              s.reserved += a.expected_size;
               break a;
             }
           }
@@ -184,6 +193,7 @@ impl Prefetch {
       let made = self.make(&next);
       let mut s = self.lock();
       s.in_flight -= 1;
+      s.reserved -= next.expected_size;
       self.wake.notify_all();
       let Some(ready) = made else {
         continue;
@@ -345,13 +355,49 @@ mod tests {
   }
 
   #[test]
+  fn many_readers_together_hold_no_more_than_the_budget() {
+    // Each reader that starts counts its source against the budget: readers
+    // that found it not yet full at once each held a payload past it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = WriterOptions::default().compression;
+    raw.codec = Codec::None;
+    let item = 512 << 10;
+    let items: Vec<(String, PathBuf)> = (0..16)
+      .map(|i| {
+        let a = source(dir.path(), &format!("r{i}"), &text(item));
+        (a.uid, a.path)
+      })
+      .collect();
+    for round in 0..10 {
+      let p = Prefetch::start(raw.clone(), u64::MAX, 2 * item as u64, 8);
+      p.add(
+        items
+          .iter()
+          .map(|(uid, path)| Ahead {
+            uid: uid.clone(),
+            path: path.clone(),
+            expected_size: item as u64,
+          })
+          .collect(),
+      );
+      p.settle();
+      let made = p.made().len();
+      assert!(
+        made <= 2,
+        "round {round}: {made} payloads of {item} bytes held for a budget of two"
+      );
+      p.close();
+    }
+  }
+
+  #[test]
   fn reading_ahead_stops_at_the_budget_and_at_stop() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WriterOptions::default();
-    // Each payload stored raw is 100 bytes: a budget of 150 holds two (the second passes it).
+    // Each payload stored raw is 100 bytes: a budget of 250 holds two.
     let mut raw = opts.compression.clone();
     raw.codec = Codec::None;
-    let p = Prefetch::start(raw.clone(), opts.big_file_threshold, 150, 1);
+    let p = Prefetch::start(raw.clone(), opts.big_file_threshold, 250, 1);
     let items: Vec<Ahead> = (0..5)
       .map(|i| source(dir.path(), &format!("f{i}"), &text(100)))
       .collect();
