@@ -11,6 +11,7 @@ import { ShardWriter } from '../src/native'
 import { runCli } from './helpers/cli'
 import { refuseRepeatedFlags } from '../src/cli/flags'
 import { boundedLines, TOO_LONG } from '../src/cli/lines'
+import { oneLine } from '../src/cli/output'
 import { MAX_LINE_BYTES } from '../src/cli/commands/locate'
 import { serveMetrics } from '../src/migrate/run'
 import { listen } from '../src/serve/server'
@@ -67,6 +68,15 @@ test('boundedLines splits where readline does, however the bytes are cut, and gi
     return out
   }
   for (const size of [1, 2, 3, 5, text.length]) t.deepEqual(await collect(size), ['a', 'bé', 'c', '', TOO_LONG, 'last'], `chunks of ${size}`)
+})
+
+test('oneLine leaves no control character nor line separator in a stderr line, C1 and DEL included', (t) => {
+  // Line breaks to some readers of logs (NEL, U+2028/9), a terminal's escape (ESC, CSI), DEL.
+  const value = 'a\nb\r\u0085c\u2028d\u2029e\u001b[31mf\u009b31mg\u007fh\u0000i'
+  const line = oneLine(`bad row: ${value}`)
+  t.is(line, 'bad row: a\\nb\\r\\u0085c\\u2028d\\u2029e\\u001b[31mf\\u009b31mg\\u007fh\\u0000i')
+  t.false(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(line), JSON.stringify(line))
+  t.is(oneLine('plain text, é and 漢字'), 'plain text, é and 漢字')
 })
 
 test('des locate --stdin answers a line past its bound with an error, not a crash, and goes on', async (t) => {
