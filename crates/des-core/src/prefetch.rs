@@ -215,6 +215,13 @@ impl Prefetch {
   }
 
   fn make(&self, a: &Ahead) -> Option<Ready> {
+    // Looked at before it is opened, as the run's checks do (which this read
+    // precedes): opening what is not a file acts on it (a FIFO's waiting
+    // writer is let go, a device may do something).
+    let stat = std::fs::metadata(&a.path).ok()?;
+    if !stat.is_file() || stat.len() != a.expected_size {
+      return None;
+    }
     let data = read_source(&a.uid, &a.path, Some(a.expected_size)).ok()?;
     let size = data.len() as u64;
     let (codec, stored) = self.compression.encode_owned(&a.uid, data).ok()?;
@@ -352,6 +359,36 @@ mod tests {
       ready.stored.capacity(),
       ready.stored.len()
     );
+  }
+
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn a_source_that_is_not_a_regular_file_is_not_even_opened() {
+    // Opening does things of its own to what is not a file: a FIFO's writer
+    // waiting for a reader is let go (to die of SIGPIPE), a device may act.
+    // The checks refuse such a source before anything opens it; reading
+    // ahead, which starts before them, must not open it either.
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let c_path = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let opens = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(opens >= 0);
+    assert!(unsafe { libc::inotify_add_watch(opens, c_path.as_ptr(), libc::IN_OPEN) } >= 0);
+    let p = Prefetch::start(CompressionPolicy::default(), u64::MAX, 1 << 20, 1);
+    p.add(vec![Ahead {
+      uid: "pipe".to_string(),
+      path: fifo.clone(),
+      expected_size: 2,
+    }]);
+    p.settle();
+    let mut events = [0u8; 512];
+    let n = unsafe { libc::read(opens, events.as_mut_ptr().cast(), events.len()) };
+    unsafe { libc::close(opens) };
+    assert!(n < 0, "the FIFO was opened ({n} bytes of inotify events)");
+    assert!(p.made().is_empty());
   }
 
   #[test]
