@@ -242,6 +242,25 @@ test('a value holding a newline cannot forge a line of the human report on stder
   t.true(lines.some((l) => l.includes('bad row uid="forger"') && l.includes('/nowhere\\ndes-migrate: migrated 1000000 rows')), r.stderr)
 })
 
+test('a failed one-shot cycle ends with one line on stderr, whatever the locations its error names hold', async (t) => {
+  // Eleven sources that check out (a link to a /proc file: 0 bytes by its
+  // stat) and fail as they are read: the eleventh fails the cycle, and its
+  // error names the link, newline and all.
+  const tb = await freshTable('forged_failure')
+  t.teardown(() => tb.close())
+  const links = Array.from({ length: 11 }, (_, i) => {
+    const link = path.join(tb.dir, `l${i}\ndes-migrate: cycle ok: migrated 1000000`)
+    fs.symlinkSync('/proc/self/status', link)
+    return { uid: `proc-${i}`, createdAt: '2024-01-01T00:00:00Z', location: link, size: 0 }
+  })
+  await tb.insert(links)
+  const r = await runCli(['migrate', '--config', writeConfig(tb.dir, baseConfig(tb), 'json')])
+  t.not(r.code, 0, r.stderr)
+  const lines = r.stderr.split('\n')
+  t.true(lines.some((l) => l.includes('migration cycle failed') && l.includes('\\ndes-migrate: cycle ok')), r.stderr)
+  t.false(lines.some((l) => l.startsWith('des-migrate: cycle ok')), r.stderr)
+})
+
 test('bad rows at the head of the table do not stall the rows behind them', async (t) => {
   const tb = await freshTable('stall')
   t.teardown(() => tb.close())

@@ -7,6 +7,7 @@ import { commands } from './commands'
 import { loadMaxPayloadBytes, quietAwsSdkNodeWarning } from '../config/env'
 import { setPayloadCeiling } from '../native'
 import { refuseRepeatedFlags, type DeclaredOptions } from './flags'
+import { oneLine } from './output'
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string }
 
@@ -61,7 +62,8 @@ export async function main(argv: string[], scriptName = 'des'): Promise<number> 
     await y.parseAsync()
     return 0
   } catch (err) {
-    process.stderr.write(`${scriptName}: ${describe(err)}\n`)
+    // One line, whatever a path or key the error names holds (a migrate cycle's error names a row's location).
+    process.stderr.write(`${scriptName}: ${oneLine(describe(err))}\n`)
     if (showStack(argv) && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n')
     return exitCode(err)
   }
