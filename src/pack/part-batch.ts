@@ -29,7 +29,7 @@ export class PartBatch {
 
   constructor(
     private readonly options: ShardWriterOptions,
-    /** Payloads read ahead while the run was planned: stopped when the first batch goes (the pool's threads take over), taken by the batches. */
+    /** Payloads read ahead while the run was planned, taken by the batches. */
     private readonly prefetch?: Prefetch,
   ) {}
 
@@ -65,7 +65,6 @@ export class PartBatch {
     if (this.running >= BATCHES_AT_ONCE || this.queue.length === 0) return
     const batch = this.queue.splice(0, BATCH_PARTS)
     this.running++
-    this.prefetch?.stop()
     packParts(
       batch.map((q) => q.part),
       this.options,

@@ -147,7 +147,7 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry 
     await plan.checkSources(sourceS3, extras.sourcesChecked)
     const sink = sinkFor(target, settings, extras, opts.nBits ?? DEFAULT_N_BITS)
     await sink.check(opts.dryRun)
-    return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras)
+    return await packPlan(plan, sink, opts, sourceS3, fromArray, started, extras, settings.prefetch)
   } finally {
     planner.dispose()
     settings.prefetch?.close()
@@ -162,6 +162,7 @@ async function packPlan(
   keepUids: boolean,
   started: bigint,
   extras: PackExtras,
+  readAhead?: Prefetch,
 ): Promise<PackResult> {
   const knownParts = extras.existingParts
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
@@ -219,6 +220,10 @@ async function packPlan(
     }
   }
 
+  // The writing begins: sources are read from here in the order they are
+  // written, by the parts themselves (a large part's own writer takes no
+  // payload read ahead: reading on would read its sources twice).
+  readAhead?.stop()
   // Beside the writing: never fails the run, whose files are stored either way.
   const tidying = (sink.tidy?.(plan.keys) ?? Promise.resolve(0)).then(
     (removed) => ({ removed, warning: undefined }),
