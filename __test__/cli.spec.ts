@@ -25,6 +25,20 @@ test('des locate prints one JSON object with the routing fields', async (t) => {
   t.deepEqual(JSON.parse(r.stdout.toString()), { uid: '123', date_dir: '20230814', shard_index: 123, shard_hex: '7B', object_key: '20230814/7B.des' })
 })
 
+test('des locate refuses a uid longer than a shard holds (exit 2, without echoing it), alone or as a line of --stdin', async (t) => {
+  const long = 'u'.repeat(65_536)
+  const r = await runCli(['locate', long, '--created-at', '2024-01-01T00:00:00Z'])
+  t.is(r.code, 2, r.stderr)
+  t.regex(r.stderr, /a uid of 65536 bytes is longer than the 65535 a shard can hold/)
+  t.false(r.stderr.includes('uuuuuuuuuu'), 'the uid is not echoed')
+  t.is(r.stdout.toString(), '')
+  const lines = [JSON.stringify({ uid: long, created_at: '2024-01-01T00:00:00Z' }), JSON.stringify({ uid: 'u'.repeat(65_535), created_at: '2024-01-01T00:00:00Z' })].join('\n')
+  const s = await runCli(['locate', '--stdin'], { stdin: lines })
+  const out = s.stdout.toString().trim().split('\n').map((l) => JSON.parse(l))
+  t.regex(out[0].error, /longer than the 65535 a shard can hold/)
+  t.is(out[1].shard_hex.length > 0 && out[1].uid.length, 65_535, 'the longest uid a shard holds is located')
+})
+
 test('des locate in the flat layout (DES_LAYOUT or --layout) names the reference packer\'s shard of every file of golden/flat-store-offsets', async (t) => {
   const golden = readJson<{ n_bits: number; files: Array<{ uid: string; created_at: string; date_dir: string }> }>(goldenPath('flat-store-offsets', 'expect.json'))
   const input = golden.files.map((f) => JSON.stringify({ uid: f.uid, created_at: f.created_at, n_bits: golden.n_bits })).join('\n') + '\n'

@@ -11,11 +11,15 @@ import { writeOut } from '../output'
 import { nBitsFlag } from '../flags'
 import { pythonNumberText, topLevelMember } from '../../number-uid'
 import { boundedLines, TOO_LONG } from '../lines'
+import { MAX_UID_BYTES, uidBytesOverLimit } from '../../store/uid'
 
 /** A `--stdin` line longer than this is answered with an error, not read: the longest uid (65535 bytes) fits, written with JSON escapes. */
 export const MAX_LINE_BYTES = 1024 * 1024
 
 function asJson(uid: string, createdAt: string, nBits: number, layout: Layout): string {
+  // Routed, it would name a key; but no shard can hold it (des pack refuses it), so no key ever has it.
+  const uidBytes = uidBytesOverLimit(uid)
+  if (uidBytes !== undefined) throw new DesError('DES_BAD_ARG', `a uid of ${uidBytes} bytes is longer than the ${MAX_UID_BYTES} a shard can hold: no shard has it`)
   const loc = locateIn(layout, uid, createdAt, nBits)
   return JSON.stringify({
     uid: loc.uid,
