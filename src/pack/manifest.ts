@@ -26,6 +26,8 @@ export interface Manifest {
 export interface ManifestEntry {
   input: PackInput
   label: string
+  /** Bytes of the entry's text in the manifest: about what it holds in memory (a meta may be megabytes); counted by the plan's byte budget. */
+  bytes?: number
 }
 
 /** The first of the names the object has (not undefined); no rest array: this runs for every entry. */
@@ -152,8 +154,8 @@ export class ManifestScanner {
   /** The bytes of the entry (or line) still open at the end of the last chunk. */
   private kept: Buffer = EMPTY
 
-  /** `emit` gets each entry, the line it starts on, and how later errors name it (`labelOf`). */
-  constructor(private readonly emit: (input: PackInput, line: number, label: string) => void) {}
+  /** `emit` gets each entry, the line it starts on, how later errors name it (`labelOf`), and the bytes of its text. */
+  constructor(private readonly emit: (input: PackInput, line: number, label: string, bytes: number) => void) {}
 
   /** Scans one chunk; throws DES_BAD_ARG at the first problem. */
   feed(chunk: Buffer): void {
@@ -213,7 +215,7 @@ export class ManifestScanner {
     for (let i = 0; i < n; i++) {
       const line = spans[i * 4 + 2]
       const entry = spans[i * 4 + 3]
-      this.emit(manifestEntry(values[i], line, entry, () => buf.toString('utf8', spans[i * 4], spans[i * 4 + 1])), line, labelOf(line, entry))
+      this.emit(manifestEntry(values[i], line, entry, () => buf.toString('utf8', spans[i * 4], spans[i * 4 + 1])), line, labelOf(line, entry), spans[i * 4 + 1] - spans[i * 4])
     }
   }
 
@@ -231,7 +233,7 @@ export class ManifestScanner {
         if (entry === 0) throw new DesError('DES_BAD_ARG', `manifest line ${line} is not valid JSON: ${messageOf(err)}`)
         throw syntax(`${where(line, entry)}: ${messageOf(err)}`)
       }
-      this.emit(manifestEntry(value, line, entry, () => raw), line, labelOf(line, entry))
+      this.emit(manifestEntry(value, line, entry, () => raw), line, labelOf(line, entry), spans[k + 1] - spans[k])
     }
   }
 }
@@ -284,7 +286,7 @@ export async function* readManifestBatches(file: string): AsyncGenerator<Manifes
     throw new DesError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_NOT_FOUND' : 'DES_IO', `cannot read manifest ${file}: ${(err as Error).message}`)
   }
   let batch: ManifestEntry[] = []
-  const scanner = new ManifestScanner((input, _line, label) => batch.push({ input, label }))
+  const scanner = new ManifestScanner((input, _line, label, bytes) => batch.push({ input, label, bytes }))
   // The stream closes the file when it ends or is destroyed.
   const stream = handle.createReadStream({ highWaterMark: 256 * 1024 })
   try {
