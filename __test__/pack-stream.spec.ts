@@ -150,6 +150,43 @@ test('a plan spilled to temp files packs what a plan in memory packs, in the sam
   for (const [uid, sha] of corpus.shas) t.is(shas[uid], sha)
 })
 
+test('a plan spills by the bytes of its manifest text as well as by entries, and stores byte for byte what a plan in memory stores', async (t) => {
+  // A meta may be megabytes: 25,000 of them in memory would not fit in the
+  // heap, so the plan spills past `memoryBytes` of manifest text whatever the
+  // count of entries (here far under memoryEntries). A budget of 1 byte: each
+  // entry alone passes it.
+  const dir = tempDir()
+  const days = ['2024-03-01T10:00:00Z', '2024-03-02T10:00:00Z']
+  const corpus = makeCorpus(
+    path.join(dir, 'src'),
+    Array.from({ length: 120 }, (_, i) => ({ uid: `m${i}`, size: 300 + ((i * 53) % 700), createdAt: days[i % 2], meta: { i, blob: `${i}:`.repeat(400 + i * 7), nested: { list: [i, 'x'] } } })),
+  )
+  const manifest = path.join(dir, 'manifest.jsonl')
+  fs.writeFileSync(manifest, corpus.rows.map((r) => JSON.stringify(r)).join('\n'))
+  const opts = { nBits: 4, maxShardSize: 20_000 }
+  const tmp = path.join(dir, 'tmp')
+  fs.mkdirSync(tmp)
+  const spillDirsSeen = () => fs.readdirSync(tmp).filter((f) => f.startsWith('des-pack-plan-')).length
+  let spilledInMemory = 0
+  const inMemory = await runPack(readManifestBatches(manifest), { kind: 'local', dir: path.join(dir, 'mem') }, { ...opts, onProgress: () => (spilledInMemory += spillDirsSeen()) }, { tmpDir: tmp })
+  t.is(spilledInMemory, 0, 'the default budgets hold this manifest in memory')
+  const bytesOf = (store: string) => Object.fromEntries(shardFiles(store).map((f) => [f, fs.readFileSync(path.join(store, f)).toString('base64')]))
+  for (const memoryBytes of [1, 20_000]) {
+    const out = path.join(dir, `bytes-${memoryBytes}`)
+    let spilled = 0
+    const result = await runPack(readManifestBatches(manifest), { kind: 'local', dir: out }, { ...opts, onProgress: () => (spilled += spillDirsSeen()) }, { memoryBytes, tmpDir: tmp })
+    t.true(spilled > 0, `memoryBytes ${memoryBytes}: the plan was spilled`)
+    t.deepEqual(bytesOf(out), bytesOf(path.join(dir, 'mem')), `memoryBytes ${memoryBytes}: the same shards, byte for byte`)
+    t.deepEqual(
+      result.shards.map((s) => [s.key, s.files]),
+      inMemory.shards.map((s) => [s.key, s.files]),
+    )
+    t.deepEqual(fs.readdirSync(tmp), [], 'spill files removed')
+  }
+  const stored = await readLocalStore(path.join(dir, 'mem'))
+  for (const r of corpus.rows) t.deepEqual(stored.get(r.uid)?.meta, r.meta)
+})
+
 test('a manifest\'s sources read ahead while it is planned are stored byte for byte as the same inputs given as an array', async (t) => {
   // A manifest run reads and compresses its first sources on other threads
   // while it plans (des-core prefetch.rs); an array run does not. Their

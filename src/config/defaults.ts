@@ -46,6 +46,12 @@ export const DEFAULT_MAX_SHARD_SIZE = 1_000_000_000
 
 /** Inputs `des pack` plans in memory before the plan spills to temp files (`DES_PACK_MEMORY_ENTRIES`). */
 export const DEFAULT_MEMORY_ENTRIES = 25_000
+/**
+ * Bytes of manifest text `des pack` plans in memory before the plan spills,
+ * whatever the count of entries: a meta may be megabytes, and 25,000 of them
+ * would not fit in the heap.
+ */
+export const DEFAULT_MEMORY_BYTES = 128 * 1024 * 1024
 
 /** How `des pack` reads s3:// sources: retries after the first attempt, first backoff (doubling, with jitter). */
 export const DEFAULT_SOURCE_RETRIES = 3

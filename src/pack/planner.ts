@@ -2,8 +2,9 @@
 // manifest streams by, and grouped by (date, shard) key in manifest order;
 // uids are checked for duplicates across the whole manifest.
 //
-// Up to `memoryEntries` inputs all of this stays in memory (a migration batch,
-// a small manifest). Past that it spills: each input becomes one compact line
+// Up to `memoryEntries` inputs, and `memoryBytes` of their manifest text, all
+// of this stays in memory (a migration batch, a small manifest). Past either
+// it spills: each input becomes one compact line
 // in one of up to 1,024 temp files (buckets, by its key, so a key's inputs
 // stay together and in order), and each uid a line in one of up to 256 uid
 // parts (by a hash of
@@ -14,7 +15,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { DesError } from '../errors'
-import { DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
+import { DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
 import { isS3Url } from '../storage/s3-url'
 import { locateIn, locateManyIn } from '../store/layout'
@@ -29,9 +30,10 @@ import { makeTempDirSync } from '../temp-dir'
 
 export type { WorkerSlice }
 
-export { DEFAULT_MEMORY_ENTRIES }
-/** Spill files per plan: about this many inputs per bucket, this many uids per part. */
+export { DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_ENTRIES }
+/** Spill files per plan: about this many inputs (and bytes of their manifest text) per bucket, this many uids per part. */
 const BUCKET_INPUTS = 4096
+const BUCKET_BYTES = 16 * 1024 * 1024
 const PART_UIDS = 16384
 const MAX_BUCKETS = 1024
 const MAX_UID_PARTS = 256
@@ -46,6 +48,8 @@ export interface PlanSettings {
   worker?: WorkerSlice
   /** Inputs held in memory before spilling (default DEFAULT_MEMORY_ENTRIES). */
   memoryEntries?: number
+  /** Bytes of their manifest text held in memory before spilling (default DEFAULT_MEMORY_BYTES). */
+  memoryBytes?: number
   /** Where spill files go (default the OS temp dir). */
   tmpDir?: string
   /**
@@ -75,6 +79,8 @@ export interface KeyInfo {
   files: number
   /** Bytes of its sources (known after Plan.checkSources). */
   bytes: number
+  /** Bytes of its entries' manifest text (0 for inputs given as an array): about what its inputs hold in memory. */
+  entryBytes: number
   /** Set by the pre-pass: parts the key already has, and whether any input is among them. */
   parts: number
   hits: boolean
@@ -380,9 +386,13 @@ export class Planner {
   private files = 0
   private anyS3 = false
   private readonly memoryEntries: number
+  private readonly memoryBytes: number
+  /** Bytes of manifest text of the inputs in `mem`. */
+  private memBytes = 0
 
   constructor(private readonly settings: PlanSettings) {
     this.memoryEntries = settings.memoryEntries ?? DEFAULT_MEMORY_ENTRIES
+    this.memoryBytes = settings.memoryBytes ?? DEFAULT_MEMORY_BYTES
   }
 
   /**
@@ -393,7 +403,7 @@ export class Planner {
     try {
       for await (const e of entries) {
         if (Array.isArray(e)) this.addBatch(e)
-        else this.add(e.input, e.label)
+        else this.add(e.input, e.label, undefined, e.bytes)
       }
     } catch (err) {
       const dup = this.uids.spilled ? this.uids.firstDuplicate(this.total) : null
@@ -427,7 +437,7 @@ export class Planner {
     )
     const local: PlannedInput[] = []
     batch.forEach((e, i) => {
-      const item = this.add(e.input, e.label, routes[i] ?? undefined)
+      const item = this.add(e.input, e.label, routes[i] ?? undefined, e.bytes)
       if (item && !item.onS3) local.push(item)
     })
     if (this.early && local.length > 0) {
@@ -448,9 +458,13 @@ export class Planner {
     )
   }
 
-  /** Plans one input; `route`, when given, is its route (else it is routed here, or fails with why). Returns it, unless it is another worker's. */
-  private add(input: PackInput, where: string, route?: ShardRoute): PlannedInput | undefined {
-    if (this.mem && this.total >= this.memoryEntries) this.spill()
+  /**
+   * Plans one input; `route`, when given, is its route (else it is routed
+   * here, or fails with why); `bytes`, the bytes of its manifest text.
+   * Returns it, unless it is another worker's.
+   */
+  private add(input: PackInput, where: string, route?: ShardRoute, bytes = 0): PlannedInput | undefined {
+    if (this.mem && (this.total >= this.memoryEntries || this.memBytes >= this.memoryBytes)) this.spill()
     const index = this.total
     if (typeof input?.uid !== 'string' || input.uid === '') throw new DesError('DES_BAD_ARG', `${where}: uid must be a non-empty string`)
     // Refused here, before anything is written (the writer would refuse it after the shards before it), and not echoed: it may be megabytes.
@@ -482,25 +496,31 @@ export class Planner {
     const name = `${loc.dateDir}/${loc.shardHex}`
     let key = this.keys.get(name)
     if (!key) {
-      key = { dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex, ordinal: this.byOrdinal.length, files: 0, bytes: 0, parts: 0, hits: false }
+      key = { dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex, ordinal: this.byOrdinal.length, files: 0, bytes: 0, entryBytes: 0, parts: 0, hits: false }
       this.keys.set(name, key)
       this.byOrdinal.push(key)
     }
     key.files++
+    key.entryBytes += bytes
     this.files++
     const onS3 = isS3(input.source)
     if (onS3) this.anyS3 = true
     const item: WithOrdinal = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1, onS3 }
     item[ORDINAL] = key.ordinal
-    if (this.mem) this.mem.push(item)
-    else this.buckets!.append(key.ordinal % this.buckets!.count, spillLine(item))
+    if (this.mem) {
+      this.mem.push(item)
+      this.memBytes += bytes
+    } else this.buckets!.append(key.ordinal % this.buckets!.count, spillLine(item))
     return item
   }
 
   private spill(): void {
     this.dir = makeTempDirSync('des-pack-plan-', this.settings.tmpDir)
     const expected = this.settings.expectedEntries
-    const buckets = (this.buckets = new SpillFiles(this.dir, 'plan', spillCount(expected, BUCKET_INPUTS, MAX_BUCKETS)))
+    // Entries as large as those held so far would make buckets of how many bytes.
+    const expectedBytes = expected !== undefined && this.mem!.length > 0 ? (expected * this.memBytes) / this.mem!.length : undefined
+    const count = Math.max(spillCount(expected, BUCKET_INPUTS, MAX_BUCKETS), this.memBytes > 0 ? spillCount(expectedBytes, BUCKET_BYTES, MAX_BUCKETS) : 1)
+    const buckets = (this.buckets = new SpillFiles(this.dir, 'plan', count))
     for (const item of this.mem!) buckets.append(ordinalOf(item) % buckets.count, spillLine(item))
     this.mem = null
     this.early = null

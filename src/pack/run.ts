@@ -10,7 +10,7 @@
 //
 // Inputs come as an array or as a manifest stream (readManifest, or
 // readManifestBatches a chunk's entries at a time); the plan (planner.ts)
-// spills to temp files past `memoryEntries`, so a run of millions of files
+// spills to temp files past `memoryEntries` (or `memoryBytes`), so a run of millions of files
 // holds a bucket of keys at a time, not the manifest.
 // `worker` splits one manifest's keys between processes (an Indexed Job).
 
@@ -137,6 +137,7 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry 
     layout: opts.layout,
     worker: opts.worker,
     memoryEntries: extras.memoryEntries,
+    memoryBytes: extras.memoryBytes,
     tmpDir: extras.tmpDir,
     expectedEntries: fromArray ? inputs.length : extras.expectedEntries,
     prefetch: settings.prefetch,

@@ -132,6 +132,8 @@ export interface PackExtras {
   tmpDir?: string
   /** Inputs planned in memory before the plan spills to temp files (default DEFAULT_MEMORY_ENTRIES). */
   memoryEntries?: number
+  /** Bytes of manifest text planned in memory before the plan spills (default DEFAULT_MEMORY_BYTES). */
+  memoryBytes?: number
   /** About how many entries a stream holds (sizes the spill files; see manifestEntriesHint). */
   expectedEntries?: number
   /**
