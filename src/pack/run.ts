@@ -38,6 +38,8 @@ const CODECS = ['zstd', 'lz4', 'none'] as const
 const KEY_WORKERS = 3
 /** Inputs of the keys being packed at once, at most (a larger key is packed alone). */
 const INPUTS_IN_HAND = 8_192
+/** Bytes of their manifest text, at most, counted in the same budget (metas may be megabytes each). */
+const ENTRY_BYTES_IN_HAND = 128 * 1024 * 1024
 /** Keys whose existing parts are read at once before writing (S3: tail GETs). */
 const PREPASS_CONCURRENCY = 16
 /** Stored bytes of payloads read ahead while a local run is planned, at most. */
@@ -153,6 +155,11 @@ export async function runPack(inputs: PackInput[] | AsyncIterable<ManifestEntry 
     planner.dispose()
     settings.prefetch?.close()
   }
+}
+
+/** What a key takes of the INPUTS_IN_HAND budget: its inputs, or as many as its manifest text is of ENTRY_BYTES_IN_HAND if more. */
+function handWeight(key: KeyInfo): number {
+  return Math.max(key.files, Math.ceil((key.entryBytes / ENTRY_BYTES_IN_HAND) * INPUTS_IN_HAND))
 }
 
 async function packPlan(
@@ -295,7 +302,7 @@ async function packPlan(
     try {
       while (!failure && nextKey < plan.keys.length) {
         const key = plan.keys[nextKey++]
-        const release = await inHand.take(key.files)
+        const release = await inHand.take(handWeight(key))
         try {
           await packKey(key, settle)
         } finally {
