@@ -163,6 +163,13 @@ test('a plan spills by the bytes of its manifest text as well as by entries, and
   )
   const manifest = path.join(dir, 'manifest.jsonl')
   fs.writeFileSync(manifest, corpus.rows.map((r) => JSON.stringify(r)).join('\n'))
+  // Each entry carries the bytes of its text, in JSON lines and in an array.
+  const texts = corpus.rows.map((r) => Buffer.byteLength(JSON.stringify(r)))
+  for (const file of [manifest, corpus.manifestPath]) {
+    const bytes: Array<number | undefined> = []
+    for await (const batch of readManifestBatches(file)) bytes.push(...batch.map((e) => e.bytes))
+    t.deepEqual(bytes, file === manifest ? texts : corpus.rows.map((r) => Buffer.byteLength(JSON.stringify(r, null, 1).replace(/\n/g, '\n '))), file)
+  }
   const opts = { nBits: 4, maxShardSize: 20_000 }
   const tmp = path.join(dir, 'tmp')
   fs.mkdirSync(tmp)
