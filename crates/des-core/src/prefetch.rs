@@ -250,6 +250,18 @@ mod tests {
     }
   }
 
+  /// Readers on `threads` threads with the writer's default compression and a budget of 1 MiB.
+  fn with_defaults(threads: usize) -> (WriterOptions, Arc<Prefetch>) {
+    let opts = WriterOptions::default();
+    let p = Prefetch::start(
+      opts.compression.clone(),
+      opts.big_file_threshold,
+      1 << 20,
+      threads,
+    );
+    (opts, p)
+  }
+
   fn text(n: usize) -> Vec<u8> {
     (0..n).map(|i| b"invoice line "[i % 13]).collect()
   }
@@ -257,13 +269,7 @@ mod tests {
   #[test]
   fn a_payload_read_ahead_is_taken_once_by_its_own_item_as_prepare_makes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WriterOptions::default();
-    let p = Prefetch::start(
-      opts.compression.clone(),
-      opts.big_file_threshold,
-      1 << 20,
-      1,
-    );
+    let (opts, p) = with_defaults(1);
     let a = source(dir.path(), "a.json", &text(5000));
     let (path, size) = (a.path.clone(), a.expected_size);
     p.add(vec![a]);
@@ -285,13 +291,7 @@ mod tests {
   #[test]
   fn another_path_size_or_compression_takes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WriterOptions::default();
-    let p = Prefetch::start(
-      opts.compression.clone(),
-      opts.big_file_threshold,
-      1 << 20,
-      2,
-    );
+    let (opts, p) = with_defaults(2);
     let items: Vec<Ahead> = ["a", "b", "c"]
       .iter()
       .map(|n| source(dir.path(), n, &text(100)))
