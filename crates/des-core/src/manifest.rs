@@ -250,8 +250,9 @@ impl ManifestScanner {
     } else {
       format!("line {} (entry {})", self.entry_line, self.entry)
     };
-    Err(syntax(format!(
-      "{what}: an entry longer than {MAX_ENTRY_BYTES} bytes"
+    // Not called invalid JSON: the entry may well be valid, only too long to read.
+    Err(ScanError::Refused(format!(
+      "manifest {what}: an entry longer than {MAX_ENTRY_BYTES} bytes, the most one entry may have"
     )))
   }
 

@@ -178,7 +178,7 @@ fn an_entry_or_line_past_the_limit_is_refused_once_it_spans_chunks() {
   assert_eq!(
     refused(&err),
     format!(
-      "manifest is not valid JSON: line 1 (entry 1): an entry longer than {MAX_ENTRY_BYTES} bytes"
+      "manifest line 1 (entry 1): an entry longer than {MAX_ENTRY_BYTES} bytes, the most one entry may have"
     )
   );
   let line = format!(
@@ -189,12 +189,16 @@ fn an_entry_or_line_past_the_limit_is_refused_once_it_spans_chunks() {
   assert_eq!(entries.len(), 1);
   assert_eq!(
     refused(&err),
-    format!("manifest is not valid JSON: line 2: an entry longer than {MAX_ENTRY_BYTES} bytes")
+    format!(
+      "manifest line 2: an entry longer than {MAX_ENTRY_BYTES} bytes, the most one entry may have"
+    )
   );
   // A string that never closes stops at the limit, not at the end of the file.
   let open = format!("[{{\"uid\": \"{}", "x".repeat(3 * MAX_ENTRY_BYTES));
   let (_, err) = scan(open.as_bytes(), 1 << 20);
-  assert!(refused(&err).ends_with("an entry longer than 16777216 bytes"));
+  assert!(
+    refused(&err).ends_with("an entry longer than 16777216 bytes, the most one entry may have")
+  );
 }
 
 #[test]
