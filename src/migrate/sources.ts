@@ -5,11 +5,10 @@
 import { constants as fsConstants } from 'node:fs'
 import * as fs from 'node:fs/promises'
 import type { Readable } from 'node:stream'
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { mapLimit } from '../storage/map-limit'
-import { checkSources, parseSourceRef, sourceName, type SourceRef } from '../storage/source-check'
-import { s3ErrorKind } from '../storage/s3-errors'
+import { checkSources, headS3, parseSourceRef, sourceName, type SourceRef } from '../storage/source-check'
 
 export type { SourceRef }
 export { mapLimit }
@@ -89,18 +88,12 @@ export async function changedSince(ref: SourceRef, was: ReadAs, since: number, s
 }
 
 async function s3ChangedSince(ref: { bucket: string; key: string }, was: ReadAs, s3: S3Client | undefined): Promise<string | undefined> {
-  if (!s3) throw new Error('S3 sources are disabled')
-  let head
-  try {
-    head = await s3.send(new HeadObjectCommand({ Bucket: ref.bucket, Key: ref.key }))
-  } catch (err) {
-    if (s3ErrorKind(err) === 'missing') return undefined
-    throw err
-  }
-  const size = Number(head.ContentLength ?? 0)
-  if (size !== was.size) return `it is now ${size} bytes, ${was.size} were stored`
+  // The same HEAD as step 2's check, its failures worded the same.
+  const now = await headS3(ref, s3)
+  if (!now.ok) return now.why === 'missing' ? undefined : now.reason
+  if (now.size !== was.size) return `it is now ${now.size} bytes, ${was.size} were stored`
   // No ETag at the check (a server that gives none): nothing tells an overwrite of the same size; it is not deleted.
-  if (was.etag === undefined || head.ETag === undefined) return 'S3 gave no ETag to tell whether it was overwritten after it was read'
-  if (head.ETag !== was.etag) return `it was overwritten after it was read (ETag ${head.ETag}, was ${was.etag})`
+  if (was.etag === undefined || now.etag === undefined) return 'S3 gave no ETag to tell whether it was overwritten after it was read'
+  if (now.etag !== was.etag) return `it was overwritten after it was read (ETag ${now.etag}, was ${was.etag})`
   return undefined
 }

@@ -58,7 +58,7 @@ function notFile(path: string): SourceCheck {
 }
 
 /** HEAD of an S3 source (its size, and its ETag to tell a later overwrite); a failure that is not the source's own (network, 5xx after the client's retries) is thrown. */
-async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undefined): Promise<SourceCheck> {
+export async function headS3(ref: { bucket: string; key: string }, s3: S3Client | undefined): Promise<SourceCheck> {
   const name = `s3://${ref.bucket}/${ref.key}`
   if (!s3) return { ok: false, why: 'disabled', reason: `source ${name}: no S3 source client is configured` }
   try {
