@@ -22,6 +22,7 @@ import { listenError } from './listen-error'
 import { answerReplayChecks, clusterReplayGuard, ReplayGuard } from './replay-guard'
 import { FilesResponder } from './responder'
 import { SignedRequests } from './signed-requests'
+import { START_FAILURE, superviseWorkers, type StartFailure } from './supervisor'
 
 export interface ServerDeps {
   store: Store
@@ -256,67 +257,6 @@ async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 }
 
-/** What a worker that cannot start tells the primary: why, and the exit code it deserves. */
-interface StartFailure {
-  type: typeof START_FAILURE
-  message: string
-  exitCode: number
-}
-const START_FAILURE = 'des:start-failure'
-
-/** The primary of `--workers N`: forks, restarts crashed workers, forwards SIGTERM and exits 0 when all are gone. */
-function superviseWorkers(opts: ServeOptions, logger: Logger): void {
-  let stopping = false
-  // The first worker that cannot start (a bad --host, a port in use) says
-  // why: the primary writes it once, however many workers fail alike, and
-  // exits with its code. A worker that dies without saying: exit 1.
-  let startFailure: StartFailure | undefined
-  let failedExitCode: number | undefined
-  cluster.on('message', (_worker, message: Partial<StartFailure>) => {
-    if (message?.type !== START_FAILURE || startFailure) return
-    startFailure = message as StartFailure
-    process.stderr.write(`des: ${startFailure.message}\n`)
-    failedExitCode = startFailure.exitCode
-    stop('SIGTERM')
-  })
-  const fork = () => {
-    const w = cluster.fork()
-    w.once('listening', () => listening.add(w.id))
-  }
-  const listening = new Set<number>()
-  for (let i = 0; i < opts.serve.workers; i++) fork()
-  cluster.on('exit', (worker, code, signal) => {
-    const alive = Object.keys(cluster.workers ?? {}).length
-    if (stopping) {
-      if (alive === 0) {
-        logger.info('all workers stopped')
-        flushLogs(logger)
-        process.exit(failedExitCode ?? process.exitCode ?? 0)
-      }
-      return
-    }
-    if (!listening.has(worker.id)) {
-      // A worker that never listened will not do better the next time (bad config, port taken).
-      logger.fatal({ worker: worker.id, code, signal }, 'worker failed to start; stopping')
-      stop('SIGTERM')
-      failedExitCode ??= 1
-      if (alive === 0) process.exit(failedExitCode)
-      return
-    }
-    logger.error({ worker: worker.id, code, signal }, 'worker died, starting another')
-    fork()
-  })
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return
-    stopping = true
-    logger.info({ signal, workers: opts.serve.workers }, 'shutting down workers')
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM')
-    if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failedExitCode ?? process.exitCode ?? 0)
-  }
-  process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
-}
-
 /** `des serve`: one process, or a primary with `serve.workers` workers sharing the port. */
 export async function serve(opts: ServeOptions): Promise<void> {
   const logger = createLogger(opts.serve.logLevel)
@@ -328,7 +268,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     logger.info(fields, `des serve starting: ${startupText(fields)}`)
     answerClusterMetrics()
     if (opts.serve.authorizedKeys) answerReplayChecks(new ReplayGuard(opts.serve.maxNonces))
-    return superviseWorkers(opts, logger)
+    return superviseWorkers(opts.serve.workers, logger)
   }
   if (cluster.isWorker) {
     // A worker's IPC channel keeps it alive: leave explicitly when start-up fails.
