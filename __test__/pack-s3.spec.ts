@@ -12,6 +12,9 @@ import { locateShard } from '../src/native'
 import { errorCode } from '../src/errors'
 import { registry } from '../src/metrics'
 import { createS3Client } from '../src/storage/s3-client'
+import { S3Source } from '../src/storage/s3'
+import { singleSource } from '../src/storage/source'
+import { Store } from '../src/store/store'
 import { runCli } from './helpers/cli'
 import { goldenShards } from './helpers/golden'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
@@ -532,4 +535,27 @@ test('a BigFile already in the bucket with the same bytes is not uploaded again;
   const stored = await readS3Store(client, bucket)
   for (const uid of ['one.bin', 'one.bin-2', 'one.bin-3']) t.is(stored.get(uid)!.sha256, a.shas.get('one.bin'), uid)
   for (const uid of ['huge.bin', 'huge.bin-2']) t.is(stored.get(uid)!.sha256, a.shas.get('huge.bin'), uid)
+})
+
+test('a prefix with a leading slash is sent as configured (the original\'s keys); MinIO, which stores it without the slash, packs, reads and lists it as any other', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'slash')
+  const corpus = makeCorpus(path.join(tempDir(), 'src'), [
+    { uid: 'a.txt', size: 3000, createdAt: '2024-06-01T00:00:00Z' },
+    { uid: 'big.bin', kind: 'random', size: 200_000, createdAt: '2024-06-01T00:00:00Z' },
+  ])
+  await packFiles(asInputs(corpus.rows), { kind: 's3', bucket, prefix: '/archive', client }, { bigFileThreshold: 100_000 })
+  const keyed = calls.filter((c) => c.key !== undefined)
+  t.true(keyed.length > 0)
+  t.true(keyed.every((c) => c.key!.startsWith('/archive/2024')), keyed.map((c) => c.key).join(', '))
+  t.true(keyed.some((c) => c.key === `/archive/20240601/_bigFiles/${corpus.shas.get('big.bin')}`))
+  // MinIO cleaned the slash away: the objects are at archive/.
+  t.true((await listKeys(client, bucket, 'archive/')).length >= 2)
+
+  const source = new S3Source(client, { bucket, prefix: '/archive/' })
+  const store = new Store({ sources: singleSource(source), nBits: 8 })
+  for (const r of corpus.rows) t.is(sha256(await store.get(r.uid, r.created_at)), corpus.shas.get(r.uid), r.uid)
+  const listed: string[] = []
+  for await (const o of source.list()) listed.push(o.key)
+  t.deepEqual(listed.sort(), [...new Set([...corpus.rows.map((r) => locateShard(r.uid, r.created_at).objectKey), `20240601/_bigFiles/${corpus.shas.get('big.bin')}`])].sort())
 })

@@ -26,8 +26,12 @@ export function isZstdLevel(n: number): boolean {
   return Number.isInteger(n) && n >= MIN_ZSTD_LEVEL && n <= MAX_ZSTD_LEVEL
 }
 
-/** A key prefix normalised to '' or 'something/'. */
+/**
+ * An S3 key prefix as the original normalises it: '' stays '', any other
+ * gets a trailing '/'; nothing else changes. A leading '/' is kept: on AWS
+ * `/archive/x` is not `archive/x`, and the original's stores are at the first.
+ */
 export function normalisePrefix(prefix: string | undefined): string {
-  const p = (prefix ?? '').replace(/^\/+/, '')
+  const p = prefix ?? ''
   return p === '' || p.endsWith('/') ? p : `${p}/`
 }

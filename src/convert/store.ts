@@ -11,6 +11,7 @@ import { LocalTarget } from '../pack/local-target'
 import { S3Target, s3Failure } from '../pack/s3-target'
 import { LocalSource } from '../storage/local'
 import { S3Source } from '../storage/s3'
+import { s3ObjectKey } from '../storage/s3-key'
 import { downloadTo, type ConvertStore } from './index'
 
 /** A store in a local directory. */
@@ -43,9 +44,9 @@ export function s3ConvertStore(client: S3Client, bucket: string, prefix: string,
     sink: new S3Target(client, bucket, prefix, settings, {}, tmpDir),
     async remove(key) {
       try {
-        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: prefix + key }))
+        await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: s3ObjectKey(prefix, key) }))
       } catch (err) {
-        throw s3Failure(`remove s3://${bucket}/${prefix}${key}`, err)
+        throw s3Failure(`remove s3://${bucket}/${s3ObjectKey(prefix, key)}`, err)
       }
     },
     localCopy: (key, size, dir) => downloadTo(source, key, size, dir),

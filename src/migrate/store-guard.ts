@@ -25,8 +25,10 @@ export function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, pac
     if (ref.kind === 'local' && root instanceof LocalSource) {
       key = folders.keyOf(root.baseDir, ref.path)
     } else if (ref.kind === 's3' && root instanceof S3Source) {
+      // Both as such a server reaches them: a prefix `/archive/` writes `archive/` there.
       const reached = keyReached(ref.key)
-      key = ref.bucket === root.bucket && reached.startsWith(root.prefix) ? reached.slice(root.prefix.length) : null
+      const rootReached = root.prefix === '' ? '' : keyReached(root.prefix)
+      key = ref.bucket === root.bucket && reached.startsWith(rootReached) ? reached.slice(rootReached.length) : null
     } else key = null
     if (key === null) return false
     const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type

@@ -20,7 +20,7 @@
 import { DesError } from '../errors'
 import { Prefetch, type ShardReader, type ShardWriterOptions } from '../native'
 import type { WriterSettings } from './fill'
-import { isFolderName, isNBits, isZstdLevel } from '../config/checks'
+import { isFolderName, isNBits, isZstdLevel, normalisePrefix } from '../config/checks'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_N_BITS, DEFAULT_TAIL_BYTES, MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from '../config/defaults'
 import { shardKeyIn } from '../store/layout'
 import { LocalTarget, type PartWrite, type ShardSink } from './local-target'
@@ -84,8 +84,7 @@ function sinkFor(target: PackTarget, settings: WriterSettings, extras: PackExtra
   }
   if (target?.kind === 's3') {
     if (!target.bucket) throw new DesError('DES_BAD_ARG', 'S3 target needs a bucket')
-    const p = (target.prefix ?? '').replace(/^\/+/, '')
-    const prefix = p === '' || p.endsWith('/') ? p : `${p}/`
+    const prefix = normalisePrefix(target.prefix)
     // Loaded here: it brings the AWS SDK, which a local run never needs.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { S3Target: Target } = require('./s3-target') as typeof import('./s3-target')

@@ -12,14 +12,15 @@
 
 import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
-import { HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
+import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
 import { makeTempDir } from '../temp-dir'
 import { noCredentials, s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
 import { ShardReader, ShardWriter } from '../native'
 import { DEFAULT_TAIL_BYTES, S3_KEYS_AT_ONCE } from '../config/defaults'
-import { S3Source } from '../storage/s3'
+import { listUnder, S3Source } from '../storage/s3'
+import { s3ObjectKey } from '../storage/s3-key'
 import type { ByteSource } from '../storage/source'
 import { bigfileKeyIn, shardDatePrefixIn, shardKeyIn } from '../store/layout'
 import { openShard } from '../store/shard'
@@ -127,7 +128,7 @@ export class S3Target implements ShardSink {
 
   /** The key prefix of a date's shards in this store (and no other date's). */
   private datePrefix(dateDir: string): string {
-    return this.prefix + shardDatePrefixIn(this.settings.layout ?? 'nested', dateDir)
+    return s3ObjectKey(this.prefix, shardDatePrefixIn(this.settings.layout ?? 'nested', dateDir))
   }
 
   /** False when the listing of the key's date does not hold it, true when it does; undefined when the date is not listed. */
@@ -145,13 +146,8 @@ export class S3Target implements ShardSink {
   /** Keys directly under `prefix` (not below a further '/': a date's BigFiles are not listed). */
   private async listKeys(prefix: string): Promise<Set<string>> {
     const keys = new Set<string>()
-    let token: string | undefined
     try {
-      do {
-        const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }))
-        for (const o of page.Contents ?? []) if (o.Key !== undefined) keys.add(o.Key)
-        token = page.IsTruncated ? page.NextContinuationToken : undefined
-      } while (token)
+      for await (const o of listUnder(this.client, this.bucket, prefix, '/')) keys.add(o.Key)
     } catch (err) {
       throw s3Failure(`list s3://${this.bucket}/${prefix}`, err)
     }
@@ -169,7 +165,7 @@ export class S3Target implements ShardSink {
   }
 
   key(plan: Pick<KeyPlan, 'dateDir' | 'shardHex'>, part: number): string {
-    return this.prefix + shardKeyIn(this.settings.layout ?? 'nested', plan, part)
+    return s3ObjectKey(this.prefix, shardKeyIn(this.settings.layout ?? 'nested', plan, part))
   }
 
   /**
@@ -297,7 +293,7 @@ export class S3Target implements ShardSink {
     for (const name of names) {
       const file = path.join(dir, name)
       const size = (await fsp.stat(file)).size
-      const key = `${this.prefix}${bigfileKeyIn(this.settings.layout ?? 'nested', plan.dateDir, name, this.settings.bigfilesPrefix)}`
+      const key = s3ObjectKey(this.prefix, bigfileKeyIn(this.settings.layout ?? 'nested', plan.dateDir, name, this.settings.bigfilesPrefix))
       let same: boolean
       try {
         same = await this.uploader.holdsFile(key, file, size)

@@ -1,17 +1,72 @@
 // Shards on S3 (or any S3-compatible server): suffix-range GETs for tails,
 // range GETs for payloads, one streamed GET per BigFile. Every request is
 // counted in des_s3_range_calls_total{backend,type}. No LIST, no HEAD (but
-// for `list`, which only the store-wide verify uses).
+// for `list`, which only the store-wide verify, convert and a start-up check use).
 
-import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type GetObjectCommandOutput, type S3Client } from '@aws-sdk/client-s3'
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, type _Object, type GetObjectCommandOutput, type ListObjectsV2CommandOutput, type S3Client } from '@aws-sdk/client-s3'
 import { PassThrough, Readable } from 'node:stream'
 import type { S3Settings } from '../config/env'
 import { DesError } from '../errors'
 import { backendLabel, s3RangeCallsTotal } from '../metrics'
 import { bodyIdleMsOf } from './s3-client'
+import { s3ObjectKey } from './s3-key'
 import { noCredentials, s3ErrorKind, s3ErrorText, s3Status } from './s3-errors'
 import { rangeFromContentRange, totalFromContentRange } from './s3-url'
 import { EtagMismatchError, type ByteRange, type ByteSource, type ListedObject, type ObjectStream, type ObjectTail, type ReadType, type StreamOptions } from './source'
+
+/** A listed object, its key in full. */
+export type ListedS3Object = _Object & { Key: string }
+
+/**
+ * The objects whose keys start with `prefix` (ListObjectsV2, 1,000 keys a
+ * page, bytewise order; with `delimiter`, those not below a further one).
+ * A server that cleans request paths (MinIO) stores `/archive/x` as
+ * `archive/x` and lists nothing under `/archive/`: when a prefix with leading
+ * slashes lists nothing, the listing without them is taken, keys given back
+ * their slashes, once its first object answers a HEAD at the slashed key. On
+ * AWS that HEAD finds nothing (no key starts with `/archive/`), so another
+ * store at `archive/` is never taken for this one.
+ */
+export async function* listUnder(client: S3Client, bucket: string, prefix: string, delimiter?: string): AsyncIterable<ListedS3Object> {
+  let listedAny = false
+  for await (const page of listPages(client, bucket, prefix, delimiter)) {
+    listedAny ||= (page.Contents ?? []).length > 0 || (page.CommonPrefixes ?? []).length > 0
+    for (const o of page.Contents ?? []) if (o.Key?.startsWith(prefix)) yield o as ListedS3Object
+  }
+  const slashes = /^\/+/.exec(prefix)?.[0]
+  if (listedAny || !slashes) return
+  const bare = prefix.slice(slashes.length)
+  let cleansPaths: boolean | undefined
+  for await (const page of listPages(client, bucket, bare, delimiter)) {
+    for (const o of page.Contents ?? []) {
+      if (!o.Key?.startsWith(bare)) continue
+      cleansPaths ??= await objectAt(client, bucket, slashes + o.Key)
+      if (!cleansPaths) return
+      yield { ...o, Key: slashes + o.Key }
+    }
+  }
+}
+
+async function* listPages(client: S3Client, bucket: string, prefix: string, delimiter?: string): AsyncIterable<ListObjectsV2CommandOutput> {
+  let token: string | undefined
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, Delimiter: delimiter, ContinuationToken: token }))
+    yield page
+    token = page.IsTruncated ? page.NextContinuationToken : undefined
+  } while (token)
+}
+
+/** True when a HEAD of `key` finds an object, false when it finds none (or may not look). */
+async function objectAt(client: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    return true
+  } catch (err) {
+    const kind = s3ErrorKind(err)
+    if (kind === 'missing' || kind === 'forbidden') return false
+    throw err
+  }
+}
 
 /** Turns an SDK error into ours: 404 → DES_NOT_FOUND, 412 → EtagMismatchError, unreachable or busy → DES_UNAVAILABLE, else DES_STORAGE. */
 export function s3Error(err: unknown, bucket: string, key: string): DesError {
@@ -145,19 +200,24 @@ export class S3Source implements ByteSource {
     }
   }
 
+  /** The object key of a key in the store. */
+  private keyOf(key: string): string {
+    return s3ObjectKey(this.prefix, key)
+  }
+
   /** The object's answer, its body watched (see watchedBody). */
   private async get(key: string, type: ReadType, range: string | undefined, etag?: string): Promise<GetObjectCommandOutput & { body: Readable }> {
     this.counters[type].inc()
     let out: GetObjectCommandOutput
     try {
-      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + key, Range: range, IfMatch: etag && !etag.startsWith('size:') ? etag : undefined }))
+      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key), Range: range, IfMatch: etag && !etag.startsWith('size:') ? etag : undefined }))
     } catch (err) {
       if ((err as { name?: string }).name === 'InvalidRange' && type === 'tail') {
-        throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.prefix}${key} is empty, not a shard`)
+        throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.keyOf(key)} is empty, not a shard`)
       }
-      throw s3Error(err, this.bucket, this.prefix + key)
+      throw s3Error(err, this.bucket, this.keyOf(key))
     }
-    return { ...out, body: watchedBody(out.Body as Readable, this.bodyIdleMs, (err) => s3Error(err, this.bucket, this.prefix + key)) }
+    return { ...out, body: watchedBody(out.Body as Readable, this.bodyIdleMs, (err) => s3Error(err, this.bucket, this.keyOf(key))) }
   }
 
   async getTail(key: string, n: number): Promise<ObjectTail> {
@@ -168,7 +228,7 @@ export class S3Source implements ByteSource {
       // No ETag (some S3-compatible servers): the size tells changes apart, and no If-Match is sent.
       return { bytes, objectSize, etag: out.ETag ?? `size:${objectSize}` }
     } catch (err) {
-      throw s3Error(err, this.bucket, this.prefix + key)
+      throw s3Error(err, this.bucket, this.keyOf(key))
     }
   }
 
@@ -179,10 +239,10 @@ export class S3Source implements ByteSource {
     try {
       bytes = await bytesOf(out.body)
     } catch (err) {
-      throw s3Error(err, this.bucket, this.prefix + key)
+      throw s3Error(err, this.bucket, this.keyOf(key))
     }
     if (bytes.length !== length) {
-      throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.prefix}${key}: asked for ${length} bytes at ${offset}, got ${bytes.length}`)
+      throw new DesError('DES_CORRUPT', `s3://${this.bucket}/${this.keyOf(key)}: asked for ${length} bytes at ${offset}, got ${bytes.length}`)
     }
     return bytes
   }
@@ -200,7 +260,7 @@ export class S3Source implements ByteSource {
       if (out.ContentRange === undefined && range.start === 0) return { body: firstBytes(out.body, end + 1), objectSize, etag: out.ETag }
       if (got === undefined || got.start !== range.start || got.end !== end) {
         out.body.destroy()
-        throw new DesError('DES_STORAGE', `s3://${this.bucket}/${this.prefix}${key}: asked for bytes ${range.start}-${range.end}, answered ${out.ContentRange ?? 'the whole object (Range ignored)'}`)
+        throw new DesError('DES_STORAGE', `s3://${this.bucket}/${this.keyOf(key)}: asked for bytes ${range.start}-${range.end}, answered ${out.ContentRange ?? 'the whole object (Range ignored)'}`)
       }
     }
     return { body: out.body, objectSize, etag: out.ETag }
@@ -208,20 +268,13 @@ export class S3Source implements ByteSource {
 
   /** Every object under the prefix (ListObjectsV2, 1,000 keys a page, in bytewise key order). */
   async *list(): AsyncIterable<ListedObject> {
-    let token: string | undefined
-    do {
-      let page
-      try {
-        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, ContinuationToken: token }))
-      } catch (err) {
-        throw s3Error(err, this.bucket, this.prefix)
-      }
-      for (const o of page.Contents ?? []) {
-        if (o.Key === undefined || !o.Key.startsWith(this.prefix)) continue
+    try {
+      for await (const o of listUnder(this.client, this.bucket, this.prefix)) {
         yield { key: o.Key.slice(this.prefix.length), size: o.Size ?? 0, modifiedMs: o.LastModified?.getTime() ?? 0 }
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined
-    } while (token)
+    } catch (err) {
+      throw s3Error(err, this.bucket, this.prefix)
+    }
   }
 
   async ping(): Promise<void> {
