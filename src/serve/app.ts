@@ -46,7 +46,7 @@ export function createApp(deps: AppDeps): Express {
       const id = requestId(req)
       res.locals.requestId = id
       res.setHeader('X-Request-Id', id)
-      res.on('finish', () => logRequest(logger, req, res, start, id))
+      res.on('finish', () => logRequest(logger, req, res, start, { id }))
     }
     next()
   })

@@ -20,28 +20,40 @@ export function createLogger(level: LogLevel = 'info'): Logger {
 /** A logger that drops everything (tests, embedding without logs). */
 export const silentLogger: Logger = pino({ level: 'silent' })
 
+/** What a request log line says beside the request and its response. */
+export interface RequestOutcome {
+  id?: string
+  /** Given only for a failure on our side (any 5xx, or a response cut short after its headers). */
+  err?: unknown
+  /** The status it counts as (default the response's: a client that left is 499 whatever went out). */
+  status?: number
+  /** Body bytes that went out (default its Content-Length). */
+  bytes?: number
+}
+
 /**
  * Logs one finished request: request id, method, url, status, bytes,
- * milliseconds. `err` is given only for a failure on our side (any 5xx, or a
- * response cut short after its headers): then the line is at error level and
- * holds the error's full detail (message, code, cause, stack), which the
- * client's body leaves out.
+ * milliseconds. With `err` the line is at error level and holds the error's
+ * full detail (message, code, cause, stack), which the client's body leaves
+ * out.
  */
-export function logRequest(logger: Logger, req: IncomingMessage, res: ServerResponse, startMs: number, id?: string, err?: unknown, bytes?: number): void {
+export function logRequest(logger: Logger, req: IncomingMessage, res: ServerResponse, startMs: number, outcome: RequestOutcome = {}): void {
+  const { id, err } = outcome
+  const status = outcome.status ?? res.statusCode
   if (!logger.isLevelEnabled('info')) {
-    if (err !== undefined) logger.error({ request_id: id, method: req.method, url: req.url, status: res.statusCode, err }, 'request failed')
+    if (err !== undefined) logger.error({ request_id: id, method: req.method, url: req.url, status, err }, 'request failed')
     return
   }
   const line = {
     request_id: id,
     method: req.method,
     url: (req as { originalUrl?: string }).originalUrl ?? req.url,
-    status: res.statusCode,
-    bytes: bytes ?? Number(res.getHeader('content-length') ?? 0),
+    status,
+    bytes: outcome.bytes ?? Number(res.getHeader('content-length') ?? 0),
     ms: Math.round((performance.now() - startMs) * 100) / 100,
     ...(err !== undefined ? { err } : {}),
   }
-  if (err !== undefined || res.statusCode >= 500) logger.error(line, 'request failed')
+  if (err !== undefined || status >= 500) logger.error(line, 'request failed')
   else logger.info(line, 'request')
 }
 

@@ -5,7 +5,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
-import { pipeline } from 'node:stream'
+import type { Readable } from 'node:stream'
 import rangeParser from 'range-parser'
 import { DesError, errorCode, httpStatus } from '../errors'
 import { backendLabel, corruptReadsTotal, retrievalSeconds, retrievalStatus, retrievalsTotal } from '../metrics'
@@ -235,6 +235,43 @@ function changedMeanwhile(uid: string): DesError {
 /** The code a response counts as when its client closed the connection before the end (as nginx logs it). */
 const CLIENT_CLOSED = 499
 
+/**
+ * Body bytes handed to the socket in one write. A body larger than this goes
+ * out a slice at a time, each once the one before has gone to the kernel: a
+ * client that leaves half-way is logged with what went out, to a slice (one
+ * write of the whole body either goes out whole or counts as nothing).
+ */
+const SEND_SLICE_BYTES = 64 * 1024
+
+/** What of one response went out. */
+interface Sent {
+  /** Its end went to the kernel before its client left ('finish' with the connection still there). */
+  whole: boolean
+  /** Body bytes of the slices that went out before its end (see sendBody). */
+  bodyBytes: number
+}
+
+/** Resolves on the response's 'drain' or 'close', whichever comes first (at once when it is closed already). */
+function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve()
+  return new Promise((resolve) => {
+    const go = () => {
+      res.off('drain', go)
+      res.off('close', go)
+      resolve()
+    }
+    res.on('drain', go)
+    res.on('close', go)
+  })
+}
+
+/** `body` in pieces of at most SEND_SLICE_BYTES. */
+async function* slicesOf(body: Buffer | Readable): AsyncGenerator<Buffer> {
+  for await (const chunk of Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>)) {
+    for (let at = 0; at < chunk.length; at += SEND_SLICE_BYTES) yield chunk.subarray(at, at + SEND_SLICE_BYTES)
+  }
+}
+
 /** A file removed between finding and reading it is not found, in the reference's words. */
 function goneMeanwhile(err: unknown): never {
   throw errorCode(err) === 'DES_NOT_FOUND' ? withDetail(err, FILE_NOT_FOUND) : err
@@ -262,6 +299,8 @@ export class FilesResponder {
   private readonly connections = new WeakMap<Socket, Connection>()
   /** Bytes of `bodies` each response holds (one share, however often it is answered). */
   private readonly holding = new WeakMap<ServerResponse, number>()
+  /** What of each response went out (set in `handle`, read in `done`). */
+  private readonly sent = new WeakMap<ServerResponse, Sent>()
 
   constructor(deps: ResponderDeps) {
     this.store = deps.store
@@ -286,12 +325,22 @@ export class FilesResponder {
     this.seconds.observe((performance.now() - startMs) / 1000)
   }
 
-  /** Counts and logs a finished request; `err` only for a failure on our side (see logRequest). */
-  private done(req: IncomingMessage, res: ServerResponse, startMs: number, id: string, err?: unknown, bytes = 0, countAs?: number): void {
-    // A failure after a success status was sent (a body cut short) counts as the failure it is.
-    this.count(countAs ?? (err !== undefined && res.statusCode < 400 ? httpStatus(err) : res.statusCode), startMs)
-    if (err !== undefined && errorCode(err) === 'DES_CORRUPT') this.corrupt.inc()
-    if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, id, err, bytes)
+  /**
+   * Counts and logs a request once its response is over; `err` only for a
+   * failure on our side (see logRequest), `bodyBytes` its body's length. A
+   * response whose client left before its end (nothing was sent, or not all)
+   * counts as CLIENT_CLOSED, logged with the body bytes that went out: every
+   * kind of response is decided here, from what `handle` and `sendBody` saw.
+   */
+  private done(req: IncomingMessage, res: ServerResponse, startMs: number, id: string, err?: unknown, bodyBytes = 0): void {
+    this.whenOver(this.connectionOf(req.socket), res, () => {
+      const sent = this.sent.get(res) ?? { whole: true, bodyBytes }
+      // A failure after a success status was sent (a body cut short) counts as the failure it is.
+      const status = err !== undefined && res.statusCode < 400 ? httpStatus(err) : err === undefined && !sent.whole ? CLIENT_CLOSED : res.statusCode
+      this.count(status, startMs)
+      if (err !== undefined && errorCode(err) === 'DES_CORRUPT') this.corrupt.inc()
+      if (this.logInfo || err !== undefined) logRequest(this.logger, req, res, startMs, { id, err, status, bytes: sent.whole ? bodyBytes : sent.bodyBytes })
+    })
   }
 
   /**
@@ -313,9 +362,13 @@ export class FilesResponder {
       ended()
     })
     connection.last = last
+    const sent: Sent = { whole: false, bodyBytes: 0 }
+    this.sent.set(res, sent)
+    // 'finish' comes once the end went to the kernel, and also when it was cut off by the client leaving.
+    res.once('finish', () => (sent.whole = !isGone(connection)))
     if (before && !before.over) await before.closed
     // Its client left while it waited: nothing is read for a response that cannot be sent.
-    if (isGone(connection)) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
+    if (isGone(connection)) return this.done(req, res, startMs, id)
     // A signed request is admitted once: answered again below, its nonce would be a replay.
     const admitted = { signed: false }
     try {
@@ -451,7 +504,7 @@ export class FilesResponder {
       return
     }
     if (!entry.isBigfile) {
-      if (!(await this.holdBody(req, res, size))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
+      if (!(await this.holdBody(req, res, size))) return this.done(req, res, startMs, id)
       // A hot file is answered without a read or a decode, from a pooled
       // buffer handed back when the response is over.
       const pooled = this.store.payloadCache.enabled ? this.pool.take(size) : undefined
@@ -459,8 +512,7 @@ export class FilesResponder {
         if (this.store.copyCachedPayload(found, pooled)) {
           res.once('close', () => this.pool.give(pooled))
           res.writeHead(status, headers)
-          res.end(pooled.subarray(start, end + 1))
-          this.done(req, res, startMs, id, undefined, end - start + 1)
+          this.sendBody(req, res, pooled.subarray(start, end + 1), startMs, id)
           return
         }
         this.pool.give(pooled)
@@ -468,10 +520,9 @@ export class FilesResponder {
       const data = await this.store.readPayload(found).catch(goneMeanwhile)
       if (data.length !== size) throw changedMeanwhile(uid)
       // Its client left while the bytes were read: nothing goes out, and it is not counted as answered.
-      if (isGone(this.connectionOf(req.socket))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
+      if (isGone(this.connectionOf(req.socket))) return this.done(req, res, startMs, id)
       res.writeHead(status, headers)
-      res.end(status === 206 ? data.subarray(start, end + 1) : data)
-      this.done(req, res, startMs, id, undefined, end - start + 1)
+      this.sendBody(req, res, status === 206 ? data.subarray(start, end + 1) : data, startMs, id)
       return
     }
     await this.sendBigfile(req, res, found, headers, status, start, end, startMs, id)
@@ -546,13 +597,12 @@ export class FilesResponder {
       this.done(req, res, startMs, id)
       return
     }
-    if (!(await this.holdBody(req, res, length))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
+    if (!(await this.holdBody(req, res, length))) return this.done(req, res, startMs, id)
     const data = await this.store.readStored(found).catch(goneMeanwhile)
     if (data.length !== length) throw changedMeanwhile(found.uid)
-    if (isGone(this.connectionOf(req.socket))) return this.done(req, res, startMs, id, undefined, 0, CLIENT_CLOSED)
+    if (isGone(this.connectionOf(req.socket))) return this.done(req, res, startMs, id)
     res.writeHead(200, headers)
-    res.end(data)
-    this.done(req, res, startMs, id, undefined, length)
+    this.sendBody(req, res, data, startMs, id)
   }
 
   private async sendBigfile(req: IncomingMessage, res: ServerResponse, found: Found, headers: string[], status: number, start: number, end: number, startMs: number, id: string): Promise<void> {
@@ -561,19 +611,54 @@ export class FilesResponder {
     // Streamed as the client takes it; one that stops taking is cut off.
     res.setTimeout(this.sendIdleMs)
     res.writeHead(status, headers)
-    let sent = 0
-    body.on('data', (chunk: Buffer) => (sent += chunk.length))
-    pipeline(body, res, (err) => {
-      // An error here (a sha256 mismatch found at the end, with the last chunk
-      // held back; storage gone mid-way; the client leaving) has already cut
-      // the response short of its Content-Length.
-      if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-        if (!res.destroyed) res.destroy(err)
-        this.done(req, res, startMs, id, err, sent)
-      } else {
-        // The client left before the end: counted as not answered (nginx's 499), with what went out.
-        this.done(req, res, startMs, id, undefined, sent, err ? CLIENT_CLOSED : undefined)
+    this.sendBody(req, res, body, startMs, id, end - start + 1)
+  }
+
+  /**
+   * Sends a response's body (after its status line), then counts and logs it
+   * (`done`). A body of one slice goes out in one write; a larger one a slice
+   * at a time, each once the one before went to the kernel, the slices that
+   * did counted in the response's `Sent`. A stream that fails (a BigFile
+   * failing its sha256 at the end, its last chunk held back; storage gone
+   * mid-way) cuts the response short of its Content-Length.
+   */
+  private sendBody(req: IncomingMessage, res: ServerResponse, body: Buffer | Readable, startMs: number, id: string, bodyBytes = (body as Buffer).length): void {
+    if (Buffer.isBuffer(body) && body.length <= SEND_SLICE_BYTES) {
+      res.end(body)
+      return this.done(req, res, startMs, id, undefined, bodyBytes)
+    }
+    const connection = this.connectionOf(req.socket)
+    const sent = this.sent.get(res)!
+    const slices = slicesOf(body)
+    const pump = async (): Promise<void> => {
+      // One slice ahead: the last one goes with the end, which `whole` counts.
+      let slice = await slices.next()
+      while (!slice.done) {
+        const next = await slices.next()
+        if (isGone(connection) || res.destroyed) {
+          await slices.return(undefined) // lets the body's stream go
+          return
+        }
+        if (next.done) {
+          res.end(slice.value)
+          return
+        }
+        const length = slice.value.length
+        const wentOut = res.write(slice.value, (err) => {
+          // A write the client's leaving cut off completes without an error, on a destroyed socket.
+          if (!err && !isGone(connection)) sent.bodyBytes += length
+        })
+        if (!wentOut) await drained(res)
+        slice = next
       }
-    })
+      res.end()
+    }
+    pump().then(
+      () => this.done(req, res, startMs, id, undefined, bodyBytes),
+      (err: unknown) => {
+        if (!res.destroyed) res.destroy(err instanceof Error ? err : undefined)
+        this.done(req, res, startMs, id, err)
+      },
+    )
   }
 }
