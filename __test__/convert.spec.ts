@@ -169,6 +169,27 @@ test('local: a uid stored twice with other bytes (the second copy never served) 
   t.is((await store.get('x', iso)).toString(), 'the copy readers get')
 })
 
+test('local: a uid stored on two days with other bytes keeps both keys flat and fails the run: nested, a request written on one day whose UTC date is the other would get the other copy', async (t) => {
+  const dir = tempDir('des-convert-')
+  const march1 = '2024-03-01T23:30:00-05:00' // written on March 1st, March 2nd in UTC
+  const march2 = '2024-03-02T10:00:00Z'
+  const hex = locateShard('report-7', march2, 4).shardHex
+  for (const [date, body] of [['20240301', 'written on March 1st, New York'], ['20240302', 'written on March 2nd, UTC']]) {
+    const w = ShardWriter.create(path.join(dir, `${date}_${hex}_0000.des`), { codec: 'none' })
+    await w.add('report-7', Buffer.from(body))
+    await w.finish()
+  }
+  const r = await runCli(['convert', '--base-dir', dir, '--n-bits', '4', '--delete-source', '--json'])
+  t.is(r.code, 4, r.stderr)
+  const out = report(r)
+  t.deepEqual(out.failed.map((f: { key: string }) => f.key).sort(), [`20240301_${hex}`, `20240302_${hex}`])
+  t.regex(out.failed[0].reason, /uid "report-7" is also in 2024030[12]_.*with other bytes/)
+  t.is(out.deleted_shards, 0)
+  const store = new Store({ sources: singleSource(new LocalSource(dir)), nBits: 4, layouts: ['nested', 'flat'] })
+  t.is((await store.get('report-7', march1)).toString(), 'written on March 1st, New York')
+  t.is((await store.get('report-7', march2)).toString(), 'written on March 2nd, UTC')
+})
+
 test('S3 (MinIO): des convert killed twice and resumed moves every file of golden/flat-store-offsets into the nested layout, served byte-exact throughout', async (t) => {
   const s3 = s3TestEnv()
   const client: S3Client = testS3Client()

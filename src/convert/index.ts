@@ -172,6 +172,12 @@ async function objectSha256(source: ByteSource, key: string): Promise<{ sha: str
   return { sha: h.digest('hex'), size }
 }
 
+/** The `YYYYMMDD` date `days` days after `dateDir` (before, when negative). */
+function dayAfter(dateDir: string, days: number): string {
+  const day = new Date(Date.UTC(Number(dateDir.slice(0, 4)), Number(dateDir.slice(4, 6)) - 1, Number(dateDir.slice(6, 8)) + days))
+  return day.toISOString().slice(0, 10).replaceAll('-', '')
+}
+
 /** Tests only: dies here, as kill -9 would, at the second key to reach this point. */
 class Faults {
   private readonly seen = new Map<ConvertFault, number>()
@@ -202,6 +208,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   const tmpRoot = opts.tmpDir
   const faults = new Faults(opts.fault)
   const listing = await listStore(store.source, prefix)
+  const flatKeys = new Map(listing.keys.map((k) => [`${k.dateDir}_${k.shardHex}`, k]))
   const report: ConvertReport = {
     keys: listing.keys.length,
     flatShards: listing.keys.reduce((n, k) => n + k.parts.length, 0),
@@ -296,6 +303,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
         else files.set(entry.uid, f)
       }
     })
+    await refuseTwinsNextDoor(fk, files, shards)
     report.files += files.size
 
     // What the nested chain holds already (a rerun, or files packed there since).
@@ -383,6 +391,55 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   }
 
   /**
+   * Refuses a key one of whose uids the day before or after also holds, under the same HEX
+   * (flat, or nested already), with other bytes. In the nested layout a reader looks under a
+   * request's UTC date before its date as written (lookupsFor), so once both copies are nested,
+   * a request for one whose UTC date is the other's date gets the other's bytes.
+   */
+  async function refuseTwinsNextDoor(fk: FlatKey, files: Map<string, FlatFile>, shards: ShardHandle[]): Promise<void> {
+    const readers = shards.map((s) => new EntryReader(s))
+    const compare = async (shard: ShardHandle): Promise<void> => {
+      const theirReader = new EntryReader(shard)
+      for (const theirs of shard.reader.entries()) {
+        const ours = files.get(theirs.uid)
+        if (ours === undefined) continue
+        ours.sha ??= ours.entry.isBigfile ? ours.entry.sha256! : sha256(await readers[ours.part].read(ours.entry))
+        const theirSha = theirs.isBigfile ? theirs.sha256! : sha256(await theirReader.read(theirs))
+        if (theirSha === ours.sha) continue
+        throw new DesError(
+          'DES_CONFLICT',
+          `uid ${JSON.stringify(ours.uid)} is also in ${shard.key} with other bytes: in the nested layout a request for one whose UTC date is the other's date would get the other's bytes, so the key stays in the flat layout`,
+        )
+      }
+    }
+    for (const dateDir of [dayAfter(fk.dateDir, -1), dayAfter(fk.dateDir, 1)]) {
+      // Flat before nested: a flat shard goes only once its files are nested, so none is missed.
+      for (const part of flatKeys.get(`${dateDir}_${fk.shardHex}`)?.parts ?? []) {
+        try {
+          await compare(await openShard(store.source, part.key, tailBytes))
+        } catch (err) {
+          // Converted (by this run or another) since the listing: its files are in the nested key.
+          if ((err as DesError)?.code !== 'DES_NOT_FOUND') throw err
+        }
+      }
+      for (const shard of await openNested({ dateDir, shardHex: fk.shardHex })) await compare(shard)
+    }
+  }
+
+  /** The parts of a nested key, in order (none when it has none). */
+  async function openNested(loc: { dateDir: string; shardHex: string }): Promise<ShardHandle[]> {
+    const nested: ShardHandle[] = []
+    for (let part = 0; ; part++) {
+      try {
+        nested.push(await openShard(store.source, shardKey(loc, part), tailBytes))
+      } catch (err) {
+        if ((err as DesError)?.code === 'DES_NOT_FOUND') return nested
+        throw err
+      }
+    }
+  }
+
+  /**
    * Every uid of a key read back from the nested chain and compared with its
    * flat copy (sha256 of the content). Returns, by flat part, why it must stay.
    */
@@ -391,15 +448,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     const problem = (part: number, why: string) => {
       if (!problems.has(part)) problems.set(part, why)
     }
-    const nested: ShardHandle[] = []
-    for (let part = 0; ; part++) {
-      try {
-        nested.push(await openShard(store.source, shardKey(fk, part), tailBytes))
-      } catch (err) {
-        if ((err as DesError)?.code === 'DES_NOT_FOUND') break
-        throw err
-      }
-    }
+    const nested = await openNested(fk)
     const nestedReaders = new Map(nested.map((n) => [n, new EntryReader(n)]))
     const flatReaders = shards.map((s) => new EntryReader(s))
     const flatSha = async (f: FlatFile): Promise<string> => {
