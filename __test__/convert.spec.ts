@@ -114,6 +114,24 @@ test('local: without --delete-source nothing is removed, and a rerun adds nothin
   t.deepEqual(await unserved(singleSource(new LocalSource(dir)), ['nested']), [])
 })
 
+test('local: a rerun removes the temp files a killed run left in the nested folders it writes to, once they are stale', async (t) => {
+  const dir = tempDir('des-convert-')
+  fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })
+  fs.rmSync(path.join(dir, 'expect.json'))
+  // What a run killed mid-write leaves: a part being written, a BigFile on its way.
+  const dead = [path.join(dir, '20240301', '.des-tmp-dead01.part'), path.join(dir, '20240301', '_bigFiles', '.des-tmp-dead02.part')]
+  const hourAgo = new Date(Date.now() - 61 * 60_000)
+  for (const file of dead) {
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    fs.writeFileSync(file, Buffer.alloc(5000, 7))
+    fs.utimesSync(file, hourAgo, hourAgo)
+  }
+  const r = await convert(['--base-dir', dir], {})
+  t.is(r.code, 0, r.stderr)
+  t.is(report(r).temps_removed, 2)
+  for (const file of dead) t.false(fs.existsSync(file), file)
+})
+
 test('local: a temp directory that cannot be used (TMPDIR) stops the run once, by name (exit 2), before any key', async (t) => {
   const dir = tempDir('des-convert-')
   fs.cpSync(goldenPath('flat-store-offsets'), dir, { recursive: true })

@@ -97,6 +97,8 @@ export interface ConvertReport {
   verified: number
   deletedShards: number
   deletedBigfiles: number
+  /** Temp files of writers that died (a run killed before this one) removed from the nested folders written to. */
+  tempsRemoved: number
   /** Flat shards holding a file that did not read back the same from its new key (never removed). */
   problems: Kept[]
   /** Flat shards and BigFiles not removed (with deleteSource), with the reason. */
@@ -218,6 +220,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
     verified: 0,
     deletedShards: 0,
     deletedBigfiles: 0,
+    tempsRemoved: 0,
     problems: [],
     kept: [],
     failed: [],
@@ -236,6 +239,9 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   // once, before any key (not each key, reported as not converted).
   if (listing.keys.length > 0) await fsp.rmdir(await makeTempDir('des-convert-', tmpRoot))
 
+  // A run killed mid-write left its temp files in the folders this one writes to: removed once
+  // stale, as des pack does. Beside the conversion, never failing it (des verify --store names what stays).
+  const tidying = (store.sink.tidy?.(listing.keys) ?? Promise.resolve(0)).catch(() => 0)
   // A few keys at a time: on S3 a key is mostly waiting on requests.
   let next = 0
   const worker = async () => {
@@ -243,6 +249,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
   }
   await Promise.all(Array.from({ length: Math.min(KEY_WORKERS, listing.keys.length) }, worker))
   if (opts.deleteSource) await removeBigfiles()
+  report.tempsRemoved = await tidying
   report.seconds = (performance.now() - started) / 1000
   return report
 

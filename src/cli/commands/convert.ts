@@ -23,6 +23,7 @@ export function convertJson(r: ConvertReport, store: string): Record<string, unk
     verified: r.verified,
     deleted_shards: r.deletedShards,
     deleted_bigfiles: r.deletedBigfiles,
+    temps_removed: r.tempsRemoved,
     problems: r.problems,
     kept: r.kept,
     failed: r.failed,
