@@ -476,6 +476,26 @@ test('S3: a clean store under a prefix verifies with exit 0; a flipped entry and
   t.is(found(r, 'corrupt')[0].uid, uid)
 })
 
+test('S3: a shard whose footer is damaged is reported in the region the local verify names, the footer', async (t) => {
+  const store = await copyOfStore()
+  const shard = path.join(store, '20240301', '1.des')
+  const size = fs.statSync(shard).size
+  const bytes = fs.readFileSync(shard)
+  // The footer's index size past the start of the file; a shard cut to less than header and footer.
+  bytes.writeBigUInt64LE(2n ** 63n, size - 8)
+  fs.writeFileSync(shard, bytes)
+  fs.writeFileSync(path.join(store, '20240301', '7.des'), bytes.subarray(0, 5))
+  const regions = (r: Report) => r.lines.filter((l) => /^20240301\/[17]\.des$/.test(l.key)).map((l) => [l.key, l.findings.map((f) => f.region)]).sort()
+  const local = await verifyStore(['--base-dir', store, '--n-bits', String(N_BITS)])
+  const { bucket, prefix } = await uploaded(store)
+  const s3 = await verifyStore([], s3Env(bucket, prefix))
+  t.deepEqual(regions(local), [
+    ['20240301/1.des', ['footer']],
+    ['20240301/7.des', ['footer']],
+  ])
+  t.deepEqual(regions(s3), regions(local))
+})
+
 test('a listing is the same on both backends: every object once, keys relative to the store, sorted, with sizes', async (t) => {
   const store = await copyOfStore()
   fs.writeFileSync(path.join(store, 'notes.txt'), 'hello')

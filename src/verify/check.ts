@@ -48,8 +48,10 @@ function problemOf(p: VerifyProblem, paths: Array<[string, string]>): ShardProbl
 
 /** Where an error that stops the index from being read lies, from its message. */
 function regionOf(message: string): Region {
+  // Footer first: its messages name the header too ("between header and footer"). A shard too
+  // small for both is the footer's, as the local verify says.
+  if (/footer|DESI|too small to be a shard/i.test(message)) return 'footer'
   if (/header|DES2|version/i.test(message)) return 'header'
-  if (/footer|DESI/i.test(message)) return 'footer'
   return 'index'
 }
 
