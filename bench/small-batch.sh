@@ -5,8 +5,8 @@
 # `tar | zstd -3 -T0`, `tar` alone, `des pack --codec zstd` and `--codec none`,
 # and, with REF_DIR, the original Python packer on the same manifest (it
 # stores payloads uncompressed, so it is set against `--codec none`).
-# Reports median wall and CPU seconds, and the ratios of medians
-# des-zstd / tar|zstd and original / des-none.
+# Reports median wall and CPU seconds, and the ratios des-zstd / tar|zstd and
+# original / des-none: of the medians, and the median of the rounds' ratios.
 #
 #   bash bench/small-batch.sh
 #   ROUNDS=7 bash bench/small-batch.sh
@@ -105,11 +105,17 @@ for i in "${!NAMES[@]}"; do
 done
 
 ratio() { echo "$1 / $2" | bc -l; }
-printf '\ndes pack zstd / tar|zstd: %.2fx wall, %.2fx cpu (target <= 1.0x)\n' \
-  "$(ratio "${WALL['des pack --codec zstd']}" "${WALL['tar | zstd -3 -T0']}")" "$(ratio "${CPU['des pack --codec zstd']}" "${CPU['tar | zstd -3 -T0']}")"
+# The same two tools' wall times round by round: the median of their ratios
+# (a slow moment of the machine hits both runs of a round alike).
+tof() { for i in "${!NAMES[@]}"; do [ "${NAMES[$i]}" = "$1" ] && echo "$OUT/t$i"; done; }
+paired() { paste -d' ' "$(tof "$1")" "$(tof "$2")" | awk '{print $1 / $4}' | median; }
+printf '\ndes pack zstd / tar|zstd: %.2fx wall, %.2fx cpu, %.2fx median of the rounds (target <= 1.0x)\n' \
+  "$(ratio "${WALL['des pack --codec zstd']}" "${WALL['tar | zstd -3 -T0']}")" "$(ratio "${CPU['des pack --codec zstd']}" "${CPU['tar | zstd -3 -T0']}")" \
+  "$(paired 'des pack --codec zstd' 'tar | zstd -3 -T0')"
 if [ -n "$REF_DIR" ]; then
-  printf 'original / des pack none: %.2fx wall, %.2fx cpu (target >= 3x)\n' \
-    "$(ratio "${WALL['original packer']}" "${WALL['des pack --codec none']}")" "$(ratio "${CPU['original packer']}" "${CPU['des pack --codec none']}")"
+  printf 'original / des pack none: %.2fx wall, %.2fx cpu, %.2fx median of the rounds (target >= 3x)\n' \
+    "$(ratio "${WALL['original packer']}" "${WALL['des pack --codec none']}")" "$(ratio "${CPU['original packer']}" "${CPU['des pack --codec none']}")" \
+    "$(paired 'original packer' 'des pack --codec none')"
 fi
 echo "command: node bin/des.js pack --input-json $CORPUS/manifest.json --output-dir $RUNS/<round>/des-<codec> --codec <codec> --n-bits $N_BITS --no-progress"
 [ -z "$REF_DIR" ] || echo "original: cd $REF_DIR && PYTHONPATH=$REF_DIR/src $REF_PYTHON -m des_core.cli_packer --input-json $CORPUS/manifest.json --output-dir $RUNS/<round>/ref --n-bits $N_BITS"
