@@ -107,6 +107,25 @@ test('appending to an object over 5 MiB copies the old data server-side (UploadP
   t.true(await noUploadsLeft(client, bucket))
 })
 
+test('appending to an object over 5 MiB under a prefix with a leading slash copies it server-side on MinIO, which stores it without the slash', async (t) => {
+  const { client, calls } = recordingClient()
+  const bucket = await freshBucket(client, 'copyslash')
+  const dir = tempDir()
+  const uids = sameShard(30, 9)
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 24).map((uid) => ({ uid, kind: 'random' as const, size: 300_000 })))
+  const target = { kind: 's3' as const, bucket, prefix: '/p/', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  t.true((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'p/20240301/9.des' }))).ContentLength! > 6 * 1024 * 1024)
+  calls.length = 0
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(24).map((uid) => ({ uid, kind: 'text' as const, size: 50_000 })))
+  await packFiles(asInputs(b.rows), target, { nBits: 4 })
+  t.true(calls.some((c) => c.name === 'UploadPartCopyCommand' && !c.status), calls.map((c) => `${c.name} ${c.status ?? ''}`).join(','))
+  const stored = await readS3Store(client, bucket, 'p/')
+  t.is(stored.size, 30)
+  for (const c of [a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)!.sha256, sha, uid)
+  t.true(await noUploadsLeft(client, bucket))
+})
+
 test('MinIO refuses a stale ETag: a conflicting writer makes the append start over, and both sets survive', async (t) => {
   const { client, calls } = recordingClient()
   const bucket = await freshBucket(client, 'conflict')

@@ -10,6 +10,7 @@ import { classifyKey } from '../verify/keys'
 import type { ByteSource, ShardSources } from '../storage/source'
 import { dirId, LocalSource } from '../storage/local'
 import { S3Source } from '../storage/s3'
+import { keyReached } from '../storage/s3-key'
 import type { SourceRef } from './sources'
 
 /**
@@ -34,15 +35,6 @@ export function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, pac
     const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
     return kind === 'shard' || kind === 'bigfile'
   })
-}
-
-/**
- * The object a key may reach: S3-compatible servers clean the request's path
- * (MinIO serves and deletes `archive/x` for the key `/archive/x`), so leading
- * slashes, `//`, `.` and `..` are taken as such a server would take them.
- */
-function keyReached(key: string): string {
-  return path.posix.normalize(key).replace(/^(\.\.?\/|\/)+/, '')
 }
 
 /**

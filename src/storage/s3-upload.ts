@@ -24,6 +24,7 @@ import { DesError } from '../errors'
 import { Budget } from '../budget'
 import { mapLimit } from './map-limit'
 import { s3ErrorKind } from './s3-errors'
+import { keyReached } from './s3-key'
 import { totalFromContentRange } from './s3-url'
 
 const MiB = 1024 * 1024
@@ -41,6 +42,11 @@ export type WriteCondition = { IfMatch: string } | { IfNoneMatch: '*' } | Record
 
 function copySource(bucket: string, key: string): string {
   return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`
+}
+
+/** The server refuses an object name it would clean in a request path (MinIO: a leading slash in a copy source). */
+function refusesSlashedName(err: unknown): boolean {
+  return (err as { name?: string } | undefined)?.name === 'XMinioInvalidObjectName'
 }
 
 /** Reads `length` bytes at `offset` of a file. */
@@ -176,17 +182,28 @@ export class S3Uploader {
       const parts = await mapLimit(pieces, 3, async (piece, i) => {
         const PartNumber = i + 1
         if ('copy' in piece) {
-          const res = await this.client.send(
-            new UploadPartCopyCommand({
-              Bucket: this.bucket,
-              Key: key,
-              UploadId: uploadId,
-              PartNumber,
-              CopySource: copySource(this.bucket, key),
-              CopySourceRange: `bytes=${piece.copy.start}-${piece.copy.end}`,
-              ...(copyIfMatch ? { CopySourceIfMatch: copyIfMatch } : {}),
-            }),
-          )
+          const copyPart = (sourceKey: string) =>
+            this.client.send(
+              new UploadPartCopyCommand({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber,
+                CopySource: copySource(this.bucket, sourceKey),
+                CopySourceRange: `bytes=${piece.copy.start}-${piece.copy.end}`,
+                ...(copyIfMatch ? { CopySourceIfMatch: copyIfMatch } : {}),
+              }),
+            )
+          let res
+          try {
+            res = await copyPart(key)
+          } catch (err) {
+            // MinIO stores `/p/x` at `p/x` but refuses a copy source with a
+            // leading slash: the copy is of the object as it stores it (the
+            // If-Match above still holds it to the one we read).
+            if (!refusesSlashedName(err) || keyReached(key) === key) throw err
+            res = await copyPart(keyReached(key))
+          }
           return { PartNumber, ETag: res.CopyPartResult?.ETag }
         }
         return holding(piece.length, async () => {
