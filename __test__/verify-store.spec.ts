@@ -579,6 +579,17 @@ test('S3 zones nested in one bucket (one at the root, one under b/): a clean sto
   t.is((await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones, DES_N_BITS: String(N_BITS) })).code, 0)
 })
 
+test('S3 zones nested in one bucket on MinIO, one at the root, one under /b/ (stored as b/): zone a does not report zone b\'s keys', async (t) => {
+  const store = await copyOfStore()
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'des-verify-slash-zones')
+  const zones = await twoZones(client, bucket, store, '', '/b/')
+  const r = await verifyStore([], { DES_BACKEND: 'multi_s3', DES_ZONES_CONFIG: zones })
+  t.is(r.code, 0, r.stderr + JSON.stringify(errors(r)))
+  t.deepEqual(r.lines.filter((l) => l.zone === 'a' && /^\/?b\//.test(l.key)).map((l) => l.key), [], 'zone a does not report zone b\'s keys')
+  t.true(r.lines.some((l) => l.zone === 'b' && l.type === 'shard'), 'zone b is verified')
+})
+
 test('S3 zones over two prefixes: a clean store verifies; a shard in the zone that does not own it is named', async (t) => {
   const store = await copyOfStore()
   const client = testS3Client()

@@ -17,5 +17,6 @@ export function s3ObjectKey(prefix: string, key: string): string {
  * slashes, `//`, `.` and `..` taken as such a server takes them.
  */
 export function keyReached(key: string): string {
+  if (key === '') return ''
   return path.posix.normalize(key).replace(/^(\.\.?\/|\/)+/, '')
 }

@@ -5,6 +5,7 @@ import { loadZones } from '../config/zones'
 import { DesError } from '../errors'
 import { LocalSource } from '../storage/local'
 import type { S3ClientOptions } from '../storage/s3-client'
+import { keyReached } from '../storage/s3-key'
 import type { ScrubRoot } from './scrub'
 
 export { scrub, Scrub, statusOf, outcomeError, type ScrubOptions, type ScrubSummary, type ScrubProgress, type ScrubRoot, type ObjectReport, type Finding, type Severity } from './scrub'
@@ -42,8 +43,8 @@ export async function storeRoots(config: DesConfig, opts: S3ClientOptions = {}):
         const here = group[0].s3
         // Another zone's prefix inside this one (same endpoint and bucket): its keys are not this zone's.
         const others = places
-          .filter((p) => p !== here && (p.endpoint ?? '') === (here.endpoint ?? '') && p.bucket === here.bucket && p.prefix.startsWith(here.prefix) && p.prefix !== here.prefix)
-          .map((p) => p.prefix.slice(here.prefix.length))
+          .filter((p) => p !== here && (p.endpoint ?? '') === (here.endpoint ?? '') && p.bucket === here.bucket)
+          .flatMap((p) => prefixesWithin(here.prefix, p.prefix))
         return {
           zone: group.map((z) => z.name).join('+'),
           source: new S3Source(createS3Client(here, opts), here, 'multi_s3'),
@@ -55,4 +56,17 @@ export async function storeRoots(config: DesConfig, opts: S3ClientOptions = {}):
       return { roots, nBits: zones.nBits }
     }
   }
+}
+
+/**
+ * Where the prefix `inner` lies within `outer`, relative to it: as sent (AWS
+ * lists `/b/x` under '' as `/b/x`) and as a server that cleans paths stores
+ * it (MinIO lists it as `b/x`); none when it is not within, or is `outer`.
+ */
+function prefixesWithin(outer: string, inner: string): string[] {
+  const within = new Set<string>()
+  if (inner !== outer && inner.startsWith(outer)) within.add(inner.slice(outer.length))
+  const [o, i] = [keyReached(outer), keyReached(inner)]
+  if (i !== o && i.startsWith(o)) within.add(i.slice(o.length))
+  return [...within]
 }
