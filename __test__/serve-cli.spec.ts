@@ -156,6 +156,32 @@ test('--workers 2 runs two processes on one port, and SIGTERM stops them all wit
   }
 })
 
+test('--workers 2 and Ctrl-C (SIGINT to the primary and every worker at once): the request in flight is finished, exit 0', async (t) => {
+  const { dir, big } = await sampleDir()
+  const s = await startServe(['--workers', '2'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' }, 2)
+  const workers = [...new Set(s.lines.filter((l) => /listening/.test(l.msg)).map((l) => l.pid as number))]
+  const received: Buffer[] = []
+  const done = new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+    http
+      .get(`${s.url}/files/big?created_at=${DAY}`, (res) => {
+        // Paused mid-body: in flight when the signals land; read on once the primary stops its workers.
+        res.pause()
+        // What a terminal's Ctrl-C does: the whole foreground process group gets SIGINT.
+        for (const pid of [s.child.pid!, ...workers]) process.kill(pid, 'SIGINT')
+        void s.lineMatching(/shutting down:/).then(() => res.resume())
+        res.on('data', (c: Buffer) => received.push(c))
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(received) }))
+        res.on('error', reject)
+      })
+      .on('error', reject)
+  })
+  const { status, body } = await done
+  t.is(status, 200)
+  t.is(sha(body), sha(big.data))
+  t.is(await s.exit, 0)
+  t.false(s.lines.some((l) => /second signal/.test(l.msg)), 'a worker did not take the two as two signals')
+})
+
 test('des serve with DES_BACKEND=multi_s3: two buckets as two zones', async (t) => {
   const env = s3TestEnv()
   const client = testS3Client()

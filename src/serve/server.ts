@@ -254,7 +254,10 @@ async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
     })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
-  process.on('SIGINT', () => stop('SIGINT'))
+  // Ctrl-C in a terminal sends SIGINT to the primary and every worker at
+  // once, and the primary passes it on as SIGTERM: a worker taking the two
+  // as two signals dropped its requests in flight. The primary's word decides.
+  process.on('SIGINT', () => (cluster.isWorker ? undefined : stop('SIGINT')))
 }
 
 /** `des serve`: one process, or a primary with `serve.workers` workers sharing the port. */
