@@ -61,6 +61,23 @@ async function writeShard(dir: string, codec: Codec): Promise<Written> {
   return { file, files, bytes, flips }
 }
 
+test('des verify of a shard whose footer or index cannot be read says no entry was checked, not "0/0 entries ok"', async (t) => {
+  const dir = tempDir('des-integrity')
+  const w = await writeShard(dir, 'zstd')
+  for (const { region, at } of w.flips.filter((f) => f.region === 'footer')) {
+    const bad = Buffer.from(w.bytes)
+    bad[at] ^= 0x20
+    fs.writeFileSync(w.file, bad)
+    const v = await runCli(['verify', w.file])
+    t.is(v.code, 4, `${region} ${at}`)
+    t.is(v.stdout.toString(), `${w.file}: its index cannot be read: no entry was checked\n`, `${region} ${at}`)
+  }
+  fs.writeFileSync(w.file, w.bytes)
+  const clean = await runCli(['verify', w.file])
+  t.is(clean.code, 0)
+  t.regex(clean.stdout.toString(), /: (\d+)\/\1 entries ok, \d+ bytes decoded\n$/)
+})
+
 for (const codec of CODECS) {
   test(`a ${codec} shard flipped in any region: des verify names the region, des cat never prints other bytes`, async (t) => {
     const dir = tempDir('des-integrity')

@@ -52,8 +52,7 @@ export function register(y: Argv): Argv {
       const report = await verifyShardFile(argv.shard, argv['bigfiles-prefix'] ?? loadBigfilesPrefix())
       if (argv.json) await writeOut(JSON.stringify(report) + '\n')
       else {
-        const unchecked = report.checksummed ? '' : ' (no checksums in this shard: codec-none payloads cannot be checked)'
-        await writeOut(`${argv.shard}: ${report.ok}/${report.entries} entries ok, ${report.bytes} bytes decoded${unchecked}\n`)
+        await writeOut(`${argv.shard}: ${verifiedLine(report)}\n`)
       }
       if (report.problems.length > 0) {
         for (const p of report.problems) {
@@ -64,6 +63,16 @@ export function register(y: Argv): Argv {
       }
     },
   )
+}
+
+/**
+ * What one shard's check found, for people. A shard whose footer or index
+ * cannot be read has no entries to count: said so, not "0/0 entries ok".
+ */
+function verifiedLine(report: { ok: number; entries: number; bytes: number; checksummed: boolean; problems: Array<{ region: string }> }): string {
+  if (report.problems.some((p) => p.region === 'footer' || p.region === 'index')) return 'its index cannot be read: no entry was checked'
+  const unchecked = report.checksummed ? '' : ' (no checksums in this shard: codec-none payloads cannot be checked)'
+  return `${report.ok}/${report.entries} entries ok, ${report.bytes} bytes decoded${unchecked}`
 }
 
 interface StoreArgs {
