@@ -489,8 +489,14 @@ export interface ShardWriteSummary {
   fileSize: number
   indexSize: number
   bytesIn: number
+  /** Bytes the added payloads take in the shard (BigFiles not included). */
   bytesStored: number
   bigfiles: number
+  /**
+   * Bytes of the BigFiles this writer wrote; one already there with the
+   * same bytes is kept, not written, and not counted.
+   */
+  bigfileBytesWritten: number
   /**
    * uids the shard already held when this writer's part landed (it lost
    * the race to create it, with skipExisting): not added by this writer.

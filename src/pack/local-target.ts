@@ -327,7 +327,7 @@ export class LocalTarget implements ShardSink {
       files: fill.added.length,
       uids: fill.added.map((p) => p.input.uid),
       bytesIn: s.bytesIn,
-      bytesStored: s.bytesStored,
+      bytesStored: s.bytesStored + s.bigfileBytesWritten,
     }
   }
 }

@@ -253,13 +253,13 @@ export class S3Target implements ShardSink {
       const summary = await writer.finish()
       writer = undefined
       // BigFiles first: a shard never names an object that is not there.
-      await this.uploadBigfiles(plan, bigDir)
+      const bigfileBytes = await this.uploadBigfiles(plan, bigDir)
       const outSize = (await fsp.stat(out)).size
       const hook = async () => this.hooks.beforeComplete?.(key, attempt)
       if (mode === 'continue') await this.uploader.putAppended(key, { etag: old!.etag, dataEnd: old!.reader.dataEnd }, out, outSize, hook)
       else await this.uploader.putFile(key, out, outSize, mode === 'new' ? { IfNoneMatch: '*' } : { IfMatch: old!.etag }, hook)
       if (!ctx.readBackByCaller) await this.verify(key, fill.added)
-      const shard = { key, files: fill.added.length, uids: fill.added.map((p) => p.input.uid), bytesIn: summary.bytesIn, bytesStored: summary.bytesStored }
+      const shard = { key, files: fill.added.length, uids: fill.added.map((p) => p.input.uid), bytesIn: summary.bytesIn, bytesStored: summary.bytesStored + bigfileBytes }
       return { fill, done: Promise.resolve(shard) }
     } catch (err) {
       writer?.abort()
@@ -282,14 +282,19 @@ export class S3Target implements ShardSink {
     }
   }
 
-  /** BigFiles from the writer's temp folder; an object proven to hold the same bytes (size and ETag) is kept, any other written over. */
-  private async uploadBigfiles(plan: KeyPlan, dir: string): Promise<void> {
+  /**
+   * BigFiles from the writer's temp folder; an object proven to hold the same
+   * bytes (size and ETag) is kept, any other written over. Returns the bytes
+   * uploaded: the writer stages every BigFile of the part, kept ones too.
+   */
+  private async uploadBigfiles(plan: KeyPlan, dir: string): Promise<number> {
     let names: string[]
     try {
       names = (await fsp.readdir(dir)).filter((n) => /^[0-9a-f]{64}$/.test(n))
     } catch {
-      return
+      return 0
     }
+    let uploaded = 0
     for (const name of names) {
       const file = path.join(dir, name)
       const size = (await fsp.stat(file)).size
@@ -302,6 +307,8 @@ export class S3Target implements ShardSink {
       }
       if (same) continue
       await this.uploader.putFile(key, file, size, {})
+      uploaded += size
     }
+    return uploaded
   }
 }

@@ -103,6 +103,7 @@ export interface PackedShard {
   /** Their uids (empty when the inputs came as a stream). */
   uids: string[]
   bytesIn: number
+  /** Bytes this run wrote for them: shard bytes plus the BigFiles it wrote (one already there with the same bytes is not written again, nor counted). */
   bytesStored: number
 }
 

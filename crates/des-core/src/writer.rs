@@ -131,6 +131,9 @@ pub struct WriteSummary {
   /// Bytes those payloads take in the shard.
   pub bytes_stored: u64,
   pub bigfiles: u64,
+  /// Bytes of the BigFiles this writer wrote to the BigFile folder; one
+  /// already there with the same bytes is kept, not written, so not counted.
+  pub bigfile_bytes_written: u64,
   /// uids this writer held that the shard already had when it landed (it
   /// lost the race to create it, with `skip_existing`): not added by it.
   pub skipped: Vec<String>,
@@ -154,8 +157,10 @@ pub struct ShardWriter {
   bigfiles_dir: PathBuf,
   added: u64,
   bytes_in: u64,
+  /// Inline bytes only: the shard's data size, which size limits compare.
   bytes_stored: u64,
   bigfiles: u64,
+  bigfile_bytes_written: u64,
   /// The data-section size the caller fills up to (`pack_into`'s limit):
   /// a writer that lost the race to create its shard adds to the winner's
   /// only within it.
@@ -242,6 +247,7 @@ impl ShardWriter {
       bytes_in: 0,
       bytes_stored: 0,
       bigfiles: 0,
+      bigfile_bytes_written: 0,
       size_limit: None,
       landing: Landing::Replace,
       _lock: None,
@@ -518,7 +524,7 @@ impl ShardWriter {
         }
       }
       PreparedKind::BigFile { sha256, data } => {
-        self.store_bigfile(&sha256, &data)?;
+        self.bigfile_bytes_written += self.store_bigfile(&sha256, &data)?;
         self.bigfiles += 1;
         Body::BigFile {
           sha256,
@@ -566,14 +572,15 @@ impl ShardWriter {
     Ok(entry)
   }
 
-  /// Content-addressed: an existing object of the right size is kept (dedup).
-  fn store_bigfile(&self, sha256: &str, data: &[u8]) -> Result<()> {
+  /// Content-addressed: an existing object with these bytes is kept (dedup).
+  /// Returns the bytes written: 0 when it was kept.
+  fn store_bigfile(&self, sha256: &str, data: &[u8]) -> Result<u64> {
     let path = self.bigfiles_dir.join(sha256);
     // Kept only when it holds these very bytes: one of the same size but
     // other bytes (damaged, or put there by someone else) is written over,
     // which also mends every shard that names it.
     if holds_exactly(&path, data) {
-      return Ok(());
+      return Ok(0);
     }
     let made = first_missing(&self.bigfiles_dir);
     let mut tmp = temp_beside(&path)?;
@@ -589,7 +596,7 @@ impl ShardWriter {
     folders_to_sync(&path, made.as_deref())
       .iter()
       .for_each(|d| sync_dir(d));
-    Ok(())
+    Ok(data.len() as u64)
   }
 
   /// Writes index and footer, syncs, and puts the shard in place: renamed
@@ -846,6 +853,7 @@ impl Staged {
           bytes_in: writer.bytes_in,
           bytes_stored: writer.bytes_stored,
           bigfiles: writer.bigfiles,
+          bigfile_bytes_written: writer.bigfile_bytes_written,
           skipped: Vec::new(),
         }),
       },
@@ -1030,6 +1038,9 @@ impl ShardWriter {
     drop(ours);
     let mut summary = w.finish()?;
     summary.skipped = skipped;
+    // Our BigFiles were written before the race was lost; the winner's
+    // writer only names them.
+    summary.bigfile_bytes_written = self.bigfile_bytes_written;
     Ok(summary)
   }
 }

@@ -224,3 +224,42 @@ fn a_shard_replaced_by_an_append_is_reported_as_changed_not_misread() {
   assert_eq!(new.read("a", "_bigFiles").unwrap(), b"first");
   assert_eq!(new.read("b", "_bigFiles").unwrap(), b"second");
 }
+
+#[test]
+fn the_summary_counts_bigfile_bytes_written_once_and_apart_from_the_shard_bytes() {
+  let dir = tempfile::tempdir().unwrap();
+  let opts = WriterOptions {
+    big_file_threshold: 10,
+    ..WriterOptions::default()
+  };
+  let mut w = ShardWriter::create(dir.path().join("a.des"), opts.clone()).unwrap();
+  w.add("big", vec![7; 100], None).unwrap();
+  w.add("copy", vec![7; 100], None).unwrap();
+  w.add("other", vec![8; 50], None).unwrap();
+  w.add("small", vec![1; 5], None).unwrap();
+  let first = w.finish().unwrap();
+  assert_eq!(first.bytes_in, 255);
+  // Inline bytes only: the shard's data size, not the BigFiles.
+  assert_eq!(first.bytes_stored, 5);
+  // The copy has the same bytes: written once.
+  assert_eq!(first.bigfile_bytes_written, 150);
+  assert_eq!(first.bigfiles, 3);
+
+  // Another shard naming the same BigFile keeps it, writing nothing.
+  let mut w = ShardWriter::create(dir.path().join("b.des"), opts.clone()).unwrap();
+  w.add("again", vec![7; 100], None).unwrap();
+  let second = w.finish().unwrap();
+  assert_eq!(second.bytes_in, 100);
+  assert_eq!(second.bigfile_bytes_written, 0);
+
+  // One of the right size but other bytes is written over, and counted.
+  let big = std::fs::read_dir(dir.path().join("_bigFiles"))
+    .unwrap()
+    .map(|e| e.unwrap().path())
+    .find(|p| std::fs::metadata(p).unwrap().len() == 100)
+    .unwrap();
+  std::fs::write(&big, vec![9; 100]).unwrap();
+  let mut w = ShardWriter::create(dir.path().join("c.des"), opts).unwrap();
+  w.add("mended", vec![7; 100], None).unwrap();
+  assert_eq!(w.finish().unwrap().bigfile_bytes_written, 100);
+}

@@ -133,8 +133,12 @@ pub struct ShardWriteSummary {
   pub file_size: i64,
   pub index_size: i64,
   pub bytes_in: i64,
+  /// Bytes the added payloads take in the shard (BigFiles not included).
   pub bytes_stored: i64,
   pub bigfiles: i64,
+  /// Bytes of the BigFiles this writer wrote; one already there with the
+  /// same bytes is kept, not written, and not counted.
+  pub bigfile_bytes_written: i64,
   /// uids the shard already held when this writer's part landed (it lost
   /// the race to create it, with skipExisting): not added by this writer.
   pub skipped: Vec<String>,
@@ -224,6 +228,7 @@ pub(crate) fn summary_of(s: des_core::WriteSummary) -> ShardWriteSummary {
     bytes_in: s.bytes_in as i64,
     bytes_stored: s.bytes_stored as i64,
     bigfiles: s.bigfiles as i64,
+    bigfile_bytes_written: s.bigfile_bytes_written as i64,
     skipped: s.skipped,
   }
 }
