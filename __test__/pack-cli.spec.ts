@@ -33,6 +33,48 @@ test('des pack --json prints a machine-readable summary and writes the layout', 
   for (const [uid, sha] of corpus.shas) t.is(stored.get(uid)!.sha256, sha)
 })
 
+test('des pack counts the BigFile bytes it wrote in bytes stored, a duplicate once, one already stored not at all', async (t) => {
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'big', kind: 'random', size: 3_000_000 },
+    { uid: 'big2', kind: 'random', size: 2_000_000 },
+    { uid: 's1', size: 50_000 },
+    { uid: 's2', size: 50_000 },
+    { uid: 's3', size: 50_000 },
+  ])
+  // The same bytes under another uid: one BigFile (named by its sha256) serves both.
+  const rows = [...corpus.rows, { ...corpus.rows[0], uid: 'big-copy' }]
+  const manifest = path.join(dir, 'm.json')
+  fs.writeFileSync(manifest, JSON.stringify(rows))
+  const out = path.join(dir, 'out')
+  const env = { DES_BIG_FILE_THRESHOLD_BYTES: '1000000' }
+  const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out, '--json'], { env })
+  t.is(r.code, 0, r.stderr)
+  const summary = JSON.parse(r.stdout.toString())
+  t.is(summary.bytes_in, 8_150_000)
+  const stored = await readLocalStore(out)
+  t.deepEqual([...stored].filter(([, f]) => f.isBigfile).map(([uid]) => uid).sort(), ['big', 'big-copy', 'big2'])
+  type Key = { key: string; bytes_stored: number }
+  const inlineKeys = new Set([...stored.values()].filter((f) => !f.isBigfile).map((f) => f.key))
+  const small = summary.keys.filter((k: Key) => inlineKeys.has(k.key)).reduce((n: number, k: Key) => n + k.bytes_stored, 0)
+  t.true(small > 0 && small < 150_000)
+  // 3 MB + 2 MB written, the copy not again.
+  t.is(summary.bytes_stored, 5_000_000 + small)
+  t.is(summary.bytes_stored, summary.keys.reduce((n: number, k: Key) => n + k.bytes_stored, 0))
+  const bigfiles = fs.readdirSync(path.join(out, '20240301', '_bigFiles'))
+  t.is(bigfiles.reduce((n, f) => n + fs.statSync(path.join(out, '20240301', '_bigFiles', f)).size, 0), 5_000_000)
+  t.is(summary.ratio, Number((8_150_000 / summary.bytes_stored).toFixed(3)))
+
+  // A later run naming the same bytes finds them stored: nothing written for them.
+  const again = path.join(dir, 'again.json')
+  fs.writeFileSync(again, JSON.stringify([{ ...corpus.rows[0], uid: 'big-later' }, { ...corpus.rows[1], uid: 'big2-later' }]))
+  const r2 = await runCli(['pack', '--input-json', again, '--output-dir', out, '--json'], { env })
+  t.is(r2.code, 0, r2.stderr)
+  const later = JSON.parse(r2.stdout.toString())
+  t.is(later.bytes_in, 5_000_000)
+  t.true(later.bytes_stored < 1000, String(later.bytes_stored))
+})
+
 test('des-pack is the same command; --profile and --codec choose the codec; the text summary names the counts', async (t) => {
   const dir = tempDir()
   const corpus = makeCorpus(path.join(dir, 'src'), [

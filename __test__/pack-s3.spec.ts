@@ -52,6 +52,30 @@ test('packs into <prefix><date>/<HEX>.des with BigFiles in <date>/_bigFiles/<sha
   t.deepEqual(stored.get('b.json')!.meta, { k: 'v', content_type: 'application/json' })
 })
 
+test('bytes stored on S3 counts the BigFiles uploaded: a duplicate once, one already in the bucket not at all', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'pack')
+  const dir = tempDir()
+  const corpus = makeCorpus(path.join(dir, 'src'), [
+    { uid: 'big', kind: 'random', size: 300_000 },
+    { uid: 'big2', kind: 'random', size: 200_000 },
+    { uid: 'small', size: 5000 },
+  ])
+  const target = { kind: 's3' as const, bucket, prefix: 'store/', client }
+  const inputs = asInputs([...corpus.rows, { ...corpus.rows[0], uid: 'big-copy' }])
+  const res = await packFiles(inputs, target, { bigFileThreshold: 100_000 })
+  t.is(res.bytesIn, 805_000)
+  // Four keys, one file each: the BigFiles' shards hold no payload bytes.
+  t.is(res.shards.length, 4)
+  const inline = res.shards.find((s) => s.uids.includes('small'))!.bytesStored
+  t.true(inline > 0 && inline < 5000)
+  t.is(res.bytesStored, 500_000 + inline)
+  // A later run naming the same bytes finds them in the bucket: nothing uploaded for them.
+  const later = await packFiles(asInputs([{ ...corpus.rows[1], uid: 'big2-later' }]), target, { bigFileThreshold: 100_000 })
+  t.is(later.bytesIn, 200_000)
+  t.true(later.bytesStored < 1000, String(later.bytesStored))
+})
+
 test('a second run appends to an existing object (small: one conditional PutObject); duplicates refused, replace works', async (t) => {
   const { client, calls } = recordingClient()
   const bucket = await freshBucket(client, 'append')

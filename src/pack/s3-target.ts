@@ -112,6 +112,8 @@ export class S3Target implements ShardSink {
   private readonly expected = new Map<string, number>()
   /** The shard keys found under a date's prefix, listed once per run. */
   private readonly listings = new Map<string, Promise<Set<string>>>()
+  /** BigFile uploads under way, by object key. */
+  private readonly bigfileUploads = new Map<string, Promise<number>>()
 
   /**
    * The keys this run will write: dates with at least LIST_FROM_KEYS of them
@@ -299,16 +301,34 @@ export class S3Target implements ShardSink {
       const file = path.join(dir, name)
       const size = (await fsp.stat(file)).size
       const key = s3ObjectKey(this.prefix, bigfileKeyIn(this.settings.layout ?? 'nested', plan.dateDir, name, this.settings.bigfilesPrefix))
+      uploaded += await this.uploadBigfile(key, file, size)
+    }
+    return uploaded
+  }
+
+  /**
+   * One BigFile, unless the bucket holds it already; returns the bytes
+   * uploaded. Another part of this run uploading the same key is waited for
+   * first: then the bytes go up once, and are counted once.
+   */
+  private async uploadBigfile(key: string, file: string, size: number): Promise<number> {
+    for (let busy = this.bigfileUploads.get(key); busy; busy = this.bigfileUploads.get(key)) await busy.catch(() => 0)
+    const upload = (async () => {
       let same: boolean
       try {
         same = await this.uploader.holdsFile(key, file, size)
       } catch (err) {
         throw s3Failure(`BigFile s3://${this.bucket}/${key}`, err)
       }
-      if (same) continue
+      if (same) return 0
       await this.uploader.putFile(key, file, size, {})
-      uploaded += size
+      return size
+    })()
+    this.bigfileUploads.set(key, upload)
+    try {
+      return await upload
+    } finally {
+      this.bigfileUploads.delete(key)
     }
-    return uploaded
   }
 }

@@ -172,3 +172,42 @@ mod tests {
     );
   }
 }
+
+/// BigFiles being written in this process, by path.
+static BIGFILES_BEING_WRITTEN: std::sync::Mutex<Vec<std::path::PathBuf>> =
+  std::sync::Mutex::new(Vec::new());
+static BIGFILE_WRITTEN: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A claim on writing one BigFile in this process, held until dropped.
+pub(crate) struct BigFileTurn {
+  path: std::path::PathBuf,
+}
+
+/// Waits until no other writer of this process is writing the BigFile at
+/// `path`: two shards naming the same bytes, written at once, then write it
+/// once (the second finds it there) and report it written once.
+pub(crate) fn bigfile_turn(path: &Path) -> BigFileTurn {
+  // Nothing is left inconsistent under this lock by a panic: ignore poisoning.
+  let mut busy = BIGFILES_BEING_WRITTEN
+    .lock()
+    .unwrap_or_else(|e| e.into_inner());
+  while busy.iter().any(|p| p == path) {
+    busy = BIGFILE_WRITTEN
+      .wait(busy)
+      .unwrap_or_else(|e| e.into_inner());
+  }
+  busy.push(path.to_path_buf());
+  BigFileTurn {
+    path: path.to_path_buf(),
+  }
+}
+
+impl Drop for BigFileTurn {
+  fn drop(&mut self) {
+    let mut busy = BIGFILES_BEING_WRITTEN
+      .lock()
+      .unwrap_or_else(|e| e.into_inner());
+    busy.retain(|p| p != &self.path);
+    BIGFILE_WRITTEN.notify_all();
+  }
+}

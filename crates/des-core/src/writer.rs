@@ -12,7 +12,7 @@ use crate::entry::{Body, Codec, Entry};
 use crate::error::{DesError, Result};
 use crate::format::{footer_bytes, header_bytes, HEADER_SIZE};
 use crate::index::{encode_index, ShardIndex};
-use crate::lock::{take_turn, ShardLock, Turn};
+use crate::lock::{bigfile_turn, take_turn, ShardLock, Turn};
 use crate::meta::canonical_meta;
 use crate::reader::{decode_payload, read_exact_at, ShardFile};
 use crate::shard_out::ShardOut;
@@ -576,6 +576,7 @@ impl ShardWriter {
   /// Returns the bytes written: 0 when it was kept.
   fn store_bigfile(&self, sha256: &str, data: &[u8]) -> Result<u64> {
     let path = self.bigfiles_dir.join(sha256);
+    let _turn = bigfile_turn(&path);
     // Kept only when it holds these very bytes: one of the same size but
     // other bytes (damaged, or put there by someone else) is written over,
     // which also mends every shard that names it.
