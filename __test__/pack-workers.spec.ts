@@ -4,6 +4,7 @@
 // flags or, in an Indexed Job, from JOB_COMPLETION_INDEX and DES_PACK_WORKERS.
 
 import test from 'ava'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { packWorker } from '../src/config/pack'
 import { errorCode } from '../src/errors'
@@ -138,5 +139,31 @@ test('a worker checks the whole manifest: a bad entry in another worker\'s keys 
     t.is(r.code, 2, `${w}: ${r.stderr}`)
     t.regex(r.stderr, /uid "3" \(line \d+, entry \d+\): created_at "not a date"/)
     t.deepEqual(shardFiles(out), [], `${w}: nothing written`)
+  }
+})
+
+test('a source no path or key can be (a malformed s3:// URL, a NUL) in another worker\'s keys stops every worker before it writes, as it stops one process', async (t) => {
+  const dir = tempDir()
+  const c = makeCorpus(path.join(dir, 'src'), [
+    { uid: '1', size: 100 },
+    { uid: '2', size: 100 },
+    { uid: '3', size: 100 },
+    { uid: '4', size: 100 },
+  ])
+  const cases: Array<[string, RegExp]> = [
+    ['s3://only-a-bucket', /uid "4" \(line \d+, entry \d+\): source s3:\/\/only-a-bucket is not s3:\/\/bucket\/key/],
+    ['s3://', /uid "4" \(line \d+, entry \d+\): source s3:\/\/ is not s3:\/\/bucket\/key/],
+    ['/tmp/a\u0000b', /uid "4" \(line \d+, entry \d+\): source holds a NUL character/],
+  ]
+  for (const [source, message] of cases) {
+    const manifest = path.join(dir, 'manifest.json')
+    fs.writeFileSync(manifest, JSON.stringify(c.rows.map((r) => (r.uid === '4' ? { ...r, source_path: source } : r))))
+    for (const w of [[], ['--worker', '0/2'], ['--worker', '1/2']]) {
+      const out = path.join(dir, `out-${w.join('')}`)
+      const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out, '--n-bits', '4', ...w])
+      t.is(r.code, 2, `${JSON.stringify(source)} ${w.join(' ')}: ${r.stderr}`)
+      t.regex(r.stderr, message)
+      t.deepEqual(shardFiles(out), [], `${JSON.stringify(source)} ${w.join(' ')}: nothing written`)
+    }
   }
 })

@@ -17,7 +17,7 @@ import * as path from 'node:path'
 import { DesError } from '../errors'
 import { DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_ENTRIES } from '../config/defaults'
 import type { Layout } from '../config/env'
-import { isS3Url } from '../storage/s3-url'
+import { isS3Url, parseS3Url } from '../storage/s3-url'
 import { locateIn, locateManyIn } from '../store/layout'
 import { statSources, type Prefetch, type ShardRoute } from '../native'
 import type { PackInput, WorkerSlice } from './types'
@@ -476,6 +476,11 @@ export class Planner {
     if (hasLoneSurrogate(input.uid)) throw new DesError('DES_BAD_ARG', `${p()}: uid is not valid Unicode (a lone UTF-16 surrogate)`)
     if (typeof input.source !== 'string' || input.source === '') throw new DesError('DES_BAD_ARG', `${p()}: source must be a local path or s3://bucket/key`)
     if (hasLoneSurrogate(input.source)) throw new DesError('DES_BAD_ARG', `${p()}: source is not valid Unicode (a lone UTF-16 surrogate)`)
+    // Refused here, from the manifest alone, not when sources are checked:
+    // those checks are of this worker's keys only, and every worker must
+    // refuse the manifest as one process does, before any writes.
+    if (input.source.includes('\0')) throw new DesError('DES_BAD_ARG', `${p()}: source holds a NUL character, which no path or key can`)
+    if (isS3Url(input.source) && parseS3Url(input.source) === null) throw new DesError('DES_BAD_ARG', `${p()}: source ${input.source} is not s3://bucket/key`)
     if (input.sizeBytes !== undefined && !(Number.isSafeInteger(input.sizeBytes) && input.sizeBytes >= 0)) {
       throw new DesError('DES_BAD_ARG', `${p()}: sizeBytes must be a whole number of bytes, got ${input.sizeBytes}`)
     }
