@@ -167,3 +167,23 @@ test('a source no path or key can be (a malformed s3:// URL, a NUL) in another w
     }
   }
 })
+
+test('a manifest with an s3:// source: every worker checks the S3 source settings, as one process does, not only the worker that reads it', async (t) => {
+  const dir = tempDir()
+  const c = makeCorpus(path.join(dir, 'src'), [
+    { uid: '1', size: 100 },
+    { uid: '2', size: 100 },
+    { uid: '3', size: 100 },
+  ])
+  const manifest = path.join(dir, 'manifest.json')
+  fs.writeFileSync(manifest, JSON.stringify([...c.rows, { uid: '4', created_at: '2024-03-01T12:00:00Z', source_path: 's3://sources/some/key', size_bytes: 10 }]))
+  const indexes = ['1', '2', '3', '4'].map((uid) => locateShard(uid, '2024-03-01T12:00:00Z', 4).shardIndex % 2)
+  t.true(indexes.slice(0, 3).some((w) => w !== indexes[3]), 'a worker has local sources only')
+  for (const w of [[], ['--worker', '0/2'], ['--worker', '1/2']]) {
+    const out = path.join(dir, `out-${w.join('')}`)
+    const r = await runCli(['pack', '--input-json', manifest, '--output-dir', out, '--n-bits', '4', ...w], { env: { DES_S3_ENDPOINT_URL: 'not-a-url' } })
+    t.is(r.code, 2, `${w.join(' ')}: ${r.stderr}`)
+    t.regex(r.stderr, /DES_S3_ENDPOINT_URL="not-a-url" is invalid/)
+    t.deepEqual(shardFiles(out), [], `${w.join(' ')}: nothing written`)
+  }
+})

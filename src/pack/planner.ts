@@ -234,6 +234,11 @@ export class Plan {
     readonly files: number,
     /** Inputs in the manifest (all workers). */
     readonly total: number,
+    /**
+     * Whether the manifest names an s3:// source, in any worker's keys: the
+     * settings of the S3 source client are then checked by every worker, as
+     * one process checks them, not only by those that read such a source.
+     */
     readonly anyS3: boolean,
     private readonly mem: PlannedInput[] | null,
     private readonly buckets: SpillFiles | undefined,
@@ -496,6 +501,8 @@ export class Planner {
     }
     this.total++
     if (!this.indexes.has(loc.shardIndex)) this.indexes.set(loc.shardIndex, { uid: input.uid, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex })
+    const onS3 = isS3(input.source)
+    if (onS3) this.anyS3 = true
     const worker = this.settings.worker
     if (worker && loc.shardIndex % worker.count !== worker.index) return undefined
     const name = `${loc.dateDir}/${loc.shardHex}`
@@ -508,8 +515,6 @@ export class Planner {
     key.files++
     key.entryBytes += bytes
     this.files++
-    const onS3 = isS3(input.source)
-    if (onS3) this.anyS3 = true
     const item: WithOrdinal = { input, index, label: where, dateDir: loc.dateDir, shardHex: loc.shardHex, size: input.sizeBytes ?? -1, onS3 }
     item[ORDINAL] = key.ordinal
     if (this.mem) {
