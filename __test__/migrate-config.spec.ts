@@ -289,6 +289,8 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['both outputs', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', s3: { bucket: 'b' } } }, /config packer: give output_dir or s3/],
   ['s3 without bucket', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { prefix: 'p' } } }, /packer\.s3\.bucket: is required/],
   ['bad endpoint', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { bucket: 'b', endpoint_url: 'minio:9000' } } }, /packer\.s3\.endpoint_url/],
+  ['a region the S3 client refuses', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { s3: { bucket: 'b', region_name: 'eu west 1' } } }, /packer\.s3\.region_name: "eu west 1": expected a region name/],
+  ['a source region the S3 client refuses', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', s3_source: { enabled: true, region_name: '-us' } } }, /packer\.s3_source\.region_name/],
   ['n_bits 17', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', n_bits: 17 } }, /packer\.n_bits: expected 4\.\.16/],
   ['codec brotli', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', codec: 'brotli' } }, /packer\.codec/],
   ['max_shard_size text', { database: { url: 'postgres://x/y', table_name: 'f' }, packer: { output_dir: '/o', max_shard_size: 'big' } }, /packer\.max_shard_size: expected a number/],

@@ -187,3 +187,25 @@ test('each zone lists its own keys of a date once (packFiles over two buckets), 
   for (const uid of low) t.true(lowStored.has(uid), `${uid} in the low zone`)
   for (const [uid, file] of stored) t.is(file.sha256, corpus.shas.get(uid)!, uid)
 })
+
+test('a region the S3 client cannot take (a zone\'s region_name, DES_S3_REGION) is refused at start-up as a setting (exit 2, naming it), not met as a store that does not answer', async (t) => {
+  const client = testS3Client()
+  const [a, b] = [await freshBucket(client, 'des-pz-r'), await freshBucket(client, 'des-pz-s')]
+  const dir = tempDir()
+  const { endpoint } = s3TestEnv()
+  const zonesFile = path.join(dir, 'zones.yaml')
+  fs.writeFileSync(
+    zonesFile,
+    ['n_bits: 4', 'zones:', `  - {name: a, range: {start: 0, end: 7}, s3: {bucket: ${a}, region_name: us-east-1, endpoint_url: "${endpoint}"}}`, `  - {name: b, range: {start: 8, end: 15}, s3: {bucket: ${b}, region_name: "bad region!", endpoint_url: "${endpoint}"}}`].join('\n'),
+  )
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: '1', createdAt: DAY, size: 10 }])
+  const zoned = await runCli(['pack', '--input-json', corpus.manifestPath], { env: zonesEnv(zonesFile) })
+  t.is(zoned.code, 2, zoned.stderr)
+  t.regex(zoned.stderr, /zones file .*zones\.yaml: zone b: s3\.region_name "bad region!": expected a region name/)
+  const verify = await runCli(['verify', '--store'], { env: zonesEnv(zonesFile) })
+  t.is(verify.code, 2, verify.stderr)
+  const bucket = await runCli(['pack', '--input-json', corpus.manifestPath, '--s3-bucket', a], { env: { DES_S3_ENDPOINT_URL: endpoint, DES_S3_REGION: 'bad region!' } })
+  t.is(bucket.code, 2, bucket.stderr)
+  t.regex(bucket.stderr, /DES_S3_REGION="bad region!" is invalid: expected a region name/)
+  t.deepEqual([...(await listKeys(client, a)), ...(await listKeys(client, b))], [], 'nothing written')
+})

@@ -8,6 +8,18 @@ export function isEndpointUrl(text: string): boolean {
   return /^https?:\/\/[^\s/]+/.test(text)
 }
 
+/**
+ * A region name the AWS SDK takes (`DES_S3_REGION`, `region_name`): a host
+ * label, letters, digits and '-' not at either end. The SDK refuses any other
+ * at a client's first request, which would read as a store that does not answer.
+ */
+export function isRegionName(text: string): boolean {
+  return /^(?!.*-$)(?!-)[A-Za-z0-9-]{1,63}$/.test(text)
+}
+
+/** What a region refusal says. */
+export const REGION_EXPECTED = 'expected a region name such as us-east-1 (letters, digits, -)'
+
 /** One folder name: letters, digits, `. _ -`, not `.` or `..` (the BigFiles prefix). */
 export function isFolderName(text: string): boolean {
   return /^[A-Za-z0-9._-]+$/.test(text) && text !== '.' && text !== '..'

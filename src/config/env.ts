@@ -7,7 +7,7 @@ import * as fs from 'node:fs'
 import { DesError } from '../errors'
 import { authorizedKeysFromFile, type AuthorizedKey } from './authorized-keys'
 import { availableCpus } from './cpus'
-import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
+import { isEndpointUrl, isFolderName, isRegionName, FOLDER_NAME_EXPECTED, normalisePrefix, REGION_EXPECTED } from './checks'
 import {
   DEFAULT_BIG_FILE_THRESHOLD,
   DEFAULT_BIGFILES_PREFIX,
@@ -145,9 +145,11 @@ export function s3FromEnv(env: Env, required: boolean): S3Settings | undefined {
   }
   const endpoint = env.DES_S3_ENDPOINT_URL?.trim() || undefined
   if (endpoint && !isEndpointUrl(endpoint)) throw bad('DES_S3_ENDPOINT_URL', endpoint, 'expected an http(s) URL')
+  const region = env.DES_S3_REGION?.trim()
+  if (region && !isRegionName(region)) throw bad('DES_S3_REGION', region, REGION_EXPECTED)
   return {
     bucket,
-    region: env.DES_S3_REGION?.trim() || awsDefaultRegion(env),
+    region: region || awsDefaultRegion(env),
     endpoint,
     prefix: normalisePrefix(env.DES_S3_PREFIX),
     forcePathStyle: boolVar(env, 'DES_S3_FORCE_PATH_STYLE', Boolean(endpoint)),

@@ -9,7 +9,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { DesError } from '../errors'
 import type { Codec } from '../native'
-import { isEndpointUrl, isFolderName, FOLDER_NAME_EXPECTED, normalisePrefix } from './checks'
+import { isEndpointUrl, isFolderName, isRegionName, FOLDER_NAME_EXPECTED, normalisePrefix, REGION_EXPECTED } from './checks'
 import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_S3_REGION, MAX_N_BITS, MAX_ZSTD_LEVEL, MIN_N_BITS, MIN_ZSTD_LEVEL } from './defaults'
 import { intVar, layoutsVar, loadBigfilesPrefix, loadNBits, loadTailBytes, loadWritePastCache, nBitsFromVar, type Layout } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
@@ -247,6 +247,12 @@ function endpoint(o: Obj, key: string, at: string): string | undefined {
   return v
 }
 
+function region(o: Obj, key: string, at: string): string | undefined {
+  const v = optStr(o, key, at)
+  if (v !== undefined && !isRegionName(v)) throw fail(at, `${JSON.stringify(v)}: ${REGION_EXPECTED}`)
+  return v
+}
+
 const CODECS: readonly Codec[] = ['zstd', 'lz4', 'none']
 
 /** Validates a parsed (already substituted) config document. */
@@ -296,7 +302,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
       kind: 's3',
       bucket: str(s3, 'bucket', 'packer.s3.bucket'),
       prefix: normalisePrefix(optStr(s3, 'prefix', 'packer.s3.prefix')),
-      region: optStr(s3, 'region_name', 'packer.s3.region_name') ?? defaultRegion,
+      region: region(s3, 'region_name', 'packer.s3.region_name') ?? defaultRegion,
       endpoint: ep,
       forcePathStyle: bool(s3, 'force_path_style', 'packer.s3.force_path_style', Boolean(ep)),
     }
@@ -331,7 +337,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
     writePastCache: loadWritePastCache(vars),
     s3Source: {
       enabled: bool(src, 'enabled', 'packer.s3_source.enabled', false),
-      region: optStr(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,
+      region: region(src, 'region_name', 'packer.s3_source.region_name') ?? defaultRegion,
       endpoint: endpoint(src, 'endpoint_url', 'packer.s3_source.endpoint_url'),
       maxRetries: num(src, 'max_retries', 'packer.s3_source.max_retries', 3, 0, 100, true)!,
       retryDelaySeconds: num(src, 'retry_delay_seconds', 'packer.s3_source.retry_delay_seconds', 2, 0, 3600, false)!,

@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs'
 import { DesError } from '../errors'
-import { isEndpointUrl, isNBits, normalisePrefix } from './checks'
+import { isEndpointUrl, isNBits, isRegionName, normalisePrefix, REGION_EXPECTED } from './checks'
 import { MAX_N_BITS, MIN_N_BITS } from './defaults'
 import { awsDefaultRegion, backendVar, type ExplicitNBits, type S3Settings } from './env'
 import { parseYaml, whereParsingStopped } from './yaml'
@@ -102,6 +102,8 @@ export function parseZones(text: string, file: string, explicit?: ExplicitNBits,
     if (!bucket) throw fail(file, `zone ${name}: s3.bucket is required`)
     const endpoint = zoneText(file, name, s3, 'endpoint_url')?.trim() || undefined
     if (endpoint && !isEndpointUrl(endpoint)) throw fail(file, `zone ${name}: s3.endpoint_url ${JSON.stringify(endpoint)} is not an http(s) URL`)
+    const region = zoneText(file, name, s3, 'region_name')?.trim()
+    if (region && !isRegionName(region)) throw fail(file, `zone ${name}: s3.region_name ${JSON.stringify(region)}: ${REGION_EXPECTED}`)
     const forcePathStyle = s3.force_path_style ?? Boolean(endpoint)
     if (typeof forcePathStyle !== 'boolean') throw fail(file, `zone ${name}: s3.force_path_style must be true or false, got ${JSON.stringify(forcePathStyle)}`)
     return {
@@ -110,7 +112,7 @@ export function parseZones(text: string, file: string, explicit?: ExplicitNBits,
       end,
       s3: {
         bucket,
-        region: zoneText(file, name, s3, 'region_name')?.trim() || awsDefaultRegion(env),
+        region: region || awsDefaultRegion(env),
         endpoint,
         prefix: normalisePrefix(zoneText(file, name, s3, 'prefix') ?? ''),
         forcePathStyle,
