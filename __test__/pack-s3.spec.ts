@@ -384,6 +384,28 @@ test('appending to a v1 shard on S3 rewrites it whole as v2, keeping its entries
   for (const [uid, sha] of fresh.shas) t.is(stored.get(uid)!.sha256, sha)
 })
 
+test('an append to a shard whose header is damaged is refused as on a local disk, not carried into a new object', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'badheader')
+  const dir = tempDir()
+  const uids = sameShard(6, 5)
+  // Over the 64 KiB tail the packer reads, so the header is not in it.
+  const a = makeCorpus(path.join(dir, 'a'), uids.slice(0, 3).map((uid) => ({ uid, kind: 'random' as const, size: 40_000 })))
+  const target = { kind: 's3' as const, bucket, prefix: '', client }
+  await packFiles(asInputs(a.rows), target, { nBits: 4 })
+  const key = '20240301/5.des'
+  const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+  const damaged = Buffer.from(await res.Body!.transformToByteArray())
+  damaged[0] ^= 0xff
+  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: damaged }))
+  const etag = (await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ETag
+  const b = makeCorpus(path.join(dir, 'b'), uids.slice(3).map((uid) => ({ uid, size: 2000 })))
+  const err = await t.throwsAsync(packFiles(asInputs(b.rows), target, { nBits: 4 }))
+  t.is(errorCode(err), 'DES_CORRUPT')
+  t.regex(err!.message, /header magic/)
+  t.is((await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ETag, etag, 'the damaged object is left as it was')
+})
+
 test('des pack --s3-bucket uploads with endpoint from DES_S3_ENDPOINT_URL; a missing bucket is a clear error', async (t) => {
   const client = testS3Client()
   const bucket = await freshBucket(client, 'cli')

@@ -17,7 +17,7 @@ import { DesError } from '../errors'
 import { makeTempDir } from '../temp-dir'
 import { noCredentials, s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
-import { ShardReader, ShardWriter } from '../native'
+import { ShardReader, ShardWriter, shardHeaderVersion } from '../native'
 import { DEFAULT_TAIL_BYTES, S3_KEYS_AT_ONCE } from '../config/defaults'
 import { listUnder, S3Source } from '../storage/s3'
 import { s3ObjectKey } from '../storage/s3-key'
@@ -30,6 +30,9 @@ import type { KeyPlan, PlannedInput } from './plan'
 import type { KnownPart, S3Hooks } from './types'
 
 export type { S3Hooks }
+
+/** A shard's header: magic and layout version. */
+const HEADER_BYTES = 8
 
 /** Attempts at one part when other writers keep changing the object. */
 const CONFLICT_ATTEMPTS = 8
@@ -234,7 +237,7 @@ export class S3Target implements ShardSink {
         mode = 'new'
         out = path.join(tmp, 'new.des')
         writer = ShardWriter.create(out, opts)
-      } else if (old.reader.version !== 2 || !old.reader.checksummed) {
+      } else if (old.reader.version !== 2 || !old.reader.checksummed || (await this.headerVersion(key, old.etag)) !== 2) {
         // A v1 header cannot sit in front of a v2 index, and entries without
         // checksums must be read (and checked) to get them: rewrite it whole, once.
         mode = 'rewrite'
@@ -270,6 +273,21 @@ export class S3Target implements ShardSink {
       throw s3Failure(`s3://${this.bucket}/${key}`, err)
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true })
+    }
+  }
+
+  /**
+   * The layout version the object's header states (DES_CORRUPT when it is no
+   * header). An append copies the old object's first bytes as they are: a
+   * damaged header would be carried into the new object, and its new files
+   * stored in a shard that every check refuses (a local append refuses it).
+   */
+  private async headerVersion(key: string, etag: string): Promise<number> {
+    const header = await this.source.getRange(key, 0, HEADER_BYTES, 'index', etag)
+    try {
+      return shardHeaderVersion(header)
+    } catch (err) {
+      throw new DesError('DES_CORRUPT', `shard ${key}: ${(err as Error).message}`, { cause: err })
     }
   }
 
