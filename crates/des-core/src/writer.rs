@@ -209,6 +209,18 @@ fn appends_in_place(old: &ShardIndex) -> bool {
   cfg!(unix) && old.version() == crate::format::VERSION_2 && old.has_checksums()
 }
 
+/// The file a shard path that is a symlink points to, else the path itself.
+/// An append in place writes into that file anyway; a compaction or a
+/// rewrite renamed over the link would make the shard a plain file and leave
+/// the one linked to behind, stale.
+fn through_link(target: &Path) -> Result<PathBuf> {
+  match std::fs::symlink_metadata(target) {
+    Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(target)
+      .map_err(|e| DesError::io(format!("follow the link {}", target.display()), e)),
+    _ => Ok(target.to_path_buf()),
+  }
+}
+
 /// The nearest missing ancestor of `dir` (what `create_dir_all` would create first).
 fn first_missing(dir: &Path) -> Option<PathBuf> {
   let mut missing = None;
@@ -283,7 +295,7 @@ impl ShardWriter {
   }
 
   fn append_when(target: &Path, opts: WriterOptions, wait: bool) -> Result<Option<ShardWriter>> {
-    let target = target.to_path_buf();
+    let target = through_link(target)?;
     let Some(turn) = take_turn(&target, wait)? else {
       return Ok(None);
     };

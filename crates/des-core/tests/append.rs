@@ -507,6 +507,41 @@ fn a_shard_put_in_its_place_meanwhile_is_not_written_into() {
   assert_eq!(std::fs::read(&path).unwrap(), theirs);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_shard_that_is_a_symlink_is_written_where_it_points_even_when_compacted() {
+  let tiny = |uid: &str| uid.as_bytes().to_vec();
+  let add_one = |path: &Path, uid: &str| {
+    let mut w = ShardWriter::append(path, opts()).unwrap();
+    w.add(uid, tiny(uid), None).unwrap();
+    w.finish().unwrap();
+  };
+  let dir = tempfile::tempdir().unwrap();
+  let real = dir.path().join("disk2/0A.des");
+  add_one(&real, "first");
+  let link = dir.path().join("20240101/0A.des");
+  std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+  std::os::unix::fs::symlink(&real, &link).unwrap();
+  // Entries of a few bytes: the old indexes soon outweigh them, and the
+  // shard is compacted into a new file renamed into place.
+  let uids: Vec<String> = (0..4).map(|i| format!("more-{i}")).collect();
+  for uid in &uids {
+    add_one(&link, uid);
+  }
+  assert!(
+    std::fs::symlink_metadata(&link)
+      .unwrap()
+      .file_type()
+      .is_symlink(),
+    "the link was replaced by a file"
+  );
+  let shard = ShardFile::open(&real).unwrap();
+  for uid in uids.iter().map(String::as_str).chain(["first"]) {
+    let got = shard.read(uid, "_bigFiles").unwrap();
+    assert_eq!(got, tiny(uid), "{uid} in the file linked to");
+  }
+}
+
 #[test]
 fn staged_appends_read_as_before_until_their_group_is_committed() {
   let dir = tempfile::tempdir().unwrap();
