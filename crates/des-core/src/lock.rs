@@ -125,6 +125,29 @@ pub(crate) fn wait_for_writer(file: &File) -> bool {
   }
 }
 
+/// True while a writer holds its turn on `file`: a live process (a turn ends
+/// with the process that held it), so bytes past the shard's index are an
+/// append under way, not an interrupted one. False where writers do not lock
+/// the shard itself or the lock cannot be asked about.
+pub(crate) fn writer_holds(file: &File) -> bool {
+  #[cfg(unix)]
+  {
+    match file.try_lock_shared() {
+      Ok(()) => {
+        let _ = file.unlock();
+        false
+      }
+      Err(std::fs::TryLockError::WouldBlock) => true,
+      Err(_) => false,
+    }
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = file;
+    false
+  }
+}
+
 /// Takes this writer's turn on `target` through a `<target>.lock` file
 /// (`wait` as on Unix).
 #[cfg(not(unix))]

@@ -542,6 +542,30 @@ fn a_shard_that_is_a_symlink_is_written_where_it_points_even_when_compacted() {
   }
 }
 
+/// An append whose writer holds its turn past the readers' wait (a large
+/// one, or syncs that take long) is under way: `verify` checks the shard as
+/// it was and does not call the append interrupted; once the writer is gone
+/// without finishing, it does.
+#[cfg(unix)]
+#[test]
+fn an_append_under_way_past_the_wait_is_not_reported_interrupted() {
+  let dir = tempfile::tempdir().unwrap();
+  let path = dir.path().join("0A.des");
+  append(&path, &batch("old", 5));
+  let mut w = ShardWriter::append(&path, opts()).unwrap();
+  w.add("slow", payload_of("slow"), None).unwrap();
+  // Steps 1 and 2 written, the turn held: as while a group's syncs run.
+  let staged = w.stage().unwrap();
+  let report = verify_file(&path, None).unwrap();
+  assert!(report.problems.is_empty(), "{:?}", report.problems);
+  assert_eq!(report.ok, 5, "the shard as it was checks out");
+  let results = des_core::commit(vec![staged]);
+  assert!(results.into_iter().all(|r| r.is_ok()));
+  let report = verify_file(&path, None).unwrap();
+  assert!(report.problems.is_empty(), "{:?}", report.problems);
+  assert_eq!(report.ok, 6);
+}
+
 #[test]
 fn staged_appends_read_as_before_until_their_group_is_committed() {
   let dir = tempfile::tempdir().unwrap();
