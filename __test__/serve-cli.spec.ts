@@ -112,26 +112,31 @@ test("a store of the original's flat layout served with DES_LAYOUT left at neste
   t.regex(s.stderr(), /\[DES_LAYOUT_UNREAD\] Warning: the store holds shards of the original's flat layout/)
 })
 
-test('SIGTERM: stops accepting, finishes the request in flight, exits 0', async (t) => {
-  const { dir, big } = await sampleDir()
-  const s = await startServe(['--workers', '1'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
-  // A slow reader of an 8 MB BigFile keeps its response in flight.
+/**
+ * GETs the 8 MB BigFile `big` and pauses mid-body, so the response is in
+ * flight when `signal` lands; reads on once the server says it is finishing
+ * in-flight requests. Resolves to what the client got.
+ */
+function signalledMidBody(s: Awaited<ReturnType<typeof startServe>>, signal: () => void): Promise<{ status: number; body: Buffer }> {
   const received: Buffer[] = []
-  const done = new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     http
       .get(`${s.url}/files/big?created_at=${DAY}`, (res) => {
-        // Paused mid-body: the response is in flight when the signal lands;
-        // read on once the server says it is finishing in-flight requests.
         res.pause()
-        s.child.kill('SIGTERM')
-        void s.lineMatching(/shutting down/).then(() => res.resume())
+        signal()
+        void s.lineMatching(/shutting down:/).then(() => res.resume())
         res.on('data', (c: Buffer) => received.push(c))
         res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(received) }))
         res.on('error', reject)
       })
       .on('error', reject)
   })
-  const { status, body } = await done
+}
+
+test('SIGTERM: stops accepting, finishes the request in flight, exits 0', async (t) => {
+  const { dir, big } = await sampleDir()
+  const s = await startServe(['--workers', '1'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' })
+  const { status, body } = await signalledMidBody(s, () => s.child.kill('SIGTERM'))
   t.is(status, 200)
   t.is(sha(body), sha(big.data))
   t.is(await s.exit, 0)
@@ -160,22 +165,8 @@ test('--workers 2 and Ctrl-C (SIGINT to the primary and every worker at once): t
   const { dir, big } = await sampleDir()
   const s = await startServe(['--workers', '2'], { DES_BASE_DIR: dir, DES_LOG_LEVEL: 'info' }, 2)
   const workers = [...new Set(s.lines.filter((l) => /listening/.test(l.msg)).map((l) => l.pid as number))]
-  const received: Buffer[] = []
-  const done = new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
-    http
-      .get(`${s.url}/files/big?created_at=${DAY}`, (res) => {
-        // Paused mid-body: in flight when the signals land; read on once the primary stops its workers.
-        res.pause()
-        // What a terminal's Ctrl-C does: the whole foreground process group gets SIGINT.
-        for (const pid of [s.child.pid!, ...workers]) process.kill(pid, 'SIGINT')
-        void s.lineMatching(/shutting down:/).then(() => res.resume())
-        res.on('data', (c: Buffer) => received.push(c))
-        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(received) }))
-        res.on('error', reject)
-      })
-      .on('error', reject)
-  })
-  const { status, body } = await done
+  // What a terminal's Ctrl-C does: the whole foreground process group gets SIGINT.
+  const { status, body } = await signalledMidBody(s, () => [s.child.pid!, ...workers].forEach((pid) => process.kill(pid, 'SIGINT')))
   t.is(status, 200)
   t.is(sha(body), sha(big.data))
   t.is(await s.exit, 0)
