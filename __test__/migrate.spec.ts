@@ -14,7 +14,7 @@ import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
 import { checkRow, deleteSources, sameAsSource, type CycleDeps } from '../src/migrate/cycle'
-import { parseLocation } from '../src/migrate/sources'
+import { localFileId, parseLocation } from '../src/migrate/sources'
 import { runCycle } from '../src/migrate/cycle'
 import { LocalSource } from '../src/storage/local'
 import { packFiles } from '../src/pack'
@@ -711,7 +711,7 @@ test('a source rewritten after it was read (between the pack and its deletion) i
   const rows = ['same', 'resized', 'rewritten'].map((uid, i) => {
     const location = path.join(dir, uid)
     fs.writeFileSync(location, 'read')
-    return { ctid: `(0,${i + 1})`, uid, createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, dateDir: '20240101', shardHex: '0', shardIndex: 0 }
+    return { ctid: `(0,${i + 1})`, uid, createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, fileId: localFileId(location), dateDir: '20240101', shardHex: '0', shardIndex: 0 }
   })
   const readAt = Date.now()
   // Another writer, while the cycle marks and commits: one file grows, one is rewritten with as many bytes.
@@ -738,7 +738,7 @@ test('a source replaced after it was read by a copy that keeps its origin\'s old
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
   const location = path.join(dir, 'synced')
   fs.writeFileSync(location, 'read')
-  const row = { ctid: '(0,1)', tableoid: '1', uid: 'synced', createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, dateDir: '20240101', shardHex: '0', shardIndex: 0 }
+  const row = { ctid: '(0,1)', tableoid: '1', uid: 'synced', createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, fileId: localFileId(location), dateDir: '20240101', shardHex: '0', shardIndex: 0 }
   // Read before now, as if the cycle had begun a minute ago; the copy arrives since, dated a day before.
   const readAt = Date.now() - 60_000
   const copy = path.join(dir, 'incoming')
@@ -750,6 +750,35 @@ test('a source replaced after it was read by a copy that keeps its origin\'s old
   t.is(r.deleted, 0)
   t.regex(r.errors[0]?.reason ?? '', /not deleted: it was changed at .*, after the cycle began/)
   t.is(fs.readFileSync(location, 'utf8'), 'newb')
+})
+
+test('a source whose folder is swapped, after it was read, for another holding a file of that name, size and older times is not deleted: that file is stored nowhere', async (t) => {
+  const tb = await freshTable('folder_swapped')
+  t.teardown(() => tb.close())
+  const [row] = makeFiles(tb.dir, 1)
+  const src = path.dirname(row.location)
+  // Another folder, written before the cycle begins: a file of the same name and size, other bytes.
+  const other = path.join(tb.dir, 'other')
+  fs.mkdirSync(other)
+  const otherBytes = Buffer.alloc(row.size, 0x42)
+  fs.writeFileSync(path.join(other, path.basename(row.location)), otherBytes)
+  await tb.insert([row])
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { delete_source_files: true } })))
+  t.teardown(() => deps.close())
+  // Once the row is stored and verified, as the cycle marks it: the folders trade places (two renames keep every file's times).
+  const mark = deps.table.markArchived.bind(deps.table)
+  deps.table.markArchived = async (trx, rows) => {
+    fs.renameSync(src, `${src}.old`)
+    fs.renameSync(other, src)
+    return mark(trx, rows)
+  }
+  const report = await runCycle(deps)
+  t.is(report.migrated, 1)
+  t.is(report.deleted, 0)
+  t.deepEqual(report.deleteErrors.map((e) => e.uid), [row.uid])
+  t.regex(report.deleteErrors[0].reason, /not deleted: it is another file than the one checked and read/)
+  t.deepEqual(fs.readFileSync(row.location), otherBytes, 'the file now at the path is kept')
+  await readAllBack(t, path.join(tb.dir, 'out'), [row], 4)
 })
 
 test('sources of archived rows that cannot be cleared with the database (gone after the commit) are each named in the report, and kept', async (t) => {

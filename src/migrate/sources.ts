@@ -2,7 +2,7 @@
 // exists with the size the row claims (step 2, the check des pack makes,
 // storage/source-check.ts), and deleting it (step 6).
 
-import { constants as fsConstants } from 'node:fs'
+import { constants as fsConstants, statSync, type BigIntStats } from 'node:fs'
 import * as fs from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3'
@@ -65,11 +65,32 @@ export interface ReadAs {
   size: number
   /** An S3 source's ETag at the check. */
   etag?: string
+  /** A local source's identity at the check (localFileId). */
+  fileId?: string
+}
+
+function fileIdOf(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}`
+}
+
+/**
+ * A local file's identity (device and inode, exact), to tell it from another
+ * file put at its path later, older times and all (its folder renamed away and
+ * another put in its place); undefined when it cannot be stat'ed.
+ */
+export function localFileId(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true, throwIfNoEntry: false })
+    return st === undefined ? undefined : fileIdOf(st)
+  } catch {
+    return undefined
+  }
 }
 
 /**
  * Why a source may no longer hold the bytes stored from it: another size, or
- * changed after it was checked. A local one: written, or its times set, after
+ * changed after it was checked. A local one: another file than at the check
+ * (`was.fileId`; none recorded counts as another), or written, or its times set, after
  * `since` (ms since the epoch, when the cycle began). An S3 one: another ETag
  * than at the check (an overwrite; the server's clock is not ours to compare).
  * Undefined when it looks as it was read, or is gone.
@@ -77,13 +98,15 @@ export interface ReadAs {
 export async function changedSince(ref: SourceRef, was: ReadAs, since: number, s3: S3Client | undefined): Promise<string | undefined> {
   if (ref.kind === 's3') return s3ChangedSince(ref, was, s3)
   const size = was.size
-  const st = await fs.stat(ref.path).catch(() => undefined)
+  const st = await fs.stat(ref.path, { bigint: true }).catch(() => undefined)
   if (st === undefined) return undefined
-  if (st.size !== size) return `it is now ${st.size} bytes, ${size} were stored`
+  if (Number(st.size) !== size) return `it is now ${st.size} bytes, ${size} were stored`
   // Its ctime too: a copy that keeps its origin's times (cp -p, rsync -a) sets mtime back, never ctime.
-  const changedMs = Math.max(st.mtimeMs, st.ctimeMs)
+  const changedMs = Math.max(Number(st.mtimeMs), Number(st.ctimeMs))
   // Whole milliseconds, as Date.now() gives the start: a file written in its very millisecond is not after it.
   if (Math.floor(changedMs) > since) return `it was changed at ${new Date(changedMs).toISOString()}, after the cycle began`
+  // Times alone do not tell a file moved here whole (its folder swapped for another holding the same name): it keeps its own.
+  if (was.fileId === undefined || fileIdOf(st) !== was.fileId) return 'it is another file than the one checked and read (replaced, or a folder on its path was)'
   return undefined
 }
 
