@@ -585,6 +585,30 @@ test('a row naming a file of the store itself, or a uid too long for a shard, is
   await readAllBack(t, outDir, [...first, good], 4)
 })
 
+test('a row naming a shard the store holds under another n_bits or layout (a name no reader of this config asks for) is a bad row; that shard is kept', async (t) => {
+  const { tb, deps, first, outDir } = await migratedTwo(t, 'self_other_nbits')
+  // Shards written when the store was packed with n_bits 8, and with the flat layout: still its files.
+  const createdAt = first[0].createdAt
+  const old = path.join(tb.dir, 'old')
+  fs.writeFileSync(old, 'packed long ago')
+  await packFiles([{ uid: 'old', createdAt, source: old }], { kind: 'local', dir: outDir }, { nBits: 8 })
+  await packFiles([{ uid: 'old', createdAt, source: old }], { kind: 'local', dir: outDir }, { nBits: 4, layout: 'flat' })
+  const files = (fs.readdirSync(outDir, { recursive: true }) as string[]).map(String)
+  const wide = files.find((p) => /^\d{8}\/[0-9A-F]{2}\.des$/.test(p))!
+  const flat = files.find((p) => /^\d{8}_[0-9A-F]_\d{4}\.des$/.test(p))!
+  t.truthy(wide && flat)
+  const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })
+  await tb.insert([
+    { uid: 'wide', createdAt, location: path.join(outDir, wide), size: fs.statSync(path.join(outDir, wide)).size },
+    { uid: 'flat', createdAt, location: path.join(outDir, flat), size: fs.statSync(path.join(outDir, flat)).size },
+    good,
+  ])
+  const report = await runCycle(deps)
+  t.is(report.migrated, 1)
+  t.deepEqual(report.bad.map((b) => [b.uid, /a file of the store being written/.test(b.reason)]).sort(), [['flat', true], ['wide', true]])
+  t.true(fs.existsSync(path.join(outDir, wide)) && fs.existsSync(path.join(outDir, flat)), 'the shards were not deleted')
+})
+
 test('a uid of megabytes or a file_location longer than any path is a bad row reported by its first characters and its length, never whole', async (t) => {
   const { tb, deps, first, outDir } = await migratedTwo(t, 'huge_values')
   const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })

@@ -15,8 +15,9 @@ import type { SourceRef } from './sources'
 
 /**
  * True when a source is a file of the store being written (one of its
- * shards or BigFiles, however the path is spelled: `..`, links, or the
- * store's folder mounted a second time elsewhere).
+ * shards or BigFiles, a `.des` file under another n_bits or layout, a
+ * writer's lock or temp file; however the path is spelled: `..`, links, or
+ * the store's folder mounted a second time elsewhere).
  */
 export function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, packer: MigrateConfig['packer'], folders = new FolderKeys()): boolean {
   // Every place the store writes: one folder or bucket prefix, or each zone's.
@@ -32,8 +33,10 @@ export function ofTheStore(ref: SourceRef, store: ByteSource | ShardSources, pac
       key = ref.bucket === root.bucket && reached.startsWith(rootReached) ? reached.slice(rootReached.length) : null
     } else key = null
     if (key === null) return false
+    // A `.des` at a name this config's readers never ask for is still the store's (written with another
+    // n_bits or layout), as are a writer's lock and temp files: only what the store never made may go.
     const kind = classifyKey(key, packer.layout, packer.nBits, packer.bigfilesPrefix ?? DEFAULT_BIGFILES_PREFIX).type
-    return kind === 'shard' || kind === 'bigfile'
+    return kind !== 'other'
   })
 }
 
