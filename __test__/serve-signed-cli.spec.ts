@@ -72,6 +72,38 @@ test('--workers 2: a nonce used on one worker is refused on the other, and a key
   }
 })
 
+test('SIGHUP re-reads the authorized keys file in every worker, as the original does; an invalid file keeps the keys in force', async (t) => {
+  const dir = await sampleDir()
+  const alice = makeKey('ed25519')
+  const bob = makeKey('p256')
+  const file = keysFile(dir, [{ key: alice }])
+  const s = await startServe(['--workers', '2'], { DES_BASE_DIR: dir, DES_AUTHORIZED_KEYS_PATH: file }, 2)
+  try {
+    const url = `${s.url}/files/doc-1?created_at=${DAY}`
+    const statusFor = (k: TestKey) => getOnNewConnection(url, signedHeaders(k, 'doc-1', DAY) as unknown as Record<string, string>)
+    t.is(await statusFor(bob), 401)
+    // Bob added, Alice revoked: the original's way to rotate keys, without a restart.
+    keysFile(dir, [{ key: bob }])
+    s.child.kill('SIGHUP')
+    // Node's default for SIGHUP is to end the process: that is the failure to catch.
+    const exited = s.exit.then((code) => Promise.reject(new Error(`des serve ended on SIGHUP (exit ${code})`)))
+    await Promise.race([linesOnceThere(s, (l) => l.msg === 'authorized keys reloaded: 1', 2), exited])
+    for (let i = 0; i < 4; i++) {
+      t.is(await statusFor(bob), 200)
+      t.is(await statusFor(alice), 401)
+    }
+    // A half-written file is not taken: Bob stays in.
+    fs.writeFileSync(file, 'authorized_keys:\n  - public_key: "ssh-ed25519 AAAA"\n')
+    s.child.kill('SIGHUP')
+    const kept = await linesOnceThere(s, (l) => /^authorized keys not reloaded, the 1 in force are kept: .*entry #1/.test(String(l.msg)), 2)
+    t.is(kept.length, 2)
+    for (let i = 0; i < 4; i++) t.is(await statusFor(bob), 200)
+    t.is(s.child.exitCode, null, 'still serving')
+  } finally {
+    t.is(await s.stop(), 0)
+  }
+})
+
 test('DES_REQUIRE_AUTHENTICATION with only an authorized keys file starts, and serves signed requests only', async (t) => {
   const dir = await sampleDir()
   const k = makeKey('rsa')

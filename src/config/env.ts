@@ -306,6 +306,8 @@ export interface ServeConfig {
    * key; undefined = signed requests are not checked (their headers are ignored).
    */
   authorizedKeys?: Map<string, AuthorizedKey>
+  /** The file `authorizedKeys` came from, read again on SIGHUP as the original does. */
+  authorizedKeysPath?: string
   /** DES_REQUIRE_AUTHENTICATION: no request is served without an API key or a signature. */
   requireAuthentication: boolean
   /** Nonces of signed requests held at most (DES_AUTH_MAX_NONCES); a new one past that is refused. */
@@ -529,6 +531,7 @@ export function loadServeConfig(env: Env = process.env): ServeConfig {
     logLevel: loadLogLevel(env),
     apiKeys,
     authorizedKeys,
+    authorizedKeysPath: authorizedKeys ? authorizedKeysPath : undefined,
     requireAuthentication: requiresAuthentication(env),
     // About 80 bytes each: the default holds 10 minutes of 800 signed requests a second in some 40 MB.
     maxNonces: intVar(env, 'DES_AUTH_MAX_NONCES', 500_000, 1, 100_000_000),

@@ -19,6 +19,7 @@ import { Auth } from './auth'
 import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
 import { createLogger, flushLogs, type Logger } from './log'
 import { listenError } from './listen-error'
+import { forwardHangupToWorkers, reloadAuthorizedKeysOnHangup } from './authorized-keys-reload'
 import { answerReplayChecks, clusterReplayGuard, ReplayGuard } from './replay-guard'
 import { FilesResponder } from './responder'
 import { SignedRequests } from './signed-requests'
@@ -258,6 +259,7 @@ async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
   // once, and the primary passes it on as SIGTERM: a worker taking the two
   // as two signals dropped its requests in flight. The primary's word decides.
   process.on('SIGINT', () => (cluster.isWorker ? undefined : stop('SIGINT')))
+  if (opts.serve.authorizedKeys && opts.serve.authorizedKeysPath) reloadAuthorizedKeysOnHangup(opts.serve.authorizedKeys, opts.serve.authorizedKeysPath, logger)
 }
 
 /** `des serve`: one process, or a primary with `serve.workers` workers sharing the port. */
@@ -270,7 +272,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
     const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers), store.nBits)
     logger.info(fields, `des serve starting: ${startupText(fields)}`)
     answerClusterMetrics()
-    if (opts.serve.authorizedKeys) answerReplayChecks(new ReplayGuard(opts.serve.maxNonces))
+    if (opts.serve.authorizedKeys) {
+      answerReplayChecks(new ReplayGuard(opts.serve.maxNonces))
+      forwardHangupToWorkers()
+    }
     return superviseWorkers(opts.serve.workers, logger)
   }
   if (cluster.isWorker) {
