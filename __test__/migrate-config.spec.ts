@@ -45,6 +45,7 @@ const expected = {
   packer: {
     output: { kind: 'local', dir: '/data/des' },
     layout: 'nested',
+    layoutFrom: undefined,
     maxShardSize: 1073741824,
     nBits: 10,
     codec: 'lz4',
@@ -193,6 +194,11 @@ test('packer keys left out take DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES and DES
   t.is(given.packer.nBitsFrom, 'packer.n_bits')
   t.is(parseMigrateConfig(doc, {}).packer.nBitsFrom, undefined)
   t.is(parseMigrateConfig(doc, { DES_N_BITS: '' }).packer.nBitsFrom, undefined)
+  // What chose the layout, or undefined for the default (not written beside the original's flat shards).
+  t.is(parseMigrateConfig(doc, {}).packer.layoutFrom, undefined)
+  t.is(parseMigrateConfig(doc, { DES_LAYOUT: ' ' }).packer.layoutFrom, undefined)
+  t.is(parseMigrateConfig(doc, { DES_LAYOUT: 'nested,flat' }).packer.layoutFrom, 'DES_LAYOUT')
+  t.is(parseMigrateConfig({ ...doc, packer: { output_dir: 'out', layout: 'nested' } }, { DES_LAYOUT: 'flat' }).packer.layoutFrom, 'packer.layout')
 })
 
 test('DES_WRITE_PAST_CACHE decides whether the migrator writes new local shards past the page cache (default yes); a bad value is refused', (t) => {

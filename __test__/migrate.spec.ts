@@ -108,6 +108,36 @@ test('packer.layout flat: rows migrate into the reference\'s flat layout, dated 
   }
 })
 
+test('the original\'s config, naming no layout, does not write nested shards into its flat store: refused (exit 2) until a layout is set', async (t) => {
+  const tb = await freshTable('flatkeep')
+  t.teardown(() => tb.close())
+  const older = makeFiles(tb.dir, 4, { prefix: 'old', daysOld: 20 })
+  await tb.insert(older)
+  const out = path.join(tb.dir, 'out')
+  // The store as the original's migrator left it: flat shards at its root.
+  const flat = await runCli(['migrate', '--config', writeConfig(tb.dir, baseConfig(tb, { packer: { layout: 'flat' } }), 'yaml', 'flat')], { env: { DES_LAYOUT: '' } })
+  t.is(flat.code, 0, flat.stderr)
+  const newer = makeFiles(tb.dir, 4, { prefix: 'new', daysOld: 10 })
+  await tb.insert(newer)
+  // Its config as it was: no packer.layout, no DES_LAYOUT.
+  const original = writeConfig(tb.dir, baseConfig(tb), 'yaml', 'original')
+  const refused = await runCli(['migrate', '--config', original], { env: { DES_LAYOUT: '' } })
+  t.is(refused.code, 2, refused.stderr)
+  t.regex(refused.stderr, /the store holds shards of the original's flat layout \(\d{8}_[0-9A-F]_0000\.des\), and no layout is set.*set packer\.layout \(or DES_LAYOUT\) to flat/)
+  t.false(fs.readdirSync(out).some((n) => fs.statSync(path.join(out, n)).isDirectory()), 'no nested folder written')
+  t.true(newer.every((r) => fs.existsSync(r.location)))
+  t.deepEqual([...(await tb.archived()).entries()].filter(([, a]) => a).map(([u]) => u).sort(), older.map((r) => r.uid).sort(), 'only the rows of the first run archived')
+  // DES_LAYOUT=flat keeps writing the original's layout; every file is found there.
+  const kept = await runCli(['migrate', '--config', original], { env: { DES_LAYOUT: 'flat' } })
+  t.is(kept.code, 0, kept.stderr)
+  const store = new Store({ sources: singleSource(new LocalSource(out)), nBits: 4, layout: 'flat' })
+  for (const r of [...older, ...newer]) t.true((await store.get(r.uid, r.createdAt)).equals(r.data!), r.uid)
+  // Nested chosen on purpose is written.
+  await tb.insert(makeFiles(tb.dir, 2, { prefix: 'later', daysOld: 9 }))
+  const nested = await runCli(['migrate', '--config', writeConfig(tb.dir, baseConfig(tb, { packer: { layout: 'nested' } }), 'yaml', 'nested')], { env: { DES_LAYOUT: '' } })
+  t.is(nested.code, 0, nested.stderr)
+})
+
 test('des stats takes the original des-stats flags: --dry-run (a no-op), --size-bytes-column \'\' (size totals off), a postgresql+psycopg:// URL', async (t) => {
   const tb = await freshTable('statsref')
   t.teardown(() => tb.close())

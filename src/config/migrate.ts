@@ -119,6 +119,12 @@ export interface PackerConfig {
   output: OutputConfig
   /** Where shards are written: `nested` (ours) or `flat` (the reference's); `packer.layout`, else DES_LAYOUT's first. */
   layout: Layout
+  /**
+   * What chose `layout` (`packer.layout`, `DES_LAYOUT`); undefined when it is
+   * the default, nested, which is not written into a store of the original's
+   * flat shards (src/store/flat-probe.ts).
+   */
+  layoutFrom?: string
   maxShardSize?: number
   nBits: number
   /**
@@ -323,6 +329,7 @@ export function parseMigrateConfig(doc: unknown, vars: Env = {}): MigrateConfig 
   const packer: PackerConfig = {
     output,
     layout,
+    layoutFrom: layoutText !== undefined ? 'packer.layout' : vars.DES_LAYOUT?.trim() ? 'DES_LAYOUT' : undefined,
     maxShardSize: num(pk, 'max_shard_size', 'packer.max_shard_size', DEFAULT_MAX_SHARD_SIZE, 1, Number.MAX_SAFE_INTEGER, true),
     // Unset keys take the variables every command reads (DES_N_BITS, DES_BIG_FILE_THRESHOLD_BYTES, DES_BIGFILES_PREFIX).
     nBits: num(pk, 'n_bits', 'packer.n_bits', loadNBits(vars), MIN_N_BITS, MAX_N_BITS, true)!,

@@ -13,7 +13,7 @@ import { DesError, describe, errorCode, exitCode } from '../errors'
 import { zeroServeSeries } from '../metrics'
 import { createStore } from '../store'
 import type { Store } from '../store/store'
-import { parseFlatShardKey } from '../store/layout'
+import { firstFlatShardKey } from '../store/flat-probe'
 import { createApp } from './app'
 import { Auth } from './auth'
 import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
@@ -117,33 +117,18 @@ export function checkBaseDir(config: DesConfig): void {
   if (!st.isDirectory()) throw new DesError('DES_CONFIG', `the store's base directory ${config.baseDir} is not a directory (DES_BASE_DIR or --base-dir)`)
 }
 
-/** Objects of each source looked at for a shard of a layout the configuration does not read. */
-const LAYOUT_PROBE_OBJECTS = 100
-
 /**
  * A warning when the store holds shards of the original's flat layout
  * (`20240501_01_0000.des` at its root) and DES_LAYOUT does not read it: the
  * original's configuration has no DES_LAYOUT, and served as nested such a
- * store answers 404 for every file while /ready says ready. Looks at the
- * first objects of each source only (a flat store lists them first); a
- * listing that fails says nothing here, /ready reports the backend.
+ * store answers 404 for every file while /ready says ready. A listing that
+ * fails says nothing here, /ready reports the backend.
  */
 export async function unreadLayoutNotice(store: Pick<Store, 'sources' | 'layouts'>): Promise<string | undefined> {
   if (store.layouts.includes('flat')) return undefined
-  for (const source of store.sources.all()) {
-    let seen = 0
-    try {
-      for await (const o of source.list()) {
-        if (parseFlatShardKey(o.key)) {
-          return `the store holds shards of the original's flat layout (${o.key}), which DES_LAYOUT=${store.layouts.join(',')} does not read: the files in them are not found; set DES_LAYOUT=flat (nested,flat while it is converted with des convert)`
-        }
-        if (++seen >= LAYOUT_PROBE_OBJECTS) break
-      }
-    } catch {
-      continue
-    }
-  }
-  return undefined
+  const flatKey = await firstFlatShardKey(store.sources.all())
+  if (flatKey === undefined) return undefined
+  return `the store holds shards of the original's flat layout (${flatKey}), which DES_LAYOUT=${store.layouts.join(',')} does not read: the files in them are not found; set DES_LAYOUT=flat (nested,flat while it is converted with des convert)`
 }
 
 async function warnUnreadLayout(store: Store): Promise<void> {

@@ -105,6 +105,9 @@ export function register(y: Argv): Argv {
       process.on('SIGINT', onInt)
       let server
       try {
+        // The original's config names no layout, and its store is flat: nested shards beside them would go unfound.
+        const { refuseUnchosenNestedBesideFlat } = await import('../../store/flat-probe')
+        await refuseUnchosenNestedBesideFlat('all' in deps.store ? deps.store.all() : [deps.store], config.packer.layout, config.packer.layoutFrom, 'packer.layout (or DES_LAYOUT) to')
         if (argv['metrics-port'] !== undefined) {
           server = await serveMetrics(argv['metrics-port'])
           process.stderr.write(`des-migrate: metrics on port ${boundPort(server)}\n`)
