@@ -44,6 +44,28 @@ function newFiles(dir: string): Array<{ uid: string; created_at: string; data: B
   })
 }
 
+test('des pack as the original\'s des-pack ran it (no layout named) does not put nested shards into its flat store: refused (exit 2) until a layout is set', async (t) => {
+  const store = tempDir('des-pack-flat-unset-')
+  fs.cpSync(goldenPath('flat-store'), store, { recursive: true })
+  const files = newFiles(path.join(tempDir('des-pack-flat-unset-src-'), 'src'))
+  const manifest = path.join(store, '..', `manifest-${path.basename(store)}.json`)
+  fs.writeFileSync(manifest, JSON.stringify(files.map(({ data: _data, ...f }) => f)))
+  const env = { DES_LAYOUT: '', DES_N_BITS: String(golden.n_bits) }
+  const listing = () => fs.readdirSync(store).sort()
+  const before = listing()
+  for (const dryRun of [[], ['--dry-run']]) {
+    const r = await runCli(['pack', '--input-json', manifest, '--output-dir', store, ...dryRun], { env })
+    t.is(r.code, 2, r.stderr)
+    t.regex(r.stderr, /the store holds shards of the original's flat layout \(\d{8}_[0-9A-F]+_\d{4}\.des\), and no layout is set.*set --layout \(or DES_LAYOUT\) to flat/)
+  }
+  t.deepEqual(listing(), before, 'nothing written')
+  // Either layout named on purpose is written: DES_LAYOUT=flat, or --layout nested.
+  t.is((await runCli(['pack', '--input-json', manifest, '--output-dir', store, '--dry-run'], { env: { ...env, DES_LAYOUT: 'flat' } })).code, 0)
+  const nested = await runCli(['pack', '--input-json', manifest, '--output-dir', store, '--layout', 'nested'], { env })
+  t.is(nested.code, 0, nested.stderr)
+  t.true(fs.existsSync(path.join(store, '20240302')), 'nested, as asked')
+})
+
 test('des pack with DES_LAYOUT=flat tops up the reference\'s store without rewriting a shard, and one des serve returns old and new files', async (t) => {
   const store = tempDir('des-pack-flat-')
   fs.cpSync(goldenPath('flat-store'), store, { recursive: true })

@@ -52,6 +52,8 @@ export interface DesConfig {
   layout: Layout
   /** Where readers look, in order (`DES_LAYOUT=nested,flat` while a store is converted). */
   readLayouts: Layout[]
+  /** `'DES_LAYOUT'` when that variable chose the layout; undefined for the default (nested). */
+  layoutFrom?: string
   s3?: S3Settings
   zonesConfig?: string
   bigFileThreshold: number
@@ -189,6 +191,7 @@ export function loadConfig(env: Env = process.env): DesConfig {
     nBitsFrom: nBitsFromVar(env),
     layout: layouts[0],
     readLayouts: layouts,
+    layoutFrom: env.DES_LAYOUT?.trim() ? 'DES_LAYOUT' : undefined,
     s3: s3FromEnv(env, backend === 's3'),
     zonesConfig,
     bigFileThreshold,

@@ -8,6 +8,7 @@ import type { Argv } from 'yargs'
 import { explicitNBits, loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
+import type { ByteSource } from '../../storage/source'
 import { writeOut } from '../output'
 import { nBitsFlag, wholeNumberFlag, zstdLevelFlag } from '../flags'
 import { MAX_PACK_WORKERS } from '../../config/pack'
@@ -47,6 +48,17 @@ export function summaryJson(r: PackResult, target: string, worker?: { index: num
     ...(r.tempsRemoved ? { temps_removed: r.tempsRemoved } : {}),
     keys: r.shards.map((s) => ({ key: s.key, files: s.files, bytes_in: s.bytesIn, bytes_stored: s.bytesStored })),
   }
+}
+
+/** The store `target` writes, as sources to read (what is there already). */
+async function storeSourcesOf(target: PackTarget): Promise<ByteSource[]> {
+  if (target.kind === 'local') {
+    const { LocalSource } = await import('../../storage/local')
+    return [new LocalSource(target.dir)]
+  }
+  const { S3Source } = await import('../../storage/s3')
+  if (target.kind === 's3') return [new S3Source(target.client, target)]
+  return target.zones.map((z) => new S3Source(z.client, z, 'multi_s3'))
 }
 
 export function register(y: Argv): Argv {
@@ -145,6 +157,10 @@ export function register(y: Argv): Argv {
         target = { kind: 'local', dir: outputDir! }
         where = outputDir!
       }
+
+      // The original's des-pack wrote the flat layout and has no --layout: nested shards beside its flat ones would go unfound.
+      const { refuseUnchosenNestedBesideFlat } = await import('../../store/flat-probe')
+      await refuseUnchosenNestedBesideFlat(await storeSourcesOf(target), opts.layout!, argv.layout !== undefined ? '--layout' : config.layoutFrom, '--layout (or DES_LAYOUT) to')
 
       const bar = argv.progress === false ? null : progressBar(process.stderr)
       if (bar) opts.onProgress = bar.onProgress
