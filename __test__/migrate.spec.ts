@@ -17,6 +17,7 @@ import { checkRow, deleteSources, sameAsSource, type CycleDeps } from '../src/mi
 import { localFileId, parseLocation } from '../src/migrate/sources'
 import { runCycle } from '../src/migrate/cycle'
 import { LocalSource } from '../src/storage/local'
+import { FolderKeys, ofTheStore, StoreLinks } from '../src/migrate/store-guard'
 import { packFiles } from '../src/pack'
 import { DesError } from '../src/errors'
 import { Store } from '../src/store/store'
@@ -637,6 +638,68 @@ test('a row naming a shard the store holds under another n_bits or layout (a nam
   t.is(report.migrated, 1)
   t.deepEqual(report.bad.map((b) => [b.uid, /a file of the store being written/.test(b.reason)]).sort(), [['flat', true], ['wide', true]])
   t.true(fs.existsSync(path.join(outDir, wide)) && fs.existsSync(path.join(outDir, flat)), 'the shards were not deleted')
+})
+
+test('a row naming the far end of a store\'s link (a linked shard, a linked date folder) or the link itself is a bad row; the linked shards keep their bytes', async (t) => {
+  const { tb, deps, first, outDir } = await migratedTwo(t, 'self_linked')
+  // Two shards, in two date folders: one shard moved away behind a link, the other's whole date folder.
+  const [linkedShard, inLinkedFolder] = (fs.readdirSync(outDir, { recursive: true }) as string[]).map(String).filter((p) => p.endsWith('.des')).sort()
+  t.not(path.dirname(linkedShard), path.dirname(inLinkedFolder))
+  const vol2 = path.join(tb.dir, 'vol2')
+  fs.mkdirSync(vol2)
+  fs.renameSync(path.join(outDir, linkedShard), path.join(vol2, 'A.des'))
+  fs.symlinkSync(path.join(vol2, 'A.des'), path.join(outDir, linkedShard))
+  const vol3 = path.join(tb.dir, 'vol3')
+  fs.mkdirSync(vol3)
+  fs.renameSync(path.join(outDir, path.dirname(inLinkedFolder)), path.join(vol3, 'day'))
+  fs.symlinkSync(path.join(vol3, 'day'), path.join(outDir, path.dirname(inLinkedFolder)))
+  const sizeOf = (p: string) => fs.statSync(p).size
+  const [good] = makeFiles(tb.dir, 1, { prefix: 'next' })
+  const createdAt = first[0].createdAt
+  await tb.insert([
+    // The far end spelled another way than the link spells it.
+    { uid: 'target', createdAt, location: `${vol2}/../vol2/./A.des`, size: sizeOf(path.join(vol2, 'A.des')) },
+    { uid: 'link', createdAt, location: path.join(outDir, linkedShard), size: sizeOf(path.join(vol2, 'A.des')) },
+    { uid: 'folder', createdAt, location: path.join(vol3, 'day', path.basename(inLinkedFolder)), size: sizeOf(path.join(outDir, inLinkedFolder)) },
+    good,
+  ])
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.migrated, 1)
+  t.deepEqual(report.bad.map((b) => [b.uid, /a file of the store being written/.test(b.reason)]).sort(), [['folder', true], ['link', true], ['target', true]])
+  const archived = await tb.archived()
+  t.false(archived.get('target') || archived.get('link') || archived.get('folder'))
+  t.true(fs.existsSync(path.join(vol2, 'A.des')) && fs.lstatSync(path.join(outDir, linkedShard)).isSymbolicLink(), 'the linked shard and its link are kept')
+  t.true(fs.existsSync(path.join(vol3, 'day', path.basename(inLinkedFolder))), 'the shard of the linked date folder is kept')
+  await readAllBack(t, outDir, [...first, good], 4)
+})
+
+test('the far end of a link in a flat store, in a BigFile folder or behind a linked BigFile folder is a file of the store; a link the store did not make is not', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-links-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const store = path.join(dir, 'store')
+  const away = path.join(dir, 'away')
+  fs.mkdirSync(path.join(store, '_bigFiles'), { recursive: true })
+  fs.mkdirSync(path.join(store, '20240101'), { recursive: true })
+  fs.mkdirSync(path.join(away, 'bf'), { recursive: true })
+  const sha = 'ab'.repeat(32)
+  for (const f of ['flat.des', 'big', 'notes', 'plain', `bf/${sha}`]) fs.writeFileSync(path.join(away, f), f)
+  fs.symlinkSync(path.join(away, 'flat.des'), path.join(store, '20240101_A_0000.des'))
+  fs.symlinkSync(path.join(away, 'big'), path.join(store, '_bigFiles', sha))
+  fs.symlinkSync(path.join(away, 'bf'), path.join(store, '20240101', '_bigFiles'))
+  fs.symlinkSync(path.join(away, 'notes'), path.join(store, 'notes.txt'))
+  const source = new LocalSource(store)
+  for (const layout of ['flat', 'nested'] as const) {
+    const packer = { layout, nBits: 4, bigfilesPrefix: '_bigFiles' } as Parameters<typeof ofTheStore>[2]
+    const folders = new FolderKeys(await StoreLinks.collect(source, packer))
+    const of = (p: string) => ofTheStore({ kind: 'local', path: p } as Parameters<typeof ofTheStore>[0], source, packer, folders)
+    // A `.des` under the other layout's names is still the store's (misnamed), as are BigFiles of either.
+    t.true(of(`${away}/./flat.des`), `${layout}: a flat shard's far end`)
+    t.is(of(path.join(away, 'big')), layout === 'flat', `${layout}: a BigFile's far end (a flat store's BigFile folder)`)
+    t.is(of(path.join(away, 'bf', sha)), layout === 'nested', `${layout}: a BigFile behind a linked BigFile folder (a nested store's)`)
+    t.false(of(path.join(away, 'notes')), `${layout}: the far end of a link the store did not make`)
+    t.false(of(path.join(away, 'plain')), `${layout}: a file no link names`)
+  }
 })
 
 test('a uid of megabytes or a file_location longer than any path is a bad row reported by its first characters and its length, never whole', async (t) => {

@@ -26,7 +26,7 @@ import { runPack, type PackInput, type PackOptions, type PackResult, type PackTa
 import { MAX_LOCATION_BYTES, pgTimestampToIso, rowKey, SHOWN_CHARS, type Cutoff, type SourceRow, type SourceTable } from './db'
 import { changedSince, checkLocations, deleteSource, localFileId, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
-import { FolderKeys, ofTheStore } from './store-guard'
+import { FolderKeys, ofTheStore, StoreLinks } from './store-guard'
 
 /** Everything a cycle works with, built once from the config. */
 export interface CycleDeps {
@@ -251,7 +251,9 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `uid appears more than once among the rows to migrate` })
     return false
   })
-  const folders = new FolderKeys()
+  // The store's links, once for the batch: what they point at is the store's too (only local sources can be).
+  const links = unique.some((c) => c.source.kind === 'local') ? await StoreLinks.collect(deps.store, deps.config.packer) : StoreLinks.none
+  const folders = new FolderKeys(links)
   const outside = unique.filter((c) => {
     if (!ofTheStore(c.source, deps.store, deps.config.packer, folders)) return true
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `source ${c.location} is a file of the store being written` })
