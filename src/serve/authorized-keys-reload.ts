@@ -29,9 +29,40 @@ export function reloadAuthorizedKeysOnHangup(keys: Map<string, AuthorizedKey>, f
   })
 }
 
-/** In the primary of `--workers N`: pass SIGHUP on to every worker, each of which reloads its keys. */
-export function forwardHangupToWorkers(): void {
-  process.on('SIGHUP', () => {
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP')
+/** The parts of node:cluster the forwarding uses (a test hands in its own). */
+export interface HangupCluster {
+  readonly workers?: Record<string, HangupWorker | undefined>
+  on(event: 'listening' | 'exit', listener: (worker: HangupWorker) => void): unknown
+}
+export interface HangupWorker {
+  readonly id: number
+  readonly process: { kill(signal?: NodeJS.Signals): unknown }
+}
+
+/**
+ * In the primary of `--workers N`: pass SIGHUP on to every worker, each of
+ * which reloads its keys. Only to a worker that listens: one still starting
+ * (a restart after a crash) has no handler yet, so SIGHUP would end it, and
+ * the supervisor takes a worker that dies before listening for a bad config
+ * and stops them all. It may have read the file before the change, so it
+ * gets the SIGHUP once it listens.
+ */
+export function forwardHangupToWorkers(deps: { cluster: HangupCluster; signals: { on(signal: 'SIGHUP', listener: () => void): unknown } } = { cluster: cluster as unknown as HangupCluster, signals: process }): void {
+  const listening = new Set<number>()
+  const owed = new Set<number>()
+  deps.cluster.on('listening', (w) => {
+    listening.add(w.id)
+    if (owed.delete(w.id)) w.process.kill('SIGHUP')
+  })
+  deps.cluster.on('exit', (w) => {
+    listening.delete(w.id)
+    owed.delete(w.id)
+  })
+  deps.signals.on('SIGHUP', () => {
+    for (const w of Object.values(deps.cluster.workers ?? {})) {
+      if (!w) continue
+      if (listening.has(w.id)) w.process.kill('SIGHUP')
+      else owed.add(w.id)
+    }
   })
 }

@@ -221,6 +221,8 @@ export async function listen(opts: ServeOptions, logger: Logger): Promise<http.S
 
 /** One serving process: listen, then on SIGTERM/SIGINT finish in-flight requests and exit 0. */
 async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
+  // Before listening: the primary passes SIGHUP on to a worker once it listens, and Node's default would end it.
+  if (opts.serve.authorizedKeys && opts.serve.authorizedKeysPath) reloadAuthorizedKeysOnHangup(opts.serve.authorizedKeys, opts.serve.authorizedKeysPath, logger)
   const server = await listen(opts, logger)
   let stopping = false
   const stop = (signal: string) => {
@@ -244,7 +246,6 @@ async function serveHere(opts: ServeOptions, logger: Logger): Promise<void> {
   // once, and the primary passes it on as SIGTERM: a worker taking the two
   // as two signals dropped its requests in flight. The primary's word decides.
   process.on('SIGINT', () => (cluster.isWorker ? undefined : stop('SIGINT')))
-  if (opts.serve.authorizedKeys && opts.serve.authorizedKeysPath) reloadAuthorizedKeysOnHangup(opts.serve.authorizedKeys, opts.serve.authorizedKeysPath, logger)
 }
 
 /** `des serve`: one process, or a primary with `serve.workers` workers sharing the port. */
