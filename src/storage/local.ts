@@ -141,6 +141,27 @@ export class LocalSource implements ByteSource {
     yield* this.walk('', new Set([dirId(root)]))
   }
 
+  /** Files at the root, in directory order: a readdir of a flat store's root would read every shard's name. */
+  async rootKeys(limit: number): Promise<string[]> {
+    let dir: fs.Dir
+    try {
+      dir = await fsp.opendir(this.baseDir)
+    } catch (err) {
+      throw new DesError('DES_UNAVAILABLE', `the store's base directory (DES_BASE_DIR) is not reachable: ${(err as NodeJS.ErrnoException).code ?? err}`)
+    }
+    const keys: string[] = []
+    try {
+      for await (const d of dir) {
+        // Folders are not counted: a nested store's root holds only its date folders.
+        if (d.isFile() || d.isSymbolicLink()) keys.push(d.name)
+        if (keys.length >= limit) break
+      }
+    } catch (err) {
+      throw new DesError('DES_STORAGE', `list .: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+    return keys
+  }
+
   /** `ancestors`: the folders above (device and inode), so a link back up to one of them is not walked again and again. */
   private async *walk(dirKey: string, ancestors: ReadonlySet<string>): AsyncIterable<ListedObject> {
     let names: fs.Dirent[]

@@ -277,6 +277,17 @@ export class S3Source implements ByteSource {
     }
   }
 
+  /** Those at the root among the first `limit` keys listed: one page, however many the prefix holds. */
+  async rootKeys(limit: number): Promise<string[]> {
+    const keys: string[] = []
+    let seen = 0
+    for await (const o of this.list()) {
+      if (!o.key.includes('/')) keys.push(o.key)
+      if (++seen >= limit) break
+    }
+    return keys
+  }
+
   async ping(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }))

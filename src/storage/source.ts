@@ -77,6 +77,13 @@ export interface ByteSource {
    * the keys sharing any prefix, come together.
    */
   list(): AsyncIterable<ListedObject>
+  /**
+   * Keys of objects at the source's root (not in a folder), at most `limit`
+   * of them, in no set order: a look at what a store holds that reads about
+   * `limit` names however many it holds (a flat store keeps every shard at
+   * its root). Throws as `list` does.
+   */
+  rootKeys(limit: number): Promise<string[]>
   /** The backend is reachable (for /ready; never on the hot path). */
   ping(): Promise<void>
   /** A path on this machine when the object is a local file (lets the native reader read it directly). */

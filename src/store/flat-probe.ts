@@ -12,22 +12,20 @@ import { parseFlatShardKey } from './layout'
 const FLAT_PROBE_OBJECTS = 100
 
 /**
- * The key of a flat shard among the first objects of `sources`, or
- * undefined. Looks at the first objects of each only (a flat store lists
- * them first); a source that cannot be listed (not there yet, unreachable)
- * says nothing here.
+ * The key of a flat shard among the first objects at the root of each of
+ * `sources`, or undefined. A source that cannot be listed (not there yet,
+ * unreachable) says nothing here.
  */
 export async function firstFlatShardKey(sources: ByteSource[]): Promise<string | undefined> {
   for (const source of sources) {
-    let seen = 0
+    let keys: string[]
     try {
-      for await (const o of source.list()) {
-        if (parseFlatShardKey(o.key)) return o.key
-        if (++seen >= FLAT_PROBE_OBJECTS) break
-      }
+      keys = await source.rootKeys(FLAT_PROBE_OBJECTS)
     } catch {
       continue
     }
+    const flatKey = keys.find((k) => parseFlatShardKey(k))
+    if (flatKey !== undefined) return flatKey
   }
   return undefined
 }
