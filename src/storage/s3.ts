@@ -279,11 +279,16 @@ export class S3Source implements ByteSource {
 
   /** Those at the root among the first `limit` keys listed: one page, however many the prefix holds. */
   async rootKeys(limit: number): Promise<string[]> {
+    // With a delimiter the date folders of a nested store come back as
+    // prefixes, not objects: the keys at the root, past however many nested ones.
     const keys: string[] = []
-    let seen = 0
-    for await (const o of this.list()) {
-      if (!o.key.includes('/')) keys.push(o.key)
-      if (++seen >= limit) break
+    try {
+      for await (const o of listUnder(this.client, this.bucket, this.prefix, '/')) {
+        keys.push(o.Key.slice(this.prefix.length))
+        if (keys.length >= limit) break
+      }
+    } catch (err) {
+      throw s3Error(err, this.bucket, this.prefix)
     }
     return keys
   }
