@@ -15,11 +15,12 @@ import { s3TargetSettings } from '../src/config/pack'
 import { parseZones } from '../src/config/zones'
 import { ofTheStore } from '../src/migrate/store-guard'
 import { listUnder, S3Source } from '../src/storage/s3'
-import { createS3Client } from '../src/storage/s3-client'
 import { s3ObjectKey } from '../src/storage/s3-key'
 import { singleSource } from '../src/storage/source'
 import { Store } from '../src/store/store'
-import { closeServer, listenLocal, payload, tempDir, writeStore } from './helpers/store'
+import { payload, tempDir, writeStore } from './helpers/store'
+import { clientOf } from './helpers/fake-s3'
+import { createS3Client } from '../src/storage/s3-client'
 
 const DAY = '2024-01-01T00:00:00Z'
 
@@ -81,13 +82,7 @@ async function awsLikeServer(t: { teardown(fn: () => unknown): void }, objects: 
     res.writeHead(200, { 'Content-Length': String(data.length), ETag: '"v1"' })
     res.end(req.method === 'HEAD' ? undefined : data)
   })
-  const endpoint = await listenLocal(server)
-  t.teardown(() => closeServer(server))
-  // Any credentials: this server checks no signature.
-  process.env.AWS_ACCESS_KEY_ID ||= 'x'
-  process.env.AWS_SECRET_ACCESS_KEY ||= 'y'
-  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 1 })
-  t.teardown(() => client.destroy())
+  const client = await clientOf(t, server)
   return { client, asked }
 }
 

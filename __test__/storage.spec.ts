@@ -13,7 +13,6 @@ import { loadZones, parseZones } from '../src/config/zones'
 import { DesError, errorCode } from '../src/errors'
 import { LocalSource } from '../src/storage/local'
 import { S3Source, s3Error } from '../src/storage/s3'
-import { createS3Client } from '../src/storage/s3-client'
 import { isTransientKind, s3ErrorKind } from '../src/storage/s3-errors'
 import { isS3Url, parseS3Url, totalFromContentRange } from '../src/storage/s3-url'
 import { ZonedSources, zonedS3Sources } from '../src/storage/zones'
@@ -25,6 +24,8 @@ import { createStore } from '../src/store'
 import { locateShard } from '../src/native'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { closeServer, listenLocal, payload, tempDir, uploadDir, writeStore, type TestFile } from './helpers/store'
+import { clientOf } from './helpers/fake-s3'
+import { createS3Client } from '../src/storage/s3-client'
 
 const DAY = '2024-03-01T10:00:00Z'
 
@@ -294,13 +295,7 @@ test('a BigFile Range from an S3-compatible server that ignores Range (a 200 wit
     res.writeHead(200, { 'Content-Length': String(data.length), ETag: '"v1"' })
     res.end(data)
   })
-  const endpoint = await listenLocal(server)
-  t.teardown(() => closeServer(server))
-  // Any credentials: this server checks no signature.
-  process.env.AWS_ACCESS_KEY_ID ||= 'x'
-  process.env.AWS_SECRET_ACCESS_KEY ||= 'y'
-  const client = createS3Client({ region: 'us-east-1', endpoint, forcePathStyle: true }, { maxAttempts: 1 })
-  t.teardown(() => client.destroy())
+  const client = await clientOf(t, server)
   for (const checkBigfileRanges of [true, false]) {
     const store = new Store({ sources: singleSource(new S3Source(client, { bucket: 'bkt', prefix: '' })), nBits: 8, checkBigfileRanges })
     const srv = createServer({ store })
@@ -347,6 +342,7 @@ function bufferSource(key: string, object: Buffer): ByteSource & { fetched: numb
     // Only the shard is there (its sidecar, asked for with the tail, is not).
     stream: (k: string) => Promise.reject(new DesError('DES_NOT_FOUND', `no object ${k}`)),
     list: () => (async function* () {})(),
+    rootKeys: () => Promise.resolve([]),
     ping: () => Promise.resolve(),
   }
   return source
