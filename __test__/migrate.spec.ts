@@ -309,6 +309,29 @@ test('bad rows at the head of the table do not stall the rows behind them', asyn
   t.true(rows.every((x) => archived.get(x.uid)))
 })
 
+test("a cycle that selects past bad rows looks for the store's links once, not once per select (a walk of every date folder)", async (t) => {
+  const tb = await freshTable('links_once')
+  t.teardown(() => tb.close())
+  const rows = makeFiles(tb.dir, 3)
+  await tb.insert(rows)
+  await tb.insert(Array.from({ length: 12 }, (_, i) => ({ uid: `gone${i}`, createdAt: '2020-01-01T00:00:00Z', location: path.join(tb.dir, `gone${i}`), size: 1 })))
+  const deps = createDeps(parseMigrateConfig(baseConfig(tb, { migration: { batch_size: 5 } })))
+  t.teardown(() => deps.close())
+  const collect = StoreLinks.collect
+  let walks = 0
+  // Tests of this file run at once: only this cycle's store counts.
+  StoreLinks.collect = (...args) => {
+    if (args[0] === deps.store) walks++
+    return collect.apply(StoreLinks, args)
+  }
+  t.teardown(() => (StoreLinks.collect = collect))
+  const report = await runCycle(deps)
+  t.is(report.status, 'success', report.error)
+  t.is(report.bad.length, 12)
+  t.is(report.migrated, 3)
+  t.is(walks, 1)
+})
+
 test('a uid already in its shard with another size is a bad row; the rest of the batch migrates', async (t) => {
   const tb = await freshTable('conflict')
   t.teardown(() => tb.close())

@@ -177,12 +177,15 @@ export async function claimBatch(
   const seen: string[] = []
   const good: GoodRow[] = []
   const bad: BadRow[] = []
+  // A walk of the whole store's folders: once for the cycle, however many selects it takes to fill the batch.
+  let links: Promise<StoreLinks> | undefined
+  const storeLinks = () => (links ??= StoreLinks.collect(deps.store, deps.config.packer))
   while (good.length < batchSize && bad.length < BAD_ROW_BATCHES * batchSize) {
     const limit = batchSize - good.length
     const rows = await clock.time('database', () => selectRows(deps, trx, lock, limit, seen))
     if (rows.length === 0) break
     for (const r of rows) seen.push(rowKey(r))
-    const v = await clock.time('sourceChecks', () => validateRows(deps, rows, good))
+    const v = await clock.time('sourceChecks', () => validateRows(deps, rows, good, storeLinks))
     good.push(...v.good)
     bad.push(...v.bad)
     if (rows.length < limit) break
@@ -231,8 +234,16 @@ export function checkRow(row: SourceRow, nBits: number, opts: { layout?: Layout;
   return { good: { ctid: row.ctid, tableoid: row.tableoid, uid: row.uid, createdAt, size, location: row.location, source, dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex } }
 }
 
-/** Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others. */
-export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: GoodRow[] = []): Promise<{ good: GoodRow[]; bad: BadRow[] }> {
+/**
+ * Step 2: each row's values and its source (exists, right size). Bad rows do not stop the others.
+ * `storeLinks`: the store's links, collected when a local source first needs them (claimBatch shares one collection among its selects).
+ */
+export async function validateRows(
+  deps: CycleDeps,
+  rows: SourceRow[],
+  earlier: GoodRow[] = [],
+  storeLinks = () => StoreLinks.collect(deps.store, deps.config.packer),
+): Promise<{ good: GoodRow[]; bad: BadRow[] }> {
   const bad: BadRow[] = []
   const candidates: GoodRow[] = []
   for (const row of rows) {
@@ -251,8 +262,8 @@ export async function validateRows(deps: CycleDeps, rows: SourceRow[], earlier: 
     bad.push({ uid: c.uid, ctid: c.ctid, reason: `uid appears more than once among the rows to migrate` })
     return false
   })
-  // The store's links, once for the batch: what they point at is the store's too (only local sources can be).
-  const links = unique.some((c) => c.source.kind === 'local') ? await StoreLinks.collect(deps.store, deps.config.packer) : StoreLinks.none
+  // The store's links: what they point at is the store's too (only local sources can be).
+  const links = unique.some((c) => c.source.kind === 'local') ? await storeLinks() : StoreLinks.none
   const folders = new FolderKeys(links)
   const outside = unique.filter((c) => {
     if (!ofTheStore(c.source, deps.store, deps.config.packer, folders)) return true
