@@ -273,6 +273,24 @@ test('a value holding a newline cannot forge a line of the human report on stder
   t.true(lines.some((l) => l.includes('bad row uid="forger"') && l.includes('/nowhere\\ndes-migrate: migrated 1000000 rows')), r.stderr)
 })
 
+test.serial('a store folder that cannot be read (not one that is gone) stops the look for its links: links unseen would leave their far ends unguarded', async (t) => {
+  const store = fs.mkdtempSync(path.join(os.tmpdir(), 'des-links-'))
+  fs.mkdirSync(path.join(store, '20240101'))
+  const fsp = require('node:fs/promises') as typeof import('node:fs/promises')
+  const readdir = fsp.readdir
+  const unreadable = path.join(store, '20240101')
+  ;(fsp as { readdir: unknown }).readdir = (dir: fs.PathLike, ...rest: unknown[]) =>
+    String(dir) === unreadable ? Promise.reject(Object.assign(new Error(`EIO: i/o error, scandir '${unreadable}'`), { code: 'EIO' })) : (readdir as (...a: unknown[]) => unknown)(dir, ...rest)
+  t.teardown(() => ((fsp as { readdir: unknown }).readdir = readdir))
+  const packer = parseMigrateConfig({ database: { url: 'postgresql://x/y' }, packer: { output_dir: store } }).packer
+  const err = await t.throwsAsync(StoreLinks.collect(new LocalSource(store), packer))
+  t.is((err as DesError).code, 'DES_IO')
+  t.regex(err!.message, /cannot read the store's folder 20240101 to find its links/)
+  // Gone since the listing: nothing to follow, no failure.
+  fs.rmdirSync(unreadable)
+  await t.notThrowsAsync(StoreLinks.collect(new LocalSource(store), packer))
+})
+
 test('a failed one-shot cycle ends with one line on stderr, whatever the locations its error names hold', async (t) => {
   // Eleven sources that check out (a link to a /proc file: 0 bytes by its
   // stat) and fail as they are read: the eleventh fails the cycle, and its

@@ -7,6 +7,7 @@ import * as fsp from 'node:fs/promises'
 import * as path from 'node:path'
 import type { MigrateConfig } from '../config/migrate'
 import { DEFAULT_BIGFILES_PREFIX } from '../config/defaults'
+import { DesError } from '../errors'
 import { classifyKey, isStoreFolder } from '../verify/keys'
 import type { ByteSource, ShardSources } from '../storage/source'
 import { dirId, LocalSource } from '../storage/local'
@@ -160,9 +161,13 @@ async function collectIn(dir: string, dirKey: string, links: RootLinks, packer: 
   let entries: fs.Dirent[]
   try {
     entries = await fsp.readdir(dir, { withFileTypes: true })
-  } catch {
-    // A folder gone or unreadable holds no link to follow; the shards' own checks say why.
-    return
+  } catch (err) {
+    // A folder gone holds no link. One that cannot be read may hold links
+    // unseen, whose far ends a row could name: the cycle stops, and nothing
+    // is archived or deleted on a guess.
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return
+    throw new DesError('DES_IO', `cannot read the store's folder ${dirKey === '' ? '(its root)' : dirKey} to find its links: ${(err as Error).message}`)
   }
   for (const entry of entries) {
     const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`
