@@ -41,12 +41,12 @@ class FakeCluster extends EventEmitter implements WorkerCluster {
   }
 }
 
-function start(workers: number) {
+function start(workers: number, forwardHangup = false) {
   const cluster = new FakeCluster()
   const exits: number[] = []
   const errors: string[] = []
   const signals = new EventEmitter()
-  superviseWorkers(workers, silentLogger, { cluster, exit: (code) => exits.push(code), writeError: (l) => errors.push(l), signals })
+  superviseWorkers(workers, silentLogger, { forwardHangup }, { cluster, exit: (code) => exits.push(code), writeError: (l) => errors.push(l), signals })
   return { cluster, exits, errors, signals, w: Object.values(cluster.workers) }
 }
 
@@ -100,4 +100,37 @@ test('a worker that dies after listening is replaced; SIGTERM stops them all and
   t.deepEqual(exits, [])
   for (const x of workers) cluster.disconnect(x)
   t.deepEqual(exits, [0])
+})
+
+test('SIGHUP reaches a worker only once it listens: one still starting (restarted after a crash) is not ended by it, and reloads when it listens', (t) => {
+  const { cluster, exits, signals, w } = start(2, true)
+  w[0].emit('listening')
+  signals.emit('SIGHUP')
+  t.deepEqual(w[0].signals, ['SIGHUP'])
+  t.deepEqual(w[1].signals, [], 'no handler yet: SIGHUP would end it before it listens')
+  w[1].emit('listening')
+  t.deepEqual(w[1].signals, ['SIGHUP'], 'it may have read the file before the change')
+  signals.emit('SIGHUP')
+  t.deepEqual(w[0].signals, ['SIGHUP', 'SIGHUP'])
+  t.deepEqual(w[1].signals, ['SIGHUP', 'SIGHUP'])
+  // A worker restarted after a crash and gone again before it listens is sent nothing it was owed.
+  cluster.disconnect(w[0])
+  cluster.exit(w[0], 1)
+  const restarted = Object.values(cluster.workers).find((x) => x.id > 2)!
+  signals.emit('SIGHUP')
+  t.deepEqual(restarted.signals, [])
+  cluster.disconnect(restarted)
+  cluster.exit(restarted, 1)
+  t.deepEqual(restarted.signals, [])
+  t.deepEqual(w[1].signals, ['SIGHUP', 'SIGHUP', 'SIGHUP', 'SIGTERM'], 'one that never listened stops the rest')
+  cluster.disconnect(w[1])
+  cluster.exit(w[1], 0)
+  t.deepEqual(exits, [1])
+})
+
+test('without authorized keys, SIGHUP is not passed on', (t) => {
+  const { signals, w } = start(1)
+  w[0].emit('listening')
+  signals.emit('SIGHUP')
+  t.deepEqual(w[0].signals, [])
 })

@@ -19,7 +19,7 @@ import { Auth } from './auth'
 import { answerClusterMetrics, clusterMetricsSource, type MetricsSource } from './cluster-metrics'
 import { createLogger, flushLogs, type Logger } from './log'
 import { listenError } from './listen-error'
-import { forwardHangupToWorkers, reloadAuthorizedKeysOnHangup } from './authorized-keys-reload'
+import { reloadAuthorizedKeysOnHangup } from './authorized-keys-reload'
 import { answerReplayChecks, clusterReplayGuard, ReplayGuard } from './replay-guard'
 import { FilesResponder } from './responder'
 import { SignedRequests } from './signed-requests'
@@ -258,11 +258,8 @@ export async function serve(opts: ServeOptions): Promise<void> {
     const fields = startupFields(opts, opts.config.payloadCacheBytes ?? autoPayloadCacheBytes(opts.serve.workers), store.nBits)
     logger.info(fields, `des serve starting: ${startupText(fields)}`)
     answerClusterMetrics()
-    if (opts.serve.authorizedKeys) {
-      answerReplayChecks(new ReplayGuard(opts.serve.maxNonces))
-      forwardHangupToWorkers()
-    }
-    return superviseWorkers(opts.serve.workers, logger)
+    if (opts.serve.authorizedKeys) answerReplayChecks(new ReplayGuard(opts.serve.maxNonces))
+    return superviseWorkers(opts.serve.workers, logger, { forwardHangup: opts.serve.authorizedKeys !== undefined })
   }
   if (cluster.isWorker) {
     // A worker's IPC channel keeps it alive: leave explicitly when start-up fails.

@@ -1,7 +1,8 @@
 // The primary of `des serve --workers N`: forks the workers, restarts one
 // that dies after it listened, stops them all on SIGTERM/SIGINT or when one
 // cannot start, and exits once every worker is gone, with the code the
-// first failure deserves.
+// first failure deserves. With authorized keys, it passes SIGHUP on (each
+// worker re-reads the file).
 
 import cluster from 'node:cluster'
 import type { Logger } from './log'
@@ -46,8 +47,8 @@ const processDeps = (): SupervisorDeps => ({
   signals: process,
 })
 
-/** Runs `workers` workers until they are all gone; see the file's head. */
-export function superviseWorkers(workers: number, logger: Logger, deps: SupervisorDeps = processDeps()): void {
+/** Runs `workers` workers until they are all gone; see the file's head. `forwardHangup`: pass SIGHUP on to the workers. */
+export function superviseWorkers(workers: number, logger: Logger, { forwardHangup = false } = {}, deps: SupervisorDeps = processDeps()): void {
   const { cluster } = deps
   let stopping = false
   // The first worker that cannot start (a bad --host, a port in use) says
@@ -56,6 +57,8 @@ export function superviseWorkers(workers: number, logger: Logger, deps: Supervis
   let startFailure: StartFailure | undefined
   let failedExitCode: number | undefined
   const listening = new Set<number>()
+  // Workers still starting when a SIGHUP came: they get it once they listen.
+  const owedHangup = new Set<number>()
   const alive = () => Object.keys(cluster.workers ?? {}).length
   // A worker leaves cluster.workers only once it has both exited and
   // disconnected, in either order: the last of those events, whichever it
@@ -84,10 +87,14 @@ export function superviseWorkers(workers: number, logger: Logger, deps: Supervis
   })
   const fork = () => {
     const w = cluster.fork()
-    w.once('listening', () => listening.add(w.id))
+    w.once('listening', () => {
+      listening.add(w.id)
+      if (owedHangup.delete(w.id)) w.process.kill('SIGHUP')
+    })
   }
   for (let i = 0; i < workers; i++) fork()
   cluster.on('exit', (worker, code, signal) => {
+    owedHangup.delete(worker.id)
     if (stopping) return finishIfAllGone()
     if (!listening.has(worker.id)) {
       // A worker that never listened will not do better the next time (bad config, port taken).
@@ -101,4 +108,16 @@ export function superviseWorkers(workers: number, logger: Logger, deps: Supervis
   cluster.on('disconnect', finishIfAllGone)
   deps.signals.on('SIGTERM', () => stop('SIGTERM'))
   deps.signals.on('SIGINT', () => stop('SIGINT'))
+  if (!forwardHangup) return
+  // Only to a worker that listens: one still starting (a restart after a
+  // crash) has no handler yet, so SIGHUP would end it, and a worker that
+  // dies before listening stops them all. It may have read the file before
+  // the change, so it gets the SIGHUP once it listens.
+  deps.signals.on('SIGHUP', () => {
+    for (const w of Object.values(cluster.workers ?? {})) {
+      if (!w) continue
+      if (listening.has(w.id)) w.process.kill('SIGHUP')
+      else owedHangup.add(w.id)
+    }
+  })
 }
