@@ -315,3 +315,28 @@ test('a second run appends to the parts of the first in groups of 64: every file
   const verify = await runCli(['verify', '--store', '--base-dir', out, '--n-bits', '8', '--json'], { env: { DES_BACKEND: '', DES_LAYOUT: '' } })
   t.is(verify.code, 0, verify.stderr)
 })
+
+test('des pack loads only what its run uses: no S3 SDK, metrics or SSH key reader for a local run, the MIME table once a file has an extension', async (t) => {
+  const dir = tempDir()
+  // Every module the run loaded, written as it exits (a preload of its own: the test reads what the real command did).
+  const loadedList = path.join(dir, 'loaded.txt')
+  const preload = path.join(dir, 'list-loaded.js')
+  fs.writeFileSync(preload, `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(loadedList)}, Object.keys(require.cache).join('\\n')))\n`)
+  const packLoading = async (uid: string) => {
+    const corpus = makeCorpus(path.join(dir, uid), [{ uid, size: 3000 }])
+    const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', path.join(dir, 'out'), '--no-progress'], { env: { NODE_OPTIONS: `--require ${preload}` } })
+    t.is(r.code, 0, r.stderr)
+    return fs.readFileSync(loadedList, 'utf8').split('\n')
+  }
+  const has = (loaded: string[], name: string) => loaded.some((f) => f.split(path.sep).includes(name) || path.basename(f, path.extname(f)) === name)
+
+  const plain = await packLoading('no-extension')
+  t.true(has(plain, 'planner'), 'the list is of the packer run')
+  for (const name of ['mime-types', '@aws-sdk', 'prom-client', 'authorized-keys', 'ssh-public-key']) t.false(has(plain, name), `${name} was loaded`)
+
+  const typed = await packLoading('invoice.json')
+  t.true(has(typed, 'mime-types'))
+  const stored = await readLocalStore(path.join(dir, 'out'))
+  t.is(stored.get('invoice.json')!.meta.content_type, 'application/json')
+  t.deepEqual(stored.get('no-extension')!.meta, {})
+})

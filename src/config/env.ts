@@ -2,10 +2,9 @@
 // only module that reads process.env; a bad value is refused at start-up with
 // a message that names the variable.
 
-import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import { DesError } from '../errors'
-import { authorizedKeysFromFile, type AuthorizedKey } from './authorized-keys'
+import type { AuthorizedKey } from './authorized-keys'
 import { availableCpus } from './cpus'
 import { isEndpointUrl, isFolderName, isRegionName, FOLDER_NAME_EXPECTED, normalisePrefix, REGION_EXPECTED } from './checks'
 import {
@@ -331,8 +330,18 @@ export interface ServeConfig {
 
 const SCOPES = ['read', 'metrics', 'admin']
 
+// node:crypto and the SSH key reader are loaded by the serve settings that
+// use them: a few ms of the start of every other command (des pack, des cat).
+
 function sha256(text: string): Buffer {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { createHash } = require('node:crypto') as typeof import('node:crypto')
   return createHash('sha256').update(text, 'utf8').digest()
+}
+
+function authorizedKeysFromFile(file: string): Map<string, AuthorizedKey> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('./authorized-keys') as typeof import('./authorized-keys')).authorizedKeysFromFile(file)
 }
 
 function parseScopes(name: string, raw: unknown, where: string): string[] {

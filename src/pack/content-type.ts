@@ -4,7 +4,8 @@
 // extension says (`mime-types`, the table Express uses), taken from the source's
 // name, else from the uid's. No charset is added: the bytes' encoding is not known.
 
-import { lookup } from 'mime-types'
+/** mime-types, loaded at the first lookup: building its table is ~8 ms at the start of every command, and a run whose files have no extension never needs it. */
+let lookup: ((ext: string) => string | false) | undefined
 
 /** Types by lower-case extension, as looked up so far (a run of thousands of files has a few extensions). */
 const typeByExtension = new Map<string, string | undefined>()
@@ -31,6 +32,8 @@ export function typeFromName(name: string): string | undefined {
   const ext = extensionOf(name).toLowerCase()
   if (!ext) return undefined
   if (!typeByExtension.has(ext)) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    lookup ??= (require('mime-types') as typeof import('mime-types')).lookup
     const type = lookup(ext)
     typeByExtension.set(ext, type === false ? undefined : type)
   }
