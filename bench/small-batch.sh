@@ -93,9 +93,13 @@ for i in "${!NAMES[@]}"; do : >"$OUT/t$i"; done
 # two 5-round runs back to back on a loaded machine).
 RUNS=$OUT/runs
 rm -rf "$RUNS" && sync
+# Each round starts one tool further along: every tool runs after each of the
+# others in turn (one that follows a large writer may find the disk still busy
+# with that writer's bytes).
 for ((round = 0; round < ROUNDS; round++)); do
   mkdir -p "$RUNS/$round"
-  for i in "${!NAMES[@]}"; do
+  for ((k = 0; k < ${#NAMES[@]}; k++)); do
+    i=$(((round + k) % ${#NAMES[@]}))
     DEST="$RUNS/$round/${OUTS[$i]}" /usr/bin/time -f '%e %U %S' -a -o "$OUT/t$i" bash -c "${CMDS[$i]}" >/dev/null
     sync
   done
