@@ -227,6 +227,23 @@ pub fn decompress(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<V
   Ok(out)
 }
 
+/// Checks that stored bytes may be sent undecoded (`Content-Encoding: zstd`)
+/// in place of the payload: whoever decodes them must get what `decompress`
+/// gives, or an error, never other bytes nor more of them. One zstd frame
+/// whose header states the index's size passes as it is (a decoder checks a
+/// frame's stated size against what it decodes); anything else (several
+/// frames, no stated size, a stated size the index does not give) is decoded
+/// here once, within the payload ceiling, and refused as `decompress` refuses it.
+pub fn check_sendable_as_stored(codec: Codec, stored: &[u8], size: u64, uid: &str) -> Result<()> {
+  let one_frame_of_size = codec == Codec::Zstd
+    && zstd::zstd_safe::find_frame_compressed_size(stored).ok() == Some(stored.len())
+    && zstd::zstd_safe::get_frame_content_size(stored).ok() == Some(Some(size));
+  if one_frame_of_size {
+    return check_ceiling(size, uid);
+  }
+  decompress(codec, stored, size, uid).map(|_| ())
+}
+
 /// Refuses a payload size above the ceiling (`set_payload_ceiling`).
 pub fn check_ceiling(size: u64, uid: &str) -> Result<()> {
   let ceiling = payload_ceiling();

@@ -3,6 +3,7 @@
 //! fetched by the caller (a range GET). Every path checks before it returns
 //! bytes, and only checked, decoded bytes are kept in a payload cache.
 
+use crate::codec::check_sendable_as_stored;
 use crate::entry::{Body, Entry};
 use crate::error::{DesError, Result};
 use crate::index::ShardIndex;
@@ -64,7 +65,11 @@ pub fn read_payload(
   let data = match (source, fetched, form) {
     (_, Some(stored), PayloadForm::Stored) => checked(&entry, stored),
     (_, Some(stored), PayloadForm::Decoded) => decode_payload(&entry, &stored),
-    (ShardSource::File(file), None, PayloadForm::Stored) => file.read_stored(&entry),
+    (ShardSource::File(file), None, PayloadForm::Stored) => {
+      let stored = file.read_stored(&entry)?;
+      check_sendable(&entry, &stored)?;
+      Ok(stored)
+    }
     (ShardSource::File(file), None, PayloadForm::Decoded) => {
       file.read_entry(&entry, bigfiles_prefix)
     }
@@ -87,7 +92,18 @@ pub fn read_payload(
 
 fn checked(entry: &Entry, stored: Vec<u8>) -> Result<Vec<u8>> {
   check_length_and_crc(entry, &stored)?;
+  check_sendable(entry, &stored)?;
   Ok(stored)
+}
+
+/// Stored bytes that pass their checksum may still not be what the index
+/// says once decoded (a frame of another size, a decompression bomb, in a
+/// shard crafted with its checksums): checked before they go out undecoded.
+fn check_sendable(entry: &Entry, stored: &[u8]) -> Result<()> {
+  match &entry.body {
+    Body::Inline { codec, size, .. } => check_sendable_as_stored(*codec, stored, *size, &entry.uid),
+    Body::BigFile { .. } => Ok(()),
+  }
 }
 
 fn check_length_and_crc(entry: &Entry, stored: &[u8]) -> Result<()> {
@@ -108,7 +124,8 @@ pub fn check_fetched(index: &ShardIndex, uid: &str, stored: &[u8]) -> Result<()>
   let entry = index
     .get(uid)
     .ok_or_else(|| DesError::NotFound(uid.to_string()))?;
-  check_length_and_crc(&entry, stored)
+  check_length_and_crc(&entry, stored)?;
+  check_sendable(&entry, stored)
 }
 
 #[cfg(test)]
