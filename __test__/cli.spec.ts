@@ -5,6 +5,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as http from 'node:http'
+import { execFileSync } from 'node:child_process'
 import type { AddressInfo } from 'node:net'
 import { formatBytes } from '../src/progress'
 import { ShardWriter } from '../src/native'
@@ -290,7 +291,7 @@ test('des ls prints one line per entry: a uid with a tab or a newline is quoted,
   t.true(lines.includes('plain.txt\t1\tnone\t1'))
 })
 
-test('des cat streams a BigFile: one that fails its sha256 stops short of its end (exit 4), one that never ends (a link to /dev/zero) is cut at its size', async (t) => {
+test('des cat streams a BigFile: one that fails its sha256 stops short of its end (exit 4); a device, a folder or a FIFO in its place is refused unread (exit 4)', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-cat-'))
   const file = path.join(dir, '20240301', '05.des')
   fs.mkdirSync(path.dirname(file))
@@ -309,11 +310,16 @@ test('des cat streams a BigFile: one that fails its sha256 stops short of its en
   t.is(bad.code, 4, bad.stderr)
   t.regex(bad.stderr, /sha256 .* does not match/)
   t.true(bad.stdout.length < data.length, 'the last chunk, with the flipped byte, never comes out')
-  if (fs.existsSync('/dev/zero')) {
-    fs.rmSync(big)
-    fs.symlinkSync('/dev/zero', big)
-    const endless = await runCli(['cat', file, 'big'])
-    t.is(endless.code, 4, endless.stderr)
-    t.regex(endless.stderr, /more than the \d+ bytes expected/)
+  // A device never ends, a folder cannot be read, a FIFO's open waits for a writer for ever.
+  const kinds: Array<[string, () => void]> = [['a folder', () => fs.mkdirSync(big)]]
+  if (fs.existsSync('/dev/zero')) kinds.push(['a device', () => fs.symlinkSync('/dev/zero', big)])
+  if (process.platform !== 'win32') kinds.push(['a FIFO', () => execFileSync('mkfifo', [big])])
+  for (const [kind, make] of kinds) {
+    fs.rmSync(big, { recursive: true, force: true })
+    make()
+    const r = await runCli(['cat', file, 'big'])
+    t.is(r.code, 4, `${kind}: ${r.stderr}`)
+    t.regex(r.stderr, /is not a regular file/, kind)
+    t.is(r.stdout.length, 0, kind)
   }
 })

@@ -4,7 +4,9 @@
 
 import test from 'ava'
 import express from 'express'
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { apiKeysFromEnv } from '../src/config/env'
 import { Auth } from '../src/serve/auth'
@@ -247,6 +249,34 @@ for (const kind of BACKENDS) {
     })
   }
 }
+
+test('[local] a BigFile whose object is a folder or a FIFO answers 502 at once (GET and HEAD), never waiting for a writer', async (t) => {
+  if (process.platform === 'win32') return t.pass()
+  const s = await sample()
+  const name = sha(s.big.data)
+  const big = fs.readdirSync(s.dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(s.dir, f)).find((f) => path.basename(f) === name)!
+  t.truthy(big)
+  const kinds: Array<[string, () => void]> = [
+    ['a folder', () => fs.mkdirSync(big)],
+    // Opening a FIFO for reading waits for a writer: the request (and a thread of the pool) with it.
+    ['a FIFO', () => execFileSync('mkfifo', [big])],
+  ]
+  for (const [kind, make] of kinds) {
+    fs.rmSync(big, { recursive: true, force: true })
+    make()
+    const srv = await serveStore((await openBackend('local', s.dir)).store())
+    try {
+      for (const method of ['GET', 'HEAD']) {
+        const r = await fetch(fileUrl(srv.url, s.big.uid), { method })
+        t.is(r.status, 502, `${kind} ${method}`)
+        const body = await r.text()
+        t.false(body.includes(s.dir), `${kind} ${method}: ${body}`)
+      }
+    } finally {
+      await srv.close()
+    }
+  }
+})
 
 test('a client of the reference gets the reference\'s status and detail for every request it can make (SERVING.md has the table)', async (t) => {
   type Expect = { n_bits: number; files: Array<{ uid: string; created_at: string; size: number; sha256: string }> }

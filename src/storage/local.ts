@@ -117,8 +117,11 @@ export class LocalSource implements ByteSource {
   async stream(key: string, range?: ByteRange, opts: StreamOptions = {}): Promise<ObjectStream> {
     let fh: fsp.FileHandle | undefined
     try {
-      fh = await fsp.open(this.localPath(key), 'r')
+      // Non-blocking: opening a FIFO put there would wait for a writer, holding a thread of the pool for good.
+      fh = await fsp.open(this.localPath(key), fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0))
       const st = await fh.stat()
+      // Only regular files are objects (as for localEtag and list): a folder, a device or a FIFO is none.
+      if (!st.isFile()) throw new DesError('DES_NOT_FOUND', `no object ${key}`)
       if (opts.etag !== undefined && statEtag(st) !== opts.etag) throw new EtagMismatchError(key)
       const body = fh.createReadStream(range ? { start: range.start, end: range.end, autoClose: true } : { autoClose: true })
       fh = undefined // the stream owns it now

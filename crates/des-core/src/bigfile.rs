@@ -3,6 +3,8 @@
 use crate::entry::Entry;
 use crate::error::{DesError, Result};
 use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::path::Path;
 
 /// Default size above which a payload becomes a BigFile (10 MiB).
 pub const DEFAULT_BIG_FILE_THRESHOLD: u64 = 10 * 1024 * 1024;
@@ -47,4 +49,21 @@ pub fn verify_bigfile(entry: &Entry, data: &[u8]) -> Result<()> {
     )));
   }
   Ok(())
+}
+
+/// Opens a BigFile's object for reading. Anything but a regular file (a
+/// folder, a device that never ends, a FIFO whose open waits for a writer) is
+/// refused without being opened; `failed` names the object in I/O errors.
+pub(crate) fn open_bigfile(
+  path: &Path,
+  entry: &Entry,
+  failed: impl Fn(std::io::Error) -> DesError,
+) -> Result<File> {
+  if !std::fs::metadata(path).map_err(&failed)?.is_file() {
+    return Err(DesError::corrupt(format!(
+      "BigFile of uid {:?} is not a regular file",
+      entry.uid
+    )));
+  }
+  File::open(path).map_err(failed)
 }

@@ -456,7 +456,7 @@ impl ShardFile {
         let mut data = Vec::with_capacity(want.min(crate::pack::MAX_RESERVE) as usize + 1);
         std::io::Read::read_to_end(
           &mut std::io::Read::take(
-            std::fs::File::open(&path).map_err(failed)?,
+            crate::bigfile::open_bigfile(&path, entry, failed)?,
             want.saturating_add(1),
           ),
           &mut data,

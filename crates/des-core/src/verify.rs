@@ -471,8 +471,9 @@ pub fn check_bigfile_file(path: &Path, entry: &Entry) -> Result<()> {
       entry.uid
     )));
   };
-  let file = File::open(path)
-    .map_err(|e| DesError::io(format!("BigFile {sha256} of uid {:?}", entry.uid), e))?;
+  let file = crate::bigfile::open_bigfile(path, entry, |e| {
+    DesError::io(format!("BigFile {sha256} of uid {:?}", entry.uid), e)
+  })?;
   // One byte past the indexed size at most: a file that does not end there is refused, never read whole.
   let mut file = file.take(size.saturating_add(1));
   let mut hasher = Sha256::new();

@@ -206,16 +206,16 @@ fn a_bigfile_of_the_right_size_but_other_bytes_is_written_over_not_reused() {
   no_wrong_bytes(&path, &expect, "mended BigFile");
 }
 
-/// A BigFile that never ends (a link to /dev/zero) is refused after one byte
-/// past its indexed size, by a read and by verify: never read whole.
-#[cfg(target_os = "linux")]
+/// A BigFile longer than its indexed size is refused after one byte past
+/// that size, by a read and by verify: never read whole.
 #[test]
 fn a_bigfile_that_does_not_end_at_its_size_is_refused_without_reading_it_whole() {
   let dir = tempfile::tempdir().unwrap();
   let (path, _) = written_shard(dir.path(), Codec::Zstd);
   let big = the_bigfile(dir.path());
-  std::fs::remove_file(&big).unwrap();
-  std::os::unix::fs::symlink("/dev/zero", &big).unwrap();
+  let mut bytes = std::fs::read(&big).unwrap();
+  bytes.push(0);
+  std::fs::write(&big, bytes).unwrap();
   let err = ShardFile::open(&path)
     .unwrap()
     .read("doc-4.txt", "_bigFiles")
@@ -229,6 +229,52 @@ fn a_bigfile_that_does_not_end_at_its_size_is_refused_without_reading_it_whole()
     "{:?}",
     report.problems
   );
+}
+
+/// A BigFile's object that is a device (which never ends), a folder or a
+/// FIFO (whose open waits for a writer, for ever) is refused without being
+/// opened for reading, by a read and by verify.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_bigfile_that_is_not_a_regular_file_is_refused_without_being_read() {
+  let dir = tempfile::tempdir().unwrap();
+  let (path, _) = written_shard(dir.path(), Codec::Zstd);
+  let big = the_bigfile(dir.path());
+  type Make<'a> = &'a dyn Fn(&Path);
+  let kinds: [(&str, Make); 3] = [
+    ("a device", &|p| {
+      std::os::unix::fs::symlink("/dev/zero", p).unwrap()
+    }),
+    ("a folder", &|p| std::fs::create_dir(p).unwrap()),
+    ("a FIFO", &|p| {
+      assert!(std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap()
+        .success())
+    }),
+  ];
+  for (kind, make) in kinds {
+    let _ = std::fs::remove_file(&big);
+    let _ = std::fs::remove_dir(&big);
+    make(&big);
+    let err = ShardFile::open(&path)
+      .unwrap()
+      .read("doc-4.txt", "_bigFiles")
+      .unwrap_err();
+    assert_eq!(err.code(), "DES_CORRUPT", "{kind}: {err}");
+    assert!(
+      err.to_string().contains("not a regular file"),
+      "{kind}: {err}"
+    );
+    let report = verify_file(&path, Some("_bigFiles")).unwrap();
+    assert_eq!(report.problems.len(), 1, "{kind}: {:?}", report.problems);
+    assert!(
+      report.problems[0].message.contains("not a regular file"),
+      "{kind}: {:?}",
+      report.problems
+    );
+  }
 }
 
 #[test]

@@ -21,7 +21,9 @@ async function catBigfile(file: string, size: number, sha256: string, what: stri
   } catch (err) {
     throw new DesError((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'DES_CORRUPT' : 'DES_IO', `${what}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (err as Error).message}`)
   }
-  if (st.isFile() && st.size !== size) throw new DesError('DES_CORRUPT', `${what} is ${st.size} bytes, the index says ${size}`)
+  // A folder, a device or a FIFO is no BigFile: never read (a FIFO would wait for a writer, a device never end).
+  if (!st.isFile()) throw new DesError('DES_CORRUPT', `${what} is not a regular file`)
+  if (st.size !== size) throw new DesError('DES_CORRUPT', `${what} is ${st.size} bytes, the index says ${size}`)
   // Loaded here: every command's start would pay for the store otherwise.
   const { BigfileCheck } = await import('../../store/store')
   await pipeline(fs.createReadStream(file), new BigfileCheck(size, sha256, what), process.stdout, { end: false })
