@@ -2,11 +2,14 @@
 // its timestamps in several offsets) moved into the nested layout, killed part
 // way twice and resumed, on local disk and on the real MinIO. While it runs,
 // one des serve configuration (DES_LAYOUT=nested,flat) serves every file;
-// after it, the nested layout alone serves every file byte-exact.
+// after it, the nested layout alone serves every file byte-exact. A server
+// that had a flat shard cached when it was removed serves its files from
+// their nested copies.
 
 import test from 'ava'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
 import * as path from 'node:path'
 import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3'
 import type { Layout } from '../src/config/env'
@@ -20,6 +23,8 @@ import { runCli, type CliResult } from './helpers/cli'
 import { goldenPath, readJson } from './helpers/golden'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { closeServer, listenLocal, tempDir, uploadDir } from './helpers/store'
+import { BACKENDS, openBackend } from './helpers/backends'
+import { flatShardKey } from '../src/store/layout'
 
 interface Expect {
   n_bits: number
@@ -320,3 +325,51 @@ test('local: --base-dir converts the local store even with DES_BACKEND=s3 set, a
   t.is(r.code, 0, r.stderr)
   t.like(report(r), { store: dir, files: 120, added: 120, verified: 120 })
 })
+
+for (const kind of BACKENDS) {
+  test(`${kind}: a server with the flat shard's index cached, told nothing of des convert --delete-source, serves the file from its nested copy (no 404), decoded and as stored`, async (t) => {
+    const dir = tempDir('des-convert-')
+    const iso = '2024-03-01T10:00:00Z'
+    const text = Buffer.from('a line that compresses well. '.repeat(200))
+    const flat = flatShardKey(locateShard('7', iso), 0)
+    const w = ShardWriter.create(path.join(dir, flat), { codec: 'zstd' })
+    await w.add('7', text)
+    await w.finish()
+    const b = await openBackend(kind, dir)
+    // Trusted all through the test, as it is for DES_SHARD_RECHECK_MS; no payload cache to answer from.
+    const store = (layouts: Layout[]) => b.store({ layouts, shardRecheckMs: 3_600_000, payloadCacheBytes: 0 })
+    const server = createServer({ store: store(['nested', 'flat']), zstdPassthrough: true })
+    const fresh = createServer({ store: store(['nested']), zstdPassthrough: true })
+    const [url, freshUrl] = [await listenLocal(server), await listenLocal(fresh)]
+    const zstd = { 'Accept-Encoding': 'zstd' }
+    try {
+      const file = `/files/7?created_at=${iso}`
+      t.is((await fetch(url + file)).status, 200)
+      t.is((await fetch(url + file, { headers: zstd })).status, 200)
+      const env = kind === 'local' ? {} : { DES_BACKEND: 's3', DES_S3_BUCKET: b.bucket, DES_S3_ENDPOINT_URL: s3TestEnv().endpoint, DES_S3_REGION: s3TestEnv().region }
+      const r = await runCli(['convert', '--n-bits', '8', '--delete-source', '--json', ...(kind === 'local' ? ['--base-dir', dir] : [])], { env })
+      t.is(r.code, 0, r.stderr)
+      t.is(report(r).deleted_shards, 1)
+      const plain = await fetch(url + file)
+      t.is(plain.status, 200)
+      t.deepEqual(Buffer.from(await plain.arrayBuffer()), text)
+      // As stored: what a server that never saw the flat shard sends.
+      const asStored = (base: string) =>
+        new Promise<{ status: number; encoding?: string; body: Buffer }>((resolve, reject) =>
+          http
+            .get(base + file, { headers: zstd }, (res) => {
+              const chunks: Buffer[] = []
+              res.on('data', (c: Buffer) => chunks.push(c))
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, encoding: res.headers['content-encoding'], body: Buffer.concat(chunks) }))
+            })
+            .on('error', reject),
+        )
+      const got = await asStored(url)
+      t.is(got.status, 200, got.body.toString())
+      t.deepEqual(got, await asStored(freshUrl))
+    } finally {
+      await closeServer(server)
+      await closeServer(fresh)
+    }
+  })
+}

@@ -435,7 +435,9 @@ export class Store {
       // Replaced (If-Match refused) or removed since it was found: found again, or not at all.
       if (!(err instanceof EtagMismatchError) && (err as DesError)?.code !== 'DES_NOT_FOUND') throw err
       this.indexCache.delete(this.cacheKey(found.shard.source, found.shard.key))
-      const again = await this.find(found.uid, { layout: found.layout, loc: found.loc, createdAt: found.createdAt })
+      // Found again everywhere it may be, not only where it was: a shard
+      // removed by `des convert` has its files in the nested layout by then.
+      const again = await this.find(found.uid, found.createdAt ?? { layout: found.layout, loc: found.loc })
       // Other bytes now: what the caller worked out from the old version
       // (ETag, type, range, its answer to If-Range) must not go out with them.
       if (again.etag !== found.etag) throw new DesError('DES_CONFLICT', `uid ${JSON.stringify(found.uid)} changed while it was being read; retry`, { uid: found.uid })
