@@ -327,30 +327,40 @@ test('local: --base-dir converts the local store even with DES_BACKEND=s3 set, a
 })
 
 for (const kind of BACKENDS) {
-  test(`${kind}: a server with the flat shard's index cached, told nothing of des convert --delete-source, serves the file from its nested copy (no 404), decoded and as stored`, async (t) => {
+  test(`${kind}: a server with the flat shard's index cached, told nothing of des convert --delete-source, serves its files from their nested copies (no 404, no 502): decoded, as stored, a BigFile whole, in a range and to HEAD`, async (t) => {
     const dir = tempDir('des-convert-')
     const iso = '2024-03-01T10:00:00Z'
     const text = Buffer.from('a line that compresses well. '.repeat(200))
+    const big = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251))
+    // 7 and 263 route to the same key (n_bits 8); 263 is a BigFile, its object removed with the key.
     const flat = flatShardKey(locateShard('7', iso), 0)
-    const w = ShardWriter.create(path.join(dir, flat), { codec: 'zstd' })
+    const w = ShardWriter.create(path.join(dir, flat), { codec: 'zstd', bigFileThreshold: 200_000, bigfilesDir: path.join(dir, '_bigFiles') })
     await w.add('7', text)
+    await w.add('263', big)
     await w.finish()
     const b = await openBackend(kind, dir)
-    // Trusted all through the test, as it is for DES_SHARD_RECHECK_MS; no payload cache to answer from.
-    const store = (layouts: Layout[]) => b.store({ layouts, shardRecheckMs: 3_600_000, payloadCacheBytes: 0 })
-    const server = createServer({ store: store(['nested', 'flat']), zstdPassthrough: true })
-    const fresh = createServer({ store: store(['nested']), zstdPassthrough: true })
-    const [url, freshUrl] = [await listenLocal(server), await listenLocal(fresh)]
+    const file = `/files/7?created_at=${iso}`
+    const bigFile = `/files/263?created_at=${iso}`
     const zstd = { 'Accept-Encoding': 'zstd' }
+    const servers: http.Server[] = []
+    // Trusted all through the test, as it is for DES_SHARD_RECHECK_MS; no payload cache to answer from.
+    const serve = async (layouts: Layout[]) => {
+      const server = createServer({ store: b.store({ layouts, shardRecheckMs: 3_600_000, payloadCacheBytes: 0 }), zstdPassthrough: true })
+      servers.push(server)
+      return listenLocal(server)
+    }
     try {
-      const file = `/files/7?created_at=${iso}`
-      t.is((await fetch(url + file)).status, 200)
-      t.is((await fetch(url + file, { headers: zstd })).status, 200)
+      // One server for each request below, each with the flat shard cached: each request meets it.
+      const warm = await Promise.all(Array.from({ length: 5 }, () => serve(['nested', 'flat'])))
+      for (const url of warm) {
+        t.is((await fetch(url + file)).status, 200)
+        t.is((await fetch(url + bigFile)).status, 200)
+      }
       const env = kind === 'local' ? {} : { DES_BACKEND: 's3', DES_S3_BUCKET: b.bucket, DES_S3_ENDPOINT_URL: s3TestEnv().endpoint, DES_S3_REGION: s3TestEnv().region }
-      const r = await runCli(['convert', '--n-bits', '8', '--delete-source', '--json', ...(kind === 'local' ? ['--base-dir', dir] : [])], { env })
+      const r = await runCli(['convert', '--n-bits', '8', '--delete-source', '--json', ...(kind === 'local' ? ['--base-dir', dir] : [])], { env: { DES_BIG_FILE_THRESHOLD_BYTES: '200000', ...env } })
       t.is(r.code, 0, r.stderr)
-      t.is(report(r).deleted_shards, 1)
-      const plain = await fetch(url + file)
+      t.like(report(r), { deleted_shards: 1, deleted_bigfiles: 1 })
+      const plain = await fetch(warm[0] + file)
       t.is(plain.status, 200)
       t.deepEqual(Buffer.from(await plain.arrayBuffer()), text)
       // As stored: what a server that never saw the flat shard sends.
@@ -364,12 +374,18 @@ for (const kind of BACKENDS) {
             })
             .on('error', reject),
         )
-      const got = await asStored(url)
+      const got = await asStored(warm[1])
       t.is(got.status, 200, got.body.toString())
-      t.deepEqual(got, await asStored(freshUrl))
+      t.deepEqual(got, await asStored(await serve(['nested'])))
+      t.is((await fetch(warm[2] + bigFile, { method: 'HEAD' })).status, 200)
+      const whole = await fetch(warm[3] + bigFile)
+      t.is(whole.status, 200)
+      t.deepEqual(Buffer.from(await whole.arrayBuffer()), big)
+      const range = await fetch(warm[4] + bigFile, { headers: { Range: 'bytes=1000-1999' } })
+      t.is(range.status, 206)
+      t.deepEqual(Buffer.from(await range.arrayBuffer()), big.subarray(1000, 2000))
     } finally {
-      await closeServer(server)
-      await closeServer(fresh)
+      await Promise.all(servers.map(closeServer))
     }
   })
 }

@@ -152,6 +152,13 @@ for (const kind of BACKENDS) {
     const err2 = await t.throwsAsync(store.get(big.uid, big.createdAt))
     t.is(errorCode(err2), 'DES_CORRUPT')
     t.regex(err2!.message, /1000 bytes, the index says 300000/)
+    // Gone, from a shard that has not changed: damage too, for a read and for what a HEAD checks.
+    fs.rmSync(bigPath)
+    if (kind === 's3') await b.client!.send(new DeleteObjectCommand({ Bucket: b.bucket, Key: path.relative(dir, bigPath) }))
+    const err3 = await t.throwsAsync(store.get(big.uid, big.createdAt))
+    t.is(errorCode(err3), 'DES_CORRUPT')
+    t.regex(err3!.message, /is missing/)
+    t.is(errorCode(await t.throwsAsync(store.checkReadable(await store.find(big.uid, big.createdAt)))), 'DES_CORRUPT')
   })
 
   test(title('the index cache is bounded in bytes'), async (t) => {

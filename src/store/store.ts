@@ -118,6 +118,13 @@ export class BigfileCheck extends Transform {
   }
 }
 
+/** A BigFile's object not there: damage, unless the shard that named it has changed since (see `Store.withBigfile`). */
+class MissingBigfileError extends DesError {
+  constructor(what: string) {
+    super('DES_CORRUPT', `${what} is missing`)
+  }
+}
+
 /** A size from an index that a read can trust: a safe, non-negative integer. */
 function saneSize(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 0
@@ -478,7 +485,7 @@ export class Store {
    * BigFile's object there with the size the index says.
    */
   async checkReadable(found: Found): Promise<void> {
-    if (found.entry.isBigfile) return this.checkBigfileObject(found)
+    if (found.entry.isBigfile) return this.withBigfile(found, (f) => this.checkBigfileObject(f))
     const { size, storedSize } = found.entry
     const ceiling = payloadCeiling()
     if (Math.max(size, storedSize) > ceiling) {
@@ -497,7 +504,7 @@ export class Store {
       body.destroy()
       size = objectSize
     } catch (err) {
-      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
+      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new MissingBigfileError(what)
       throw err
     }
     if (size !== found.entry.size) throw new DesError('DES_CORRUPT', `${what} is ${size} bytes, the index says ${found.entry.size}`)
@@ -512,7 +519,40 @@ export class Store {
    * only from a version of the object whose whole bytes matched the sha256
    * (read through once, then remembered), unless that check is off.
    */
-  async streamBigfile(found: Found, range?: ByteRange): Promise<BigfileStream> {
+  streamBigfile(found: Found, range?: ByteRange): Promise<BigfileStream> {
+    return this.withBigfile(found, (f) => this.streamBigfileOf(f, range))
+  }
+
+  /**
+   * `use(found)`; when the BigFile's object is missing, and the shard that
+   * named it is no longer the version it was found in (replaced, or removed
+   * as `des convert --delete-source` removes a flat key with its BigFiles),
+   * the find was stale: the file is found again and `use` runs once more
+   * (DES_CONFLICT when it has other bytes now). Missing from a shard that
+   * has not changed, it is damage (DES_CORRUPT).
+   */
+  private async withBigfile<T>(found: Found, use: (f: Found) => Promise<T>): Promise<T> {
+    try {
+      return await use(found)
+    } catch (err) {
+      if (!(err instanceof MissingBigfileError)) throw err
+      const source = found.shard.source
+      const key = found.shard.key
+      const ck = this.cacheKey(source, key)
+      let current: ShardHandle | undefined
+      try {
+        current = await this.indexCache.recheck(ck, found.shard, (old) => this.open(source, key, old))
+      } catch (gone) {
+        if (errorCode(gone) !== 'DES_NOT_FOUND') throw gone
+      }
+      if (current === found.shard) throw err
+      const again = await this.find(found.uid, found.createdAt ?? { layout: found.layout, loc: found.loc })
+      if (again.etag !== found.etag) throw new DesError('DES_CONFLICT', `uid ${JSON.stringify(found.uid)} changed while it was being read; retry`, { uid: found.uid })
+      return use(again)
+    }
+  }
+
+  private async streamBigfileOf(found: Found, range?: ByteRange): Promise<BigfileStream> {
     const key = this.bigfileKey(found)
     const size = found.entry.size
     const what = `BigFile ${key} of uid ${JSON.stringify(found.uid)}`
@@ -543,7 +583,7 @@ export class Store {
     try {
       stream = await found.shard.source.stream(key, range, { type: 'bigfile', etag })
     } catch (err) {
-      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new DesError('DES_CORRUPT', `${what} is missing`)
+      if ((err as DesError)?.code === 'DES_NOT_FOUND') throw new MissingBigfileError(what)
       throw err
     }
     if (stream.objectSize !== found.entry.size) {
