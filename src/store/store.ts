@@ -316,22 +316,42 @@ export class Store {
    * `when` the created_at asked for.
    */
   private async search(uid: string, lookups: Lookup[], base: ShardHandle | undefined, when: string | undefined): Promise<Found> {
+    /** Re-checks put off (by cache key), made before the second look. */
+    const lacking = new Map<string, () => Promise<void>>()
     for (let attempt = 0; ; attempt++) {
       const missed: string[] = []
       const skipped: string[] = []
       for (let i = 0; i < lookups.length; i++) {
-        const found = await this.searchChain(uid, lookups[i], i === 0 ? base : undefined, missed, skipped, when)
+        // A miss in a cached index of an earlier place is re-checked only if no later place holds
+        // the uid: a file of the flat layout, or under its date as written, costs no GET on the way.
+        const misses = attempt === 0 ? (i < lookups.length - 1 ? { lacking } : {}) : { rechecked: lacking }
+        const found = await this.searchChain(uid, lookups[i], i === 0 && attempt === 0 ? base : undefined, missed, skipped, when, misses)
         if (found !== undefined) return found
       }
       // Before a 404, shards taken for missing are asked for again: one created since (a new part, a
       // converted key) is found at once, as a uid appended to a cached shard is.
-      if (skipped.length === 0 || attempt > 0) throw new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${missed.join(', ')}`)
+      if ((skipped.length === 0 && lacking.size === 0) || attempt > 0) throw new DesError('DES_NOT_FOUND', `uid ${JSON.stringify(uid)} is not in ${missed.join(', ')}`)
       for (const ck of skipped) this.missingSince.delete(ck)
+      await Promise.all([...lacking.values()].map((recheck) => recheck()))
     }
   }
 
-  /** One chain: parts 0, 1, 2… until one does not exist. Says in `missed` where it looked. */
-  private async searchChain(uid: string, { layout, loc }: Lookup, base: ShardHandle | undefined, missed: string[], skipped: string[], when: string | undefined): Promise<Found | undefined> {
+  /**
+   * One chain: parts 0, 1, 2… until one does not exist. Says in `missed`
+   * where it looked. With `misses.lacking`, a miss in a cached index is not
+   * re-checked at once: its re-check is put there, for the caller to make
+   * (and look again) if no other place holds the uid; those of
+   * `misses.rechecked` were just re-checked so.
+   */
+  private async searchChain(
+    uid: string,
+    { layout, loc }: Lookup,
+    base: ShardHandle | undefined,
+    missed: string[],
+    skipped: string[],
+    when: string | undefined,
+    misses: { lacking?: Map<string, () => Promise<void>>; rechecked?: ReadonlyMap<string, unknown> } = {},
+  ): Promise<Found | undefined> {
     const source = this.sources.sourceFor(loc.shardIndex)
     for (let part = 0; ; part++) {
       const key = this.shardKey(loc, part, layout)
@@ -342,7 +362,7 @@ export class Store {
       // replaced or deleted part would be served from the caches for ever.
       let shard = part === 0 && base !== undefined ? base : this.indexCache.cached(ck)
       // A cached index may lack a uid appended since: a miss in it re-checks it once.
-      let mayLack = shard !== undefined
+      let mayLack = shard !== undefined && misses.rechecked?.has(ck) !== true
       try {
         if (shard !== undefined && shard !== base && !this.isCurrent(shard)) {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
@@ -366,7 +386,17 @@ export class Store {
         // As the original: a shard whose sidecar marks the file deleted says so, whether or not its index holds it.
         if (shard.tombstones !== undefined) checkNotDeleted(shard.tombstones, uid, when)
         let entry = shard.reader.entry(uid)
-        if (entry === null && mayLack) {
+        if (entry === null && mayLack && misses.lacking !== undefined) {
+          const cached = shard
+          misses.lacking.set(ck, async () => {
+            try {
+              await this.indexCache.recheck(ck, cached, (old) => this.open(source, key, old))
+            } catch (err) {
+              // Gone meanwhile: the next look finds it missing.
+              if (errorCode(err) !== 'DES_NOT_FOUND') throw err
+            }
+          })
+        } else if (entry === null && mayLack) {
           shard = await this.indexCache.recheck(ck, shard, (old) => this.open(source, key, old))
           if (shard.tombstones !== undefined) checkNotDeleted(shard.tombstones, uid, when)
           entry = shard.reader.entry(uid)
