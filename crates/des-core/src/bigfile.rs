@@ -52,18 +52,27 @@ pub fn verify_bigfile(entry: &Entry, data: &[u8]) -> Result<()> {
 }
 
 /// Opens a BigFile's object for reading. Anything but a regular file (a
-/// folder, a device that never ends, a FIFO whose open waits for a writer) is
-/// refused without being opened; `failed` names the object in I/O errors.
+/// folder, a device that never ends, a FIFO) is refused without being
+/// opened, and looked at again once open (opened without waiting: a FIFO put
+/// there between the two cannot hold the thread). `failed` names the object
+/// in I/O errors.
 pub(crate) fn open_bigfile(
   path: &Path,
   entry: &Entry,
   failed: impl Fn(std::io::Error) -> DesError,
 ) -> Result<File> {
-  if !std::fs::metadata(path).map_err(&failed)?.is_file() {
-    return Err(DesError::corrupt(format!(
+  let not_a_file = || {
+    DesError::corrupt(format!(
       "BigFile of uid {:?} is not a regular file",
       entry.uid
-    )));
+    ))
+  };
+  if !std::fs::metadata(path).map_err(&failed)?.is_file() {
+    return Err(not_a_file());
   }
-  File::open(path).map_err(failed)
+  let file = crate::pack::open_without_waiting(path).map_err(&failed)?;
+  if !file.metadata().map_err(&failed)?.is_file() {
+    return Err(not_a_file());
+  }
+  Ok(file)
 }

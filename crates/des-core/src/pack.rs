@@ -108,7 +108,7 @@ impl PackItem {
 /// size is refused.
 pub(crate) fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<Vec<u8>> {
   let failed = |e| DesError::io(format!("uid {uid:?}: read source {}", path.display()), e);
-  let file = open_source(path).map_err(failed)?;
+  let file = open_without_waiting(path).map_err(failed)?;
   // It was a regular file when checked; a FIFO put in its place since would block the read for ever.
   if !file.metadata().map_err(failed)?.is_file() {
     return Err(DesError::SourceChanged(format!(
@@ -144,9 +144,9 @@ pub(crate) fn read_source(uid: &str, path: &Path, want: Option<u64>) -> Result<V
   Ok(data)
 }
 
-/// Opens a source for reading without waiting: a FIFO (with no writer) would
+/// Opens a file for reading without waiting: a FIFO (with no writer) would
 /// block the open itself. Reading a regular file is not changed by the flag.
-fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_without_waiting(path: &Path) -> std::io::Result<std::fs::File> {
   let mut options = std::fs::OpenOptions::new();
   options.read(true);
   #[cfg(unix)]
