@@ -14,7 +14,7 @@ import { allStoredUids, baseConfig, freshTable, makeFiles, readBack, writeConfig
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
 import { checkRow, deleteSources, sameAsSource, type CycleDeps } from '../src/migrate/cycle'
-import { localFileId, parseLocation } from '../src/migrate/sources'
+import { localFileId, localFileSeen, parseLocation } from '../src/migrate/sources'
 import { runCycle } from '../src/migrate/cycle'
 import { LocalSource } from '../src/storage/local'
 import { FolderKeys, ofTheStore, StoreLinks } from '../src/migrate/store-guard'
@@ -889,6 +889,25 @@ test('a source rewritten after it was read (between the pack and its deletion) i
   t.regex(errors[0].reason, /not deleted: it is now 9 bytes, 4 were stored/)
   t.regex(errors[1].reason, /not deleted: it was changed at .*, after the cycle began/)
   t.true(fs.existsSync(rows[1].location) && fs.existsSync(rows[2].location))
+})
+
+test('a source rewritten in place after it was checked is not deleted, whatever the file server\'s clock says (NFS behind the migrator)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'des-delete-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const location = path.join(dir, 'skewed')
+  fs.writeFileSync(location, 'read')
+  // Times a day old, so the rewrite below changes them whatever the file system's time granularity.
+  fs.utimesSync(location, new Date(Date.now() - 86_400_000), new Date(Date.now() - 86_400_000))
+  const row = { ctid: '(0,1)', tableoid: '1', uid: 'skewed', createdAt: '2024-01-01T00:00:00Z', size: 4, location, source: parseLocation(location)!, ...localFileSeen(location), dateDir: '20240101', shardHex: '0', shardIndex: 0 }
+  fs.writeFileSync(location, 'newb')
+  // The cycle began at a time the file server's clock has not reached yet (its clock is behind ours):
+  // the rewrite's times are before it, and only a comparison with the times seen at the check tells.
+  const cycleBegan = Date.now() + 3_600_000
+  const table = { locationsStillNamed: async () => new Set<string>() }
+  const r = await deleteSources({ table } as unknown as CycleDeps, [row], cycleBegan)
+  t.is(r.deleted, 0)
+  t.regex(r.errors[0]?.reason ?? '', /not deleted: it was changed after it was checked/)
+  t.is(fs.readFileSync(location, 'utf8'), 'newb')
 })
 
 test('a source replaced after it was read by a copy that keeps its origin\'s older times (cp -p, rsync -a) is not deleted either', async (t) => {

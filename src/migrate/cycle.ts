@@ -24,7 +24,7 @@ import type { ByteSource, ShardSources } from '../storage/source'
 import type { ShardHandle } from '../store/shard'
 import { runPack, type PackInput, type PackOptions, type PackResult, type PackTarget } from '../pack'
 import { MAX_LOCATION_BYTES, pgTimestampToIso, rowKey, SHOWN_CHARS, type Cutoff, type SourceRow, type SourceTable } from './db'
-import { changedSince, checkLocations, deleteSource, localFileId, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
+import { changedSince, checkLocations, deleteSource, localFileSeen, mapLimit, openLocation, parseLocation, type SourceRef } from './sources'
 import { findStored, openKeys, readBack } from './verify'
 import { FolderKeys, ofTheStore, StoreLinks } from './store-guard'
 
@@ -72,6 +72,8 @@ export interface GoodRow {
   etag?: string
   /** A local source's device and inode when it was checked: another file at its path before its deletion is not the one read. */
   fileId?: string
+  /** A local source's mtime and ctime when it was checked: others before its deletion mean it was changed since. */
+  fileTimes?: string
 }
 
 /** Seconds spent per kind of work (the benchmark's split). */
@@ -275,8 +277,8 @@ export async function validateRows(
   outside.forEach((c, i) => {
     const check = checks[i]
     // Which object or file this is, for step 6: one found another there before its deletion was not the one read.
-    const fileId = check.ok && c.source.kind === 'local' ? localFileId(c.source.path) : undefined
-    const seen = { ...(check.ok && check.etag !== undefined ? { etag: check.etag } : {}), ...(fileId !== undefined ? { fileId } : {}) }
+    const local = check.ok && c.source.kind === 'local' ? localFileSeen(c.source.path) : {}
+    const seen = { ...(check.ok && check.etag !== undefined ? { etag: check.etag } : {}), ...local }
     if (!check.ok) bad.push({ uid: c.uid, ctid: c.ctid, reason: check.reason })
     else if (c.size < 0) good.push({ ...c, size: check.size, ...seen })
     else if (check.size !== c.size) bad.push({ uid: c.uid, ctid: c.ctid, reason: `size mismatch: source has ${check.size} bytes, size_bytes says ${c.size}` })

@@ -67,6 +67,26 @@ export interface ReadAs {
   etag?: string
   /** A local source's identity at the check (localFileId). */
   fileId?: string
+  /** A local source's mtime and ctime at the check (localFileSeen). */
+  fileTimes?: string
+}
+
+/**
+ * What step 2 saw of a local source: its identity and (`fileTimes`) its
+ * mtime and ctime in nanoseconds; none when it cannot be stat'ed.
+ */
+export function localFileSeen(path: string): { fileId?: string; fileTimes?: string } {
+  try {
+    const st = statSync(path, { bigint: true, throwIfNoEntry: false })
+    return st === undefined ? {} : { fileId: fileIdOf(st), fileTimes: fileTimesOf(st) }
+  } catch {
+    return {}
+  }
+}
+
+/** mtime and ctime, exact: any write, truncation or times set since changes one (ctime is the kernel's, never set back). */
+function fileTimesOf(st: BigIntStats): string {
+  return `${st.mtimeNs}:${st.ctimeNs}`
 }
 
 function fileIdOf(st: BigIntStats): string {
@@ -107,6 +127,9 @@ export async function changedSince(ref: SourceRef, was: ReadAs, since: number, s
   if (Math.floor(changedMs) > since) return `it was changed at ${new Date(changedMs).toISOString()}, after the cycle began`
   // Times alone do not tell a file moved here whole (its folder swapped for another holding the same name): it keeps its own.
   if (was.fileId === undefined || fileIdOf(st) !== was.fileId) return 'it is another file than the one checked and read (replaced, or a folder on its path was)'
+  // Its times against those of the check, on the file system's own clock: a file server whose clock is
+  // behind ours (NFS) dates a rewrite before the cycle began, and the comparison above misses it.
+  if (was.fileTimes !== undefined && fileTimesOf(st) !== was.fileTimes) return 'it was changed after it was checked (its mtime or ctime is not the one seen then)'
   return undefined
 }
 
