@@ -20,6 +20,15 @@ function sha(b: Buffer): string {
 }
 
 /** A store of 60 small files over a few shards of one day, plus one BigFile. */
+/** One file in a shard of the flat layout (the original's) at `DAY`; resolves to the shard's key. */
+async function writeFlatFile(dir: string, uid: string, text: string): Promise<string> {
+  const key = flatShardKey(locateShard(uid, DAY), 0)
+  const w = ShardWriter.create(path.join(dir, key), { codec: 'none' })
+  await w.add(uid, Buffer.from(text))
+  await w.finish()
+  return key
+}
+
 async function sampleStore(): Promise<{ dir: string; files: TestFile[]; big: TestFile }> {
   const dir = tempDir()
   const files: TestFile[] = []
@@ -73,10 +82,7 @@ for (const kind of BACKENDS) {
   // Counted in the GETs S3 answers (locally there is nothing to count).
   if (kind === 's3') test(title('with layouts nested then flat, a file of the flat layout is read once, then from the caches'), async (t) => {
     const dir = tempDir()
-    const key = flatShardKey(locateShard('7', DAY), 0)
-    const w = ShardWriter.create(path.join(dir, key), { codec: 'none' })
-    await w.add('7', Buffer.from('flat file'))
-    await w.finish()
+    const key = await writeFlatFile(dir, '7', 'flat file')
     const b = await openBackend(kind, dir)
     const store = b.store({ layouts: ['nested', 'flat'], payloadCacheBytes: 1 << 20 })
     b.sent.length = 0
@@ -90,10 +96,7 @@ for (const kind of BACKENDS) {
   if (kind === 's3') test(title('with layouts nested then flat, a warm read of a flat file whose nested key holds other files costs no GET; a file appended to that nested key is still found'), async (t) => {
     const dir = tempDir()
     await writeStore(dir, [{ uid: '263', createdAt: DAY, data: Buffer.from('nested file') }])
-    const key = flatShardKey(locateShard('7', DAY), 0)
-    const w = ShardWriter.create(path.join(dir, key), { codec: 'none' })
-    await w.add('7', Buffer.from('flat file'))
-    await w.finish()
+    const key = await writeFlatFile(dir, '7', 'flat file')
     const b = await openBackend(kind, dir)
     const store = b.store({ layouts: ['nested', 'flat'], payloadCacheBytes: 1 << 20 })
     t.is((await store.get('7', DAY)).toString(), 'flat file')
