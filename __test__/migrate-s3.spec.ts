@@ -3,14 +3,19 @@
 // source (tail read + range read) and compared.
 
 import test from 'ava'
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
 import { runCli } from './helpers/cli'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { baseConfig, freshTable, makeFiles, readBack, writeConfig, type TestRow } from './helpers/migrate'
 import { S3Source } from '../src/storage/s3'
+import { LocalSource } from '../src/storage/local'
+import { locateShard } from '../src/native'
+import { runPack } from '../src/pack'
+import { errorCode } from '../src/errors'
+import { tempDir } from './helpers/pack'
 import { parseMigrateConfig } from '../src/config/migrate'
 import { createDeps } from '../src/migrate/run'
-import { deleteSources, runCycle, type CycleDeps } from '../src/migrate/cycle'
+import { deleteSources, packPast, runCycle, type CycleDeps, type GoodRow } from '../src/migrate/cycle'
 import { checkLocations, parseLocation } from '../src/migrate/sources'
 import { recordingClient } from './helpers/backends'
 
@@ -225,4 +230,45 @@ test('an S3 source overwritten after it was checked and read is not deleted: its
   t.regex(reasons.rewritten, /not deleted: it was overwritten after it was read \(ETag "[0-9a-f]+", was "[0-9a-f]+"\)/)
   t.regex(reasons['no-etag'], /not deleted: S3 gave no ETag to tell whether it was overwritten/)
   for (const n of ['resized', 'rewritten', 'no-etag']) t.true(await exists(client, bucket, `in/${n}`), `${n} is kept`)
+})
+
+test('an S3 source overwritten between its check and its read is set aside, not stored: the packer reads the version step 2 checked, or none', async (t) => {
+  const client = testS3Client()
+  const srcBucket = await freshBucket(client, 'mig-between')
+  const tb = await freshTable('s3_between')
+  t.teardown(() => tb.close())
+  const env = s3TestEnv()
+  const doc = baseConfig(tb) as { packer: Record<string, unknown> }
+  doc.packer.s3_source = { enabled: true, region_name: env.region, endpoint_url: env.endpoint }
+  const deps = createDeps(parseMigrateConfig(doc))
+  t.teardown(() => deps.close())
+  const names = ['kept', 'rewritten', 'deleted']
+  for (const n of names) await client.send(new PutObjectCommand({ Bucket: srcBucket, Key: `in/${n}`, Body: 'read' }))
+  // Step 2's check, as the cycle makes it: the size, and the ETag it had.
+  const sources = names.map((n) => parseLocation(`s3://${srcBucket}/in/${n}`)!)
+  const checks = await checkLocations(sources, client)
+  const createdAt = '2024-01-01T00:00:00Z'
+  const rows: GoodRow[] = names.map((uid, i) => {
+    const check = checks[i]
+    if (!check.ok || check.etag === undefined) throw new Error(`${uid}: no size and ETag from the check`)
+    const loc = locateShard(uid, createdAt, deps.config.packer.nBits)
+    return { ctid: `(0,${i + 1})`, tableoid: '1', uid, createdAt, size: check.size, location: `s3://${srcBucket}/in/${uid}`, source: sources[i], dateDir: loc.dateDir, shardHex: loc.shardHex, shardIndex: loc.shardIndex, etag: check.etag }
+  })
+  // Another writer, between the check and the pack's read: as many bytes, other ones.
+  await client.send(new PutObjectCommand({ Bucket: srcBucket, Key: 'in/rewritten', Body: 'newb' }))
+  // And one removed meanwhile: that row's failure, not the cycle's.
+  await client.send(new DeleteObjectCommand({ Bucket: srcBucket, Key: 'in/deleted' }))
+  const r = await packPast(deps, rows)
+  t.deepEqual(r.packedRows.map((row) => row.uid), ['kept'])
+  const reasons = Object.fromEntries(r.bad.map((b) => [b.uid, b.reason]))
+  t.deepEqual(Object.keys(reasons).sort(), ['deleted', 'rewritten'])
+  t.regex(reasons.rewritten, /was overwritten after it was checked \(its ETag is no longer "[0-9a-f]+"\)/)
+  t.regex(reasons.deleted, /does not exist/)
+  const store = new LocalSource(String(doc.packer.output_dir))
+  t.is((await readBack(store, 'kept', createdAt, deps.config.packer.nBits)).data?.toString(), 'read')
+  t.is((await readBack(store, 'rewritten', createdAt, deps.config.packer.nBits)).copies, 0, 'the new bytes are stored nowhere')
+  // The same through a plan spilled to temp files (a batch past DES_PACK_MEMORY_ENTRIES): the ETag goes with it.
+  const spilled = runPack([{ uid: 'rewritten', createdAt, source: rows[1].location, sizeBytes: 4, etag: rows[1].etag }], { kind: 'local', dir: tempDir() }, { sourceS3: { client } }, { memoryEntries: 0 })
+  const err = await t.throwsAsync(spilled)
+  t.is(errorCode(err), 'DES_SOURCE_CHANGED', err?.message)
 })

@@ -370,6 +370,8 @@ export async function packRows(deps: CycleDeps, rows: GoodRow[], parts?: Map<str
     createdAt: r.createdAt,
     sizeBytes: r.size,
     source: r.location,
+    // What step 2 saw of an S3 source: the packer reads that version or none.
+    ...(r.source.kind === 's3' && r.etag !== undefined ? { etag: r.etag } : {}),
     location: { dateDir: r.dateDir, shardHex: r.shardHex, shardIndex: r.shardIndex },
   }))
   const opts: PackOptions = {

@@ -263,7 +263,7 @@ export class Plan {
   }
 
   private parse(line: string): PlannedInput {
-    const [index, label, uid, createdAt, source, sizeBytes, meta, ordinal, size] = JSON.parse(line) as [
+    const [index, label, uid, createdAt, source, sizeBytes, meta, ordinal, size, etag] = JSON.parse(line) as [
       number,
       string,
       string,
@@ -273,9 +273,10 @@ export class Plan {
       Record<string, unknown> | null,
       number,
       number,
+      string | null,
     ]
     const key = this.byOrdinal[ordinal]
-    const input: PackInput = { uid, createdAt, source, ...(sizeBytes !== null ? { sizeBytes } : {}), ...(meta ? { meta } : {}) }
+    const input: PackInput = { uid, createdAt, source, ...(sizeBytes !== null ? { sizeBytes } : {}), ...(meta ? { meta } : {}), ...(etag !== null ? { etag } : {}) }
     const item: WithOrdinal = { input, index, label, dateDir: key.dateDir, shardHex: key.shardHex, size, onS3: isS3(source) }
     item[ORDINAL] = ordinal
     return item
@@ -369,7 +370,7 @@ function isS3(source: string): boolean {
 
 function spillLine(p: PlannedInput): string {
   const i = p.input
-  return JSON.stringify([p.index, p.label, i.uid, i.createdAt, i.source, i.sizeBytes ?? null, i.meta ?? null, ordinalOf(p), p.size])
+  return JSON.stringify([p.index, p.label, i.uid, i.createdAt, i.source, i.sizeBytes ?? null, i.meta ?? null, ordinalOf(p), p.size, i.etag ?? null])
 }
 
 /** Checks, routes and groups inputs as they come; see the module comment. */

@@ -33,9 +33,14 @@ function s3Error(p: PlannedInput, what: string, err: unknown): DesError {
   const msg = err instanceof Error ? err.message || err.name : String(err)
   const kind = s3ErrorKind(err)
   if (kind === 'no-credentials') return noCredentials(err)
-  if (kind === 'missing' || kind === 'no-bucket') return new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`, { cause: err })
+  const uid = p.input.uid
+  if (kind === 'missing' || kind === 'no-bucket') return new DesError('DES_NOT_FOUND', `${named(p)}: source ${p.input.source} does not exist`, { cause: err, uid })
+  // Read If-Match the ETag the caller checked (des migrate): other bytes are there now.
+  if (kind === 'conflict' && p.input.etag !== undefined) {
+    return new DesError('DES_SOURCE_CHANGED', `${named(p)}: source ${p.input.source} was overwritten after it was checked (its ETag is no longer ${p.input.etag})`, { cause: err, uid })
+  }
   const code = isTransientKind(kind) ? 'DES_UNAVAILABLE' : 'DES_STORAGE'
-  return new DesError(code, `${named(p)}: ${what} ${p.input.source}: ${msg}`, { cause: err })
+  return new DesError(code, `${named(p)}: ${what} ${p.input.source}: ${msg}`, { cause: err, uid })
 }
 
 /**
@@ -114,7 +119,8 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
   const started = process.hrtime.bigint()
   const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
   try {
-    const res = await s3.client.send(new (s3Sdk().GetObjectCommand)({ Bucket: uri.bucket, Key: uri.key })).catch((err: unknown) => {
+    const etag = p.input.etag
+    const res = await s3.client.send(new (s3Sdk().GetObjectCommand)({ Bucket: uri.bucket, Key: uri.key, ...(etag !== undefined ? { IfMatch: etag } : {}) })).catch((err: unknown) => {
       countRetries(err)
       throw err
     })
@@ -123,7 +129,7 @@ export async function readS3Source(p: PlannedInput, s3: S3SourceOptions): Promis
     metrics().sourceBytesDownloaded.inc(data.length)
     metrics().sourceBytesDownloadedTotal.inc(data.length)
     if (data.length !== p.size) {
-      throw new DesError('DES_SOURCE_CHANGED', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`)
+      throw new DesError('DES_SOURCE_CHANGED', `${named(p)}: source ${p.input.source} is now ${data.length} bytes, it was ${p.size} when checked`, { uid: p.input.uid })
     }
     metrics().sourceReadsTotal.inc({ status: 'success' })
     metrics().sourceReadSeconds.observe({ status: 'success' }, seconds())

@@ -43,6 +43,12 @@ export interface PackInput {
   /** A local path or s3://bucket/key. */
   source: string
   meta?: Record<string, unknown>
+  /**
+   * An s3:// source's ETag when the caller checked it (des migrate's step 2):
+   * it is read If-Match that ETag, so other bytes put there since are
+   * refused (DES_SOURCE_CHANGED), never stored in its place.
+   */
+  etag?: string
   /** Where the caller already routed it (des migrate, with the same n_bits and layout): not routed again. */
   location?: { dateDir: string; shardHex: string; shardIndex: number }
 }
