@@ -340,3 +340,39 @@ test('des pack loads only what its run uses: no S3 SDK, metrics or SSH key reade
   t.is(stored.get('invoice.json')!.meta.content_type, 'application/json')
   t.deepEqual(stored.get('no-extension')!.meta, {})
 })
+
+test('des pack without --max-shard-size splits at the original des-pack\'s default, 1000000000 bytes: a key whose shard is past it continues in <HEX>.1.des', async (t) => {
+  const dir = tempDir()
+  const out = path.join(dir, 'out')
+  // An existing shard of key 20240101/1 (n_bits 4) whose data section ends past 1e9 bytes: sparse,
+  // one entry (uid 17, 5 bytes stored raw) at offset 1e9.
+  fs.mkdirSync(path.join(out, '20240101'), { recursive: true })
+  const payload = Buffer.from('hello')
+  const at = 1_000_000_000
+  const u64 = (n: number) => {
+    const b = Buffer.alloc(8)
+    b.writeBigUInt64LE(BigInt(n))
+    return b
+  }
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4)
+    b.writeUInt32LE(n)
+    return b
+  }
+  const index = Buffer.concat([u32(1), Buffer.from([2, 0]), Buffer.from('17'), Buffer.from([0]), u64(at), u64(5), Buffer.from([0]), u64(5), u64(5), u32(0)])
+  const tail = Buffer.concat([payload, index, Buffer.from('DESI'), u64(index.length)])
+  const big = path.join(out, '20240101', '1.des')
+  const fd = fs.openSync(big, 'w')
+  fs.writeSync(fd, Buffer.from([0x44, 0x45, 0x53, 0x32, 2, 0, 0, 0]), 0, 8, 0)
+  fs.writeSync(fd, tail, 0, tail.length, at)
+  fs.closeSync(fd)
+  t.true((await ShardReader.open(big)).has('17'))
+  const sizeBefore = fs.statSync(big).size
+  const corpus = makeCorpus(path.join(dir, 'src'), [{ uid: '1', createdAt: '2024-01-01T12:00:00Z', size: 100 }])
+  const r = await runCli(['pack', '--input-json', corpus.manifestPath, '--output-dir', out, '--n-bits', '4'])
+  t.is(r.code, 0, r.stderr.toString())
+  t.is(fs.statSync(big).size, sizeBefore, 'the full shard is left as it was')
+  const next = await ShardReader.open(path.join(out, '20240101', '1.1.des'))
+  t.is(next.entryCount, 1)
+  t.true(next.has('1'))
+})

@@ -41,7 +41,7 @@ export const MAX_ZSTD_LEVEL = 22
 /** How long a cached shard is trusted before it is re-checked (`DES_SHARD_RECHECK_MS` unset): a stat on local disk, a suffix GET on S3. */
 export const DEFAULT_SHARD_RECHECK_MS = { local: 2_000, s3: 30_000 } as const
 
-/** Shard size at which the migrator starts a new part (`packer.max_shard_size`). */
+/** Shard size at which the migrator and the packer start a new part (`packer.max_shard_size`, `des pack --max-shard-size`): the original's default for both. */
 export const DEFAULT_MAX_SHARD_SIZE = 1_000_000_000
 
 /** Inputs `des pack` plans in memory before the plan spills to temp files (`DES_PACK_MEMORY_ENTRIES`). */

@@ -12,7 +12,7 @@ import type { ByteSource } from '../../storage/source'
 import { writeOut } from '../output'
 import { nBitsFlag, wholeNumberFlag, zstdLevelFlag } from '../flags'
 import { MAX_PACK_WORKERS } from '../../config/pack'
-import { DEFAULT_SOURCE_RETRIES, DEFAULT_SOURCE_RETRY_DELAY_MS } from '../../config/defaults'
+import { DEFAULT_MAX_SHARD_SIZE, DEFAULT_SOURCE_RETRIES, DEFAULT_SOURCE_RETRY_DELAY_MS } from '../../config/defaults'
 
 /** Compression presets (SPEC §3). */
 export const PROFILES: Record<string, { codec: 'zstd' | 'lz4'; level?: number }> = {
@@ -73,7 +73,7 @@ export function register(y: Argv): Argv {
         .option('s3-prefix', { type: 'string', describe: 'key prefix in the bucket (default DES_S3_PREFIX)' })
         .option('n-bits', { coerce: nBitsFlag, describe: 'routing bits, 4..16 (default DES_N_BITS or 8; into zones, the zones file\'s n_bits, and another is refused)' })
         .option('layout', { choices: ['nested', 'flat'] as const, describe: "nested <UTC date>/<HEX>.des, or flat: the original packer's <date>_<HEX>_<NNNN>.des, a new _NNNN per run (default DES_LAYOUT's first, else nested)" })
-        .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M)' })
+        .option('max-shard-size', { type: 'string', describe: 'continue a shard in <HEX>.1.des, .2.des… past this many bytes (e.g. 256M; default 1000000000, as the original des-pack)' })
         .option('codec', { choices: ['zstd', 'lz4', 'none'] as const, describe: 'payload codec (default zstd)' })
         .option('level', { coerce: zstdLevelFlag, describe: 'zstd level, -7..22 (default 3)' })
         .option('profile', { choices: ['aggressive', 'balanced', 'speed'] as const, describe: 'aggressive = zstd 9, balanced = zstd 5, speed = lz4' })
@@ -137,7 +137,8 @@ export function register(y: Argv): Argv {
         sourceS3: () => ({ client: createS3Client(s3SourceSettings(), { maxAttempts: DEFAULT_SOURCE_RETRIES + 1, retryDelayMs: DEFAULT_SOURCE_RETRY_DELAY_MS }) }),
       }
       const memoryEntries = packMemoryEntries()
-      if (argv['max-shard-size'] !== undefined) opts.maxShardSize = parseSize(argv['max-shard-size'], '--max-shard-size')
+      // Unset: the original des-pack's default (and packer.max_shard_size's), so its command lines split shards alike.
+      opts.maxShardSize = argv['max-shard-size'] !== undefined ? parseSize(argv['max-shard-size'], '--max-shard-size') : DEFAULT_MAX_SHARD_SIZE
       if (argv['skip-extensions'] !== undefined) {
         opts.skipExtensions = argv['skip-extensions']
           .split(',')
