@@ -4,6 +4,7 @@
 #   docker run ... des:local                                    # HTTP retriever on DES_PORT (8000)
 #   docker run ... des:local node bin/des.js pack --input-json /data/manifests/to-pack.json --output-dir /data/output
 #   docker run ... des:local node bin/des.js migrate --config /config/migration.yaml
+#   docker run ... des:local des-migrate --config /config/migration.yaml   # the original's command names (des-pack, des-migrate, des-stats) are on PATH too
 #
 # Stages: `deps` (production node_modules only), `builder` (Rust + Node: the
 # addon and the JS), and the final slim image, which gets node_modules from
@@ -63,9 +64,12 @@ COPY --from=builder /app/des.*.node ./
 COPY --from=builder /app/dist ./dist
 COPY --from=builder /app/bin ./bin
 # The image's user `node` (uid 1000) owns only the data mount points; the
-# application files stay root-owned and read-only to it.
+# application files stay root-owned and read-only to it. The package's commands
+# are on PATH as the original image had them, so its Jobs, CronJobs and compose
+# commands (`des-pack --input-json ...`, `des-migrate --config ...`) run unchanged.
 RUN mkdir -p /data/des /data/input /data/manifests /data/output \
- && chown -R 1000:1000 /data
+ && chown -R 1000:1000 /data \
+ && for c in des des-pack des-migrate des-stats; do ln -s "/app/bin/$c.js" "/usr/local/bin/$c"; done
 USER 1000:1000
 EXPOSE 8000
 # No curl in the slim image: Node's fetch does the probe, on DES_PORT.

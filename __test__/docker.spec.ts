@@ -111,6 +111,26 @@ test('the image runs des serve on DES_PORT (8000) as a non-root user on the curr
   t.is(env.DES_HOST, '0.0.0.0')
 })
 
+test('the image puts the package\'s commands on PATH (des, des-pack, des-migrate, des-stats), so the original\'s Job, CronJob and compose commands run as they are', (t) => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }
+  const runs = of(stages().at(-1)!, 'RUN').map(args).join(' && ')
+  for (const [name, file] of Object.entries(pkg.bin)) {
+    const linked = runs.includes(`ln -s "/app/${file}" "/usr/local/bin/${name}"`) || (/for c in ([\w -]+); do ln -s "\/app\/bin\/\$c\.js" "\/usr\/local\/bin\/\$c"/.exec(runs)?.[1].split(' ').includes(name) && file === `bin/${name}.js`)
+    t.true(linked, `${name} -> /app/${file} in /usr/local/bin`)
+    t.true(fs.existsSync(path.join(ROOT, file)) && (fs.statSync(path.join(ROOT, file)).mode & 0o111) !== 0, `${file} is executable`)
+  }
+  // The original's manifests call its commands by name; each alias is `des <command>` with the same flags.
+  const original = [
+    ['des-pack', '--input-json', '/data/manifests/to-pack.json', '--output-dir', '/data/output', '--max-shard-size', '1073741824', '--n-bits', '8'],
+    ['des-migrate', '--config', '/config/migration-config.json'],
+    ['des-stats', '--db-url', 'postgresql+psycopg://u:p@h/db', '--table', 'source_files', '--cutoff', '2024-01-01T00:00:00Z'],
+  ]
+  for (const [alias, ...rest] of original) {
+    t.truthy(pkg.bin[alias], `${alias} is a command of the package`)
+    t.deepEqual(cliProblems(['node', 'bin/des.js', alias.replace(/^des-/, ''), ...rest]), [], `${alias} accepts the original's flags`)
+  }
+})
+
 /** The final stage's ENV, its ARG defaults substituted (as `docker build` with no --build-arg). */
 function imageEnv(): Record<string, string> {
   const final = stages().at(-1)!
