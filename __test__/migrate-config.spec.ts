@@ -265,6 +265,21 @@ test('an unset ${VAR} without a default is refused, naming the key and the varia
   t.regex(err!.message, /NOPE_PASSWORD/)
 })
 
+test('a ${ that no } closes is refused as the reference refuses it, naming the key and not quoting the value (a password may be in it)', (t) => {
+  for (const text of ['${TABLE', 'postgres://u:${DB_PASSWORD@h/d', '${A}x${', '${A:-1}${B']) {
+    const err = t.throws(() => substituteEnv(text, { A: 'a', DB_PASSWORD: 'secret' }, 'database.url'), undefined, text)
+    t.is((err as { code?: string }).code, 'DES_CONFIG')
+    t.regex(err!.message, /^database\.url: a \$\{ has no closing \}/)
+    t.false(err!.message.includes('DB_PASSWORD') || err!.message.includes('@h/d'))
+  }
+  // Closed ones, a lone $ and a } alone are still fine.
+  t.is(substituteEnv('$${A}}{$', { A: 'a' }, 'k'), '$a}{$')
+  const file = writeConfig(dir, { database: { url: 'postgres://u:p@h/d', table_name: '${TABLE' }, packer: { output_dir: '/x' } }, 'yaml', 'unclosed')
+  const err = t.throws(() => loadMigrateConfig(file, { TABLE: 'files' }))
+  t.is((err as { code?: string }).code, 'DES_CONFIG')
+  t.regex(err!.message, /database\.table_name: a \$\{ has no closing \}/)
+})
+
 test('numbers and booleans may come from variables (as strings)', (t) => {
   const file = writeConfig(
     dir,

@@ -51,10 +51,15 @@ const REF = /\$\{([^}:]*)(?:(:-?)([^}]*))?\}/g
  * value. `:-` has the shell's meaning: the default applies when VAR is unset
  * or empty. `:` is the reference's form (its configs use it): the default
  * applies when VAR is unset; set to empty, VAR gives the empty string. A
- * `${VAR}` with no default and no value is an error naming `where` (the
- * config key) and the variable.
+ * `${VAR}` with no default and no value, and a `${` that no `}` closes, are
+ * errors naming `where` (the config key), never quoting the value.
  */
 export function substituteEnv(value: string, vars: Env, where: string): string {
+  // A `${` that no `}` closes is refused, as the reference refuses it: taken as
+  // text, a typo (`${DB_PASSWORD@host`) would be a wrong password or table name.
+  if (value.replace(REF, '').includes('${')) {
+    throw new DesError('DES_CONFIG', `${where}: a \${ has no closing } (an environment variable is written \${VAR})`)
+  }
   return value.replace(REF, (_all, name: string, form: string | undefined, def: string | undefined) => {
     const v = vars[name]
     if (v !== undefined && (v !== '' || form === ':')) return v
