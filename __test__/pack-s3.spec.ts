@@ -3,6 +3,7 @@
 // completion on conflict, BigFiles, s3:// sources, v1 shards, bad buckets.
 
 import test from 'ava'
+import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3'
@@ -16,7 +17,7 @@ import { S3Source } from '../src/storage/s3'
 import { singleSource } from '../src/storage/source'
 import { Store } from '../src/store/store'
 import { runCli } from './helpers/cli'
-import { goldenShards } from './helpers/golden'
+import { goldenShards, ROOT } from './helpers/golden'
 import { freshBucket, s3TestEnv, testS3Client } from './helpers/services'
 import { asInputs, content, listKeys, makeCorpus, readS3Store, recordCommands, countCalls, sha256, tempDir, uidsByKey } from './helpers/pack'
 
@@ -526,6 +527,43 @@ test('two des pack processes appending to the same S3 keys at once: every file o
   const stored = await readS3Store(client, bucket)
   t.is(stored.size, 60)
   for (const c of [base, a, b]) for (const [uid, sha] of c.shas) t.is(stored.get(uid)?.sha256, sha, uid)
+})
+
+test('des pack stopped by SIGTERM during a multipart append aborts its upload, removes its temp folder and exits 143; the shard is the old one or the new one whole', async (t) => {
+  const client = testS3Client()
+  const bucket = await freshBucket(client, 'sigterm')
+  const dir = tempDir()
+  const tmp = tempDir('des-pack-tmpdir-')
+  const base = makeCorpus(path.join(dir, 'base'), sameShard(3, 1).map((uid) => ({ uid, kind: 'random' as const, size: 2 * 1024 * 1024 })))
+  // 48 MiB more: the old 6 MiB copied server-side, the new tail in 16 MiB parts.
+  const next = makeCorpus(path.join(dir, 'next'), sameShard(12, 1, 100).map((uid) => ({ uid, kind: 'random' as const, size: 4 * 1024 * 1024 })))
+  const env = { DES_S3_ENDPOINT_URL: s3TestEnv().endpoint, DES_S3_REGION: 'us-east-1', TMPDIR: tmp }
+  const args = (m: string, ...more: string[]) => ['pack', '--input-json', m, '--s3-bucket', bucket, '--n-bits', '4', '--json', ...more]
+  t.is((await runCli(args(base.manifestPath), { env })).code, 0)
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'des.js'), ...args(next.manifestPath)], { env: { ...process.env, ...env } })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
+  let running = true
+  void exited.then(() => (running = false))
+  // Stopped once its multipart upload is there (watched on the server, not timed).
+  let seen = false
+  while (running && !seen) seen = !(await noUploadsLeft(client, bucket))
+  t.true(seen, `the packer finished before its upload was seen: ${stderr}`)
+  child.kill('SIGTERM')
+  const { code, signal } = await exited
+  t.is(code, 143, `signal ${signal}: ${stderr}`)
+  t.regex(stderr, /stopped by SIGTERM: aborts sent for 1 multipart upload\(s\) under way, \d+ temp folder\(s\) removed/)
+  t.true(await noUploadsLeft(client, bucket), 'no uploaded parts left in the bucket')
+  t.deepEqual(fs.readdirSync(tmp), [], 'no temp folder left in TMPDIR')
+  const stored = await readS3Store(client, bucket)
+  for (const [uid, sha] of base.shas) t.is(stored.get(uid)?.sha256, sha, uid)
+  t.true(stored.size === 3 || stored.size === 15, `the old shard or the new one whole: ${stored.size} files`)
+  const rerun = await runCli(args(next.manifestPath, '--skip-existing'), { env })
+  t.is(rerun.code, 0, rerun.stderr)
+  const after = await readS3Store(client, bucket)
+  t.is(after.size, 15)
+  for (const c of [base, next]) for (const [uid, sha] of c.shas) t.is(after.get(uid)?.sha256, sha, uid)
 })
 
 test('an index larger than the first tail read costs one more ranged GET, and the append still works', async (t) => {

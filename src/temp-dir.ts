@@ -24,10 +24,18 @@ function tempDirError(err: unknown, root: string | undefined): unknown {
   return new DesError('DES_CONFIG', `${which} ${why}: set TMPDIR to a writable directory`, { cause: err })
 }
 
+/**
+ * Folders made here and not yet removed with removeTempDir: a command that is
+ * stopped (SIGTERM, SIGINT) removes them before it exits (removeTempDirsSync).
+ */
+const live = new Set<string>()
+
 /** A new folder `<root>/<prefix>XXXXXX`; `root` defaults to the OS temp directory. */
 export function makeTempDirSync(prefix: string, root?: string): string {
   try {
-    return fs.mkdtempSync(path.join(root ?? os.tmpdir(), prefix))
+    const dir = fs.mkdtempSync(path.join(root ?? os.tmpdir(), prefix))
+    live.add(dir)
+    return dir
   } catch (err) {
     throw tempDirError(err, root)
   }
@@ -36,8 +44,29 @@ export function makeTempDirSync(prefix: string, root?: string): string {
 /** `makeTempDirSync`, without blocking. */
 export async function makeTempDir(prefix: string, root?: string): Promise<string> {
   try {
-    return await fs.promises.mkdtemp(path.join(root ?? os.tmpdir(), prefix))
+    const dir = await fs.promises.mkdtemp(path.join(root ?? os.tmpdir(), prefix))
+    live.add(dir)
+    return dir
   } catch (err) {
     throw tempDirError(err, root)
   }
+}
+
+/** Removes a folder made by makeTempDir and all it holds. */
+export async function removeTempDir(dir: string): Promise<void> {
+  live.delete(dir)
+  await fs.promises.rm(dir, { recursive: true, force: true })
+}
+
+/** `removeTempDir`, blocking. */
+export function removeTempDirSync(dir: string): void {
+  live.delete(dir)
+  fs.rmSync(dir, { recursive: true, force: true })
+}
+
+/** Removes every folder made here and not removed yet (a command stopped by a signal); returns how many. */
+export function removeTempDirsSync(): number {
+  const dirs = [...live]
+  for (const dir of dirs) removeTempDirSync(dir)
+  return dirs.length
 }

@@ -21,12 +21,12 @@
 // known. Readers of the nested layout look there after the UTC date
 // (src/store/layout.ts, lookupsFor).
 
-import { createReadStream, createWriteStream, promises as fsp } from 'node:fs'
+import { createReadStream, createWriteStream } from 'node:fs'
 import * as path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { createHash } from 'node:crypto'
 import { DesError, describe } from '../errors'
-import { makeTempDir } from '../temp-dir'
+import { makeTempDir, removeTempDir } from '../temp-dir'
 import { DEFAULT_BIGFILES_PREFIX, DEFAULT_TAIL_BYTES } from '../config/defaults'
 import { locateShard, type EntryInfo, type PackFile, type ShardReader } from '../native'
 import type { PartWrite, ShardSink } from '../pack/local-target'
@@ -237,7 +237,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
 
   // Every key takes a temp folder: a root that cannot hold one stops the run
   // once, before any key (not each key, reported as not converted).
-  if (listing.keys.length > 0) await fsp.rmdir(await makeTempDir('des-convert-', tmpRoot))
+  if (listing.keys.length > 0) await removeTempDir(await makeTempDir('des-convert-', tmpRoot))
 
   // A run killed mid-write left its temp files in the folders this one writes to: removed once
   // stale, as des pack does. Beside the conversion, never failing it (des verify --store names what stays).
@@ -352,7 +352,7 @@ export async function convertStore(store: ConvertStore, opts: ConvertOptions): P
         faults.at('convert-mid-delete')
       }
     } finally {
-      await fsp.rm(tmp, { recursive: true, force: true })
+      await removeTempDir(tmp)
     }
 
     async function write(plan: KeyPlan, parts: number): Promise<void> {

@@ -26,7 +26,7 @@ import { named, type KeyPlan, type PlannedInput } from './plan'
 import { checkSources } from './sources'
 import type { S3SourceOptions } from './types'
 import { hasLoneSurrogate, MAX_UID_BYTES, uidBytesOverLimit } from '../store/uid'
-import { makeTempDirSync } from '../temp-dir'
+import { makeTempDirSync, removeTempDirSync } from '../temp-dir'
 
 export type { WorkerSlice }
 
@@ -541,7 +541,7 @@ export class Planner {
 
   /** Removes the temp files, if any. */
   dispose(): void {
-    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true })
+    if (this.dir) removeTempDirSync(this.dir)
     this.dir = undefined
   }
 }

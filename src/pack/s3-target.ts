@@ -14,7 +14,7 @@ import { promises as fsp } from 'node:fs'
 import * as path from 'node:path'
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3'
 import { DesError } from '../errors'
-import { makeTempDir } from '../temp-dir'
+import { makeTempDir, removeTempDir } from '../temp-dir'
 import { noCredentials, s3ErrorKind, s3Status } from '../storage/s3-errors'
 import { S3Uploader } from '../storage/s3-upload'
 import { ShardReader, ShardWriter, shardHeaderVersion } from '../native'
@@ -272,7 +272,7 @@ export class S3Target implements ShardSink {
       if (fill) ctx.progress(-fill.reportedFiles, -fill.reportedBytes)
       throw s3Failure(`s3://${this.bucket}/${key}`, err)
     } finally {
-      await fsp.rm(tmp, { recursive: true, force: true })
+      await removeTempDir(tmp)
     }
   }
 

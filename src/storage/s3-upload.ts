@@ -87,6 +87,28 @@ async function holding<T>(bytes: number, work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Multipart uploads under way in this process (by upload id), for abortOpenUploads. */
+const openUploads = new Map<string, { client: S3Client; bucket: string; key: string }>()
+/** Set by abortOpenUploads: no upload is started or completed after it. */
+let stopping = false
+
+/**
+ * Aborts every multipart upload under way in this process and refuses new
+ * ones: a packer stopped by a signal leaves no uploaded parts behind (S3
+ * keeps and bills them until they are aborted). Returns how many it aborted.
+ */
+export async function abortOpenUploads(): Promise<number> {
+  stopping = true
+  const open = [...openUploads]
+  openUploads.clear()
+  await Promise.all(open.map(([UploadId, u]) => u.client.send(new AbortMultipartUploadCommand({ Bucket: u.bucket, Key: u.key, UploadId })).catch(() => undefined)))
+  return open.length
+}
+
+function refuseWhenStopping(): void {
+  if (stopping) throw new DesError('DES_UNAVAILABLE', 'the packer is stopping: upload abandoned')
+}
+
 /** Objects of one bucket written from local files. */
 export class S3Uploader {
   constructor(
@@ -176,9 +198,12 @@ export class S3Uploader {
 
   /** A multipart upload of `pieces`, completed under `cond`; aborted on any failure. */
   private async multipart(key: string, pieces: UploadPiece[], cond: WriteCondition, copyIfMatch?: string, beforeComplete?: () => Promise<void>): Promise<void> {
+    refuseWhenStopping()
     const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }))
     const uploadId = created.UploadId!
+    openUploads.set(uploadId, { client: this.client, bucket: this.bucket, key })
     try {
+      refuseWhenStopping()
       const parts = await mapLimit(pieces, 3, async (piece, i) => {
         const PartNumber = i + 1
         if ('copy' in piece) {
@@ -213,10 +238,13 @@ export class S3Uploader {
         })
       })
       await beforeComplete?.()
+      refuseWhenStopping()
       await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...cond }))
     } catch (err) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId })).catch(() => undefined)
       throw err
+    } finally {
+      openUploads.delete(uploadId)
     }
   }
 }

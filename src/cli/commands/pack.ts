@@ -4,11 +4,13 @@
 // DES_S3_PREFIX (the bucket `des serve` reads), DES_BACKEND=multi_s3 into the
 // zones of DES_ZONES_CONFIG. A summary at the end, or --json.
 
+import { constants } from 'node:os'
 import type { Argv } from 'yargs'
 import { explicitNBits, loadConfig } from '../../config/env'
 import { DesError } from '../../errors'
 import type { PackOptions, PackResult, PackTarget } from '../../pack'
 import type { ByteSource } from '../../storage/source'
+import { removeTempDirsSync } from '../../temp-dir'
 import { writeOut } from '../output'
 import { nBitsFlag, wholeNumberFlag, zstdLevelFlag } from '../flags'
 import { MAX_PACK_WORKERS } from '../../config/pack'
@@ -166,11 +168,14 @@ export function register(y: Argv): Argv {
       const bar = argv.progress === false ? null : progressBar(process.stderr)
       if (bar) opts.onProgress = bar.onProgress
       let result: PackResult
+      const stop = stopCleanly(target)
       try {
         const manifest = argv['input-json']
         result = await runPack(readManifestBatches(manifest), target, opts, { memoryEntries, expectedEntries: await manifestEntriesHint(manifest) })
       } finally {
         bar?.stop()
+        // Stopped by a signal: the run's failures (its uploads refused) are not what it says; that exits.
+        await stop.off()
       }
 
       for (const warning of result.warnings ?? []) process.stderr.write(`des pack: warning: ${warning}\n`)
@@ -194,4 +199,49 @@ export function register(y: Argv): Argv {
       )
     },
   )
+}
+
+/** Longest wait for S3 to take the aborts of a stopped run before it exits anyway. */
+const ABORT_WAIT_MS = 10_000
+
+/**
+ * A run stopped by SIGTERM (an evicted pod, a deleted Job) or SIGINT (Ctrl-C)
+ * aborts its multipart uploads and removes its temp folders before it exits
+ * (128 + the signal's number, as a shell reports it): S3 would keep, and
+ * bill, the parts of every upload under way, and TMPDIR the parts being
+ * built. Objects already written stay; none is left half-written (an object
+ * is whole or not there). A second signal exits at once; kill -9 cannot be
+ * caught (docs/OPERATIONS.md, S3 request costs).
+ */
+function stopCleanly(target: PackTarget): { off: () => Promise<void> } {
+  let stopping: Promise<void> | undefined
+  const onSignal = (sig: 'SIGTERM' | 'SIGINT') => {
+    const code = 128 + constants.signals[sig]
+    if (stopping) process.exit(code)
+    process.stderr.write(`des pack: ${sig}: stopping\n`)
+    stopping = (async () => {
+      const done: string[] = []
+      if (target.kind !== 'local') {
+        const { abortOpenUploads } = await import('../../storage/s3-upload')
+        const wait = new Promise<number>((resolve) => setTimeout(resolve, ABORT_WAIT_MS, -1).unref())
+        const aborted = await Promise.race([abortOpenUploads(), wait])
+        done.push(aborted < 0 ? 'S3 did not answer the aborts of its uploads' : `aborts sent for ${aborted} multipart upload(s) under way`)
+      }
+      done.push(`${removeTempDirsSync()} temp folder(s) removed`)
+      process.stderr.write(`des pack: stopped by ${sig}: ${done.join(', ')}; what was written stays (rerun with --skip-existing)\n`)
+      process.exit(code)
+    })()
+  }
+  const onTerm = () => onSignal('SIGTERM')
+  const onInt = () => onSignal('SIGINT')
+  process.on('SIGTERM', onTerm)
+  process.on('SIGINT', onInt)
+  return {
+    /** Stops listening; when a signal came, waits for its exit instead of returning. */
+    off: async () => {
+      if (stopping) await stopping
+      process.off('SIGTERM', onTerm)
+      process.off('SIGINT', onInt)
+    },
+  }
 }
