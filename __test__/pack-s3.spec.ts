@@ -265,6 +265,13 @@ test('a date of many keys is listed once instead of probed key by key; appends a
   await packFiles(asInputs(second.rows), target, { nBits: 8 })
   t.is(countCalls(calls, 'ListObjectsV2Command'), 1)
   t.deepEqual(calls.filter((c) => c.status !== undefined), [], 'no missing object asked for, no conflict')
+  // Per key, as docs/OPERATIONS.md counts them: its tail before the writing and at it, its
+  // header, its data (under 5 MiB, no server-side copy), the PUT and the read-back.
+  const tails = calls.filter((c) => c.name === 'GetObjectCommand' && /^bytes=-\d+$/.test(c.range ?? ''))
+  t.is(tails.length, 3 * many.length)
+  t.is(calls.filter((c) => c.name === 'GetObjectCommand' && c.range === 'bytes=0-7').length, many.length, 'each header')
+  t.is(countCalls(calls, 'GetObjectCommand'), 5 * many.length)
+  t.is(countCalls(calls, 'PutObjectCommand'), many.length)
 
   // A new date, listed empty; another writer creates all its keys before our first upload completes.
   const late = uidsByKey(LIST_FROM_KEYS, 2, '2024-03-02T00:00:00Z', 'late')
