@@ -662,6 +662,62 @@ mod tests {
   }
 
   #[test]
+  fn a_source_changed_after_its_read_ahead_is_stored_as_it_is_now_or_refused_as_changed() {
+    // What a writer that read it itself would do: the payload read ahead
+    // before the change is not stored.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let before = b"{\"invoice\": 1, \"total\": 100}".to_vec();
+    let after = b"{\"invoice\": 1, \"total\": 999}".to_vec();
+    let plain = WriterOptions::default();
+    let ahead = crate::prefetch::Prefetch::start(
+      plain.compression.clone(),
+      plain.big_file_threshold,
+      1 << 20,
+      1,
+    );
+    let item = |uid: &str, data: &[u8]| file_item(&src, uid, data, Some(data.len() as u64));
+    let (rewritten, grown) = (item("rewritten", &before), item("grown", &before));
+    ahead.add(
+      ["rewritten", "grown"]
+        .iter()
+        .map(|uid| crate::prefetch::Ahead {
+          uid: uid.to_string(),
+          path: src.join(uid),
+          expected_size: before.len() as u64,
+        })
+        .collect(),
+    );
+    ahead.settle();
+    assert_eq!(ahead.made().len(), 2);
+    // As many bytes, other ones, put in its place; and one grown.
+    std::fs::write(src.join("new"), &after).unwrap();
+    std::fs::rename(src.join("new"), src.join("rewritten")).unwrap();
+    std::fs::write(src.join("grown"), [&before[..], b"more"].concat()).unwrap();
+    let opts = WriterOptions {
+      prefetched: Some(ahead.clone()),
+      ..WriterOptions::default()
+    };
+    let outcomes = pack_parts(
+      vec![
+        job(dir.path().join("d/01.des"), vec![rewritten]),
+        job(dir.path().join("d/02.des"), vec![grown]),
+      ],
+      &opts,
+    );
+    assert!(outcomes[0].is_ok());
+    let shard = ShardFile::open(dir.path().join("d/01.des")).unwrap();
+    assert_eq!(shard.read("rewritten", "_bigFiles").unwrap(), after);
+    let err = outcomes[1].as_ref().unwrap_err();
+    assert_eq!(
+      (err.code(), err.uid()),
+      ("DES_SOURCE_CHANGED", Some("grown"))
+    );
+    assert!(!dir.path().join("d/02.des").exists());
+  }
+
+  #[test]
   fn a_part_whose_turn_is_held_comes_back_busy_in_a_batch_and_waits_alone() {
     let dir = tempfile::tempdir().unwrap();
     let opts = WriterOptions::default();

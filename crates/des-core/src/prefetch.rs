@@ -3,8 +3,11 @@
 //! routing, checking): a run's start is otherwise one busy core.
 //!
 //! Purely a head start: a payload is taken only by the item it was made for
-//! (same uid, path, expected size and compression), and anything that fails
-//! here is dropped, to be read again, and reported, by the writer itself.
+//! (same uid, path, expected size and compression) and only while its source
+//! is still as it was when read (the same file, size and times: a source
+//! changed since is read again by the writer, which stores its bytes then or
+//! refuses it as changed); anything that fails here is dropped, to be read
+//! again, and reported, by the writer itself.
 
 use crate::checksum::crc32c;
 use crate::codec::CompressionPolicy;
@@ -38,7 +41,46 @@ pub struct Ready {
 struct Made {
   path: PathBuf,
   expected_size: u64,
+  /// The source as it was looked at before it was read.
+  version: Version,
   ready: Ready,
+}
+
+/// What a stat says of a file: which file it is, its size, when it was last
+/// written. The same before a read and at a later look: not written since
+/// (to the resolution of the file system's clock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Version {
+  #[cfg(unix)]
+  id: (u64, u64, i64, i64, i64, i64),
+  #[cfg(not(unix))]
+  modified: Option<std::time::SystemTime>,
+  len: u64,
+}
+
+impl Version {
+  fn of(m: &std::fs::Metadata) -> Version {
+    #[cfg(unix)]
+    {
+      use std::os::unix::fs::MetadataExt;
+      Version {
+        id: (
+          m.dev(),
+          m.ino(),
+          m.mtime(),
+          m.mtime_nsec(),
+          m.ctime(),
+          m.ctime_nsec(),
+        ),
+        len: m.len(),
+      }
+    }
+    #[cfg(not(unix))]
+    Version {
+      modified: m.modified().ok(),
+      len: m.len(),
+    }
+  }
 }
 
 #[derive(Debug, Default)]
@@ -125,7 +167,8 @@ impl Prefetch {
   }
 
   /// The payload made for this item, if one was, with the same source,
-  /// expected size and compression; it is handed out once.
+  /// expected size and compression, and the source not changed since it was
+  /// read (else the writer reads it again); it is handed out once.
   pub fn take(
     &self,
     uid: &str,
@@ -141,7 +184,14 @@ impl Prefetch {
     s.held -= made.ready.stored.len() as u64;
     drop(s);
     self.wake.notify_all();
-    (made.path == path && made.expected_size == expected_size).then_some(made.ready)
+    if made.path != path || made.expected_size != expected_size {
+      return None;
+    }
+    // Looked at again: a source rewritten, grown or replaced since its read
+    // ahead is read again, as if it had not been (stored as it is now, or
+    // refused as changed), not stored as it was.
+    let now = std::fs::metadata(path).ok()?;
+    (Version::of(&now) == made.version).then_some(made.ready)
   }
 
   /// Waits until nothing is being made and nothing more will be (the queue
@@ -195,7 +245,7 @@ impl Prefetch {
       s.in_flight -= 1;
       s.reserved -= next.expected_size;
       self.wake.notify_all();
-      let Some(ready) = made else {
+      let Some((version, ready)) = made else {
         continue;
       };
       if s.closed {
@@ -205,6 +255,7 @@ impl Prefetch {
       let made = Made {
         path: next.path,
         expected_size: next.expected_size,
+        version,
         ready,
       };
       // The same uid twice (a run that fails on it): the later is kept; `take` checks the path.
@@ -214,7 +265,8 @@ impl Prefetch {
     }
   }
 
-  fn make(&self, a: &Ahead) -> Option<Ready> {
+  /// The payload, with the source as it was looked at before its read.
+  fn make(&self, a: &Ahead) -> Option<(Version, Ready)> {
     // Looked at before it is opened, as the run's checks do (which this read
     // precedes): opening what is not a file acts on it (a FIFO's waiting
     // writer is let go, a device may do something).
@@ -226,12 +278,13 @@ impl Prefetch {
     let size = data.len() as u64;
     let (codec, stored) = self.compression.encode_owned(&a.uid, data).ok()?;
     let crc = crc32c(&stored);
-    Some(Ready {
+    let ready = Ready {
       codec,
       stored,
       crc,
       size,
-    })
+    };
+    Some((Version::of(&stat), ready))
   }
 }
 
@@ -239,6 +292,7 @@ impl Prefetch {
 mod tests {
   use super::*;
   use crate::writer::{prepare, PreparedKind, WriterOptions};
+  use std::io::Write;
 
   fn source(dir: &Path, name: &str, data: &[u8]) -> Ahead {
     let path = dir.join(name);
@@ -336,6 +390,48 @@ mod tests {
     assert!(p
       .take("gone", &dir.path().join("gone"), 1, &opts.compression)
       .is_none());
+  }
+
+  #[test]
+  fn a_source_changed_since_its_read_ahead_takes_nothing() {
+    // Grown, rewritten in place with as many bytes, or replaced by another
+    // file: the payload made from it before is not the source any more.
+    let dir = tempfile::tempdir().unwrap();
+    let (opts, p) = with_defaults(1);
+    let names = ["grown", "rewritten", "replaced", "kept"];
+    let items: Vec<Ahead> = names
+      .iter()
+      .map(|n| source(dir.path(), n, &text(100)))
+      .collect();
+    let paths: Vec<PathBuf> = items.iter().map(|a| a.path.clone()).collect();
+    p.add(items);
+    p.settle();
+    assert_eq!(p.made().len(), 4);
+    std::fs::OpenOptions::new()
+      .append(true)
+      .open(&paths[0])
+      .unwrap()
+      .write_all(b"more")
+      .unwrap();
+    let rewritten = std::fs::OpenOptions::new()
+      .write(true)
+      .open(&paths[1])
+      .unwrap();
+    (&rewritten).write_all(&[b'x'; 100]).unwrap();
+    // Written with a time of its own (as a copy that keeps its source's times is).
+    rewritten
+      .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+      .unwrap();
+    let other = dir.path().join("other");
+    std::fs::write(&other, text(100)).unwrap();
+    std::fs::rename(&other, &paths[2]).unwrap();
+    for (name, path) in names.iter().zip(&paths).take(3) {
+      assert!(
+        p.take(name, path, 100, &opts.compression).is_none(),
+        "{name}"
+      );
+    }
+    assert!(p.take("kept", &paths[3], 100, &opts.compression).is_some());
   }
 
   #[test]
