@@ -29,12 +29,15 @@ for (const fault of FAULT_POINTS) {
   test(`kill -9 at ${fault}, then a rerun: every row archived once, readable, no source lost`, async (t) => {
     const tb = await freshTable(`crash_${fault}`)
     t.teardown(() => tb.close())
-    // 300 rows over some 280 keys: more than four batches of 64 parts, so a
-    // kill when half the files are packed comes with parts still unwritten.
-    const rows = makeFiles(tb.dir, 300, { maxSize: 600 })
+    // 1,200 rows over some 600 keys: about ten batches of 64 parts, three in
+    // flight at most. Half the files are reported packed after five batches,
+    // so the kill then comes with parts never sent to be written (with five
+    // batches in all, those in flight could all land before the report that
+    // crossed half-way: a run stored every row).
+    const rows = makeFiles(tb.dir, 1200, { maxSize: 600 })
     await tb.insert(rows)
     const outDir = path.join(tb.dir, 'out')
-    const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { batch_size: 1000, delete_source_files: true }, packer: { n_bits: N_BITS } }), 'yaml')
+    const cfg = writeConfig(tb.dir, baseConfig(tb, { migration: { batch_size: 2000, delete_source_files: true }, packer: { n_bits: N_BITS } }), 'yaml')
 
     const killed = await runCli(['migrate', '--config', cfg], { env: { DES_TEST_FAULT: fault } })
     t.is(killed.code, -1, `killed by SIGKILL (stderr: ${killed.stderr})`)
