@@ -304,6 +304,13 @@ mod tests {
     }
   }
 
+  /// One source of `data` per name, queued as a run queues them, and their paths.
+  fn sources(dir: &Path, names: &[&str], data: &[u8]) -> (Vec<Ahead>, Vec<PathBuf>) {
+    let items: Vec<Ahead> = names.iter().map(|n| source(dir, n, data)).collect();
+    let paths = items.iter().map(|a| a.path.clone()).collect();
+    (items, paths)
+  }
+
   /// Readers on `threads` threads with the writer's default compression and a budget of 1 MiB.
   fn with_defaults(threads: usize) -> (WriterOptions, Arc<Prefetch>) {
     let opts = WriterOptions::default();
@@ -346,11 +353,7 @@ mod tests {
   fn another_path_size_or_compression_takes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (opts, p) = with_defaults(2);
-    let items: Vec<Ahead> = ["a", "b", "c"]
-      .iter()
-      .map(|n| source(dir.path(), n, &text(100)))
-      .collect();
-    let paths: Vec<PathBuf> = items.iter().map(|a| a.path.clone()).collect();
+    let (items, paths) = sources(dir.path(), &["a", "b", "c"], &text(100));
     p.add(items);
     p.settle();
     let mut lz4 = opts.compression.clone();
@@ -399,11 +402,7 @@ mod tests {
     let dir = tempfile::tempdir().unwrap();
     let (opts, p) = with_defaults(1);
     let names = ["grown", "rewritten", "replaced", "kept"];
-    let items: Vec<Ahead> = names
-      .iter()
-      .map(|n| source(dir.path(), n, &text(100)))
-      .collect();
-    let paths: Vec<PathBuf> = items.iter().map(|a| a.path.clone()).collect();
+    let (items, paths) = sources(dir.path(), &names, &text(100));
     p.add(items);
     p.settle();
     assert_eq!(p.made().len(), 4);
